@@ -1,0 +1,50 @@
+# netsonde — see README.md. Every target works on a fresh machine as root.
+GO        ?= go
+BIN       := bin/netsonde
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
+VPKG      := github.com/prometheus/common/version
+LDFLAGS   := -s -w -X $(VPKG).Version=$(VERSION) -X $(VPKG).Branch=$(BRANCH) -X $(VPKG).BuildUser=netsonde -X $(VPKG).BuildDate=$(shell date -u +%Y%m%dT%H%M%SZ)
+ARGS      ?=
+# CI's budget is 30 minutes for everything; a hung test must not eat it.
+TEST_TIMEOUT ?= 25m
+
+.PHONY: all build run test deps lint generate check-generated bench clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/netsonde
+
+# Runs the agent on :10333 with every collector this machine supports.
+# eBPF collectors need root (CAP_BPF, CAP_PERFMON); without it they report
+# down with a reason and the rest keep working.
+run: build
+	./$(BIN) $(ARGS)
+
+deps:
+	./hack/install-deps.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Regenerates the bpf2go bindings and objects (needs clang-19: make deps).
+generate:
+	$(GO) generate ./...
+
+# CI: the committed generated files must be what make generate produces.
+check-generated: generate
+	@if [ -n "$$(git status --porcelain -- bpf)" ]; then \
+		echo "generated BPF files differ from what is committed; run make generate and commit:"; \
+		git status --porcelain -- bpf; git diff --stat -- bpf; exit 1; fi
+
+test: deps lint check-generated
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+	./hack/bench/run.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,147 @@
+// Package agent runs netsonde: it starts the enabled collectors, serves
+// /metrics, /healthz, /readyz and a landing page, and shuts everything down
+// when its context ends.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	promcollectors "github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/linkwatch"
+	"github.com/netsonde/netsonde/podlookup"
+)
+
+// Config is everything the agent needs, parsed from flags by main.
+type Config struct {
+	Web           *web.FlagConfig
+	TelemetryPath string
+	// MaxRequests bounds concurrent scrapes (0: no limit).
+	MaxRequests int
+	Collectors  []collectors.Enabled
+	ProcPath    string
+	SysPath     string
+	Pods        podlookup.Resolver
+	// ShutdownTimeout bounds how long in-flight requests may finish.
+	ShutdownTimeout time.Duration
+}
+
+// Run serves until ctx ends, then releases everything. It returns an error
+// only for what must stop the agent: a bad web config file or an address it
+// cannot listen on. Collectors that fail are reported, not fatal.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	if cfg.Web.WebConfigFile != nil && *cfg.Web.WebConfigFile != "" {
+		if err := web.Validate(*cfg.Web.WebConfigFile); err != nil {
+			return fmt.Errorf("web config file %s: %w", *cfg.Web.WebConfigFile, err)
+		}
+	}
+	listeners, err := listen(*cfg.Web.WebListenAddresses)
+	if err != nil {
+		return err
+	}
+	if cfg.Pods == nil {
+		cfg.Pods = podlookup.None{}
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = time.Second
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	set := collectors.NewSet(logger, cfg.Collectors)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		versioncollector.NewCollector(collectors.Namespace),
+		promcollectors.NewGoCollector(),
+		promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}),
+	)
+	if err := reg.Register(set); err != nil {
+		return fmt.Errorf("register collectors: %w", err)
+	}
+
+	server := &http.Server{
+		Handler:           newMux(cfg, reg, set, logger),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	serveErr := make(chan error, 1)
+	go func() {
+		serveErr <- web.ServeMultiple(listeners, server, cfg.Web, logger)
+	}()
+	logger.Info("listening", "addresses", *cfg.Web.WebListenAddresses, "telemetry_path", cfg.TelemetryPath)
+
+	// Collectors start while the server already answers /healthz, so a
+	// slow BPF load does not make the kubelet kill the pod.
+	startDone := make(chan struct{})
+	go func() {
+		defer close(startDone)
+		deps := collectors.Deps{Logger: logger, Pods: cfg.Pods, ProcPath: cfg.ProcPath, SysPath: cfg.SysPath}
+		if w, err := linkwatch.New(logger.With("component", "linkwatch")); err != nil {
+			logger.Warn("no netlink link view; collectors that need it are down", "err", err)
+		} else if err := w.Start(ctx); err != nil {
+			logger.Warn("no netlink link view; collectors that need it are down", "err", err)
+		} else {
+			deps.Links = w
+		}
+		set.Start(ctx, deps)
+		logger.Info("collectors initialised", "ready", true)
+	}()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		if !errors.Is(err, http.ErrServerClosed) {
+			runErr = fmt.Errorf("serve: %w", err)
+		}
+	}
+
+	logger.Info("shutting down")
+	cancel()
+	shutdownCtx, stop := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer stop()
+	if err := server.Shutdown(shutdownCtx); err != nil {
+		server.Close()
+	}
+	<-startDone
+	if err := set.Close(); err != nil {
+		logger.Warn("closing collectors", "err", err)
+	}
+	return runErr
+}
+
+// listen opens every address before anything else starts, so an address in
+// use stops the agent at once with a message naming it.
+func listen(addrs []string) ([]net.Listener, error) {
+	var ls []net.Listener
+	for _, a := range addrs {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, o := range ls {
+				o.Close()
+			}
+			return nil, fmt.Errorf("listen on %s: %w", a, unwrapOpError(err))
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+// unwrapOpError drops net.OpError's repetition of the address.
+func unwrapOpError(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}

@@ -1,0 +1,14 @@
+package agent
+
+import (
+	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/collectors/mtu"
+)
+
+// Collectors is the table of every collector netsonde has, one line each.
+// Order does not matter: collectors start concurrently and are listed by name.
+func Collectors() []collectors.Spec {
+	return []collectors.Spec{
+		mtu.Spec,
+	}
+}

@@ -1,0 +1,93 @@
+// Package collectors is the framework every netsonde collector plugs into:
+// the Collector interface, the Spec a collector registers with, and the Set
+// that starts the enabled collectors, runs them on every scrape and reports
+// each one's health as netsonde_collector_up and _duration_seconds.
+package collectors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/netsonde/netsonde/linkwatch"
+	"github.com/netsonde/netsonde/podlookup"
+)
+
+// Namespace is the prefix of every metric netsonde exports.
+const Namespace = "netsonde"
+
+// Collector is one concern (drops, conntrack, MTU, ...). It is created and
+// started by its Factory, asked for metrics on every scrape, and closed once.
+type Collector interface {
+	// Collect sends the collector's current metrics. It must not block on
+	// anything that grows with traffic or table size; an error marks the
+	// collector down for this scrape (metrics already sent are kept).
+	Collect(ctx context.Context, ch chan<- prometheus.Metric) error
+	// Close releases everything the collector took: BPF links and maps,
+	// sockets, goroutines, files.
+	Close() error
+}
+
+// Factory builds and starts a collector. ctx lives as long as the agent, so
+// background goroutines may use it. An error means the collector cannot
+// work here; wrap it with Down to give the reason label a stable value.
+type Factory func(ctx context.Context, deps Deps) (Collector, error)
+
+// Spec is a collector's line in the agent's table.
+type Spec struct {
+	// Name is the collector's name: its --collector.NAME flag, its
+	// collector label, and the prefix of its own flags.
+	Name string
+	// Help is shown in --help and on the landing page.
+	Help string
+	// DefaultEnabled is the default of --collector.NAME.
+	DefaultEnabled bool
+	// Setup registers the collector's own flags (named "NAME.something")
+	// on app and returns the Factory, which reads them once they are parsed.
+	Setup func(app *kingpin.Application) Factory
+}
+
+// Deps is what the agent gives every collector. Shared knowledge lives here,
+// so collectors never reach into each other or into the HTTP layer.
+type Deps struct {
+	Logger *slog.Logger
+	// Links is the agent's live view of its network namespace's interfaces,
+	// or nil when netlink is not available.
+	Links *linkwatch.Watcher
+	// Pods attributes network namespaces, interfaces and addresses to pods.
+	Pods podlookup.Resolver
+	// ProcPath and SysPath are the roots of procfs and sysfs.
+	ProcPath string
+	SysPath  string
+}
+
+// DownError is a failure with a short, stable reason for the reason label
+// (for example "no_btf", "not_permitted"), keeping the full error for logs.
+type DownError struct {
+	Reason string
+	Err    error
+}
+
+func (e *DownError) Error() string { return e.Reason + ": " + e.Err.Error() }
+func (e *DownError) Unwrap() error { return e.Err }
+
+// Down wraps err with a reason label value. Reasons are a small fixed
+// vocabulary per collector: a label must never carry free text.
+func Down(reason string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &DownError{Reason: reason, Err: err}
+}
+
+// ReasonOf returns the reason label for err, or fallback when err carries none.
+func ReasonOf(err error, fallback string) string {
+	var de *DownError
+	if errors.As(err, &de) {
+		return de.Reason
+	}
+	return fallback
+}

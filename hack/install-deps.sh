@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs the Debian packages netsonde's build, tests and benchmarks use,
+# and skips what is already there. Safe to run again; needs root (CI is).
+set -euo pipefail
+
+# command -> Debian package that provides it
+declare -A need=(
+	[clang-19]=clang-19
+	[llvm-strip-19]=llvm-19
+	[bpftool]=bpftool
+	[promtool]=prometheus
+	[prometheus]=prometheus
+	[prometheus-alertmanager]=prometheus-alertmanager
+	[prometheus-node-exporter]=prometheus-node-exporter
+	[etcd]=etcd-server
+	[etcdctl]=etcd-client
+	[fio]=fio
+	[iperf3]=iperf3
+	[nft]=nftables
+	[iptables]=iptables
+	[conntrack]=conntrack
+	[ping]=iputils-ping
+	[tracepath]=iputils-tracepath
+	[hyperfine]=hyperfine
+	[ip]=iproute2
+	[openssl]=openssl
+)
+# headers only: checked by file
+declare -A need_files=(
+	[/usr/include/bpf/bpf_helpers.h]=libbpf-dev
+)
+
+missing=()
+for cmd in "${!need[@]}"; do
+	command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+for f in "${!need_files[@]}"; do
+	[ -e "$f" ] || missing+=("${need_files[$f]}")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "install-deps: everything present"
+	exit 0
+fi
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+echo "install-deps: installing ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: need root to apt-get install ${missing[*]}" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts the services it installs; tests run their own instances on
+# their own ports, so the system ones are stopped to keep ports and CPU free.
+for svc in prometheus prometheus-alertmanager prometheus-node-exporter etcd; do
+	if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+		systemctl stop "$svc" || true
+	fi
+done
+echo "install-deps: done"

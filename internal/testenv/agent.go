@@ -1,0 +1,201 @@
+package testenv
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// Agent is a real netsonde process started by a test inside a namespace.
+type Agent struct {
+	URL    string // http://127.0.0.1:PORT, reachable through Client
+	Client *http.Client
+	Cmd    *exec.Cmd
+	Log    *bytes.Buffer
+}
+
+// AgentPort is where test agents listen: each namespace has its own
+// loopback, so agents in different namespaces never collide.
+const AgentPort = 10333
+
+// StartAgent runs the netsonde binary inside ns with args added after
+// --web.listen-address, waits until /readyz answers 200, and stops it with
+// SIGTERM when the test ends (failing the test if it does not exit cleanly
+// within 2 s, the agent's shutdown promise).
+func StartAgent(t testing.TB, ns *Netns, args ...string) *Agent {
+	t.Helper()
+	bin := AgentBinary(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", AgentPort)
+	all := append([]string{"--web.listen-address=" + addr, "--log.level=debug"}, args...)
+	cmd := ns.Command(bin, all...)
+	a := &Agent{URL: "http://" + addr, Client: ns.HTTPClient(), Cmd: cmd, Log: &bytes.Buffer{}}
+	cmd.Stdout, cmd.Stderr = a.Log, a.Log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start agent: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("agent exited with %v; log:\n%s", err, a.Log)
+			}
+		case <-time.After(2 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+			t.Errorf("agent did not exit within 2s of SIGTERM; log:\n%s", a.Log)
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			t.Fatalf("agent exited early: %v; log:\n%s", err, a.Log)
+		default:
+		}
+		resp, err := a.Client.Get(a.URL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return a
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent not ready after 30s (last error %v); log:\n%s", err, a.Log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Get fetches a path and returns status and body.
+func (a *Agent) Get(t testing.TB, path string) (int, string) {
+	t.Helper()
+	resp, err := a.Client.Get(a.URL + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// Scrape fetches /metrics and parses it.
+func (a *Agent) Scrape(t testing.TB) Metrics {
+	t.Helper()
+	code, body := a.Get(t, "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("scrape: HTTP %d\n%s", code, body)
+	}
+	m, err := ParseMetrics(body)
+	if err != nil {
+		t.Fatalf("parse scrape: %v\n%s", err, body)
+	}
+	return m
+}
+
+// Metrics is a parsed exposition, by metric family name.
+type Metrics map[string]*dto.MetricFamily
+
+// ParseMetrics parses the Prometheus text format.
+func ParseMetrics(text string) (Metrics, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
+	return Metrics(fams), err
+}
+
+// Value returns the value of the one series of name whose labels include
+// every pair in match, and whether exactly one matched. Counters, gauges
+// and untyped series are supported; for a histogram it returns the count.
+func (m Metrics) Value(name string, match map[string]string) (float64, bool) {
+	var found []float64
+	for _, s := range m.Series(name, match) {
+		found = append(found, s.Value)
+	}
+	if len(found) != 1 {
+		return 0, false
+	}
+	return found[0], true
+}
+
+// Sum adds every series of name whose labels include match (0 if none).
+func (m Metrics) Sum(name string, match map[string]string) float64 {
+	var total float64
+	for _, s := range m.Series(name, match) {
+		total += s.Value
+	}
+	return total
+}
+
+// Series is one sample with its labels.
+type Series struct {
+	Labels map[string]string
+	Value  float64
+	Metric *dto.Metric
+}
+
+// Series lists every series of name whose labels include match.
+func (m Metrics) Series(name string, match map[string]string) []Series {
+	fam, ok := m[name]
+	if !ok {
+		return nil
+	}
+	var out []Series
+	for _, mt := range fam.GetMetric() {
+		labels := map[string]string{}
+		for _, lp := range mt.GetLabel() {
+			labels[lp.GetName()] = lp.GetValue()
+		}
+		ok := true
+		for k, v := range match {
+			if labels[k] != v {
+				ok = false
+				break
+			}
+		}
+		if !ok {
+			continue
+		}
+		var v float64
+		switch {
+		case mt.Counter != nil:
+			v = mt.Counter.GetValue()
+		case mt.Gauge != nil:
+			v = mt.Gauge.GetValue()
+		case mt.Untyped != nil:
+			v = mt.Untyped.GetValue()
+		case mt.Histogram != nil:
+			v = float64(mt.Histogram.GetSampleCount())
+		}
+		out = append(out, Series{Labels: labels, Value: v, Metric: mt})
+	}
+	sort.Slice(out, func(i, j int) bool { return fmt.Sprint(out[i].Labels) < fmt.Sprint(out[j].Labels) })
+	return out
+}
+
+// Eventually polls cond every 20 ms until it returns true or timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

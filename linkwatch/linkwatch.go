@@ -1,0 +1,239 @@
+// Package linkwatch keeps an in-memory view of the network interfaces of one
+// network namespace, current from netlink link events. Scrapes read the view
+// and never touch sysfs: node_exporter's per-file sysfs reads block on the
+// RTNL lock for seconds on busy nodes.
+package linkwatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Link is what netsonde knows about one interface.
+type Link struct {
+	Index int
+	Name  string
+	// Kind is netlink's IFLA_INFO_KIND (veth, vxlan, geneve, wireguard,
+	// bridge, ...) or "device" for a link without one (physical NICs, lo).
+	Kind        string
+	MTU         int
+	ParentIndex int // the lower device, for vlan/macvlan/ipvlan (0 if none)
+	MasterIndex int // the bridge or bond it is enslaved to (0 if none)
+	// NetNsID is the peer's namespace id for veths, -1 if unknown.
+	NetNsID int
+	Up      bool
+	// Attrs is the full netlink view, for collectors that need more (the
+	// underlay of a vxlan, for instance). Treat it as read-only.
+	Attrs netlink.Link
+}
+
+// Watcher keeps the view. Create it with New and run it with Start.
+type Watcher struct {
+	logger *slog.Logger
+	handle *netlink.Handle
+
+	mu    sync.RWMutex
+	links map[int]Link
+	subs  map[chan struct{}]struct{}
+	// resyncs counts full re-reads after an event socket overflow or error.
+	resyncs int
+}
+
+// New makes a watcher for the current network namespace.
+func New(logger *slog.Logger) (*Watcher, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("open rtnetlink: %w", err)
+	}
+	return &Watcher{logger: logger, handle: h, links: map[int]Link{}, subs: map[chan struct{}]struct{}{}}, nil
+}
+
+// Start reads every link once and keeps the view current until ctx ends.
+func (w *Watcher) Start(ctx context.Context) error {
+	updates, errc, err := w.subscribe(ctx)
+	if err != nil {
+		return err
+	}
+	if err := w.resync(); err != nil {
+		return err
+	}
+	go w.run(ctx, updates, errc)
+	return nil
+}
+
+func (w *Watcher) subscribe(ctx context.Context) (chan netlink.LinkUpdate, chan error, error) {
+	updates := make(chan netlink.LinkUpdate, 1024)
+	errc := make(chan error, 1)
+	err := netlink.LinkSubscribeWithOptions(updates, ctx.Done(), netlink.LinkSubscribeOptions{
+		// Thousands of veths appear at once on a busy node; a large
+		// buffer makes overflow (and the resync it costs) rare.
+		ReceiveBufferSize: 4 << 20,
+		ErrorCallback: func(err error) {
+			select {
+			case errc <- err:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("subscribe to link events: %w", err)
+	}
+	return updates, errc, nil
+}
+
+// run applies events. The subscription is made before the full read, so an
+// event that raced the read is applied after it: every change after
+// subscribing arrives in order, and the view converges. When the event
+// socket fails (ENOBUFS on overflow), it subscribes again and re-reads all.
+func (w *Watcher) run(ctx context.Context, updates chan netlink.LinkUpdate, errc chan error) {
+	defer w.handle.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u, ok := <-updates:
+			if ok {
+				w.apply(u)
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			var cause error
+			select {
+			case cause = <-errc:
+			default:
+				cause = errors.New("event channel closed")
+			}
+			w.logger.Warn("link event stream broke, resyncing", "err", cause)
+			for {
+				var err error
+				updates, errc, err = w.subscribe(ctx)
+				if err == nil {
+					err = w.resync()
+				}
+				if err == nil {
+					break
+				}
+				w.logger.Error("link resync failed, retrying", "err", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+			}
+		}
+	}
+}
+
+func (w *Watcher) resync() error {
+	all, err := w.handle.LinkList()
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return fmt.Errorf("list links: %w", err)
+	}
+	links := make(map[int]Link, len(all))
+	for _, l := range all {
+		v := fromNetlink(l)
+		links[v.Index] = v
+	}
+	w.mu.Lock()
+	w.links = links
+	w.resyncs++
+	w.mu.Unlock()
+	w.notify()
+	if errors.Is(err, netlink.ErrDumpInterrupted) {
+		// The dump raced a change; the change's event follows and fixes it.
+		w.logger.Debug("link dump interrupted; events will complete it")
+	}
+	return nil
+}
+
+func (w *Watcher) apply(u netlink.LinkUpdate) {
+	v := fromNetlink(u.Link)
+	w.mu.Lock()
+	switch u.Header.Type {
+	case unix.RTM_DELLINK:
+		// A link moved to another namespace is also deleted here.
+		delete(w.links, v.Index)
+	default:
+		w.links[v.Index] = v
+	}
+	w.mu.Unlock()
+	w.notify()
+}
+
+func fromNetlink(l netlink.Link) Link {
+	a := l.Attrs()
+	kind := l.Type()
+	return Link{
+		Index:       a.Index,
+		Name:        a.Name,
+		Kind:        kind,
+		MTU:         a.MTU,
+		ParentIndex: a.ParentIndex,
+		MasterIndex: a.MasterIndex,
+		NetNsID:     a.NetNsID,
+		Up:          a.Flags&unix.IFF_UP != 0,
+		Attrs:       l,
+	}
+}
+
+// Links returns a snapshot of every link, sorted by index.
+func (w *Watcher) Links() []Link {
+	w.mu.RLock()
+	out := make([]Link, 0, len(w.links))
+	for _, l := range w.links {
+		out = append(out, l)
+	}
+	w.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+	return out
+}
+
+// ByIndex returns the link with this ifindex.
+func (w *Watcher) ByIndex(index int) (Link, bool) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	l, ok := w.links[index]
+	return l, ok
+}
+
+// Resyncs counts full re-reads since start (the first included).
+func (w *Watcher) Resyncs() int {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.resyncs
+}
+
+// Subscribe returns a channel that receives a value after the view changed
+// (coalesced: one pending signal at most) and a function to stop.
+func (w *Watcher) Subscribe() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	w.mu.Lock()
+	w.subs[ch] = struct{}{}
+	w.mu.Unlock()
+	return ch, func() {
+		w.mu.Lock()
+		delete(w.subs, ch)
+		w.mu.Unlock()
+	}
+}
+
+func (w *Watcher) notify() {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	for ch := range w.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}

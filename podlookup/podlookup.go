@@ -1,0 +1,32 @@
+// Package podlookup attributes network namespaces, interfaces and addresses
+// to Kubernetes pods. Collectors are given a Resolver; without a cluster it
+// is None and every label stays empty (the host).
+package podlookup
+
+import "net/netip"
+
+// Pod names a pod. The zero value is the host.
+type Pod struct {
+	Namespace string
+	Name      string
+}
+
+// Resolver answers "whose is this?" from in-memory state only: it is called
+// on the scrape path and must not do I/O.
+type Resolver interface {
+	// ByNetns returns the pod whose network namespace has this inode
+	// (the number in /proc/PID/ns/net, and net->ns.inum in the kernel).
+	ByNetns(inode uint64) (Pod, bool)
+	// ByIP returns the pod that has this address.
+	ByIP(addr netip.Addr) (Pod, bool)
+	// ByHostInterface returns the pod behind a host-side interface of the
+	// agent's namespace (the host end of a pod's veth).
+	ByHostInterface(ifindex int) (Pod, bool)
+}
+
+// None attributes nothing: every series belongs to the host.
+type None struct{}
+
+func (None) ByNetns(uint64) (Pod, bool)      { return Pod{}, false }
+func (None) ByIP(netip.Addr) (Pod, bool)     { return Pod{}, false }
+func (None) ByHostInterface(int) (Pod, bool) { return Pod{}, false }
