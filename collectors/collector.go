@@ -91,3 +91,18 @@ func ReasonOf(err error, fallback string) string {
 	}
 	return fallback
 }
+
+var bpfAttachedDesc = prometheus.NewDesc(Namespace+"_bpf_program_attached",
+	"Whether the eBPF program is loaded and attached (1) or not (0).",
+	[]string{"program"}, nil)
+
+// BPFProgramAttached reports one eBPF program's attachment. Every collector
+// that owns programs sends one per program on each scrape, so an alert on
+// `== 0` names the program that failed.
+func BPFProgramAttached(ch chan<- prometheus.Metric, program string, attached bool) {
+	v := 0.0
+	if attached {
+		v = 1
+	}
+	ch <- prometheus.MustNewConstMetric(bpfAttachedDesc, prometheus.GaugeValue, v, program)
+}
