@@ -19,7 +19,7 @@ import (
 
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/linkwatch"
-	"github.com/netsonde/netsonde/podlookup"
+	"github.com/netsonde/netsonde/cluster"
 )
 
 // Config is everything the agent needs, parsed from flags by main.
@@ -31,7 +31,7 @@ type Config struct {
 	Collectors  []collectors.Enabled
 	ProcPath    string
 	SysPath     string
-	Pods        podlookup.Resolver
+	Pods        cluster.Resolver
 	// ShutdownTimeout bounds how long in-flight requests may finish.
 	ShutdownTimeout time.Duration
 }
@@ -50,7 +50,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	if cfg.Pods == nil {
-		cfg.Pods = podlookup.None{}
+		cfg.Pods = cluster.None{}
 	}
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = time.Second

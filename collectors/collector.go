@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/netsonde/netsonde/linkwatch"
-	"github.com/netsonde/netsonde/podlookup"
+	"github.com/netsonde/netsonde/cluster"
 )
 
 // Namespace is the prefix of every metric netsonde exports.
@@ -58,7 +58,7 @@ type Deps struct {
 	// or nil when netlink is not available.
 	Links *linkwatch.Watcher
 	// Pods attributes network namespaces, interfaces and addresses to pods.
-	Pods podlookup.Resolver
+	Pods cluster.Resolver
 	// ProcPath and SysPath are the roots of procfs and sysfs.
 	ProcPath string
 	SysPath  string

@@ -1,7 +1,9 @@
-// Package podlookup attributes network namespaces, interfaces and addresses
-// to Kubernetes pods. Collectors are given a Resolver; without a cluster it
-// is None and every label stays empty (the host).
-package podlookup
+// Package cluster is what the collectors know of the Kubernetes cluster:
+// which pod a network namespace, interface or address belongs to, and which
+// other nodes exist. Collectors are given a Resolver; without a cluster it
+// is None, every namespace/pod label stays empty (the host) and there are
+// no peers. The client-go side that fills it lives in agent/kube.
+package cluster
 
 import "net/netip"
 
@@ -11,8 +13,14 @@ type Pod struct {
 	Name      string
 }
 
-// Resolver answers "whose is this?" from in-memory state only: it is called
-// on the scrape path and must not do I/O.
+// Node is another node of the cluster.
+type Node struct {
+	Name       string
+	InternalIP netip.Addr
+}
+
+// Resolver answers from in-memory state only: it is called on the scrape
+// path and must not do I/O.
 type Resolver interface {
 	// ByNetns returns the pod whose network namespace has this inode
 	// (the number in /proc/PID/ns/net, and net->ns.inum in the kernel).
@@ -22,6 +30,8 @@ type Resolver interface {
 	// ByHostInterface returns the pod behind a host-side interface of the
 	// agent's namespace (the host end of a pod's veth).
 	ByHostInterface(ifindex int) (Pod, bool)
+	// PeerNodes lists the other nodes (path-MTU probe targets).
+	PeerNodes() []Node
 }
 
 // None attributes nothing: every series belongs to the host.
@@ -30,3 +40,4 @@ type None struct{}
 func (None) ByNetns(uint64) (Pod, bool)      { return Pod{}, false }
 func (None) ByIP(netip.Addr) (Pod, bool)     { return Pod{}, false }
 func (None) ByHostInterface(int) (Pod, bool) { return Pod{}, false }
+func (None) PeerNodes() []Node               { return nil }
