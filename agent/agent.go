@@ -17,9 +17,9 @@ import (
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/linkwatch"
-	"github.com/netsonde/netsonde/cluster"
 )
 
 // Config is everything the agent needs, parsed from flags by main.

@@ -12,8 +12,8 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/netsonde/netsonde/linkwatch"
 	"github.com/netsonde/netsonde/cluster"
+	"github.com/netsonde/netsonde/linkwatch"
 )
 
 // Namespace is the prefix of every metric netsonde exports.
