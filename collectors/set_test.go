@@ -1,0 +1,147 @@
+package collectors_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/netsonde/netsonde/cluster"
+	"github.com/netsonde/netsonde/collectors"
+)
+
+var fakeDesc = prometheus.NewDesc("netsonde_fake_value", "A fake collector's value.", []string{"which"}, nil)
+
+// fake is a collector whose behaviour each test sets.
+type fake struct {
+	name       string
+	collectErr error
+	panics     bool
+	closed     atomic.Int32
+}
+
+func (f *fake) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
+	if f.panics {
+		panic("boom")
+	}
+	ch <- prometheus.MustNewConstMetric(fakeDesc, prometheus.GaugeValue, 1, f.name)
+	return f.collectErr
+}
+
+func (f *fake) Close() error { f.closed.Add(1); return nil }
+
+func factory(c collectors.Collector, err error) collectors.Factory {
+	return func(context.Context, collectors.Deps) (collectors.Collector, error) { return c, err }
+}
+
+func startSet(t *testing.T, enabled ...collectors.Enabled) *collectors.Set {
+	t.Helper()
+	logger := slog.New(slog.DiscardHandler)
+	s := collectors.NewSet(logger, enabled)
+	s.Start(context.Background(), collectors.Deps{Logger: logger, Pods: cluster.None{}})
+	return s
+}
+
+// A collector that cannot start, one that fails to collect and one that
+// panics are each reported down with their own reason; the healthy one
+// keeps serving its metrics and is reported up.
+func TestFailuresAreIsolatedAndReported(t *testing.T) {
+	good := &fake{name: "good"}
+	failing := &fake{name: "failing", collectErr: collectors.Down("netlink_error", errors.New("EBUSY"))}
+	plain := &fake{name: "plain", collectErr: errors.New("no reason given")}
+	panicking := &fake{name: "panicking", panics: true}
+	s := startSet(t,
+		collectors.Enabled{Name: "good", Factory: factory(good, nil)},
+		collectors.Enabled{Name: "nostart", Factory: factory(nil, collectors.Down("no_btf", errors.New("no /sys/kernel/btf/vmlinux")))},
+		collectors.Enabled{Name: "failing", Factory: factory(failing, nil)},
+		collectors.Enabled{Name: "plain", Factory: factory(plain, nil)},
+		collectors.Enabled{Name: "panicking", Factory: factory(panicking, nil)},
+		collectors.Enabled{Name: "panicstart", Factory: func(context.Context, collectors.Deps) (collectors.Collector, error) { panic("start boom") }},
+	)
+	want := `
+# HELP netsonde_collector_up Whether the collector is working (1) or down (0); reason says why it is down.
+# TYPE netsonde_collector_up gauge
+netsonde_collector_up{collector="failing",reason="netlink_error"} 0
+netsonde_collector_up{collector="good",reason=""} 1
+netsonde_collector_up{collector="nostart",reason="no_btf"} 0
+netsonde_collector_up{collector="panicking",reason="panic"} 0
+netsonde_collector_up{collector="panicstart",reason="panic"} 0
+netsonde_collector_up{collector="plain",reason="collect_failed"} 0
+# HELP netsonde_fake_value A fake collector's value.
+# TYPE netsonde_fake_value gauge
+netsonde_fake_value{which="failing"} 1
+netsonde_fake_value{which="good"} 1
+netsonde_fake_value{which="plain"} 1
+`
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "netsonde_collector_up", "netsonde_fake_value"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := testutil.GatherAndCount(reg, "netsonde_collector_duration_seconds"); err != nil || n != 4 {
+		t.Fatalf("duration series = %d (%v), want 4: one per started collector", n, err)
+	}
+
+	states := map[string]collectors.State{}
+	for _, st := range s.States() {
+		states[st.Name] = st
+	}
+	if st := states["nostart"]; st.Up || st.Reason != "no_btf" || !strings.Contains(st.Error, "vmlinux") {
+		t.Errorf("nostart state = %+v", st)
+	}
+	if st := states["good"]; !st.Up || st.Reason != "" {
+		t.Errorf("good state = %+v", st)
+	}
+
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []*fake{good, failing, plain, panicking} {
+		if f.closed.Load() != 1 {
+			t.Errorf("%s closed %d times, want 1", f.name, f.closed.Load())
+		}
+	}
+}
+
+// A collector that fails one scrape and works the next is reported up again.
+func TestRecovery(t *testing.T) {
+	f := &fake{name: "flaky", collectErr: errors.New("transient")}
+	s := startSet(t, collectors.Enabled{Name: "flaky", Factory: factory(f, nil)})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s)
+	const head = `
+# HELP netsonde_collector_up Whether the collector is working (1) or down (0); reason says why it is down.
+# TYPE netsonde_collector_up gauge
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(head+`netsonde_collector_up{collector="flaky",reason="collect_failed"} 0
+`), "netsonde_collector_up"); err != nil {
+		t.Fatal(err)
+	}
+	f.collectErr = nil
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(head+`netsonde_collector_up{collector="flaky",reason=""} 1
+`), "netsonde_collector_up"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDownReason(t *testing.T) {
+	base := errors.New("permission denied")
+	err := collectors.Down("not_permitted", base)
+	if got := collectors.ReasonOf(err, "x"); got != "not_permitted" {
+		t.Errorf("ReasonOf = %q", got)
+	}
+	if !errors.Is(err, base) {
+		t.Error("Down does not unwrap to its cause")
+	}
+	if got := collectors.ReasonOf(errors.New("plain"), "fallback"); got != "fallback" {
+		t.Errorf("ReasonOf plain = %q", got)
+	}
+	if collectors.Down("r", nil) != nil {
+		t.Error("Down(nil) should be nil")
+	}
+}
