@@ -86,7 +86,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	go func() {
 		defer close(startDone)
 		deps := collectors.Deps{Logger: logger, Pods: cfg.Pods, ProcPath: cfg.ProcPath, SysPath: cfg.SysPath}
-		if w, err := linkwatch.New(logger.With("component", "linkwatch")); err != nil {
+		if w, err := linkwatch.New(logger.With("component", "linkwatch"), linkwatch.Options{}); err != nil {
 			logger.Warn("no netlink link view; collectors that need it are down", "err", err)
 		} else if err := w.Start(ctx); err != nil {
 			logger.Warn("no netlink link view; collectors that need it are down", "err", err)

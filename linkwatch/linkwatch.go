@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,6 +39,10 @@ type Link struct {
 // Watcher keeps the view. Create it with New and run it with Start.
 type Watcher struct {
 	logger *slog.Logger
+	opts   Options
+	// ns is the namespace being watched, held open so that a resubscribe
+	// from any goroutine (any OS thread) watches the same one.
+	ns     netns.NsHandle
 	handle *netlink.Handle
 
 	mu    sync.RWMutex
@@ -47,22 +52,40 @@ type Watcher struct {
 	resyncs int
 }
 
-// New makes a watcher for the current network namespace.
-func New(logger *slog.Logger) (*Watcher, error) {
-	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+// Options tune a Watcher; the zero value is right for production.
+type Options struct {
+	// ReceiveBufferSize of the event socket, in bytes (default 4 MiB).
+	// Thousands of veths appear at once on a busy node; a large buffer
+	// makes overflow, and the full re-read it costs, rare.
+	ReceiveBufferSize int
+}
+
+// New makes a watcher for the calling thread's network namespace.
+func New(logger *slog.Logger, opts Options) (*Watcher, error) {
+	if opts.ReceiveBufferSize == 0 {
+		opts.ReceiveBufferSize = 4 << 20
+	}
+	ns, err := netns.Get()
 	if err != nil {
+		return nil, fmt.Errorf("open own network namespace: %w", err)
+	}
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		ns.Close()
 		return nil, fmt.Errorf("open rtnetlink: %w", err)
 	}
-	return &Watcher{logger: logger, handle: h, links: map[int]Link{}, subs: map[chan struct{}]struct{}{}}, nil
+	return &Watcher{logger: logger, opts: opts, ns: ns, handle: h, links: map[int]Link{}, subs: map[chan struct{}]struct{}{}}, nil
 }
 
 // Start reads every link once and keeps the view current until ctx ends.
 func (w *Watcher) Start(ctx context.Context) error {
 	updates, errc, err := w.subscribe(ctx)
-	if err != nil {
-		return err
+	if err == nil {
+		err = w.resync()
 	}
-	if err := w.resync(); err != nil {
+	if err != nil {
+		w.handle.Close()
+		w.ns.Close()
 		return err
 	}
 	go w.run(ctx, updates, errc)
@@ -72,17 +95,24 @@ func (w *Watcher) Start(ctx context.Context) error {
 func (w *Watcher) subscribe(ctx context.Context) (chan netlink.LinkUpdate, chan error, error) {
 	updates := make(chan netlink.LinkUpdate, 1024)
 	errc := make(chan error, 1)
-	err := netlink.LinkSubscribeWithOptions(updates, ctx.Done(), netlink.LinkSubscribeOptions{
-		// Thousands of veths appear at once on a busy node; a large
-		// buffer makes overflow (and the resync it costs) rare.
-		ReceiveBufferSize: 4 << 20,
+	opts := netlink.LinkSubscribeOptions{
+		Namespace:         &w.ns,
+		ReceiveBufferSize: w.opts.ReceiveBufferSize,
+		// Forcing lifts the net.core.rmem_max cap (212 KiB by default)
+		// but needs CAP_NET_ADMIN; without it, take what rmem_max allows.
+		ReceiveBufferForceSize: true,
 		ErrorCallback: func(err error) {
 			select {
 			case errc <- err:
 			default:
 			}
 		},
-	})
+	}
+	err := netlink.LinkSubscribeWithOptions(updates, ctx.Done(), opts)
+	if err != nil {
+		opts.ReceiveBufferForceSize = false
+		err = netlink.LinkSubscribeWithOptions(updates, ctx.Done(), opts)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("subscribe to link events: %w", err)
 	}
@@ -94,6 +124,7 @@ func (w *Watcher) subscribe(ctx context.Context) (chan netlink.LinkUpdate, chan 
 // subscribing arrives in order, and the view converges. When the event
 // socket fails (ENOBUFS on overflow), it subscribes again and re-reads all.
 func (w *Watcher) run(ctx context.Context, updates chan netlink.LinkUpdate, errc chan error) {
+	defer w.ns.Close()
 	defer w.handle.Close()
 	for {
 		select {
