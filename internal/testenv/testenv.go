@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -83,12 +84,16 @@ func AgentBinary(t testing.TB) string {
 			buildErr = err
 			return
 		}
-		dir, err := os.MkdirTemp("", "netsonde-bin-")
-		if err != nil {
+		// One binary per test process, in one shared folder; binaries of
+		// test processes that have exited are removed here, so test runs
+		// leave at most the binaries of the ones still running.
+		dir := filepath.Join(os.TempDir(), "netsonde-test-bin")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			buildErr = err
 			return
 		}
-		buildPath = filepath.Join(dir, "netsonde")
+		removeStale(dir)
+		buildPath = filepath.Join(dir, fmt.Sprintf("netsonde-%d", os.Getpid()))
 		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/netsonde")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -99,6 +104,20 @@ func AgentBinary(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return buildPath
+}
+
+// removeStale deletes netsonde-PID binaries whose test process is gone.
+func removeStale(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "netsonde-%d", &pid); err != nil {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 func moduleRoot() (string, error) {
