@@ -2,6 +2,7 @@ package agent
 
 import (
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/collectors/drops"
 	"github.com/netsonde/netsonde/collectors/mtu"
 )
 
@@ -9,6 +10,7 @@ import (
 // Order does not matter: collectors start concurrently and are listed by name.
 func Collectors() []collectors.Spec {
 	return []collectors.Spec{
+		drops.Spec,
 		mtu.Spec,
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +24,15 @@ type Agent struct {
 	Client *http.Client
 	Cmd    *exec.Cmd
 	Log    *bytes.Buffer
+	stop   func()
+}
+
+// StopAgent sends SIGTERM and waits for the agent to exit, failing the test
+// if it does not exit with status 0 within 2 s. Cleanup does the same for
+// an agent still running when the test ends.
+func StopAgent(t testing.TB, a *Agent) {
+	t.Helper()
+	a.stop()
 }
 
 // AgentPort is where test agents listen: each namespace has its own
@@ -38,7 +48,10 @@ func StartAgent(t testing.TB, ns *Netns, args ...string) *Agent {
 	bin := AgentBinary(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", AgentPort)
 	all := append([]string{"--web.listen-address=" + addr, "--log.level=debug"}, args...)
-	cmd := ns.Command(bin, all...)
+	// nsenter, not `ip netns exec`: the latter remounts /sys for the
+	// namespace, which hides tracefs (/sys/kernel/tracing) from the agent;
+	// a DaemonSet keeps the host's mounts, and so does nsenter.
+	cmd := exec.Command("nsenter", append([]string{"--net=/run/netns/" + ns.Name, "--", bin}, all...)...)
 	a := &Agent{URL: "http://" + addr, Client: ns.HTTPClient(), Cmd: cmd, Log: &bytes.Buffer{}}
 	cmd.Stdout, cmd.Stderr = a.Log, a.Log
 	if err := cmd.Start(); err != nil {
@@ -46,19 +59,23 @@ func StartAgent(t testing.TB, ns *Netns, args ...string) *Agent {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("agent exited with %v; log:\n%s", err, a.Log)
+	var once sync.Once
+	a.stop = func() {
+		once.Do(func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case err := <-exited:
+				if err != nil {
+					t.Errorf("agent exited with %v; log:\n%s", err, a.Log)
+				}
+			case <-time.After(2 * time.Second):
+				cmd.Process.Kill()
+				<-exited
+				t.Errorf("agent did not exit within 2s of SIGTERM; log:\n%s", a.Log)
 			}
-		case <-time.After(2 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-			t.Errorf("agent did not exit within 2s of SIGTERM; log:\n%s", a.Log)
-		}
-	})
+		})
+	}
+	t.Cleanup(a.stop)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {

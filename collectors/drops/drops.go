@@ -1,0 +1,198 @@
+// Package drops exports every packet the kernel drops, counted in the
+// kernel by the kernel's own drop reason, protocol, interface and network
+// namespace: netsonde_packet_drops_total.
+package drops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/bits"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+
+	bpfdrops "github.com/netsonde/netsonde/bpf/drops"
+	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/netnsnames"
+)
+
+// Spec is the drops collector's line in the agent's table.
+var Spec = collectors.Spec{
+	Name:           "drops",
+	Help:           "Packets dropped by the kernel, by drop reason, protocol, interface and pod (eBPF on kfree_skb).",
+	DefaultEnabled: true,
+	Setup:          setup,
+}
+
+var (
+	dropsDesc = prometheus.NewDesc(collectors.Namespace+"_packet_drops_total",
+		"Packets dropped by the kernel, by the kernel's drop reason (enum skb_drop_reason).",
+		[]string{"reason", "protocol", "interface", "namespace", "pod"}, nil)
+	overflowDesc = prometheus.NewDesc(collectors.Namespace+"_packet_drops_overflow_total",
+		"Drops counted without protocol, interface and pod because the kernel map was full; they are included in netsonde_packet_drops_total with those labels empty.",
+		nil, nil)
+)
+
+type config struct {
+	attach    *string
+	tracefs   *string
+	btfDir    *string
+	forgetFor *time.Duration
+	mapSize   *uint32
+}
+
+func setup(app *kingpin.Application) collectors.Factory {
+	c := config{
+		attach: app.Flag("drops.attach", "How to attach: auto (tp_btf, then the classic tracepoint), tp_btf, or tracepoint.").
+			Default("auto").Enum("auto", bpfdrops.ModeBTF, bpfdrops.ModeTracepoint),
+		tracefs: app.Flag("drops.tracefs", "tracefs mountpoint (for the classic tracepoint's layout check).").
+			Default("/sys/kernel/tracing").String(),
+		btfDir: app.Flag("drops.btf-dir", "Where the kernel's BTF is (drop reason names).").
+			Default("/sys/kernel/btf").String(),
+		mapSize: app.Flag("drops.map-size", "Distinct (reason, protocol, interface, namespace) keys the kernel map holds; drops beyond it are still counted by reason, without the other labels.").
+			Default("8192").Uint32(),
+		forgetFor: app.Flag("drops.forget-after", "Forget counters of a network namespace this long after it disappeared, so pods' series go with them.").
+			Default("2m").Duration(),
+	}
+	return func(ctx context.Context, deps collectors.Deps) (collectors.Collector, error) {
+		return start(deps, c)
+	}
+}
+
+type collector struct {
+	deps      collectors.Deps
+	probe     *bpfdrops.Probe
+	reasons   reasonNames
+	names     *netnsnames.Resolver
+	forgetFor time.Duration
+	mu        sync.Mutex // one Collect at a time: it deletes stale keys
+}
+
+func start(deps collectors.Deps, c config) (collectors.Collector, error) {
+	// Kernels before 5.11 account BPF memory to RLIMIT_MEMLOCK; this
+	// raises it only there (it probes first).
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, collectors.Down("memlock", err)
+	}
+	reasons, err := loadReasonNames(*c.btfDir)
+	// The parsed kernel BTF (tens of MiB) is garbage from here on, whatever
+	// happens next: return it to the OS rather than carry it in RSS.
+	defer debug.FreeOSMemory()
+	if err != nil {
+		return nil, collectors.Down("no_btf", err)
+	}
+	opts := bpfdrops.Options{MapSize: *c.mapSize, TracepointFormat: strings.TrimSuffix(*c.tracefs, "/") + "/events/skb/kfree_skb/format"}
+	if *c.attach != "auto" {
+		opts.Modes = []string{*c.attach}
+	}
+	probe, err := bpfdrops.Load(opts)
+	if err != nil {
+		return nil, collectors.Down(reasonForLoad(err), err)
+	}
+	deps.Logger.Info("drop counter attached", "mode", probe.Mode, "tried", probe.Tried, "reasons", len(reasons))
+	names, err := netnsnames.New(netnsnames.Options{Links: deps.Links, ProcPath: deps.ProcPath})
+	if err != nil {
+		probe.Close()
+		return nil, collectors.Down("netns", err)
+	}
+	return &collector{deps: deps, probe: probe, reasons: reasons, names: names, forgetFor: *c.forgetFor}, nil
+}
+
+func reasonForLoad(err error) string {
+	switch {
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return "not_supported"
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		return "not_permitted"
+	default:
+		return "attach_failed"
+	}
+}
+
+type labels struct{ reason, protocol, iface, namespace, pod string }
+
+func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for prog, on := range c.probe.Programs() {
+		collectors.BPFProgramAttached(ch, prog, on)
+	}
+	counts, err := c.probe.Read()
+	if err != nil {
+		return collectors.Down("map_read", err)
+	}
+	sums := map[labels]uint64{}
+	var stale []bpfdrops.Key
+	alive := map[uint64]bool{}
+	for k, v := range counts.ByKey {
+		l := labels{reason: c.reasons.name(k.Reason), protocol: protocolName(k.Protocol)}
+		if k.Netns != 0 {
+			alive[uint64(k.Netns)] = true
+			res := c.names.Name(uint64(k.Netns), int(k.Ifindex))
+			if res.GoneFor > c.forgetFor {
+				stale = append(stale, k)
+				continue
+			}
+			l.iface = res.Name
+			if uint64(k.Netns) != c.names.Own() {
+				pod, _ := c.deps.Pods.ByNetns(uint64(k.Netns))
+				l.namespace, l.pod = pod.Namespace, pod.Name
+			}
+		}
+		sums[l] += v
+	}
+	var overflowed uint64
+	for reason, v := range counts.Overflow {
+		sums[labels{reason: c.reasons.name(reason)}] += v
+		overflowed += v
+	}
+	if counts.Lost > 0 {
+		sums[labels{reason: "unknown"}] += counts.Lost
+		overflowed += counts.Lost
+	}
+	for l, v := range sums {
+		ch <- prometheus.MustNewConstMetric(dropsDesc, prometheus.CounterValue, float64(v),
+			l.reason, l.protocol, l.iface, l.namespace, l.pod)
+	}
+	ch <- prometheus.MustNewConstMetric(overflowDesc, prometheus.CounterValue, float64(overflowed))
+	if len(stale) > 0 {
+		c.probe.Forget(stale)
+		c.deps.Logger.Debug("forgot drop counters of vanished namespaces", "keys", len(stale))
+	}
+	c.names.Forget(alive)
+	return nil
+}
+
+func (c *collector) Close() error { return c.probe.Close() }
+
+// protocolName names skb->protocol, which the kernel keeps in network byte
+// order and the key carries as read (little-endian host).
+func protocolName(raw uint16) string {
+	p := bits.ReverseBytes16(raw)
+	switch p {
+	case 0:
+		return ""
+	case 0x0800:
+		return "ipv4"
+	case 0x86dd:
+		return "ipv6"
+	case 0x0806:
+		return "arp"
+	case 0x8100:
+		return "vlan"
+	case 0x88a8:
+		return "qinq"
+	case 0x8847:
+		return "mpls"
+	default:
+		return fmt.Sprintf("0x%04x", p)
+	}
+}

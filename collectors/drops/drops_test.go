@@ -1,0 +1,247 @@
+package drops_test
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netsonde/netsonde/internal/testenv"
+)
+
+const dropsMetric = "netsonde_packet_drops_total"
+
+// pair is a veth pair from namespace "from" (address .1) to namespace "to"
+// (address .2) on 198.18.N.0/24.
+type pair struct {
+	from, to    *testenv.Netns
+	fromIf, to_ string
+	toIP        string
+}
+
+func newPair(t *testing.T, from, to *testenv.Netns, subnet int) pair {
+	t.Helper()
+	p := pair{from: from, to: to, fromIf: testenv.RandomName("da"), to_: testenv.RandomName("db")}
+	p.toIP = fmt.Sprintf("198.18.%d.2", subnet)
+	testenv.Run(t, "ip", "link", "add", p.fromIf, "netns", from.Name, "type", "veth", "peer", "name", p.to_, "netns", to.Name)
+	from.Exec(t, "ip", "addr", "add", fmt.Sprintf("198.18.%d.1/24", subnet), "dev", p.fromIf)
+	to.Exec(t, "ip", "addr", "add", p.toIP+"/24", "dev", p.to_)
+	from.Exec(t, "ip", "link", "set", p.fromIf, "up")
+	to.Exec(t, "ip", "link", "set", p.to_, "up")
+	// Resolve ARP first, so no datagram waits in (or is dropped from) the
+	// neighbour queue.
+	from.Exec(t, "ping", "-c", "1", "-W", "2", p.toIP)
+	return p
+}
+
+// send sends n UDP datagrams from the pair's first namespace to port,
+// paced so the receiver's backlog (netdev_max_backlog) never overflows:
+// only the drops the test means to cause may happen.
+func (p pair) send(t *testing.T, port, n int) {
+	t.Helper()
+	err := p.from.Do(func() error {
+		// Unconnected: on a connected socket an ICMP port unreachable
+		// would fail the next send, and that datagram never leave.
+		c, err := net.ListenPacket("udp4", ":0")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		to := &net.UDPAddr{IP: net.ParseIP(p.toIP), Port: port}
+		for i := 0; i < n; i++ {
+			if _, err := c.WriteTo([]byte("netsonde drop test"), to); err != nil {
+				return fmt.Errorf("send %d: %w", i, err)
+			}
+			if i%50 == 49 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func dropRule(t *testing.T, ns *testenv.Netns, port int) {
+	t.Helper()
+	testenv.RequireCommand(t, "nft")
+	ns.Exec(t, "nft", fmt.Sprintf("add table inet nsdtest; add chain inet nsdtest in { type filter hook input priority 0; }; add rule inet nsdtest in udp dport %d drop", port))
+}
+
+func drops(t *testing.T, a *testenv.Agent, reason, iface string) float64 {
+	return a.Scrape(t).Sum(dropsMetric, map[string]string{"reason": reason, "interface": iface, "protocol": "ipv4", "namespace": "", "pod": ""})
+}
+
+func waitDrops(t *testing.T, a *testenv.Agent, reason, iface string, want float64) {
+	t.Helper()
+	var got float64
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if got = drops(t, a, reason, iface); got == want {
+			// Stay put: a count that keeps rising past want is a failure too.
+			time.Sleep(200 * time.Millisecond)
+			if got = drops(t, a, reason, iface); got == want {
+				return
+			}
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var all []string
+	for _, s := range a.Scrape(t).Series(dropsMetric, nil) {
+		all = append(all, fmt.Sprintf("%v %v", s.Labels, s.Value))
+	}
+	t.Fatalf("%s drops on %s = %v, want exactly %v; all drops:\n%s", reason, iface, got, want, strings.Join(all, "\n"))
+}
+
+// 1,000 UDP datagrams dropped by an nftables rule on a veth → exactly
+// 1,000 NETFILTER_DROP on that veth; 100 to a closed port → exactly 100
+// NO_SOCKET; and 300 drops in another namespace on an interface with the
+// same ifindex are never counted on the first one.
+func testDropsByReason(t *testing.T, agentArgs ...string) {
+	nsAgent := testenv.NewNetns(t)
+	nsA := testenv.NewNetns(t)
+	nsB := testenv.NewNetns(t)
+	a := testenv.StartAgent(t, nsAgent, append([]string{"--collector.disable-defaults", "--collector.drops"}, agentArgs...)...)
+
+	p1 := newPair(t, nsAgent, nsA, 1)
+	p2 := newPair(t, nsAgent, nsB, 2)
+	idx := func(ns *testenv.Netns, ifname string) string {
+		return strings.TrimSpace(ns.Exec(t, "cat", "/sys/class/net/"+ifname+"/ifindex"))
+	}
+	if ia, ib := idx(nsA, p1.to_), idx(nsB, p2.to_); ia != ib {
+		t.Fatalf("want the same ifindex in both namespaces to prove per-namespace naming, got %s and %s", ia, ib)
+	}
+	dropRule(t, nsA, 9999)
+	dropRule(t, nsB, 9999)
+
+	p1.send(t, 9999, 1000)
+	waitDrops(t, a, "NETFILTER_DROP", p1.to_, 1000)
+
+	p1.send(t, 7, 100) // nothing listens on port 7 in nsA
+	waitDrops(t, a, "NO_SOCKET", p1.to_, 100)
+
+	p2.send(t, 9999, 300)
+	waitDrops(t, a, "NETFILTER_DROP", p2.to_, 300)
+	if got := drops(t, a, "NETFILTER_DROP", p1.to_); got != 1000 {
+		t.Fatalf("drops in namespace B leaked onto A's interface: %v, want 1000", got)
+	}
+}
+
+func TestDropsByReason(t *testing.T) {
+	testDropsByReason(t)
+}
+
+// The classic tracepoint, forced, counts exactly the same.
+func TestDropsByReasonClassicTracepoint(t *testing.T) {
+	testDropsByReason(t, "--drops.attach=tracepoint")
+}
+
+// A tracepoint that cannot be found takes the drops collector down with a
+// reason; the agent and the other collectors keep serving.
+func TestDropsDownWhenHookMissing(t *testing.T) {
+	ns := testenv.NewNetns(t)
+	a := testenv.StartAgent(t, ns, "--collector.disable-defaults", "--collector.drops", "--collector.mtu",
+		"--drops.attach=tracepoint", "--drops.tracefs="+t.TempDir())
+	m := a.Scrape(t)
+	if v, ok := m.Value("netsonde_collector_up", map[string]string{"collector": "drops", "reason": "attach_failed"}); !ok || v != 0 {
+		t.Fatalf("drops collector should be down with attach_failed:\n%s", a.Log)
+	}
+	if v, ok := m.Value("netsonde_collector_up", map[string]string{"collector": "mtu", "reason": ""}); !ok || v != 1 {
+		t.Fatal("mtu collector should be up")
+	}
+	if _, ok := m.Value("netsonde_interface_mtu_bytes", map[string]string{"interface": "lo"}); !ok {
+		t.Fatal("mtu metrics missing")
+	}
+	if !strings.Contains(a.Log.String(), "skb:kfree_skb") && !strings.Contains(a.Log.String(), "tracepoint format") {
+		t.Errorf("log does not say what was tried:\n%s", a.Log)
+	}
+}
+
+// objectsOf lists the BPF program and map ids a process holds, from its
+// file descriptors' fdinfo (prog_id: / map_id: lines).
+func objectsOf(t *testing.T, pid int) (progs, maps []string) {
+	t.Helper()
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fdinfo", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if id, ok := strings.CutPrefix(line, "prog_id:"); ok {
+				progs = append(progs, strings.TrimSpace(id))
+			}
+			if id, ok := strings.CutPrefix(line, "map_id:"); ok {
+				maps = append(maps, strings.TrimSpace(id))
+			}
+		}
+	}
+	return progs, maps
+}
+
+func exists(kind, id string) bool {
+	return exec.Command("bpftool", kind, "show", "id", id).Run() == nil
+}
+
+// After the agent exits, none of the programs and maps it held is left in
+// the kernel.
+func TestNothingLeftInKernel(t *testing.T) {
+	testenv.RequireCommand(t, "bpftool")
+	ns := testenv.NewNetns(t)
+	a := testenv.StartAgent(t, ns, "--collector.disable-defaults", "--collector.drops")
+	pid := a.Cmd.Process.Pid
+	progs, maps := objectsOf(t, pid)
+	if len(progs) < 1 || len(maps) < 3 {
+		t.Fatalf("agent holds progs %v and maps %v; want 1 program and its 3 maps", progs, maps)
+	}
+	testenv.StopAgent(t, a)
+	// The kernel frees programs and maps after an RCU grace period and
+	// deferred work, so allow it a moment.
+	testenv.Eventually(t, 5*time.Second, fmt.Sprintf("programs %v and maps %v gone from the kernel", progs, maps), func() bool {
+		for _, id := range progs {
+			if exists("prog", id) {
+				return false
+			}
+		}
+		for _, id := range maps {
+			if exists("map", id) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// With room for a single key, the map is full from the first drop on; the
+// 1,000 drops still count, by reason, in the overflow slot (or in the one
+// key, if it is theirs): their sum is exact and the overflow is visible.
+func TestDropsCountedWhenMapFull(t *testing.T) {
+	nsAgent := testenv.NewNetns(t)
+	nsA := testenv.NewNetns(t)
+	a := testenv.StartAgent(t, nsAgent, "--collector.disable-defaults", "--collector.drops", "--drops.map-size=1")
+	p := newPair(t, nsAgent, nsA, 3)
+	dropRule(t, nsA, 9999)
+	before := a.Scrape(t).Sum(dropsMetric, map[string]string{"reason": "NETFILTER_DROP", "interface": ""})
+	p.send(t, 9999, 1000)
+	testenv.Eventually(t, 5*time.Second, "1,000 NETFILTER_DROP between the key and the overflow slot", func() bool {
+		m := a.Scrape(t)
+		got := m.Sum(dropsMetric, map[string]string{"reason": "NETFILTER_DROP", "interface": p.to_}) +
+			m.Sum(dropsMetric, map[string]string{"reason": "NETFILTER_DROP", "interface": ""}) - before
+		return got == 1000
+	})
+	m := a.Scrape(t)
+	if len(m.Series(dropsMetric, nil)) > 1+len(m.Series(dropsMetric, map[string]string{"interface": "", "protocol": ""})) {
+		t.Errorf("more than one keyed series with a one-key map")
+	}
+	if v, _ := m.Value("netsonde_packet_drops_overflow_total", nil); v == 0 && m.Sum(dropsMetric, map[string]string{"interface": p.to_}) != 1000 {
+		t.Errorf("drops overflowed but the overflow counter is 0")
+	}
+}
