@@ -202,3 +202,21 @@ func (p *Probe) Close() error {
 	errs = append(errs, p.prog.Close(), p.maps.Close())
 	return errors.Join(errs...)
 }
+
+// LoadEmpty attaches an empty program to tp_btf/kfree_skb, for benchmarks
+// that need the hook's own cost as a baseline. Close it like a Probe.
+func LoadEmpty() (*ebpf.Program, link.Link, error) {
+	var objs emptyObjects
+	if err := loadEmptyObjects(&objs, nil); err != nil {
+		return nil, nil, fmt.Errorf("load empty program: %w", err)
+	}
+	l, err := link.AttachTracing(link.TracingOptions{Program: objs.KfreeSkbEmpty, AttachType: ebpf.AttachTraceRawTp})
+	if err != nil {
+		objs.Close()
+		return nil, nil, fmt.Errorf("attach empty program: %w", err)
+	}
+	return objs.KfreeSkbEmpty, l, nil
+}
+
+// Program returns the attached program (for its run statistics).
+func (p *Probe) Program() *ebpf.Program { return p.prog }
