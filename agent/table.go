@@ -2,6 +2,7 @@ package agent
 
 import (
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/collectors/conntrack"
 	"github.com/netsonde/netsonde/collectors/drops"
 	"github.com/netsonde/netsonde/collectors/mtu"
 )
@@ -10,6 +11,7 @@ import (
 // Order does not matter: collectors start concurrently and are listed by name.
 func Collectors() []collectors.Spec {
 	return []collectors.Spec{
+		conntrack.Spec,
 		drops.Spec,
 		mtu.Spec,
 	}

@@ -187,9 +187,15 @@ func collectSafely(c Collector, ch chan<- prometheus.Metric) (err error) {
 }
 
 // Close closes every started collector and returns their errors joined.
-// It waits for Start to finish first, so nothing started late is leaked.
+// It waits a moment for Start to finish, so nothing started late is
+// leaked, but not for ever: a collector stuck in its start must not stop
+// the agent from shutting down.
 func (s *Set) Close() error {
-	<-s.ready
+	select {
+	case <-s.ready:
+	case <-time.After(time.Second):
+		s.logger.Warn("collectors still starting at shutdown; closing the others")
+	}
 	var errs []error
 	for _, m := range s.members {
 		m.mu.Lock()
