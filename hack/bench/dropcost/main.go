@@ -182,4 +182,3 @@ func storm(ns string, n int) error {
 	}()
 	return <-errc
 }
-
