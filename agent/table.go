@@ -5,6 +5,7 @@ import (
 	"github.com/netsonde/netsonde/collectors/conntrack"
 	"github.com/netsonde/netsonde/collectors/drops"
 	"github.com/netsonde/netsonde/collectors/mtu"
+	"github.com/netsonde/netsonde/collectors/mtucheck"
 )
 
 // Collectors is the table of every collector netsonde has, one line each.
@@ -13,6 +14,7 @@ func Collectors() []collectors.Spec {
 	return []collectors.Spec{
 		conntrack.Spec,
 		drops.Spec,
+		mtucheck.Spec,
 		mtu.Spec,
 	}
 }

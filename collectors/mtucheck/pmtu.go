@@ -1,0 +1,372 @@
+package mtucheck
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+
+	"github.com/netsonde/netsonde/collectors"
+)
+
+var (
+	pathMTUDesc = prometheus.NewDesc(collectors.Namespace+"_path_mtu_bytes",
+		"Largest IPv4 packet, in bytes, that crossed to the target with DF set in the last probe run (tracepath-style UDP probes).",
+		[]string{"target"}, nil)
+	blackholeDesc = prometheus.NewDesc(collectors.Namespace+"_path_mtu_blackhole",
+		"1 when probes larger than the path MTU vanished and no ICMP fragmentation-needed came back: a PMTU black hole.",
+		[]string{"target"}, nil)
+	probesDesc = prometheus.NewDesc(collectors.Namespace+"_path_mtu_probes_total",
+		"Probe packets sent to the target.", []string{"target"}, nil)
+	probeTimeDesc = prometheus.NewDesc(collectors.Namespace+"_path_mtu_probe_timestamp_seconds",
+		"When the last probe run to the target finished (Unix time).", []string{"target"}, nil)
+)
+
+// Probing budget. Each run sends at most maxProbes packets to a target, one
+// every --pmtu.gap, and a run starts every --pmtu.interval: with the
+// defaults, at most 16 packets per target per 5 minutes, of at most the
+// interface MTU each. minProbe is the IPv4 minimum every link carries
+// (RFC 791: 576), below which there is nothing to learn.
+const (
+	maxProbes = 16
+	minProbe  = 576
+	probePort = 33434 // traceroute's: nothing listens there, so arrival answers port unreachable
+)
+
+type pmtuConfig struct {
+	targets  *[]string
+	interval *time.Duration
+	gap      *time.Duration
+	timeout  *time.Duration
+}
+
+func pmtuFlags(app *kingpin.Application) pmtuConfig {
+	return pmtuConfig{
+		targets: app.Flag("pmtu.target", "IPv4 address to probe the path MTU to (repeatable); peer nodes from the cluster are added.").Strings(),
+		interval: app.Flag("pmtu.interval", "How often to probe each target.").
+			Default("5m").Duration(),
+		gap: app.Flag("pmtu.gap", "Pause between two probes of one run. Hosts rate-limit ICMP errors to about one per second after a burst of six, so shorter gaps can make answers look lost.").
+			Default("1s").Duration(),
+		timeout: app.Flag("pmtu.timeout", "How long to wait for a probe's answer before counting it lost.").
+			Default("1s").Duration(),
+	}
+}
+
+type pathResult struct {
+	pmtu      int
+	blackhole bool
+	probes    uint64
+	finished  time.Time
+}
+
+type prober struct {
+	deps    collectors.Deps
+	cfg     pmtuConfig
+	static  []netip.Addr
+	mu      sync.Mutex
+	results map[netip.Addr]*pathResult
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func startProber(ctx context.Context, deps collectors.Deps, cfg pmtuConfig) (*prober, error) {
+	p := &prober{deps: deps, cfg: cfg, results: map[netip.Addr]*pathResult{}, done: make(chan struct{})}
+	for _, t := range *cfg.targets {
+		a, err := netip.ParseAddr(t)
+		if err != nil || !a.Is4() {
+			return nil, fmt.Errorf("--pmtu.target %q: not an IPv4 address", t)
+		}
+		p.static = append(p.static, a)
+	}
+	if *cfg.interval < time.Second {
+		return nil, fmt.Errorf("--pmtu.interval %v: below 1s", *cfg.interval)
+	}
+	ctx, p.cancel = context.WithCancel(ctx)
+	go p.loop(ctx)
+	return p, nil
+}
+
+func (p *prober) targets() []netip.Addr {
+	seen := map[netip.Addr]bool{}
+	var out []netip.Addr
+	for _, a := range p.static {
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	for _, n := range p.deps.Pods.PeerNodes() {
+		if a := n.InternalIP.Unmap(); a.Is4() && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// loop probes every target once per interval, one target after another,
+// off the scrape path.
+func (p *prober) loop(ctx context.Context) {
+	defer close(p.done)
+	for {
+		targets := p.targets()
+		live := map[netip.Addr]bool{}
+		for _, t := range targets {
+			live[t] = true
+			res := p.run(ctx, t)
+			if ctx.Err() != nil {
+				return
+			}
+			p.mu.Lock()
+			prev := p.results[t]
+			if prev != nil {
+				res.probes += prev.probes
+			}
+			p.results[t] = res
+			p.mu.Unlock()
+			p.deps.Logger.Debug("path MTU probed", "target", t, "pmtu", res.pmtu, "blackhole", res.blackhole)
+		}
+		p.mu.Lock()
+		for t := range p.results {
+			if !live[t] { // a node that left the cluster
+				delete(p.results, t)
+			}
+		}
+		p.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(*p.cfg.interval):
+		}
+	}
+}
+
+type outcome int
+
+const (
+	passed     outcome = iota // the target answered (port unreachable)
+	fragNeeded                // a router said the packet is too big
+	lost                      // no answer within the timeout
+	tooBig                    // larger than the local interface allows
+)
+
+// run finds the path MTU to dst the way tracepath does, with a bounded
+// binary search: start at the outgoing interface's MTU; a "fragmentation
+// needed" names the next size to try; a probe that vanishes bounds the
+// search from above without an ICMP, which is the mark of a black hole.
+func (p *prober) run(ctx context.Context, dst netip.Addr) *pathResult {
+	res := &pathResult{}
+	defer func() { res.finished = time.Now() }()
+	hiFail := firstHopMTU(dst) + 1 // smallest size known not to pass
+	lo := 0                        // largest size known to pass
+	cand := hiFail - 1
+	lostWithoutICMP, sawICMP := false, false
+	told := 0 // the MTU the last "fragmentation needed" named
+	for res.probes < maxProbes && cand > lo && cand < hiFail {
+		if res.probes > 0 {
+			select {
+			case <-ctx.Done():
+				return res
+			case <-time.After(*p.cfg.gap):
+			}
+		}
+		o, mtu := probe(dst, cand, *p.cfg.timeout)
+		if o != tooBig {
+			res.probes++
+		}
+		switch o {
+		case passed:
+			lo = cand
+			if lo == told {
+				// A router named this size as its limit and it
+				// crossed: nothing larger will.
+				hiFail = lo + 1
+			}
+			cand = (lo + hiFail) / 2
+		case fragNeeded:
+			sawICMP = true
+			hiFail, told = cand, mtu
+			if mtu > lo && mtu < cand {
+				cand = mtu
+			} else {
+				cand = (max(lo, minProbe) + hiFail) / 2
+			}
+		case lost, tooBig:
+			if o == lost {
+				lostWithoutICMP = true
+			}
+			hiFail = cand
+			cand = (max(lo, minProbe) + hiFail) / 2
+		}
+		if hiFail-lo <= 1 {
+			break
+		}
+	}
+	res.pmtu = lo
+	res.blackhole = lo > 0 && lostWithoutICMP && !sawICMP
+	return res
+}
+
+// firstHopMTU is the MTU of the route to dst (the interface's, or a route
+// MTU), as the kernel reports it for a connected socket before any
+// path-MTU learning: IP_PMTUDISC_PROBE ignores learned values.
+func firstHopMTU(dst netip.Addr) int {
+	fd, err := dial(dst)
+	if err != nil {
+		return 1500
+	}
+	defer unix.Close(fd)
+	mtu, err := unix.GetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU)
+	if err != nil || mtu <= 0 {
+		return 1500
+	}
+	// A cached PMTU exception lowers IP_MTU; the device's MTU is the
+	// right start, so read it from the route's device instead.
+	if dev := routeDeviceMTU(dst); dev > mtu {
+		return dev
+	}
+	return mtu
+}
+
+func routeDeviceMTU(dst netip.Addr) int {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return 0
+	}
+	fd, err := dial(dst)
+	if err != nil {
+		return 0
+	}
+	defer unix.Close(fd)
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0
+	}
+	local, ok := sa.(*unix.SockaddrInet4)
+	if !ok {
+		return 0
+	}
+	for _, ifc := range ifs {
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && [4]byte(n.IP.To4()) == local.Addr {
+				return ifc.MTU
+			}
+		}
+	}
+	return 0
+}
+
+func dial(dst netip.Addr) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: dst.As4(), Port: probePort}); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// probe sends one UDP datagram that makes an IPv4 packet of size bytes,
+// with DF set, from a fresh socket (so no answer to an earlier probe is
+// mistaken for this one's), and reads its fate from the error queue.
+func probe(dst netip.Addr, size int, timeout time.Duration) (outcome, int) {
+	fd, err := dial(dst)
+	if err != nil {
+		return lost, 0
+	}
+	defer unix.Close(fd)
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_PROBE); err != nil {
+		return lost, 0
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVERR, 1); err != nil {
+		return lost, 0
+	}
+	payload := make([]byte, size-28) // IPv4 20 + UDP 8
+	if _, err := unix.Write(fd, payload); err != nil {
+		if errors.Is(err, unix.EMSGSIZE) {
+			return tooBig, 0
+		}
+		return lost, 0
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return lost, 0
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLERR}}
+		n, err := unix.Poll(pfd, int(left.Milliseconds())+1)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || n == 0 {
+			return lost, 0
+		}
+		oob := make([]byte, 512)
+		buf := make([]byte, 64)
+		_, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_ERRQUEUE)
+		if err != nil {
+			continue
+		}
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			continue
+		}
+		for _, m := range msgs {
+			if m.Header.Level != unix.IPPROTO_IP || m.Header.Type != unix.IP_RECVERR || len(m.Data) < 16 {
+				continue
+			}
+			// struct sock_extended_err
+			errno := binary.NativeEndian.Uint32(m.Data[0:4])
+			info := binary.NativeEndian.Uint32(m.Data[8:12])
+			switch unix.Errno(errno) {
+			case unix.ECONNREFUSED:
+				return passed, 0
+			case unix.EMSGSIZE:
+				return fragNeeded, int(info)
+			}
+		}
+	}
+}
+
+func (p *prober) collect(ch chan<- prometheus.Metric) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	targets := make([]netip.Addr, 0, len(p.results))
+	for t := range p.results {
+		targets = append(targets, t)
+	}
+	sort.Slice(targets, func(i, j int) bool { return targets[i].Less(targets[j]) })
+	for _, t := range targets {
+		r := p.results[t]
+		s := t.String()
+		ch <- prometheus.MustNewConstMetric(probesDesc, prometheus.CounterValue, float64(r.probes), s)
+		ch <- prometheus.MustNewConstMetric(probeTimeDesc, prometheus.GaugeValue, float64(r.finished.UnixNano())/1e9, s)
+		if r.pmtu == 0 {
+			continue // unreachable: no path MTU to report
+		}
+		bh := 0.0
+		if r.blackhole {
+			bh = 1
+		}
+		ch <- prometheus.MustNewConstMetric(pathMTUDesc, prometheus.GaugeValue, float64(r.pmtu), s)
+		ch <- prometheus.MustNewConstMetric(blackholeDesc, prometheus.GaugeValue, bh, s)
+	}
+}
+
+func (p *prober) stop() {
+	p.cancel()
+	<-p.done
+}
