@@ -4,6 +4,7 @@ import (
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/collectors/conntrack"
 	"github.com/netsonde/netsonde/collectors/drops"
+	"github.com/netsonde/netsonde/collectors/fsync"
 	"github.com/netsonde/netsonde/collectors/mtu"
 	"github.com/netsonde/netsonde/collectors/mtucheck"
 )
@@ -14,6 +15,8 @@ func Collectors() []collectors.Spec {
 	return []collectors.Spec{
 		conntrack.Spec,
 		drops.Spec,
+		fsync.ProbeSpec,
+		fsync.TraceSpec,
 		mtucheck.Spec,
 		mtu.Spec,
 	}

@@ -1,0 +1,152 @@
+package fsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+
+	bpffsync "github.com/netsonde/netsonde/bpf/fsync"
+	"github.com/netsonde/netsonde/collectors"
+)
+
+// TraceSpec is the fsync tracer's line in the agent's table.
+var TraceSpec = collectors.Spec{
+	Name:           "fsynctrace",
+	Help:           "eBPF trace of the fsyncs of chosen processes (etcd by default), timed and bucketed in the kernel.",
+	DefaultEnabled: true,
+	Setup:          traceSetup,
+}
+
+var traceDesc = prometheus.NewDesc(collectors.Namespace+"_process_fsync_duration_seconds",
+	"fsync/fdatasync latency of the traced processes, timed in the kernel; device is the block device's name (from /sys/dev/block), or MAJOR:MINOR, or empty with the syscall hook.",
+	[]string{"comm", "device"}, nil)
+
+type traceConfig struct {
+	comms *[]string
+	hook  *string
+}
+
+func traceSetup(app *kingpin.Application) collectors.Factory {
+	c := traceConfig{
+		comms: app.Flag("fsynctrace.comm", "Process name (comm, at most 15 bytes) whose fsyncs to trace (repeatable).").
+			Default("etcd").Strings(),
+		hook: app.Flag("fsynctrace.hook", "ext4 (ext4's sync tracepoints: no cost to other syscalls) or syscalls (any filesystem, but every syscall on the node gets slower while attached). auto means ext4 only.").
+			Default("auto").Enum("auto", bpffsync.HookExt4, bpffsync.HookSyscalls),
+	}
+	return func(ctx context.Context, deps collectors.Deps) (collectors.Collector, error) {
+		if len(*c.comms) > 16 {
+			return nil, collectors.Down("bad_flag", errors.New("at most 16 --fsynctrace.comm"))
+		}
+		if err := rlimit.RemoveMemlock(); err != nil {
+			return nil, collectors.Down("memlock", err)
+		}
+		// auto never picks the syscall hook on its own: its cost falls
+		// on every process of the node, so it is the operator's call.
+		hooks := []string{bpffsync.HookExt4}
+		if *c.hook != "auto" {
+			hooks = []string{*c.hook}
+		}
+		t, err := bpffsync.Load(hooks, *c.comms, boundsNS())
+		if err != nil {
+			reason := "attach_failed"
+			if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+				reason = "not_permitted"
+			}
+			return nil, collectors.Down(reason, err)
+		}
+		if t.Hook == bpffsync.HookSyscalls {
+			deps.Logger.Warn("tracing fsyncs with syscall tracepoints: every syscall on the node takes the slow path while netsonde runs", "comms", *c.comms)
+		} else {
+			deps.Logger.Info("tracing fsyncs", "hook", t.Hook, "comms", *c.comms)
+		}
+		return &tracer{deps: deps, t: t, devNames: map[uint32]string{}}, nil
+	}
+}
+
+type tracer struct {
+	deps collectors.Deps
+	t    *bpffsync.Tracer
+
+	mu       sync.Mutex
+	devNames map[uint32]string
+}
+
+func (tr *tracer) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
+	for prog, on := range tr.t.Programs() {
+		collectors.BPFProgramAttached(ch, prog, on)
+	}
+	counts, sums, err := tr.t.Read()
+	if err != nil {
+		return collectors.Down("map_read", err)
+	}
+	type series struct{ comm, device string }
+	hists := map[series]*histogram{}
+	get := func(comm []int8, dev uint32) *histogram {
+		s := series{comm: cString(comm), device: tr.devName(dev)}
+		h := hists[s]
+		if h == nil {
+			h = &histogram{}
+			hists[s] = h
+		}
+		return h
+	}
+	for k, n := range counts {
+		if int(k.Bucket) < len(get(k.Comm[:], k.Dev).counts) {
+			get(k.Comm[:], k.Dev).counts[k.Bucket] += n
+		}
+	}
+	for k, ns := range sums {
+		get(k.Comm[:], k.Dev).sum += time.Duration(ns)
+	}
+	for s, h := range hists {
+		n, sum, buckets := h.cumulative()
+		ch <- prometheus.MustNewConstHistogram(traceDesc, n, sum, buckets, s.comm, s.device)
+	}
+	return nil
+}
+
+func cString(b []int8) string {
+	var sb strings.Builder
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		sb.WriteByte(byte(c))
+	}
+	return sb.String()
+}
+
+// devName names a kernel dev_t (major << 20 | minor) by its block device,
+// cached: a device's name does not change while it exists.
+func (tr *tracer) devName(dev uint32) string {
+	if dev == 0 {
+		return ""
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if n, ok := tr.devNames[dev]; ok {
+		return n
+	}
+	mm := fmt.Sprintf("%d:%d", dev>>20, dev&(1<<20-1))
+	name := mm
+	if b, err := os.ReadFile(tr.deps.SysPath + "/dev/block/" + mm + "/uevent"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "DEVNAME="); ok {
+				name = v
+			}
+		}
+	}
+	tr.devNames[dev] = name
+	return name
+}
+
+func (tr *tracer) Close() error { return tr.t.Close() }
