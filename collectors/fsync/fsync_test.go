@@ -287,7 +287,6 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-
 // upperAt returns the upper bound of the bucket holding quantile q.
 func upperAt(s testenv.Series, q float64) float64 {
 	h := s.Metric.GetHistogram()
