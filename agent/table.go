@@ -4,9 +4,11 @@ import (
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/collectors/conntrack"
 	"github.com/netsonde/netsonde/collectors/drops"
+	"github.com/netsonde/netsonde/collectors/fragments"
 	"github.com/netsonde/netsonde/collectors/fsync"
 	"github.com/netsonde/netsonde/collectors/mtu"
 	"github.com/netsonde/netsonde/collectors/mtucheck"
+	"github.com/netsonde/netsonde/collectors/tcpretrans"
 )
 
 // Collectors is the table of every collector netsonde has, one line each.
@@ -17,6 +19,8 @@ func Collectors() []collectors.Spec {
 		drops.Spec,
 		fsync.ProbeSpec,
 		fsync.TraceSpec,
+		fragments.Spec,
+		tcpretrans.Spec,
 		mtucheck.Spec,
 		mtu.Spec,
 	}

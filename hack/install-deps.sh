@@ -22,6 +22,7 @@ declare -A need=(
 	[ping]=iputils-ping
 	[tracepath]=iputils-tracepath
 	[hyperfine]=hyperfine
+	[ethtool]=ethtool
 	[ip]=iproute2
 	[openssl]=openssl
 )

@@ -43,6 +43,7 @@ struct sock {
 struct sk_buff {
 	struct net_device *dev;
 	struct sock *sk;
+	char cb[48];
 	__be16 protocol;
 } __attribute__((preserve_access_index));
 

@@ -1,0 +1,102 @@
+package fragments
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// The kernel's own fragmentation and reassembly counters, by the names
+// netsonde exports (event label) and the names in /proc/net/snmp (Ip:) and
+// /proc/net/snmp6 (Ip6...).
+var snmpEvents = []struct{ event, v4, v6 string }{
+	{"frag_creates", "FragCreates", "Ip6FragCreates"},
+	{"frag_oks", "FragOKs", "Ip6FragOKs"},
+	{"frag_fails", "FragFails", "Ip6FragFails"},
+	{"reasm_reqds", "ReasmReqds", "Ip6ReasmReqds"},
+	{"reasm_oks", "ReasmOKs", "Ip6ReasmOKs"},
+	{"reasm_fails", "ReasmFails", "Ip6ReasmFails"},
+	{"reasm_timeout", "ReasmTimeout", "Ip6ReasmTimeout"},
+}
+
+// readSNMP returns event -> family -> value for the agent's namespace
+// (procfs's net/ is the reading process's namespace). Two small files: no
+// cost worth caching.
+func readSNMP(procPath string) (map[string]map[string]uint64, error) {
+	out := map[string]map[string]uint64{}
+	v4, err := readSNMP4(filepath.Join(procPath, "net/snmp"))
+	if err != nil {
+		return nil, err
+	}
+	v6, err := readSNMP6(filepath.Join(procPath, "net/snmp6"))
+	if err != nil && !os.IsNotExist(err) { // no IPv6 in this kernel
+		return nil, err
+	}
+	for _, e := range snmpEvents {
+		out[e.event] = map[string]uint64{}
+		if v, ok := v4[e.v4]; ok {
+			out[e.event]["ipv4"] = v
+		}
+		if v, ok := v6[e.v6]; ok {
+			out[e.event]["ipv6"] = v
+		}
+	}
+	return out, nil
+}
+
+// readSNMP4 parses the "Ip:" header and value lines of /proc/net/snmp.
+func readSNMP4(path string) (map[string]uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var header []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) == 0 || fields[0] != "Ip:" {
+			continue
+		}
+		if header == nil {
+			header = fields[1:]
+			continue
+		}
+		vals := fields[1:]
+		if len(vals) != len(header) {
+			return nil, fmt.Errorf("%s: Ip: header and values differ in length", path)
+		}
+		out := map[string]uint64{}
+		for i, h := range header {
+			v, err := strconv.ParseInt(vals[i], 10, 64)
+			if err == nil && v >= 0 {
+				out[h] = uint64(v)
+			}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("%s: no Ip: lines", path)
+}
+
+// readSNMP6 parses "Name value" lines of /proc/net/snmp6.
+func readSNMP6(path string) (map[string]uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]uint64{}
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) == 2 {
+			if v, err := strconv.ParseUint(fields[1], 10, 64); err == nil {
+				out[fields[0]] = v
+			}
+		}
+	}
+	return out, s.Err()
+}

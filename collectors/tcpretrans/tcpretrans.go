@@ -1,0 +1,108 @@
+// Package tcpretrans exports TCP retransmits counted in the kernel by the
+// socket's state: SYN_SENT retransmits are connection attempts that get no
+// answer, ESTABLISHED ones are lost data.
+package tcpretrans
+
+import (
+	"context"
+	"errors"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+
+	bpftcp "github.com/netsonde/netsonde/bpf/tcp"
+	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/netnsnames"
+)
+
+// Spec is the retransmit collector's line in the agent's table.
+var Spec = collectors.Spec{
+	Name:           "tcpretrans",
+	Help:           "TCP retransmits by TCP state, family and pod (eBPF on tcp:tcp_retransmit_skb and tcp_retransmit_synack).",
+	DefaultEnabled: true,
+	Setup: func(app *kingpin.Application) collectors.Factory {
+		group := app.Flag("tcpretrans.tracepoint-group", "Tracepoint group of the retransmit tracepoints (for testing a missing hook).").
+			Default("tcp").Hidden().String()
+		scope := app.Flag("tcpretrans.netns", "Count retransmits of every network namespace on the node (all: pods too, labelled by pod when the agent knows the cluster) or of the agent's own only (own).").
+			Default("all").Enum("all", "own")
+		return func(ctx context.Context, deps collectors.Deps) (collectors.Collector, error) {
+			if err := rlimit.RemoveMemlock(); err != nil {
+				return nil, collectors.Down("memlock", err)
+			}
+			own, err := netnsnames.Inode("/proc/thread-self/ns/net")
+			if err != nil {
+				return nil, collectors.Down("netns", err)
+			}
+			c, err := bpftcp.Load(*group, "/sys/kernel/tracing")
+			if err != nil {
+				reason := "attach_failed"
+				if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+					reason = "not_permitted"
+				}
+				return nil, collectors.Down(reason, err)
+			}
+			return &collector{deps: deps, c: c, own: own, ownOnly: *scope == "own"}, nil
+		}
+	},
+}
+
+var retransDesc = prometheus.NewDesc(collectors.Namespace+"_tcp_retransmits_total",
+	"TCP segments retransmitted (as the kernel's RetransSegs counts them) by the socket's TCP state at the retransmit; SYN_SENT: connection attempts unanswered, SYN_RECV: SYN-ACKs resent.",
+	[]string{"state", "family", "namespace", "pod"}, nil)
+
+// tcpStates names enum tcp_state (include/net/tcp_states.h).
+var tcpStates = map[uint8]string{
+	1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
+	6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV",
+}
+
+type collector struct {
+	deps    collectors.Deps
+	c       *bpftcp.Counter
+	own     uint64
+	ownOnly bool
+}
+
+func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
+	collectors.BPFProgramAttached(ch, bpftcp.ProgramSkb, true)
+	collectors.BPFProgramAttached(ch, bpftcp.ProgramSynack, true)
+	counts, err := c.c.Read()
+	if err != nil {
+		return collectors.Down("map_read", err)
+	}
+	type labels struct{ state, family, namespace, pod string }
+	sums := map[labels]uint64{}
+	for k, v := range counts {
+		if c.ownOnly && uint64(k.Netns) != c.own {
+			continue
+		}
+		l := labels{state: tcpStates[k.State], family: family(k.Family)}
+		if l.state == "" {
+			l.state = "UNKNOWN"
+		}
+		if uint64(k.Netns) != c.own {
+			pod, _ := c.deps.Pods.ByNetns(uint64(k.Netns))
+			l.namespace, l.pod = pod.Namespace, pod.Name
+		}
+		sums[l] += v
+	}
+	for l, v := range sums {
+		ch <- prometheus.MustNewConstMetric(retransDesc, prometheus.CounterValue, float64(v), l.state, l.family, l.namespace, l.pod)
+	}
+	return nil
+}
+
+func family(f uint16) string {
+	switch f {
+	case unix.AF_INET:
+		return "ipv4"
+	case unix.AF_INET6:
+		return "ipv6"
+	default:
+		return "other"
+	}
+}
+
+func (c *collector) Close() error { return c.c.Close() }
