@@ -150,3 +150,16 @@ func (c *Counter) Close() error {
 	errs = append(errs, c.objs.Close())
 	return errors.Join(errs...)
 }
+
+// RunStats sums the kernel's run-time accounting (BPF_ENABLE_STATS must be
+// on) over the TCX programs: total run time in ns and run count.
+func (c *Counter) RunStats() (uint64, uint64) {
+	var ns, n uint64
+	for _, p := range []*ebpf.Program{c.objs.FragIngressEth, c.objs.FragEgressEth, c.objs.FragIngressL3, c.objs.FragEgressL3} {
+		if st, err := p.Stats(); err == nil {
+			ns += uint64(st.Runtime.Nanoseconds())
+			n += st.RunCount
+		}
+	}
+	return ns, n
+}
