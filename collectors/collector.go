@@ -10,7 +10,9 @@ import (
 	"log/slog"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
 	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/linkwatch"
@@ -105,4 +107,19 @@ func BPFProgramAttached(ch chan<- prometheus.Metric, program string, attached bo
 		v = 1
 	}
 	ch <- prometheus.MustNewConstMetric(bpfAttachedDesc, prometheus.GaugeValue, v, program)
+}
+
+// BPFLoadDown wraps a failure to load or attach eBPF programs with the
+// reason a user can act on: not_permitted (no CAP_BPF/CAP_PERFMON, or a
+// lockdown or verifier refusal), not_supported (the kernel lacks the program
+// or map type), else fallback.
+func BPFLoadDown(err error, fallback string) error {
+	switch {
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		return Down("not_permitted", err)
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return Down("not_supported", err)
+	default:
+		return Down(fallback, err)
+	}
 }

@@ -5,7 +5,6 @@ package drops
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/bits"
 	"runtime/debug"
@@ -14,10 +13,8 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 
 	bpfdrops "github.com/netsonde/netsonde/bpf/drops"
 	"github.com/netsonde/netsonde/collectors"
@@ -95,7 +92,7 @@ func start(deps collectors.Deps, c config) (collectors.Collector, error) {
 	}
 	probe, err := bpfdrops.Load(opts)
 	if err != nil {
-		return nil, collectors.Down(reasonForLoad(err), err)
+		return nil, collectors.BPFLoadDown(err, "attach_failed")
 	}
 	deps.Logger.Info("drop counter attached", "mode", probe.Mode, "tried", probe.Tried, "reasons", len(reasons))
 	names, err := netnsnames.New(netnsnames.Options{Links: deps.Links, ProcPath: deps.ProcPath})
@@ -104,17 +101,6 @@ func start(deps collectors.Deps, c config) (collectors.Collector, error) {
 		return nil, collectors.Down("netns", err)
 	}
 	return &collector{deps: deps, probe: probe, reasons: reasons, names: names, forgetFor: *c.forgetFor}, nil
-}
-
-func reasonForLoad(err error) string {
-	switch {
-	case errors.Is(err, ebpf.ErrNotSupported):
-		return "not_supported"
-	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-		return "not_permitted"
-	default:
-		return "attach_failed"
-	}
 }
 
 type labels struct{ reason, protocol, iface, namespace, pod string }

@@ -18,7 +18,6 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 
 	bpffrag "github.com/netsonde/netsonde/bpf/frag"
 	"github.com/netsonde/netsonde/collectors"
@@ -87,11 +86,7 @@ func start(ctx context.Context, deps collectors.Deps, cfg config) (collectors.Co
 	}
 	c, icmpErr, err := bpffrag.Load(bpffrag.Options{OwnNetns: uint32(own), ICMPGroup: *cfg.icmpGroup})
 	if err != nil {
-		reason := "load_failed"
-		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-			reason = "not_permitted"
-		}
-		return nil, collectors.Down(reason, err)
+		return nil, collectors.BPFLoadDown(err, "load_failed")
 	}
 	if icmpErr != nil {
 		deps.Logger.Warn("ICMP frag-needed sent by this host will not be counted; fragments still are", "err", icmpErr)

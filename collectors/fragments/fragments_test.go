@@ -51,19 +51,7 @@ func value(t *testing.T, a *testenv.Agent, metric string, labels map[string]stri
 
 func waitExact(t *testing.T, a *testenv.Agent, metric string, labels map[string]string, want float64) {
 	t.Helper()
-	var got float64
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if got = value(t, a, metric, labels); got == want {
-			time.Sleep(200 * time.Millisecond)
-			if got = value(t, a, metric, labels); got == want {
-				return
-			}
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s%v = %v, want exactly %v", metric, labels, got, want)
+	a.WaitSum(t, metric, labels, want)
 }
 
 // A 4,000-byte UDP datagram over a 1,500-byte veth leaves as 3 fragments

@@ -12,7 +12,6 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 
 	bpffsync "github.com/netsonde/netsonde/bpf/fsync"
 	"github.com/netsonde/netsonde/collectors"
@@ -57,11 +56,7 @@ func traceSetup(app *kingpin.Application) collectors.Factory {
 		}
 		t, err := bpffsync.Load(hooks, *c.comms, boundsNS())
 		if err != nil {
-			reason := "attach_failed"
-			if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-				reason = "not_permitted"
-			}
-			return nil, collectors.Down(reason, err)
+			return nil, collectors.BPFLoadDown(err, "attach_failed")
 		}
 		if t.Hook == bpffsync.HookSyscalls {
 			deps.Logger.Warn("tracing fsyncs with syscall tracepoints: every syscall on the node takes the slow path while netsonde runs", "comms", *c.comms)

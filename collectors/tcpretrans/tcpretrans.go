@@ -5,7 +5,6 @@ package tcpretrans
 
 import (
 	"context"
-	"errors"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/cilium/ebpf/rlimit"
@@ -37,11 +36,7 @@ var Spec = collectors.Spec{
 			}
 			c, err := bpftcp.Load(*group, "/sys/kernel/tracing")
 			if err != nil {
-				reason := "attach_failed"
-				if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-					reason = "not_permitted"
-				}
-				return nil, collectors.Down(reason, err)
+				return nil, collectors.BPFLoadDown(err, "attach_failed")
 			}
 			return &collector{deps: deps, c: c, own: own, ownOnly: *scope == "own"}, nil
 		}

@@ -216,3 +216,27 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// WaitSum waits up to 5 s for the sum of metric's series matching labels to
+// equal want, and then checks it stays there (a count that keeps rising
+// past want is a failure too). On failure it lists every series of metric.
+func (a *Agent) WaitSum(t testing.TB, metric string, labels map[string]string, want float64) {
+	t.Helper()
+	var got float64
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if got = a.Scrape(t).Sum(metric, labels); got == want {
+			time.Sleep(200 * time.Millisecond)
+			if got = a.Scrape(t).Sum(metric, labels); got == want {
+				return
+			}
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var all []string
+	for _, s := range a.Scrape(t).Series(metric, nil) {
+		all = append(all, fmt.Sprintf("%v %v", s.Labels, s.Value))
+	}
+	t.Fatalf("%s%v = %v, want exactly %v; all series:\n%s", metric, labels, got, want, strings.Join(all, "\n"))
+}
