@@ -9,7 +9,9 @@ ARGS      ?=
 # CI's budget is 30 minutes for everything; a hung test must not eat it.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build run test deps lint generate check-generated bench clean
+IMAGE     ?= netsonde:$(VERSION)
+
+.PHONY: all build run test deps lint generate check-generated bench image clean
 
 all: build
 
@@ -22,8 +24,19 @@ build:
 run: build
 	./$(BIN) $(ARGS)
 
+# Debian packages, and the real kube-apiserver the Kubernetes tests run
+# (built once per machine into /var/cache/netsonde, about 5 minutes).
 deps:
 	./hack/install-deps.sh
+	./hack/kube-apiserver.sh >/dev/null
+
+# Needs a container engine (docker or podman); none runs on the project's
+# development machines, so there this says so and stops.
+image:
+	@engine=$$(command -v docker || command -v podman); \
+	if [ -z "$$engine" ] || ! $$engine info >/dev/null 2>&1; then \
+		echo "make image: no container engine running here (docker or podman); build on a machine with one"; exit 1; fi; \
+	$$engine build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -17,6 +17,7 @@ import (
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/netsonde/netsonde/agent/kube"
 	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/linkwatch"
@@ -32,6 +33,9 @@ type Config struct {
 	ProcPath    string
 	SysPath     string
 	Pods        cluster.Resolver
+	// Kube, if set, is the cluster to attribute pods from; without a
+	// cluster the agent runs standalone (Pods stays cluster.None).
+	Kube *kube.Config
 	// ShutdownTimeout bounds how long in-flight requests may finish.
 	ShutdownTimeout time.Duration
 }
@@ -86,6 +90,20 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	go func() {
 		defer close(startDone)
 		deps := collectors.Deps{Logger: logger, Pods: cfg.Pods, ProcPath: cfg.ProcPath, SysPath: cfg.SysPath}
+		if cfg.Kube != nil {
+			switch r, err := kube.Start(ctx, *cfg.Kube, logger.With("component", "kube")); {
+			case errors.Is(err, kube.ErrNoCluster):
+				logger.Info("no cluster: running standalone, without pod labels or peer nodes")
+			case err != nil:
+				logger.Warn("cluster unavailable: running standalone, without pod labels or peer nodes", "err", err)
+			default:
+				logger.Info("watching the cluster", "node", cfg.Kube.NodeName)
+				deps.Pods = r
+				if err := reg.Register(r); err != nil {
+					logger.Warn("cluster metrics not registered", "err", err)
+				}
+			}
+		}
 		if w, err := linkwatch.New(logger.With("component", "linkwatch"), linkwatch.Options{}); err != nil {
 			logger.Warn("no netlink link view; collectors that need it are down", "err", err)
 		} else if err := w.Start(ctx); err != nil {

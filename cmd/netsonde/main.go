@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/netsonde/netsonde/agent"
+	"github.com/netsonde/netsonde/agent/kube"
 	"github.com/netsonde/netsonde/collectors"
 )
 
@@ -37,6 +38,9 @@ func run(args []string) int {
 	maxRequests := app.Flag("web.max-requests", "Maximum number of parallel scrape requests. 0 disables the limit.").Default("40").Int()
 	procPath := app.Flag("path.procfs", "procfs mountpoint.").Default("/proc").String()
 	sysPath := app.Flag("path.sysfs", "sysfs mountpoint.").Default("/sys").String()
+	kubeconfig := app.Flag("kubeconfig", "kubeconfig file; default: in-cluster config when running in a pod, else no cluster (standalone).").String()
+	nodeName := app.Flag("node-name", "This node's name in the cluster (default: $NODE_NAME, set by the DaemonSet from the downward API).").Envar("NODE_NAME").String()
+	maxPods := app.Flag("kube.max-pods", "Distinct pods named in labels at most; pods beyond get pod=\"_overflow\".").Default("1000").Int()
 	disableDefaults := app.Flag("collector.disable-defaults", "Turn off every collector that is on by default; enable them one by one with --collector.NAME.").Default("false").Bool()
 
 	type choice struct {
@@ -68,6 +72,12 @@ func run(args []string) int {
 		return 2
 	}
 	logger := promslog.New(logConfig)
+	if *kubeconfig != "" {
+		if err := kube.CheckKubeconfig(*kubeconfig); err != nil {
+			fmt.Fprintf(os.Stderr, "netsonde: --kubeconfig: %v\n", err)
+			return 2
+		}
+	}
 
 	cfg := agent.Config{
 		Web:           webFlags,
@@ -75,6 +85,7 @@ func run(args []string) int {
 		MaxRequests:   *maxRequests,
 		ProcPath:      *procPath,
 		SysPath:       *sysPath,
+		Kube:          &kube.Config{Kubeconfig: *kubeconfig, NodeName: *nodeName, ProcPath: *procPath, MaxPods: *maxPods},
 	}
 	var names []string
 	for _, c := range choices {

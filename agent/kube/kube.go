@@ -1,0 +1,391 @@
+// Package kube is the agent's view of the Kubernetes cluster: informers for
+// the pods on this node and for the nodes, and from them a cluster.Resolver
+// that names the pod behind a network namespace, an address or a host-side
+// veth, and lists the peer nodes. Every answer comes from maps rebuilt in
+// the background, so the scrape path does no I/O.
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/netsonde/netsonde/cluster"
+	"github.com/netsonde/netsonde/netnsnames"
+)
+
+// Config of the cluster view.
+type Config struct {
+	// Kubeconfig is a kubeconfig file; empty means in-cluster config when
+	// running in a pod, and no cluster otherwise.
+	Kubeconfig string
+	// NodeName is this node's name (--node-name, or NODE_NAME from the
+	// downward API).
+	NodeName string
+	// ProcPath and PinDirs are where network namespaces are found.
+	ProcPath string
+	PinDirs  []string
+	// MaxPods caps the distinct pods handed out as labels; pods beyond
+	// it are labelled OverflowPod.
+	MaxPods int
+	// Refresh is how often the namespace-to-pod map is rebuilt even
+	// without pod events (default 10 s).
+	Refresh time.Duration
+}
+
+// OverflowPod is the pod label of series of pods beyond Config.MaxPods.
+const OverflowPod = "_overflow"
+
+// ErrNoCluster means no kubeconfig was given and the agent does not run in
+// a pod: it runs standalone.
+var ErrNoCluster = errors.New("no kubeconfig and not in a cluster")
+
+// Resolver implements cluster.Resolver from informers.
+type Resolver struct {
+	cfg    Config
+	logger *slog.Logger
+	own    uint64
+
+	pods  cache.SharedIndexInformer
+	nodes cache.SharedIndexInformer
+	dirty chan struct{}
+
+	mu      sync.RWMutex
+	byIP    map[netip.Addr]cluster.Pod
+	byNetns map[uint64]cluster.Pod
+	byIface map[int]cluster.Pod
+	peers   []cluster.Node
+	// podCount counts the node's pods (not hostNetwork), with or without
+	// an address yet.
+	podCount int
+}
+
+// Start connects to the API server, starts the informers and waits for
+// their first sync. It returns ErrNoCluster when there is no cluster.
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Resolver, error) {
+	rc, err := restConfig(cfg.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.NodeName == "" {
+		return nil, errors.New("node name unknown: set --node-name or NODE_NAME (the DaemonSet sets it from the downward API)")
+	}
+	if cfg.MaxPods <= 0 {
+		cfg.MaxPods = 1000
+	}
+	if cfg.Refresh == 0 {
+		cfg.Refresh = 10 * time.Second
+	}
+	if cfg.ProcPath == "" {
+		cfg.ProcPath = "/proc"
+	}
+	if cfg.PinDirs == nil {
+		cfg.PinDirs = []string{"/run/netns", "/var/run/netns"}
+	}
+	own, err := netnsnames.Inode("/proc/thread-self/ns/net")
+	if err != nil {
+		return nil, err
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	r := &Resolver{cfg: cfg, logger: logger, own: own, dirty: make(chan struct{}, 1),
+		byIP: map[netip.Addr]cluster.Pod{}, byNetns: map[uint64]cluster.Pod{}, byIface: map[int]cluster.Pod{}}
+
+	// Pods of this node only: the field selector keeps the watch, and the
+	// agent's memory, proportional to this node's pods, not the cluster's.
+	podFactory := informers.NewSharedInformerFactoryWithOptions(client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
+		}))
+	nodeFactory := informers.NewSharedInformerFactory(client, 0)
+	r.pods = podFactory.Core().V1().Pods().Informer()
+	r.nodes = nodeFactory.Core().V1().Nodes().Informer()
+	mark := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { r.markDirty() },
+		UpdateFunc: func(any, any) { r.markDirty() },
+		DeleteFunc: func(any) { r.markDirty() },
+	}
+	if _, err := r.pods.AddEventHandler(mark); err != nil {
+		return nil, err
+	}
+	if _, err := r.nodes.AddEventHandler(mark); err != nil {
+		return nil, err
+	}
+	podFactory.Start(ctx.Done())
+	nodeFactory.Start(ctx.Done())
+	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if !cache.WaitForCacheSync(syncCtx.Done(), r.pods.HasSynced, r.nodes.HasSynced) {
+		return nil, errors.New("informers did not sync within 30s: is the API server reachable, and may this ServiceAccount list pods and nodes?")
+	}
+	r.rebuild()
+	go r.loop(ctx)
+	return r, nil
+}
+
+// CheckKubeconfig tells whether a kubeconfig file can be used, so a bad
+// --kubeconfig stops the agent at start with a message naming it.
+func CheckKubeconfig(path string) error {
+	_, err := restConfig(path)
+	return err
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+		}
+		return rc, nil
+	}
+	if os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
+		return nil, ErrNoCluster
+	}
+	rc, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("in-cluster config: %w", err)
+	}
+	return rc, nil
+}
+
+func (r *Resolver) markDirty() {
+	select {
+	case r.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// loop rebuilds the maps after pod events (at most once a second: a burst
+// of pod churn is one rebuild) and every Refresh, since a pod's namespace
+// appears a moment after the pod object says it is running.
+func (r *Resolver) loop(ctx context.Context) {
+	t := time.NewTicker(r.cfg.Refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.dirty:
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		case <-t.C:
+		}
+		r.rebuild()
+	}
+}
+
+// rebuild recomputes every map from the informers' caches and the node's
+// network namespaces.
+func (r *Resolver) rebuild() {
+	var pods []*corev1.Pod
+	for _, o := range r.pods.GetStore().List() {
+		if p, ok := o.(*corev1.Pod); ok && !p.Spec.HostNetwork && p.DeletionTimestamp == nil {
+			pods = append(pods, p)
+		}
+	}
+	// The cap keeps the oldest pods named: a burst of new pods cannot
+	// push out the labels of the ones already on dashboards.
+	sort.Slice(pods, func(i, j int) bool {
+		return pods[i].CreationTimestamp.Before(&pods[j].CreationTimestamp)
+	})
+	byIP := map[netip.Addr]cluster.Pod{}
+	for i, p := range pods {
+		name := cluster.Pod{Namespace: p.Namespace, Name: p.Name}
+		if i >= r.cfg.MaxPods {
+			name = cluster.Pod{Name: OverflowPod}
+		}
+		for _, ip := range p.Status.PodIPs {
+			if a, err := netip.ParseAddr(ip.IP); err == nil {
+				byIP[a.Unmap()] = name
+			}
+		}
+		if a, err := netip.ParseAddr(p.Status.PodIP); err == nil {
+			byIP[a.Unmap()] = name
+		}
+	}
+	byNetns, byIface := map[uint64]cluster.Pod{}, map[int]cluster.Pod{}
+	if len(byIP) > 0 {
+		for ino, path := range r.namespaces() {
+			if ino == r.own {
+				continue
+			}
+			addrs, peers, err := inspect(path)
+			if err != nil {
+				continue
+			}
+			for _, a := range addrs {
+				if pod, ok := byIP[a]; ok {
+					byNetns[ino] = pod
+					for _, idx := range peers {
+						byIface[idx] = pod
+					}
+					break
+				}
+			}
+		}
+	}
+	var peers []cluster.Node
+	for _, o := range r.nodes.GetStore().List() {
+		n, ok := o.(*corev1.Node)
+		if !ok || n.Name == r.cfg.NodeName {
+			continue
+		}
+		for _, a := range n.Status.Addresses {
+			if a.Type != corev1.NodeInternalIP {
+				continue
+			}
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				peers = append(peers, cluster.Node{Name: n.Name, InternalIP: ip})
+			}
+		}
+	}
+	sort.Slice(peers, func(i, j int) bool { return peers[i].Name < peers[j].Name })
+	r.mu.Lock()
+	r.byIP, r.byNetns, r.byIface, r.peers, r.podCount = byIP, byNetns, byIface, peers, len(pods)
+	r.mu.Unlock()
+}
+
+// namespaces finds the node's network namespaces: pinned by the container
+// runtime under /run/netns (containerd, CRI-O) and held by processes.
+func (r *Resolver) namespaces() map[uint64]string {
+	out := map[uint64]string{}
+	for _, dir := range r.cfg.PinDirs {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			p := filepath.Join(dir, e.Name())
+			if ino, err := netnsnames.Inode(p); err == nil {
+				out[ino] = p
+			}
+		}
+	}
+	procs, _ := os.ReadDir(r.cfg.ProcPath)
+	for _, e := range procs {
+		if n := e.Name(); n[0] >= '0' && n[0] <= '9' {
+			p := filepath.Join(r.cfg.ProcPath, n, "ns", "net")
+			if ino, err := netnsnames.Inode(p); err == nil {
+				if _, seen := out[ino]; !seen {
+					out[ino] = p
+				}
+			}
+		}
+	}
+	return out
+}
+
+// inspect lists a namespace's addresses, and the host-side ifindexes of its
+// veths (a veth's IFLA_LINK is its peer's index, in the peer's namespace:
+// for a pod's eth0, the host end).
+func inspect(path string) ([]netip.Addr, []int, error) {
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer h.Close()
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer nl.Close()
+	addrs, err := nl.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			out = append(out, ip.Unmap())
+		}
+	}
+	links, err := nl.LinkList()
+	if err != nil {
+		return out, nil, nil
+	}
+	var peers []int
+	for _, l := range links {
+		if _, ok := l.(*netlink.Veth); ok && l.Attrs().ParentIndex > 0 {
+			peers = append(peers, l.Attrs().ParentIndex)
+		}
+	}
+	return out, peers, nil
+}
+
+var (
+	podsDesc = prometheus.NewDesc("netsonde_kube_pods",
+		"Pods on this node known to the agent (hostNetwork pods excluded).", nil, nil)
+	attributedDesc = prometheus.NewDesc("netsonde_kube_pods_attributed",
+		"Pods whose network namespace the agent has found on this node.", nil, nil)
+	peersDesc = prometheus.NewDesc("netsonde_kube_peer_nodes",
+		"Other nodes of the cluster, probed for the path MTU.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (r *Resolver) Describe(ch chan<- *prometheus.Desc) {
+	ch <- podsDesc
+	ch <- attributedDesc
+	ch <- peersDesc
+}
+
+// Collect implements prometheus.Collector: the resolver's own state, so an
+// operator can see it found the pods it should.
+func (r *Resolver) Collect(ch chan<- prometheus.Metric) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	ch <- prometheus.MustNewConstMetric(podsDesc, prometheus.GaugeValue, float64(r.podCount))
+	ch <- prometheus.MustNewConstMetric(attributedDesc, prometheus.GaugeValue, float64(len(r.byNetns)))
+	ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(len(r.peers)))
+}
+
+// ByNetns implements cluster.Resolver.
+func (r *Resolver) ByNetns(inode uint64) (cluster.Pod, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	p, ok := r.byNetns[inode]
+	return p, ok
+}
+
+// ByIP implements cluster.Resolver.
+func (r *Resolver) ByIP(addr netip.Addr) (cluster.Pod, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	p, ok := r.byIP[addr.Unmap()]
+	return p, ok
+}
+
+// ByHostInterface implements cluster.Resolver.
+func (r *Resolver) ByHostInterface(ifindex int) (cluster.Pod, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	p, ok := r.byIface[ifindex]
+	return p, ok
+}
+
+// PeerNodes implements cluster.Resolver.
+func (r *Resolver) PeerNodes() []cluster.Node {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return append([]cluster.Node(nil), r.peers...)
+}

@@ -1,0 +1,153 @@
+package kube_test
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netsonde/netsonde/internal/testenv"
+)
+
+const podYAML = `apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop}
+spec:
+  nodeName: node-a
+  containers: [{name: web, image: registry.invalid/web}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: host-agent, namespace: shop}
+spec:
+  nodeName: node-a
+  hostNetwork: true
+  containers: [{name: a, image: registry.invalid/a}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: elsewhere, namespace: shop}
+spec:
+  nodeName: node-b
+  containers: [{name: e, image: registry.invalid/e}]
+`
+
+func nodes(t *testing.T, k *testenv.KubeAPI) {
+	t.Helper()
+	for _, n := range []struct{ name, ip string }{{"node-a", "198.18.95.1"}, {"node-b", "198.18.95.2"}} {
+		k.Kubectl(t, fmt.Sprintf("apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n", n.name), "create", "-f", "-")
+		k.Kubectl(t, "", "patch", "node", n.name, "--subresource=status", "--type=merge",
+			"-p", fmt.Sprintf(`{"status":{"addresses":[{"type":"InternalIP","address":%q}]}}`, n.ip))
+	}
+}
+
+// The agent, told it runs on node-a, sees the pods of node-a through its
+// informers; a drop in the network namespace that holds pod shop/web's
+// address is labelled with that pod, and so is the host end of its veth;
+// node-b becomes a path-MTU target. Deleting the pod takes its series away.
+func TestPodAttributionAgainstRealAPIServer(t *testing.T) {
+	testenv.RequireCommand(t, "nft")
+	node := testenv.NewNetns(t)
+	pod := testenv.NewNetns(t)
+	k := testenv.StartKubeAPI(t, node)
+	nodes(t, k)
+	k.Kubectl(t, podYAML, "create", "-f", "-")
+	k.Kubectl(t, "", "patch", "pod", "web", "-n", "shop", "--subresource=status", "--type=merge",
+		"-p", `{"status":{"podIP":"198.18.96.2","podIPs":[{"ip":"198.18.96.2"}]}}`)
+
+	testenv.Run(t, "ip", "link", "add", "vweb", "netns", node.Name, "type", "veth", "peer", "name", "eth0", "netns", pod.Name)
+	node.Exec(t, "ip", "addr", "add", "198.18.96.1/24", "dev", "vweb")
+	pod.Exec(t, "ip", "addr", "add", "198.18.96.2/24", "dev", "eth0")
+	node.Exec(t, "ip", "link", "set", "vweb", "up")
+	pod.Exec(t, "ip", "link", "set", "eth0", "up")
+	pod.Exec(t, "nft", "add table inet t; add chain inet t in { type filter hook input priority 0; }; add rule inet t in udp dport 9999 drop")
+	node.Exec(t, "ping", "-c1", "-W2", "198.18.96.2")
+
+	agent := testenv.StartAgent(t, node, "--kubeconfig="+k.Kubeconfig, "--node-name=node-a",
+		"--collector.disable-defaults", "--collector.drops", "--collector.mtu", "--collector.mtucheck",
+		"--pmtu.interval=1h", "--pmtu.timeout=100ms", "--pmtu.gap=10ms")
+	testenv.Eventually(t, 15*time.Second, "pod shop/web found in its namespace", func() bool {
+		m := agent.Scrape(t)
+		pods, _ := m.Value("netsonde_kube_pods", nil)
+		found, _ := m.Value("netsonde_kube_pods_attributed", nil)
+		return pods == 1 && found == 1 // hostNetwork and other nodes' pods excluded
+	})
+
+	err := node.Do(func() error {
+		c, err := net.ListenPacket("udp4", ":0")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		to := &net.UDPAddr{IP: net.ParseIP("198.18.96.2"), Port: 9999}
+		for i := 0; i < 100; i++ {
+			c.WriteTo([]byte("x"), to)
+			time.Sleep(time.Millisecond)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent.WaitSum(t, "netsonde_packet_drops_total",
+		map[string]string{"reason": "NETFILTER_DROP", "interface": "eth0", "namespace": "shop", "pod": "web"}, 100)
+	if _, ok := agent.Scrape(t).Value("netsonde_interface_mtu_bytes", map[string]string{"interface": "vweb", "namespace": "shop", "pod": "web"}); !ok {
+		t.Error("host end of the pod's veth not labelled with the pod")
+	}
+	testenv.Eventually(t, 10*time.Second, "node-b probed as a path-MTU target", func() bool {
+		_, ok := agent.Scrape(t).Value("netsonde_path_mtu_probes_total", map[string]string{"target": "198.18.95.2"})
+		return ok
+	})
+	if _, ok := agent.Scrape(t).Value("netsonde_path_mtu_probes_total", map[string]string{"target": "198.18.95.1"}); ok {
+		t.Error("the agent probes its own node")
+	}
+
+	k.Kubectl(t, "", "delete", "pod", "web", "-n", "shop", "--grace-period=0", "--force")
+	testenv.Eventually(t, 10*time.Second, "series of the deleted pod gone", func() bool {
+		m := agent.Scrape(t)
+		return len(m.Series("netsonde_packet_drops_total", map[string]string{"pod": "web"})) == 0 &&
+			len(m.Series("netsonde_interface_mtu_bytes", map[string]string{"pod": "web"})) == 0
+	})
+}
+
+// A few thousand pods created and deleted on the node: the agent follows
+// (its pod count goes up and back to zero) and keeps no label set of theirs.
+func TestPodChurn(t *testing.T) {
+	node := testenv.NewNetns(t)
+	k := testenv.StartKubeAPI(t, node)
+	nodes(t, k)
+	k.Kubectl(t, "apiVersion: v1\nkind: Namespace\nmetadata: {name: churn}\n", "create", "-f", "-")
+	agent := testenv.StartAgent(t, node, "--kubeconfig="+k.Kubeconfig, "--node-name=node-a",
+		"--collector.disable-defaults", "--collector.mtu")
+
+	const n = 2000
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: List\nitems:\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "- {apiVersion: v1, kind: Pod, metadata: {name: p%d, namespace: churn}, spec: {nodeName: node-a, containers: [{name: c, image: registry.invalid/c}]}}\n", i)
+	}
+	k.Kubectl(t, b.String(), "create", "-f", "-")
+	testenv.Eventually(t, 60*time.Second, "agent sees 2,000 pods", func() bool {
+		v, _ := agent.Scrape(t).Value("netsonde_kube_pods", nil)
+		return v == n
+	})
+	k.Kubectl(t, "", "delete", "pods", "--all", "-n", "churn", "--grace-period=0", "--force", "--wait=false")
+	testenv.Eventually(t, 60*time.Second, "agent sees no pods", func() bool {
+		v, _ := agent.Scrape(t).Value("netsonde_kube_pods", nil)
+		return v == 0
+	})
+	m := agent.Scrape(t)
+	for name, fam := range m {
+		for _, s := range m.Series(name, nil) {
+			if s.Labels["namespace"] == "churn" {
+				t.Errorf("%s still has a series of a deleted pod: %v", name, s.Labels)
+			}
+		}
+		_ = fam
+	}
+}
