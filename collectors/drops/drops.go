@@ -44,6 +44,7 @@ type config struct {
 	btfDir    *string
 	forgetFor *time.Duration
 	mapSize   *uint32
+	namesTTL  *time.Duration
 }
 
 func setup(app *kingpin.Application) collectors.Factory {
@@ -54,9 +55,11 @@ func setup(app *kingpin.Application) collectors.Factory {
 			Default("/sys/kernel/tracing").String(),
 		btfDir: app.Flag("drops.btf-dir", "Where the kernel's BTF is (drop reason names).").
 			Default("/sys/kernel/btf").String(),
+		namesTTL: app.Flag("drops.names-ttl", "How long interface names of other network namespaces are cached.").
+			Default("30s").Hidden().Duration(),
 		mapSize: app.Flag("drops.map-size", "Distinct (reason, protocol, interface, namespace) keys the kernel map holds; drops beyond it are still counted by reason, without the other labels.").
 			Default("8192").Uint32(),
-		forgetFor: app.Flag("drops.forget-after", "Forget counters of a network namespace this long after it disappeared, so pods' series go with them.").
+		forgetFor: app.Flag("drops.forget-after", "Forget counters of an interface or network namespace this long after it disappeared, so their series go with them.").
 			Default("2m").Duration(),
 	}
 	return func(ctx context.Context, deps collectors.Deps) (collectors.Collector, error) {
@@ -71,6 +74,13 @@ type collector struct {
 	names     *netnsnames.Resolver
 	forgetFor time.Duration
 	mu        sync.Mutex // one Collect at a time: it deletes stale keys
+
+	// last holds each key's labels as of the previous scrape, and retired
+	// the counts of forgotten keys that were part of a host series: both
+	// keep every series monotonic when namespaces come and go.
+	last    map[bpfdrops.Key]labels
+	missing map[bpfdrops.Key]time.Time
+	retired map[labels]uint64
 }
 
 func start(deps collectors.Deps, c config) (collectors.Collector, error) {
@@ -95,12 +105,13 @@ func start(deps collectors.Deps, c config) (collectors.Collector, error) {
 		return nil, collectors.BPFLoadDown(err, "attach_failed")
 	}
 	deps.Logger.Info("drop counter attached", "mode", probe.Mode, "tried", probe.Tried, "reasons", len(reasons))
-	names, err := netnsnames.New(netnsnames.Options{Links: deps.Links, ProcPath: deps.ProcPath})
+	names, err := netnsnames.New(netnsnames.Options{Links: deps.Links, ProcPath: deps.ProcPath, TTL: *c.namesTTL})
 	if err != nil {
 		probe.Close()
 		return nil, collectors.Down("netns", err)
 	}
-	return &collector{deps: deps, probe: probe, reasons: reasons, names: names, forgetFor: *c.forgetFor}, nil
+	return &collector{deps: deps, probe: probe, reasons: reasons, names: names, forgetFor: *c.forgetFor,
+		last: map[bpfdrops.Key]labels{}, missing: map[bpfdrops.Key]time.Time{}, retired: map[labels]uint64{}}, nil
 }
 
 type labels struct{ reason, protocol, iface, namespace, pod string }
@@ -116,24 +127,68 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		return collectors.Down("map_read", err)
 	}
 	sums := map[labels]uint64{}
+	for l, v := range c.retired {
+		sums[l] += v
+	}
 	var stale []bpfdrops.Key
 	alive := map[uint64]bool{}
+	seen := make(map[bpfdrops.Key]labels, len(counts.ByKey))
+	forgotten := map[labels]uint64{}
+	now := time.Now()
 	for k, v := range counts.ByKey {
 		l := labels{reason: c.reasons.name(k.Reason), protocol: protocolName(k.Protocol)}
 		if k.Netns != 0 {
 			alive[uint64(k.Netns)] = true
 			res := c.names.Name(uint64(k.Netns), int(k.Ifindex))
-			if res.GoneFor > c.forgetFor {
-				stale = append(stale, k)
-				continue
-			}
-			l.iface = res.Name
-			if uint64(k.Netns) != c.names.Own() {
-				pod, _ := c.deps.Pods.ByNetns(uint64(k.Netns))
-				l.namespace, l.pod = pod.Namespace, pod.Name
+			last, known := c.last[k]
+			foreign := uint64(k.Netns) != c.names.Own()
+			if gone := res.GoneFor > 0 || (k.Ifindex != 0 && !res.Found); gone && known {
+				// The interface or its namespace is gone: keep the counts
+				// under the labels they had, so no series jumps, until
+				// they are forgotten.
+				l = last
+				since, ok := c.missing[k]
+				if !ok {
+					since = now
+					c.missing[k] = now
+				}
+				if now.Sub(since) > c.forgetFor {
+					stale = append(stale, k)
+					delete(c.missing, k)
+					forgotten[l] += v
+					sums[l] += v // shown one last time, then gone
+					continue
+				}
+			} else {
+				delete(c.missing, k)
+				l.iface = res.Name
+				if foreign {
+					pod, _ := c.deps.Pods.ByNetns(uint64(k.Netns))
+					l.namespace, l.pod = pod.Namespace, pod.Name
+				}
 			}
 		}
+		seen[k] = l
 		sums[l] += v
+	}
+	c.last = seen
+	// A series made of several keys (standalone: the same interface name
+	// in many namespaces) keeps the counts of the keys forgotten under it
+	// while any key of it lives, so it never decreases; once none does,
+	// the series ends.
+	live := make(map[labels]bool, len(seen))
+	for _, l := range seen {
+		live[l] = true
+	}
+	for l, v := range forgotten {
+		if live[l] {
+			c.retired[l] += v
+		}
+	}
+	for l := range c.retired {
+		if !live[l] {
+			delete(c.retired, l)
+		}
 	}
 	var overflowed uint64
 	for reason, v := range counts.Overflow {

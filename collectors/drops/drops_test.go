@@ -228,3 +228,23 @@ func TestDropsCountedWhenMapFull(t *testing.T) {
 		t.Errorf("drops overflowed but the overflow counter is 0")
 	}
 }
+
+// Interfaces and namespaces come and go. A deleted interface's series keeps
+// its count until --drops.forget-after, then disappears; it never drops to
+// another label set in between.
+func TestSeriesOfDeletedInterfaceGoes(t *testing.T) {
+	nsAgent := testenv.NewNetns(t)
+	nsA := testenv.NewNetns(t)
+	a := testenv.StartAgent(t, nsAgent, "--collector.disable-defaults", "--collector.drops", "--drops.forget-after=2s", "--drops.names-ttl=500ms")
+	p := newPair(t, nsAgent, nsA, 4)
+	dropRule(t, nsA, 9999)
+	p.send(t, 9999, 200)
+	waitDrops(t, a, "NETFILTER_DROP", p.to_, 200)
+
+	testenv.Run(t, "ip", "netns", "exec", nsA.Name, "ip", "link", "del", p.to_)
+	// Right after: still there, same count, same labels.
+	waitDrops(t, a, "NETFILTER_DROP", p.to_, 200)
+	testenv.Eventually(t, 10*time.Second, "series of the deleted interface gone", func() bool {
+		return len(a.Scrape(t).Series(dropsMetric, map[string]string{"interface": p.to_})) == 0
+	})
+}
