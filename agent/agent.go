@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -112,6 +113,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			deps.Links = w
 		}
 		set.Start(ctx, deps)
+		// Starting parses the kernel's BTF (CO-RE relocations, drop
+		// reason names): tens of MiB that are garbage now. Hand them back
+		// to the OS, so the agent's RSS is its steady state, not its peak.
+		debug.FreeOSMemory()
 		logger.Info("collectors initialised", "ready", true)
 	}()
 
