@@ -42,15 +42,16 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# Regenerates the bpf2go bindings and objects (needs clang-19: make deps).
+# Regenerates the bpf2go bindings and objects (needs clang-19: make deps),
+# and the PrometheusRule and dashboard copies rendered by deploy/gen.
 generate:
 	$(GO) generate ./...
 
 # CI: the committed generated files must be what make generate produces.
 check-generated: generate
-	@if [ -n "$$(git status --porcelain -- bpf)" ]; then \
-		echo "generated BPF files differ from what is committed; run make generate and commit:"; \
-		git status --porcelain -- bpf; git diff --stat -- bpf; exit 1; fi
+	@if [ -n "$$(git status --porcelain -- bpf deploy)" ]; then \
+		echo "generated files differ from what is committed; run make generate and commit:"; \
+		git status --porcelain -- bpf deploy; git diff --stat -- bpf deploy; exit 1; fi
 
 test: deps lint check-generated
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...

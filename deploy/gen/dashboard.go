@@ -1,0 +1,274 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// The dashboard is described here, not drawn in Grafana and exported: the
+// queries are code, reviewed with the metric contract beside them, and the
+// end-to-end test runs each one against a real Prometheus.
+
+// sel is the selector every query carries: the dashboard's cluster and node
+// variables plus the query's own matchers.
+func sel(extra ...string) string {
+	return "{" + strings.Join(append([]string{`cluster=~"$cluster"`, `node=~"$node"`}, extra...), ",") + "}"
+}
+
+func rate(metric string, extra ...string) string {
+	return fmt.Sprintf("rate(%s%s[$__rate_interval])", metric, sel(extra...))
+}
+
+type query struct {
+	expr, legend string
+	heatmap      bool // format as buckets for a heatmap
+	instant      bool // a table of current values
+}
+
+type panel struct {
+	title, kind, unit, description string
+	queries                        []query
+	width                          int       // of 24 columns; 12 when 0
+	thresholds                     []float64 // drawn as lines (timeseries) or colours
+}
+
+type section struct {
+	title  string
+	panels []panel
+}
+
+func ts(title, unit, desc string, qs ...query) panel {
+	return panel{title: title, kind: "timeseries", unit: unit, description: desc, queries: qs}
+}
+
+func table(title, desc string, qs ...query) panel {
+	for i := range qs {
+		qs[i].instant = true
+	}
+	return panel{title: title, kind: "table", description: desc, queries: qs, width: 24}
+}
+
+func heatmap(title, desc, expr string) panel {
+	return panel{title: title, kind: "heatmap", unit: "s", description: desc,
+		queries: []query{{expr: expr, legend: "{{le}}", heatmap: true}}}
+}
+
+func sections() []section {
+	return []section{
+		{"Packet drops", []panel{
+			ts("Drops by reason", "pps", "Packets the kernel freed as dropped (skb:kfree_skb), by the kernel's own drop reason.",
+				query{expr: "sum by (node, reason) (" + rate("netsonde_packet_drops_total") + ")", legend: "{{node}} {{reason}}"}),
+			ts("Drops by interface", "pps", "The 20 busiest interface and reason pairs.",
+				query{expr: "topk(20, sum by (node, interface, reason) (" + rate("netsonde_packet_drops_total") + "))", legend: "{{node}} {{interface}} {{reason}}"}),
+			ts("Drops by pod", "pps", "The 20 pods (empty: the host) losing most packets.",
+				query{expr: "topk(20, sum by (namespace, pod, reason) (" + rate("netsonde_packet_drops_total") + "))", legend: "{{namespace}}/{{pod}} {{reason}}"}),
+		}},
+		{"TCP retransmits", []panel{
+			ts("Retransmits by TCP state", "pps", "SYN_SENT: connection attempts nobody answered. ESTABLISHED: lost data.",
+				query{expr: "sum by (node, state) (" + rate("netsonde_tcp_retransmits_total") + ")", legend: "{{node}} {{state}}"}),
+			ts("Retransmits by pod", "pps", "The 20 pods (empty: the host) retransmitting most.",
+				query{expr: "topk(20, sum by (namespace, pod, state) (" + rate("netsonde_tcp_retransmits_total") + "))", legend: "{{namespace}}/{{pod}} {{state}}"}),
+		}},
+		{"Fragmentation and ICMP", []panel{
+			ts("IP fragments on interfaces", "pps", "IPv4 fragments and IPv6 packets with a fragment header, seen by tc programs.",
+				query{expr: "sum by (node, interface, direction, family) (" + rate("netsonde_ip_fragments_total") + ")", legend: "{{node}} {{interface}} {{direction}} {{family}}"}),
+			ts("Kernel fragmentation and reassembly", "ops", "The kernel's own counters (/proc/net/snmp): FragFails and ReasmFails mean lost packets.",
+				query{expr: "sum by (node, event, family) (" + rate("netsonde_ip_fragmentation_events_total") + ")", legend: "{{node}} {{event}} {{family}}"}),
+			ts("ICMP fragmentation needed", "pps", "Sent: this node told a sender its packet was too big. Received: a path told this node. Large packets sent and none received is a black hole.",
+				query{expr: "sum by (node, direction, interface, family) (" + rate("netsonde_icmp_frag_needed_total") + ")", legend: "{{node}} {{direction}} {{interface}} {{family}}"}),
+		}},
+		{"Conntrack", []panel{
+			{title: "Conntrack table fill", kind: "timeseries", unit: "percentunit", thresholds: []float64{0.75, 0.95},
+				description: "Entries over nf_conntrack_max. Warning above 75%, critical above 95%.",
+				queries:     []query{{expr: "node:netsonde_conntrack_fill:ratio" + sel(), legend: "{{node}}"}}},
+			ts("Conntrack entries and limit", "short", "",
+				query{expr: "netsonde_conntrack_entries" + sel(), legend: "{{node}} entries"},
+				query{expr: "netsonde_conntrack_entries_limit" + sel(), legend: "{{node}} limit"}),
+			ts("Conntrack events", "ops", "drop: packets refused (table full). early_drop: entries evicted to make room. insert_failed: the DNS race.",
+				query{expr: "sum by (node, event) (" + rate("netsonde_conntrack_events_total", `event!~"found|insert"`) + ")", legend: "{{node}} {{event}}"}),
+			table("Who fills the table", "The sources holding most entries (opt-in breakdown of the conntrack collector).",
+				query{expr: "topk(20, netsonde_conntrack_top_entries" + sel() + ")"}),
+		}},
+		{"MTU", []panel{
+			table("MTU mismatches", "1: the interface's MTU does not fit what is under it (reason says how).",
+				query{expr: "netsonde_mtu_mismatch" + sel()}),
+			table("Interface MTU against what fits", "",
+				query{expr: "netsonde_interface_mtu_bytes" + sel()},
+				query{expr: "netsonde_interface_expected_mtu_bytes" + sel()}),
+			ts("Path MTU to peers", "bytes", "The largest packet that crosses to each peer with DF set (tracepath's method).",
+				query{expr: "netsonde_path_mtu_bytes" + sel(), legend: "{{node}} → {{target}}"}),
+			ts("Path-MTU black holes", "short", "1: large packets vanish and no ICMP fragmentation-needed comes back.",
+				query{expr: "netsonde_path_mtu_blackhole" + sel(), legend: "{{node}} → {{target}}"}),
+		}},
+		{"Disk fsync (etcd)", []panel{
+			heatmap("Probe fdatasync latency", "2300-byte write + fdatasync, as etcd's WAL does.",
+				"sum by (le) ("+rate("netsonde_disk_fsync_duration_seconds_bucket")+")"),
+			heatmap("etcd fsync latency (traced)", "The fsyncs of the traced processes (etcd by default).",
+				"sum by (le) ("+rate("netsonde_process_fsync_duration_seconds_bucket")+")"),
+			{title: "Probe fdatasync p99", kind: "timeseries", unit: "s", thresholds: []float64{0.01},
+				description: "etcd wants the WAL fsync p99 under 10 ms.",
+				queries: []query{{expr: "histogram_quantile(0.99, sum by (node, path, le) (" + rate("netsonde_disk_fsync_duration_seconds_bucket") + "))",
+					legend: "{{node}} {{path}}"}}},
+			{title: "etcd fsync p99 (traced)", kind: "timeseries", unit: "s", thresholds: []float64{0.01},
+				description: "Compare with etcd's own etcd_disk_wal_fsync_duration_seconds.",
+				queries: []query{{expr: "histogram_quantile(0.99, sum by (node, comm, device, le) (" + rate("netsonde_process_fsync_duration_seconds_bucket") + "))",
+					legend: "{{node}} {{comm}} {{device}}"}}},
+		}},
+		{"netsonde", []panel{
+			table("Firing alerts", "",
+				query{expr: `ALERTS{alertstate="firing",alertname=~"Netsonde.*",cluster=~"$cluster",node=~"$node"}`}),
+			ts("Agents scraped", "short", "1: Prometheus reaches the agent.",
+				query{expr: `up{job="netsonde",cluster=~"$cluster",node=~"$node"}`, legend: "{{node}}"}),
+			ts("Collector scrape time", "s", "",
+				query{expr: "netsonde_collector_duration_seconds" + sel(), legend: "{{node}} {{collector}}"}),
+			table("Collectors", "0: the collector cannot work on this node; reason says why.",
+				query{expr: "netsonde_collector_up" + sel()}),
+			table("eBPF programs", "0: loaded but not attached, or failed.",
+				query{expr: "netsonde_bpf_program_attached" + sel()}),
+			ts("Agent memory", "bytes", "Resident set size of the agent.",
+				query{expr: `process_resident_memory_bytes{job="netsonde",cluster=~"$cluster",node=~"$node"}`, legend: "{{node}}"}),
+			ts("Agent CPU", "percentunit", "",
+				query{expr: `rate(process_cpu_seconds_total{job="netsonde",cluster=~"$cluster",node=~"$node"}[$__rate_interval])`, legend: "{{node}}"}),
+			table("Versions", "",
+				query{expr: "count by (version, revision, goversion) (netsonde_build_info" + sel() + ")"}),
+		}},
+	}
+}
+
+var datasource = map[string]any{"type": "prometheus", "uid": "${datasource}"}
+
+func (p panel) json(id, x, y, w, h int) map[string]any {
+	var targets []any
+	for i, q := range p.queries {
+		t := map[string]any{
+			"datasource": datasource,
+			"expr":       q.expr,
+			"refId":      string(rune('A' + i)),
+		}
+		switch {
+		case q.heatmap:
+			t["format"], t["legendFormat"] = "heatmap", q.legend
+		case q.instant:
+			t["format"], t["instant"], t["range"] = "table", true, false
+		default:
+			t["legendFormat"] = q.legend
+		}
+		targets = append(targets, t)
+	}
+	steps := []any{map[string]any{"color": "green", "value": nil}}
+	for i, v := range p.thresholds {
+		steps = append(steps, map[string]any{"color": []string{"orange", "red"}[min(i, 1)], "value": v})
+	}
+	defaults := map[string]any{"thresholds": map[string]any{"mode": "absolute", "steps": steps}}
+	if p.unit != "" {
+		defaults["unit"] = p.unit
+	}
+	if p.kind == "timeseries" && len(p.thresholds) > 0 {
+		defaults["custom"] = map[string]any{"thresholdsStyle": map[string]any{"mode": "line"}}
+	}
+	out := map[string]any{
+		"id":          id,
+		"type":        p.kind,
+		"title":       p.title,
+		"description": p.description,
+		"datasource":  datasource,
+		"gridPos":     map[string]any{"x": x, "y": y, "w": w, "h": h},
+		"targets":     targets,
+		"fieldConfig": map[string]any{"defaults": defaults, "overrides": []any{}},
+	}
+	switch p.kind {
+	case "heatmap":
+		out["options"] = map[string]any{
+			"calculate": false,
+			"yAxis":     map[string]any{"unit": "s"},
+			"color":     map[string]any{"mode": "scheme", "scheme": "Oranges", "exponent": 0.5},
+			"cellGap":   1,
+			"rowsFrame": map[string]any{"layout": "le"},
+		}
+	case "table":
+		out["transformations"] = []any{map[string]any{"id": "merge", "options": map[string]any{}}}
+		out["options"] = map[string]any{"showHeader": true}
+	default:
+		out["options"] = map[string]any{
+			"legend":  map[string]any{"displayMode": "list", "placement": "bottom", "showLegend": true},
+			"tooltip": map[string]any{"mode": "multi", "sort": "desc"},
+		}
+	}
+	return out
+}
+
+func variable(name, label, query string, multi bool) map[string]any {
+	return map[string]any{
+		"name": name, "label": label, "type": "query",
+		"datasource": datasource,
+		"query":      map[string]any{"query": query, "refId": name},
+		"definition": query,
+		// An empty value matches series without the label: one cluster
+		// per Prometheus, no cluster label, still works.
+		"includeAll": true, "allValue": ".*", "multi": multi,
+		"current": map[string]any{"selected": true, "text": "All", "value": "$__all"},
+		"refresh": 2, "sort": 1, "hide": 0, "options": []any{},
+	}
+}
+
+// dashboardJSON renders the dashboard, laid out two panels to a line under
+// one row per area.
+func dashboardJSON() ([]byte, error) {
+	var panels []any
+	id, y := 1, 0
+	for _, s := range sections() {
+		panels = append(panels, map[string]any{
+			"id": id, "type": "row", "title": s.title, "collapsed": false, "panels": []any{},
+			"gridPos": map[string]any{"x": 0, "y": y, "w": 24, "h": 1},
+		})
+		id++
+		y++
+		x := 0
+		for _, p := range s.panels {
+			w := p.width
+			if w == 0 {
+				w = 12
+			}
+			if x+w > 24 {
+				x, y = 0, y+8
+			}
+			panels = append(panels, p.json(id, x, y, w, 8))
+			id++
+			x += w
+		}
+		y += 8
+	}
+	dash := map[string]any{
+		"uid":           "netsonde",
+		"title":         "netsonde: node network health",
+		"description":   "Drops, retransmits, fragmentation, conntrack, MTU and etcd fsync latency from netsonde on every node.",
+		"tags":          []string{"netsonde", "network", "kubernetes"},
+		"editable":      true,
+		"graphTooltip":  1,
+		"schemaVersion": 39,
+		"version":       1,
+		"refresh":       "30s",
+		"time":          map[string]any{"from": "now-3h", "to": "now"},
+		"timezone":      "utc",
+		"panels":        panels,
+		"annotations": map[string]any{"list": []any{map[string]any{
+			"name": "Alerts", "datasource": datasource, "enable": true, "iconColor": "red",
+			"expr":        `ALERTS{alertstate="firing",alertname=~"Netsonde.*",cluster=~"$cluster",node=~"$node"}`,
+			"step":        "30s",
+			"titleFormat": "{{alertname}}",
+			"textFormat":  "{{node}}",
+		}}},
+		"templating": map[string]any{"list": []any{
+			map[string]any{"name": "datasource", "label": "Data source", "type": "datasource",
+				"query": "prometheus", "current": map[string]any{}, "hide": 0, "options": []any{}},
+			variable("cluster", "Cluster", "label_values(netsonde_build_info, cluster)", false),
+			variable("node", "Node", `label_values(netsonde_build_info{cluster=~"$cluster"}, node)`, true),
+		}},
+	}
+	b, err := json.MarshalIndent(dash, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: %w", err)
+	}
+	return append(b, '\n'), nil
+}
