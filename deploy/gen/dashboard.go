@@ -20,6 +20,20 @@ func rate(metric string, extra ...string) string {
 	return fmt.Sprintf("rate(%s%s[$__rate_interval])", metric, sel(extra...))
 }
 
+// sumRate is the per-second rate of a counter summed by labels, with a
+// legend naming them; top > 0 keeps only the top series.
+func sumRate(top int, metric string, by ...string) query {
+	expr := fmt.Sprintf("sum by (%s) (%s)", strings.Join(by, ", "), rate(metric))
+	if top > 0 {
+		expr = fmt.Sprintf("topk(%d, %s)", top, expr)
+	}
+	var legend []string
+	for _, l := range by {
+		legend = append(legend, "{{"+l+"}}")
+	}
+	return query{expr: expr, legend: strings.Join(legend, " ")}
+}
+
 type query struct {
 	expr, legend string
 	heatmap      bool // format as buckets for a heatmap
@@ -58,25 +72,25 @@ func sections() []section {
 	return []section{
 		{"Packet drops", []panel{
 			ts("Drops by reason", "pps", "Packets the kernel freed as dropped (skb:kfree_skb), by the kernel's own drop reason.",
-				query{expr: "sum by (node, reason) (" + rate("netsonde_packet_drops_total") + ")", legend: "{{node}} {{reason}}"}),
+				sumRate(0, "netsonde_packet_drops_total", "node", "reason")),
 			ts("Drops by interface", "pps", "The 20 busiest interface and reason pairs.",
-				query{expr: "topk(20, sum by (node, interface, reason) (" + rate("netsonde_packet_drops_total") + "))", legend: "{{node}} {{interface}} {{reason}}"}),
+				sumRate(20, "netsonde_packet_drops_total", "node", "interface", "reason")),
 			ts("Drops by pod", "pps", "The 20 pods (empty: the host) losing most packets.",
-				query{expr: "topk(20, sum by (namespace, pod, reason) (" + rate("netsonde_packet_drops_total") + "))", legend: "{{namespace}}/{{pod}} {{reason}}"}),
+				sumRate(20, "netsonde_packet_drops_total", "namespace", "pod", "reason")),
 		}},
 		{"TCP retransmits", []panel{
 			ts("Retransmits by TCP state", "pps", "SYN_SENT: connection attempts nobody answered. ESTABLISHED: lost data.",
-				query{expr: "sum by (node, state) (" + rate("netsonde_tcp_retransmits_total") + ")", legend: "{{node}} {{state}}"}),
+				sumRate(0, "netsonde_tcp_retransmits_total", "node", "state")),
 			ts("Retransmits by pod", "pps", "The 20 pods (empty: the host) retransmitting most.",
-				query{expr: "topk(20, sum by (namespace, pod, state) (" + rate("netsonde_tcp_retransmits_total") + "))", legend: "{{namespace}}/{{pod}} {{state}}"}),
+				sumRate(20, "netsonde_tcp_retransmits_total", "namespace", "pod", "state")),
 		}},
 		{"Fragmentation and ICMP", []panel{
 			ts("IP fragments on interfaces", "pps", "IPv4 fragments and IPv6 packets with a fragment header, seen by tc programs.",
-				query{expr: "sum by (node, interface, direction, family) (" + rate("netsonde_ip_fragments_total") + ")", legend: "{{node}} {{interface}} {{direction}} {{family}}"}),
+				sumRate(0, "netsonde_ip_fragments_total", "node", "interface", "direction", "family")),
 			ts("Kernel fragmentation and reassembly", "ops", "The kernel's own counters (/proc/net/snmp): FragFails and ReasmFails mean lost packets.",
-				query{expr: "sum by (node, event, family) (" + rate("netsonde_ip_fragmentation_events_total") + ")", legend: "{{node}} {{event}} {{family}}"}),
+				sumRate(0, "netsonde_ip_fragmentation_events_total", "node", "event", "family")),
 			ts("ICMP fragmentation needed", "pps", "Sent: this node told a sender its packet was too big. Received: a path told this node. Large packets sent and none received is a black hole.",
-				query{expr: "sum by (node, direction, interface, family) (" + rate("netsonde_icmp_frag_needed_total") + ")", legend: "{{node}} {{direction}} {{interface}} {{family}}"}),
+				sumRate(0, "netsonde_icmp_frag_needed_total", "node", "direction", "interface", "family")),
 		}},
 		{"Conntrack", []panel{
 			{title: "Conntrack table fill", kind: "timeseries", unit: "percentunit", thresholds: []float64{0.75, 0.95},
