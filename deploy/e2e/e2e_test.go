@@ -102,6 +102,8 @@ func TestKernelEventToPage(t *testing.T) {
 	// at the end of the subtest) and the table is flushed.
 	firing := func() {
 		waitFor(t, rcv, want, "firing")
+		fsyncLoad(t)
+		time.Sleep(2 * time.Second) // two scrapes after the load
 		checkDashboard(t, hc, prom, have)
 	}
 	if have["conntrack"] {
@@ -163,10 +165,38 @@ func TestKernelEventToPage(t *testing.T) {
 }
 
 // agentArgs are the flags each test node's agent runs with beyond the
-// defaults: targets and paths the collectors need to have something to
-// report in a namespace with no Kubernetes around it.
+// defaults, so that every collector has something to report in a
+// namespace with no Kubernetes and no etcd around it: the conntrack
+// breakdown on (every 10 s, its minimum), a path-MTU target (the node's peer in mon),
+// a probe directory of its own, and the traced process name of the fsync
+// load the test runs (fsyncLoad).
 func agentArgs(t *testing.T, n *node) []string {
-	return nil
+	return []string{
+		"--conntrack.breakdown-interval=10s",
+		"--pmtu.target=" + n.peer, "--pmtu.interval=2s",
+		"--fsyncprobe.path=" + t.TempDir(), "--fsyncprobe.interval=1s", "--fsyncprobe.writes=5",
+		"--fsynctrace.comm=" + fsyncComm,
+	}
+}
+
+// fsyncComm is the process name whose fsyncs the agents trace: a copy of
+// dd, so no etcd or other process on the machine is mistaken for it.
+const fsyncComm = "nsde2e-fsync"
+
+// fsyncLoad writes 50 blocks of 2300 bytes with O_DSYNC (one fdatasync
+// each, as etcd's WAL) under the traced name, on the test's own disk.
+func fsyncLoad(t *testing.T) {
+	t.Helper()
+	dir := t.TempDir()
+	bin := dir + "/" + fsyncComm
+	dd, err := os.ReadFile("/usr/bin/dd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, dd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Run(t, bin, "if=/dev/zero", "of="+dir+"/wal", "bs=2300", "count=50", "oflag=dsync")
 }
 
 // collectorsOf lists the collectors the agent runs (up or down).
@@ -202,20 +232,21 @@ func waitFor(t *testing.T, rcv *receiver, want []expectation, status string) {
 	}
 }
 
-// trackNew makes the kernel track new connections leaving n (an nftables
-// `ct state new` rule): without a conntrack hook a namespace has no table.
-// Prometheus' scrapes of the agent are exempt (notrack): with them
-// tracked, a full table also refuses the scrape connections and the node
-// pages NetsondeDown as well, which is true to life on a hostNetwork agent
-// but depends on when Prometheus reopens its connection; the fault under
-// test is the table, not the monitoring path.
+// trackNew makes the kernel track the test's UDP flows to port 9 leaving
+// n (an nftables `ct state new` rule): without a conntrack hook a namespace
+// has no table. Everything else is exempt (notrack): the agent's own
+// traffic would otherwise be refused by the full table too, and the node
+// would page NetsondeDown (scrapes refused) and NetsondePMTUBlackHole
+// (path-MTU probes vanish). Both are true to life for a hostNetwork agent,
+// but depend on timing; the fault under test is the table.
 func trackNew(t *testing.T, n *node) {
 	t.Helper()
 	n.ns.Exec(t, "nft", `add table inet e2e
 add chain inet e2e raw_in { type filter hook prerouting priority raw; }
-add rule inet e2e raw_in tcp dport 10333 notrack
+add rule inet e2e raw_in notrack
 add chain inet e2e raw_out { type filter hook output priority raw; }
-add rule inet e2e raw_out tcp sport 10333 notrack
+add rule inet e2e raw_out udp dport != 9 notrack
+add rule inet e2e raw_out meta l4proto != udp notrack
 add chain inet e2e out { type filter hook output priority 0; }
 add rule inet e2e out ct state new counter accept`)
 }
@@ -276,9 +307,9 @@ var collectorOf = []struct{ prefix, collector string }{
 	{"netsonde_conntrack", "conntrack"},
 	{"netsonde_interface_expected_mtu", "mtucheck"},
 	{"netsonde_mtu_mismatch", "mtucheck"},
-	{"netsonde_path_mtu", "pmtu"},
-	{"netsonde_disk_fsync", "fsync"},
-	{"netsonde_process_fsync", "fsync"},
+	{"netsonde_path_mtu", "mtucheck"},
+	{"netsonde_disk_fsync", "fsyncprobe"},
+	{"netsonde_process_fsync", "fsynctrace"},
 	// Reported by every eBPF collector; drops is the first of them.
 	{"netsonde_bpf_program_attached", "drops"},
 }
