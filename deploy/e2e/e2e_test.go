@@ -140,6 +140,12 @@ func TestKernelEventToPage(t *testing.T) {
 	// Exactly the expected alerts paged, each once firing then resolved,
 	// with descriptions rendered for the node they are about.
 	got := rcv.statuses()
+	for k := range got {
+		if name, _, _ := strings.Cut(k, "{"); machineWide[name] {
+			t.Logf("machine-wide, not a test fault (other tests share this kernel and disk): %s %v", k, got[k])
+			delete(got, k)
+		}
+	}
 	var wantKeys []string
 	for _, e := range want {
 		wantKeys = append(wantKeys, e.key())
@@ -162,6 +168,22 @@ func TestKernelEventToPage(t *testing.T) {
 		}
 	}
 	t.Logf("paged and resolved: %s", strings.Join(wantKeys, " "))
+}
+
+// machineWide are the alerts whose signal the test's "nodes" cannot own:
+// they are namespaces of one kernel and one disk, and the eBPF collectors
+// (drops, retransmits) see every namespace's packets, the fsync probe and
+// trace the machine's disk, which other tests load at the same time. Such
+// an alert is real, but says nothing about the faults injected here, so
+// it is logged and left out of the exact comparison. Everything the test
+// injects (conntrack, MTU, reachability) is per namespace and compared
+// exactly.
+var machineWide = map[string]bool{
+	"NetsondePacketDropsHigh":    true,
+	"NetsondeTCPRetransmitsHigh": true,
+	"NetsondeTCPConnectRetries":  true,
+	"NetsondeDiskFsyncSlow":      true,
+	"NetsondeProcessFsyncSlow":   true,
 }
 
 // agentArgs are the flags each test node's agent runs with beyond the
