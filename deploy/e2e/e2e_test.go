@@ -45,6 +45,7 @@ func TestKernelEventToPage(t *testing.T) {
 		linkNode(t, mon, 1, "node-b"), // MTU mismatch
 		linkNode(t, mon, 2, "node-c"), // agent unreachable
 	}
+	addFar(t, mon, nodes)
 	for _, n := range nodes {
 		n.agent = testenv.StartAgent(t, n.ns, append([]string{"--web.listen-address=" + n.addr + ":10333"}, agentArgs(t, n)...)...)
 	}
@@ -103,8 +104,16 @@ func TestKernelEventToPage(t *testing.T) {
 	firing := func() {
 		waitFor(t, rcv, want, "firing")
 		fsyncLoad(t)
+		fragLoad(t, b)
 		time.Sleep(2 * time.Second) // two scrapes after the load
 		checkDashboard(t, hc, prom, have)
+		// The far host's path, as Prometheus sees it from node-a and node-b.
+		if have["mtucheck"] {
+			v, err := query(hc, prom, `netsonde_path_mtu_bytes{target="`+farAddr+`",node=~"node-a|node-b"}`)
+			if err != nil || len(v) != 2 || v[0].Value[1] != "1400" || v[1].Value[1] != "1400" {
+				t.Errorf("path MTU to the far host: %v %v, want 1400 from node-a and node-b", v, err)
+			}
+		}
 	}
 	if have["conntrack"] {
 		want = append(want,
@@ -170,6 +179,49 @@ func TestKernelEventToPage(t *testing.T) {
 	t.Logf("paged and resolved: %s", strings.Join(wantKeys, " "))
 }
 
+// farAddr is a host behind mon over a 1400-byte link: the path-MTU probes
+// of every node to it cross mon as a router, which answers the 1500-byte
+// probes with ICMP "fragmentation needed" (received on the nodes' eth0).
+const farAddr = "198.18.201.2"
+
+// addFar makes the far host: a namespace on 198.18.201.0/30 behind mon,
+// with the 1400-byte link, mon forwarding (its own namespace's setting)
+// and a route to it on every node.
+func addFar(t *testing.T, mon *testenv.Netns, nodes []*node) {
+	t.Helper()
+	far := testenv.NewNetns(t)
+	mon.Exec(t, "ip", "link", "add", "vf0", "mtu", "1400", "type", "veth", "peer", "name", "eth0", "mtu", "1400", "netns", far.Name)
+	mon.Exec(t, "ip", "addr", "add", "198.18.201.1/30", "dev", "vf0")
+	mon.Exec(t, "ip", "link", "set", "vf0", "up")
+	mon.Exec(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	far.Exec(t, "ip", "addr", "add", farAddr+"/30", "dev", "eth0")
+	far.Exec(t, "ip", "link", "set", "eth0", "up")
+	far.Exec(t, "ip", "route", "add", "198.18.200.0/24", "via", "198.18.201.1")
+	for _, n := range nodes {
+		n.ns.Exec(t, "ip", "route", "add", "198.18.201.0/30", "via", n.peer)
+	}
+}
+
+// fragLoad sends ten 4000-byte UDP datagrams from n to its peer: over a
+// 1500-byte eth0, three fragments each.
+func fragLoad(t *testing.T, n *node) {
+	t.Helper()
+	err := n.ns.Do(func() error {
+		c, err := net.Dial("udp", n.peer+":9")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for range 10 {
+			c.Write(make([]byte, 4000))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Errorf("fragments from %s: %v", n.name, err)
+	}
+}
+
 // machineWide are the alerts whose signal the test's "nodes" cannot own:
 // they are namespaces of one kernel and one disk, and the eBPF collectors
 // (drops, retransmits) see every namespace's packets, the fsync probe and
@@ -195,7 +247,7 @@ var machineWide = map[string]bool{
 func agentArgs(t *testing.T, n *node) []string {
 	return []string{
 		"--conntrack.breakdown-interval=10s",
-		"--pmtu.target=" + n.peer, "--pmtu.interval=2s",
+		"--pmtu.target=" + n.peer, "--pmtu.target=" + farAddr, "--pmtu.interval=2s",
 		"--fsyncprobe.path=" + t.TempDir(), "--fsyncprobe.interval=1s", "--fsyncprobe.writes=5",
 		"--fsynctrace.comm=" + fsyncComm,
 	}
@@ -323,16 +375,16 @@ func overflowConntrack(t *testing.T, a *node) func() {
 var collectorOf = []struct{ prefix, collector string }{
 	{"netsonde_packet_drops", "drops"},
 	{"netsonde_tcp_retransmits", "tcpretrans"},
-	{"netsonde_ip_fragments", "frag"},
-	{"netsonde_ip_fragmentation_events", "frag"},
-	{"netsonde_icmp_frag_needed", "frag"},
+	{"netsonde_ip_fragments", "fragments"},
+	{"netsonde_ip_fragmentation_events", "fragments"},
+	{"netsonde_icmp_frag_needed", "fragments"},
 	{"netsonde_conntrack", "conntrack"},
 	{"netsonde_interface_expected_mtu", "mtucheck"},
 	{"netsonde_mtu_mismatch", "mtucheck"},
 	{"netsonde_path_mtu", "mtucheck"},
 	{"netsonde_disk_fsync", "fsyncprobe"},
 	{"netsonde_process_fsync", "fsynctrace"},
-	// Reported by every eBPF collector; drops is the first of them.
+	// Reported by every eBPF collector; drops is one of them.
 	{"netsonde_bpf_program_attached", "drops"},
 }
 
