@@ -105,7 +105,8 @@ func indent(text, prefix string) string {
 }
 
 // kustomizePrometheusRule is the object for the kustomize base; the base's
-// kustomization sets its namespace.
+// kustomization sets its namespace and the part-of label, so it renders
+// the same object as the chart (deploy/deploy_test.go compares them).
 func kustomizePrometheusRule(groups string) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, header, rulesPath)
@@ -115,7 +116,6 @@ metadata:
   name: netsonde
   labels:
     app.kubernetes.io/name: netsonde
-    app.kubernetes.io/component: alerting
 spec:
 `)
 	b.WriteString(indent(groups, "  "))
@@ -135,12 +135,11 @@ func helmPrometheusRule(groups string) []byte {
 apiVersion: monitoring.coreos.com/v1
 kind: PrometheusRule
 metadata:
-  name: {{ $.Release.Name }}
+  name: netsonde
   namespace: {{ $.Release.Namespace }}
   labels:
     app.kubernetes.io/name: netsonde
-    app.kubernetes.io/instance: {{ $.Release.Name }}
-    app.kubernetes.io/component: alerting
+    app.kubernetes.io/part-of: netsonde
     {{- range $k, $v := .labels }}
     {{ $k }}: {{ printf "%q" $v }}
     {{- end }}
