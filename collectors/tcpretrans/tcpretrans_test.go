@@ -88,7 +88,7 @@ func TestSynSentRetransmits(t *testing.T) {
 	if kernel < 2 {
 		t.Fatalf("kernel counted %v SYN retransmits, want at least 2", kernel)
 	}
-	testenv.Eventually(t, 2*time.Second, "SYN_SENT retransmits equal the kernel's TCPSynRetrans", func() bool { return retrans(t, agent, "SYN_SENT") == kernel })
+	agent.WaitSum(t, "netsonde_tcp_retransmits_total", map[string]string{"state": "SYN_SENT", "family": "ipv4"}, kernel)
 	t.Logf("%v SYN retransmits", kernel)
 }
 
