@@ -183,30 +183,48 @@ func (r *Resolver) read(inode uint64, now time.Time) (map[int]string, error) {
 // scan refreshes the inode -> path table: pinned namespaces always (a
 // directory read), processes' namespaces at most every ScanInterval.
 func (r *Resolver) scan(now time.Time) {
-	for _, dir := range r.opts.PinDirs {
+	procPath := r.opts.ProcPath
+	if now.Sub(r.lastScan) < r.opts.ScanInterval {
+		procPath = "" // pinned ones only this time
+	} else {
+		r.lastScan = now
+	}
+	// Namespaces found by an earlier walk of /proc stay known; a path
+	// found now (pinned ones first) replaces any older one.
+	for ino, p := range List(procPath, r.opts.PinDirs) {
+		r.paths[ino] = p
+	}
+}
+
+// List finds the node's network namespaces by inode, each with a path that
+// opens it: those pinned under pinDirs (ip netns, containerd, CRI-O) first,
+// then those only held by processes (procPath/PID/ns/net; procPath "" skips
+// the walk, which is O(processes)).
+func List(procPath string, pinDirs []string) map[uint64]string {
+	out := map[uint64]string{}
+	for _, dir := range pinDirs {
 		entries, _ := os.ReadDir(dir)
 		for _, e := range entries {
 			p := filepath.Join(dir, e.Name())
 			if ino, err := Inode(p); err == nil {
-				r.paths[ino] = p
+				out[ino] = p
 			}
 		}
 	}
-	if now.Sub(r.lastScan) < r.opts.ScanInterval {
-		return
+	if procPath == "" {
+		return out
 	}
-	r.lastScan = now
-	procs, _ := os.ReadDir(r.opts.ProcPath)
+	procs, _ := os.ReadDir(procPath)
 	for _, e := range procs {
-		name := e.Name()
-		if name[0] < '0' || name[0] > '9' {
+		if n := e.Name(); n[0] < '0' || n[0] > '9' {
 			continue
 		}
-		p := filepath.Join(r.opts.ProcPath, name, "ns", "net")
+		p := filepath.Join(procPath, e.Name(), "ns", "net")
 		if ino, err := Inode(p); err == nil {
-			if _, seen := r.paths[ino]; !seen {
-				r.paths[ino] = p
+			if _, seen := out[ino]; !seen {
+				out[ino] = p
 			}
 		}
 	}
+	return out
 }

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -229,7 +228,7 @@ func (r *Resolver) rebuild() {
 	}
 	byNetns, byIface := map[uint64]cluster.Pod{}, map[int]cluster.Pod{}
 	if len(byIP) > 0 {
-		for ino, path := range r.namespaces() {
+		for ino, path := range netnsnames.List(r.cfg.ProcPath, r.cfg.PinDirs) {
 			if ino == r.own {
 				continue
 			}
@@ -267,33 +266,6 @@ func (r *Resolver) rebuild() {
 	r.mu.Lock()
 	r.byIP, r.byNetns, r.byIface, r.peers, r.podCount = byIP, byNetns, byIface, peers, len(pods)
 	r.mu.Unlock()
-}
-
-// namespaces finds the node's network namespaces: pinned by the container
-// runtime under /run/netns (containerd, CRI-O) and held by processes.
-func (r *Resolver) namespaces() map[uint64]string {
-	out := map[uint64]string{}
-	for _, dir := range r.cfg.PinDirs {
-		entries, _ := os.ReadDir(dir)
-		for _, e := range entries {
-			p := filepath.Join(dir, e.Name())
-			if ino, err := netnsnames.Inode(p); err == nil {
-				out[ino] = p
-			}
-		}
-	}
-	procs, _ := os.ReadDir(r.cfg.ProcPath)
-	for _, e := range procs {
-		if n := e.Name(); n[0] >= '0' && n[0] <= '9' {
-			p := filepath.Join(r.cfg.ProcPath, n, "ns", "net")
-			if ino, err := netnsnames.Inode(p); err == nil {
-				if _, seen := out[ino]; !seen {
-					out[ino] = p
-				}
-			}
-		}
-	}
-	return out
 }
 
 // inspect lists a namespace's addresses, and the host-side ifindexes of its
