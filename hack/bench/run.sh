@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
-# Runs every benchmark script in hack/bench (each prints a markdown table
-# for BENCHMARKS.md). Needs root. Usage: hack/bench/run.sh [name-filter]
+# Runs every benchmark in hack/bench: the shell scripts and the Go programs
+# (each prints a markdown table for BENCHMARKS.md). Needs root.
+# Usage: hack/bench/run.sh [name-filter]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-for s in "$here"/*.sh; do
-	name=$(basename "$s" .sh)
-	[ "$name" = run ] && continue
+root=$(cd "$here/../.." && pwd)
+for s in "$here"/*.sh "$here"/*/main.go; do
+	case $s in
+	*/run.sh) continue ;;
+	*/main.go) name=$(basename "$(dirname "$s")") ;;
+	*) name=$(basename "$s" .sh) ;;
+	esac
 	[ -n "${1:-}" ] && [[ "$name" != *"$1"* ]] && continue
 	echo "## $name"
-	"$s"
+	if [[ $s == */main.go ]]; then
+		(cd "$root" && go run "./hack/bench/$name")
+	else
+		"$s"
+	fi
 	echo
 done
