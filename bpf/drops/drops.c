@@ -54,35 +54,12 @@ struct {
  * consume_skb has its own tracepoint, but kernels differ; skip them here. */
 #define FIRST_DROP_REASON 2
 
-static __always_inline void bump(void *map, const void *key, int *full)
-{
-	__u64 *v = bpf_map_lookup_elem(map, key);
-	if (v) {
-		/* Per-CPU value: no other CPU writes it, no atomic needed. */
-		*v += 1;
-		return;
-	}
-	__u64 one = 1;
-	long err = bpf_map_update_elem(map, key, &one, BPF_NOEXIST);
-	if (err == -17 /* EEXIST: another CPU inserted the key first */) {
-		v = bpf_map_lookup_elem(map, key);
-		if (v)
-			*v += 1;
-		return;
-	}
-	if (err)
-		*full = 1;
-}
-
 static __always_inline void count(struct drop_key *k)
 {
-	int full = 0;
-	bump(&drops, k, &full);
-	if (!full)
+	if (!counter_add(&drops, k, 1))
 		return;
-	full = 0;
-	bump(&overflow, &k->reason, &full);
-	if (!full)
+	/* The keyed map is full: count by reason alone, then at all. */
+	if (!counter_add(&overflow, &k->reason, 1))
 		return;
 	__u32 zero = 0;
 	__u64 *v = bpf_map_lookup_elem(&lost, &zero);

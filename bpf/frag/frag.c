@@ -49,17 +49,7 @@ volatile const __u32 own_netns;
 static __always_inline void count(__u32 ifindex, __u8 dir, __u8 family, __u8 what)
 {
 	struct frag_key k = {.ifindex = ifindex, .direction = dir, .family = family, .what = what};
-	__u64 *v = bpf_map_lookup_elem(&frags, &k);
-	if (v) {
-		*v += 1;
-		return;
-	}
-	__u64 one = 1;
-	if (bpf_map_update_elem(&frags, &k, &one, BPF_NOEXIST) == -17) {
-		v = bpf_map_lookup_elem(&frags, &k);
-		if (v)
-			*v += 1;
-	}
+	counter_add(&frags, &k, 1);
 }
 
 struct iphdr_min {

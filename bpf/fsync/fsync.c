@@ -91,16 +91,6 @@ static __always_inline void begin(__u32 dev)
 	bpf_map_update_elem(&starts, &tid, &s, BPF_ANY);
 }
 
-static __always_inline void incr(void *map, void *key, __u64 by)
-{
-	__u64 *v = bpf_map_lookup_elem(map, key);
-	if (v) {
-		*v += by;
-		return;
-	}
-	bpf_map_update_elem(map, key, &by, BPF_NOEXIST);
-}
-
 static __always_inline void end(void)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
@@ -118,10 +108,10 @@ static __always_inline void end(void)
 			break;
 		}
 	}
-	incr(&hist, &hk, 1);
+	counter_add(&hist, &hk, 1);
 	struct sum_key sk = {.dev = hk.dev};
 	__builtin_memcpy(sk.comm, hk.comm, COMM_LEN);
-	incr(&sums, &sk, d);
+	counter_add(&sums, &sk, d);
 }
 
 /* Contexts from /sys/kernel/tracing/events/ext4/ext4_sync_file_{enter,exit}/format */

@@ -49,4 +49,28 @@ struct sk_buff {
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
+#define NETSONDE_EEXIST 17
+
+/* counter_add adds by to the per-CPU counter of key in map, creating it
+ * when absent. Per-CPU values: no other CPU writes this slot, so no atomic
+ * is needed. Returns 0, or the error of a failed insert (the map is full).
+ * Every netsonde program counts through this one helper. */
+static __always_inline long counter_add(void *map, const void *key, __u64 by)
+{
+	__u64 *v = bpf_map_lookup_elem(map, key);
+	if (v) {
+		*v += by;
+		return 0;
+	}
+	long err = bpf_map_update_elem(map, key, &by, BPF_NOEXIST);
+	if (err == -NETSONDE_EEXIST) {
+		/* Another CPU inserted the key between our lookup and insert. */
+		v = bpf_map_lookup_elem(map, key);
+		if (v)
+			*v += by;
+		return 0;
+	}
+	return err;
+}
+
 #endif

@@ -26,16 +26,7 @@ struct {
 
 static __always_inline void count(struct retrans_key *k, __u64 n)
 {
-	__u64 *v = bpf_map_lookup_elem(&retrans, k);
-	if (v) {
-		*v += n;
-		return;
-	}
-	if (bpf_map_update_elem(&retrans, k, &n, BPF_NOEXIST) == -17) {
-		v = bpf_map_lookup_elem(&retrans, k);
-		if (v)
-			*v += n;
-	}
+	counter_add(&retrans, k, n);
 }
 
 /* Set by the loader when the tracepoint has the err field (6.13+), which
