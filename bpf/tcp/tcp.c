@@ -60,8 +60,15 @@ struct retransmit_skb_ctx {
 SEC("tracepoint/tcp/tcp_retransmit_skb")
 int retransmit_skb(struct retransmit_skb_ctx *ctx)
 {
-	if (has_err && ctx->err)
-		return 0; /* not sent: the kernel's RetransSegs does not count it */
+	/* The kernel counts a retransmit (RetransSegs, TCPSynRetrans) once it
+	 * gets as far as handing it to tcp_transmit_skb, whether or not that
+	 * then fails; these errors are the early exits before that point. */
+	if (has_err) {
+		int e = ctx->err;
+		if (e == -16 /* EBUSY: still in a host queue */ || e == -11 /* EAGAIN */ ||
+		    e == -12 /* ENOMEM */ || e == -113 /* EHOSTUNREACH */)
+			return 0;
+	}
 	/* Count segments, as RetransSegs does: TCP always builds GSO skbs, and
 	 * one retransmitted skb may carry several. The count is
 	 * TCP_SKB_CB(skb)->tcp_gso_segs: skb->cb bytes 8..9 (struct
