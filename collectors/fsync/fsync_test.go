@@ -60,15 +60,18 @@ type fioResult struct {
 	} `json:"jobs"`
 }
 
-// The probe next to the yardstick, in one run on one directory: fio with
-// the seed's parameters (scaled to 4 MiB), and the agent probing the same
-// directory and tracing fio's own fdatasyncs.
+// The probe next to the yardstick, at the same time on one directory: fio
+// with the seed's parameters (scaled to 24 MiB, a few seconds) runs while the agent probes
+// the same directory and traces fio's own fdatasyncs; the probe's samples
+// taken during fio's run are compared with fio's.
 //
 // Tolerance: the probe's p50 must fall in fio's p50 bucket or the next one
-// either side, and its p99 within two buckets. The histogram resolves no
-// finer than its bounds (a factor of 2 apart, 1.25 around 10 ms), the two
-// run at slightly different times on a shared disk, and a p99 of a few
-// hundred samples is decided by its slowest handful.
+// either side, and its p99 within three buckets. The histogram resolves no
+// finer than its bounds (a factor of 2 apart, 1.25 around 10 ms); the two
+// write different files, interleaved, so each sees the other's syncs queue
+// ahead of its own now and then; and this disk is shared with every other
+// test of the run (a real etcd among them), so a p99 of a few hundred
+// samples is decided by the handful that meet someone else's burst.
 //
 // The trace has no such slack: it must count exactly fio's fdatasyncs.
 func TestProbeAgreesWithFio(t *testing.T) {
@@ -76,43 +79,71 @@ func TestProbeAgreesWithFio(t *testing.T) {
 	dir := diskDir(t)
 	ns := testenv.NewNetns(t)
 	a := testenv.StartAgent(t, ns, "--collector.disable-defaults", "--collector.fsyncprobe", "--collector.fsynctrace",
-		"--fsyncprobe.path="+dir, "--fsyncprobe.interval=1s", "--fsyncprobe.writes=100", "--fsynctrace.comm=fio")
+		"--fsyncprobe.path="+dir, "--fsyncprobe.interval=1s", "--fsyncprobe.writes=200", "--fsynctrace.comm=fio")
+	probeSeries := func() testenv.Series {
+		s := a.Scrape(t).Series("netsonde_disk_fsync_duration_seconds", map[string]string{"path": dir})
+		if len(s) != 1 {
+			t.Fatalf("want one probe series, got %d", len(s))
+		}
+		return s[0]
+	}
+	testenv.Eventually(t, 10*time.Second, "first probe round done", func() bool { return probeSeries().Value > 0 })
+	before := probeSeries()
 
 	out, err := exec.Command("fio", "--name=seed", "--rw=write", "--ioengine=sync", "--fdatasync=1",
-		"--directory="+dir, "--size=4m", "--bs=2300", "--output-format=json").Output()
+		"--directory="+dir, "--size=24m", "--bs=2300", "--output-format=json").Output()
 	if err != nil {
 		t.Fatalf("fio: %v", err)
 	}
+	during := deltaHistogram(before, probeSeries())
 	var fio fioResult
 	if err := json.Unmarshal(out, &fio); err != nil || len(fio.Jobs) != 1 {
 		t.Fatalf("fio json: %v\n%s", err, out)
 	}
 	syncs := fio.Jobs[0].Sync
 	fioP50, fioP99 := syncs.LatNS.Percentile["50.000000"]/1e9, syncs.LatNS.Percentile["99.000000"]/1e9
-
-	var probe testenv.Series
-	testenv.Eventually(t, 20*time.Second, "probe has 300 samples", func() bool {
-		s := a.Scrape(t).Series("netsonde_disk_fsync_duration_seconds", map[string]string{"path": dir})
-		if len(s) == 1 && s[0].Value >= 300 {
-			probe = s[0]
-			return true
-		}
-		return false
-	})
-	p50, p99 := quantileBucket(t, probe, 0.5), quantileBucket(t, probe, 0.99)
-	t.Logf("fio: %d syncs, p50 %.0f µs (bucket %d), p99 %.0f µs (bucket %d); probe: %v samples, p50 bucket %d, p99 bucket %d",
-		syncs.LatNS.N, fioP50*1e6, bucketOf(fioP50), fioP99*1e6, bucketOf(fioP99), probe.Value, p50, p99)
+	if during.total < 100 {
+		t.Fatalf("only %d probe samples during fio's run", during.total)
+	}
+	p50, p99 := during.quantileBucket(0.5), during.quantileBucket(0.99)
+	t.Logf("fio: %d syncs, p50 %.0f µs (bucket %d), p99 %.0f µs (bucket %d); probe during fio: %d samples, p50 bucket %d, p99 bucket %d",
+		syncs.LatNS.N, fioP50*1e6, bucketOf(fioP50), fioP99*1e6, bucketOf(fioP99), during.total, p50, p99)
 	if d := p50 - bucketOf(fioP50); d < -1 || d > 1 {
 		t.Errorf("probe p50 bucket %d vs fio's %d: more than one bucket apart", p50, bucketOf(fioP50))
 	}
-	if d := p99 - bucketOf(fioP99); d < -2 || d > 2 {
-		t.Errorf("probe p99 bucket %d vs fio's %d: more than two buckets apart", p99, bucketOf(fioP99))
+	if d := p99 - bucketOf(fioP99); d < -3 || d > 3 {
+		t.Errorf("probe p99 bucket %d vs fio's %d: more than three buckets apart", p99, bucketOf(fioP99))
 	}
 
 	traced, ok := a.Scrape(t).Value("netsonde_process_fsync_duration_seconds", map[string]string{"comm": "fio", "device": rootDevice(t)})
 	if !ok || int(traced) != syncs.LatNS.N {
 		t.Errorf("traced %v fdatasyncs of fio, fio reports %d", traced, syncs.LatNS.N)
 	}
+}
+
+// delta is a histogram of the samples between two scrapes of one series.
+type delta struct {
+	cumulative []uint64 // by bound index, then +Inf
+	total      uint64
+}
+
+func deltaHistogram(before, after testenv.Series) delta {
+	b, a := before.Metric.GetHistogram().GetBucket(), after.Metric.GetHistogram().GetBucket()
+	d := delta{total: after.Metric.GetHistogram().GetSampleCount() - before.Metric.GetHistogram().GetSampleCount()}
+	for i := range a {
+		d.cumulative = append(d.cumulative, a[i].GetCumulativeCount()-b[i].GetCumulativeCount())
+	}
+	return d
+}
+
+func (d delta) quantileBucket(q float64) int {
+	rank := q * float64(d.total)
+	for i, c := range d.cumulative {
+		if float64(c) >= rank {
+			return i
+		}
+	}
+	return len(bounds)
 }
 
 func rootDevice(t *testing.T) string {
