@@ -122,6 +122,14 @@ func TestKernelEventToPage(t *testing.T) {
 			with(base(a, "NetsondeConntrackDroppingPackets", "critical"), "event", "drop"))
 		t.Run("conntrack overflow", func(t *testing.T) {
 			testenv.SetSysctl(t, "net.netfilter.nf_conntrack_max", "200")
+			// Empty both tables before that cleanup restores the limit and
+			// lets go of its lock (cleanups run last-in first-out): another
+			// test may lower the same global limit the moment it is free,
+			// and tables still full would page again.
+			t.Cleanup(func() {
+				a.ns.Exec(t, "conntrack", "-F")
+				b.ns.Exec(t, "conntrack", "-F")
+			})
 			// Near miss on node-b: 70% of the same limit, held as long.
 			trackNew(t, b)
 			sendFlows(t, b, 140)
@@ -133,7 +141,6 @@ func TestKernelEventToPage(t *testing.T) {
 				t.Errorf("node-a conntrack -C = %s, want 200 (the limit)", out)
 			}
 		})
-		a.ns.Exec(t, "conntrack", "-F")
 	} else {
 		t.Log("NOT COVERED: the conntrack collector has not landed; no conntrack overflow is injected")
 		firing()
