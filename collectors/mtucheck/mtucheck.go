@@ -33,7 +33,7 @@ var (
 		"The largest MTU that fits what is under the interface: underlay MTU minus encapsulation overhead for tunnels, what the overlay carries for pod interfaces.",
 		[]string{"interface"}, nil)
 	mismatchDesc = prometheus.NewDesc(collectors.Namespace+"_mtu_mismatch",
-		"1 while the interface's MTU does not fit (reason: exceeds_underlay, exceeds_overlay, differs_from_cni_config), 0 when it does.",
+		"1 while the interface's MTU does not fit (reason: exceeds_underlay, exceeds_overlay, differs_from_cni_config, differs_from_peer), 0 when it does.",
 		[]string{"interface", "reason"}, nil)
 	cniDesc = prometheus.NewDesc(collectors.Namespace+"_cni_config_mtu_bytes",
 		"MTU declared by the node's active CNI configuration file.",
@@ -41,14 +41,17 @@ var (
 )
 
 type config struct {
-	cniDir *string
-	pmtu   pmtuConfig
+	cniDir    *string
+	peerEvery *time.Duration
+	pmtu      pmtuConfig
 }
 
 func setup(app *kingpin.Application) collectors.Factory {
 	c := config{
 		cniDir: app.Flag("mtucheck.cni-dir", "CNI configuration directory; its first config's mtu is compared with pod interfaces.").
 			Default("/etc/cni/net.d").String(),
+		peerEvery: app.Flag("mtucheck.peer-interval", "How often the far ends of veths in other namespaces (pods' eth0) are read, for differs_from_peer.").
+			Default("30s").Duration(),
 		pmtu: pmtuFlags(app),
 	}
 	return func(ctx context.Context, deps collectors.Deps) (collectors.Collector, error) {
@@ -59,9 +62,14 @@ func setup(app *kingpin.Application) collectors.Factory {
 		if err != nil {
 			return nil, collectors.Down("no_netlink", err)
 		}
-		col := &collector{deps: deps, cniDir: *c.cniDir, nl: h}
+		col := &collector{deps: deps, cniDir: *c.cniDir, nl: h,
+			peers: &peerMTUs{links: deps.Links, procPath: deps.ProcPath, every: *c.peerEvery}}
+		peerCtx, stopPeers := context.WithCancel(ctx)
+		col.stopPeers = stopPeers
+		go col.peers.run(peerCtx)
 		col.prober, err = startProber(ctx, deps, c.pmtu)
 		if err != nil {
+			stopPeers()
 			h.Close()
 			return nil, collectors.Down("bad_flag", err)
 		}
@@ -74,6 +82,9 @@ type collector struct {
 	cniDir string
 	nl     *netlink.Handle
 	prober *prober
+	peers  *peerMTUs
+	// stopPeers ends the peer refresher.
+	stopPeers context.CancelFunc
 
 	mu      sync.Mutex
 	cniRead time.Time
@@ -100,7 +111,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		ch <- prometheus.MustNewConstMetric(cniDesc, prometheus.GaugeValue, float64(cni), cniFile)
 	}
 
-	for _, v := range check(c.deps.Links.Links(), c.route, cni) {
+	for _, v := range check(c.deps.Links.Links(), c.route, cni, c.peers.of) {
 		if v.expected > 0 {
 			ch <- prometheus.MustNewConstMetric(expectedDesc, prometheus.GaugeValue, float64(v.expected), v.iface)
 		}
@@ -139,6 +150,7 @@ func (c *collector) route(dst net.IP) int {
 }
 
 func (c *collector) Close() error {
+	c.stopPeers()
 	c.prober.stop()
 	c.nl.Close()
 	return nil

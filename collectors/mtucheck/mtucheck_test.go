@@ -46,7 +46,7 @@ func TestOverlayAndPodMismatch(t *testing.T) {
 	node.Exec(t, "ip", "link", "set", "vx0", "mtu", "1500")
 	testenv.Run(t, "ip", "link", "add", "p0", "netns", node.Name, "mtu", "1500", "type", "veth", "peer", "name", "eth0", "netns", pod.Name)
 
-	a := testenv.StartAgent(t, node, "--collector.disable-defaults", "--collector.mtucheck", "--mtucheck.cni-dir="+cniDir)
+	a := testenv.StartAgent(t, node, "--collector.disable-defaults", "--collector.mtucheck", "--mtucheck.cni-dir="+cniDir, "--mtucheck.peer-interval=200ms")
 
 	// 1,500 - 50 (outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14).
 	waitValue(t, a, "netsonde_interface_expected_mtu_bytes", map[string]string{"interface": "vx0"}, 1450)
@@ -67,6 +67,16 @@ func TestOverlayAndPodMismatch(t *testing.T) {
 	node.Exec(t, "ip", "link", "set", "p0", "mtu", "1450")
 	waitValue(t, a, "netsonde_mtu_mismatch", map[string]string{"interface": "p0", "reason": "exceeds_overlay"}, 0)
 	waitValue(t, a, "netsonde_mtu_mismatch", map[string]string{"interface": "p0", "reason": "differs_from_cni_config"}, 0)
+	// The host end was fixed, the pod's end (eth0, in the pod's namespace)
+	// is still at 1,500: the two ends disagree until it follows.
+	waitValue(t, a, "netsonde_mtu_mismatch", map[string]string{"interface": "p0", "reason": "differs_from_peer"}, 1)
+	pod.Exec(t, "ip", "link", "set", "eth0", "mtu", "1450")
+	waitValue(t, a, "netsonde_mtu_mismatch", map[string]string{"interface": "p0", "reason": "differs_from_peer"}, 0)
+	pod.Exec(t, "ip", "link", "set", "eth0", "mtu", "1400")
+	waitValue(t, a, "netsonde_mtu_mismatch", map[string]string{"interface": "p0", "reason": "differs_from_peer"}, 1)
+	pod.Exec(t, "ip", "link", "set", "eth0", "mtu", "1450")
+	waitValue(t, a, "netsonde_mtu_mismatch", map[string]string{"interface": "p0", "reason": "differs_from_peer"}, 0)
+
 	// Shrinking the underlay raises the tunnel's mismatch again.
 	node.Exec(t, "ip", "link", "set", "u0", "mtu", "1400")
 	waitValue(t, a, "netsonde_interface_expected_mtu_bytes", map[string]string{"interface": "vx0"}, 1350)

@@ -54,11 +54,12 @@ const (
 	reasonExceedsUnderlay = "exceeds_underlay" // a tunnel larger than its underlay allows
 	reasonExceedsOverlay  = "exceeds_overlay"  // a pod interface larger than the overlay it routes through
 	reasonDiffersFromCNI  = "differs_from_cni_config"
+	reasonDiffersFromPeer = "differs_from_peer" // the two ends of a veth disagree
 )
 
 // check judges every interface of one namespace. cniMTU is the MTU the
 // node's CNI configuration declares (0 if none).
-func check(links []linkwatch.Link, route routeLookup, cniMTU int) []verdict {
+func check(links []linkwatch.Link, route routeLookup, cniMTU int, peerMTU func(ifindex int) (int, bool)) []verdict {
 	byIndex := make(map[int]linkwatch.Link, len(links))
 	for _, l := range links {
 		byIndex[l.Index] = l
@@ -108,6 +109,9 @@ func check(links []linkwatch.Link, route routeLookup, cniMTU int) []verdict {
 		if fit > 0 {
 			v.expected = fit
 			v.reasons[reasonExceedsOverlay] = l.MTU > fit
+		}
+		if m, ok := peerMTU(l.Index); ok {
+			v.reasons[reasonDiffersFromPeer] = l.MTU != m
 		}
 		if cniMTU > 0 {
 			v.reasons[reasonDiffersFromCNI] = l.MTU != cniMTU
