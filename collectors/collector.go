@@ -95,18 +95,26 @@ func ReasonOf(err error, fallback string) string {
 }
 
 var bpfAttachedDesc = prometheus.NewDesc(Namespace+"_bpf_program_attached",
-	"Whether the eBPF program is loaded and attached (1) or not (0).",
-	[]string{"program"}, nil)
+	"Whether the eBPF program is attached now (1) or not (0), and by which hook (tp_btf, raw_tp, fentry, tracepoint, tcx, tc; none when not attached).",
+	[]string{"program", "hook"}, nil)
 
-// BPFProgramAttached reports one eBPF program's attachment. Every collector
+// BPFProgramAttached reports one logical eBPF program's attachment, as the
+// loader recorded it: hook is the hook that won, or "none". Every collector
 // that owns programs sends one per program on each scrape, so an alert on
-// `== 0` names the program that failed.
-func BPFProgramAttached(ch chan<- prometheus.Metric, program string, attached bool) {
-	v := 0.0
-	if attached {
-		v = 1
+// `== 0` names the program that is not attached.
+func BPFProgramAttached(ch chan<- prometheus.Metric, program, hook string) {
+	v := 1.0
+	if hook == "" || hook == "none" {
+		v, hook = 0, "none"
 	}
-	ch <- prometheus.MustNewConstMetric(bpfAttachedDesc, prometheus.GaugeValue, v, program)
+	ch <- prometheus.MustNewConstMetric(bpfAttachedDesc, prometheus.GaugeValue, v, program, hook)
+}
+
+// BPFHooks reports every logical program of hooks (program → hook).
+func BPFHooks(ch chan<- prometheus.Metric, hooks map[string]string) {
+	for p, h := range hooks {
+		BPFProgramAttached(ch, p, h)
+	}
 }
 
 // BPFLoadDown wraps a failure to load or attach eBPF programs with the

@@ -17,6 +17,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/netsonde/netsonde/linkwatch"
 )
@@ -164,7 +165,7 @@ func (r *Resolver) read(inode uint64, now time.Time) (map[int]string, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	defer h.Close()
-	nl, err := netlink.NewHandleAt(h)
+	nl, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE) // route only: NETLINK_XFRM needs xfrm_user, often a module not loaded
 	if err != nil {
 		return nil, fmt.Errorf("netlink in %s: %w", path, err)
 	}

@@ -6,9 +6,9 @@
  * reason, the packet's protocol, and the interface and network namespace it
  * was on. Counting is in the kernel; user space reads the map at scrape.
  *
- * Two entry points share one map: tp_btf/kfree_skb (direct pointer walks,
- * about 3 ns per event for an empty program) and the classic skb:kfree_skb
- * tracepoint as the fallback for kernels or policies without BTF tracing.
+ * Three entry points share one map, tried in this order by the loader:
+ * tp_btf/kfree_skb (direct pointer walks, about 3 ns per event for an empty
+ * program), raw_tp/kfree_skb, and the classic skb:kfree_skb tracepoint.
  */
 #include "../include/netsonde.h"
 
@@ -88,37 +88,55 @@ int BPF_PROG(kfree_skb_btf, struct sk_buff *skb, void *location, unsigned int re
 	return 0;
 }
 
-/* The classic tracepoint's context, from
- * /sys/kernel/tracing/events/skb/kfree_skb/format. Fields are read through
- * CO-RE-free offsets: this layout is the tracepoint's stable ABI (rx_sk was
- * added in 6.10 after location; older kernels differ, and the Go loader
- * checks the format file before choosing this program). */
-struct kfree_skb_ctx {
-	__u64 common;
-	void *skbaddr;
-	void *location;
-	void *rx_sk;
-	__u16 protocol;
-	__u16 pad;
-	__u32 reason;
-};
-
-SEC("tracepoint/skb/kfree_skb")
-int kfree_skb_tp(struct kfree_skb_ctx *ctx)
+/* count_read fills in the interface and namespace with CO-RE reads (the
+ * raw_tp and classic forms, whose skb is not a typed pointer) and counts. */
+static __always_inline void count_read(struct drop_key *k, struct sk_buff *skb)
 {
-	if (ctx->reason < FIRST_DROP_REASON)
-		return 0;
-	struct sk_buff *skb = ctx->skbaddr;
-	struct drop_key k = {.reason = ctx->reason, .protocol = bpf_htons(ctx->protocol)};
 	struct net_device *dev = BPF_CORE_READ(skb, dev);
 	if (dev) {
-		k.ifindex = BPF_CORE_READ(dev, ifindex);
-		k.netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+		k->ifindex = BPF_CORE_READ(dev, ifindex);
+		k->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
 	} else {
 		struct sock *sk = BPF_CORE_READ(skb, sk);
 		if (sk)
-			k.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+			k->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	}
-	count(&k);
+	count(k);
+}
+
+/* raw_tp/kfree_skb: the same event without BTF-typed arguments (kernels
+ * or policies that refuse tp_btf); pointers are read with CO-RE reads.
+ * The arguments are the tracepoint's prototype: skb, location, reason
+ * (since 5.17; rx_sk was added after reason in 6.11). */
+SEC("raw_tp/kfree_skb")
+int BPF_PROG(kfree_skb_raw, struct sk_buff *skb, void *location, unsigned int reason)
+{
+	if (reason < FIRST_DROP_REASON)
+		return 0;
+	struct drop_key k = {.reason = reason, .protocol = BPF_CORE_READ(skb, protocol)};
+	count_read(&k, skb);
+	return 0;
+}
+
+/* The classic skb:kfree_skb tracepoint, whose record layout changed in
+ * 6.11 (rx_sk inserted before protocol): the loader reads the running
+ * kernel's format and sets these offsets. */
+__u32 tp_off_skbaddr = 8;
+__u32 tp_off_protocol;
+__u32 tp_off_reason;
+
+SEC("tracepoint/skb/kfree_skb")
+int kfree_skb_tp(void *ctx)
+{
+	__u32 reason = 0;
+	__u16 protocol = 0;
+	struct sk_buff *skb = 0;
+	TP_READ(ctx, tp_off_reason, reason);
+	if (reason < FIRST_DROP_REASON)
+		return 0;
+	TP_READ(ctx, tp_off_protocol, protocol);
+	TP_READ(ctx, tp_off_skbaddr, skb);
+	struct drop_key k = {.reason = reason, .protocol = bpf_htons(protocol)};
+	count_read(&k, skb);
 	return 0;
 }

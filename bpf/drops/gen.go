@@ -1,4 +1,7 @@
 package drops
 
-//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/x86_64-linux-gnu" -target amd64 -type drop_key bpf drops.c
-//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/x86_64-linux-gnu" -target amd64 empty empty.c
+// Objects for little- and big-endian targets (amd64, arm64, ...; s390x):
+// the programs use CO-RE reads and BPF_PROG arguments only, no pt_regs, so
+// one object serves every architecture of a byte order.
+//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/x86_64-linux-gnu" -target bpfel,bpfeb -type drop_key bpf drops.c
+//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/x86_64-linux-gnu" -target bpfel,bpfeb empty empty.c

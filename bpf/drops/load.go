@@ -3,40 +3,30 @@
 package drops
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	nbpf "github.com/netsonde/netsonde/bpf"
+	"github.com/netsonde/netsonde/bpf/loader"
 )
 
-// Attach forms, best first.
-const (
-	// ModeBTF is tp_btf/kfree_skb: BTF-typed raw tracepoint, cheapest.
-	ModeBTF = "tp_btf"
-	// ModeTracepoint is the classic skb:kfree_skb tracepoint.
-	ModeTracepoint = "tracepoint"
-)
+// Program is the logical program's name in netsonde_bpf_program_attached.
+const Program = "kfree_skb"
 
-// Program names as reported in netsonde_bpf_program_attached.
-const (
-	ProgramBTF        = "kfree_skb_btf"
-	ProgramTracepoint = "kfree_skb_tp"
-)
+// Hooks, best first.
+var Hooks = []string{loader.HookTPBTF, loader.HookRawTP, loader.HookTracepoint}
 
 // Options choose how to attach.
 type Options struct {
-	// Modes are tried in order; empty means {ModeBTF, ModeTracepoint}.
-	Modes []string
+	// Hooks are tried in order; empty means Hooks.
+	Hooks []string
 	// MapSize overrides the number of keys the drops map holds.
 	MapSize uint32
-	// TracepointFormat is the classic tracepoint's format file (for the
-	// layout check); empty means tracefs under /sys/kernel/tracing.
-	TracepointFormat string
+	// TracefsRoot is where the classic tracepoint is read; empty: the
+	// host's tracefs or a private mount.
+	TracefsRoot string
 }
 
 // Key is one counter's label set, as the kernel keyed it.
@@ -54,132 +44,68 @@ type Counts struct {
 // Probe is the loaded and attached program. Close detaches it and frees
 // its maps.
 type Probe struct {
-	maps bpfMaps
-	prog *ebpf.Program
-	link link.Link
-	// Mode is the attach form in use; Tried lists every form tried and why
-	// each one that failed did.
-	Mode  string
-	Tried []string
+	*loader.Object
 }
 
-// Load loads the program in the first form that works here and attaches it.
+// Load loads the program and attaches it by the first hook that works.
 func Load(opts Options) (*Probe, error) {
-	modes := opts.Modes
-	if len(modes) == 0 {
-		modes = []string{ModeBTF, ModeTracepoint}
-	}
-	var errs []error
-	p := &Probe{}
-	for _, mode := range modes {
-		err := p.load(mode, opts)
-		if err == nil {
-			p.Mode = mode
-			p.Tried = append(p.Tried, mode+": ok")
-			return p, nil
-		}
-		p.Tried = append(p.Tried, fmt.Sprintf("%s: %v", mode, err))
-		errs = append(errs, fmt.Errorf("%s: %w", mode, err))
-	}
-	return nil, errors.Join(errs...)
-}
-
-func (p *Probe) load(mode string, opts Options) error {
 	spec, err := loadBpf()
 	if err != nil {
-		return fmt.Errorf("parse embedded object: %w", err)
+		return nil, fmt.Errorf("parse embedded object: %w", err)
 	}
 	if opts.MapSize > 0 {
 		spec.Maps["drops"].MaxEntries = opts.MapSize
 	}
-	// Load only the program for this form: a tp_btf program fails to load
-	// on a kernel without BTF and would take the other down with it.
-	switch mode {
-	case ModeBTF:
-		delete(spec.Programs, ProgramTracepoint)
-	case ModeTracepoint:
-		if err := checkTracepointLayout(opts.TracepointFormat); err != nil {
-			return err
-		}
-		delete(spec.Programs, ProgramBTF)
-	default:
-		return fmt.Errorf("unknown attach mode %q", mode)
-	}
-	var objs struct {
-		bpfMaps
-		Prog *ebpf.Program `ebpf:"kfree_skb_btf"`
-	}
-	if mode == ModeTracepoint {
-		// The same struct, naming the other program.
-		var tp struct {
-			bpfMaps
-			Prog *ebpf.Program `ebpf:"kfree_skb_tp"`
-		}
-		if err := spec.LoadAndAssign(&tp, nil); err != nil {
-			return fmt.Errorf("load: %w", err)
-		}
-		objs.bpfMaps, objs.Prog = tp.bpfMaps, tp.Prog
-	} else if err := spec.LoadAndAssign(&objs, nil); err != nil {
-		return fmt.Errorf("load: %w", err)
-	}
-	var l link.Link
-	switch mode {
-	case ModeBTF:
-		l, err = link.AttachTracing(link.TracingOptions{Program: objs.Prog, AttachType: ebpf.AttachTraceRawTp})
-	case ModeTracepoint:
-		l, err = link.Tracepoint("skb", "kfree_skb", objs.Prog, nil)
-	}
+	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot})
 	if err != nil {
-		objs.Prog.Close()
-		objs.bpfMaps.Close()
-		return fmt.Errorf("attach: %w", err)
+		return nil, err
 	}
-	p.maps, p.prog, p.link = objs.bpfMaps, objs.Prog, l
-	return nil
+	hooks := opts.Hooks
+	if len(hooks) == 0 {
+		hooks = Hooks
+	}
+	var rungs []loader.Rung
+	for _, h := range hooks {
+		switch h {
+		case loader.HookTPBTF:
+			rungs = append(rungs, loader.Rung{Hook: h, Program: "kfree_skb_btf", Target: "kfree_skb"})
+		case loader.HookRawTP:
+			rungs = append(rungs, loader.Rung{Hook: h, Program: "kfree_skb_raw", Target: "kfree_skb"})
+		case loader.HookTracepoint:
+			rungs = append(rungs, loader.Rung{Hook: h, Program: "kfree_skb_tp", Target: "skb:kfree_skb",
+				// 6.11 inserted rx_sk before protocol and reason: 24/28 on
+				// 6.1, 32/36 on 6.12+. The running kernel's format says.
+				Prepare: func(ev *loader.Event) error {
+					return obj.SetLayout(ev, loader.Field{Name: "skbaddr", Size: 8, Variable: "tp_off_skbaddr"},
+						loader.Field{Name: "protocol", Size: 2, Variable: "tp_off_protocol"},
+						loader.Field{Name: "reason", Size: 4, Variable: "tp_off_reason"})
+				}})
+		default:
+			obj.Close()
+			return nil, fmt.Errorf("unknown hook %q", h)
+		}
+	}
+	if err := obj.AttachFirst(Program, rungs); err != nil {
+		obj.Close()
+		return nil, err
+	}
+	return &Probe{obj}, nil
 }
 
-// checkTracepointLayout makes sure the classic tracepoint's context is the
-// one the program was compiled for (6.11+: rx_sk before protocol); reading
-// another layout would count garbage.
-func checkTracepointLayout(path string) error {
-	if path == "" {
-		path = "/sys/kernel/tracing/events/skb/kfree_skb/format"
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("read tracepoint format: %w", err)
-	}
-	for _, want := range []string{
-		"field:void * skbaddr;\toffset:8;",
-		"field:unsigned short protocol;\toffset:32;",
-		"field:enum skb_drop_reason reason;\toffset:36;",
-	} {
-		if !strings.Contains(string(b), want) {
-			return fmt.Errorf("skb:kfree_skb layout differs from the compiled one (no %q)", strings.ReplaceAll(want, "\t", " "))
-		}
-	}
-	return nil
-}
-
-// Programs reports each program of the family and whether it is attached.
-func (p *Probe) Programs() map[string]bool {
-	return map[string]bool{
-		ProgramBTF:        p.Mode == ModeBTF,
-		ProgramTracepoint: p.Mode == ModeTracepoint,
-	}
-}
+// Hook is the hook the program is attached by, or loader.HookNone.
+func (p *Probe) Hook() string { return p.Hooks()[Program] }
 
 // Read returns the kernel's counts.
 func (p *Probe) Read() (Counts, error) {
-	byKey, err := nbpf.SumPerCPU[Key](p.maps.Drops)
+	byKey, err := nbpf.SumPerCPU[Key](p.Map("drops"))
 	if err != nil {
 		return Counts{}, err
 	}
-	over, err := nbpf.SumPerCPU[uint32](p.maps.Overflow)
+	over, err := nbpf.SumPerCPU[uint32](p.Map("overflow"))
 	if err != nil {
 		return Counts{}, err
 	}
-	lost, err := nbpf.SumArraySlot(p.maps.Lost, 0)
+	lost, err := nbpf.SumArraySlot(p.Map("lost"), 0)
 	if err != nil {
 		return Counts{}, err
 	}
@@ -188,20 +114,14 @@ func (p *Probe) Read() (Counts, error) {
 
 // Forget deletes counters, for label sets that are gone for good.
 func (p *Probe) Forget(keys []Key) {
+	m := p.Map("drops")
 	for _, k := range keys {
-		_ = p.maps.Drops.Delete(k)
+		_ = m.Delete(k)
 	}
 }
 
-// Close detaches the program and releases the maps.
-func (p *Probe) Close() error {
-	var errs []error
-	if p.link != nil {
-		errs = append(errs, p.link.Close())
-	}
-	errs = append(errs, p.prog.Close(), p.maps.Close())
-	return errors.Join(errs...)
-}
+// Program returns the attached program (for its run statistics), or nil.
+func (p *Probe) Program() *ebpf.Program { return p.Active(Program) }
 
 // LoadEmpty attaches an empty program to tp_btf/kfree_skb, for benchmarks
 // that need the hook's own cost as a baseline. Close it like a Probe.
@@ -217,6 +137,3 @@ func LoadEmpty() (*ebpf.Program, link.Link, error) {
 	}
 	return objs.KfreeSkbEmpty, l, nil
 }
-
-// Program returns the attached program (for its run statistics).
-func (p *Probe) Program() *ebpf.Program { return p.prog }

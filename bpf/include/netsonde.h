@@ -33,6 +33,8 @@ struct net_device {
 } __attribute__((preserve_access_index));
 
 struct sock_common {
+	unsigned short skc_family;
+	volatile unsigned char skc_state;
 	possible_net_t skc_net;
 } __attribute__((preserve_access_index));
 
@@ -46,6 +48,32 @@ struct sk_buff {
 	char cb[48];
 	__be16 protocol;
 } __attribute__((preserve_access_index));
+
+/* For ext4's sync tracepoints: the device a file lives on. */
+struct super_block {
+	__u32 s_dev; /* dev_t: major << 20 | minor */
+} __attribute__((preserve_access_index));
+
+struct dentry {
+	struct super_block *d_sb;
+} __attribute__((preserve_access_index));
+
+struct path {
+	struct dentry *dentry;
+} __attribute__((preserve_access_index));
+
+struct file {
+	struct path f_path;
+} __attribute__((preserve_access_index));
+
+struct inode {
+	struct super_block *i_sb;
+} __attribute__((preserve_access_index));
+
+/* Offsets of classic tracepoint fields, which move between kernel
+ * versions: the loader reads them from the tracepoint's format file and
+ * sets them before attaching; programs read records through them. */
+#define TP_READ(ctx, off, var) bpf_probe_read_kernel(&(var), sizeof(var), (void *)(ctx) + (off))
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 

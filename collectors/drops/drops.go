@@ -8,15 +8,14 @@ import (
 	"fmt"
 	"math/bits"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/cilium/ebpf/rlimit"
 	"github.com/prometheus/client_golang/prometheus"
 
 	bpfdrops "github.com/netsonde/netsonde/bpf/drops"
+	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/netnsnames"
 )
@@ -49,10 +48,10 @@ type config struct {
 
 func setup(app *kingpin.Application) collectors.Factory {
 	c := config{
-		attach: app.Flag("drops.attach", "How to attach: auto (tp_btf, then the classic tracepoint), tp_btf, or tracepoint.").
-			Default("auto").Enum("auto", bpfdrops.ModeBTF, bpfdrops.ModeTracepoint),
-		tracefs: app.Flag("drops.tracefs", "tracefs mountpoint (for the classic tracepoint's layout check).").
-			Default("/sys/kernel/tracing").String(),
+		attach: app.Flag("drops.attach", "How to attach: auto (tp_btf, then raw_tp, then the classic tracepoint), tp_btf, raw_tp, or tracepoint.").
+			Default("auto").Enum("auto", loader.HookTPBTF, loader.HookRawTP, loader.HookTracepoint),
+		tracefs: app.Flag("drops.tracefs", "tracefs directory to read the classic tracepoint from; default: the host's if mounted, else one mounted privately by the agent.").
+			Default("").String(),
 		btfDir: app.Flag("drops.btf-dir", "Where the kernel's BTF is (drop reason names).").
 			Default("/sys/kernel/btf").String(),
 		namesTTL: app.Flag("drops.names-ttl", "How long interface names of other network namespaces are cached.").
@@ -84,11 +83,6 @@ type collector struct {
 }
 
 func start(deps collectors.Deps, c config) (collectors.Collector, error) {
-	// Kernels before 5.11 account BPF memory to RLIMIT_MEMLOCK; this
-	// raises it only there (it probes first).
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, collectors.Down("memlock", err)
-	}
 	reasons, err := loadReasonNames(*c.btfDir)
 	// The parsed kernel BTF (tens of MiB) is garbage from here on, whatever
 	// happens next: return it to the OS rather than carry it in RSS.
@@ -96,15 +90,15 @@ func start(deps collectors.Deps, c config) (collectors.Collector, error) {
 	if err != nil {
 		return nil, collectors.Down("no_btf", err)
 	}
-	opts := bpfdrops.Options{MapSize: *c.mapSize, TracepointFormat: strings.TrimSuffix(*c.tracefs, "/") + "/events/skb/kfree_skb/format"}
+	opts := bpfdrops.Options{MapSize: *c.mapSize, TracefsRoot: *c.tracefs}
 	if *c.attach != "auto" {
-		opts.Modes = []string{*c.attach}
+		opts.Hooks = []string{*c.attach}
 	}
 	probe, err := bpfdrops.Load(opts)
 	if err != nil {
 		return nil, collectors.BPFLoadDown(err, "attach_failed")
 	}
-	deps.Logger.Info("drop counter attached", "mode", probe.Mode, "tried", probe.Tried, "reasons", len(reasons))
+	deps.Logger.Info("drop counter attached", "hook", probe.Hook(), "tried", probe.Tried()[bpfdrops.Program], "reasons", len(reasons))
 	names, err := netnsnames.New(netnsnames.Options{Links: deps.Links, ProcPath: deps.ProcPath, TTL: *c.namesTTL})
 	if err != nil {
 		probe.Close()
@@ -119,9 +113,7 @@ type labels struct{ reason, protocol, iface, namespace, pod string }
 func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for prog, on := range c.probe.Programs() {
-		collectors.BPFProgramAttached(ch, prog, on)
-	}
+	collectors.BPFHooks(ch, c.probe.Hooks())
 	counts, err := c.probe.Read()
 	if err != nil {
 		return collectors.Down("map_read", err)

@@ -86,10 +86,23 @@ func waitDrops(t *testing.T, a *testenv.Agent, reason, iface string, want float6
 // NO_SOCKET; and 300 drops in another namespace on an interface with the
 // same ifindex are never counted on the first one.
 func testDropsByReason(t *testing.T, agentArgs ...string) {
+	testDropsByReasonWith(t, testenv.StartAgent, agentArgs...)
+}
+
+func testDropsByReasonWith(t *testing.T, start func(testing.TB, *testenv.Netns, ...string) *testenv.Agent, agentArgs ...string) {
 	nsAgent := testenv.NewNetns(t)
 	nsA := testenv.NewNetns(t)
 	nsB := testenv.NewNetns(t)
-	a := testenv.StartAgent(t, nsAgent, append([]string{"--collector.disable-defaults", "--collector.drops"}, agentArgs...)...)
+	a := start(t, nsAgent, append([]string{"--collector.disable-defaults", "--collector.drops"}, agentArgs...)...)
+	hook := "tp_btf"
+	for _, arg := range agentArgs {
+		if h, ok := strings.CutPrefix(arg, "--drops.attach="); ok {
+			hook = h
+		}
+	}
+	if v, ok := a.Scrape(t).Value("netsonde_bpf_program_attached", map[string]string{"program": "kfree_skb", "hook": hook}); !ok || v != 1 {
+		t.Fatalf("kfree_skb not attached by %s:\n%s", hook, a.Log)
+	}
 
 	p1 := newPair(t, nsAgent, nsA, 1)
 	p2 := newPair(t, nsAgent, nsB, 2)
@@ -119,9 +132,22 @@ func TestDropsByReason(t *testing.T) {
 	testDropsByReason(t)
 }
 
-// The classic tracepoint, forced, counts exactly the same.
+// The classic tracepoint, forced, counts exactly the same: its record
+// layout is read from the running kernel's format, through a tracefs the
+// agent mounts privately where the node has none.
 func TestDropsByReasonClassicTracepoint(t *testing.T) {
 	testDropsByReason(t, "--drops.attach=tracepoint")
+}
+
+// The raw tracepoint, forced, counts exactly the same.
+func TestDropsByReasonRawTracepoint(t *testing.T) {
+	testDropsByReason(t, "--drops.attach=raw_tp")
+}
+
+// Under `ip netns exec`, which remounts /sys without tracefs, even the
+// classic tracepoint attaches (a private tracefs mount) and counts exactly.
+func TestDropsUnderIPNetnsExec(t *testing.T) {
+	testDropsByReasonWith(t, testenv.StartAgentIPNetnsExec, "--drops.attach=tracepoint")
 }
 
 // A tracepoint that cannot be found takes the drops collector down with a

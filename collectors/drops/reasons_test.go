@@ -5,6 +5,9 @@ import (
 	"os"
 	"strconv"
 	"testing"
+
+	"github.com/netsonde/netsonde/bpf/loader"
+	"github.com/netsonde/netsonde/internal/testenv"
 )
 
 // Names come from this kernel's BTF: check well-known reasons by name
@@ -17,10 +20,14 @@ func TestReasonNamesFromKernelBTF(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	format, err := os.ReadFile("/sys/kernel/tracing/events/skb/kfree_skb/format")
+	// The format comes from the host's tracefs, or from one the loader
+	// mounts privately (which needs root), as the agent itself reads it.
+	testenv.RequireRoot(t)
+	ev, err := loader.ReadEvent("", "skb", "kfree_skb")
 	if err != nil {
-		t.Skip("no tracefs")
+		t.Fatal(err)
 	}
+	format := []byte(ev.Format)
 	for _, n := range []string{"NO_SOCKET", "NETFILTER_DROP", "NOT_SPECIFIED", "TCP_CSUM", "QDISC_DROP"} {
 		var v uint32
 		found := false

@@ -16,10 +16,11 @@ import (
 	"sync/atomic"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/cilium/ebpf/rlimit"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
-	bpffrag "github.com/netsonde/netsonde/bpf/frag"
+	bpffrag "github.com/netsonde/netsonde/bpf/fragments"
+	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/linkwatch"
 	"github.com/netsonde/netsonde/netnsnames"
@@ -52,22 +53,37 @@ var (
 type config struct {
 	include, exclude *regexp.Regexp
 	icmpGroup        *string
+	icmpAttach       *string
+	attach           *string
+	workers          int
 }
 
 func setup(app *kingpin.Application) collectors.Factory {
 	include := app.Flag("fragments.include", "Interfaces (regular expression on the name) to count fragments on.").Default(".*").Regexp()
 	exclude := app.Flag("fragments.exclude", "Interfaces (regular expression) not to count fragments on; loopback by default.").Default("^lo$").Regexp()
-	group := app.Flag("fragments.icmp-tracepoint-group", "Tracepoint group of icmp_send (for testing a missing hook).").Default("icmp").Hidden().String()
+	attach := app.Flag("fragments.attach", "How to attach to interfaces: auto (TCX where the kernel has it, 6.6+; else a clsact qdisc with a cls_bpf filter), tcx, or tc (when another tool owns the TCX ordering).").
+		Default(bpffrag.ModeAuto).Enum(bpffrag.ModeAuto, bpffrag.ModeTCX, bpffrag.ModeTC)
+	group := app.Flag("fragments.icmp-tracepoint-group", "Tracepoint group of the classic icmp_send tracepoint (for testing a missing hook, with --fragments.icmp-attach=tracepoint).").Default("icmp").Hidden().String()
+	icmpAttach := app.Flag("fragments.icmp-attach", "How to attach the icmp_send counter: auto (tp_btf, raw_tp, fentry, then the classic tracepoint) or one of them.").
+		Default("auto").Hidden().Enum("auto", loader.HookTPBTF, loader.HookRawTP, loader.HookFentry, loader.HookTracepoint)
 	return func(ctx context.Context, deps collectors.Deps) (collectors.Collector, error) {
-		return start(ctx, deps, config{include: *include, exclude: *exclude, icmpGroup: group})
+		return start(ctx, deps, config{include: *include, exclude: *exclude, icmpGroup: group, icmpAttach: icmpAttach, attach: attach, workers: attachWorkers})
 	}
 }
+
+// attachWorkers bounds the attaches in flight. Each TCX or tc attach waits
+// on the kernel (RTNL, an RCU grace period) far more than it computes, so
+// overlapping them is what makes 1,000 interfaces ready in a second or two
+// instead of 35 s one after another.
+const attachWorkers = 64
 
 type collector struct {
 	deps     collectors.Deps
 	cfg      config
 	c        *bpffrag.Counter
 	failures atomic.Uint64
+	wanted   atomic.Int64
+	lastErr  atomic.Value // string: the last attach failure, for the log
 	cancel   context.CancelFunc
 	done     chan struct{}
 	mu       sync.Mutex // one Collect at a time: it forgets stale keys
@@ -77,23 +93,27 @@ func start(ctx context.Context, deps collectors.Deps, cfg config) (collectors.Co
 	if deps.Links == nil {
 		return nil, collectors.Down("no_netlink", errors.New("the agent has no netlink link view"))
 	}
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, collectors.Down("memlock", err)
-	}
 	own, err := netnsnames.Inode("/proc/thread-self/ns/net")
 	if err != nil {
 		return nil, collectors.Down("netns", err)
 	}
-	c, icmpErr, err := bpffrag.Load(bpffrag.Options{OwnNetns: uint32(own), ICMPGroup: *cfg.icmpGroup})
+	opts := bpffrag.Options{OwnNetns: uint32(own), Mode: *cfg.attach, ICMPGroup: *cfg.icmpGroup}
+	if *cfg.icmpAttach != "auto" {
+		opts.ICMPHooks = []string{*cfg.icmpAttach}
+	}
+	c, err := bpffrag.Load(opts)
 	if err != nil {
 		return nil, collectors.BPFLoadDown(err, "load_failed")
 	}
-	if icmpErr != nil {
-		deps.Logger.Warn("ICMP frag-needed sent by this host will not be counted; fragments still are", "err", icmpErr)
+	if err := c.ICMPErr(); err != nil {
+		deps.Logger.Warn("ICMP frag-needed sent by this host will not be counted; fragments still are", "err", err)
 	}
 	col := &collector{deps: deps, cfg: cfg, c: c, done: make(chan struct{})}
 	changed, unsubscribe := deps.Links.Subscribe()
-	col.sync()
+	col.sync(true)
+	c.EndStartup(func(ifindex int, err error) {
+		deps.Logger.Warn("interface stays on its start-up tc filter; fragments still counted", "ifindex", ifindex, "err", err)
+	})
 	ctx, col.cancel = context.WithCancel(ctx)
 	go func() {
 		defer close(col.done)
@@ -103,7 +123,7 @@ func start(ctx context.Context, deps collectors.Deps, cfg config) (collectors.Co
 			case <-ctx.Done():
 				return
 			case <-changed:
-				col.sync()
+				col.sync(false)
 			}
 		}
 	}()
@@ -114,7 +134,11 @@ func start(ctx context.Context, deps collectors.Deps, cfg config) (collectors.Co
 // detaches from interfaces that are gone: one pass over the link view per
 // batch of link events (notifications coalesce), so thousands of new
 // interfaces cost one pass, not thousands.
-func (c *collector) sync() {
+//
+// The first sync settles, on one interface, whether the kernel has TCX, so
+// the rest of a large start-up inventory takes the fast path (see
+// bpffrag.Counter).
+func (c *collector) sync(first bool) {
 	links := c.deps.Links.Links()
 	want := make(map[int]linkwatch.Link, len(links))
 	for _, l := range links {
@@ -128,24 +152,76 @@ func (c *collector) sync() {
 			c.c.Detach(idx)
 		}
 	}
+	todo := make(chan linkwatch.Link)
+	var wg sync.WaitGroup
+	for range c.cfg.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for l := range todo {
+				c.attach(l)
+			}
+		}()
+	}
 	for idx, l := range want {
 		if have[idx] {
 			continue
 		}
-		if err := c.c.Attach(idx, l.Attrs.Attrs().EncapType != "ether"); err != nil {
-			c.failures.Add(1)
-			c.deps.Logger.Warn("cannot count fragments on interface", "interface", l.Name, "err", err)
+		if first {
+			first = false
+			if err := c.c.ProbeTCX(l.Index, l.Attrs.Attrs().EncapType != "ether"); err != nil {
+				c.fail(l, err)
+			}
+			continue
 		}
+		todo <- l
 	}
+	close(todo)
+	wg.Wait()
+	c.wanted.Store(int64(len(want)))
+}
+
+func (c *collector) attach(l linkwatch.Link) {
+	if err := c.c.Attach(l.Index, l.Attrs.Attrs().EncapType != "ether"); err != nil {
+		c.fail(l, err)
+	}
+}
+
+func (c *collector) fail(l linkwatch.Link, err error) {
+	// An interface deleted while we attached is not a failure: the next
+	// sync drops it from the wanted set.
+	if _, still := c.deps.Links.ByIndex(l.Index); !still || errors.Is(err, unix.ENODEV) {
+		return
+	}
+	c.failures.Add(1)
+	c.lastErr.Store(err.Error())
+	c.deps.Logger.Warn("cannot count fragments on interface", "interface", l.Name, "err", err)
 }
 
 func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	collectors.BPFProgramAttached(ch, "frag_tcx", true)
-	collectors.BPFProgramAttached(ch, "icmp_send", c.c.ICMPAttached())
-	ch <- prometheus.MustNewConstMetric(attachedDesc, prometheus.GaugeValue, float64(len(c.c.Attached())))
+	// One series per hook in use: tc and tcx both while start-up
+	// attachments are handed over to TCX; hook none (0) when no interface
+	// is attached.
+	hooks := c.c.InterfaceHooks()
+	attached := 0
+	for h, n := range hooks {
+		attached += n
+		collectors.BPFProgramAttached(ch, bpffrag.ProgramInterfaces, h)
+	}
+	if attached == 0 {
+		collectors.BPFProgramAttached(ch, bpffrag.ProgramInterfaces, loader.HookNone)
+	}
+	collectors.BPFHooks(ch, c.c.Hooks())
+	ch <- prometheus.MustNewConstMetric(attachedDesc, prometheus.GaugeValue, float64(attached))
 	ch <- prometheus.MustNewConstMetric(failuresDesc, prometheus.CounterValue, float64(c.failures.Load()))
+	// Interfaces to count on and none counted: the collector counts
+	// nothing, so it is down, not quietly flat.
+	if attached == 0 && c.wanted.Load() > 0 && c.failures.Load() > 0 {
+		last, _ := c.lastErr.Load().(string)
+		return collectors.Down("attach_failed", fmt.Errorf("no interface attached (%d failures, last: %s)", c.failures.Load(), last))
+	}
 
 	counts, err := c.c.Read()
 	if err != nil {

@@ -1,10 +1,16 @@
 package fragments_test
 
 import (
+	"fmt"
 	"net"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
+	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/internal/testenv"
 )
 
@@ -58,11 +64,26 @@ func waitExact(t *testing.T, a *testenv.Agent, metric string, labels map[string]
 // (1,480 + 1,480 + 1,068 bytes of IP payload): 200 datagrams are exactly
 // 600 fragments on egress of one end and 600 on ingress of the other, each
 // counted by its own agent; the kernel's FragCreates agrees.
+//
+// It runs with each way of attaching: auto (TCX on this kernel) and the
+// legacy clsact/cls_bpf path that kernels before 6.6 get.
 func TestFragmentsBothEnds(t *testing.T) {
+	for _, mode := range []string{"auto", "tc"} {
+		t.Run(mode, func(t *testing.T) { testFragmentsBothEnds(t, mode) })
+	}
+}
+
+func testFragmentsBothEnds(t *testing.T, mode string) {
 	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
 	veth(t, a, b, "fa0", "fb0", "198.18.70.1/24", "198.18.70.2/24", "1500")
-	agentA := testenv.StartAgent(t, a, "--collector.disable-defaults", "--collector.fragments")
-	agentB := testenv.StartAgent(t, b, "--collector.disable-defaults", "--collector.fragments")
+	agentA := testenv.StartAgent(t, a, "--collector.disable-defaults", "--collector.fragments", "--fragments.attach="+mode)
+	agentB := testenv.StartAgent(t, b, "--collector.disable-defaults", "--collector.fragments", "--fragments.attach="+mode)
+	hook := map[string]string{"auto": "tcx", "tc": "tc"}[mode]
+	for _, ag := range []*testenv.Agent{agentA, agentB} {
+		if v, ok := ag.Scrape(t).Value("netsonde_bpf_program_attached", map[string]string{"program": "fragments", "hook": hook}); !ok || v != 1 {
+			t.Fatalf("fragments not attached by %s (found %v, value %v)", hook, ok, v)
+		}
+	}
 	testenv.Eventually(t, 5*time.Second, "programs attached", func() bool {
 		return value(t, agentA, "netsonde_fragments_attached_interfaces", nil) == 1 &&
 			value(t, agentB, "netsonde_fragments_attached_interfaces", nil) == 1
@@ -124,16 +145,212 @@ func TestFollowsInterfaces(t *testing.T) {
 	}
 }
 
-// Without the icmp_send tracepoint, fragments are still counted and the
-// missing program is visible.
+// Without the icmp_send hook, fragments are still counted and the missing
+// program is visible: its gauge reads 0 with hook="none".
 func TestDegradesWithoutICMPTracepoint(t *testing.T) {
 	a := testenv.NewNetns(t)
-	agentA := testenv.StartAgent(t, a, "--collector.disable-defaults", "--collector.fragments", "--fragments.icmp-tracepoint-group=nonexistent")
+	agentA := testenv.StartAgent(t, a, "--collector.disable-defaults", "--collector.fragments",
+		"--fragments.icmp-attach=tracepoint", "--fragments.icmp-tracepoint-group=nonexistent")
 	m := agentA.Scrape(t)
-	if v, _ := m.Value("netsonde_bpf_program_attached", map[string]string{"program": "icmp_send"}); v != 0 {
-		t.Error("icmp_send reported attached")
+	if v, ok := m.Value("netsonde_bpf_program_attached", map[string]string{"program": "icmp_send", "hook": "none"}); !ok || v != 0 {
+		t.Errorf("icmp_send should be reported not attached (hook none, 0); found=%v value=%v", ok, v)
 	}
 	if v, _ := m.Value("netsonde_collector_up", map[string]string{"collector": "fragments"}); v != 1 {
 		t.Error("fragments collector should stay up")
+	}
+}
+
+// filters lists netsonde's tc filters on an interface of ns, by name.
+func filters(t *testing.T, ns *testenv.Netns, ifname string) []string {
+	t.Helper()
+	var names []string
+	err := ns.Do(func() error {
+		l, err := netlink.LinkByName(ifname)
+		if err != nil {
+			return err
+		}
+		fs, err := loader.Filters(l.Attrs().Index)
+		for _, f := range fs {
+			names = append(names, f.Name)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func hasClsact(t *testing.T, ns *testenv.Netns, ifname string) bool {
+	t.Helper()
+	return strings.Contains(ns.Exec(t, "tc", "qdisc", "show", "dev", ifname), "clsact")
+}
+
+// The legacy tc path after a crash: kill -9 leaves the agent's filters in
+// the kernel (nothing of its shutdown runs); the next agent removes exactly
+// those (their owner is dead) and adds its own, so each interface carries
+// one set; a clean stop then leaves no filter and no clsact qdisc.
+func TestTCFiltersAfterKillAndRestart(t *testing.T) {
+	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
+	veth(t, a, b, "ka0", "kb0", "198.18.73.1/24", "198.18.73.2/24", "1500")
+	args := []string{"--collector.disable-defaults", "--collector.fragments", "--fragments.attach=tc"}
+	first := testenv.StartAgent(t, a, args...)
+	testenv.Eventually(t, 5*time.Second, "attached", func() bool {
+		return value(t, first, "netsonde_fragments_attached_interfaces", nil) == 1
+	})
+	before := filters(t, a, "ka0")
+	if len(before) != 2 {
+		t.Fatalf("want 2 filters (ingress, egress), have %v", before)
+	}
+	first.Kill(t)
+	if left := filters(t, a, "ka0"); len(left) != 2 {
+		t.Fatalf("after kill -9 the kernel should still hold the 2 filters, has %v", left)
+	}
+	second := testenv.StartAgent(t, a, args...)
+	testenv.Eventually(t, 5*time.Second, "attached", func() bool {
+		return value(t, second, "netsonde_fragments_attached_interfaces", nil) == 1
+	})
+	after := filters(t, a, "ka0")
+	if len(after) != 2 || after[0] != after[1] || after[0] == before[0] {
+		t.Fatalf("want exactly the new agent's 2 filters, have %v (the dead one's were %v)", after, before)
+	}
+	// Counting is exact, not doubled by a leftover.
+	a.Exec(t, "ping", "-c1", "-W2", "198.18.73.2")
+	sendUDP(t, a, "198.18.73.2:9", 4000, 100, false)
+	waitExact(t, second, "netsonde_ip_fragments_total", map[string]string{"interface": "ka0", "direction": "egress", "family": "ipv4"}, 300)
+	testenv.StopAgent(t, second)
+	if left := filters(t, a, "ka0"); len(left) != 0 {
+		t.Fatalf("a clean stop left filters: %v", left)
+	}
+	if hasClsact(t, a, "ka0") {
+		t.Fatal("a clean stop left the clsact qdisc the agent created")
+	}
+}
+
+// A clsact qdisc and a filter that are not ours survive our start and stop.
+func TestTCLeavesOthersAlone(t *testing.T) {
+	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
+	veth(t, a, b, "oa0", "ob0", "198.18.74.1/24", "198.18.74.2/24", "1500")
+	a.Exec(t, "tc", "qdisc", "add", "dev", "oa0", "clsact")
+	// u32 with no action: this kernel has neither matchall nor gact.
+	a.Exec(t, "tc", "filter", "add", "dev", "oa0", "egress", "pref", "7", "protocol", "all", "u32", "match", "u32", "0", "0")
+	agentA := testenv.StartAgent(t, a, "--collector.disable-defaults", "--collector.fragments", "--fragments.attach=tc")
+	testenv.Eventually(t, 5*time.Second, "attached", func() bool {
+		return value(t, agentA, "netsonde_fragments_attached_interfaces", nil) == 1
+	})
+	testenv.StopAgent(t, agentA)
+	if !hasClsact(t, a, "oa0") {
+		t.Fatal("the agent removed a clsact qdisc it did not create")
+	}
+	if out := a.Exec(t, "tc", "filter", "show", "dev", "oa0", "egress"); !strings.Contains(out, "pref 7 u32") {
+		t.Fatalf("the agent removed a filter it did not add:\n%s", out)
+	}
+}
+
+// A rolling update runs two agents on a node for a while: both attach
+// (TCX and tc alike), both count every fragment, and stopping one leaves
+// the other attached and counting.
+func TestTwoAgentsSideBySide(t *testing.T) {
+	for _, mode := range []string{"auto", "tc"} {
+		t.Run(mode, func(t *testing.T) {
+			a, b := testenv.NewNetns(t), testenv.NewNetns(t)
+			veth(t, a, b, "sa0", "sb0", "198.18.75.1/24", "198.18.75.2/24", "1500")
+			args := []string{"--collector.disable-defaults", "--collector.fragments", "--fragments.attach=" + mode}
+			one := testenv.StartAgent(t, a, append(args, "--web.listen-address=127.0.0.1:10334")...)
+			two := testenv.StartAgent(t, a, append(args, "--web.listen-address=127.0.0.1:10335")...)
+			a.Exec(t, "ping", "-c1", "-W2", "198.18.75.2")
+			egress := map[string]string{"interface": "sa0", "direction": "egress", "family": "ipv4"}
+			sendUDP(t, a, "198.18.75.2:9", 4000, 100, false)
+			waitExact(t, one, "netsonde_ip_fragments_total", egress, 300)
+			waitExact(t, two, "netsonde_ip_fragments_total", egress, 300)
+			testenv.StopAgent(t, one)
+			sendUDP(t, a, "198.18.75.2:9", 4000, 100, false)
+			waitExact(t, two, "netsonde_ip_fragments_total", egress, 600)
+		})
+	}
+}
+
+// Honest attach state: with no interface to count on, the fragments
+// program is reported not attached (0, hook none), not a constant 1.
+func TestAttachedGaugeReadsZero(t *testing.T) {
+	a := testenv.NewNetns(t)
+	agentA := testenv.StartAgent(t, a, "--collector.disable-defaults", "--collector.fragments", "--fragments.include=^nothing$")
+	m := agentA.Scrape(t)
+	if v, ok := m.Value("netsonde_bpf_program_attached", map[string]string{"program": "fragments", "hook": "none"}); !ok || v != 0 {
+		t.Fatalf("fragments should read 0 with hook none; found=%v value=%v", ok, v)
+	}
+	if v, _ := m.Value("netsonde_fragments_attached_interfaces", nil); v != 0 {
+		t.Fatalf("attached interfaces: %v", v)
+	}
+}
+
+// Start-up at scale: with 1,000 veth interfaces in its namespace, the
+// agent is ready within 3 s with every interface attached, and counts
+// exactly the 300 fragments sent on one of them right after.
+func TestReadyWithThousandInterfaces(t *testing.T) {
+	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
+	var batch strings.Builder
+	for i := range 1000 {
+		fmt.Fprintf(&batch, "link add m%d type veth peer name m%dp netns %s\n", i, i, b.Name)
+	}
+	for i := range 1000 {
+		fmt.Fprintf(&batch, "link set m%d up\n", i)
+	}
+	cmd := a.Command("ip", "-batch", "-")
+	cmd.Stdin = strings.NewReader(batch.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ip -batch: %v\n%s", err, out)
+	}
+	veth(t, a, b, "ta0", "tb0", "198.18.76.1/24", "198.18.76.2/24", "1500")
+	agentA := testenv.StartAgent(t, a)
+	t.Logf("ready in %v with 1,001 interfaces", agentA.Ready.Round(time.Millisecond))
+	m := agentA.Scrape(t)
+	if v, _ := m.Value("netsonde_fragments_attached_interfaces", nil); v != 1001 {
+		t.Errorf("attached interfaces at ready: %v, want 1001", v)
+	}
+	for _, s := range m.Series("netsonde_collector_up", nil) {
+		if s.Value != 1 {
+			t.Errorf("collector %s down: %s", s.Labels["collector"], s.Labels["reason"])
+		}
+	}
+	if agentA.Ready > 3*time.Second {
+		t.Errorf("ready after %v, want at most 3s", agentA.Ready)
+	}
+	a.Exec(t, "ping", "-c1", "-W2", "198.18.76.2")
+	sendUDP(t, a, "198.18.76.2:9", 4000, 100, false)
+	waitExact(t, agentA, "netsonde_ip_fragments_total", map[string]string{"interface": "ta0", "direction": "egress", "family": "ipv4"}, 300)
+}
+
+// Start-up attaches through tc filters and then hands every interface over
+// to TCX in the background (bpffrag.Counter): afterwards no tc filter of
+// ours is left, and counting stayed exact across the handover.
+func TestStartupHandoverToTCX(t *testing.T) {
+	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
+	for i := range 20 {
+		testenv.Run(t, "ip", "link", "add", fmt.Sprintf("h%d", i), "netns", a.Name, "type", "veth", "peer", "name", fmt.Sprintf("h%dp", i), "netns", b.Name)
+	}
+	veth(t, a, b, "ha0", "hb0", "198.18.77.1/24", "198.18.77.2/24", "1500")
+	agentA := testenv.StartAgent(t, a, "--collector.disable-defaults", "--collector.fragments")
+	a.Exec(t, "ping", "-c1", "-W2", "198.18.77.2")
+	egress := map[string]string{"interface": "ha0", "direction": "egress", "family": "ipv4"}
+	sendUDP(t, a, "198.18.77.2:9", 4000, 100, false)
+	waitExact(t, agentA, "netsonde_ip_fragments_total", egress, 300)
+	testenv.Eventually(t, 20*time.Second, "every interface handed over to TCX", func() bool {
+		m := agentA.Scrape(t)
+		tcx, _ := m.Value("netsonde_bpf_program_attached", map[string]string{"program": "fragments", "hook": "tcx"})
+		_, tc := m.Value("netsonde_bpf_program_attached", map[string]string{"program": "fragments", "hook": "tc"})
+		return tcx == 1 && !tc
+	})
+	if left := filters(t, a, "ha0"); len(left) != 0 {
+		t.Fatalf("tc filters left after the handover: %v", left)
+	}
+	if hasClsact(t, a, "ha0") {
+		t.Fatal("the start-up clsact qdisc is left after the handover")
+	}
+	sendUDP(t, a, "198.18.77.2:9", 4000, 100, false)
+	waitExact(t, agentA, "netsonde_ip_fragments_total", egress, 600)
+	if v := value(t, agentA, "netsonde_fragments_attached_interfaces", nil); v != 21 {
+		t.Fatalf("attached interfaces: %v, want 21", v)
 	}
 }

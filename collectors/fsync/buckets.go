@@ -9,7 +9,7 @@ package fsync
 import (
 	"time"
 
-	bpffsync "github.com/netsonde/netsonde/bpf/fsync"
+	bpffsync "github.com/netsonde/netsonde/bpf/fsynctrace"
 )
 
 // Bounds, in seconds: 125, 250 and 500 µs (an NVMe fdatasync is well under

@@ -238,7 +238,7 @@ func TestTraceCountsEtcdFsyncs(t *testing.T) {
 		return resp.StatusCode == 200
 	})
 
-	var walHist testenv.Series
+	var walHist, backendHist testenv.Series
 	etcdCounts := func() (wal, backend float64) {
 		resp, err := http.Get(curl + "/metrics")
 		if err != nil {
@@ -253,6 +253,7 @@ func TestTraceCountsEtcdFsyncs(t *testing.T) {
 		wal, _ = m.Value("etcd_disk_wal_fsync_duration_seconds", nil)
 		walHist = m.Series("etcd_disk_wal_fsync_duration_seconds", nil)[0]
 		backend, _ = m.Value("etcd_disk_backend_commit_duration_seconds", nil)
+		backendHist = m.Series("etcd_disk_backend_commit_duration_seconds", nil)[0]
 		return wal, backend
 	}
 	traced := func() float64 {
@@ -284,9 +285,13 @@ func TestTraceCountsEtcdFsyncs(t *testing.T) {
 	// pages, then again after writing the meta page. Nothing else fsyncs
 	// in a steady state (no WAL segment cut or snapshot at this size).
 	// p99s side by side. etcd's buckets start at 1 ms and double, so both
-	// are compared on etcd's scale: netsonde's p99 bucket bound, rounded up
-	// to etcd's next bound, must be etcd's p99 bucket or a neighbour. (Both
-	// histograms count since start; the load dominates them.)
+	// are compared on etcd's scale. netsonde times every etcd fdatasync:
+	// the WAL's and the 2 per backend commit. The backend ones are the
+	// slower (bbolt syncs whole pages) and, 2% of the syncs here, can be
+	// all of netsonde's top 1%: so netsonde's p99 must lie from etcd's WAL
+	// p99 (or its neighbour below) up to etcd's backend-commit p99 (or its
+	// neighbour above), a commit being at least as long as its syncs.
+	// (Both histograms count since start; the load dominates them.)
 	ours := a.Scrape(t).Series("netsonde_process_fsync_duration_seconds", map[string]string{"comm": "etcd-nsdtest"})
 	if len(ours) != 1 {
 		t.Fatalf("want one traced series, got %d", len(ours))
@@ -299,10 +304,11 @@ func TestTraceCountsEtcdFsyncs(t *testing.T) {
 		return i
 	}
 	ourP99 := etcdScale(bounds[min(quantileBucket(t, ours[0], 0.99), len(bounds)-1)])
-	theirP99 := etcdScale(upperAt(walHist, 0.99))
-	t.Logf("p99 on etcd's scale: netsonde bucket %d, etcd bucket %d", ourP99, theirP99)
-	if d := ourP99 - theirP99; d < -1 || d > 1 {
-		t.Errorf("p99 buckets %d (netsonde) and %d (etcd) more than one apart", ourP99, theirP99)
+	walP99 := etcdScale(upperAt(walHist, 0.99))
+	backendP99 := etcdScale(upperAt(backendHist, 0.99))
+	t.Logf("p99 on etcd's scale: netsonde bucket %d, etcd WAL bucket %d, etcd backend commit bucket %d", ourP99, walP99, backendP99)
+	if ourP99 < walP99-1 || ourP99 > max(walP99, backendP99)+1 {
+		t.Errorf("netsonde's p99 bucket %d is outside etcd's WAL %d .. backend commit %d (±1)", ourP99, walP99, backendP99)
 	}
 	if trD != walD+2*beD {
 		t.Errorf("traced %v fsyncs; etcd's own counts say WAL %v + 2 × backend commits %v = %v\n%s", trD, walD, beD, walD+2*beD, elog.String())

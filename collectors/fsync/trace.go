@@ -10,10 +10,9 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/cilium/ebpf/rlimit"
 	"github.com/prometheus/client_golang/prometheus"
 
-	bpffsync "github.com/netsonde/netsonde/bpf/fsync"
+	bpffsync "github.com/netsonde/netsonde/bpf/fsynctrace"
 	"github.com/netsonde/netsonde/collectors"
 )
 
@@ -39,29 +38,26 @@ func traceSetup(app *kingpin.Application) collectors.Factory {
 		comms: app.Flag("fsynctrace.comm", "Process name (comm, at most 15 bytes) whose fsyncs to trace (repeatable).").
 			Default("etcd").Strings(),
 		hook: app.Flag("fsynctrace.hook", "ext4 (ext4's sync tracepoints: no cost to other syscalls) or syscalls (any filesystem, but every syscall on the node gets slower while attached). auto means ext4 only.").
-			Default("auto").Enum("auto", bpffsync.HookExt4, bpffsync.HookSyscalls),
+			Default("auto").Enum("auto", bpffsync.SourceExt4, bpffsync.SourceSyscalls),
 	}
 	return func(ctx context.Context, deps collectors.Deps) (collectors.Collector, error) {
 		if len(*c.comms) > 16 {
 			return nil, collectors.Down("bad_flag", errors.New("at most 16 --fsynctrace.comm"))
 		}
-		if err := rlimit.RemoveMemlock(); err != nil {
-			return nil, collectors.Down("memlock", err)
-		}
 		// auto never picks the syscall hook on its own: its cost falls
 		// on every process of the node, so it is the operator's call.
-		hooks := []string{bpffsync.HookExt4}
+		source := bpffsync.SourceExt4
 		if *c.hook != "auto" {
-			hooks = []string{*c.hook}
+			source = *c.hook
 		}
-		t, err := bpffsync.Load(hooks, *c.comms, boundsNS())
+		t, err := bpffsync.Load(bpffsync.Options{Source: source, Comms: *c.comms, Bounds: boundsNS()})
 		if err != nil {
 			return nil, collectors.BPFLoadDown(err, "attach_failed")
 		}
-		if t.Hook == bpffsync.HookSyscalls {
+		if source == bpffsync.SourceSyscalls {
 			deps.Logger.Warn("tracing fsyncs with syscall tracepoints: every syscall on the node takes the slow path while netsonde runs", "comms", *c.comms)
 		} else {
-			deps.Logger.Info("tracing fsyncs", "hook", t.Hook, "comms", *c.comms)
+			deps.Logger.Info("tracing fsyncs", "source", source, "hooks", t.Hooks(), "comms", *c.comms)
 		}
 		return &tracer{deps: deps, t: t, devNames: map[uint32]string{}}, nil
 	}
@@ -76,9 +72,7 @@ type tracer struct {
 }
 
 func (tr *tracer) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
-	for prog, on := range tr.t.Programs() {
-		collectors.BPFProgramAttached(ch, prog, on)
-	}
+	collectors.BPFHooks(ch, tr.t.Hooks())
 	counts, sums, err := tr.t.Read()
 	if err != nil {
 		return collectors.Down("map_read", err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/netsonde/netsonde/linkwatch"
 	"github.com/netsonde/netsonde/netnsnames"
@@ -82,7 +83,7 @@ func (p *peerMTUs) read(path string, veths []linkwatch.Link, out map[int]int) {
 		return
 	}
 	defer h.Close()
-	nl, err := netlink.NewHandleAt(h)
+	nl, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE) // route only: NETLINK_XFRM needs xfrm_user, often a module not loaded
 	if err != nil {
 		return
 	}

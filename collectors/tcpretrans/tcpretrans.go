@@ -7,11 +7,11 @@ import (
 	"context"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/cilium/ebpf/rlimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
-	bpftcp "github.com/netsonde/netsonde/bpf/tcp"
+	"github.com/netsonde/netsonde/bpf/loader"
+	bpftcp "github.com/netsonde/netsonde/bpf/tcpretrans"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/netnsnames"
 )
@@ -22,22 +22,26 @@ var Spec = collectors.Spec{
 	Help:           "TCP retransmits by TCP state, family and pod (eBPF on tcp:tcp_retransmit_skb and tcp_retransmit_synack).",
 	DefaultEnabled: true,
 	Setup: func(app *kingpin.Application) collectors.Factory {
-		group := app.Flag("tcpretrans.tracepoint-group", "Tracepoint group of the retransmit tracepoints (for testing a missing hook).").
+		group := app.Flag("tcpretrans.tracepoint-group", "Tracepoint group of the classic retransmit tracepoints (for testing a missing hook, with --tcpretrans.attach=tracepoint).").
 			Default("tcp").Hidden().String()
+		attach := app.Flag("tcpretrans.attach", "How to attach: auto (tp_btf, then raw_tp, then the classic tracepoint), tp_btf, raw_tp, or tracepoint.").
+			Default("auto").Enum("auto", loader.HookTPBTF, loader.HookRawTP, loader.HookTracepoint)
 		scope := app.Flag("tcpretrans.netns", "Count retransmits of every network namespace on the node (all: pods too, labelled by pod when the agent knows the cluster) or of the agent's own only (own).").
 			Default("all").Enum("all", "own")
 		return func(ctx context.Context, deps collectors.Deps) (collectors.Collector, error) {
-			if err := rlimit.RemoveMemlock(); err != nil {
-				return nil, collectors.Down("memlock", err)
-			}
 			own, err := netnsnames.Inode("/proc/thread-self/ns/net")
 			if err != nil {
 				return nil, collectors.Down("netns", err)
 			}
-			c, err := bpftcp.Load(*group, "/sys/kernel/tracing")
+			opts := bpftcp.Options{Group: *group}
+			if *attach != "auto" {
+				opts.Hooks = []string{*attach}
+			}
+			c, err := bpftcp.Load(opts)
 			if err != nil {
 				return nil, collectors.BPFLoadDown(err, "attach_failed")
 			}
+			deps.Logger.Info("retransmit counter attached", "hooks", c.Hooks())
 			return &collector{deps: deps, c: c, own: own, ownOnly: *scope == "own"}, nil
 		}
 	},
@@ -61,8 +65,7 @@ type collector struct {
 }
 
 func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
-	collectors.BPFProgramAttached(ch, bpftcp.ProgramSkb, true)
-	collectors.BPFProgramAttached(ch, bpftcp.ProgramSynack, true)
+	collectors.BPFHooks(ch, c.c.Hooks())
 	counts, err := c.c.Read()
 	if err != nil {
 		return collectors.Down("map_read", err)

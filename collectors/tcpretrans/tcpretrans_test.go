@@ -165,7 +165,7 @@ func TestStreamRetransmitsMatchKernel(t *testing.T) {
 // others keep serving.
 func TestDownWithoutTracepoints(t *testing.T) {
 	ns := testenv.NewNetns(t)
-	agent := testenv.StartAgent(t, ns, "--collector.disable-defaults", "--collector.tcpretrans", "--collector.mtu", "--tcpretrans.tracepoint-group=nonexistent")
+	agent := testenv.StartAgent(t, ns, "--collector.disable-defaults", "--collector.tcpretrans", "--collector.mtu", "--tcpretrans.attach=tracepoint", "--tcpretrans.tracepoint-group=nonexistent")
 	m := agent.Scrape(t)
 	if v, ok := m.Value("netsonde_collector_up", map[string]string{"collector": "tcpretrans", "reason": "attach_failed"}); !ok || v != 0 {
 		t.Fatalf("tcpretrans should be down with attach_failed:\n%s", agent.Log)

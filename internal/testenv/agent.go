@@ -24,7 +24,17 @@ type Agent struct {
 	Client *http.Client
 	Cmd    *exec.Cmd
 	Log    *bytes.Buffer
-	stop   func()
+	// Ready is how long the agent took from start to /readyz 200.
+	Ready time.Duration
+	stop  func()
+	kill  func()
+}
+
+// Kill ends the agent with SIGKILL, as a crash or the OOM killer would:
+// nothing of its shutdown runs.
+func (a *Agent) Kill(t testing.TB) {
+	t.Helper()
+	a.kill()
 }
 
 // StopAgent sends SIGTERM and waits for the agent to exit, failing the test
@@ -43,15 +53,41 @@ const AgentPort = 10333
 // --web.listen-address, waits until /readyz answers 200, and stops it with
 // SIGTERM when the test ends (failing the test if it does not exit cleanly
 // within 2 s, the agent's shutdown promise).
+//
+// An args entry --web.listen-address=ADDR replaces the default address
+// (two agents in one namespace).
 func StartAgent(t testing.TB, ns *Netns, args ...string) *Agent {
+	t.Helper()
+	// nsenter keeps the host's mounts, as a DaemonSet does.
+	return startAgent(t, []string{"nsenter", "--net=/run/netns/" + ns.Name, "--"}, ns, args)
+}
+
+// StartAgentIPNetnsExec is StartAgent through `ip netns exec`, which
+// remounts /sys for the namespace without tracefs or debugfs: the agent
+// must find its hooks without them.
+func StartAgentIPNetnsExec(t testing.TB, ns *Netns, args ...string) *Agent {
+	t.Helper()
+	return startAgent(t, []string{"ip", "netns", "exec", ns.Name}, ns, args)
+}
+
+func startAgent(t testing.TB, launcher []string, ns *Netns, args []string) *Agent {
 	t.Helper()
 	bin := AgentBinary(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", AgentPort)
-	all := append([]string{"--web.listen-address=" + addr, "--log.level=debug"}, args...)
-	// nsenter, not `ip netns exec`: the latter remounts /sys for the
-	// namespace, which hides tracefs (/sys/kernel/tracing) from the agent;
-	// a DaemonSet keeps the host's mounts, and so does nsenter.
-	cmd := exec.Command("nsenter", append([]string{"--net=/run/netns/" + ns.Name, "--", bin}, all...)...)
+	all := []string{"--log.level=debug"}
+	own := false
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--web.listen-address="); ok {
+			addr, own = v, true
+		}
+	}
+	if !own {
+		all = append(all, "--web.listen-address="+addr)
+	}
+	all = append(all, args...)
+	cmdline := append(append(launcher[1:], bin), all...)
+	cmd := exec.Command(launcher[0], cmdline...)
+	begin := time.Now()
 	a := &Agent{URL: "http://" + addr, Client: ns.HTTPClient(), Cmd: cmd, Log: &bytes.Buffer{}}
 	cmd.Stdout, cmd.Stderr = a.Log, a.Log
 	if err := cmd.Start(); err != nil {
@@ -75,6 +111,12 @@ func StartAgent(t testing.TB, ns *Netns, args ...string) *Agent {
 			}
 		})
 	}
+	a.kill = func() {
+		once.Do(func() {
+			cmd.Process.Kill()
+			<-exited
+		})
+	}
 	t.Cleanup(a.stop)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -87,6 +129,7 @@ func StartAgent(t testing.TB, ns *Netns, args ...string) *Agent {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
+				a.Ready = time.Since(begin)
 				return a
 			}
 		}

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	bpfdrops "github.com/netsonde/netsonde/bpf/drops"
+	"github.com/netsonde/netsonde/bpf/loader"
 )
 
 func main() {
@@ -94,7 +95,7 @@ func run(packets, rounds int) error {
 				}
 				prog, closer = p, func() { l.Close(); p.Close() }
 			case "netsonde":
-				p, err := bpfdrops.Load(bpfdrops.Options{Modes: []string{bpfdrops.ModeBTF}})
+				p, err := bpfdrops.Load(bpfdrops.Options{Hooks: []string{loader.HookTPBTF}})
 				if err != nil {
 					return err
 				}

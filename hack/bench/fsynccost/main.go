@@ -20,7 +20,7 @@ import (
 
 	"github.com/cilium/ebpf/rlimit"
 
-	bpffsync "github.com/netsonde/netsonde/bpf/fsync"
+	bpffsync "github.com/netsonde/netsonde/bpf/fsynctrace"
 )
 
 func main() {
@@ -39,7 +39,7 @@ func main() {
 	for i := range bounds {
 		bounds[i] = uint64(125000) << i
 	}
-	configs := []string{"none", bpffsync.HookExt4, bpffsync.HookSyscalls}
+	configs := []string{"none", bpffsync.SourceExt4, bpffsync.SourceSyscalls}
 	gp := map[string][]float64{}
 	fs := map[string][]float64{}
 	f, err := os.CreateTemp(*dir, "fsynccost-")
@@ -52,7 +52,7 @@ func main() {
 		for _, c := range configs {
 			var tr *bpffsync.Tracer
 			if c != "none" {
-				if tr, err = bpffsync.Load([]string{c}, []string{me}, bounds); err != nil {
+				if tr, err = bpffsync.Load(bpffsync.Options{Source: c, Comms: []string{me}, Bounds: bounds}); err != nil {
 					log.Fatalf("%s: %v", c, err)
 				}
 			}

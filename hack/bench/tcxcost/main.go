@@ -24,7 +24,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	bpffrag "github.com/netsonde/netsonde/bpf/frag"
+	bpffrag "github.com/netsonde/netsonde/bpf/fragments"
 )
 
 func sh(args ...string) error {
@@ -173,7 +173,7 @@ func attachIn(ns, ifname string) (*bpffrag.Counter, error) {
 			ch <- result{err: err}
 			return
 		}
-		c, _, err := bpffrag.Load(bpffrag.Options{})
+		c, err := bpffrag.Load(bpffrag.Options{})
 		if err != nil {
 			ch <- result{err: err}
 			return

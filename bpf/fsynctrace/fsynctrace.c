@@ -6,8 +6,9 @@
  * and buckets each duration in the kernel, with the bounds of netsonde's
  * fsync histograms: user space reads a few counters at scrape time.
  *
- * Hooks: ext4's own sync tracepoints (ext4:ext4_sync_file_enter/_exit),
- * which fire only on fsyncs of ext4 files. The syscall tracepoints would
+ * Hooks: ext4's own sync tracepoints (ext4:ext4_sync_file_enter/_exit, as
+ * tp_btf, raw_tp or classic tracepoints), which fire only on fsyncs of
+ * ext4 files. The syscall tracepoints would
  * time every filesystem, but enabling any sys_enter_* tracepoint sends every
  * thread on the node through the slow syscall path; they are a last resort
  * (the sys_* programs below), used only when asked for.
@@ -114,27 +115,55 @@ static __always_inline void end(void)
 	counter_add(&sums, &sk, d);
 }
 
-/* Contexts from /sys/kernel/tracing/events/ext4/ext4_sync_file_{enter,exit}/format */
-struct sync_enter_ctx {
-	__u64 common;
-	__u32 dev;
-};
-
-SEC("tracepoint/ext4/ext4_sync_file_enter")
-int ext4_sync_enter(struct sync_enter_ctx *ctx)
+/* ext4_sync_file_enter(struct file *file, int datasync): the device is the
+ * file's superblock's, as the tracepoint itself records it. */
+SEC("tp_btf/ext4_sync_file_enter")
+int BPF_PROG(ext4_sync_enter_btf, struct file *file, int datasync)
 {
-	begin(ctx->dev);
+	begin(BPF_CORE_READ(file, f_path.dentry, d_sb, s_dev));
 	return 0;
 }
 
-SEC("tracepoint/ext4/ext4_sync_file_exit")
-int ext4_sync_exit(void *ctx)
+SEC("tp_btf/ext4_sync_file_exit")
+int BPF_PROG(ext4_sync_exit_btf, struct inode *inode, int ret)
 {
 	end();
 	return 0;
 }
 
-/* Last resort: the syscalls themselves (any filesystem, no device). */
+SEC("raw_tp/ext4_sync_file_enter")
+int BPF_PROG(ext4_sync_enter_raw, struct file *file, int datasync)
+{
+	begin(BPF_CORE_READ(file, f_path.dentry, d_sb, s_dev));
+	return 0;
+}
+
+SEC("raw_tp/ext4_sync_file_exit")
+int BPF_PROG(ext4_sync_exit_raw, struct inode *inode, int ret)
+{
+	end();
+	return 0;
+}
+
+/* Classic tracepoints: dev is the record's first field (offset 8). */
+SEC("tracepoint/ext4/ext4_sync_file_enter")
+int ext4_sync_enter_tp(void *ctx)
+{
+	__u32 dev = 0;
+	TP_READ(ctx, 8, dev);
+	begin(dev);
+	return 0;
+}
+
+SEC("tracepoint/ext4/ext4_sync_file_exit")
+int ext4_sync_exit_tp(void *ctx)
+{
+	end();
+	return 0;
+}
+
+/* Last resort, only on request: the syscalls themselves (any filesystem,
+ * no device), whose tracepoints slow every syscall on the node. */
 SEC("tracepoint/syscalls/sys_enter_fsync")
 int sys_fsync_enter(void *ctx)
 {

@@ -1,0 +1,3 @@
+package fsynctrace
+
+//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/x86_64-linux-gnu" -target bpfel,bpfeb -type hist_key -type sum_key -type comm_key bpf fsynctrace.c

@@ -1,0 +1,143 @@
+// Package fsynctrace loads netsonde's fsync tracer: BPF programs that time
+// the fsyncs of chosen processes in the kernel and bucket them there.
+package fsynctrace
+
+import (
+	"errors"
+	"fmt"
+
+	nbpf "github.com/netsonde/netsonde/bpf"
+	"github.com/netsonde/netsonde/bpf/loader"
+)
+
+// Sources of fsync events.
+const (
+	// SourceExt4 uses ext4's sync tracepoints: only ext4 fsyncs, no cost
+	// to any other syscall.
+	SourceExt4 = "ext4"
+	// SourceSyscalls uses the fsync/fdatasync syscall tracepoints: any
+	// filesystem, but enabling them slows every syscall on the node.
+	SourceSyscalls = "syscalls"
+)
+
+// NumBounds is how many histogram bounds the kernel side takes.
+const NumBounds = 18
+
+// HistKey and SumKey are the kernel's keys.
+type (
+	HistKey = bpfHistKey
+	SumKey  = bpfSumKey
+)
+
+// Options for Load.
+type Options struct {
+	Source string
+	// Comms are the process names to trace (at most 16, each cut to 15
+	// bytes as the kernel does).
+	Comms []string
+	// Bounds are the histogram bounds in ns, ascending.
+	Bounds [NumBounds]uint64
+	// Hooks for the ext4 source, tried in order; empty: tp_btf, raw_tp,
+	// tracepoint.
+	Hooks []string
+	// TracefsRoot: see loader.Options.
+	TracefsRoot string
+}
+
+// Tracer is the loaded and attached tracer.
+type Tracer struct {
+	*loader.Object
+}
+
+// Load attaches the tracer.
+func Load(opts Options) (*Tracer, error) {
+	spec, err := loadBpf()
+	if err != nil {
+		return nil, fmt.Errorf("parse embedded object: %w", err)
+	}
+	if err := spec.Variables["bounds"].Set(opts.Bounds); err != nil {
+		return nil, fmt.Errorf("set bounds: %w", err)
+	}
+	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot})
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range opts.Comms {
+		var k bpfCommKey
+		for i := 0; i < len(c) && i < 15; i++ {
+			k.Comm[i] = int8(c[i])
+		}
+		if err := obj.Map("comms").Put(k, uint8(1)); err != nil {
+			obj.Close()
+			return nil, fmt.Errorf("set comm %q: %w", c, err)
+		}
+	}
+	ladders, err := rungs(opts)
+	if err != nil {
+		obj.Close()
+		return nil, err
+	}
+	var errs []error
+	for _, name := range loader.Names(ladders) {
+		errs = append(errs, obj.AttachFirst(name, ladders[name]))
+	}
+	if err := errors.Join(errs...); err != nil {
+		obj.Close()
+		return nil, err
+	}
+	return &Tracer{obj}, nil
+}
+
+func rungs(opts Options) (map[string][]loader.Rung, error) {
+	switch opts.Source {
+	case SourceSyscalls:
+		out := map[string][]loader.Rung{}
+		for _, p := range [][2]string{
+			{"sys_fsync_enter", "sys_enter_fsync"}, {"sys_fdatasync_enter", "sys_enter_fdatasync"},
+			{"sys_fsync_exit", "sys_exit_fsync"}, {"sys_fdatasync_exit", "sys_exit_fdatasync"},
+		} {
+			out[p[1]] = []loader.Rung{{Hook: loader.HookTracepoint, Program: p[0], Target: "syscalls:" + p[1]}}
+		}
+		return out, nil
+	case SourceExt4, "":
+		hooks := opts.Hooks
+		if len(hooks) == 0 {
+			hooks = []string{loader.HookTPBTF, loader.HookRawTP, loader.HookTracepoint}
+		}
+		out := map[string][]loader.Rung{}
+		for _, ev := range []struct{ name, prog string }{
+			{"ext4_sync_file_enter", "ext4_sync_enter"}, {"ext4_sync_file_exit", "ext4_sync_exit"},
+		} {
+			for _, h := range hooks {
+				r := loader.Rung{Hook: h, Target: ev.name}
+				switch h {
+				case loader.HookTPBTF:
+					r.Program = ev.prog + "_btf"
+				case loader.HookRawTP:
+					r.Program = ev.prog + "_raw"
+				case loader.HookTracepoint:
+					r.Program, r.Target = ev.prog+"_tp", "ext4:"+ev.name
+				default:
+					return nil, fmt.Errorf("unknown hook %q", h)
+				}
+				out[ev.name] = append(out[ev.name], r)
+			}
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("unknown fsync source %q", opts.Source)
+	}
+}
+
+// Read returns the bucket counts and duration sums (ns) counted so far.
+func (t *Tracer) Read() (map[HistKey]uint64, map[SumKey]uint64, error) {
+	h, err := nbpf.SumPerCPU[HistKey](t.Map("hist"))
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := nbpf.SumPerCPU[SumKey](t.Map("sums"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return h, s, nil
+}

@@ -1,3 +1,0 @@
-package tcp
-
-//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/x86_64-linux-gnu" -target amd64 -type retrans_key bpf tcp.c

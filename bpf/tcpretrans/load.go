@@ -1,0 +1,103 @@
+// Package tcpretrans loads netsonde's TCP retransmit counter: BPF programs
+// on the tcp_retransmit_skb and tcp_retransmit_synack tracepoints.
+package tcpretrans
+
+import (
+	"errors"
+	"fmt"
+
+	nbpf "github.com/netsonde/netsonde/bpf"
+	"github.com/netsonde/netsonde/bpf/loader"
+)
+
+// Key is one counter's label set as the kernel keyed it.
+type Key = bpfRetransKey
+
+// Logical programs, as reported in netsonde_bpf_program_attached.
+const (
+	ProgramSkb    = "tcp_retransmit_skb"
+	ProgramSynack = "tcp_retransmit_synack"
+)
+
+// Options for Load.
+type Options struct {
+	// Group is the classic tracepoints' group ("tcp"); tests name a
+	// missing one, together with Hooks = {tracepoint}, to force a failure.
+	Group string
+	// Hooks are tried in order; empty means tp_btf, raw_tp, tracepoint.
+	Hooks []string
+	// TracefsRoot: see loader.Options.
+	TracefsRoot string
+}
+
+// Counter is the loaded and attached counter.
+type Counter struct {
+	*loader.Object
+}
+
+// Load loads and attaches both programs, each by the first hook that works.
+func Load(opts Options) (*Counter, error) {
+	if opts.Group == "" {
+		opts.Group = "tcp"
+	}
+	hooks := opts.Hooks
+	if len(hooks) == 0 {
+		hooks = []string{loader.HookTPBTF, loader.HookRawTP, loader.HookTracepoint}
+	}
+	spec, err := loadBpf()
+	if err != nil {
+		return nil, fmt.Errorf("parse embedded object: %w", err)
+	}
+	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot})
+	if err != nil {
+		return nil, err
+	}
+	var skb, synack []loader.Rung
+	for _, h := range hooks {
+		switch h {
+		case loader.HookTPBTF:
+			// With err (6.13+) first: the verifier refuses it where the
+			// tracepoint has two arguments.
+			skb = append(skb,
+				loader.Rung{Hook: h, Program: "retransmit_skb_btf_err", Target: ProgramSkb},
+				loader.Rung{Hook: h, Program: "retransmit_skb_btf", Target: ProgramSkb})
+			synack = append(synack, loader.Rung{Hook: h, Program: "retransmit_synack_btf", Target: ProgramSynack})
+		case loader.HookRawTP:
+			skb = append(skb, loader.Rung{Hook: h, Program: "retransmit_skb_raw", Target: ProgramSkb})
+			synack = append(synack, loader.Rung{Hook: h, Program: "retransmit_synack_raw", Target: ProgramSynack})
+		case loader.HookTracepoint:
+			skb = append(skb, loader.Rung{Hook: h, Program: "retransmit_skb_tp", Target: opts.Group + ":" + ProgramSkb,
+				Prepare: func(ev *loader.Event) error { return setErrOffset(obj, ev.Format) }})
+			synack = append(synack, loader.Rung{Hook: h, Program: "retransmit_synack_tp", Target: opts.Group + ":" + ProgramSynack})
+		default:
+			obj.Close()
+			return nil, fmt.Errorf("unknown hook %q", h)
+		}
+	}
+	err = errors.Join(obj.AttachFirst(ProgramSkb, skb), obj.AttachFirst(ProgramSynack, synack))
+	if err != nil {
+		obj.Close()
+		return nil, err
+	}
+	return &Counter{obj}, nil
+}
+
+// setErrOffset tells the classic program where err is (6.13+), or that
+// there is none (0).
+func setErrOffset(obj *loader.Object, format string) error {
+	off, size, err := loader.FieldOffset(format, "err")
+	switch {
+	case errors.Is(err, loader.ErrNoField):
+		off = 0
+	case err != nil:
+		return fmt.Errorf("tcp_retransmit_skb layout: %w", err)
+	case size != 4:
+		return fmt.Errorf("tcp_retransmit_skb layout: err is %d bytes", size)
+	}
+	return obj.Variable("tp_off_err").Set(uint32(off))
+}
+
+// Read returns the counts since load.
+func (c *Counter) Read() (map[Key]uint64, error) {
+	return nbpf.SumPerCPU[Key](c.Map("retrans"))
+}
