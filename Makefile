@@ -11,7 +11,11 @@ TEST_TIMEOUT ?= 25m
 
 IMAGE     ?= netsonde:$(VERSION)
 
-.PHONY: all build run test deps lint generate check-generated bench image clean
+# The released version: the newest "## X.Y.Z" heading of CHANGELOG.md, which
+# is also the chart's version and appVersion (deploy/deploy_test.go checks).
+RELEASE_VERSION := $(shell sed -n 's/^\#\# \([0-9][0-9.]*[0-9a-z.-]*\).*/\1/p' CHANGELOG.md | head -1)
+
+.PHONY: all build run test deps lint generate check-generated bench image clean release print-release-version
 
 all: build
 
@@ -24,11 +28,13 @@ build:
 run: build
 	./$(BIN) $(ARGS)
 
-# Debian packages, and the real kube-apiserver the Kubernetes tests run
-# (built once per machine into /var/cache/netsonde, about 5 minutes).
+# Debian packages, and the real kube-apiserver and helm CLI the Kubernetes
+# tests run (built once per machine into /var/cache/netsonde, about 5
+# minutes and 1 minute).
 deps:
 	./hack/install-deps.sh
 	./hack/kube-apiserver.sh >/dev/null
+	./hack/helm.sh >/dev/null
 
 # Needs a container engine (docker or podman); none runs on the project's
 # development machines, so there this says so and stops.
@@ -62,3 +68,6 @@ bench: deps build
 
 clean:
 	rm -rf bin
+
+print-release-version:
+	@echo $(RELEASE_VERSION)
