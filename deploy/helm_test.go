@@ -382,6 +382,21 @@ func TestMonitorsAutoTrueFalse(t *testing.T) {
 	}
 }
 
+// The rules select the job the chart's ServiceMonitor makes (the Service's
+// name, from the release), and take the settings the rules file documents.
+func TestRulesFollowTheRelease(t *testing.T) {
+	out := helmTemplate(t, "edge", "mon", append([]string{"--set", "prometheusRule.clusterLabel=k8s_cluster", "--set", "prometheusRule.runbookUrl=https://wiki.example/rb"}, operatorAPIs...)...)
+	for _, want := range []string{`expr: up{job="edge-netsonde"} == 0`, `absent(up{job="edge-netsonde"})`, "kubectl -n mon get pods", "count by (k8s_cluster, collector, reason)", "runbook_url: https://wiki.example/rb#netsondedown"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rendered PrometheusRule lacks %q", want)
+		}
+	}
+	out = helmTemplate(t, "edge", "mon", append([]string{"--set", `prometheusRule.jobSelector=job="netsonde"\,team="net"`}, operatorAPIs...)...)
+	if !strings.Contains(out, `absent(up{job="netsonde",team="net"})`) {
+		t.Error("prometheusRule.jobSelector not used")
+	}
+}
+
 func keys(m map[string]map[string]any) []string {
 	var ks []string
 	for k := range m {

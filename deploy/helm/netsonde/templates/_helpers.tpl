@@ -105,3 +105,12 @@ that the rendering is offline (helm template in a GitOps pipeline, where
 {{- end }}true
 {{- end }}
 {{- end }}
+
+{{/*
+The job label of netsonde's targets, as the rules select them: the
+Operator names the job after the Service unless told otherwise, so it is
+this release's fullname.
+*/}}
+{{- define "netsonde.jobSelector" -}}
+{{- .Values.prometheusRule.jobSelector | default (printf "job=%q" (include "netsonde.fullname" .)) }}
+{{- end }}
