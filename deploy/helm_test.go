@@ -249,7 +249,7 @@ collectors: {drops: false, conntrack: true}
 		{"dnsPolicy", spec["dnsPolicy"], "ClusterFirst"},
 		{"updateStrategy", ds["spec"].(map[string]any)["updateStrategy"], "map[type:OnDelete]"},
 		{"serviceAccountName", spec["serviceAccountName"], "probe"},
-		{"args", c["args"], "[--web.listen-address=:10444 --path.procfs=/host/proc --collector.conntrack --no-collector.drops --log.level=debug]"},
+		{"args", c["args"], "[--web.listen-address=:10444 --path.procfs=/host/proc --fsyncprobe.host-root=/host/proc/1/root --collector.conntrack --no-collector.drops --log.level=debug]"},
 		{"extraEnv", c["env"].([]any)[1], "map[name:GOMEMLIMIT value:90MiB]"},
 		{"ServiceAccount annotations", objs["ServiceAccount/probe"]["metadata"].(map[string]any)["annotations"], "map[example.com/role:x]"},
 		{"Service annotations", objs["Service/netsonde"]["metadata"].(map[string]any)["annotations"], "map[example.com/s:y]"},
@@ -273,6 +273,24 @@ collectors: {drops: false, conntrack: true}
 	}
 	if got := podSpec(daemonSet(t, objs))["serviceAccountName"]; got != "mine" {
 		t.Errorf("serviceAccountName %v, want mine", got)
+	}
+}
+
+// No bundle mounts etcd's data directory: a hostPath there would create it
+// (DirectoryOrCreate, or the runtime's default) on every node, and give the
+// agent write access to it.
+func TestNoEtcdHostPath(t *testing.T) {
+	renders := map[string]string{"helm defaults": helmTemplate(t, "netsonde", "netsonde"), "kustomize": kustomize(t, "kubernetes")}
+	for _, f := range ciValues(t) {
+		renders[filepath.Base(f)] = helmTemplate(t, "netsonde", "netsonde", "-f", f)
+	}
+	for name, out := range renders {
+		for _, v := range podSpec(daemonSet(t, objects(t, out)))["volumes"].([]any) {
+			hp, _ := v.(map[string]any)["hostPath"].(map[string]any)
+			if p, _ := hp["path"].(string); strings.HasPrefix(p, "/var/lib") {
+				t.Errorf("%s: hostPath %v", name, hp)
+			}
+		}
 	}
 }
 
