@@ -187,3 +187,36 @@ func TestVersionsAgree(t *testing.T) {
 		t.Errorf("kustomize base image %v, want the appVersion %s", img, app)
 	}
 }
+
+// The image says where it comes from (OCI labels, filled from the build's
+// VERSION and REVISION) and is built per TARGETARCH by a Go stage on the
+// build machine's platform. No container engine runs here to build it, so
+// the Dockerfile is read.
+func TestDockerfile(t *testing.T) {
+	b, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := string(b)
+	for _, want := range []string{
+		"FROM --platform=$BUILDPLATFORM golang:",
+		"GOARCH=${TARGETARCH}",
+		`org.opencontainers.image.source="https://github.com/netsonde/netsonde"`,
+		`org.opencontainers.image.revision="${REVISION}"`,
+		`org.opencontainers.image.version="${VERSION}"`,
+		`org.opencontainers.image.licenses="Apache-2.0"`,
+		"version.Revision=${REVISION}",
+	} {
+		if !strings.Contains(df, want) {
+			t.Errorf("Dockerfile lacks %q", want)
+		}
+	}
+	// ARGs used by LABEL must be declared in the final stage too: an ARG
+	// before or in another stage is empty there.
+	final := df[strings.LastIndex(df, "\nFROM "):]
+	for _, arg := range []string{"ARG VERSION", "ARG REVISION"} {
+		if !strings.Contains(final, arg) {
+			t.Errorf("the final stage does not declare %s", arg)
+		}
+	}
+}
