@@ -85,6 +85,13 @@ func TestInstallOnRealAPIServer(t *testing.T) {
 	api.Kubectl(t, "", "apply", "--server-side", "-f", crds)
 	api.Kubectl(t, "", "wait", "--for=condition=Established", "--timeout=60s", "crd/servicemonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com")
 
+	// The CRDs' schemas are not open: a misplaced field is refused, so the
+	// monitors accepted below are well-formed, not merely stored.
+	bad := "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: bad, namespace: team-a}\nspec:\n  selector: {}\n  endpoints: [{port: metrics, interval: 30}]\n"
+	if out, err := api.KubectlErr(bad, "apply", "-f", "-"); err == nil {
+		t.Errorf("a ServiceMonitor with interval: 30 (a number) was accepted:\n%s", out)
+	}
+
 	// auto now finds the API: an upgrade creates the monitors, and so does
 	// a new install; true is accepted.
 	mustHelmOn(t, api, "upgrade", "netsonde", chart, "--namespace", "team-a")
