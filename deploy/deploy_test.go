@@ -161,6 +161,23 @@ func TestKustomizeBaseAndComponent(t *testing.T) {
 	if l := comp["ConfigMap/netsonde-dashboard"]["metadata"].(map[string]any)["labels"].(map[string]any); l["grafana_dashboard"] != "1" {
 		t.Errorf("dashboard labels %v: Grafana's sidecar looks for grafana_dashboard=1", l)
 	}
+	// The one line in the base itself, as its kustomization.yaml suggests,
+	// makes the same objects as the overlay.
+	dir := filepath.Join(t.TempDir(), "kubernetes")
+	if out, err := exec.Command("cp", "-r", "kubernetes", dir).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "kustomization.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("components: [components/monitoring]\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if inPlace := objects(t, kustomize(t, dir)); !reflect.DeepEqual(inPlace, comp) {
+		t.Errorf("the component added in the base renders %v, the overlay %v", keys(inPlace), keys(comp))
+	}
 }
 
 // The kustomize base deploys the chart's appVersion, and the chart's
