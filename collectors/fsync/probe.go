@@ -293,7 +293,9 @@ func (p *prober) newFile(st *pathState, buf []byte) error {
 		}
 	}
 	st.seq++
-	f, err := os.OpenFile(filepath.Join(st.dir, fmt.Sprintf("probe-%d", st.seq)), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	// The pid in the name: two agents on one node (two releases) share the
+	// sibling directory, and must not truncate each other's file.
+	f, err := os.OpenFile(filepath.Join(st.dir, fmt.Sprintf("probe-%d-%d", os.Getpid(), st.seq)), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("create probe file in %s: %w", st.label, err)
 	}
