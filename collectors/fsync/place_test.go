@@ -1,7 +1,10 @@
 package fsync
 
 import (
+	"fmt"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -38,5 +41,59 @@ func TestPlaceProbe(t *testing.T) {
 	}
 	if _, err := os.Stat(want.dir); !os.IsNotExist(err) {
 		t.Errorf("placing the probe made %s (%v): directories are made by a round", want.dir, err)
+	}
+}
+
+// Files of agents that are gone go; a live agent's stay, and so does the
+// directory while they are in it.
+func TestRemoveStaleAndShare(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := cmd.Process.Pid
+	files := map[string]bool{ // name: kept
+		fmt.Sprintf("probe-%d-3", dead):        false,
+		"probe-12":                             false, // an older netsonde's
+		fmt.Sprintf("probe-%d-1", os.Getpid()): true,
+		"etcd-owned":                           true,
+	}
+	for n := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removeStale(dir, slog.New(slog.DiscardHandler))
+	for n, kept := range files {
+		if _, err := os.Stat(filepath.Join(dir, n)); (err == nil) != kept {
+			t.Errorf("%s: kept %v, want %v", n, err == nil, kept)
+		}
+	}
+
+	// Two agents in one directory: the first out leaves the other's file
+	// and the directory; the last out removes the directory.
+	shared := filepath.Join(t.TempDir(), "probe")
+	a, b := &pathState{target: target{label: "a", dir: shared}}, &pathState{target: target{label: "b", dir: shared}}
+	buf := make([]byte, blockSize)
+	p := &prober{}
+	if err := p.newFile(a, buf); err != nil {
+		t.Fatal(err)
+	}
+	b.seq = 1 // a distinct file, as another pid would have
+	if err := p.newFile(b, buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.removeDir(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(b.file.Name()); err != nil {
+		t.Errorf("the other agent's file went: %v", err)
+	}
+	if err := b.removeDir(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(shared); !os.IsNotExist(err) {
+		t.Errorf("directory left after the last agent (%v)", err)
 	}
 }

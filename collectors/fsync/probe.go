@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -146,20 +149,22 @@ func probeSetup(app *kingpin.Application) collectors.Factory {
 			if err != nil {
 				return nil, err
 			}
-			// A hidden directory left inside etcd's directory by a kill -9
-			// during a round, or by a netsonde that probed there: gone
-			// before etcd's tools find it.
+			// A hidden directory left inside etcd's directory by an agent
+			// killed during a round, or by a netsonde that probed there:
+			// its files go (but a live agent's), and the directory once
+			// empty, before etcd's tools find it.
 			stale := filepath.Join(*c.hostRoot, *c.etcdDir, subdir)
 			if _, err := os.Lstat(stale); err == nil {
-				deps.Logger.Info("removing a stale fsync probe directory from etcd's data directory", "dir", filepath.Join(*c.etcdDir, subdir))
-				if err := os.RemoveAll(stale); err != nil {
-					deps.Logger.Warn("cannot remove the stale fsync probe directory", "err", err)
+				removeStale(stale, deps.Logger)
+				if err := os.Remove(stale); err == nil {
+					deps.Logger.Info("removed a stale fsync probe directory from etcd's data directory", "dir", filepath.Join(*c.etcdDir, subdir))
 				}
 			}
 			targets = []target{t}
 		}
 		p := &prober{deps: deps, cfg: c, state: map[string]*pathState{}, done: make(chan struct{})}
 		for _, t := range targets {
+			removeStale(t.dir, deps.Logger)
 			p.state[t.label] = &pathState{target: t}
 		}
 		ctx, p.cancel = context.WithCancel(ctx)
@@ -250,7 +255,11 @@ func (p *prober) round(path string) {
 		p.deps.Logger.Warn("fsync probe failing", "path", path, "reason", st.reason, "err", err)
 	}
 	if err != nil && st.file != nil {
+		// The file goes with the error (a full disk keeps nothing of
+		// ours); the next round starts a new one.
+		name := st.file.Name()
 		st.file.Close()
+		os.Remove(name)
 		st.file = nil
 	}
 }
@@ -310,16 +319,53 @@ func (p *prober) newFile(st *pathState, buf []byte) error {
 	return nil
 }
 
-// removeDir closes the probe's file and removes its directory.
+// removeDir closes the probe's file, removes it, and removes the
+// directory unless another agent's files are in it (two releases on one
+// node share the sibling directory; the last one out removes it).
 func (st *pathState) removeDir() error {
 	if st.file != nil {
+		name := st.file.Name()
 		st.file.Close()
 		st.file = nil
+		if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove probe file in %s: %w", st.label, err)
+		}
 	}
-	if err := os.RemoveAll(st.dir); err != nil {
+	if err := os.Remove(st.dir); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) && !errors.Is(err, syscall.EEXIST) {
 		return fmt.Errorf("remove probe directory %s: %w", st.label, err)
 	}
 	return nil
+}
+
+// probeFile matches the probe's file names: probe-PID-SEQ, and probe-SEQ
+// of netsonde versions before the pid was in the name.
+var probeFile = regexp.MustCompile(`^probe-(?:([0-9]+)-)?[0-9]+$`)
+
+// removeStale removes probe files in dir left by agents that are gone
+// (killed during a round, or an older version): a file whose pid no longer
+// runs. Files of a live agent sharing the directory are left alone. It
+// needs the host's pids (hostPID in the DaemonSet), which the pod-attribution
+// collectors need as well.
+func removeStale(dir string, logger *slog.Logger) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return // nothing there yet, or unreadable: a round will say why
+	}
+	for _, e := range entries {
+		m := probeFile.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		if m[1] != "" {
+			pid, err := strconv.Atoi(m[1])
+			if err == nil && pid > 0 && syscall.Kill(pid, 0) != syscall.ESRCH {
+				continue // a live process, maybe another agent
+			}
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err == nil {
+			logger.Info("removed a stale fsync probe file", "file", filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 func reasonOf(err error) string {
