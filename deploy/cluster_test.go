@@ -2,7 +2,6 @@ package deploy_test
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -12,14 +11,12 @@ import (
 )
 
 // helmOn runs the real helm CLI against the test's API server (from inside
-// its network namespace, where the server listens on loopback). Each run
-// has a fresh HOME, so Helm's discovery cache never hides a CRD that was
-// just installed.
+// its network namespace, where the server listens on loopback), with a
+// fresh Helm state each run (helmEnv).
 func helmOn(t *testing.T, api *testenv.KubeAPI, args ...string) (string, error) {
 	t.Helper()
-	home := t.TempDir()
 	cmd := exec.Command("nsenter", append([]string{"--net=/run/netns/" + api.NS.Name, "--", helmBinary(t), "--kubeconfig", api.Kubeconfig}, args...)...)
-	cmd.Env = append(os.Environ(), "HOME="+home, "HELM_CACHE_HOME="+home+"/cache", "HELM_CONFIG_HOME="+home+"/config", "HELM_DATA_HOME="+home+"/data")
+	cmd.Env = helmEnv(t)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

@@ -66,16 +66,21 @@ func chartDir(t testing.TB) string {
 func helmRun(t testing.TB, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(helmBinary(t), args...)
-	// Helm's own state (repositories, cache) in the test's directory, never
-	// the user's.
-	home := t.TempDir()
-	cmd.Env = append(os.Environ(), "HOME="+home, "HELM_CACHE_HOME="+home+"/cache", "HELM_CONFIG_HOME="+home+"/config", "HELM_DATA_HOME="+home+"/data")
+	cmd.Env = helmEnv(t)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		return stdout.String(), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
 	}
 	return stdout.String(), nil
+}
+
+// helmEnv keeps Helm's own state (repositories, caches, kube discovery
+// cache) in a directory of the test's, fresh for each run, never the
+// user's: a cached discovery would hide a CRD installed a moment ago.
+func helmEnv(t testing.TB) []string {
+	home := t.TempDir()
+	return append(os.Environ(), "HOME="+home, "HELM_CACHE_HOME="+home+"/cache", "HELM_CONFIG_HOME="+home+"/config", "HELM_DATA_HOME="+home+"/data")
 }
 
 // helmTemplate renders the chart as release name in namespace ns.
