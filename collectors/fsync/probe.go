@@ -151,7 +151,7 @@ func probeSetup(app *kingpin.Application) collectors.Factory {
 			}
 			// A hidden directory left inside etcd's directory by an agent
 			// killed during a round, or by a netsonde that probed there:
-			// its files go (but a live agent's), and the directory once
+			// its files go (all but a live agent's), and the directory once
 			// empty, before etcd's tools find it.
 			stale := filepath.Join(*c.hostRoot, *c.etcdDir, subdir)
 			if _, err := os.Lstat(stale); err == nil {
