@@ -3,20 +3,31 @@ GO        ?= go
 BIN       := bin/netsonde
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
 BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
 VPKG      := github.com/prometheus/common/version
-LDFLAGS   := -s -w -X $(VPKG).Version=$(VERSION) -X $(VPKG).Branch=$(BRANCH) -X $(VPKG).BuildUser=netsonde -X $(VPKG).BuildDate=$(shell date -u +%Y%m%dT%H%M%SZ)
+# netsonde_build_info{version,revision,branch,goversion,goos,goarch} and
+# --version come from these (goversion and goarch from the toolchain).
+LDFLAGS   = -s -w -X $(VPKG).Version=$(1) -X $(VPKG).Revision=$(REVISION) -X $(VPKG).Branch=$(BRANCH) -X $(VPKG).BuildUser=netsonde -X $(VPKG).BuildDate=$(2)
 ARGS      ?=
 # CI's budget is 30 minutes for everything; a hung test must not eat it.
 TEST_TIMEOUT ?= 25m
 
 IMAGE     ?= netsonde:$(VERSION)
 
-.PHONY: all build run test deps lint generate check-generated bench image clean
+# The released version: the newest "## X.Y.Z" heading of CHANGELOG.md, which
+# is also the chart's version and appVersion (deploy/deploy_test.go checks).
+RELEASE_VERSION := $(shell sed -n 's/^\#\# \([0-9][0-9.]*[0-9a-z.-]*\).*/\1/p' CHANGELOG.md | head -1)
+# The commit's time, not the clock's: the same commit builds the same bytes.
+RELEASE_DATE     = $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y%m%d-%H:%M:%S 2>/dev/null)
+RELEASE_ARCHES  := amd64 arm64
+DIST            ?= dist
+
+.PHONY: all build run test deps lint generate check-generated bench image clean release print-release-version
 
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/netsonde
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(call LDFLAGS,$(VERSION),$(shell date -u +%Y%m%d-%H:%M:%S))' -o $(BIN) ./cmd/netsonde
 
 # Runs the agent on :10333 with every collector this machine supports.
 # eBPF collectors need root (CAP_BPF, CAP_PERFMON); without it they report
@@ -24,11 +35,13 @@ build:
 run: build
 	./$(BIN) $(ARGS)
 
-# Debian packages, and the real kube-apiserver the Kubernetes tests run
-# (built once per machine into /var/cache/netsonde, about 5 minutes).
+# Debian packages, and the real kube-apiserver and helm CLI the Kubernetes
+# tests run (built once per machine into /var/cache/netsonde, about 5
+# minutes and 1 minute).
 deps:
 	./hack/install-deps.sh
 	./hack/kube-apiserver.sh >/dev/null
+	./hack/helm.sh >/dev/null
 
 # Needs a container engine (docker or podman); none runs on the project's
 # development machines, so there this says so and stops.
@@ -36,7 +49,7 @@ image:
 	@engine=$$(command -v docker || command -v podman); \
 	if [ -z "$$engine" ] || ! $$engine info >/dev/null 2>&1; then \
 		echo "make image: no container engine running here (docker or podman); build on a machine with one"; exit 1; fi; \
-	$$engine build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+	$$engine build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -62,3 +75,39 @@ bench: deps build
 
 clean:
 	rm -rf bin
+
+print-release-version:
+	@echo $(RELEASE_VERSION)
+
+# A release a user can pin, in $(DIST)/: for each of $(RELEASE_ARCHES) a
+# static binary (CGO_ENABLED=0; the BPF objects for both are embedded) and
+# a tarball with it, LICENSE and README.md, as the Prometheus exporters ship;
+# the chart packaged by the real helm (hack/helm.sh) at the same version;
+# sha256sums.txt over all of them (`sha256sum -c sha256sums.txt`). The
+# version is CHANGELOG.md's newest; a tree with uncommitted changes is
+# refused, since the revision stamped in the binaries would not describe it.
+release:
+	@test -n "$(RELEASE_VERSION)" || { echo "make release: no '## X.Y.Z' heading in CHANGELOG.md"; exit 1; }
+	@if [ -n "$$(git status --porcelain 2>/dev/null)" ] && [ -z "$(ALLOW_DIRTY)" ]; then \
+		echo "make release: uncommitted changes (ALLOW_DIRTY=1 to build anyway)"; exit 1; fi
+	@# bpf2go names its Go file per architecture (x86 for amd64); a package
+	@# without one for an architecture cannot build for it.
+	@for arch in $(RELEASE_ARCHES); do suffix=$$arch; [ $$arch = amd64 ] && suffix=x86; \
+		for gen in bpf/*/gen.go; do d=$$(dirname $$gen); \
+			ls $$d/*_$${suffix}_bpfel.go >/dev/null 2>&1 || { \
+				echo "make release: $$d has no bpf2go objects for $$arch (add -target $$arch to its go:generate line and run make generate)"; exit 1; }; \
+		done; done
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	set -e; for arch in $(RELEASE_ARCHES); do \
+		name=netsonde-$(RELEASE_VERSION).linux-$$arch; \
+		mkdir -p $(DIST)/$$name; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath \
+			-ldflags '$(call LDFLAGS,$(RELEASE_VERSION),$(RELEASE_DATE))' -o $(DIST)/$$name/netsonde ./cmd/netsonde; \
+		cp LICENSE README.md $(DIST)/$$name/; \
+		cp $(DIST)/$$name/netsonde $(DIST)/netsonde-$(RELEASE_VERSION)-linux-$$arch; \
+		tar -C $(DIST) --sort=name --owner=0 --group=0 --numeric-owner \
+			--mtime="$$(git log -1 --format=%cI)" -czf $(DIST)/$$name.tar.gz $$name; \
+		rm -rf $(DIST)/$$name; \
+	done
+	"$$(./hack/helm.sh)" package deploy/helm/netsonde --version $(RELEASE_VERSION) --app-version $(RELEASE_VERSION) -d $(DIST)
+	cd $(DIST) && sha256sum netsonde-* > sha256sums.txt && cat sha256sums.txt

@@ -90,7 +90,7 @@ func TestKernelEventToPage(t *testing.T) {
 	if have["mtucheck"] {
 		b.ns.Exec(t, "ip", "link", "add", "vx0", "type", "vxlan", "id", "42", "remote", b.peer, "dstport", "4789")
 		b.ns.Exec(t, "ip", "link", "set", "vx0", "mtu", "1500", "up")
-		want = append(want, with(base(b, "NetsondeMTUMismatch", "critical"), "interface", "vx0", "reason", "exceeds_underlay"))
+		want = append(want, with(base(b, "NetsondeMTUMismatch", "warning"), "interface", "vx0", "reason", "exceeds_underlay"))
 		// Near miss on node-a: the same VXLAN at 1450 fits exactly.
 		a.ns.Exec(t, "ip", "link", "add", "vx0", "type", "vxlan", "id", "42", "remote", a.peer, "dstport", "4789")
 		a.ns.Exec(t, "ip", "link", "set", "vx0", "mtu", "1450", "up")
@@ -243,6 +243,9 @@ var machineWide = map[string]bool{
 	"NetsondeTCPConnectRetries":  true,
 	"NetsondeDiskFsyncSlow":      true,
 	"NetsondeProcessFsyncSlow":   true,
+	// Pages on an MTU mismatch only with packets lost to it (ICMP
+	// frag-needed sent, PKT_TOO_BIG drops): machine-wide counters here.
+	"NetsondeMTUMismatchDroppingPackets": true,
 }
 
 // agentArgs are the flags each test node's agent runs with beyond the

@@ -6,7 +6,7 @@ package prometheus
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -58,59 +58,11 @@ func readRules(t *testing.T) rulesFile {
 	return rf
 }
 
-// withoutAnnotations returns rules.yml with every annotations block removed.
-func withoutAnnotations(t *testing.T) []byte {
-	t.Helper()
-	b, err := os.ReadFile("rules.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc yaml.MapSlice
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		t.Fatal(err)
-	}
-	for _, top := range doc {
-		groups, _ := top.Value.([]any)
-		for _, g := range groups {
-			for _, gi := range g.(yaml.MapSlice) {
-				rules, _ := gi.Value.([]any)
-				for i, r := range rules {
-					var kept yaml.MapSlice
-					for _, kv := range r.(yaml.MapSlice) {
-						if kv.Key != "annotations" {
-							kept = append(kept, kv)
-						}
-					}
-					rules[i] = kept
-				}
-			}
-		}
-	}
-	out, err := yaml.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// rules_test.yml states labels only: promtool compares annotations too, and
-// repeating every description there would test copy and paste. It runs on
-// rules.yml without annotations; annotations_test.yml renders the
-// templates of the real file.
+// Plain promtool on the committed test file, as a user or CI would run it:
+// no copy of the rules, nothing stripped (rules_test.yml states each firing
+// alert's rendered annotations).
 func TestPromtoolTestRules(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "rules.yml"), withoutAnnotations(t), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tests, err := os.ReadFile("rules_test.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "rules_test.yml"), tests, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Log(promtool(t, "test", "rules", filepath.Join(dir, "rules_test.yml")))
-	t.Log(promtool(t, "test", "rules", "annotations_test.yml"))
+	t.Log(promtool(t, "test", "rules", "rules_test.yml"))
 }
 
 type unitTests struct {
@@ -123,7 +75,55 @@ type unitTests struct {
 	} `yaml:"tests"`
 }
 
-// Every alert has a summary, a description, a severity and a `for`, and is
+// runbookBase is where the rules' runbook_url points by default (the
+// generator's -runbook-url changes it).
+const runbookBase = "https://github.com/netsonde/netsonde/blob/main/docs/runbooks.md"
+
+// runbookAnchors are the anchors GitHub makes of docs/runbooks.md's
+// second-level headings: lower case, spaces to dashes, other punctuation
+// dropped.
+func runbookAnchors(t *testing.T) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile("../../docs/runbooks.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		h, ok := strings.CutPrefix(line, "## ")
+		if !ok {
+			continue
+		}
+		var a strings.Builder
+		for _, r := range strings.ToLower(strings.TrimSpace(h)) {
+			switch {
+			case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '_':
+				a.WriteRune(r)
+			case r == ' ':
+				a.WriteRune('-')
+			}
+		}
+		anchors[a.String()] = true
+	}
+	return anchors
+}
+
+// Every link inside docs/runbooks.md to one of its own sections lands.
+func TestRunbookLinks(t *testing.T) {
+	b, err := os.ReadFile("../../docs/runbooks.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := runbookAnchors(t)
+	for _, m := range regexp.MustCompile(`\]\(#([^)]+)\)`).FindAllStringSubmatch(string(b), -1) {
+		if !anchors[m[1]] {
+			t.Errorf("docs/runbooks.md links to #%s, which no heading makes", m[1])
+		}
+	}
+}
+
+// Every alert has a summary, a description, a runbook_url whose anchor
+// exists in docs/runbooks.md, a severity and a `for`, and is
 // shown firing in rules_test.yml (whose cases sit beside near misses that
 // promtool proves quiet: it compares the full list of firing alerts).
 func TestEveryAlertIsCompleteAndTested(t *testing.T) {
@@ -143,6 +143,7 @@ func TestEveryAlertIsCompleteAndTested(t *testing.T) {
 			}
 		}
 	}
+	anchors := runbookAnchors(t)
 	var alerts []string
 	for _, g := range readRules(t).Groups {
 		for _, r := range g.Rules {
@@ -152,6 +153,12 @@ func TestEveryAlertIsCompleteAndTested(t *testing.T) {
 			alerts = append(alerts, r.Alert)
 			if r.Annotations["summary"] == "" || r.Annotations["description"] == "" {
 				t.Errorf("%s: needs a summary and a description", r.Alert)
+			}
+			if want := runbookBase + "#" + strings.ToLower(r.Alert); r.Annotations["runbook_url"] != want {
+				t.Errorf("%s: runbook_url %q, want %q", r.Alert, r.Annotations["runbook_url"], want)
+			}
+			if !anchors[strings.ToLower(r.Alert)] {
+				t.Errorf("%s: docs/runbooks.md has no section \"## %s\"", r.Alert, r.Alert)
 			}
 			if s := r.Labels["severity"]; s != "warning" && s != "critical" {
 				t.Errorf("%s: severity %q, want warning or critical", r.Alert, s)

@@ -1,0 +1,99 @@
+package fsync
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/netsonde/netsonde/collectors"
+)
+
+// Where the probe goes, decided from the node's layout alone (no root
+// needed: the "node" is a directory tree).
+func TestPlaceProbe(t *testing.T) {
+	root := t.TempDir()
+	if _, err := placeProbe(root, "/var/lib/etcd"); collectors.ReasonOf(err, "") != "no_path" {
+		t.Errorf("no etcd directory: %v, want down with no_path", err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "var/lib"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "var/lib/etcd"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := placeProbe(root, "/var/lib/etcd"); collectors.ReasonOf(err, "") != "no_path" {
+		t.Errorf("etcd path is a file: %v, want down with no_path", err)
+	}
+	os.Remove(filepath.Join(root, "var/lib/etcd"))
+	if err := os.Mkdir(filepath.Join(root, "var/lib/etcd"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	got, err := placeProbe(root, "/var/lib/etcd/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := target{label: "/var/lib/netsonde-fsync-probe", dir: filepath.Join(root, "var/lib/netsonde-fsync-probe"), sameDevAs: filepath.Join(root, "var/lib/etcd")}
+	if got != want {
+		t.Errorf("plain directory: %+v, want %+v", got, want)
+	}
+	if _, err := os.Stat(want.dir); !os.IsNotExist(err) {
+		t.Errorf("placing the probe made %s (%v): directories are made by a round", want.dir, err)
+	}
+}
+
+// Files of agents that are gone go; a live agent's stay, and so does the
+// directory while they are in it.
+func TestRemoveStaleAndShare(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := cmd.Process.Pid
+	files := map[string]bool{ // name: kept
+		fmt.Sprintf("probe-%d-3", dead):        false,
+		"probe-12":                             false, // an older netsonde's
+		fmt.Sprintf("probe-%d-1", os.Getpid()): true,
+		"etcd-owned":                           true,
+	}
+	for n := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removeStale(dir, slog.New(slog.DiscardHandler))
+	for n, kept := range files {
+		if _, err := os.Stat(filepath.Join(dir, n)); (err == nil) != kept {
+			t.Errorf("%s: kept %v, want %v", n, err == nil, kept)
+		}
+	}
+
+	// Two agents in one directory: the first out leaves the other's file
+	// and the directory; the last out removes the directory.
+	shared := filepath.Join(t.TempDir(), "probe")
+	a, b := &pathState{target: target{label: "a", dir: shared}}, &pathState{target: target{label: "b", dir: shared}}
+	buf := make([]byte, blockSize)
+	p := &prober{}
+	if err := p.newFile(a, buf); err != nil {
+		t.Fatal(err)
+	}
+	b.seq = 1 // a distinct file, as another pid would have
+	if err := p.newFile(b, buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.removeDir(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(b.file.Name()); err != nil {
+		t.Errorf("the other agent's file went: %v", err)
+	}
+	if err := b.removeDir(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(shared); !os.IsNotExist(err) {
+		t.Errorf("directory left after the last agent (%v)", err)
+	}
+}
