@@ -8,6 +8,7 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
 )
 
 // Alert names doctor judges with (deploy/prometheus/rules.yml).
@@ -130,11 +131,8 @@ func checkConntrackEvents(o Observation, r Rules) []Finding {
 	return out
 }
 
-func fmtRange(d time.Duration) string {
-	s := d.String()
-	s = strings.TrimSuffix(s, "0s")
-	return strings.TrimSuffix(s, "0m")
-}
+// fmtRange prints a duration as PromQL writes it: 5m, not 5m0s.
+func fmtRange(d time.Duration) string { return model.Duration(d).String() }
 
 // --- MTU -------------------------------------------------------------------
 
@@ -367,7 +365,7 @@ func checkDrops(o Observation, r Rules) []Finding {
 		}
 		f.Summary = fmt.Sprintf("%s packets dropped with reason %s in %.1fs (%.1f/s)", num(total), reason, o.Elapsed, rate)
 		f.Evidence = append(f.Evidence, topPlaces(byReason[reason], 5)...)
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%.1f/s %s %s/s of %s: %s", rate, a.Op, num(a.Threshold), alertDrops, verdict(a.Exceeds(rate))))
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%.1f/s; %s fires at %s %s/s for %s", rate, alertDrops, a.Op, num(a.Threshold), fmtRange(a.For)))
 		f.Why = "dropped packets are retransmits, timeouts and failed connections for whoever sent them"
 		f.Next = dropNext[reason]
 		if f.Next == "" {
@@ -376,13 +374,6 @@ func checkDrops(o Observation, r Rules) []Finding {
 		out = append(out, f)
 	}
 	return out
-}
-
-func verdict(exceeds bool) string {
-	if exceeds {
-		return "above the alert's threshold"
-	}
-	return "below the alert's threshold"
 }
 
 func checkRetransmits(o Observation, r Rules) []Finding {
