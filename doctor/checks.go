@@ -574,6 +574,7 @@ var downWhy = map[string]string{
 	"netns":         "cannot enter or read network namespaces",
 	"no_path":       "the path to probe does not exist on this node",
 	"bad_flag":      "a flag of the collector is wrong",
+	"attach_failed": "an eBPF program could not attach (the tracepoint is missing, or tracefs cannot be mounted)",
 }
 
 func checkCollectors(o Observation, r Rules) []Finding {
