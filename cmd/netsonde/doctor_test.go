@@ -406,3 +406,102 @@ func TestDoctorScenarioHealthy(t *testing.T) {
 		}
 	}
 }
+
+// A conntrack table driven to 92% of a limit lowered to 200 (restored when
+// the test ends, under testenv's lock shared with the other tests that
+// lower it): above NetsondeConntrackTableFilling's 75%, below
+// NetsondeConntrackTableFull's 95%, so a warning, exit 1.
+func TestDoctorScenarioConntrackFilling(t *testing.T) {
+	testenv.RequireCommand(t, "nft", "conntrack")
+	const limit, flows = 200, 184
+	src, dst := testenv.NewNetns(t), testenv.NewNetns(t)
+	ifs, ifd := testenv.RandomName("ca"), testenv.RandomName("cb")
+	testenv.Run(t, "ip", "link", "add", ifs, "netns", src.Name, "type", "veth", "peer", "name", ifd, "netns", dst.Name)
+	src.Exec(t, "ip", "addr", "add", "198.18.75.1/24", "dev", ifs)
+	dst.Exec(t, "ip", "addr", "add", "198.18.75.2/24", "dev", ifd)
+	src.Exec(t, "ip", "link", "set", ifs, "up")
+	dst.Exec(t, "ip", "link", "set", ifd, "up")
+	// Conntrack only the test's flows, not doctor's scrapes over loopback
+	// (as collectors/conntrack's test does); the receiver drops quietly, as
+	// a port unreachable would remove the entry it answers.
+	src.Exec(t, "nft", "add table inet nsdct; "+
+		"add chain inet nsdct rawout { type filter hook output priority -300; }; add rule inet nsdct rawout oif lo notrack; "+
+		"add chain inet nsdct rawpre { type filter hook prerouting priority -300; }; add rule inet nsdct rawpre iif lo notrack; "+
+		"add chain inet nsdct out { type filter hook output priority 0; }; add rule inet nsdct out ct state new counter accept")
+	dst.Exec(t, "nft", "add table inet quiet; add chain inet quiet in { type filter hook input priority 0; }; add rule inet quiet in udp dport 9 drop")
+
+	testenv.SetSysctl(t, "net.netfilter.nf_conntrack_max", fmt.Sprint(limit))
+	err := src.Do(func() error {
+		to := &net.UDPAddr{IP: net.ParseIP("198.18.75.2"), Port: 9}
+		for i := 0; i < flows; i++ {
+			// One chosen source port per flow: ephemeral ports may repeat.
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP("198.18.75.1"), Port: 21000 + i})
+			if err != nil {
+				return err
+			}
+			c.WriteTo([]byte("flow"), to)
+			c.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.TrimSpace(src.Exec(t, "conntrack", "-C")); n != fmt.Sprint(flows) {
+		t.Fatalf("conntrack -C = %s, want %d", n, flows)
+	}
+	d := startDoctor(t, src, false, "--duration=1s", "--output=json", "--collector.disable-defaults", "--collector.conntrack")
+	code, out := d.wait(t)
+	if code != 1 {
+		t.Errorf("exit status %d, want 1; log:\n%s", code, d.log())
+	}
+	rep := parseReport(t, compileSchema(t), out)
+	if len(rep.Findings) == 0 || rep.Findings[0].ID != "conntrack-fill" || rep.Findings[0].Severity != doctor.Warning ||
+		!strings.Contains(rep.Findings[0].Summary, "92% full (184 of 200 entries)") {
+		t.Errorf("want a conntrack-fill warning at 92%% (184 of 200), got:\n%s", out)
+	}
+}
+
+// A—R—B, the R—B link at 1,400 and R dropping its ICMP errors: probes
+// above 1,400 vanish without "fragmentation needed", a path-MTU black
+// hole (the probe of collectors/mtucheck's test, read by doctor).
+func TestDoctorScenarioPMTUBlackHole(t *testing.T) {
+	testenv.RequireCommand(t, "nft")
+	a, r, b := testenv.NewNetns(t), testenv.NewNetns(t), testenv.NewNetns(t)
+	a0, r0, r1, b0 := testenv.RandomName("pa"), testenv.RandomName("pr"), testenv.RandomName("pr"), testenv.RandomName("pb")
+	testenv.Run(t, "ip", "link", "add", a0, "netns", a.Name, "type", "veth", "peer", "name", r0, "netns", r.Name)
+	testenv.Run(t, "ip", "link", "add", r1, "netns", r.Name, "mtu", "1400", "type", "veth", "peer", "name", b0, "netns", b.Name, "mtu", "1400")
+	a.Exec(t, "ip", "addr", "add", "198.18.73.1/24", "dev", a0)
+	r.Exec(t, "ip", "addr", "add", "198.18.73.2/24", "dev", r0)
+	r.Exec(t, "ip", "addr", "add", "198.18.74.1/24", "dev", r1)
+	b.Exec(t, "ip", "addr", "add", "198.18.74.2/24", "dev", b0)
+	for ns, ifs := range map[*testenv.Netns][]string{a: {a0}, r: {r0, r1}, b: {b0}} {
+		for _, i := range ifs {
+			ns.Exec(t, "ip", "link", "set", i, "up")
+		}
+	}
+	// Per-namespace sysctls, gone with the namespace.
+	r.Exec(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	a.Exec(t, "ip", "route", "add", "198.18.74.0/24", "via", "198.18.73.2")
+	b.Exec(t, "ip", "route", "add", "198.18.73.0/24", "via", "198.18.74.1")
+	r.Exec(t, "nft", "add table inet bh; add chain inet bh out { type filter hook output priority 0; }; "+
+		"add rule inet bh out icmp type destination-unreachable drop")
+
+	d := startDoctor(t, a, false, "--duration=8s", "--output=json", "--collector.disable-defaults", "--collector.mtucheck",
+		"--pmtu.target=198.18.74.2", "--pmtu.interval=1h", "--pmtu.gap=10ms", "--pmtu.timeout=300ms")
+	code, out := d.wait(t)
+	if code != 1 {
+		t.Errorf("exit status %d, want 1; log:\n%s", code, d.log())
+	}
+	rep := parseReport(t, compileSchema(t), out)
+	found := false
+	for _, f := range rep.Findings {
+		if f.ID == "pmtu-blackhole" && f.Subject == "198.18.74.2" && f.Severity == doctor.Critical &&
+			slices.Contains(f.Evidence, `netsonde_path_mtu_bytes{target="198.18.74.2"} = 1400`) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no critical pmtu-blackhole towards 198.18.74.2 with path MTU 1400:\n%s", out)
+	}
+}
