@@ -29,17 +29,19 @@ const (
 	alertCollectorDown     = "NetsondeCollectorDown"
 )
 
-// Checks is every diagnosis doctor runs, in the order their findings are
-// listed within one severity.
-var Checks = []Check{
-	{Name: "mtu", Alerts: []string{alertMTUMismatch}, Run: checkMTUMismatch},
-	{Name: "pmtu", Alerts: []string{alertPMTUBlackHole, alertPathMTUBelow}, Run: checkPathMTU},
-	{Name: "conntrack-fill", Alerts: []string{alertConntrackFull, alertConntrackFilling}, Run: checkConntrackFill},
-	{Name: "conntrack-events", Alerts: []string{alertConntrackDropping, alertConntrackInsert, alertConntrackEarly}, Run: checkConntrackEvents},
-	{Name: "drops", Alerts: []string{alertDrops}, Run: checkDrops},
-	{Name: "tcp", Alerts: []string{alertRetransmits, alertConnectRetries}, Run: checkRetransmits},
-	{Name: "fsync", Alerts: []string{alertDiskFsync, alertProcessFsync}, Run: checkFsync},
-	{Name: "collectors", Alerts: []string{alertCollectorDown}, Run: checkCollectors},
+// Checks lists every diagnosis doctor runs, in the order their findings
+// are listed within one severity.
+func Checks() []Check {
+	return []Check{
+		{Name: "mtu", Alerts: []string{alertMTUMismatch}, Run: checkMTUMismatch},
+		{Name: "pmtu", Alerts: []string{alertPMTUBlackHole}, VectorAlerts: []string{alertPathMTUBelow}, Run: checkPathMTU},
+		{Name: "conntrack-fill", Alerts: []string{alertConntrackFull, alertConntrackFilling}, Run: checkConntrackFill},
+		{Name: "conntrack-events", Alerts: []string{alertConntrackDropping, alertConntrackInsert, alertConntrackEarly}, Run: checkConntrackEvents},
+		{Name: "drops", Alerts: []string{alertDrops}, Run: checkDrops},
+		{Name: "tcp", Alerts: []string{alertRetransmits, alertConnectRetries}, Run: checkRetransmits},
+		{Name: "fsync", Alerts: []string{alertDiskFsync, alertProcessFsync}, Run: checkFsync},
+		{Name: "collectors", Alerts: []string{alertCollectorDown}, Run: checkCollectors},
+	}
 }
 
 // perRange converts an increase seen over the run into the alert's own
@@ -278,36 +280,37 @@ func place(l map[string]string) string {
 	return b.String()
 }
 
-// topPlaces groups increases by interface and pod, largest first, at most n
-// lines plus one for the rest.
+// topPlaces sums increases by interface and pod, largest first.
 func topPlaces(ds []Delta, n int) []string {
-	type row struct {
-		where string
-		inc   float64
-	}
 	sums := map[string]float64{}
 	for _, d := range ds {
-		if d.Increase > 0 {
-			sums[place(d.Labels)] += d.Increase
+		sums[place(d.Labels)] += d.Increase
+	}
+	return top(sums, n, "%s on %s")
+}
+
+// top lists the n largest non-zero sums, largest first (ties by name), as
+// format(sum, name), and one line for what is left.
+func top(sums map[string]float64, n int, format string) []string {
+	names := make([]string, 0, len(sums))
+	for k, v := range sums {
+		if v > 0 {
+			names = append(names, k)
 		}
 	}
-	var rows []row
-	for w, v := range sums {
-		rows = append(rows, row{w, v})
-	}
-	sort.Slice(rows, func(i, j int) bool {
-		if rows[i].inc != rows[j].inc {
-			return rows[i].inc > rows[j].inc
+	sort.Slice(names, func(i, j int) bool {
+		if sums[names[i]] != sums[names[j]] {
+			return sums[names[i]] > sums[names[j]]
 		}
-		return rows[i].where < rows[j].where
+		return names[i] < names[j]
 	})
 	var out []string
 	var rest float64
-	for i, r := range rows {
+	for i, k := range names {
 		if i < n {
-			out = append(out, fmt.Sprintf("%s on %s", num(r.inc), r.where))
+			out = append(out, fmt.Sprintf(format, num(sums[k]), k))
 		} else {
-			rest += r.inc
+			rest += sums[k]
 		}
 	}
 	if rest > 0 {
@@ -414,7 +417,7 @@ func checkRetransmits(o Observation, r Rules) []Finding {
 }
 
 // topPods sums increases by pod (the host's own sockets as "the host"),
-// largest first, at most n lines.
+// largest first.
 func topPods(ds []Delta, n int) []string {
 	sums := map[string]float64{}
 	for _, d := range ds {
@@ -422,28 +425,9 @@ func topPods(ds []Delta, n int) []string {
 		if d.Labels["pod"] != "" {
 			who = "pod " + d.Labels["namespace"] + "/" + d.Labels["pod"]
 		}
-		if d.Increase > 0 {
-			sums[who] += d.Increase
-		}
+		sums[who] += d.Increase
 	}
-	whos := make([]string, 0, len(sums))
-	for w := range sums {
-		whos = append(whos, w)
-	}
-	sort.Slice(whos, func(i, j int) bool {
-		if sums[whos[i]] != sums[whos[j]] {
-			return sums[whos[i]] > sums[whos[j]]
-		}
-		return whos[i] < whos[j]
-	})
-	var out []string
-	for i, w := range whos {
-		if i == n {
-			break
-		}
-		out = append(out, fmt.Sprintf("%s from %s", num(sums[w]), w))
-	}
-	return out
+	return top(sums, n, "%s from %s")
 }
 
 // --- fsync -----------------------------------------------------------------

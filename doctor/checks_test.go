@@ -166,3 +166,21 @@ func TestQuantileMatchesPrometheus(t *testing.T) {
 }
 
 var inf = math.Inf(1)
+
+// Rules without an alert doctor judges with, or with its threshold gone,
+// stop doctor with a reason: a check that silently never fires is worse.
+func TestAnalyseRefusesIncompleteRules(t *testing.T) {
+	o := loadFixture(t, "mtu-mismatch", 10)
+	r := rules(t)
+	delete(r, "NetsondePathMTUBelowInterfaceMTU")
+	if _, err := Analyse(o, r, "x"); err == nil || !strings.Contains(err.Error(), "NetsondePathMTUBelowInterfaceMTU is not in the rules") {
+		t.Errorf("missing alert: %v", err)
+	}
+	r = rules(t)
+	a := r["NetsondeConntrackTableFull"]
+	a.HasThreshold = false
+	r["NetsondeConntrackTableFull"] = a
+	if _, err := Analyse(o, r, "x"); err == nil || !strings.Contains(err.Error(), "NetsondeConntrackTableFull has no threshold") {
+		t.Errorf("alert without threshold: %v", err)
+	}
+}

@@ -122,10 +122,13 @@ func (r Rules) finding(id, alert, subject string) Finding {
 // Check is one diagnosis over an observation.
 type Check struct {
 	Name string
-	// Alerts are the rules the check reads: Analyse refuses to run with a
-	// rules file that lacks one, rather than silently skip the check.
-	Alerts []string
-	Run    func(o Observation, r Rules) []Finding
+	// Alerts are the rules whose thresholds the check compares with, and
+	// VectorAlerts those it takes only severity and runbook from (their
+	// expression compares two vectors). Analyse refuses to run with rules
+	// that lack one, or a threshold, rather than silently skip the check.
+	Alerts       []string
+	VectorAlerts []string
+	Run          func(o Observation, r Rules) []Finding
 }
 
 // Analyse runs every check and orders the findings, most severe first;
@@ -133,14 +136,15 @@ type Check struct {
 // lists its own findings worst first).
 func Analyse(o Observation, r Rules, source string) (Report, error) {
 	rep := Report{Source: source, DurationSeconds: o.Elapsed, Findings: []Finding{}}
-	for _, c := range Checks {
-		for _, a := range c.Alerts {
-			al, ok := r[a]
-			if !ok {
+	for _, c := range Checks() {
+		for _, a := range append(c.Alerts, c.VectorAlerts...) {
+			if _, ok := r[a]; !ok {
 				return rep, fmt.Errorf("check %s: alert %s is not in the rules", c.Name, a)
 			}
-			if !al.HasThreshold && c.needsThreshold(a) {
-				return rep, fmt.Errorf("check %s: alert %s has no threshold in %q", c.Name, a, al.Expr)
+		}
+		for _, a := range c.Alerts {
+			if !r[a].HasThreshold {
+				return rep, fmt.Errorf("check %s: alert %s has no threshold in %q", c.Name, a, r[a].Expr)
 			}
 		}
 		rep.Findings = append(rep.Findings, c.Run(o, r)...)
@@ -149,7 +153,3 @@ func Analyse(o Observation, r Rules, source string) (Report, error) {
 	rep.Healthy = rep.Worst() < Warning
 	return rep, nil
 }
-
-// needsThreshold: every alert a check names is compared by threshold except
-// the path-MTU comparison of two vectors.
-func (c Check) needsThreshold(alert string) bool { return alert != alertPathMTUBelow }
