@@ -53,7 +53,9 @@ var finalComparison = regexp.MustCompile(`(==|!=|>=|<=|>|<)(?:\s*bool)?\s*([-+]?
 // rangeSelector matches a range selector such as [5m] or [1h30m].
 var rangeSelector = regexp.MustCompile(`\[([0-9a-z]+)\]`)
 
-type alertRulesFile struct {
+// rulesFile is the part of rules.yml that is read (here and by the
+// promtool tests beside it).
+type rulesFile struct {
 	Groups []struct {
 		Name  string `yaml:"name"`
 		Rules []struct {
@@ -72,7 +74,7 @@ func Alerts() ([]Alert, error) { return ParseAlerts(RulesYAML) }
 
 // ParseAlerts reads the alerting rules of a Prometheus rules file.
 func ParseAlerts(data []byte) ([]Alert, error) {
-	var f alertRulesFile
+	var f rulesFile
 	if err := yaml.Unmarshal(data, &f); err != nil {
 		return nil, fmt.Errorf("parse rules: %w", err)
 	}
