@@ -48,11 +48,8 @@ func Checks() []Check {
 // unit: an increase over the alert's range (increase(x[5m]) > 10), at the
 // rate doctor saw. A 10-second run cannot wait five minutes; it can say
 // whether the rate it saw, kept up, would cross the line.
-func perRange(increase, elapsed float64, rng time.Duration) float64 {
-	if elapsed <= 0 {
-		return 0
-	}
-	return increase / elapsed * rng.Seconds()
+func perRange(o Observation, increase float64, rng time.Duration) float64 {
+	return o.Rate(increase) * rng.Seconds()
 }
 
 // num prints a count as a count (4000, not 4e+03) and anything else with
@@ -118,7 +115,7 @@ func checkConntrackEvents(o Observation, r Rules) []Finding {
 	} {
 		inc := o.Increase("netsonde_conntrack_events_total", map[string]string{"event": c.event})
 		a := r[c.alert]
-		per := perRange(inc, o.Elapsed, a.Range)
+		per := perRange(o, inc, a.Range)
 		if inc == 0 || !a.Exceeds(per) {
 			continue
 		}
@@ -355,10 +352,7 @@ func checkDrops(o Observation, r Rules) []Finding {
 	var out []Finding
 	for _, reason := range reasons {
 		total := totals[reason]
-		rate := 0.0
-		if o.Elapsed > 0 {
-			rate = total / o.Elapsed
-		}
+		rate := o.Rate(total)
 		f := r.finding("packet-drops", alertDrops, reason)
 		// Below the alert's rate the kernel's normal churn and a real
 		// problem look alike; doctor still shows them, as info, because
@@ -399,10 +393,7 @@ func checkRetransmits(o Observation, r Rules) []Finding {
 			inc += d.Increase
 		}
 		a := r[c.alert]
-		rate := 0.0
-		if o.Elapsed > 0 {
-			rate = inc / o.Elapsed
-		}
+		rate := o.Rate(inc)
 		if inc == 0 || !a.Exceeds(rate) {
 			continue
 		}
@@ -507,14 +498,11 @@ func checkFsync(o Observation, r Rules) []Finding {
 		{"netsonde_process_fsync_duration_seconds", alertProcessFsync, "process-fsync-slow", []string{"comm", "device"}},
 	} {
 		a := r[c.alert]
-		before := map[string]Sample{}
-		for _, s := range o.Before.Samples(c.metric, nil) {
-			before[s.key()] = s
-		}
-		for _, s := range o.After.Samples(c.metric, nil) {
+		for _, p := range o.pairs(c.metric, nil) {
+			s := p.after
 			var bm *dto.Metric
-			if b, ok := before[s.key()]; ok {
-				bm = b.Metric
+			if p.before != nil {
+				bm = p.before.Metric
 			}
 			buckets, count := histogramDelta(s.Metric, bm)
 			if count <= 0 {

@@ -147,36 +147,54 @@ type Observation struct {
 type Delta struct {
 	Labels   map[string]string
 	Increase float64
-	Rate     float64 // per second
-	After    Sample
-	Before   *Sample // nil when the series appeared during the run
 }
 
-// Deltas pairs each series of After with the same series of Before and
-// returns their increases. A series that appeared during the run started
-// from zero (netsonde creates a series at its first event); a counter that
-// went down was reset (the agent restarted), so its increase is its value
-// after, as Prometheus' increase() treats a reset.
-func (o Observation) Deltas(name string, match map[string]string) []Delta {
+// pair is a series of the second scrape and the same series in the first
+// (nil when it appeared during the run).
+type pair struct {
+	after  Sample
+	before *Sample
+}
+
+func (o Observation) pairs(name string, match map[string]string) []pair {
 	before := map[string]Sample{}
 	for _, s := range o.Before.Samples(name, match) {
 		before[s.key()] = s
 	}
-	var out []Delta
+	var out []pair
 	for _, a := range o.After.Samples(name, match) {
-		d := Delta{Labels: a.Labels, Increase: a.Value, After: a}
+		p := pair{after: a}
 		if b, ok := before[a.key()]; ok {
-			d.Before = &b
-			if a.Value >= b.Value {
-				d.Increase = a.Value - b.Value
-			}
+			p.before = &b
 		}
-		if o.Elapsed > 0 {
-			d.Rate = d.Increase / o.Elapsed
+		out = append(out, p)
+	}
+	return out
+}
+
+// Deltas returns the increase of each series during the run. A series that
+// appeared during the run started from zero (netsonde creates a series at
+// its first event); a counter that went down was reset (the agent
+// restarted), so its increase is its value after, as Prometheus' increase()
+// treats a reset.
+func (o Observation) Deltas(name string, match map[string]string) []Delta {
+	var out []Delta
+	for _, p := range o.pairs(name, match) {
+		d := Delta{Labels: p.after.Labels, Increase: p.after.Value}
+		if p.before != nil && p.after.Value >= p.before.Value {
+			d.Increase = p.after.Value - p.before.Value
 		}
 		out = append(out, d)
 	}
 	return out
+}
+
+// Rate is an increase during the run per second.
+func (o Observation) Rate(increase float64) float64 {
+	if o.Elapsed <= 0 {
+		return 0
+	}
+	return increase / o.Elapsed
 }
 
 // Increase sums the increases of every series of name matching match.
