@@ -98,18 +98,18 @@ func checkConntrackEvents(o Observation, r Rules) []Finding {
 	}
 	var out []Finding
 	for _, c := range []struct {
-		event, alert, id, what, why, next string
+		event, alert, id, what, noun, why, next string
 	}{
 		{"drop", alertConntrackDropping, "conntrack-drop",
-			"conntrack dropped %s packets in %.1fs",
+			"conntrack dropped %s in %.1fs", "packet",
 			"new connections fail silently: the table is full and nothing could be evicted",
 			"conntrack -S (drop=, early_drop=); dmesg | grep conntrack; compare conntrack -C with sysctl net.netfilter.nf_conntrack_max"},
 		{"insert_failed", alertConntrackInsert, "conntrack-insert-failed",
-			"conntrack failed %s inserts in %.1fs",
+			"conntrack failed %s in %.1fs", "insert",
 			"two packets of one flow raced (A and AAAA DNS queries on one socket): clients see 5-second DNS timeouts",
 			"conntrack -S (insert_failed=, clash_resolve=); options single-request-reopen in resolv.conf, or NodeLocal DNSCache"},
 		{"early_drop", alertConntrackEarly, "conntrack-early-drop",
-			"conntrack evicted %s entries in %.1fs to make room",
+			"conntrack evicted %s in %.1fs to make room", "entry",
 			"the table runs at its limit; the next spike drops traffic",
 			"conntrack -S (early_drop=); conntrack -L | awk '{print $1}' | sort | uniq -c; raise net.netfilter.nf_conntrack_max"},
 	} {
@@ -120,7 +120,7 @@ func checkConntrackEvents(o Observation, r Rules) []Finding {
 			continue
 		}
 		f := r.finding(c.id, c.alert, c.event)
-		f.Summary = fmt.Sprintf(c.what, num(inc), o.Elapsed)
+		f.Summary = fmt.Sprintf(c.what, counted(inc, c.noun), o.Elapsed)
 		f.Evidence = append(f.Evidence,
 			fmt.Sprintf(`netsonde_conntrack_events_total{event=%q} +%s in %.1fs`, c.event, num(inc), o.Elapsed),
 			fmt.Sprintf("= %s per %s at this rate %s %s (%s)", num(per), fmtRange(a.Range), a.Op, num(a.Threshold), c.alert))
@@ -128,6 +128,18 @@ func checkConntrackEvents(o Observation, r Rules) []Finding {
 		out = append(out, f)
 	}
 	return out
+}
+
+// counted prints a count with its noun: "1 packet", "200 packets",
+// "3 entries".
+func counted(v float64, noun string) string {
+	if v == 1 {
+		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "y") {
+		return num(v) + " " + strings.TrimSuffix(noun, "y") + "ies"
+	}
+	return num(v) + " " + noun + "s"
 }
 
 // fmtRange prints a duration as PromQL writes it: 5m, not 5m0s.
@@ -263,13 +275,14 @@ func checkPathMTU(o Observation, r Rules) []Finding {
 // --- packets ---------------------------------------------------------------
 
 // place names where packets were counted: an interface, and the pod behind
-// it when there is one.
+// it when there is one. Packets freed by a socket (TCP_ABORT_ON_DATA,
+// QUEUE_PURGE) have no interface.
 func place(l map[string]string) string {
 	var b strings.Builder
 	if l["interface"] != "" {
-		fmt.Fprintf(&b, "interface %s", l["interface"])
+		fmt.Fprintf(&b, "on interface %s", l["interface"])
 	} else {
-		b.WriteString("no interface")
+		b.WriteString("with no interface")
 	}
 	if l["pod"] != "" {
 		fmt.Fprintf(&b, ", pod %s/%s", l["namespace"], l["pod"])
@@ -283,7 +296,7 @@ func topPlaces(ds []Delta, n int) []string {
 	for _, d := range ds {
 		sums[place(d.Labels)] += d.Increase
 	}
-	return top(sums, n, "%s on %s")
+	return top(sums, n, "%s %s")
 }
 
 // top lists the n largest non-zero sums, largest first (ties by name), as
@@ -360,7 +373,7 @@ func checkDrops(o Observation, r Rules) []Finding {
 		if !a.Exceeds(rate) {
 			f.Severity = Info
 		}
-		f.Summary = fmt.Sprintf("%s packets dropped with reason %s in %.1fs (%.1f/s)", num(total), reason, o.Elapsed, rate)
+		f.Summary = fmt.Sprintf("%s dropped with reason %s in %.1fs (%.1f/s)", counted(total, "packet"), reason, o.Elapsed, rate)
 		f.Evidence = append(f.Evidence, topPlaces(byReason[reason], 5)...)
 		f.Evidence = append(f.Evidence, fmt.Sprintf("%.1f/s; %s fires at %s %s/s for %s", rate, alertDrops, a.Op, num(a.Threshold), fmtRange(a.For)))
 		f.Why = "dropped packets are retransmits, timeouts and failed connections for whoever sent them"
@@ -376,14 +389,14 @@ func checkDrops(o Observation, r Rules) []Finding {
 func checkRetransmits(o Observation, r Rules) []Finding {
 	var out []Finding
 	for _, c := range []struct {
-		state, alert, id, what, why, next string
+		state, alert, id, what, noun, why, next string
 	}{
 		{"ESTABLISHED", alertRetransmits, "tcp-retransmits",
-			"TCP retransmitted %s segments of established connections in %.1fs (%.1f/s)",
+			"TCP retransmitted %s of established connections in %.1fs (%.1f/s)", "segment",
 			"packets of established connections are being lost: latency and throughput suffer",
 			"look at packet drops by reason and interface, check MTUs (ip -d link show, tracepath -n <peer>)"},
 		{"SYN_SENT", alertConnectRetries, "tcp-connect-retries",
-			"TCP resent %s SYNs in %.1fs (%.1f/s): connection attempts go unanswered",
+			"TCP resent %s in %.1fs (%.1f/s): connection attempts go unanswered", "SYN",
 			"a dead backend, a full conntrack table or a firewall: connects hang for seconds, then fail",
 			"conntrack -S; the network policies and firewalls between the pods named above"},
 	} {
@@ -398,7 +411,7 @@ func checkRetransmits(o Observation, r Rules) []Finding {
 			continue
 		}
 		f := r.finding(c.id, c.alert, c.state)
-		f.Summary = fmt.Sprintf(c.what, num(inc), o.Elapsed, rate)
+		f.Summary = fmt.Sprintf(c.what, counted(inc, c.noun), o.Elapsed, rate)
 		f.Evidence = append(f.Evidence, topPods(ds, 5)...)
 		f.Evidence = append(f.Evidence, fmt.Sprintf("%.1f/s %s %s/s (%s)", rate, a.Op, num(a.Threshold), c.alert))
 		f.Why, f.Next = c.why, c.next
@@ -520,7 +533,7 @@ func checkFsync(o Observation, r Rules) []Finding {
 			f := r.finding(c.id, c.alert, strings.Join(subj, " "))
 			f.Summary = fmt.Sprintf("fsync p99 %s on %s, above etcd's %s", fmtSeconds(p99), strings.Join(subj, " "), fmtSeconds(a.Threshold))
 			f.Evidence = append(f.Evidence,
-				fmt.Sprintf("%s: %s fsyncs in %.1fs, p99 %s %s %s", SeriesString(c.metric, s.Labels), num(count), o.Elapsed, fmtSeconds(p99), a.Op, fmtSeconds(a.Threshold)))
+				fmt.Sprintf("%s: %s in %.1fs, p99 %s %s %s", SeriesString(c.metric, s.Labels), counted(count, "fsync"), o.Elapsed, fmtSeconds(p99), a.Op, fmtSeconds(a.Threshold)))
 			f.Why = "etcd on this disk misses heartbeats: slow applies, leader elections, API timeouts"
 			f.Next = "fio --rw=write --ioengine=sync --fdatasync=1 --size=22m --bs=2300 --name=etcd_check --directory=<etcd disk>; iostat -x 1"
 			out = append(out, f)

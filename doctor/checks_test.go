@@ -60,10 +60,10 @@ func TestChecksFromFixtures(t *testing.T) {
 		// 0.95 is not > 0.95, but is > 0.75
 		{"conntrack-full-near", 10, []want{{"conntrack-fill", Warning, "nf_conntrack", []string{"95% full"}}}},
 		// 1 drop in 10 s = 30 per 5m > 10
-		{"conntrack-drop", 10, []want{{"conntrack-drop", Critical, "drop", []string{"dropped 1 packets", "= 30 per 5m"}}}},
+		{"conntrack-drop", 10, []want{{"conntrack-drop", Critical, "drop", []string{"conntrack dropped 1 packet in 10.0s", "= 30 per 5m"}}}},
 		// 1 drop in 30 s = 10 per 5m, not > 10
 		{"conntrack-drop-near", 30, nil},
-		{"conntrack-insert-failed", 10, []want{{"conntrack-insert-failed", Warning, "insert_failed", []string{"failed 1 inserts"}}}},
+		{"conntrack-insert-failed", 10, []want{{"conntrack-insert-failed", Warning, "insert_failed", []string{"failed 1 insert in"}}}},
 		{"conntrack-insert-failed-near", 10, nil},
 		// 2 in 10 s = 120 per 10m > 60; 1 = 60, not > 60
 		{"conntrack-early-drop", 10, []want{{"conntrack-early-drop", Warning, "early_drop", []string{"evicted 2 entries"}}}},

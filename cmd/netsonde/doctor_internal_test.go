@@ -1,8 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
+	"os"
 	"reflect"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestMissingCapabilities(t *testing.T) {
@@ -34,4 +39,50 @@ func TestMissingCapabilities(t *testing.T) {
 	if _, ok := capEff("Name:\tx\n"); ok {
 		t.Error("no CapEff line parsed as a value")
 	}
+}
+
+// Colour only on a terminal, never with NO_COLOR set: a pipe, a file and
+// a buffer get plain text.
+func TestColourOnlyOnATerminal(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if useColour(f) || useColour(&bytes.Buffer{}) {
+		t.Error("colour on a file or a buffer")
+	}
+	tty := openPTY(t)
+	t.Setenv("NO_COLOR", "")
+	if !useColour(tty) {
+		t.Error("no colour on a terminal")
+	}
+	t.Setenv("NO_COLOR", "1")
+	if useColour(tty) {
+		t.Error("colour despite NO_COLOR")
+	}
+}
+
+// openPTY opens the terminal side of a new pseudo-terminal, a terminal
+// that needs no controlling tty (tests run without one).
+func openPTY(t *testing.T) *os.File {
+	t.Helper()
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ptmx.Close() })
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pts.Close() })
+	return pts
 }
