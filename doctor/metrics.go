@@ -28,7 +28,7 @@ type Snapshot map[string]*dto.MetricFamily
 // says which mistake was made (a wrong port is the usual one).
 var (
 	ErrNotMetrics  = errors.New("not Prometheus metrics")
-	ErrNotNetsonde = errors.New("not netsonde metrics (no netsonde_collector_up)")
+	ErrNotNetsonde = errors.New("not netsonde metrics (no netsonde_build_info or netsonde_collector_up)")
 )
 
 // maxScrapeBytes bounds what doctor reads from a page: a netsonde page
@@ -51,7 +51,11 @@ func Parse(r io.Reader) (Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotMetrics, err)
 	}
-	if _, ok := fams["netsonde_collector_up"]; !ok {
+	// build_info is on every netsonde page; collector_up is what fixtures
+	// and an agent of a version without build_info have.
+	_, info := fams["netsonde_build_info"]
+	_, up := fams["netsonde_collector_up"]
+	if !info && !up {
 		return nil, ErrNotNetsonde
 	}
 	return Snapshot(fams), nil
