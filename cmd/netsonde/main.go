@@ -28,7 +28,13 @@ func main() {
 }
 
 func run(args []string) int {
-	app := kingpin.New("netsonde", "Kubernetes network health agent: drops, retransmits, fragmentation, conntrack, MTUs and etcd fsync latency on /metrics.")
+	// doctor is dispatched before the agent's flags are parsed: it shares
+	// the collector flags but not the web server's, and the agent's command
+	// line (no subcommand) stays exactly what DaemonSets already run.
+	if len(args) > 0 && args[0] == "doctor" {
+		return runDoctor(args[1:], os.Stdout, os.Stderr)
+	}
+	app := kingpin.New("netsonde", "Kubernetes network health agent: drops, retransmits, fragmentation, conntrack, MTUs and etcd fsync latency on /metrics. `netsonde doctor --help`: the same measurements as a diagnosis, in the terminal.")
 	app.Version(version.Print("netsonde"))
 	app.HelpFlag.Short('h')
 	app.UsageWriter(os.Stdout)
@@ -36,20 +42,61 @@ func run(args []string) int {
 	webFlags := kingpinflag.AddFlags(app, defaultAddress)
 	telemetryPath := app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
 	maxRequests := app.Flag("web.max-requests", "Maximum number of parallel scrape requests. 0 disables the limit.").Default("40").Int()
-	procPath := app.Flag("path.procfs", "procfs mountpoint.").Default("/proc").String()
-	sysPath := app.Flag("path.sysfs", "sysfs mountpoint.").Default("/sys").String()
-	kubeconfig := app.Flag("kubeconfig", "kubeconfig file; default: in-cluster config when running in a pod, else no cluster (standalone).").String()
-	nodeName := app.Flag("node-name", "This node's name in the cluster (default: $NODE_NAME, set by the DaemonSet from the downward API).").Envar("NODE_NAME").String()
-	maxPods := app.Flag("kube.max-pods", "Distinct pods named in labels at most; pods beyond get pod=\"_overflow\".").Default("1000").Int()
-	disableDefaults := app.Flag("collector.disable-defaults", "Turn off every collector that is on by default; enable them one by one with --collector.NAME.").Default("false").Bool()
+	shared := addSharedFlags(app)
 
-	type choice struct {
-		spec     collectors.Spec
-		enabled  *bool
-		explicit bool
-		factory  collectors.Factory
+	logConfig := &promslog.Config{}
+	promslogflag.AddFlags(app, logConfig)
+
+	if _, err := app.Parse(args); err != nil {
+		fmt.Fprintf(os.Stderr, "netsonde: %v (see --help)\n", err)
+		return 2
 	}
-	var choices []*choice
+	logger := promslog.New(logConfig)
+	cfg, names, err := shared.config()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "netsonde: %v\n", err)
+		return 2
+	}
+	cfg.Web = webFlags
+	cfg.TelemetryPath = *telemetryPath
+	cfg.MaxRequests = *maxRequests
+	logger.Info("starting netsonde", "version", version.Info(), "build", version.BuildContext(), "collectors", names)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := agent.Run(ctx, cfg, logger); err != nil {
+		fmt.Fprintf(os.Stderr, "netsonde: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// sharedFlags are the flags of the agent that doctor has too: which
+// collectors run and with what settings, where procfs and sysfs are, which
+// cluster to name pods from. One definition, so `netsonde doctor` accepts
+// exactly the --collector.X / --no-collector.X the DaemonSet is given.
+type sharedFlags struct {
+	procPath, sysPath, kubeconfig, nodeName *string
+	maxPods                                 *int
+	disableDefaults                         *bool
+	choices                                 []*choice
+}
+
+type choice struct {
+	spec     collectors.Spec
+	enabled  *bool
+	explicit bool
+	factory  collectors.Factory
+}
+
+func addSharedFlags(app *kingpin.Application) *sharedFlags {
+	f := &sharedFlags{}
+	f.procPath = app.Flag("path.procfs", "procfs mountpoint.").Default("/proc").String()
+	f.sysPath = app.Flag("path.sysfs", "sysfs mountpoint.").Default("/sys").String()
+	f.kubeconfig = app.Flag("kubeconfig", "kubeconfig file; default: in-cluster config when running in a pod, else no cluster (standalone).").String()
+	f.nodeName = app.Flag("node-name", "This node's name in the cluster (default: $NODE_NAME, set by the DaemonSet from the downward API).").Envar("NODE_NAME").String()
+	f.maxPods = app.Flag("kube.max-pods", "Distinct pods named in labels at most; pods beyond get pod=\"_overflow\".").Default("1000").Int()
+	f.disableDefaults = app.Flag("collector.disable-defaults", "Turn off every collector that is on by default; enable them one by one with --collector.NAME.").Default("false").Bool()
 	for _, s := range agent.Collectors() {
 		c := &choice{spec: s}
 		state := "disabled"
@@ -61,36 +108,28 @@ func run(args []string) int {
 			Action(func(*kingpin.ParseContext) error { c.explicit = true; return nil }).
 			Bool()
 		c.factory = s.Setup(app)
-		choices = append(choices, c)
+		f.choices = append(f.choices, c)
 	}
+	return f
+}
 
-	logConfig := &promslog.Config{}
-	promslogflag.AddFlags(app, logConfig)
-
-	if _, err := app.Parse(args); err != nil {
-		fmt.Fprintf(os.Stderr, "netsonde: %v (see --help)\n", err)
-		return 2
-	}
-	logger := promslog.New(logConfig)
-	if *kubeconfig != "" {
-		if err := kube.CheckKubeconfig(*kubeconfig); err != nil {
-			fmt.Fprintf(os.Stderr, "netsonde: --kubeconfig: %v\n", err)
-			return 2
+// config turns the parsed flags into the agent's configuration (without
+// its web part) and the names of the enabled collectors.
+func (f *sharedFlags) config() (agent.Config, []string, error) {
+	if *f.kubeconfig != "" {
+		if err := kube.CheckKubeconfig(*f.kubeconfig); err != nil {
+			return agent.Config{}, nil, fmt.Errorf("--kubeconfig: %w", err)
 		}
 	}
-
 	cfg := agent.Config{
-		Web:           webFlags,
-		TelemetryPath: *telemetryPath,
-		MaxRequests:   *maxRequests,
-		ProcPath:      *procPath,
-		SysPath:       *sysPath,
-		Kube:          &kube.Config{Kubeconfig: *kubeconfig, NodeName: *nodeName, ProcPath: *procPath, MaxPods: *maxPods},
+		ProcPath: *f.procPath,
+		SysPath:  *f.sysPath,
+		Kube:     &kube.Config{Kubeconfig: *f.kubeconfig, NodeName: *f.nodeName, ProcPath: *f.procPath, MaxPods: *f.maxPods},
 	}
 	var names []string
-	for _, c := range choices {
+	for _, c := range f.choices {
 		on := *c.enabled
-		if *disableDefaults && !c.explicit {
+		if *f.disableDefaults && !c.explicit {
 			on = false
 		}
 		if on {
@@ -98,13 +137,5 @@ func run(args []string) int {
 			names = append(names, c.spec.Name)
 		}
 	}
-	logger.Info("starting netsonde", "version", version.Info(), "build", version.BuildContext(), "collectors", names)
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := agent.Run(ctx, cfg, logger); err != nil {
-		fmt.Fprintf(os.Stderr, "netsonde: %v\n", err)
-		return 1
-	}
-	return 0
+	return cfg, names, nil
 }

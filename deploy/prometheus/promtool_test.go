@@ -30,21 +30,6 @@ func TestPromtoolCheckRules(t *testing.T) {
 	t.Log(promtool(t, "check", "rules", "rules.yml"))
 }
 
-// rulesFile is the part of rules.yml these tests read.
-type rulesFile struct {
-	Groups []struct {
-		Name  string `yaml:"name"`
-		Rules []struct {
-			Alert       string            `yaml:"alert"`
-			Record      string            `yaml:"record"`
-			Expr        string            `yaml:"expr"`
-			For         string            `yaml:"for"`
-			Labels      map[string]string `yaml:"labels"`
-			Annotations map[string]string `yaml:"annotations"`
-		} `yaml:"rules"`
-	} `yaml:"groups"`
-}
-
 func readRules(t *testing.T) rulesFile {
 	t.Helper()
 	b, err := os.ReadFile("rules.yml")
