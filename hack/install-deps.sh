@@ -25,10 +25,21 @@ declare -A need=(
 	[ethtool]=ethtool
 	[ip]=iproute2
 	[openssl]=openssl
+	# the kernel matrix (hack/kernels): qemu without KVM, kernel packages
+	# unpacked and their modules resolved, an ext4 image, initramfs tools
+	[qemu-system-x86_64]=qemu-system-x86
+	[depmod]=kmod
+	[mkfs.ext4]=e2fsprogs
+	[xz]=xz-utils
+	[zstd]=zstd
+	[cpio]=cpio
+	[ldd]=libc-bin
 )
 # headers only: checked by file
 declare -A need_files=(
 	[/usr/include/bpf/bpf_helpers.h]=libbpf-dev
+	# statically linked: it is the guest's /bin in the kernel matrix
+	[/bin/busybox]=busybox-static
 )
 
 missing=()
@@ -38,6 +49,10 @@ done
 for f in "${!need_files[@]}"; do
 	[ -e "$f" ] || missing+=("${need_files[$f]}")
 done
+# Debian's dynamic busybox has the same path; the guest needs the static one
+if [ -e /bin/busybox ] && ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
+	missing+=(busybox-static)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
 	echo "install-deps: everything present"
 	exit 0
