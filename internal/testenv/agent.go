@@ -80,6 +80,9 @@ func StartAgent(t testing.TB, ns *Netns, args ...string) *Agent {
 	for {
 		select {
 		case err := <-exited:
+			// Nothing left to stop: without this, the cleanup would
+			// wait for an exit already received, forever.
+			once.Do(func() {})
 			t.Fatalf("agent exited early: %v; log:\n%s", err, a.Log)
 		default:
 		}
