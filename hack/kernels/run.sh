@@ -51,7 +51,12 @@ case $KERNEL in
 linux-image-*) pattern="^$(printf '%s' "$KERNEL" | sed 's/[.+]/\\&/g')\$" ;;
 *) echo "unknown kernel $KERNEL (6.1, 6.12 or a linux-image package)" >&2; exit 2 ;;
 esac
-PKG=$(apt-cache search --names-only "$pattern" 2>/dev/null | awk '{print $1}' | sort -V | tail -1 || true)
+newest() { apt-cache search --names-only "$pattern" 2>/dev/null | awk '{print $1}' | sort -V | tail -1 || true; }
+PKG=$(newest)
+if [ -z "$PKG" ] && [ "$(id -u)" -eq 0 ]; then
+	apt-get update -qq >&2 || true # a fresh machine may have no package lists
+	PKG=$(newest)
+fi
 if [ -z "$PKG" ]; then
 	# apt's lists unavailable: the newest package already in the cache
 	PKG=$(ls "$CACHE" 2>/dev/null | sed -n 's/_.*\.deb$//p' | grep -E "$pattern" | sort -V | tail -1 || true)
