@@ -220,6 +220,7 @@ if losetup /dev/loop0 /ext4.img && mount -t ext4 /dev/loop0 /mnt/ext4; then
 else
 	echo "NETSONDE-GUEST: ext4 image not mounted"
 fi
+echo "NETSONDE-GUEST: modules loaded: $(cut -d' ' -f1 /proc/modules | sort | tr '\n' ' ')"
 echo "NETSONDE-GUEST-BEGIN $(uname -r) $(nproc) cpus $(awk '/MemTotal/ {print $2 " kB"}' /proc/meminfo)"
 set --
 while IFS= read -r a; do set -- "$@" "$a"; done </etc/guest-args
@@ -249,8 +250,9 @@ timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 2G \
 qrc=$?
 set -e
 log "qemu exited $qrc after $(($(date +%s) - t0))s"
-# the console's first line carries the firmware's escape sequences
-tr -d '\r' <"$SERIAL" | sed -n 's/^.*\(NETSONDE-GUEST-BEGIN\)/\1/; /^NETSONDE-GUEST-BEGIN/,$p'
+# The guest's set-up messages, then everything from its test run on (the
+# console's first line carries the firmware's escape sequences).
+tr -d '\r' <"$SERIAL" | sed -n 's/^.*\(NETSONDE-GUEST[-:]\)/\1/; /^NETSONDE-GUEST-BEGIN/,$p; /^NETSONDE-GUEST:/p'
 result=$(tr -d '\r' <"$SERIAL" | sed -n 's/^NETSONDE-GUEST-RESULT: \([A-Z]*\).*/\1/p' | tail -1)
 case $result in
 PASS) exit 0 ;;
