@@ -193,7 +193,11 @@ func TestNoSocketDrops(t *testing.T) {
 		var series []string
 		counted := t.Run(mode, func(t *testing.T) {
 			if s := m.Series("netsonde_collector_up", map[string]string{"collector": "drops"}); len(s) != 1 || s[0].Value != 1 {
-				t.Fatalf("drops collector not up: %v; agent log:\n%s", s, a.Log)
+				var st []string
+				for _, x := range s {
+					st = append(st, fmt.Sprintf("%v %v", x.Labels, x.Value))
+				}
+				t.Fatalf("drops collector not up: %v; agent log:\n%s", st, a.Log)
 			}
 			nsAgent.Exec(t, "ping", "-c", "1", "-W", "2", "198.18.42.2") // ARP first
 			testenv.SendUDP(t, nsAgent, "198.18.42.2:7", 18, 10, 0)      // nothing listens on 7
