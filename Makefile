@@ -11,7 +11,7 @@ TEST_TIMEOUT ?= 25m
 
 IMAGE     ?= netsonde:$(VERSION)
 
-.PHONY: all build run test deps lint generate check-generated bench image clean
+.PHONY: all build run test deps lint generate check-generated bench image clean kernels
 
 all: build
 
@@ -55,6 +55,12 @@ check-generated: generate
 
 test: deps lint check-generated
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# The kernel matrix alone (it is part of make test): Debian's 6.1 and 6.12
+# cloud kernels under qemu, and docs/kernels.md rewritten from what they did.
+kernels:
+	./hack/install-deps.sh
+	$(GO) test -count=1 -v -timeout $(TEST_TIMEOUT) -run TestKernelMatrix ./test/kernels -update
 
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
