@@ -14,20 +14,24 @@
 #   -r RE    -test.run pattern for the guest binary
 #   -x ARG   one more argument for the guest binary (repeatable)
 #   -T SEC   give up on the VM after SEC seconds (default 480)
+#   -n       leave tracefs unmounted in the guest (as on most nodes' containers)
 #   -p       print the resolved package name and exit
 #
 # Prints the guest's output; exits 0 when the guest test passed, 1 when it
 # failed, 2 when no result came back (boot failure, hang, crash).
 # Kernel packages are downloaded once into $NETSONDE_KERNEL_CACHE
 # (default /var/cache/netsonde/kernels) and unpacked there.
-# Needs root only to install missing Debian packages (hack/install-deps.sh).
+# Needs root to install missing Debian packages (hack/install-deps.sh) and
+# to write the cache. The guest mounts proc, sysfs, devtmpfs, tmpfs on /tmp
+# and /run, bpffs, cgroup2 and (without -n) tracefs, loads its modules and
+# mounts the ext4 image on /mnt/ext4 before the tests start.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=${NETSONDE_KERNEL_CACHE:-/var/cache/netsonde/kernels}
-OUT= AGENT= GUEST= RUN= TIMEOUT=480 PRINT_PKG=
+OUT= AGENT= GUEST= RUN= TIMEOUT=480 PRINT_PKG= NO_TRACEFS=
 GUEST_ARGS=()
-while getopts "o:a:t:r:x:T:p" opt; do
+while getopts "o:a:t:r:x:T:np" opt; do
 	case $opt in
 	o) OUT=$OPTARG ;;
 	a) AGENT=$OPTARG ;;
@@ -35,12 +39,13 @@ while getopts "o:a:t:r:x:T:p" opt; do
 	r) RUN=$OPTARG ;;
 	x) GUEST_ARGS+=("$OPTARG") ;;
 	T) TIMEOUT=$OPTARG ;;
+	n) NO_TRACEFS=1 ;;
 	p) PRINT_PKG=1 ;;
-	*) sed -n '8,19p' "$0" >&2; exit 2 ;;
+	*) sed -n '8,20p' "$0" >&2; exit 2 ;;
 	esac
 done
 shift $((OPTIND - 1))
-[ $# -eq 1 ] || { sed -n '8,19p' "$0" >&2; exit 2; }
+[ $# -eq 1 ] || { sed -n '8,20p' "$0" >&2; exit 2; }
 KERNEL=$1
 log() { echo "kernels[$KERNEL]: $*" >&2; }
 
@@ -198,6 +203,7 @@ mkfs.ext4 -q -F "$R/ext4.img"
 	for a in "${GUEST_ARGS[@]}"; do printf '%s\n' "$a"; done
 	[ -n "$RUN" ] && printf '%s\n' "-test.run=$RUN"
 } >"$R/etc/guest-args"
+[ -n "$NO_TRACEFS" ] && touch "$R/etc/no-tracefs"
 
 cat >"$R/init" <<'INIT'
 #!/bin/busybox sh
@@ -209,7 +215,7 @@ mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 mount -t tmpfs run /run
 mount -t bpf bpf /sys/fs/bpf
-mount -t tracefs tracefs /sys/kernel/tracing
+[ -e /etc/no-tracefs ] || mount -t tracefs tracefs /sys/kernel/tracing
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 for m in $(cat /etc/modules); do
 	insmod /lib/modules/$m.ko 2>/tmp/insmod.err || echo "NETSONDE-GUEST: insmod $m failed: $(cat /tmp/insmod.err)"

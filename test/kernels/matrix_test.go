@@ -22,7 +22,8 @@ var update = flag.Bool("update", false, "rewrite docs/kernels.md from this run o
 
 // kernelSeries are the kernels the matrix boots: Debian's cloud kernels,
 // the newest of each series apt knows. $NETSONDE_KERNELS overrides them
-// (space-separated series or package names; "none" skips the matrix).
+// (space-separated series or package names; "none" skips the matrix), and
+// NETSONDE_KERNELS_TRACEFS=0 leaves tracefs unmounted in the guests.
 func kernelSeries() []string {
 	if s := os.Getenv("NETSONDE_KERNELS"); s != "" {
 		if s == "none" {
@@ -116,7 +117,11 @@ func TestKernelMatrix(t *testing.T) {
 			t.Run(k, func(t *testing.T) {
 				t.Parallel()
 				out := filepath.Join(t.TempDir(), "vm")
-				cmd := exec.Command(filepath.Join(root, "hack", "kernels", "run.sh"), "-o", out, "-a", agent, "-t", guestBin, k)
+				args := []string{"-o", out, "-a", agent, "-t", guestBin}
+				if os.Getenv("NETSONDE_KERNELS_TRACEFS") == "0" {
+					args = append(args, "-n") // the guest as most nodes' containers: no tracefs
+				}
+				cmd := exec.Command(filepath.Join(root, "hack", "kernels", "run.sh"), append(args, k)...)
 				var buf bytes.Buffer
 				cmd.Stdout, cmd.Stderr = &buf, &buf
 				start := time.Now()
