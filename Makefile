@@ -22,7 +22,7 @@ RELEASE_DATE     = $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y
 RELEASE_ARCHES  := amd64 arm64
 DIST            ?= dist
 
-.PHONY: all build run test deps lint generate check-generated bench image clean release print-release-version
+.PHONY: all build run test deps lint generate check-generated bench image clean release print-release-version kernels
 
 all: build
 
@@ -68,6 +68,12 @@ check-generated: generate
 
 test: deps lint check-generated
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# The kernel matrix alone (it is part of make test): Debian's 6.1 and 6.12
+# cloud kernels under qemu, and docs/kernels.md rewritten from what they did.
+kernels:
+	./hack/install-deps.sh
+	$(GO) test -count=1 -v -timeout $(TEST_TIMEOUT) -run TestKernelMatrix ./test/kernels -update
 
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -28,10 +28,20 @@ declare -A need=(
 	# the fsync probe's tests put an ext4 image at the etcd path
 	[mkfs.ext4]=e2fsprogs
 	[losetup]=mount
+	# the kernel matrix (hack/kernels): qemu without KVM, kernel packages
+	# unpacked and their modules resolved, initramfs tools
+	[qemu-system-x86_64]=qemu-system-x86
+	[depmod]=kmod
+	[xz]=xz-utils
+	[zstd]=zstd
+	[cpio]=cpio
+	[ldd]=libc-bin
 )
 # headers only: checked by file
 declare -A need_files=(
 	[/usr/include/bpf/bpf_helpers.h]=libbpf-dev
+	# statically linked: it is the guest's /bin in the kernel matrix
+	[/bin/busybox]=busybox-static
 )
 
 missing=()
@@ -41,6 +51,10 @@ done
 for f in "${!need_files[@]}"; do
 	[ -e "$f" ] || missing+=("${need_files[$f]}")
 done
+# Debian's dynamic busybox has the same path; the guest needs the static one
+if [ -e /bin/busybox ] && ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
+	missing+=(busybox-static)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
 	echo "install-deps: everything present"
 	exit 0

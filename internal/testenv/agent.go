@@ -122,6 +122,9 @@ func startAgent(t testing.TB, launcher []string, ns *Netns, args []string) *Agen
 	for {
 		select {
 		case err := <-exited:
+			// Nothing left to stop: without this, the cleanup would
+			// wait for an exit already received, forever.
+			once.Do(func() {})
 			t.Fatalf("agent exited early: %v; log:\n%s", err, a.Log)
 		default:
 		}

@@ -76,9 +76,15 @@ var (
 )
 
 // AgentBinary builds cmd/netsonde once per test binary and returns its path.
+// $NETSONDE_AGENT_BIN, when set, is a prebuilt agent used as it is (the
+// kernel matrix's guest has no Go toolchain).
 func AgentBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		if bin := os.Getenv("NETSONDE_AGENT_BIN"); bin != "" {
+			buildPath = bin
+			return
+		}
 		root, err := moduleRoot()
 		if err != nil {
 			buildErr = err

@@ -1,0 +1,91 @@
+package testenv
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Veth links namespace a (interface ifa, address ipa as CIDR) to b (ifb,
+// ipb) with a veth pair of the given MTU (0: the kernel's default) and
+// brings both ends up.
+func Veth(t testing.TB, a, b *Netns, ifa, ifb, ipa, ipb string, mtu int) {
+	t.Helper()
+	args := []string{"link", "add", ifa, "netns", a.Name}
+	if mtu > 0 {
+		args = append(args, "mtu", strconv.Itoa(mtu))
+	}
+	args = append(args, "type", "veth", "peer", "name", ifb, "netns", b.Name)
+	if mtu > 0 {
+		args = append(args, "mtu", strconv.Itoa(mtu))
+	}
+	Run(t, "ip", args...)
+	a.Exec(t, "ip", "addr", "add", ipa, "dev", ifa)
+	b.Exec(t, "ip", "addr", "add", ipb, "dev", ifb)
+	a.Exec(t, "ip", "link", "set", ifa, "up")
+	b.Exec(t, "ip", "link", "set", ifb, "up")
+}
+
+// SendUDP sends n datagrams of size bytes from an unconnected socket in ns
+// to dst (host:port), pausing 1 ms every pace datagrams (0: never) so no
+// receive backlog overflows: only the drops a test means to cause happen.
+func SendUDP(t testing.TB, ns *Netns, dst string, size, n, pace int) {
+	t.Helper()
+	err := ns.Do(func() error {
+		// Unconnected: on a connected socket an ICMP port unreachable
+		// would fail the next send, and that datagram never leave.
+		c, err := net.ListenPacket("udp4", ":0")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		to, err := net.ResolveUDPAddr("udp4", dst)
+		if err != nil {
+			return err
+		}
+		buf := make([]byte, size)
+		for i := 0; i < n; i++ {
+			if _, err := c.WriteTo(buf, to); err != nil {
+				return fmt.Errorf("send %d: %w", i, err)
+			}
+			if pace > 0 && i%pace == pace-1 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Netstat reads one counter of ns's /proc/net/FILE (snmp or netstat: a
+// "Group:" header line followed by a values line), e.g. Tcp RetransSegs.
+func Netstat(t testing.TB, ns *Netns, file, group, name string) float64 {
+	t.Helper()
+	out := ns.Exec(t, "cat", "/proc/net/"+file)
+	s := bufio.NewScanner(strings.NewReader(out))
+	var header []string
+	for s.Scan() {
+		f := strings.Fields(s.Text())
+		if len(f) == 0 || f[0] != group+":" {
+			continue
+		}
+		if header == nil {
+			header = f
+			continue
+		}
+		for i, h := range header {
+			if h == name && i < len(f) {
+				v, _ := strconv.ParseFloat(f[i], 64)
+				return v
+			}
+		}
+	}
+	t.Fatalf("%s %s not in /proc/net/%s", group, name, file)
+	return 0
+}

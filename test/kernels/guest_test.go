@@ -1,0 +1,323 @@
+package kernels_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/netsonde/netsonde/internal/testenv"
+)
+
+// The guest tests run inside the VM hack/kernels/run.sh boots (it sets
+// NETSONDE_GUEST=1): a throwaway kernel of a chosen series, with the agent
+// at $NETSONDE_AGENT_BIN and an ext4 filesystem at $NETSONDE_EXT4_DIR.
+// They run the same checks the host's collector tests make, on that kernel.
+
+// hookMarker starts the lines the host side reads the hook table from.
+const hookMarker = "NETSONDE-HOOK"
+
+// writerComm is the comm of the process whose fdatasyncs are traced.
+const writerComm = "nsd-fsyncer"
+
+func TestMain(m *testing.M) {
+	// The test binary doubles as the fsync writer, run under another name
+	// (comm) by TestExt4Fdatasyncs: NETSONDE_FSYNC_WRITER=FILE:N.
+	if spec := os.Getenv("NETSONDE_FSYNC_WRITER"); spec != "" {
+		if err := fsyncWriter(spec); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func fsyncWriter(spec string) error {
+	file, count, ok := strings.Cut(spec, ":")
+	n, err := strconv.Atoi(count)
+	if !ok || err != nil {
+		return fmt.Errorf("NETSONDE_FSYNC_WRITER=%q: want FILE:N", spec)
+	}
+	f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 2300)
+	for i := 0; i < n; i++ {
+		if _, err := f.Write(buf); err != nil {
+			return err
+		}
+		if err := unix.Fdatasync(int(f.Fd())); err != nil {
+			return fmt.Errorf("fdatasync %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// guest skips a test outside the matrix's VM.
+func guest(t *testing.T) {
+	t.Helper()
+	if os.Getenv("NETSONDE_GUEST") != "1" {
+		t.Skip("runs only inside the kernel matrix VM (NETSONDE_GUEST=1; hack/kernels/run.sh)")
+	}
+}
+
+func ext4Dir(t *testing.T) string {
+	t.Helper()
+	d := os.Getenv("NETSONDE_EXT4_DIR")
+	if d == "" {
+		t.Fatal("no ext4 filesystem in this guest (NETSONDE_EXT4_DIR unset)")
+	}
+	return d
+}
+
+// recordHooks prints, for the host's table, every collector's state and
+// every program's attachment as the agent reports them, one line each:
+//
+//	NETSONDE-HOOK run=RUN collector=NAME up=1 reason=
+//	NETSONDE-HOOK run=RUN program=NAME hook=HOOK attached=1
+func recordHooks(run string, m testenv.Metrics) {
+	var lines []string
+	for _, s := range m.Series("netsonde_collector_up", nil) {
+		lines = append(lines, fmt.Sprintf("%s run=%s collector=%s up=%v reason=%s", hookMarker, run, s.Labels["collector"], s.Value, s.Labels["reason"]))
+	}
+	for _, s := range m.Series("netsonde_bpf_program_attached", nil) {
+		lines = append(lines, fmt.Sprintf("%s run=%s program=%s hook=%s attached=%v", hookMarker, run, s.Labels["program"], s.Labels["hook"], s.Value))
+	}
+	for _, name := range []string{"netsonde_fragments_attached_interfaces", "netsonde_fragments_attach_failures_total"} {
+		if _, ok := m[name]; ok {
+			lines = append(lines, fmt.Sprintf("%s run=%s gauge=%s value=%v", hookMarker, run, name, m.Sum(name, nil)))
+		}
+	}
+	sort.Strings(lines)
+	// Straight to stdout, unindented, whatever the test's outcome.
+	fmt.Println(strings.Join(lines, "\n"))
+}
+
+// (a) Every default collector up, and every program that should be
+// attached attached, fragments on both of the agent's interfaces.
+func TestAgentAllCollectorsUp(t *testing.T) {
+	guest(t)
+	ns, peer := testenv.NewNetns(t), testenv.NewNetns(t)
+	testenv.Veth(t, ns, peer, "ka0", "kb0", "198.18.40.1/24", "198.18.40.2/24", 0)
+	testenv.Veth(t, ns, peer, "ka1", "kb1", "198.18.41.1/24", "198.18.41.2/24", 0)
+	a := testenv.StartAgent(t, ns, "--fsyncprobe.path="+ext4Dir(t), "--fsynctrace.comm="+writerComm)
+	// Interfaces are attached after ready by the current agent; give the
+	// fragment collector its second.
+	var m testenv.Metrics
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m = a.Scrape(t)
+		if m.Sum("netsonde_fragments_attached_interfaces", nil) >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	recordHooks("default", m)
+
+	for _, s := range m.Series("netsonde_collector_up", nil) {
+		if s.Value != 1 {
+			t.Errorf("collector %s down (reason %q)", s.Labels["collector"], s.Labels["reason"])
+		}
+	}
+	if len(m.Series("netsonde_collector_up", nil)) == 0 {
+		t.Error("no netsonde_collector_up series")
+	}
+	// Programs by the name their collector reports: each group needs one
+	// attached program at least (drops: whichever hook auto chose).
+	attached := map[string]bool{}
+	for _, s := range m.Series("netsonde_bpf_program_attached", nil) {
+		if s.Value == 1 {
+			attached[s.Labels["program"]] = true
+		}
+	}
+	for _, want := range [][]string{
+		{"kfree_skb_btf", "kfree_skb_tp"},
+		{"tcp_retransmit_skb"},
+		{"tcp_retransmit_synack"},
+		{"icmp_send"},
+		{"ext4_sync_enter"},
+		{"ext4_sync_exit"},
+	} {
+		ok := false
+		for _, p := range want {
+			ok = ok || attached[p]
+		}
+		if !ok {
+			t.Errorf("none of %v attached", want)
+		}
+	}
+	fragProg := false
+	for p := range attached {
+		fragProg = fragProg || strings.HasPrefix(p, "frag_")
+	}
+	if !fragProg {
+		t.Error("no frag_* program attached")
+	}
+	if n := m.Sum("netsonde_fragments_attached_interfaces", nil); n < 2 {
+		t.Errorf("fragments attached on %v interfaces, want 2 (ka0, ka1)", n)
+	}
+	if n := m.Sum("netsonde_fragments_attach_failures_total", nil); n != 0 {
+		t.Errorf("%v fragment attach failures", n)
+	}
+	if t.Failed() {
+		t.Logf("agent log:\n%s", a.Log)
+	}
+}
+
+// (b) 10 datagrams to a closed port on a veth peer: exactly 10 NO_SOCKET
+// drops on the peer's interface, by the hook auto picks and by the classic
+// tracepoint forced.
+func TestNoSocketDrops(t *testing.T) {
+	guest(t)
+	for _, mode := range []string{"auto", "tracepoint"} {
+		nsAgent, nsA := testenv.NewNetns(t), testenv.NewNetns(t)
+		testenv.Veth(t, nsAgent, nsA, "da0", "db0", "198.18.42.1/24", "198.18.42.2/24", 0)
+		args := []string{"--collector.disable-defaults", "--collector.drops"}
+		if mode != "auto" {
+			args = append(args, "--drops.attach="+mode)
+		}
+		a := testenv.StartAgent(t, nsAgent, args...)
+		m := a.Scrape(t)
+		recordHooks("drops.attach="+mode, m)
+		var series []string
+		counted := t.Run(mode, func(t *testing.T) {
+			if s := m.Series("netsonde_collector_up", map[string]string{"collector": "drops"}); len(s) != 1 || s[0].Value != 1 {
+				var st []string
+				for _, x := range s {
+					st = append(st, fmt.Sprintf("%v %v", x.Labels, x.Value))
+				}
+				t.Fatalf("drops collector not up: %v; agent log:\n%s", st, a.Log)
+			}
+			nsAgent.Exec(t, "ping", "-c", "1", "-W", "2", "198.18.42.2") // ARP first
+			testenv.SendUDP(t, nsAgent, "198.18.42.2:7", 18, 10, 0)      // nothing listens on 7
+			// The port unreachables that come back find the sender's
+			// socket closed: NO_SOCKET drops on da0, not counted here.
+			noSocket := func() (n float64) {
+				series = nil
+				for _, s := range a.Scrape(t).Series("netsonde_packet_drops_total", map[string]string{"reason": "NO_SOCKET", "protocol": "ipv4"}) {
+					series = append(series, fmt.Sprintf("%v %v", s.Labels, s.Value))
+					if s.Labels["interface"] != "da0" {
+						n += s.Value
+					}
+				}
+				return n
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for noSocket() != 10 && time.Now().Before(deadline) {
+				time.Sleep(100 * time.Millisecond)
+			}
+			time.Sleep(300 * time.Millisecond) // and no more after
+			if got := noSocket(); got != 10 {
+				t.Fatalf("NO_SOCKET drops (but the sender's) = %v, want exactly 10; series:\n%s", got, strings.Join(series, "\n"))
+			}
+		})
+		// Apart, so the table tells a wrong label from a wrong count.
+		t.Run(mode+"_interface", func(t *testing.T) {
+			if !counted {
+				t.Skip("not counted")
+			}
+			if v := a.Scrape(t).Sum("netsonde_packet_drops_total", map[string]string{"reason": "NO_SOCKET", "interface": "db0"}); v != 10 {
+				t.Errorf("%v of the 10 drops labelled interface=db0; series:\n%s", v, strings.Join(series, "\n"))
+			}
+		})
+		testenv.StopAgent(t, a)
+	}
+}
+
+// (c) 100 datagrams of 4,000 bytes over a 1,500-byte veth leave as exactly
+// 300 fragments, counted on egress through the legacy tc (clsact/cls_bpf)
+// attachment.
+func TestEgressFragmentsTC(t *testing.T) {
+	guest(t)
+	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
+	testenv.Veth(t, a, b, "fa0", "fb0", "198.18.43.1/24", "198.18.43.2/24", 1500)
+	agent := testenv.StartAgent(t, a, "--collector.disable-defaults", "--collector.fragments", "--fragments.attach=tc")
+	testenv.Eventually(t, 10*time.Second, "fragments attached on fa0", func() bool {
+		return agent.Scrape(t).Sum("netsonde_fragments_attached_interfaces", nil) == 1
+	})
+	recordHooks("fragments.attach=tc", agent.Scrape(t))
+	a.Exec(t, "ping", "-c", "1", "-W", "2", "198.18.43.2") // ARP first
+	testenv.SendUDP(t, a, "198.18.43.2:9", 4000, 100, 1)
+	agent.WaitSum(t, "netsonde_ip_fragments_total", map[string]string{"interface": "fa0", "direction": "egress", "family": "ipv4"}, 300)
+}
+
+// (d) A connect to a black-holed address: the retransmits netsonde counts
+// in the namespace equal the kernel's Tcp RetransSegs delta there.
+func TestSynRetransmits(t *testing.T) {
+	guest(t)
+	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
+	testenv.Veth(t, a, b, "ta0", "tb0", "198.18.44.1/24", "198.18.44.2/24", 0)
+	b.Exec(t, "nft", "add table inet syn; add chain inet syn in { type filter hook input priority 0; }; add rule inet syn in tcp dport 80 drop")
+	agent := testenv.StartAgent(t, a, "--collector.disable-defaults", "--collector.tcpretrans", "--tcpretrans.netns=own")
+	recordHooks("tcpretrans", agent.Scrape(t))
+	before := testenv.Netstat(t, a, "snmp", "Tcp", "RetransSegs")
+	err := a.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_SYNCNT, 2); err != nil {
+			return err
+		}
+		// Blocking connect: returns when the SYN retries run out.
+		return unix.Connect(fd, &unix.SockaddrInet4{Port: 80, Addr: [4]byte{198, 18, 44, 2}})
+	})
+	if err == nil {
+		t.Fatal("connect to a black-holed address succeeded")
+	}
+	kernel := testenv.Netstat(t, a, "snmp", "Tcp", "RetransSegs") - before
+	if kernel < 2 {
+		t.Fatalf("kernel counted %v retransmits (connect: %v), want at least 2", kernel, err)
+	}
+	agent.WaitSum(t, "netsonde_tcp_retransmits_total", map[string]string{"family": "ipv4"}, kernel)
+	t.Logf("%v SYN retransmits (connect: %v)", kernel, err)
+}
+
+// (e) 50 write+fdatasync pairs on ext4 by a process named writerComm:
+// netsonde traces at least as many.
+func TestExt4Fdatasyncs(t *testing.T) {
+	guest(t)
+	dir := ext4Dir(t)
+	ns := testenv.NewNetns(t)
+	agent := testenv.StartAgent(t, ns, "--collector.disable-defaults", "--collector.fsynctrace", "--fsynctrace.comm="+writerComm)
+	recordHooks("fsynctrace", agent.Scrape(t))
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The comm is the executable's name: this binary under writerComm.
+	bin := filepath.Join(t.TempDir(), writerComm)
+	testenv.Run(t, "cp", self, bin)
+	traced := func() float64 {
+		return agent.Scrape(t).Sum("netsonde_process_fsync_duration_seconds", map[string]string{"comm": writerComm})
+	}
+	before := traced()
+	const n = 50
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("NETSONDE_FSYNC_WRITER=%s:%d", filepath.Join(dir, "fsync-test"), n))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("writer: %v\n%s", err, out)
+	}
+	var got float64
+	deadline := time.Now().Add(5 * time.Second)
+	for got = traced() - before; got < n && time.Now().Before(deadline); got = traced() - before {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got < n {
+		t.Fatalf("traced %v fdatasyncs of %s, want at least the %d it made", got, writerComm, n)
+	}
+	t.Logf("traced %v fdatasyncs for %d made", got, n)
+}
