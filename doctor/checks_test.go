@@ -68,7 +68,7 @@ func TestChecksFromFixtures(t *testing.T) {
 		// 2 in 10 s = 120 per 10m > 60; 1 = 60, not > 60
 		{"conntrack-early-drop", 10, []want{{"conntrack-early-drop", Warning, "early_drop", []string{"evicted 2 entries"}}}},
 		{"conntrack-early-drop-near", 10, nil},
-		{"mtu-mismatch", 10, []want{{"mtu-mismatch", Critical, "vx0", []string{"vx0 (vxlan)", "MTU 1500", "expected 1450"}}}},
+		{"mtu-mismatch", 10, []want{{"mtu-mismatch", Warning, "vx0", []string{"vx0 (vxlan)", "MTU 1500", "expected 1450"}}}},
 		{"mtu-mismatch-near", 10, nil},
 		{"pmtu-blackhole", 10, []want{{"pmtu-blackhole", Critical, "198.18.62.2", []string{"black hole towards 198.18.62.2"}}}},
 		{"pmtu-blackhole-near", 10, nil},

@@ -96,7 +96,13 @@ func WriteText(w io.Writer, rep Report, colour bool) error {
 		if f.Next != "" {
 			field("next", f.Next)
 		}
-		field("runbook", f.RunbookURL)
+		// A link is never cut, or a terminal cannot open it: when it does
+		// not fit beside its label, it goes on a line of its own.
+		if lead := fmt.Sprintf("  %-9s", "runbook"); len(lead)+len(f.RunbookURL) <= Width {
+			b.WriteString(lead + f.RunbookURL + "\n")
+		} else {
+			b.WriteString("  runbook\n  " + f.RunbookURL + "\n")
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -102,8 +102,8 @@ func TestColourOnlyOnSeverity(t *testing.T) {
 	var buf bytes.Buffer
 	WriteText(&buf, rep, true)
 	out := buf.String()
-	if !strings.Contains(out, ansiRed+"CRITICAL"+ansiReset+" mtu-mismatch: vx0 (vxlan)") {
-		t.Errorf("critical not painted red:\n%q", out)
+	if !strings.Contains(out, ansiYellow+"WARNING"+ansiReset+" mtu-mismatch: vx0 (vxlan)") {
+		t.Errorf("warning not painted yellow:\n%q", out)
 	}
 }
 

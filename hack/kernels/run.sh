@@ -14,7 +14,8 @@
 #   -r RE    -test.run pattern for the guest binary
 #   -x ARG   one more argument for the guest binary (repeatable)
 #   -T SEC   give up on the VM after SEC seconds (default 480)
-#   -n       leave tracefs unmounted in the guest (as on most nodes' containers)
+#   -m       mount tracefs in the guest (by default it is not, as on most
+#            nodes' containers: the agent finds its hooks without it)
 #   -p       print the resolved package name and exit
 #
 # Prints the guest's output; exits 0 when the guest test passed, 1 when it
@@ -23,15 +24,15 @@
 # (default /var/cache/netsonde/kernels) and unpacked there.
 # Needs root to install missing Debian packages (hack/install-deps.sh) and
 # to write the cache. The guest mounts proc, sysfs, devtmpfs, tmpfs on /tmp
-# and /run, bpffs, cgroup2 and (without -n) tracefs, loads its modules and
+# and /run, bpffs, cgroup2 and (with -m) tracefs, loads its modules and
 # mounts the ext4 image on /mnt/ext4 before the tests start.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=${NETSONDE_KERNEL_CACHE:-/var/cache/netsonde/kernels}
-OUT= AGENT= GUEST= RUN= TIMEOUT=480 PRINT_PKG= NO_TRACEFS=
+OUT= AGENT= GUEST= RUN= TIMEOUT=480 PRINT_PKG= NO_TRACEFS=1
 GUEST_ARGS=()
-while getopts "o:a:t:r:x:T:np" opt; do
+while getopts "o:a:t:r:x:T:mp" opt; do
 	case $opt in
 	o) OUT=$OPTARG ;;
 	a) AGENT=$OPTARG ;;
@@ -39,7 +40,7 @@ while getopts "o:a:t:r:x:T:np" opt; do
 	r) RUN=$OPTARG ;;
 	x) GUEST_ARGS+=("$OPTARG") ;;
 	T) TIMEOUT=$OPTARG ;;
-	n) NO_TRACEFS=1 ;;
+	m) NO_TRACEFS= ;;
 	p) PRINT_PKG=1 ;;
 	*) sed -n '8,20p' "$0" >&2; exit 2 ;;
 	esac
