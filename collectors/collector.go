@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
+	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/linkwatch"
 )
@@ -118,11 +119,13 @@ func BPFHooks(ch chan<- prometheus.Metric, hooks map[string]string) {
 }
 
 // BPFLoadDown wraps a failure to load or attach eBPF programs with the
-// reason a user can act on: not_permitted (no CAP_BPF/CAP_PERFMON, or a
+// reason a user can act on: no_btf (the kernel publishes no BTF), not_permitted (no CAP_BPF/CAP_PERFMON, or a
 // lockdown or verifier refusal), not_supported (the kernel lacks the program
 // or map type), else fallback.
 func BPFLoadDown(err error, fallback string) error {
 	switch {
+	case errors.Is(err, loader.ErrNoBTF):
+		return Down("no_btf", err)
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
 		return Down("not_permitted", err)
 	case errors.Is(err, ebpf.ErrNotSupported):

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -36,6 +37,13 @@ const (
 	// HookNone is reported for a program that is not attached.
 	HookNone = "none"
 )
+
+// ErrNoBTF says the kernel has no BTF: every netsonde program reads kernel
+// structures through CO-RE relocations, which need it.
+var ErrNoBTF = errors.New("the kernel has no BTF (/sys/kernel/btf/vmlinux; CONFIG_DEBUG_INFO_BTF)")
+
+// kernelBTF is where the running kernel publishes its BTF (5.4+).
+const kernelBTF = "/sys/kernel/btf/vmlinux"
 
 // removeMemlock raises RLIMIT_MEMLOCK on kernels before 5.11, which charge
 // BPF memory to it (it probes first and does nothing on newer kernels).
@@ -67,6 +75,9 @@ type Object struct {
 // New creates the object's maps. Constants (volatile const) must be set in
 // spec before; variables (.data, .bss) can be set later through Variable.
 func New(spec *ebpf.CollectionSpec, opts Options) (*Object, error) {
+	if _, err := os.Stat(kernelBTF); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoBTF, err)
+	}
 	if err := removeMemlock(); err != nil {
 		return nil, fmt.Errorf("remove memlock limit: %w", err)
 	}

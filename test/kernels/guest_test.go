@@ -235,6 +235,46 @@ func TestEgressFragmentsTC(t *testing.T) {
 	agent.WaitSum(t, "netsonde_ip_fragments_total", map[string]string{"interface": "fa0", "direction": "egress", "family": "ipv4"}, 300)
 }
 
+// Forcing TCX: on a kernel with it (6.6+) the fragments collector is up
+// and attached by tcx; on one without, it is down with attach_failed and
+// its programs read 0 with hook none, while the rest of the agent serves.
+func TestForcedTCX(t *testing.T) {
+	guest(t)
+	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
+	testenv.Veth(t, a, b, "xa0", "xb0", "198.18.45.1/24", "198.18.45.2/24", 1500)
+	agent := testenv.StartAgent(t, a, "--collector.disable-defaults", "--collector.fragments", "--collector.mtu", "--fragments.attach=tcx")
+	var uname unix.Utsname
+	if err := unix.Uname(&uname); err != nil {
+		t.Fatal(err)
+	}
+	release := unix.ByteSliceToString(uname.Release[:])
+	var major, minor int
+	fmt.Sscanf(release, "%d.%d", &major, &minor)
+	hasTCX := major > 6 || major == 6 && minor >= 6
+	var m testenv.Metrics
+	testenv.Eventually(t, 10*time.Second, "fragments settled", func() bool {
+		m = agent.Scrape(t)
+		up, _ := m.Value("netsonde_collector_up", map[string]string{"collector": "fragments"})
+		return (up == 1) == hasTCX
+	})
+	recordHooks("fragments.attach=tcx", m)
+	if hasTCX {
+		if v, ok := m.Value("netsonde_bpf_program_attached", map[string]string{"program": "fragments", "hook": "tcx"}); !ok || v != 1 {
+			t.Fatalf("%s has TCX: fragments should be attached by tcx", release)
+		}
+		return
+	}
+	if v, ok := m.Value("netsonde_collector_up", map[string]string{"collector": "fragments", "reason": "attach_failed"}); !ok || v != 0 {
+		t.Fatalf("%s has no TCX: fragments should be down with attach_failed:\n%s", release, agent.Log)
+	}
+	if v, ok := m.Value("netsonde_bpf_program_attached", map[string]string{"program": "fragments", "hook": "none"}); !ok || v != 0 {
+		t.Fatalf("fragments should read 0 with hook none")
+	}
+	if v, _ := m.Value("netsonde_collector_up", map[string]string{"collector": "mtu"}); v != 1 {
+		t.Fatal("mtu should stay up")
+	}
+}
+
 // (d) A connect to a black-holed address: the retransmits netsonde counts
 // in the namespace equal the kernel's Tcp RetransSegs delta there.
 func TestSynRetransmits(t *testing.T) {

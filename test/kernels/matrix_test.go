@@ -152,7 +152,26 @@ func TestKernelMatrix(t *testing.T) {
 		if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("wrote %s", path)
+		// The README carries the same table between its markers.
+		readme := filepath.Join(root, "README.md")
+		b, err := os.ReadFile(readme)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const begin, end = "<!-- kernels:begin -->\n", "<!-- kernels:end -->"
+		i, j := bytes.Index(b, []byte(begin)), bytes.Index(b, []byte(end))
+		if i < 0 || j < i {
+			t.Fatalf("README.md has no %q ... %q markers", begin, end)
+		}
+		table := doc
+		if k := strings.Index(table, "-->\n\n"); strings.HasPrefix(table, "<!--") && k >= 0 {
+			table = table[k+len("-->\n\n"):]
+		}
+		out := append(append(append([]byte{}, b[:i+len(begin)]...), table...), b[j:]...)
+		if err := os.WriteFile(readme, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s and README.md", path)
 	} else {
 		t.Logf("hook table (go test ./test/kernels -run TestKernelMatrix -update writes it to docs/kernels.md):\n%s", doc)
 	}
@@ -389,6 +408,7 @@ var checkDesc = map[string]string{
 	"TestNoSocketDrops/auto_interface":       "… and labelled with the receiving interface (a veth peer in another namespace)",
 	"TestNoSocketDrops/tracepoint_interface": "… and labelled with the receiving interface, with `--drops.attach=tracepoint`",
 	"TestEgressFragmentsTC":                  "300 egress fragments on a veth counted exactly with `--fragments.attach=tc`",
+	"TestForcedTCX":                          "`--fragments.attach=tcx`: up and attached by tcx where the kernel has TCX (6.6+), else down with `attach_failed` and the program at 0",
 	"TestSynRetransmits":                     "SYN retransmits of a black-holed connect = the kernel's `Tcp RetransSegs` delta",
 	"TestExt4Fdatasyncs":                     "traced ext4 fdatasyncs ≥ the 50 made",
 }
@@ -401,6 +421,7 @@ var checkOrder = []string{
 	"TestNoSocketDrops/tracepoint",
 	"TestNoSocketDrops/tracepoint_interface",
 	"TestEgressFragmentsTC",
+	"TestForcedTCX",
 	"TestSynRetransmits",
 	"TestExt4Fdatasyncs",
 }
