@@ -22,7 +22,7 @@ RELEASE_DATE     = $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y
 RELEASE_ARCHES  := amd64 arm64
 DIST            ?= dist
 
-.PHONY: all build run test deps lint generate check-generated bench image clean release print-release-version kernels
+.PHONY: all build run test deps lint generate check-generated bench image clean release print-release-version kernels fuzz
 
 all: build
 
@@ -68,6 +68,11 @@ check-generated: generate
 
 test: deps lint check-generated
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	./hack/fuzz.sh
+
+# Every fuzz target for a while (FUZZTIME=1m make fuzz for longer).
+fuzz:
+	./hack/fuzz.sh
 
 # The kernel matrix alone (it is part of make test): Debian's 6.1 and 6.12
 # cloud kernels under qemu, and docs/kernels.md rewritten from what they did.

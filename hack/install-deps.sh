@@ -25,6 +25,9 @@ declare -A need=(
 	[ethtool]=ethtool
 	[ip]=iproute2
 	[openssl]=openssl
+	# benchmarks (hack/bench/ready.sh)
+	[curl]=curl
+	[bc]=bc
 	# the fsync probe's tests put an ext4 image at the etcd path
 	[mkfs.ext4]=e2fsprogs
 	[losetup]=mount

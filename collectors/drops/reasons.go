@@ -40,6 +40,38 @@ func loadReasonNames(btfDir string) (reasonNames, error) {
 	if err := vmlinux.TypeByName("skb_drop_reason", &core); err != nil {
 		return nil, fmt.Errorf("enum skb_drop_reason in kernel BTF: %w", err)
 	}
+	var subsys *btf.Enum
+	_ = vmlinux.TypeByName("skb_drop_reason_subsys", &subsys) // before 6.4: none
+	specs := []*btf.Spec{vmlinux}
+	if mods, err := os.ReadDir(btfDir); err == nil {
+		for _, m := range mods {
+			if m.Name() == "vmlinux" {
+				continue
+			}
+			if s, err := btf.LoadSplitSpec(filepath.Join(btfDir, m.Name()), vmlinux); err == nil {
+				specs = append(specs, s)
+			}
+		}
+	}
+	var others []*btf.Enum
+	for _, s := range specs {
+		for typ, err := range s.All() {
+			if err != nil {
+				break
+			}
+			if e, ok := typ.(*btf.Enum); ok && e != core && e != subsys {
+				others = append(others, e)
+			}
+		}
+	}
+	return namesFromEnums(core, subsys, others), nil
+}
+
+// namesFromEnums names reasons from enum skb_drop_reason (core), the
+// subsystem enum (nil before 6.4) and every other enum of the kernel and
+// its modules, of which it takes those whose values all carry one known
+// subsystem's id in the high bits.
+func namesFromEnums(core, subsys *btf.Enum, others []*btf.Enum) reasonNames {
 	names := reasonNames{}
 	var mask uint64
 	for _, v := range core.Values {
@@ -52,54 +84,29 @@ func loadReasonNames(btfDir string) (reasonNames, error) {
 			names[uint32(v.Value)] = strings.TrimPrefix(v.Name, reasonPrefix)
 		}
 	}
-	if mask == 0 {
-		return names, nil // before 6.4: no subsystems
+	if mask == 0 || subsys == nil {
+		return names
 	}
 	shift := bits.TrailingZeros64(mask)
-
-	var subsys *btf.Enum
-	if err := vmlinux.TypeByName("skb_drop_reason_subsys", &subsys); err != nil {
-		return names, nil
-	}
 	want := map[uint64]string{}
 	for _, v := range subsys.Values {
 		if v.Value != 0 && !strings.HasSuffix(v.Name, "_NUM") {
 			want[v.Value] = v.Name
 		}
 	}
-	specs := []*btf.Spec{vmlinux}
-	if mods, err := os.ReadDir(btfDir); err == nil {
-		for _, m := range mods {
-			if m.Name() == "vmlinux" {
-				continue
-			}
-			if s, err := btf.LoadSplitSpec(filepath.Join(btfDir, m.Name()), vmlinux); err == nil {
-				specs = append(specs, s)
-			}
+	for _, e := range others {
+		if len(e.Values) == 0 {
+			continue
+		}
+		id := e.Values[0].Value >> shift
+		if _, ok := want[id]; !ok || !allInSubsystem(e, id, shift) {
+			continue
+		}
+		for _, v := range e.Values {
+			names[uint32(v.Value)] = v.Name
 		}
 	}
-	for _, s := range specs {
-		for typ, err := range s.All() {
-			if err != nil {
-				break
-			}
-			e, ok := typ.(*btf.Enum)
-			if !ok || len(e.Values) == 0 || e == core || e == subsys {
-				continue
-			}
-			id := e.Values[0].Value >> shift
-			if _, ok := want[id]; !ok {
-				continue
-			}
-			if !allInSubsystem(e, id, shift) {
-				continue
-			}
-			for _, v := range e.Values {
-				names[uint32(v.Value)] = v.Name
-			}
-		}
-	}
-	return names, nil
+	return names
 }
 
 func allInSubsystem(e *btf.Enum, id uint64, shift int) bool {

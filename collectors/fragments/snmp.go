@@ -3,6 +3,7 @@ package fragments
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -54,8 +55,19 @@ func readSNMP4(path string) (map[string]uint64, error) {
 		return nil, err
 	}
 	defer f.Close()
+	out, err := parseSNMP4(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return out, nil
+}
+
+// parseSNMP4 reads the first "Ip:" header line and the "Ip:" values line
+// after it. Values that are negative or not numbers (Forwarding is 1 or 2,
+// DefaultTTL small: all fine; a malformed field) are left out, not fatal.
+func parseSNMP4(r io.Reader) (map[string]uint64, error) {
 	var header []string
-	s := bufio.NewScanner(f)
+	s := bufio.NewScanner(r)
 	for s.Scan() {
 		fields := strings.Fields(s.Text())
 		if len(fields) == 0 || fields[0] != "Ip:" {
@@ -67,7 +79,7 @@ func readSNMP4(path string) (map[string]uint64, error) {
 		}
 		vals := fields[1:]
 		if len(vals) != len(header) {
-			return nil, fmt.Errorf("%s: Ip: header and values differ in length", path)
+			return nil, fmt.Errorf("Ip: header and values differ in length (%d, %d)", len(header), len(vals))
 		}
 		out := map[string]uint64{}
 		for i, h := range header {
@@ -78,7 +90,10 @@ func readSNMP4(path string) (map[string]uint64, error) {
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("%s: no Ip: lines", path)
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
+	return nil, fmt.Errorf("no Ip: lines")
 }
 
 // readSNMP6 parses "Name value" lines of /proc/net/snmp6.
@@ -88,8 +103,13 @@ func readSNMP6(path string) (map[string]uint64, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return parseSNMP6(f)
+}
+
+// parseSNMP6 reads "Name value" lines; others are skipped.
+func parseSNMP6(r io.Reader) (map[string]uint64, error) {
 	out := map[string]uint64{}
-	s := bufio.NewScanner(f)
+	s := bufio.NewScanner(r)
 	for s.Scan() {
 		fields := strings.Fields(s.Text())
 		if len(fields) == 2 {
