@@ -110,7 +110,7 @@ func TestPathMTUProbe(t *testing.T) {
 	r.Exec(t, "nft", "add table inet probes; add chain inet probes countpre { type filter hook prerouting priority 0; }; add rule inet probes countpre ip daddr 198.18.62.2 udp dport 33434 counter")
 
 	probeArgs := []string{"--collector.disable-defaults", "--collector.mtucheck", "--pmtu.target=198.18.62.2",
-		"--pmtu.interval=1h", "--pmtu.gap=10ms", "--pmtu.timeout=300ms"}
+		"--pmtu.interval=1h", "--pmtu.gap=10ms", "--pmtu.timeout=1s"} // 1 s: a loaded CI machine can take longer than 300 ms to route an ICMP error
 	forwarded := func() float64 {
 		out := r.Exec(t, "nft", "list", "chain", "inet", "probes", "countpre")
 		c := regexp.MustCompile(`packets (\d+)`).FindStringSubmatch(out)
@@ -121,7 +121,7 @@ func TestPathMTUProbe(t *testing.T) {
 		t.Helper()
 		before := forwarded()
 		agent := testenv.StartAgent(t, a, probeArgs...)
-		testenv.Eventually(t, 20*time.Second, "a probe run finished", func() bool {
+		testenv.Eventually(t, 40*time.Second, "a probe run finished", func() bool {
 			_, ok := agent.Scrape(t).Value("netsonde_path_mtu_probe_timestamp_seconds", map[string]string{"target": "198.18.62.2"})
 			return ok
 		})

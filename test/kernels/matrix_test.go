@@ -409,7 +409,7 @@ var checkDesc = map[string]string{
 	"TestNoSocketDrops/tracepoint_interface": "… and labelled with the receiving interface, with `--drops.attach=tracepoint`",
 	"TestEgressFragmentsTC":                  "300 egress fragments on a veth counted exactly with `--fragments.attach=tc`",
 	"TestForcedTCX":                          "`--fragments.attach=tcx`: up and attached by tcx where the kernel has TCX (6.6+), else down with `attach_failed` and the program at 0",
-	"TestSynRetransmits":                     "SYN retransmits of a black-holed connect = the kernel's `Tcp RetransSegs` delta",
+	"TestSynRetransmits":                     "SYN retransmits of a black-holed connect = the kernel's `TCPSynRetrans` delta",
 	"TestExt4Fdatasyncs":                     "traced ext4 fdatasyncs ≥ the 50 made",
 }
 
