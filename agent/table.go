@@ -8,6 +8,7 @@ import (
 	"github.com/netsonde/netsonde/collectors/fsync"
 	"github.com/netsonde/netsonde/collectors/mtu"
 	"github.com/netsonde/netsonde/collectors/mtucheck"
+	"github.com/netsonde/netsonde/collectors/tcpconnect"
 	"github.com/netsonde/netsonde/collectors/tcpretrans"
 )
 
@@ -20,6 +21,7 @@ func Collectors() []collectors.Spec {
 		fsync.ProbeSpec,
 		fsync.TraceSpec,
 		fragments.Spec,
+		tcpconnect.Spec,
 		tcpretrans.Spec,
 		mtucheck.Spec,
 		mtu.Spec,
