@@ -16,6 +16,8 @@ import (
 type bpfInflightConn struct {
 	_       structs.HostLayout
 	StartNs uint64
+	Netns   uint32
+	Pad     uint32
 }
 
 type bpfNsStats struct {

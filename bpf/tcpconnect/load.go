@@ -124,22 +124,25 @@ func Add(to, v *Stats) {
 	to.SrttSumUs += v.SrttSumUs
 }
 
-// InFlight counts the connections the kernel map holds in SYN_SENT now.
-// It walks keys only, of a map bounded at 16,384 entries.
-func (c *Counter) InFlight() (int, error) {
+// InFlight counts the connections the kernel map holds in SYN_SENT now,
+// by network namespace. It walks a map bounded at 16,384 entries, in
+// batches.
+func (c *Counter) InFlight() (map[uint32]int, error) {
 	m := c.Map("inflight")
 	keys := make([]uint64, 256)
 	vals := make([]Inflight, 256)
 	var cursor ebpf.MapBatchCursor
-	n := 0
+	out := map[uint32]int{}
 	for {
 		got, err := m.BatchLookup(&cursor, keys, vals, nil)
-		n += got
+		for _, v := range vals[:got] {
+			out[v.Netns]++
+		}
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return n, nil
+			return out, nil
 		}
 		if err != nil {
-			return 0, fmt.Errorf("batch lookup %s: %w", m, err)
+			return nil, fmt.Errorf("batch lookup %s: %w", m, err)
 		}
 	}
 }

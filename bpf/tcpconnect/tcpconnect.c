@@ -55,6 +55,8 @@ struct {
 
 struct inflight_conn {
 	__u64 start_ns;
+	__u32 netns; /* for the in-flight gauge per pod */
+	__u32 pad;
 };
 
 /* Connections in SYN_SENT, by socket address. LRU: a socket that somehow
@@ -131,7 +133,7 @@ static __always_inline void set_state(const struct sock *sk, int oldstate, int n
 	__u64 key = (__u64)sk;
 
 	if (newstate == TCP_SYN_SENT) {
-		struct inflight_conn v = {.start_ns = bpf_ktime_get_ns()};
+		struct inflight_conn v = {.start_ns = bpf_ktime_get_ns(), .netns = netns_of(sk)};
 		bpf_map_update_elem(&inflight, &key, &v, BPF_ANY);
 		return;
 	}

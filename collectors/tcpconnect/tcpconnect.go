@@ -68,8 +68,8 @@ var (
 		"Smoothed RTT of each TCP connection, sampled once when it closes.",
 		[]string{"namespace", "pod"}, nil)
 	inflightDesc = prometheus.NewDesc(collectors.Namespace+"_tcp_connects_in_flight",
-		"Active opens in SYN_SENT now, as the kernel map holds them (bounded at 16384).",
-		nil, nil)
+		"Active opens in SYN_SENT now, as the kernel map holds them (16384 at most on the node).",
+		[]string{"namespace", "pod"}, nil)
 )
 
 var results = [4]string{"established", "refused", "timeout", "error"}
@@ -93,13 +93,9 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	// ones) are summed: a label set is sent once.
 	sums := map[podKey]*bpftc.Stats{}
 	for ns, s := range all {
-		if c.ownOnly && ns != c.own {
+		k, ok := c.pod(ns)
+		if !ok {
 			continue
-		}
-		var k podKey
-		if ns != c.own {
-			pod, _ := c.deps.Pods.ByNetns(uint64(ns))
-			k = podKey{pod.Namespace, pod.Name}
 		}
 		if sums[k] == nil {
 			sums[k] = &bpftc.Stats{}
@@ -117,11 +113,19 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		n, b = cumulative(bpftc.SRTTEdges, s.SrttBuckets[:])
 		ch <- prometheus.MustNewConstHistogram(srttDesc, n, float64(s.SrttSumUs)/1e6, b, k.namespace, k.pod)
 	}
-	n, err := c.c.InFlight()
+	inflight, err := c.c.InFlight()
 	if err != nil {
 		return collectors.Down("map_read", err)
 	}
-	ch <- prometheus.MustNewConstMetric(inflightDesc, prometheus.GaugeValue, float64(n))
+	gauge := map[podKey]int{}
+	for ns, n := range inflight {
+		if k, ok := c.pod(ns); ok {
+			gauge[k] += n
+		}
+	}
+	for k, n := range gauge {
+		ch <- prometheus.MustNewConstMetric(inflightDesc, prometheus.GaugeValue, float64(n), k.namespace, k.pod)
+	}
 	return nil
 }
 
@@ -138,6 +142,19 @@ func cumulative(edges []float64, counts []uint64) (uint64, map[float64]uint64) {
 		b[e] = n
 	}
 	return n + counts[len(edges)], b
+}
+
+// pod names the pod of a namespace (the zero podKey for the host and
+// namespaces of no known pod), and says whether it is counted at all.
+func (c *collector) pod(ns uint32) (podKey, bool) {
+	if ns == c.own {
+		return podKey{}, true
+	}
+	if c.ownOnly {
+		return podKey{}, false
+	}
+	pod, _ := c.deps.Pods.ByNetns(uint64(ns))
+	return podKey{pod.Namespace, pod.Name}, true
 }
 
 func (c *collector) Close() error { return c.c.Close() }
