@@ -6,6 +6,7 @@ import (
 	"github.com/netsonde/netsonde/collectors/drops"
 	"github.com/netsonde/netsonde/collectors/fragments"
 	"github.com/netsonde/netsonde/collectors/fsync"
+	"github.com/netsonde/netsonde/collectors/mesh"
 	"github.com/netsonde/netsonde/collectors/mtu"
 	"github.com/netsonde/netsonde/collectors/mtucheck"
 	"github.com/netsonde/netsonde/collectors/tcpconnect"
@@ -23,6 +24,7 @@ func Collectors() []collectors.Spec {
 		fragments.Spec,
 		tcpconnect.Spec,
 		tcpretrans.Spec,
+		mesh.Spec,
 		mtucheck.Spec,
 		mtu.Spec,
 	}
