@@ -102,6 +102,16 @@ func sections() []section {
 				description: "The kernel's smoothed RTT of each connection as it closes, per node.",
 				queries:     []query{{expr: "histogram_quantile(0.5, sum by (node, le) (" + rate("netsonde_tcp_srtt_seconds_bucket") + "))", legend: "{{node}}"}}},
 		}},
+		{"Node latency mesh", []panel{
+			{title: "Median RTT to peer nodes by path", kind: "timeseries", unit: "s",
+				description: "ICMP echo to the peers this node probes: underlay (InternalIP) and overlay (the peer's pod-network address). The gap is what the overlay costs.",
+				queries:     []query{{expr: "histogram_quantile(0.5, sum by (node, path, le) (" + rate("netsonde_node_rtt_seconds_bucket") + "))", legend: "{{node}} {{path}}"}}},
+			{title: "Overlay over underlay, median", kind: "timeseries", unit: "short", thresholds: []float64{1.5},
+				description: "NetsondeOverlayLatencyHigh fires above 1.5 (and 1 ms apart) for 15 minutes.",
+				queries:     []query{{expr: "histogram_quantile(0.5, sum by (node, le) (" + rate("netsonde_node_rtt_seconds_bucket", `path="overlay"`) + ")) / histogram_quantile(0.5, sum by (node, le) (" + rate("netsonde_node_rtt_seconds_bucket", `path="underlay"`) + "))", legend: "{{node}}"}}},
+			ts("Unanswered probes by path", "ops", "One path failing while the other answers: the VXLAN/MTU/firewall signature (NetsondeMeshPathFailing).",
+				sumRate(0, "netsonde_node_unreachable_total", "node", "path")),
+		}},
 		{"Fragmentation and ICMP", []panel{
 			ts("IP fragments on interfaces", "pps", "IPv4 fragments and IPv6 packets with a fragment header, seen by tc programs.",
 				sumRate(0, "netsonde_ip_fragments_total", "node", "interface", "direction", "family")),
