@@ -29,6 +29,13 @@ var (
 	SRTTEdges     = []float64{0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1}
 )
 
+// OverflowNetns is the key counts go under when the map has no room for
+// another namespace (MaxNamespaces of them).
+const (
+	OverflowNetns = 0
+	MaxNamespaces = 1024
+)
+
 // Options for Load.
 type Options struct {
 	// Hooks are tried in order; empty means tp_btf, then raw_tp. These
@@ -57,6 +64,17 @@ func Load(opts Options) (*Counter, error) {
 	obj, err := loader.New(spec, loader.Options{})
 	if err != nil {
 		return nil, err
+	}
+	// The overflow slot exists before any program runs, so a full map
+	// still counts (under OverflowNetns).
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		obj.Close()
+		return nil, fmt.Errorf("possible CPUs: %w", err)
+	}
+	if err := obj.Map("stats").Put(uint32(OverflowNetns), make([]Stats, cpus)); err != nil {
+		obj.Close()
+		return nil, fmt.Errorf("create the overflow slot: %w", err)
 	}
 	progs := []struct{ name, btf, raw string }{
 		{ProgramSetState, "set_state_btf", "set_state_raw"},
@@ -144,6 +162,14 @@ func (c *Counter) InFlight() (map[uint32]int, error) {
 		if err != nil {
 			return nil, fmt.Errorf("batch lookup %s: %w", m, err)
 		}
+	}
+}
+
+// Forget deletes the counters of namespaces that are gone.
+func (c *Counter) Forget(netns []uint32) {
+	m := c.Map("stats")
+	for _, k := range netns {
+		_ = m.Delete(k)
 	}
 }
 

@@ -70,6 +70,10 @@ struct {
 
 static const struct ns_stats zero;
 
+/* Namespace 0 is the overflow slot, created by the loader: when the map
+ * is full, counts go there rather than nowhere. */
+static const __u32 overflow_key = 0;
+
 static __always_inline struct ns_stats *stats_of(__u32 netns)
 {
 	struct ns_stats *s = bpf_map_lookup_elem(&stats, &netns);
@@ -77,7 +81,10 @@ static __always_inline struct ns_stats *stats_of(__u32 netns)
 		return s;
 	/* EEXIST when another CPU inserted it first: the lookup finds it. */
 	bpf_map_update_elem(&stats, &netns, &zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&stats, &netns);
+	s = bpf_map_lookup_elem(&stats, &netns);
+	if (s)
+		return s;
+	return bpf_map_lookup_elem(&stats, &overflow_key);
 }
 
 static __always_inline __u32 netns_of(const struct sock *sk)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -47,7 +48,8 @@ func startInProcess(t *testing.T, named pods) func() testenv.Metrics {
 func startHook(t *testing.T, named pods, hook string) func() testenv.Metrics {
 	t.Helper()
 	testenv.RequireRoot(t)
-	c, err := tcpconnect.New(collectors.Deps{Logger: slog.New(slog.DiscardHandler), Pods: named}, hook, false)
+	c, err := tcpconnect.New(collectors.Deps{Logger: slog.New(slog.DiscardHandler), Pods: named},
+		tcpconnect.Options{Attach: hook, ForgetAfter: 200 * time.Millisecond, NamesTTL: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,4 +281,34 @@ func TestChurnLeavesNothingInFlight(t *testing.T) {
 	if inflight != 0 {
 		t.Fatalf("%v connections left in the in-flight map", inflight)
 	}
+}
+
+// A namespace that goes away (its pod deleted) takes its series with it
+// once --tcpconnect.forget-after has passed.
+func TestVanishedNamespaceForgotten(t *testing.T) {
+	testenv.RequireRoot(t)
+	server := testenv.NewNetns(t)
+	// Made and deleted here: testenv's namespaces are deleted at the end.
+	gone := &testenv.Netns{Name: testenv.RandomName("nsd-")}
+	testenv.Run(t, "ip", "netns", "add", gone.Name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", gone.Name).Run() })
+	gone.Exec(t, "ip", "link", "set", "lo", "up")
+	testenv.Veth(t, gone, server, "c0", "s0", "198.18.99.2/24", "198.18.99.1/24", 0)
+	listen(t, server, "198.18.99.1:80")
+	scrape := startInProcess(t, named(t, gone, server))
+
+	c, err := dialFrom(gone, 0, "198.18.99.1:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	est := podOf(gone)
+	est["result"] = "established"
+	if got := scrape().Sum("netsonde_tcp_connects_total", est); got != 1 {
+		t.Fatalf("established %v, want 1", got)
+	}
+	testenv.Run(t, "ip", "netns", "del", gone.Name)
+	testenv.Eventually(t, 10*time.Second, "the vanished namespace's series gone", func() bool {
+		return len(scrape().Series("netsonde_tcp_connects_total", podOf(gone))) == 0
+	})
 }

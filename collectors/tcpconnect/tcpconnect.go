@@ -8,6 +8,8 @@ package tcpconnect
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,22 +30,36 @@ var Spec = collectors.Spec{
 			Default("auto").Enum("auto", loader.HookTPBTF, loader.HookRawTP)
 		scope := app.Flag("tcpconnect.netns", "Count connections of every network namespace on the node (all: pods too, labelled by pod when the agent knows the cluster) or of the agent's own only (own).").
 			Default("all").Enum("all", "own")
+		forget := app.Flag("tcpconnect.forget-after", "Forget the counters of a network namespace this long after it disappeared (its pod is gone), so its series go and its map slot is free again.").
+			Default("2m").Duration()
 		return func(ctx context.Context, deps collectors.Deps) (collectors.Collector, error) {
-			return New(deps, *attach, *scope == "own")
+			return New(deps, Options{Attach: *attach, OwnOnly: *scope == "own", ForgetAfter: *forget})
 		}
 	},
 }
 
-// New loads the programs and returns the collector; attach is auto or a
-// hook; ownOnly keeps the agent's own namespace only.
-func New(deps collectors.Deps, attach string, ownOnly bool) (collectors.Collector, error) {
-	own, err := netnsnames.Inode("/proc/thread-self/ns/net")
+// Options of the collector.
+type Options struct {
+	// Attach is auto or a hook (tp_btf, raw_tp).
+	Attach string
+	// OwnOnly counts the agent's own namespace only.
+	OwnOnly bool
+	// ForgetAfter is how long a vanished namespace's counters are kept.
+	ForgetAfter time.Duration
+	// NamesTTL is how long a namespace once found is taken to exist
+	// without looking again (0: netnsnames' default, 30 s).
+	NamesTTL time.Duration
+}
+
+// New loads the programs and returns the collector.
+func New(deps collectors.Deps, o Options) (collectors.Collector, error) {
+	names, err := netnsnames.New(netnsnames.Options{ProcPath: deps.ProcPath, TTL: o.NamesTTL})
 	if err != nil {
 		return nil, collectors.Down("netns", err)
 	}
 	var opts bpftc.Options
-	if attach != "" && attach != "auto" {
-		opts.Hooks = []string{attach}
+	if o.Attach != "" && o.Attach != "auto" {
+		opts.Hooks = []string{o.Attach}
 	}
 	c, err := bpftc.Load(opts)
 	if err != nil {
@@ -51,7 +67,8 @@ func New(deps collectors.Deps, attach string, ownOnly bool) (collectors.Collecto
 		return nil, collectors.BPFLoadDown(err, "attach_failed")
 	}
 	deps.Logger.Info("tcp connect counter attached", "hooks", c.Hooks())
-	return &collector{deps: deps, c: c, own: uint32(own), ownOnly: ownOnly}, nil
+	return &collector{deps: deps, c: c, names: names, own: uint32(names.Own()), ownOnly: o.OwnOnly, forgetAfter: o.ForgetAfter,
+		retired: map[podKey]*bpftc.Stats{}}, nil
 }
 
 var (
@@ -75,10 +92,18 @@ var (
 var results = [4]string{"established", "refused", "timeout", "error"}
 
 type collector struct {
-	deps    collectors.Deps
-	c       *bpftc.Counter
-	own     uint32
-	ownOnly bool
+	deps        collectors.Deps
+	c           *bpftc.Counter
+	names       *netnsnames.Resolver
+	own         uint32
+	ownOnly     bool
+	forgetAfter time.Duration
+
+	mu sync.Mutex
+	// retired holds the counts of forgotten namespaces whose labels other
+	// namespaces still have (standalone, every foreign namespace is the
+	// host's), so that no counter goes down when one of them is forgotten.
+	retired map[podKey]*bpftc.Stats
 }
 
 type podKey struct{ namespace, pod string }
@@ -89,19 +114,46 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	if err != nil {
 		return collectors.Down("map_read", err)
 	}
-	// Namespaces of one pod (none today, but the host's several unnamed
-	// ones) are summed: a label set is sent once.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Namespaces of one label set (the host's several unnamed ones) are
+	// summed: a label set is sent once.
 	sums := map[podKey]*bpftc.Stats{}
+	forgotten := map[podKey]*bpftc.Stats{}
+	var stale []uint32
+	alive := map[uint64]bool{}
 	for ns, s := range all {
 		k, ok := c.pod(ns)
-		if !ok {
+		if !ok || (ns == bpftc.OverflowNetns && s == bpftc.Stats{}) {
+			continue // the overflow slot shows once it counts
+		}
+		if ns != c.own && ns != bpftc.OverflowNetns {
+			alive[uint64(ns)] = true
+			// Interface 1 is lo, in every namespace: asking for it says
+			// whether the namespace still exists.
+			if res := c.names.Name(uint64(ns), 1); res.GoneFor > c.forgetAfter {
+				stale = append(stale, ns)
+				addTo(forgotten, k, &s)
+			}
+		}
+		addTo(sums, k, &s)
+	}
+	for k, s := range c.retired {
+		if sums[k] == nil {
+			delete(c.retired, k) // no namespace has these labels now
 			continue
 		}
-		if sums[k] == nil {
-			sums[k] = &bpftc.Stats{}
-		}
-		bpftc.Add(sums[k], &s)
+		bpftc.Add(sums[k], s)
 	}
+	for k, s := range forgotten {
+		addTo(c.retired, k, s)
+	}
+	if len(stale) > 0 {
+		// Shown once more (above), then gone from the map.
+		c.c.Forget(stale)
+		c.deps.Logger.Debug("tcpconnect: forgot counters of vanished namespaces", "namespaces", len(stale))
+	}
+	c.names.Forget(alive)
 	for k, s := range sums {
 		for i, r := range results {
 			ch <- prometheus.MustNewConstMetric(connectsDesc, prometheus.CounterValue, float64(s.Connects[i]), k.namespace, k.pod, r)
@@ -144,11 +196,22 @@ func cumulative(edges []float64, counts []uint64) (uint64, map[float64]uint64) {
 	return n + counts[len(edges)], b
 }
 
+func addTo(m map[podKey]*bpftc.Stats, k podKey, s *bpftc.Stats) {
+	if m[k] == nil {
+		m[k] = &bpftc.Stats{}
+	}
+	bpftc.Add(m[k], s)
+}
+
 // pod names the pod of a namespace (the zero podKey for the host and
 // namespaces of no known pod), and says whether it is counted at all.
 func (c *collector) pod(ns uint32) (podKey, bool) {
 	if ns == c.own {
 		return podKey{}, true
+	}
+	if ns == bpftc.OverflowNetns {
+		// More namespaces than the map holds (bpftc.MaxNamespaces).
+		return podKey{pod: "_overflow"}, !c.ownOnly
 	}
 	if c.ownOnly {
 		return podKey{}, false
