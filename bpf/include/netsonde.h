@@ -45,9 +45,11 @@ struct sock {
 	int sk_err_soft;
 } __attribute__((preserve_access_index));
 
-/* srtt_us is the smoothed RTT in microseconds, shifted left by 3. */
+/* srtt_us is the smoothed RTT in microseconds, shifted left by 3;
+ * segs_out counts segments sent (the SYN included). */
 struct tcp_sock {
 	__u32 srtt_us;
+	__u32 segs_out;
 } __attribute__((preserve_access_index));
 
 struct sk_buff {

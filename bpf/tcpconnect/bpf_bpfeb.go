@@ -14,10 +14,10 @@ import (
 )
 
 type bpfInflightConn struct {
-	_       structs.HostLayout
-	StartNs uint64
-	Netns   uint32
-	Pad     uint32
+	_        structs.HostLayout
+	StartNs  uint64
+	Netns    uint32
+	Answered uint32
 }
 
 type bpfNsStats struct {
@@ -36,6 +36,8 @@ type bpfNsStats struct {
 const (
 	bpfMapInflight         = "inflight"
 	bpfMapStats            = "stats"
+	bpfProgErrorReportBtf  = "error_report_btf"
+	bpfProgErrorReportRaw  = "error_report_raw"
 	bpfProgReceiveResetBtf = "receive_reset_btf"
 	bpfProgReceiveResetRaw = "receive_reset_raw"
 	bpfProgSendResetBtf    = "send_reset_btf"
@@ -86,6 +88,8 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
+	ErrorReportBtf  *ebpf.ProgramSpec `ebpf:"error_report_btf"`
+	ErrorReportRaw  *ebpf.ProgramSpec `ebpf:"error_report_raw"`
 	ReceiveResetBtf *ebpf.ProgramSpec `ebpf:"receive_reset_btf"`
 	ReceiveResetRaw *ebpf.ProgramSpec `ebpf:"receive_reset_raw"`
 	SendResetBtf    *ebpf.ProgramSpec `ebpf:"send_reset_btf"`
@@ -149,6 +153,8 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
+	ErrorReportBtf  *ebpf.Program `ebpf:"error_report_btf"`
+	ErrorReportRaw  *ebpf.Program `ebpf:"error_report_raw"`
 	ReceiveResetBtf *ebpf.Program `ebpf:"receive_reset_btf"`
 	ReceiveResetRaw *ebpf.Program `ebpf:"receive_reset_raw"`
 	SendResetBtf    *ebpf.Program `ebpf:"send_reset_btf"`
@@ -159,6 +165,8 @@ type bpfPrograms struct {
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
+		p.ErrorReportBtf,
+		p.ErrorReportRaw,
 		p.ReceiveResetBtf,
 		p.ReceiveResetRaw,
 		p.SendResetBtf,

@@ -20,6 +20,7 @@ const (
 	ProgramSetState     = "inet_sock_set_state"
 	ProgramSendReset    = "tcp_send_reset"
 	ProgramReceiveReset = "tcp_receive_reset"
+	ProgramErrorReport  = "inet_sk_error_report"
 )
 
 // Bucket upper bounds in the kernel's order (keep in step with
@@ -48,10 +49,10 @@ type Counter struct {
 	*loader.Object
 }
 
-// Load loads and attaches the three programs, each by the first hook that
-// works. All three must attach: without the state hook nothing is
-// counted, and resets alone would make a collector that looks up but
-// misses connects.
+// Load loads and attaches the four programs, each by the first hook that
+// works. All must attach: without the state hook nothing is counted, and
+// without the error report an ICMP-failed connect would pass for a
+// timeout on kernels that set the error after the state change.
 func Load(opts Options) (*Counter, error) {
 	hooks := opts.Hooks
 	if len(hooks) == 0 {
@@ -80,6 +81,7 @@ func Load(opts Options) (*Counter, error) {
 		{ProgramSetState, "set_state_btf", "set_state_raw"},
 		{ProgramSendReset, "send_reset_btf", "send_reset_raw"},
 		{ProgramReceiveReset, "receive_reset_btf", "receive_reset_raw"},
+		{ProgramErrorReport, "error_report_btf", "error_report_raw"},
 	}
 	var errs []error
 	for _, p := range progs {

@@ -7,7 +7,9 @@
  * Active opens are followed on sock:inet_sock_set_state: CLOSE -> SYN_SENT
  * records the start in an LRU hash keyed by the socket; SYN_SENT ->
  * ESTABLISHED counts "established" and its duration; SYN_SENT -> CLOSE
- * counts refused, timeout or error from the socket's error. Every close of
+ * counts refused, timeout or error from the socket's error and from
+ * whether sock:inet_sk_error_report said an error (an ICMP unreachable)
+ * came in while it was in SYN_SENT. Every close of
  * a connection that got past the handshake samples its smoothed RTT once.
  * tcp:tcp_send_reset and tcp:tcp_receive_reset count resets. Nothing per
  * connection reaches user space: everything lands in one per-CPU value per
@@ -56,7 +58,7 @@ struct {
 struct inflight_conn {
 	__u64 start_ns;
 	__u32 netns; /* for the in-flight gauge per pod */
-	__u32 pad;
+	__u32 answered; /* an error was reported in SYN_SENT: ICMP answered */
 };
 
 /* Connections in SYN_SENT, by socket address. LRU: a socket that somehow
@@ -118,17 +120,24 @@ static __always_inline __u32 srtt_bucket(__u64 us)
 }
 
 /* result classifies the end of a SYN_SENT socket that did not get
- * established: an RST sets ECONNREFUSED before the state changes; the
- * kernel giving up sets ETIMEDOUT (or the soft error an ICMP left, which is
- * an answer of sorts: error); the application closing it leaves no error,
- * and without a soft error nothing ever answered: timeout. */
-static __always_inline __u32 result(const struct sock *sk)
+ * established. An RST sets ECONNREFUSED before the state changes:
+ * refused. The kernel giving up sets ETIMEDOUT first, or the soft error an
+ * ICMP left (an answer of sorts: error). An ICMP unreachable that ends
+ * SYN_SENT is reported to the socket (sock:inet_sk_error_report) before
+ * the state changes, but on 6.18 its errno is not yet in sk_err when the
+ * state changes, hence the answered flag: error. The application closing
+ * the socket first leaves no error at all: nothing ever answered, timeout.
+ * A socket that never sent its SYN (tcp_v4_connect failing after SYN_SENT,
+ * e.g. no local port left) is an error too, though it has no error set. */
+static __always_inline __u32 result(const struct sock *sk, int answered)
 {
 	int err = BPF_CORE_READ(sk, sk_err);
 	int soft = BPF_CORE_READ(sk, sk_err_soft);
 	if (err == ECONNREFUSED_)
 		return R_REFUSED;
-	if ((err == ETIMEDOUT_ || err == 0) && soft == 0)
+	if (BPF_CORE_READ((const struct tcp_sock *)sk, segs_out) == 0)
+		return R_ERROR;
+	if ((err == ETIMEDOUT_ || err == 0) && soft == 0 && !answered)
 		return R_TIMEOUT;
 	return R_ERROR;
 }
@@ -154,22 +163,23 @@ static __always_inline void set_state(const struct sock *sk, int oldstate, int n
 		if (!f)
 			return;
 		__u64 start = f->start_ns;
+		int answered = f->answered;
 		bpf_map_delete_elem(&inflight, &key);
 		struct ns_stats *s = stats_of(netns_of(sk));
 		if (!s)
 			return;
-		if (newstate == TCP_ESTABLISHED) {
-			__u64 d = bpf_ktime_get_ns() - start;
-			s->connects[R_ESTABLISHED]++;
-			__u32 b = dur_bucket(d);
-			if (b <= DUR_EDGES)
-				s->dur_buckets[b]++;
-			s->dur_sum_ns += d;
-		} else {
-			__u32 r = result(sk);
+		if (newstate == TCP_CLOSE) {
+			__u32 r = result(sk, answered);
 			if (r < 4)
 				s->connects[r]++;
+			return;
 		}
+		__u64 d = bpf_ktime_get_ns() - start;
+		s->connects[R_ESTABLISHED]++;
+		__u32 b = dur_bucket(d);
+		if (b <= DUR_EDGES)
+			s->dur_buckets[b]++;
+		s->dur_sum_ns += d;
 		return;
 	}
 	/* A connection that got past the handshake closes: its smoothed RTT,
@@ -250,5 +260,30 @@ SEC("raw_tp/tcp_receive_reset")
 int BPF_PROG(receive_reset_raw, const struct sock *sk)
 {
 	reset_received(sk);
+	return 0;
+}
+
+/* An error reported to a socket still in SYN_SENT: something answered
+ * the SYN with an error (an RST, already told apart by its errno, or an
+ * ICMP unreachable). */
+static __always_inline void error_report(const struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct inflight_conn *f = bpf_map_lookup_elem(&inflight, &key);
+	if (f)
+		f->answered = 1;
+}
+
+SEC("tp_btf/inet_sk_error_report")
+int BPF_PROG(error_report_btf, const struct sock *sk)
+{
+	error_report(sk);
+	return 0;
+}
+
+SEC("raw_tp/inet_sk_error_report")
+int BPF_PROG(error_report_raw, const struct sock *sk)
+{
+	error_report(sk);
 	return 0;
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
 	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
@@ -311,4 +312,42 @@ func TestVanishedNamespaceForgotten(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "the vanished namespace's series gone", func() bool {
 		return len(scrape().Series("netsonde_tcp_connects_total", podOf(gone))) == 0
 	})
+}
+
+// A SYN answered by an ICMP host-unreachable (here an nftables reject)
+// fails the connect with EHOSTUNREACH: an answer, but not a refusal, so
+// error, not refused or timeout. A connect the kernel gives up on (two
+// SYNs dropped, TCP_SYNCNT=1) is a timeout.
+func TestICMPUnreachableIsError(t *testing.T) {
+	testenv.RequireCommand(t, "nft")
+	client, server := testenv.NewNetns(t), testenv.NewNetns(t)
+	testenv.Veth(t, client, server, "c0", "s0", "198.18.88.2/24", "198.18.88.1/24", 0)
+	server.Exec(t, "nft", "add table inet rej; add chain inet rej in { type filter hook input priority 0; }; add rule inet rej in tcp dport 83 reject with icmp type host-unreachable; add rule inet rej in tcp dport 84 drop")
+	scrape := startInProcess(t, named(t, client, server))
+	const n = 5
+	for i := 0; i < n; i++ {
+		if _, err := dialFrom(client, 0, "198.18.88.1:83"); !errors.Is(err, syscall.EHOSTUNREACH) {
+			t.Fatalf("connect: %v, want host unreachable", err)
+		}
+	}
+	err := client.Do(func() error {
+		d := net.Dialer{Timeout: 20 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_SYNCNT, 1) })
+			return serr
+		}}
+		_, err := d.Dial("tcp4", "198.18.88.1:84")
+		return err
+	})
+	if !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("connect through the SYN drop: %v, want timed out", err)
+	}
+	m := scrape()
+	for result, want := range map[string]float64{"error": n, "refused": 0, "timeout": 1, "established": 0} {
+		l := podOf(client)
+		l["result"] = result
+		if got := m.Sum("netsonde_tcp_connects_total", l); got != want {
+			t.Errorf("%s: %v, want %v (all: %v)", result, got, want, m.Series("netsonde_tcp_connects_total", podOf(client)))
+		}
+	}
 }
