@@ -23,7 +23,7 @@ import (
 // Spec is the collector's line in the agent's table.
 var Spec = collectors.Spec{
 	Name:           "tcpconnect",
-	Help:           "TCP connect outcomes, handshake duration, resets and smoothed RTT per pod (eBPF on sock:inet_sock_set_state, tcp:tcp_send_reset, tcp:tcp_receive_reset).",
+	Help:           "TCP connect outcomes, handshake duration, resets and smoothed RTT per pod (eBPF on sock:inet_sock_set_state, sock:inet_sk_error_report, tcp:tcp_send_reset, tcp:tcp_receive_reset).",
 	DefaultEnabled: true,
 	Setup: func(app *kingpin.Application) collectors.Factory {
 		attach := app.Flag("tcpconnect.attach", "How to attach: auto (tp_btf, then raw_tp), tp_btf or raw_tp.").
