@@ -391,6 +391,7 @@ var checkDesc = map[string]string{
 	"TestEgressFragmentsTC":                  "300 egress fragments on a veth counted exactly with `--fragments.attach=tc`",
 	"TestSynRetransmits":                     "SYN retransmits of a black-holed connect = the kernel's `Tcp RetransSegs` delta",
 	"TestExt4Fdatasyncs":                     "traced ext4 fdatasyncs ≥ the 50 made",
+	"TestTCPConnectOutcomes":                 "connects: 5 established, 3 refused, 2 ICMP-unreachable errors, 1 kernel timeout, exactly",
 }
 
 // checkOrder is the table's order of checks (others follow by name).
@@ -402,6 +403,7 @@ var checkOrder = []string{
 	"TestNoSocketDrops/tracepoint_interface",
 	"TestEgressFragmentsTC",
 	"TestSynRetransmits",
+	"TestTCPConnectOutcomes",
 	"TestExt4Fdatasyncs",
 }
 
