@@ -186,7 +186,7 @@ func (c *collector) loop(ctx context.Context) {
 	defer close(c.done)
 	t := time.NewTicker(c.cfg.Interval)
 	defer t.Stop()
-	for {
+	for ctx.Err() == nil { // select picks at random when both are ready
 		c.round(ctx)
 		select {
 		case <-ctx.Done():
@@ -269,6 +269,21 @@ func (c *collector) round(ctx context.Context) {
 		}()
 	}
 	go func() { wg.Wait(); close(replies) }()
+	// The agent stops within 2 s of SIGTERM: a round waiting for replies
+	// must not hold Close for up to --mesh.timeout.
+	watchDone := make(chan struct{})
+	defer close(watchDone)
+	go func() {
+		select {
+		case <-ctx.Done():
+			for _, pg := range []*pinger{c.v4, c.v6} {
+				if pg != nil {
+					pg.conn.SetReadDeadline(time.Now())
+				}
+			}
+		case <-watchDone:
+		}
+	}()
 	pending := len(bySeq)
 	for r := range replies {
 		tg, ok := bySeq[r.seq]

@@ -1,7 +1,10 @@
 package mesh_test
 
 import (
+	"context"
+	"log/slog"
 	"net"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -11,6 +14,9 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 
+	"github.com/netsonde/netsonde/cluster"
+	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/collectors/mesh"
 	"github.com/netsonde/netsonde/internal/testenv"
 )
 
@@ -163,5 +169,31 @@ func meshPaths(t *testing.T, mode string) {
 	raw := strings.Contains(agent.Log.String(), "using a raw socket")
 	if raw != (mode == "raw") {
 		t.Errorf("mode %s, but raw socket used: %v", mode, raw)
+	}
+}
+
+// A round waiting for replies that will not come does not hold Close:
+// the agent has 2 s from SIGTERM to exit, and --mesh.timeout may be
+// longer.
+func TestCloseDuringRound(t *testing.T) {
+	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
+	testenv.Veth(t, a, b, "ua", "ub", "198.18.97.1/24", "198.18.97.2/24", 0)
+	b.Exec(t, "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1") // nobody answers
+	var c collectors.Collector
+	err := a.Do(func() error {
+		var err error
+		c, err = mesh.Start(context.Background(), collectors.Deps{Logger: slog.New(slog.DiscardHandler), Pods: cluster.None{}},
+			mesh.Config{Static: []mesh.Peer{{Name: "b", Underlay: netip.MustParseAddr("198.18.97.2")}},
+				Interval: 10 * time.Second, Timeout: 10 * time.Second, MaxPeers: 16})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the first round is waiting
+	start := time.Now()
+	c.Close()
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Close took %v during a round", d)
 	}
 }
