@@ -40,16 +40,6 @@ struct sock_common {
 
 struct sock {
 	struct sock_common __sk_common;
-	__u16 sk_protocol;
-	int sk_err;
-	int sk_err_soft;
-} __attribute__((preserve_access_index));
-
-/* srtt_us is the smoothed RTT in microseconds, shifted left by 3;
- * segs_out counts segments sent (the SYN included). */
-struct tcp_sock {
-	__u32 srtt_us;
-	__u32 segs_out;
 } __attribute__((preserve_access_index));
 
 struct sk_buff {

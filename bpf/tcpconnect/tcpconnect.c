@@ -17,6 +17,25 @@
  */
 #include "../include/netsonde.h"
 
+/* The fields of struct sock and struct tcp_sock only this collector reads,
+ * as CO-RE flavours (the ___tc suffix is dropped when relocating against
+ * the kernel's types), so the shared header, and with it every other
+ * object's BTF, stays as it is. */
+struct sock___tc {
+	__u16 sk_protocol;
+	int sk_err;
+	int sk_err_soft;
+} __attribute__((preserve_access_index));
+
+/* srtt_us is the smoothed RTT in microseconds, shifted left by 3;
+ * segs_out counts segments sent (the SYN included). */
+struct tcp_sock {
+	__u32 srtt_us;
+	__u32 segs_out;
+} __attribute__((preserve_access_index));
+
+#define SK(sk) ((const struct sock___tc *)(sk))
+
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3
@@ -131,8 +150,8 @@ static __always_inline __u32 srtt_bucket(__u64 us)
  * e.g. no local port left) is an error too, though it has no error set. */
 static __always_inline __u32 result(const struct sock *sk, int answered)
 {
-	int err = BPF_CORE_READ(sk, sk_err);
-	int soft = BPF_CORE_READ(sk, sk_err_soft);
+	int err = BPF_CORE_READ(SK(sk), sk_err);
+	int soft = BPF_CORE_READ(SK(sk), sk_err_soft);
 	if (err == ECONNREFUSED_)
 		return R_REFUSED;
 	if (BPF_CORE_READ((const struct tcp_sock *)sk, segs_out) == 0)
@@ -144,7 +163,7 @@ static __always_inline __u32 result(const struct sock *sk, int answered)
 
 static __always_inline void set_state(const struct sock *sk, int oldstate, int newstate)
 {
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_)
+	if (BPF_CORE_READ(SK(sk), sk_protocol) != IPPROTO_TCP_)
 		return;
 	__u64 key = (__u64)sk;
 
