@@ -92,6 +92,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		defer close(startDone)
 		deps := collectors.Deps{Logger: logger, Pods: cfg.Pods, ProcPath: cfg.ProcPath, SysPath: cfg.SysPath}
 		if cfg.Kube != nil {
+			deps.NodeName = cfg.Kube.NodeName
+		}
+		if cfg.Kube != nil {
 			switch r, err := kube.Start(ctx, *cfg.Kube, logger.With("component", "kube")); {
 			case errors.Is(err, kube.ErrNoCluster):
 				logger.Info("no cluster: running standalone, without pod labels or peer nodes")

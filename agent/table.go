@@ -6,8 +6,10 @@ import (
 	"github.com/netsonde/netsonde/collectors/drops"
 	"github.com/netsonde/netsonde/collectors/fragments"
 	"github.com/netsonde/netsonde/collectors/fsync"
+	"github.com/netsonde/netsonde/collectors/mesh"
 	"github.com/netsonde/netsonde/collectors/mtu"
 	"github.com/netsonde/netsonde/collectors/mtucheck"
+	"github.com/netsonde/netsonde/collectors/tcpconnect"
 	"github.com/netsonde/netsonde/collectors/tcpretrans"
 )
 
@@ -20,7 +22,9 @@ func Collectors() []collectors.Spec {
 		fsync.ProbeSpec,
 		fsync.TraceSpec,
 		fragments.Spec,
+		tcpconnect.Spec,
 		tcpretrans.Spec,
+		mesh.Spec,
 		mtucheck.Spec,
 		mtu.Spec,
 	}

@@ -17,6 +17,11 @@ type Pod struct {
 type Node struct {
 	Name       string
 	InternalIP netip.Addr
+	// OverlayIP is an address of the node reached through the pod
+	// network (the overlay): the annotation netsonde.io/overlay-ip, else
+	// the first address of spec.podCIDR (the CNI bridge or gateway on
+	// flannel, kindnet and bridge-based CNIs); invalid when neither exists.
+	OverlayIP netip.Addr
 }
 
 // Resolver answers from in-memory state only: it is called on the scrape

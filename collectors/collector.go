@@ -65,6 +65,9 @@ type Deps struct {
 	// ProcPath and SysPath are the roots of procfs and sysfs.
 	ProcPath string
 	SysPath  string
+	// NodeName is this node's name in the cluster (--node-name), empty
+	// when not given.
+	NodeName string
 }
 
 // DownError is a failure with a short, stable reason for the reason label

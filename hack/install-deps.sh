@@ -20,6 +20,8 @@ declare -A need=(
 	[iptables]=iptables
 	[conntrack]=conntrack
 	[ping]=iputils-ping
+	# the mesh tests' namespace-local sysctls (icmp_echo_ignore_all, ping_group_range)
+	[sysctl]=procps
 	[tracepath]=iputils-tracepath
 	[hyperfine]=hyperfine
 	[ethtool]=ethtool

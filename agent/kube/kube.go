@@ -259,7 +259,7 @@ func (r *Resolver) rebuild() {
 				continue
 			}
 			if ip, err := netip.ParseAddr(a.Address); err == nil {
-				peers = append(peers, cluster.Node{Name: n.Name, InternalIP: ip})
+				peers = append(peers, cluster.Node{Name: n.Name, InternalIP: ip, OverlayIP: overlayIP(n)})
 			}
 		}
 	}
@@ -267,6 +267,24 @@ func (r *Resolver) rebuild() {
 	r.mu.Lock()
 	r.byIP, r.byNetns, r.byIface, r.peers, r.podCount = byIP, byNetns, byIface, peers, len(pods)
 	r.mu.Unlock()
+}
+
+// OverlayAnnotation names a node's overlay address explicitly, for CNIs
+// whose gateway is not the first address of spec.podCIDR.
+const OverlayAnnotation = "netsonde.io/overlay-ip"
+
+// overlayIP is the address through which a node is reached over the pod
+// network: the annotation, else the first address of its podCIDR.
+func overlayIP(n *corev1.Node) netip.Addr {
+	if v, ok := n.Annotations[OverlayAnnotation]; ok {
+		if a, err := netip.ParseAddr(v); err == nil {
+			return a
+		}
+	}
+	if p, err := netip.ParsePrefix(n.Spec.PodCIDR); err == nil {
+		return p.Masked().Addr().Next()
+	}
+	return netip.Addr{}
 }
 
 // inspect lists a namespace's addresses, and the host-side ifindexes of its

@@ -241,6 +241,7 @@ var machineWide = map[string]bool{
 	"NetsondePacketDropsHigh":    true,
 	"NetsondeTCPRetransmitsHigh": true,
 	"NetsondeTCPConnectRetries":  true,
+	"NetsondeTCPConnectFailures": true,
 	"NetsondeDiskFsyncSlow":      true,
 	"NetsondeProcessFsyncSlow":   true,
 	// Pages on an MTU mismatch only with packets lost to it (ICMP

@@ -149,6 +149,8 @@ func helmPrometheusRule(groups string) []byte {
 		ClusterLabel: `{{ .Values.prometheusRule.clusterLabel }}`,
 		Namespace:    `{{ .Release.Namespace }}`,
 		RunbookURL:   `{{ .Values.prometheusRule.runbookUrl }}`,
+
+		OverlayLatencyRatio: `{{ .Values.prometheusRule.overlayLatencyRatio }}`,
 	})
 	var b strings.Builder
 	fmt.Fprintf(&b, header, rulesPath)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -26,6 +27,9 @@ type rulesConfig struct {
 	// RunbookURL is docs/runbooks.md as the on-call reads it; each alert
 	// links #<alert name in lower case>.
 	RunbookURL string
+	// OverlayLatencyRatio is how many times the underlay's median RTT the
+	// overlay's may be before NetsondeOverlayLatencyHigh fires.
+	OverlayLatencyRatio string
 }
 
 var defaultRulesConfig = rulesConfig{
@@ -33,7 +37,13 @@ var defaultRulesConfig = rulesConfig{
 	ClusterLabel: "cluster",
 	Namespace:    "netsonde",
 	RunbookURL:   "https://github.com/netsonde/netsonde/blob/main/docs/runbooks.md",
+
+	OverlayLatencyRatio: "1.5",
 }
+
+// overlayRatio is the ratio's spelling in NetsondeOverlayLatencyHigh: the
+// comparison closing the quotient of the overlay's and underlay's medians.
+var overlayRatio = regexp.MustCompile(`(path="underlay"\}\[10m\]\)\)\)\n\s*\) > )1\.5\n`)
 
 // clusterInGrouping is the cluster label where the rules group or join on
 // it: the first label of a `by (...)` or `on (...)` clause.
@@ -46,6 +56,9 @@ func configure(rules string, c rulesConfig) string {
 	rules = clusterInGrouping.ReplaceAllString(rules, "$1 ("+c.ClusterLabel)
 	rules = strings.ReplaceAll(rules, "kubectl -n "+d.Namespace+" ", "kubectl -n "+c.Namespace+" ")
 	rules = strings.ReplaceAll(rules, d.RunbookURL+"#", c.RunbookURL+"#")
+	if c.OverlayLatencyRatio != "" {
+		rules = overlayRatio.ReplaceAllString(rules, "${1}"+c.OverlayLatencyRatio+"\n")
+	}
 	return rules
 }
 
@@ -60,6 +73,7 @@ func rulesCommand(args []string, out io.Writer) error {
 	fs.StringVar(&c.ClusterLabel, "cluster-label", c.ClusterLabel, "the label that tells clusters apart")
 	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "the agents' namespace, in the descriptions' kubectl commands")
 	fs.StringVar(&c.RunbookURL, "runbook-url", c.RunbookURL, "docs/runbooks.md as the on-call opens it (without #anchor)")
+	fs.StringVar(&c.OverlayLatencyRatio, "overlay-latency-ratio", c.OverlayLatencyRatio, "NetsondeOverlayLatencyHigh fires when the overlay's median RTT is above this many times the underlay's")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -77,8 +91,11 @@ func rulesCommand(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	head := fmt.Sprintf("# netsonde's rules, rendered by `go run ./deploy/gen rules` from %s with\n# -job-selector %s -cluster-label %s -namespace %s -runbook-url %s\n",
-		rulesPath, c.JobSelector, c.ClusterLabel, c.Namespace, c.RunbookURL)
+	if _, err := strconv.ParseFloat(c.OverlayLatencyRatio, 64); err != nil {
+		return fmt.Errorf("-overlay-latency-ratio %q: not a number", c.OverlayLatencyRatio)
+	}
+	head := fmt.Sprintf("# netsonde's rules, rendered by `go run ./deploy/gen rules` from %s with\n# -job-selector %s -cluster-label %s -namespace %s -runbook-url %s -overlay-latency-ratio %s\n",
+		rulesPath, c.JobSelector, c.ClusterLabel, c.Namespace, c.RunbookURL, c.OverlayLatencyRatio)
 	if _, err := io.WriteString(out, head+configure(groups, c)); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}

@@ -26,7 +26,8 @@ func TestConfigureDefaultsIsIdentity(t *testing.T) {
 func TestRulesCommand(t *testing.T) {
 	var out bytes.Buffer
 	err := rulesCommand([]string{"-root", repoRoot, "-job-selector", `job="kube-system/netsonde",team="net"`,
-		"-cluster-label", "k8s_cluster", "-namespace", "monitoring", "-runbook-url", "https://wiki.example/netsonde"}, &out)
+		"-cluster-label", "k8s_cluster", "-namespace", "monitoring", "-runbook-url", "https://wiki.example/netsonde",
+		"-overlay-latency-ratio", "2.25"}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func TestRulesCommand(t *testing.T) {
 		}
 	}
 	for _, want := range []string{`absent(up{job="kube-system/netsonde",team="net"})`, "on (k8s_cluster, node", "by (k8s_cluster, collector",
-		"kubectl -n monitoring get pods", "runbook_url: https://wiki.example/netsonde#netsondedown"} {
+		"kubectl -n monitoring get pods", "runbook_url: https://wiki.example/netsonde#netsondedown", ") > 2.25\n"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("rendered rules lack %q", want)
 		}

@@ -40,6 +40,7 @@ func TestAlertsFromRulesYAML(t *testing.T) {
 		{"NetsondePacketDropsHigh", ">", 50, 5 * time.Minute},
 		{"NetsondeTCPRetransmitsHigh", ">", 10, 5 * time.Minute},
 		{"NetsondeTCPConnectRetries", ">", 1, 5 * time.Minute},
+		{"NetsondeTCPConnectFailures", ">", 0.1, 5 * time.Minute},
 		// A count of down collectors across the fleet (doctor tests the
 		// gauge itself on one node).
 		{"NetsondeCollectorDown", ">", 0, 0},

@@ -2,6 +2,7 @@ package kernels_test
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,7 +143,8 @@ func TestAgentAllCollectorsUp(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"kfree_skb", "tcp_retransmit_skb", "tcp_retransmit_synack", "icmp_send",
-		"ext4_sync_file_enter", "ext4_sync_file_exit", "fragments"} {
+		"ext4_sync_file_enter", "ext4_sync_file_exit", "fragments",
+		"inet_sock_set_state", "inet_sk_error_report", "tcp_send_reset", "tcp_receive_reset"} {
 		if !attached[want] {
 			t.Errorf("%s not attached", want)
 		}
@@ -312,6 +314,64 @@ func TestSynRetransmits(t *testing.T) {
 	}
 	agent.WaitSum(t, "netsonde_tcp_retransmits_total", syn, ours+kernel)
 	t.Logf("%v SYN retransmits (connect: %v)", kernel, err)
+}
+
+// (f) Connect outcomes from the agent's own namespace: 5 established, 3
+// refused (no listener), 2 answered by an ICMP host-unreachable (error)
+// and 1 the kernel gives up on (TCP_SYNCNT=1: timeout); the kernels differ
+// in when they set the socket's error against its state change.
+func TestTCPConnectOutcomes(t *testing.T) {
+	guest(t)
+	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
+	testenv.Veth(t, a, b, "ca0", "cb0", "198.18.45.1/24", "198.18.45.2/24", 0)
+	b.Exec(t, "nft", "add table inet c; add chain inet c in { type filter hook input priority 0; }; "+
+		"add rule inet c in tcp dport 83 reject with icmp type host-unreachable; add rule inet c in tcp dport 84 drop")
+	var ln net.Listener
+	if err := b.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp4", "198.18.45.2:80")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	agent := testenv.StartAgent(t, a, "--collector.disable-defaults", "--collector.tcpconnect", "--tcpconnect.netns=own")
+	recordHooks("tcpconnect", agent.Scrape(t))
+	before := agent.Scrape(t)
+	dial := func(port, n int) {
+		for i := 0; i < n; i++ {
+			a.Do(func() error {
+				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					return err
+				}
+				defer unix.Close(fd)
+				unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_SYNCNT, 1)
+				return unix.Connect(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{198, 18, 45, 2}})
+			})
+		}
+	}
+	dial(80, 5)
+	dial(81, 3)
+	dial(83, 2)
+	dial(84, 1)
+	after := agent.Scrape(t)
+	for result, want := range map[string]float64{"established": 5 + 1, "refused": 3, "error": 2, "timeout": 1} {
+		l := map[string]string{"result": result}
+		got := after.Sum("netsonde_tcp_connects_total", l) - before.Sum("netsonde_tcp_connects_total", l)
+		if got != want {
+			t.Errorf("%s +%v, want +%v (established: and the scrape's own connection)", result, got, want)
+		}
+	}
 }
 
 // (e) 50 write+fdatasync pairs on ext4 by a process named writerComm:

@@ -186,6 +186,8 @@ func collectorOf(program string) string {
 		return "fragments"
 	case strings.HasPrefix(program, "tcp_retransmit"):
 		return "tcpretrans"
+	case program == "inet_sock_set_state", program == "inet_sk_error_report", strings.HasSuffix(program, "_reset"):
+		return "tcpconnect"
 	case strings.HasPrefix(program, "ext4_"), strings.HasPrefix(program, "sys_"):
 		return "fsynctrace"
 	}
@@ -411,6 +413,7 @@ var checkDesc = map[string]string{
 	"TestForcedTCX":                          "`--fragments.attach=tcx`: up and attached by tcx where the kernel has TCX (6.6+), else down with `attach_failed` and the program at 0",
 	"TestSynRetransmits":                     "SYN retransmits of a black-holed connect = the kernel's `TCPSynRetrans` delta",
 	"TestExt4Fdatasyncs":                     "traced ext4 fdatasyncs ≥ the 50 made",
+	"TestTCPConnectOutcomes":                 "connects: 5 established, 3 refused, 2 ICMP-unreachable errors, 1 kernel timeout, exactly",
 }
 
 // checkOrder is the table's order of checks (others follow by name).
@@ -423,6 +426,7 @@ var checkOrder = []string{
 	"TestEgressFragmentsTC",
 	"TestForcedTCX",
 	"TestSynRetransmits",
+	"TestTCPConnectOutcomes",
 	"TestExt4Fdatasyncs",
 }
 
