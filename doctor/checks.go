@@ -39,6 +39,8 @@ func Checks() []Check {
 		{Name: "conntrack-events", Alerts: []string{alertConntrackDropping, alertConntrackInsert, alertConntrackEarly}, Run: checkConntrackEvents},
 		{Name: "drops", Alerts: []string{alertDrops}, Run: checkDrops},
 		{Name: "tcp", Alerts: []string{alertRetransmits, alertConnectRetries}, Run: checkRetransmits},
+		{Name: "tcp-connects", Alerts: []string{alertConnectFailures}, Run: checkConnects},
+		{Name: "mesh", VectorAlerts: []string{alertMeshPathFailing}, Run: checkMesh},
 		{Name: "fsync", Alerts: []string{alertDiskFsync, alertProcessFsync}, Run: checkFsync},
 		{Name: "collectors", Alerts: []string{alertCollectorDown}, Run: checkCollectors},
 	}

@@ -93,6 +93,12 @@ func TestChecksFromFixtures(t *testing.T) {
 		{"disk-fsync-slow", 10, []want{{"disk-fsync-slow", Warning, "/var/lib/etcd", []string{"p99 13ms", "100 fsyncs"}}}},
 		// 1 of 100 over 10 ms: p99 is exactly 10 ms, not above
 		{"disk-fsync-slow-near", 10, nil},
+		// 11 of 100 connects failed in 10 s: 0.11 > 0.1 (10 of 100 is not)
+		{"tcp-connect-failures", 10, []want{{"tcp-connect-failures", Warning, "namespace shop", []string{"11 of 100 TCP connects from namespace shop failed", "8 refused from pod shop/cart-7d9f", "3 timeout from pod shop/cart-7d9f"}}}},
+		{"tcp-connect-failures-near", 10, nil},
+		// the overlay loses probes, the underlay does not (both losing is a peer down)
+		{"mesh-path-failing", 10, []want{{"mesh-path-failing", Warning, "overlay", []string{"4 probes to peer nodes were lost over the overlay"}}}},
+		{"mesh-path-failing-near", 10, nil},
 		{"collector-down", 10, []want{{"collector-down", Warning, "drops", []string{"collector drops is down on this node (no_btf)"}}}},
 		{"collector-down-near", 10, nil},
 	} {
@@ -144,7 +150,8 @@ func TestEveryCheckHasAFixture(t *testing.T) {
 	}
 	for _, id := range []string{"conntrack-filling", "conntrack-full", "conntrack-drop", "conntrack-insert-failed",
 		"conntrack-early-drop", "mtu-mismatch", "pmtu-blackhole", "path-mtu-below", "packet-drops",
-		"tcp-retransmits", "tcp-connect-retries", "disk-fsync-slow", "collector-down"} {
+		"tcp-retransmits", "tcp-connect-retries", "disk-fsync-slow", "collector-down",
+		"tcp-connect-failures", "mesh-path-failing"} {
 		if !ids[id] || !ids[id+"-near"] {
 			t.Errorf("check %s needs fixtures testdata/%s and testdata/%s-near", id, id, id)
 		}
