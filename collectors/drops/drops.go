@@ -56,7 +56,7 @@ func setup(app *kingpin.Application) collectors.Factory {
 			Default("/sys/kernel/btf").String(),
 		namesTTL: app.Flag("drops.names-ttl", "How long interface names of other network namespaces are cached.").
 			Default("30s").Hidden().Duration(),
-		mapSize: app.Flag("drops.map-size", "Distinct (reason, protocol, interface, namespace) keys the kernel map holds; drops beyond it are still counted by reason, without the other labels.").
+		mapSize: app.Flag("drops.map-size", "Distinct (reason, protocol, interface, namespace) keys the kernel map holds; drops beyond it are still counted by reason, without the other labels. At the default, a per-CPU table of 256 hot keys sits in front of the map (the fast path); below it, that table is off and this is the exact bound.").
 			Default("8192").Uint32(),
 		forgetFor: app.Flag("drops.forget-after", "Forget counters of an interface or network namespace this long after it disappeared, so their series go with them.").
 			Default("2m").Duration(),
