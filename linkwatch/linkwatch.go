@@ -268,3 +268,13 @@ func (w *Watcher) notify() {
 		}
 	}
 }
+
+// NewStatic is a view of fixed links that never changes and watches
+// nothing: for tests and benchmarks of the collectors that read a view.
+func NewStatic(links []Link) *Watcher {
+	w := &Watcher{links: make(map[int]Link, len(links)), subs: map[chan struct{}]struct{}{}}
+	for _, l := range links {
+		w.links[l.Index] = l
+	}
+	return w
+}

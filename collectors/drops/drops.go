@@ -80,12 +80,14 @@ type collector struct {
 	last    map[bpfdrops.Key]labels
 	missing map[bpfdrops.Key]time.Time
 	retired map[labels]uint64
+	// series keeps the rendered labels of every drop series.
+	series *collectors.SeriesCache[labels]
 }
 
 func start(deps collectors.Deps, c config) (collectors.Collector, error) {
 	reasons, err := loadReasonNames(*c.btfDir)
-	// The parsed kernel BTF (tens of MiB) is garbage from here on, whatever
-	// happens next: return it to the OS rather than carry it in RSS.
+	// The kernel's BTF file, read whole (a few MiB), is garbage from here
+	// on, whatever happens next: return it to the OS rather than carry it.
 	defer debug.FreeOSMemory()
 	if err != nil {
 		return nil, collectors.Down("no_btf", err)
@@ -105,7 +107,8 @@ func start(deps collectors.Deps, c config) (collectors.Collector, error) {
 		return nil, collectors.Down("netns", err)
 	}
 	return &collector{deps: deps, probe: probe, reasons: reasons, names: names, forgetFor: *c.forgetFor,
-		last: map[bpfdrops.Key]labels{}, missing: map[bpfdrops.Key]time.Time{}, retired: map[labels]uint64{}}, nil
+		series: collectors.NewSeriesCache[labels](dropsDesc, prometheus.CounterValue),
+		last:   map[bpfdrops.Key]labels{}, missing: map[bpfdrops.Key]time.Time{}, retired: map[labels]uint64{}}, nil
 }
 
 type labels struct{ reason, protocol, iface, namespace, pod string }
@@ -192,9 +195,11 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		overflowed += counts.Lost
 	}
 	for l, v := range sums {
-		ch <- prometheus.MustNewConstMetric(dropsDesc, prometheus.CounterValue, float64(v),
-			l.reason, l.protocol, l.iface, l.namespace, l.pod)
+		ch <- c.series.Metric(l, float64(v), func() []string {
+			return []string{l.reason, l.protocol, l.iface, l.namespace, l.pod}
+		})
 	}
+	c.series.Sweep()
 	ch <- prometheus.MustNewConstMetric(overflowDesc, prometheus.CounterValue, float64(overflowed))
 	if len(stale) > 0 {
 		c.probe.Forget(stale)
