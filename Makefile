@@ -22,7 +22,7 @@ RELEASE_DATE     = $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y
 RELEASE_ARCHES  := amd64 arm64
 DIST            ?= dist
 
-.PHONY: all build run test deps lint generate check-generated bench image clean release print-release-version kernels fuzz
+.PHONY: all build run test deps lint generate check-generated bench soak image clean release print-release-version kernels fuzz
 
 all: build
 
@@ -79,6 +79,14 @@ fuzz:
 kernels:
 	./hack/install-deps.sh
 	$(GO) test -count=1 -v -timeout $(TEST_TIMEOUT) -run TestKernelMatrix ./test/kernels -update
+
+# The soak (not part of make test): the agent under pod, interface and
+# traffic churn for SOAK_DURATION, its RSS, goroutines, fds and scrape time
+# every 5 s in $(SOAK_OUT)/soak.csv and soak.png. BENCHMARKS.md has a run.
+SOAK_DURATION ?= 1h
+SOAK_OUT      ?= $(CURDIR)/soak-out
+soak: deps
+	SOAK_DURATION=$(SOAK_DURATION) SOAK_OUT=$(SOAK_OUT) $(GO) test -count=1 -v -tags soak -timeout 0 -run TestSoak ./test/soak
 
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./...

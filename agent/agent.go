@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/netsonde/netsonde/agent/kube"
+	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/linkwatch"
@@ -30,6 +31,8 @@ type Config struct {
 	TelemetryPath string
 	// MaxRequests bounds concurrent scrapes (0: no limit).
 	MaxRequests int
+	// EnablePprof serves net/http/pprof under /debug/pprof/.
+	EnablePprof bool
 	Collectors  []collectors.Enabled
 	ProcPath    string
 	SysPath     string
@@ -116,9 +119,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			deps.Links = w
 		}
 		set.Start(ctx, deps)
-		// Starting parses the kernel's BTF (CO-RE relocations, drop
-		// reason names): tens of MiB that are garbage now. Hand them back
-		// to the OS, so the agent's RSS is its steady state, not its peak.
+		// Starting parses the kernel's BTF (CO-RE relocations): MiB
+		// that are garbage once the programs are loaded. Drop the cache
+		// and hand the memory back to the OS, so the agent's RSS is its
+		// steady state, not its peak.
+		loader.ReleaseBTF()
 		debug.FreeOSMemory()
 		logger.Info("collectors initialised", "ready", true)
 	}()

@@ -41,6 +41,8 @@ declare -A need=(
 	[zstd]=zstd
 	[cpio]=cpio
 	[ldd]=libc-bin
+	# make soak plots its figures
+	[gnuplot]=gnuplot-nox
 )
 # headers only: checked by file
 declare -A need_files=(

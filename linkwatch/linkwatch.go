@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -47,7 +48,11 @@ type Watcher struct {
 
 	mu    sync.RWMutex
 	links map[int]Link
-	subs  map[chan struct{}]struct{}
+	// sorted is Links' answer, shared by every caller until the view
+	// changes: every scrape asks for it, interfaces change rarely, and
+	// copying and sorting 1,000 links each time was a tenth of a scrape.
+	sorted []Link
+	subs   map[chan struct{}]struct{}
 	// resyncs counts full re-reads after an event socket overflow or error.
 	resyncs int
 }
@@ -176,7 +181,7 @@ func (w *Watcher) resync() error {
 		links[v.Index] = v
 	}
 	w.mu.Lock()
-	w.links = links
+	w.links, w.sorted = links, nil
 	w.resyncs++
 	w.mu.Unlock()
 	w.notify()
@@ -197,12 +202,24 @@ func (w *Watcher) apply(u netlink.LinkUpdate) {
 	default:
 		w.links[v.Index] = v
 	}
+	w.sorted = nil
 	w.mu.Unlock()
 	w.notify()
 }
 
 func fromNetlink(l netlink.Link) Link {
 	a := l.Attrs()
+	// netlink's parser leaves the hardware addresses (and a vxlan's
+	// addresses) as slices of the receive buffer, which holds many
+	// links' messages: kept, they kept every buffer of the dump alive,
+	// 3 MiB at 1,000 interfaces. Copies free them; the counters nobody
+	// reads go.
+	a.HardwareAddr = slices.Clone(a.HardwareAddr)
+	a.PermHWAddr = slices.Clone(a.PermHWAddr)
+	a.Statistics = nil
+	if v, ok := l.(*netlink.Vxlan); ok {
+		v.Group, v.SrcAddr = slices.Clone(v.Group), slices.Clone(v.SrcAddr)
+	}
 	kind := l.Type()
 	return Link{
 		Index:       a.Index,
@@ -217,16 +234,26 @@ func fromNetlink(l netlink.Link) Link {
 	}
 }
 
-// Links returns a snapshot of every link, sorted by index.
+// Links returns a snapshot of every link, sorted by index. The slice is
+// shared with other callers: read it, do not modify it.
 func (w *Watcher) Links() []Link {
 	w.mu.RLock()
-	out := make([]Link, 0, len(w.links))
-	for _, l := range w.links {
-		out = append(out, l)
-	}
+	out := w.sorted
 	w.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
-	return out
+	if out != nil {
+		return out
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.sorted == nil {
+		out := make([]Link, 0, len(w.links))
+		for _, l := range w.links {
+			out = append(out, l)
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+		w.sorted = out
+	}
+	return w.sorted
 }
 
 // ByIndex returns the link with this ifindex.
@@ -267,4 +294,14 @@ func (w *Watcher) notify() {
 		default:
 		}
 	}
+}
+
+// NewStatic is a view of fixed links that never changes and watches
+// nothing: for tests and benchmarks of the collectors that read a view.
+func NewStatic(links []Link) *Watcher {
+	w := &Watcher{links: make(map[int]Link, len(links)), subs: map[chan struct{}]struct{}{}}
+	for _, l := range links {
+		w.links[l.Index] = l
+	}
+	return w
 }

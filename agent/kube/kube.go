@@ -23,8 +23,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -105,22 +106,27 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Resolver, err
 	if err != nil {
 		return nil, err
 	}
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := coreClient(rc)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, err
 	}
 	r := &Resolver{cfg: cfg, logger: logger, own: own, dirty: make(chan struct{}, 1),
 		byIP: map[netip.Addr]cluster.Pod{}, byNetns: map[uint64]cluster.Pod{}, byIface: map[int]cluster.Pod{}}
 
 	// Pods of this node only: the field selector keeps the watch, and the
 	// agent's memory, proportional to this node's pods, not the cluster's.
-	podFactory := informers.NewSharedInformerFactoryWithOptions(client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
-		}))
-	nodeFactory := informers.NewSharedInformerFactory(client, 0)
-	r.pods = podFactory.Core().V1().Pods().Informer()
-	r.nodes = nodeFactory.Core().V1().Nodes().Informer()
+	r.pods = cache.NewSharedIndexInformer(client.listWatch("pods", &corev1.PodList{},
+		fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()), &corev1.Pod{}, 0, cache.Indexers{})
+	r.nodes = cache.NewSharedIndexInformer(client.listWatch("nodes", &corev1.NodeList{}, ""), &corev1.Node{}, 0, cache.Indexers{})
+	// The caches hold only what rebuild reads: a pod's spec, managed
+	// fields, labels and container statuses are most of its size, and a
+	// node's images list alone can be tens of KiB.
+	if err := r.pods.SetTransform(slimPod); err != nil {
+		return nil, fmt.Errorf("pod informer: %w", err)
+	}
+	if err := r.nodes.SetTransform(slimNode); err != nil {
+		return nil, fmt.Errorf("node informer: %w", err)
+	}
 	mark := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { r.markDirty() },
 		UpdateFunc: func(any, any) { r.markDirty() },
@@ -132,8 +138,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Resolver, err
 	if _, err := r.nodes.AddEventHandler(mark); err != nil {
 		return nil, err
 	}
-	podFactory.Start(ctx.Done())
-	nodeFactory.Start(ctx.Done())
+	go r.pods.RunWithContext(ctx)
+	go r.nodes.RunWithContext(ctx)
 	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if !cache.WaitForCacheSync(syncCtx.Done(), r.pods.HasSynced, r.nodes.HasSynced) {
@@ -142,6 +148,99 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Resolver, err
 	r.rebuild()
 	go r.loop(ctx)
 	return r, nil
+}
+
+// restClient is a REST client for the core/v1 API group and nothing else.
+// kubernetes.NewForConfig, and even the typed core/v1 client, register
+// every API group of k8s.io/api in their scheme (and link their apply
+// configurations and OpenAPI models): about half of the agent's binary, for
+// two resources. A scheme with core/v1 alone decodes pods and nodes.
+type restClient struct {
+	rest   rest.Interface
+	params runtime.ParameterCodec
+}
+
+func coreClient(rc *rest.Config) (*restClient, error) {
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("core/v1 scheme: %w", err)
+	}
+	rc = rest.CopyConfig(rc)
+	rc.APIPath = "/api"
+	rc.GroupVersion = &corev1.SchemeGroupVersion
+	rc.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
+	// Protobuf: smaller on the wire and cheaper to decode than JSON, for
+	// the initial list of every node of the cluster in particular.
+	rc.ContentType = runtime.ContentTypeProtobuf
+	rc.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	if rc.UserAgent == "" {
+		rc.UserAgent = "netsonde"
+	}
+	c, err := rest.RESTClientFor(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return &restClient{rest: c, params: runtime.NewParameterCodec(scheme)}, nil
+}
+
+// listWatch lists and watches one cluster-scoped or all-namespace resource,
+// restricted by a field selector if one is given.
+func (c *restClient) listWatch(resource string, list runtime.Object, fieldSelector string) *cache.ListWatch {
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = fieldSelector
+			out := list.DeepCopyObject()
+			if err := c.rest.Get().Resource(resource).VersionedParams(&o, c.params).Do(ctx).Into(out); err != nil {
+				return nil, fmt.Errorf("list %s: %w", resource, err)
+			}
+			return out, nil
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = fieldSelector
+			o.Watch = true
+			w, err := c.rest.Get().Resource(resource).VersionedParams(&o, c.params).Watch(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("watch %s: %w", resource, err)
+			}
+			return w, nil
+		},
+	}
+}
+
+// slimPod keeps what rebuild and the informer's store use: the key
+// (namespace, name), the age that orders the MaxPods cap, deletion, host
+// network and the addresses.
+func slimPod(o any) (any, error) {
+	p, ok := o.(*corev1.Pod)
+	if !ok {
+		return o, nil
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
+			CreationTimestamp: p.CreationTimestamp, DeletionTimestamp: p.DeletionTimestamp,
+		},
+		Spec:   corev1.PodSpec{NodeName: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork},
+		Status: corev1.PodStatus{PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
+	}, nil
+}
+
+// slimNode keeps a node's name and its internal addresses.
+func slimNode(o any) (any, error) {
+	n, ok := o.(*corev1.Node)
+	if !ok {
+		return o, nil
+	}
+	var addrs []corev1.NodeAddress
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			addrs = append(addrs, a)
+		}
+	}
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion},
+		Status:     corev1.NodeStatus{Addresses: addrs},
+	}, nil
 }
 
 // CheckKubeconfig tells whether a kubeconfig file can be used, so a bad

@@ -22,6 +22,12 @@ type bpfDropKey struct {
 	Pad      uint16
 }
 
+type bpfDropSlot struct {
+	_     structs.HostLayout
+	Key   bpfDropKey
+	Count uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -29,9 +35,11 @@ const (
 	bpfMapDrops         = "drops"
 	bpfMapLost          = "lost"
 	bpfMapOverflow      = "overflow"
+	bpfMapSlots         = "slots"
 	bpfProgKfreeSkbBtf  = "kfree_skb_btf"
 	bpfProgKfreeSkbRaw  = "kfree_skb_raw"
 	bpfProgKfreeSkbTp   = "kfree_skb_tp"
+	bpfVarSlotsOn       = "slots_on"
 	bpfVarTpOffProtocol = "tp_off_protocol"
 	bpfVarTpOffReason   = "tp_off_reason"
 	bpfVarTpOffSkbaddr  = "tp_off_skbaddr"
@@ -91,12 +99,14 @@ type bpfMapSpecs struct {
 	Drops    *ebpf.MapSpec `ebpf:"drops"`
 	Lost     *ebpf.MapSpec `ebpf:"lost"`
 	Overflow *ebpf.MapSpec `ebpf:"overflow"`
+	Slots    *ebpf.MapSpec `ebpf:"slots"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
+	SlotsOn       *ebpf.VariableSpec `ebpf:"slots_on"`
 	TpOffProtocol *ebpf.VariableSpec `ebpf:"tp_off_protocol"`
 	TpOffReason   *ebpf.VariableSpec `ebpf:"tp_off_reason"`
 	TpOffSkbaddr  *ebpf.VariableSpec `ebpf:"tp_off_skbaddr"`
@@ -125,6 +135,7 @@ type bpfMaps struct {
 	Drops    *ebpf.Map `ebpf:"drops"`
 	Lost     *ebpf.Map `ebpf:"lost"`
 	Overflow *ebpf.Map `ebpf:"overflow"`
+	Slots    *ebpf.Map `ebpf:"slots"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -132,6 +143,7 @@ func (m *bpfMaps) Close() error {
 		m.Drops,
 		m.Lost,
 		m.Overflow,
+		m.Slots,
 	)
 }
 
@@ -139,6 +151,7 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
+	SlotsOn       *ebpf.Variable `ebpf:"slots_on"`
 	TpOffProtocol *ebpf.Variable `ebpf:"tp_off_protocol"`
 	TpOffReason   *ebpf.Variable `ebpf:"tp_off_reason"`
 	TpOffSkbaddr  *ebpf.Variable `ebpf:"tp_off_skbaddr"`

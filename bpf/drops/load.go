@@ -3,6 +3,7 @@
 package drops
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf"
@@ -14,6 +15,10 @@ import (
 
 // Program is the logical program's name in netsonde_bpf_program_attached.
 const Program = "kfree_skb"
+
+// defaultMapSize is drops.c's MAX_KEYS: below it, the per-CPU slot table
+// in front of the map is off, so that the map's size bounds the keys.
+const defaultMapSize = 8192
 
 // Hooks, best first.
 var Hooks = []string{loader.HookTPBTF, loader.HookRawTP, loader.HookTracepoint}
@@ -45,6 +50,22 @@ type Counts struct {
 // its maps.
 type Probe struct {
 	*loader.Object
+
+	// slotBuf is reused by every Read: the slots map is read whole on
+	// every scrape.
+	slotKeys []uint32
+	slotBuf  []bpfDropSlot
+	// forgotten is, per slot and CPU, a forgotten key and its count when
+	// it was forgotten: a slot keeps its key for good (drops.c), so a key
+	// that comes back (an ifindex reused in the same namespace) counts
+	// from zero again, and one that does not is not reported.
+	forgotten map[slotRef]uint64
+}
+
+// slotRef is one CPU's copy of one slot, with the key it held.
+type slotRef struct {
+	index, cpu int
+	key        Key
 }
 
 // Load loads the program and attaches it by the first hook that works.
@@ -55,6 +76,12 @@ func Load(opts Options) (*Probe, error) {
 	}
 	if opts.MapSize > 0 {
 		spec.Maps["drops"].MaxEntries = opts.MapSize
+	}
+	if opts.MapSize > 0 && opts.MapSize < defaultMapSize {
+		if err := spec.Variables["slots_on"].Set(uint32(0)); err != nil {
+			return nil, fmt.Errorf("slots_on: %w", err)
+		}
+		spec.Maps["slots"].MaxEntries = 1
 	}
 	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot})
 	if err != nil {
@@ -89,7 +116,7 @@ func Load(opts Options) (*Probe, error) {
 		obj.Close()
 		return nil, err
 	}
-	return &Probe{obj}, nil
+	return &Probe{Object: obj, forgotten: map[slotRef]uint64{}}, nil
 }
 
 // Hook is the hook the program is attached by, or loader.HookNone.
@@ -109,15 +136,76 @@ func (p *Probe) Read() (Counts, error) {
 	if err != nil {
 		return Counts{}, err
 	}
+	// After the hash: a slot's counts never move to the hash, so the
+	// order does not matter for the totals, only for freshness.
+	if err := p.readSlots(func(ref slotRef, count uint64) {
+		if base, ok := p.forgotten[ref]; ok {
+			if count <= base {
+				return
+			}
+			count -= base
+		}
+		byKey[ref.key] += count
+	}); err != nil {
+		return Counts{}, err
+	}
 	return Counts{ByKey: byKey, Overflow: over, Lost: lost}, nil
+}
+
+// readSlots calls f for every CPU's copy of every slot that holds a key.
+func (p *Probe) readSlots(f func(slotRef, uint64)) error {
+	m := p.Map("slots")
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("possible CPUs: %w", err)
+	}
+	n := int(m.MaxEntries())
+	if len(p.slotKeys) != n {
+		p.slotKeys = make([]uint32, n)
+		p.slotBuf = make([]bpfDropSlot, n*cpus)
+	}
+	var cursor ebpf.MapBatchCursor
+	got, err := m.BatchLookup(&cursor, p.slotKeys, p.slotBuf, nil)
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		// Before 5.6: one lookup per slot.
+		got = 0
+		for i := range n {
+			var per []bpfDropSlot
+			if err := m.Lookup(uint32(i), &per); err != nil {
+				return fmt.Errorf("lookup slot %d: %w", i, err)
+			}
+			p.slotKeys[i] = uint32(i)
+			copy(p.slotBuf[i*cpus:], per)
+			got++
+		}
+	} else if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("batch lookup slots: %w", err)
+	}
+	for i := range got {
+		for cpu, s := range p.slotBuf[i*cpus : (i+1)*cpus] {
+			if s.Key.Reason != 0 {
+				f(slotRef{index: int(p.slotKeys[i]), cpu: cpu, key: s.Key}, s.Count)
+			}
+		}
+	}
+	return nil
 }
 
 // Forget deletes counters, for label sets that are gone for good.
 func (p *Probe) Forget(keys []Key) {
 	m := p.Map("drops")
+	gone := make(map[Key]bool, len(keys))
 	for _, k := range keys {
 		_ = m.Delete(k)
+		gone[k] = true
 	}
+	// Slots cannot be freed from user space without racing the program
+	// on other CPUs: remember their counts instead.
+	_ = p.readSlots(func(ref slotRef, count uint64) {
+		if gone[ref.key] {
+			p.forgotten[ref] = count
+		}
+	})
 }
 
 // Program returns the attached program (for its run statistics), or nil.

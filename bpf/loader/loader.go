@@ -42,12 +42,39 @@ const (
 // structures through CO-RE relocations, which need it.
 var ErrNoBTF = errors.New("the kernel has no BTF (/sys/kernel/btf/vmlinux; CONFIG_DEBUG_INFO_BTF)")
 
-// kernelBTF is where the running kernel publishes its BTF (5.4+).
-const kernelBTF = "/sys/kernel/btf/vmlinux"
+// kernelBTFPath is where the running kernel publishes its BTF (5.4+).
+const kernelBTFPath = "/sys/kernel/btf/vmlinux"
 
 // removeMemlock raises RLIMIT_MEMLOCK on kernels before 5.11, which charge
 // BPF memory to it (it probes first and does nothing on newer kernels).
 var removeMemlock = sync.OnceValue(rlimit.RemoveMemlock)
+
+// btfCache is the kernel's parsed BTF, shared by every object: the BPF
+// collectors start concurrently, and each parsing vmlinux on its own (as a
+// cache per object did) multiplied the start-up peak by their number, and
+// kept every copy alive for as long as the objects lived.
+var btfCache struct {
+	sync.Mutex
+	c *btf.Cache
+}
+
+func kernelBTF() *btf.Cache {
+	btfCache.Lock()
+	defer btfCache.Unlock()
+	if btfCache.c == nil {
+		btfCache.c = btf.NewCache()
+	}
+	return btfCache.c
+}
+
+// ReleaseBTF drops the parsed kernel BTF once the programs are loaded: it
+// is the largest thing the agent ever holds, and only loading needs it. A
+// later load parses it again.
+func ReleaseBTF() {
+	btfCache.Lock()
+	btfCache.c = nil
+	btfCache.Unlock()
+}
 
 // Options configure an Object.
 type Options struct {
@@ -59,10 +86,9 @@ type Options struct {
 // Object is one eBPF object: its maps, created once and shared by every
 // program loaded from it, and the programs' attachments.
 type Object struct {
-	spec  *ebpf.CollectionSpec
-	maps  *ebpf.Collection
-	cache *btf.Cache
-	opts  Options
+	spec *ebpf.CollectionSpec
+	maps *ebpf.Collection
+	opts Options
 
 	mu      sync.Mutex
 	progs   []*ebpf.Program
@@ -75,7 +101,7 @@ type Object struct {
 // New creates the object's maps. Constants (volatile const) must be set in
 // spec before; variables (.data, .bss) can be set later through Variable.
 func New(spec *ebpf.CollectionSpec, opts Options) (*Object, error) {
-	if _, err := os.Stat(kernelBTF); err != nil {
+	if _, err := os.Stat(kernelBTFPath); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoBTF, err)
 	}
 	if err := removeMemlock(); err != nil {
@@ -83,12 +109,11 @@ func New(spec *ebpf.CollectionSpec, opts Options) (*Object, error) {
 	}
 	mapsOnly := spec.Copy()
 	mapsOnly.Programs = map[string]*ebpf.ProgramSpec{}
-	cache := btf.NewCache()
-	maps, err := ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{Cache: cache})
+	maps, err := ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{Cache: kernelBTF()})
 	if err != nil {
 		return nil, fmt.Errorf("create maps: %w", err)
 	}
-	return &Object{spec: spec, maps: maps, cache: cache, opts: opts,
+	return &Object{spec: spec, maps: maps, opts: opts,
 		hooks: map[string]string{}, tried: map[string][]string{}, active: map[string]*ebpf.Program{}}, nil
 }
 
@@ -113,7 +138,7 @@ func (o *Object) Load(names ...string) (map[string]*ebpf.Program, error) {
 		keep[n] = ps
 	}
 	cs.Programs = keep
-	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{MapReplacements: o.maps.Maps, Cache: o.cache})
+	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{MapReplacements: o.maps.Maps, Cache: kernelBTF()})
 	if err != nil {
 		return nil, err
 	}

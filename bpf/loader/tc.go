@@ -198,25 +198,22 @@ func (t *TC) Attach(ifindex int, p Pair) (io.Closer, error) {
 // else is on its clsact, the predecessor made it, and this agent takes it
 // over, to remove it when it stops.
 func (t *TC) ensureClsact(ifindex int, adopt bool) error {
-	qdiscs, err := netlink.QdiscList(linkOf(ifindex))
-	if err != nil {
-		return fmt.Errorf("list qdiscs: %w", err)
-	}
-	for _, q := range qdiscs {
-		if q.Type() == "clsact" {
-			if adopt && (&tcLink{ifindex: ifindex}).empty() {
-				t.mu.Lock()
-				t.created[ifindex] = true
-				t.mu.Unlock()
-			}
-			return nil
-		}
-	}
+	// An exclusive add both creates the qdisc and tells whether one was
+	// there. Listing qdiscs first cost a dump of every qdisc in the
+	// namespace per interface (the kernel does not filter a qdisc dump by
+	// interface): quadratic, 370 MB allocated and a 3 s start with 1,000
+	// veths.
 	q := &netlink.GenericQdisc{
 		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
 		QdiscType:  "clsact",
 	}
-	if err := netlink.QdiscAdd(q); err != nil && !errors.Is(err, unix.EEXIST) {
+	switch err := netlink.QdiscAdd(q); {
+	case err == nil:
+	case errors.Is(err, unix.EEXIST):
+		if !adopt || !(&tcLink{ifindex: ifindex}).empty() {
+			return nil
+		}
+	default:
 		return fmt.Errorf("add clsact qdisc: %w", err)
 	}
 	t.mu.Lock()

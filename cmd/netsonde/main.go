@@ -42,6 +42,7 @@ func run(args []string) int {
 	webFlags := kingpinflag.AddFlags(app, defaultAddress)
 	telemetryPath := app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
 	maxRequests := app.Flag("web.max-requests", "Maximum number of parallel scrape requests. 0 disables the limit.").Default("40").Int()
+	enablePprof := app.Flag("web.enable-pprof", "Serve Go's profiles (heap, goroutines, CPU) under /debug/pprof/, behind the same TLS and auth as /metrics.").Default("false").Bool()
 	shared := addSharedFlags(app)
 
 	logConfig := &promslog.Config{}
@@ -60,6 +61,13 @@ func run(args []string) int {
 	cfg.Web = webFlags
 	cfg.TelemetryPath = *telemetryPath
 	cfg.MaxRequests = *maxRequests
+	cfg.EnablePprof = *enablePprof
+	switch limit, err := agent.SetMemoryLimit("/sys/fs/cgroup"); {
+	case err != nil:
+		logger.Warn("memory limit not applied to the Go runtime", "err", err)
+	case limit > 0:
+		logger.Info("Go runtime memory limit set from the container's", "bytes", limit)
+	}
 	logger.Info("starting netsonde", "version", version.Info(), "build", version.BuildContext(), "collectors", names)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -56,7 +56,7 @@ func setup(app *kingpin.Application) collectors.Factory {
 			Default("/sys/kernel/btf").String(),
 		namesTTL: app.Flag("drops.names-ttl", "How long interface names of other network namespaces are cached.").
 			Default("30s").Hidden().Duration(),
-		mapSize: app.Flag("drops.map-size", "Distinct (reason, protocol, interface, namespace) keys the kernel map holds; drops beyond it are still counted by reason, without the other labels.").
+		mapSize: app.Flag("drops.map-size", "Distinct (reason, protocol, interface, namespace) keys the kernel map holds; drops beyond it are still counted by reason, without the other labels. At the default, a per-CPU table of 256 hot keys sits in front of the map (the fast path); below it, that table is off and this is the exact bound.").
 			Default("8192").Uint32(),
 		forgetFor: app.Flag("drops.forget-after", "Forget counters of an interface or network namespace this long after it disappeared, so their series go with them.").
 			Default("2m").Duration(),
@@ -80,12 +80,19 @@ type collector struct {
 	last    map[bpfdrops.Key]labels
 	missing map[bpfdrops.Key]time.Time
 	retired map[labels]uint64
+	// series keeps the rendered labels of every drop series.
+	series *collectors.SeriesCache[labels]
+	// Scratch maps of Collect, reused; spare becomes last and back.
+	sums  map[labels]uint64
+	alive map[uint64]bool
+	spare map[bpfdrops.Key]labels
+	live  map[labels]bool
 }
 
 func start(deps collectors.Deps, c config) (collectors.Collector, error) {
 	reasons, err := loadReasonNames(*c.btfDir)
-	// The parsed kernel BTF (tens of MiB) is garbage from here on, whatever
-	// happens next: return it to the OS rather than carry it in RSS.
+	// The kernel's BTF file, read whole (a few MiB), is garbage from here
+	// on, whatever happens next: return it to the OS rather than carry it.
 	defer debug.FreeOSMemory()
 	if err != nil {
 		return nil, collectors.Down("no_btf", err)
@@ -105,7 +112,9 @@ func start(deps collectors.Deps, c config) (collectors.Collector, error) {
 		return nil, collectors.Down("netns", err)
 	}
 	return &collector{deps: deps, probe: probe, reasons: reasons, names: names, forgetFor: *c.forgetFor,
-		last: map[bpfdrops.Key]labels{}, missing: map[bpfdrops.Key]time.Time{}, retired: map[labels]uint64{}}, nil
+		series: collectors.NewSeriesCache[labels](dropsDesc, prometheus.CounterValue),
+		last:   map[bpfdrops.Key]labels{}, missing: map[bpfdrops.Key]time.Time{}, retired: map[labels]uint64{},
+		sums: map[labels]uint64{}, alive: map[uint64]bool{}, spare: map[bpfdrops.Key]labels{}, live: map[labels]bool{}}, nil
 }
 
 type labels struct{ reason, protocol, iface, namespace, pod string }
@@ -118,13 +127,16 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	if err != nil {
 		return collectors.Down("map_read", err)
 	}
-	sums := map[labels]uint64{}
+	// The per-scrape maps are kept and cleared, not remade: at 1,000
+	// interfaces they are most of the collector's allocations.
+	sums, alive, seen := c.sums, c.alive, c.spare
+	clear(sums)
+	clear(alive)
+	clear(seen)
 	for l, v := range c.retired {
 		sums[l] += v
 	}
 	var stale []bpfdrops.Key
-	alive := map[uint64]bool{}
-	seen := make(map[bpfdrops.Key]labels, len(counts.ByKey))
 	forgotten := map[labels]uint64{}
 	now := time.Now()
 	for k, v := range counts.ByKey {
@@ -163,12 +175,13 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		seen[k] = l
 		sums[l] += v
 	}
-	c.last = seen
+	c.last, c.spare = seen, c.last
 	// A series made of several keys (standalone: the same interface name
 	// in many namespaces) keeps the counts of the keys forgotten under it
 	// while any key of it lives, so it never decreases; once none does,
 	// the series ends.
-	live := make(map[labels]bool, len(seen))
+	live := c.live
+	clear(live)
 	for _, l := range seen {
 		live[l] = true
 	}
@@ -192,9 +205,11 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		overflowed += counts.Lost
 	}
 	for l, v := range sums {
-		ch <- prometheus.MustNewConstMetric(dropsDesc, prometheus.CounterValue, float64(v),
-			l.reason, l.protocol, l.iface, l.namespace, l.pod)
+		ch <- c.series.Metric(l, float64(v), func() []string {
+			return []string{l.reason, l.protocol, l.iface, l.namespace, l.pod}
+		})
 	}
+	c.series.Sweep()
 	ch <- prometheus.MustNewConstMetric(overflowDesc, prometheus.CounterValue, float64(overflowed))
 	if len(stale) > 0 {
 		c.probe.Forget(stale)

@@ -1,13 +1,12 @@
 package drops
 
 import (
+	"errors"
 	"fmt"
 	"math/bits"
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/cilium/ebpf/btf"
 )
 
 // reasonNames maps a kfree_skb reason value to its name, read from the
@@ -31,87 +30,86 @@ const reasonPrefix = "SKB_DROP_REASON_"
 // SUBSYS_MASK) name a subsystem (enum skb_drop_reason_subsys) whose own
 // enum (mac80211's, openvswitch's, ...) holds values that carry the
 // subsystem in those same bits. That enum may live in a module's BTF.
+//
+// The subsystem enums have no fixed names, so every enum of the kernel is
+// looked at. Decoding all of vmlinux's types with cilium/ebpf's btf package
+// for that costs 30-40 MiB at start-up (the agent's whole peak); scanning
+// the raw type records for enums costs the file's few MiB, one at a time.
 func loadReasonNames(btfDir string) (reasonNames, error) {
-	vmlinux, err := btf.LoadSplitSpec(filepath.Join(btfDir, "vmlinux"), nil)
+	vmlinux, err := readRawBTF(filepath.Join(btfDir, "vmlinux"), nil)
 	if err != nil {
 		return nil, fmt.Errorf("load kernel BTF: %w", err)
 	}
-	var core *btf.Enum
-	if err := vmlinux.TypeByName("skb_drop_reason", &core); err != nil {
-		return nil, fmt.Errorf("enum skb_drop_reason in kernel BTF: %w", err)
+	var core, subsys []rawEnumValue
+	if err := vmlinux.enums(func(name string, values []rawEnumValue) bool {
+		switch name {
+		case "skb_drop_reason":
+			core = values
+		case "skb_drop_reason_subsys":
+			subsys = values
+		}
+		return core == nil || subsys == nil
+	}); err != nil {
+		return nil, fmt.Errorf("kernel BTF: %w", err)
 	}
-	var subsys *btf.Enum
-	_ = vmlinux.TypeByName("skb_drop_reason_subsys", &subsys) // before 6.4: none
-	specs := []*btf.Spec{vmlinux}
+	if core == nil {
+		return nil, errors.New("enum skb_drop_reason not in kernel BTF")
+	}
+	names := reasonNames{}
+	var mask uint64
+	for _, v := range core {
+		switch {
+		case v.name == reasonPrefix+"SUBSYS_MASK":
+			mask = v.value
+		case v.name == reasonPrefix+"MAX", !strings.HasPrefix(v.name, reasonPrefix):
+			// SKB_NOT_DROPPED_YET and SKB_CONSUMED are not drops.
+		default:
+			names[uint32(v.value)] = strings.TrimPrefix(v.name, reasonPrefix)
+		}
+	}
+	if mask == 0 || subsys == nil {
+		return names, nil // before 6.4: no subsystems
+	}
+	shift := bits.TrailingZeros64(mask)
+	want := map[uint64]bool{}
+	for _, v := range subsys {
+		if v.value != 0 && !strings.HasSuffix(v.name, "_NUM") {
+			want[v.value] = true
+		}
+	}
+	collect := func(name string, values []rawEnumValue) bool {
+		if len(values) == 0 || name == "skb_drop_reason" || name == "skb_drop_reason_subsys" {
+			return true
+		}
+		id := values[0].value >> shift
+		if !want[id] || !allInSubsystem(values, id, shift) {
+			return true
+		}
+		for _, v := range values {
+			names[uint32(v.value)] = v.name
+		}
+		return true
+	}
+	if err := vmlinux.enums(collect); err != nil {
+		return nil, fmt.Errorf("kernel BTF: %w", err)
+	}
 	if mods, err := os.ReadDir(btfDir); err == nil {
 		for _, m := range mods {
 			if m.Name() == "vmlinux" {
 				continue
 			}
-			if s, err := btf.LoadSplitSpec(filepath.Join(btfDir, m.Name()), vmlinux); err == nil {
-				specs = append(specs, s)
+			// One module at a time: each is garbage once scanned.
+			if mod, err := readRawBTF(filepath.Join(btfDir, m.Name()), vmlinux); err == nil {
+				_ = mod.enums(collect) // a module we cannot read names nothing
 			}
 		}
 	}
-	var others []*btf.Enum
-	for _, s := range specs {
-		for typ, err := range s.All() {
-			if err != nil {
-				break
-			}
-			if e, ok := typ.(*btf.Enum); ok && e != core && e != subsys {
-				others = append(others, e)
-			}
-		}
-	}
-	return namesFromEnums(core, subsys, others), nil
+	return names, nil
 }
 
-// namesFromEnums names reasons from enum skb_drop_reason (core), the
-// subsystem enum (nil before 6.4) and every other enum of the kernel and
-// its modules, of which it takes those whose values all carry one known
-// subsystem's id in the high bits.
-func namesFromEnums(core, subsys *btf.Enum, others []*btf.Enum) reasonNames {
-	names := reasonNames{}
-	var mask uint64
-	for _, v := range core.Values {
-		switch {
-		case v.Name == reasonPrefix+"SUBSYS_MASK":
-			mask = v.Value
-		case v.Name == reasonPrefix+"MAX", !strings.HasPrefix(v.Name, reasonPrefix):
-			// SKB_NOT_DROPPED_YET and SKB_CONSUMED are not drops.
-		default:
-			names[uint32(v.Value)] = strings.TrimPrefix(v.Name, reasonPrefix)
-		}
-	}
-	if mask == 0 || subsys == nil {
-		return names
-	}
-	shift := bits.TrailingZeros64(mask)
-	want := map[uint64]string{}
-	for _, v := range subsys.Values {
-		if v.Value != 0 && !strings.HasSuffix(v.Name, "_NUM") {
-			want[v.Value] = v.Name
-		}
-	}
-	for _, e := range others {
-		if len(e.Values) == 0 {
-			continue
-		}
-		id := e.Values[0].Value >> shift
-		if _, ok := want[id]; !ok || !allInSubsystem(e, id, shift) {
-			continue
-		}
-		for _, v := range e.Values {
-			names[uint32(v.Value)] = v.Name
-		}
-	}
-	return names
-}
-
-func allInSubsystem(e *btf.Enum, id uint64, shift int) bool {
-	for _, v := range e.Values {
-		if v.Value>>shift != id || v.Value>>32 != 0 {
+func allInSubsystem(values []rawEnumValue, id uint64, shift int) bool {
+	for _, v := range values {
+		if v.value>>shift != id || v.value>>32 != 0 {
 			return false
 		}
 	}

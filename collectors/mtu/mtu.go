@@ -9,6 +9,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
 )
 
@@ -25,7 +26,14 @@ var mtuDesc = prometheus.NewDesc(collectors.Namespace+"_interface_mtu_bytes",
 	[]string{"interface", "kind", "namespace", "pod"}, nil)
 
 type collector struct {
-	deps collectors.Deps
+	deps   collectors.Deps
+	series *collectors.SeriesCache[mtuKey]
+}
+
+// mtuKey is what an interface's series is labelled from.
+type mtuKey struct {
+	name, kind string
+	pod        cluster.Pod
 }
 
 // New builds the collector. It needs the agent's link view.
@@ -33,7 +41,7 @@ func New(_ context.Context, deps collectors.Deps) (collectors.Collector, error) 
 	if deps.Links == nil {
 		return nil, collectors.Down("no_netlink", errors.New("the agent has no netlink link view"))
 	}
-	return &collector{deps: deps}, nil
+	return &collector{deps: deps, series: collectors.NewSeriesCache[mtuKey](mtuDesc, prometheus.GaugeValue)}, nil
 }
 
 func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
@@ -49,9 +57,12 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		}
 		seen[l.Name] = true
 		pod, _ := c.deps.Pods.ByHostInterface(l.Index)
-		ch <- prometheus.MustNewConstMetric(mtuDesc, prometheus.GaugeValue, float64(l.MTU),
-			l.Name, l.Kind, pod.Namespace, pod.Name)
+		k := mtuKey{name: l.Name, kind: l.Kind, pod: pod}
+		ch <- c.series.Metric(k, float64(l.MTU), func() []string {
+			return []string{k.name, k.kind, k.pod.Namespace, k.pod.Name}
+		})
 	}
+	c.series.Sweep()
 	return nil
 }
 

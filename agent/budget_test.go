@@ -1,0 +1,249 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/netsonde/netsonde/agent"
+	"github.com/netsonde/netsonde/cluster"
+	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/testenv"
+)
+
+// The series budget (README, "Series budget"): how many series a node with
+// N interfaces and P pods exports, per collector, at most. Terms that
+// depend on traffic (drop reasons seen, retransmit states) are bounded by
+// the kernel-side maps or by the kernel's enums, not by N or P.
+func budget(n, p int) map[string]int {
+	return map[string]int{
+		// One per interface, whoever's it is.
+		"mtu": n,
+		// One series per (reason, protocol, interface or pod namespace)
+		// seen dropping: bounded by the map (--drops.map-size, 8192)
+		// plus the per-CPU fast-path table; here: the reasons a quiet
+		// node shows, per interface.
+		"drops": 2*(n+p) + 64,
+		// state x family per pod namespace and the host's.
+		"tcpretrans": 2 * 12 * (p + 1),
+		// Per interface that fragments (here: none) plus the node-wide
+		// counters.
+		"fragments": 4*n + 32,
+		"mtucheck":  2*n + 16,
+		"conntrack": 64,
+		"fsync":     128,
+		// netsonde_collector_up, _duration_seconds, bpf_program_attached,
+		// Go and process metrics, build info.
+		"agent": 128,
+	}
+}
+
+// collectorOf maps a metric name to the collector that exports it.
+func collectorOf(name string) string {
+	for _, p := range []struct{ prefix, collector string }{
+		{"netsonde_interface_mtu_bytes", "mtu"},
+		{"netsonde_packet_drops", "drops"},
+		{"netsonde_tcp_retransmits", "tcpretrans"},
+		{"netsonde_ip_fragment", "fragments"},
+		{"netsonde_icmp_frag", "fragments"},
+		{"netsonde_fragments_", "fragments"},
+		{"netsonde_interface_expected_mtu", "mtucheck"},
+		{"netsonde_mtu_mismatch", "mtucheck"},
+		{"netsonde_cni_config_mtu", "mtucheck"},
+		{"netsonde_path_mtu", "mtucheck"},
+		{"netsonde_conntrack", "conntrack"},
+		{"netsonde_disk_fsync", "fsync"},
+		{"netsonde_process_fsync", "fsync"},
+	} {
+		if strings.HasPrefix(name, p.prefix) {
+			return p.collector
+		}
+	}
+	return "agent"
+}
+
+const (
+	budgetInterfaces = 1000
+	budgetPods       = 110
+	budgetAddr       = "127.0.0.1:10399"
+	budgetChildEnv   = "NETSONDE_BUDGET_CHILD"
+)
+
+// TestSeriesBudget runs every default collector with 1,000 interfaces in
+// the agent's namespace, 110 of them the host ends of pods' veths, pods
+// named by a fake cluster.Resolver, and checks each collector's series
+// against the budget. The agent runs in this test's own binary, re-executed
+// inside the namespace (a Go process cannot move all its threads there).
+func TestSeriesBudget(t *testing.T) {
+	if os.Getenv(budgetChildEnv) != "" {
+		budgetChild(t)
+		return
+	}
+	testenv.RequireRoot(t)
+	node := testenv.NewNetns(t)
+	var batch strings.Builder
+	var pods []string
+	for i := range budgetPods {
+		pod := testenv.RandomName("nsd-bp")
+		pods = append(pods, pod)
+		fmt.Fprintf(&batch, "netns add %s\n", pod)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", pod).Run() })
+		fmt.Fprintf(&batch, "link add h%d netns %s type veth peer name eth0 netns %s\n", i, node.Name, pod)
+	}
+	// lo, 110 pod veths' host ends, and veth pairs for the rest.
+	var local strings.Builder
+	for i := range (budgetInterfaces - budgetPods) / 2 {
+		fmt.Fprintf(&local, "link add v%da type veth peer name v%db\n", i, i)
+	}
+	for _, c := range []struct {
+		args  []string
+		batch string
+	}{{[]string{"-batch", "-"}, batch.String()}, {[]string{"-n", node.Name, "-batch", "-"}, local.String()}} {
+		cmd := exec.Command("ip", c.args...)
+		cmd.Stdin = strings.NewReader(c.batch)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("ip -batch: %v\n%s", err, out)
+		}
+	}
+	node.Exec(t, "sh", "-c", "for l in $(ls /sys/class/net); do ip link set $l up; done")
+
+	child := exec.Command("nsenter", "--net=/run/netns/"+node.Name, "--", os.Args[0], "-test.run=^TestSeriesBudget$")
+	child.Env = append(os.Environ(), budgetChildEnv+"="+strings.Join(pods, ","))
+	var log strings.Builder
+	child.Stdout, child.Stderr = &log, &log
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		child.Process.Signal(syscall.SIGTERM)
+		child.Wait()
+		if t.Failed() {
+			t.Logf("agent log:\n%s", log.String())
+		}
+	}()
+	client := node.HTTPClient()
+	var body string
+	testenv.Eventually(t, 60*time.Second, "agent ready", func() bool {
+		resp, err := client.Get("http://" + budgetAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	time.Sleep(2 * time.Second) // the link view and the first drops settle
+	resp, err := client.Get("http://" + budgetAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	body = string(b)
+
+	got := map[string]int{}
+	podSeries := 0
+	for _, l := range strings.Split(body, "\n") {
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		name := l[:strings.IndexAny(l, "{ ")]
+		got[collectorOf(name)]++
+		if strings.Contains(l, `pod="p`) {
+			podSeries++
+		}
+	}
+	want := budget(budgetInterfaces+1, budgetPods)
+	var names []string
+	for c := range got {
+		names = append(names, c)
+	}
+	sort.Strings(names)
+	total, totalBudget := 0, 0
+	for _, c := range names {
+		t.Logf("%-10s %5d series (budget %d)", c, got[c], want[c])
+		if got[c] > want[c] {
+			t.Errorf("%s: %d series, over its budget of %d for %d interfaces and %d pods", c, got[c], want[c], budgetInterfaces+1, budgetPods)
+		}
+		total += got[c]
+	}
+	for _, v := range want {
+		totalBudget += v
+	}
+	t.Logf("total      %5d series (budget %d); %d series name a pod", total, totalBudget, podSeries)
+	if got["mtu"] != budgetInterfaces+1 {
+		t.Errorf("mtu: %d series, want one per interface (%d)", got["mtu"], budgetInterfaces+1)
+	}
+	if podSeries < budgetPods {
+		t.Errorf("%d series name a pod, want at least one per pod (%d): is the fake resolver used?", podSeries, budgetPods)
+	}
+}
+
+// fakePods names the host ends h0..h109 and the pods' namespaces.
+type fakePods struct {
+	byIndex map[int]cluster.Pod
+	byNetns map[uint64]cluster.Pod
+}
+
+func (f fakePods) ByNetns(ino uint64) (cluster.Pod, bool) { p, ok := f.byNetns[ino]; return p, ok }
+func (fakePods) ByIP(netip.Addr) (cluster.Pod, bool)      { return cluster.Pod{}, false }
+func (f fakePods) ByHostInterface(i int) (cluster.Pod, bool) {
+	p, ok := f.byIndex[i]
+	return p, ok
+}
+func (fakePods) PeerNodes() []cluster.Node { return nil }
+
+// budgetChild is the agent side: every default collector, in-process, with
+// the fake resolver, until SIGTERM.
+func budgetChild(t *testing.T) {
+	pods := fakePods{byIndex: map[int]cluster.Pod{}, byNetns: map[uint64]cluster.Pod{}}
+	for i, ns := range strings.Split(os.Getenv(budgetChildEnv), ",") {
+		pod := cluster.Pod{Namespace: "budget", Name: fmt.Sprintf("p%d", i)}
+		if ifc, err := net.InterfaceByName(fmt.Sprintf("h%d", i)); err == nil {
+			pods.byIndex[ifc.Index] = pod
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join("/run/netns", ns), &st); err == nil {
+			pods.byNetns[st.Ino] = pod
+		}
+	}
+	app := kingpin.New("budget", "")
+	var enabled []collectors.Enabled
+	for _, s := range agent.Collectors() {
+		f := s.Setup(app)
+		if s.DefaultEnabled {
+			enabled = append(enabled, collectors.Enabled{Name: s.Name, Help: s.Help, Factory: f})
+		}
+	}
+	if _, err := app.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	addrs, systemd, file := []string{budgetAddr}, false, ""
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	err := agent.Run(ctx, agent.Config{
+		Web:           &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &file},
+		TelemetryPath: "/metrics",
+		Collectors:    enabled,
+		ProcPath:      "/proc",
+		SysPath:       "/sys",
+		Pods:          pods,
+	}, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+}
