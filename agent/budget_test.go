@@ -45,6 +45,13 @@ func budget(n, p int) map[string]int {
 		// counters.
 		"fragments": 4*n + 32,
 		"mtucheck":  2*n + 16,
+		// Per pod namespace and the host's: 4 results, 2 reset directions,
+		// two histograms (connect duration, srtt at close) of at most 16
+		// buckets each with sum and count; the in-flight gauge.
+		"tcpconnect": (4+2+2*(16+2))*(p+1) + 16,
+		// Two paths x one RTT histogram (at most 24 buckets, sum, count)
+		// and an unreachable counter; per peer only with --mesh.per-peer.
+		"mesh":      2*(24+2+1) + 8,
 		"conntrack": 64,
 		"fsync":     128,
 		// netsonde_collector_up, _duration_seconds, bpf_program_attached,
@@ -59,6 +66,9 @@ func collectorOf(name string) string {
 		{"netsonde_interface_mtu_bytes", "mtu"},
 		{"netsonde_packet_drops", "drops"},
 		{"netsonde_tcp_retransmits", "tcpretrans"},
+		{"netsonde_tcp_", "tcpconnect"},
+		{"netsonde_node_", "mesh"},
+		{"netsonde_mesh_", "mesh"},
 		{"netsonde_ip_fragment", "fragments"},
 		{"netsonde_icmp_frag", "fragments"},
 		{"netsonde_fragments_", "fragments"},
