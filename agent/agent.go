@@ -93,7 +93,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	startDone := make(chan struct{})
 	go func() {
 		defer close(startDone)
-		deps := collectors.Deps{Logger: logger, Pods: cfg.Pods, ProcPath: cfg.ProcPath, SysPath: cfg.SysPath}
+		deps := collectors.Deps{Logger: logger, Pods: cfg.Pods, ProcPath: cfg.ProcPath, SysPath: cfg.SysPath, BTF: &loader.KernelBTF{}}
 		if cfg.Kube != nil {
 			deps.NodeName = cfg.Kube.NodeName
 		}
@@ -123,7 +123,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		// that are garbage once the programs are loaded. Drop the cache
 		// and hand the memory back to the OS, so the agent's RSS is its
 		// steady state, not its peak.
-		loader.ReleaseBTF()
+		deps.BTF.Release()
 		debug.FreeOSMemory()
 		logger.Info("collectors initialised", "ready", true)
 	}()

@@ -62,6 +62,9 @@ type Deps struct {
 	Links *linkwatch.Watcher
 	// Pods attributes network namespaces, interfaces and addresses to pods.
 	Pods cluster.Resolver
+	// BTF is the kernel BTF the BPF collectors share while they start;
+	// the agent releases it once they all have.
+	BTF *loader.KernelBTF
 	// ProcPath and SysPath are the roots of procfs and sysfs.
 	ProcPath string
 	SysPath  string

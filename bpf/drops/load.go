@@ -32,6 +32,8 @@ type Options struct {
 	// TracefsRoot is where the classic tracepoint is read; empty: the
 	// host's tracefs or a private mount.
 	TracefsRoot string
+	// BTF is the kernel BTF shared by the objects loaded at start-up.
+	BTF *loader.KernelBTF
 }
 
 // Key is one counter's label set, as the kernel keyed it.
@@ -83,7 +85,7 @@ func Load(opts Options) (*Probe, error) {
 		}
 		spec.Maps["slots"].MaxEntries = 1
 	}
-	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot})
+	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF})
 	if err != nil {
 		return nil, err
 	}

@@ -55,6 +55,8 @@ type Options struct {
 	ICMPHooks []string
 	// TracefsRoot: see loader.Options.
 	TracefsRoot string
+	// BTF is the kernel BTF shared by the objects loaded at start-up.
+	BTF *loader.KernelBTF
 }
 
 // Counter is the loaded object: the icmp_send counter attached once, and
@@ -118,7 +120,7 @@ func Load(opts Options) (*Counter, error) {
 	default:
 		return nil, fmt.Errorf("unknown attach mode %q", opts.Mode)
 	}
-	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot})
+	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF})
 	if err != nil {
 		return nil, err
 	}

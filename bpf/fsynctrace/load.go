@@ -42,6 +42,8 @@ type Options struct {
 	Hooks []string
 	// TracefsRoot: see loader.Options.
 	TracefsRoot string
+	// BTF is the kernel BTF shared by the objects loaded at start-up.
+	BTF *loader.KernelBTF
 }
 
 // Tracer is the loaded and attached tracer.
@@ -58,7 +60,7 @@ func Load(opts Options) (*Tracer, error) {
 	if err := spec.Variables["bounds"].Set(opts.Bounds); err != nil {
 		return nil, fmt.Errorf("set bounds: %w", err)
 	}
-	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot})
+	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF})
 	if err != nil {
 		return nil, err
 	}

@@ -49,31 +49,38 @@ const kernelBTFPath = "/sys/kernel/btf/vmlinux"
 // BPF memory to it (it probes first and does nothing on newer kernels).
 var removeMemlock = sync.OnceValue(rlimit.RemoveMemlock)
 
-// btfCache is the kernel's parsed BTF, shared by every object: the BPF
-// collectors start concurrently, and each parsing vmlinux on its own (as a
-// cache per object did) multiplied the start-up peak by their number, and
-// kept every copy alive for as long as the objects lived.
-var btfCache struct {
-	sync.Mutex
-	c *btf.Cache
+// KernelBTF shares the kernel's parsed BTF among the objects the agent
+// loads at start-up: the BPF collectors start concurrently, and each
+// parsing vmlinux on its own multiplied the start-up peak by their number.
+// The agent makes one, hands it to every collector through Deps, and
+// releases it once they have started: only loading needs it, and it is the
+// largest thing the agent ever holds. A nil KernelBTF gives each load a
+// cache of its own.
+type KernelBTF struct {
+	mu sync.Mutex
+	c  *btf.Cache
 }
 
-func kernelBTF() *btf.Cache {
-	btfCache.Lock()
-	defer btfCache.Unlock()
-	if btfCache.c == nil {
-		btfCache.c = btf.NewCache()
+func (k *KernelBTF) cache() *btf.Cache {
+	if k == nil {
+		return btf.NewCache()
 	}
-	return btfCache.c
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.c == nil {
+		k.c = btf.NewCache()
+	}
+	return k.c
 }
 
-// ReleaseBTF drops the parsed kernel BTF once the programs are loaded: it
-// is the largest thing the agent ever holds, and only loading needs it. A
-// later load parses it again.
-func ReleaseBTF() {
-	btfCache.Lock()
-	btfCache.c = nil
-	btfCache.Unlock()
+// Release drops the parsed BTF; a later load parses it again.
+func (k *KernelBTF) Release() {
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	k.c = nil
+	k.mu.Unlock()
 }
 
 // Options configure an Object.
@@ -81,6 +88,9 @@ type Options struct {
 	// TracefsRoot, if set, is where classic tracepoints' ids and formats
 	// are read; empty means the host's tracefs, or a private mount.
 	TracefsRoot string
+	// BTF is the kernel BTF shared with other objects (nil: parse it for
+	// this object alone).
+	BTF *KernelBTF
 }
 
 // Object is one eBPF object: its maps, created once and shared by every
@@ -109,7 +119,7 @@ func New(spec *ebpf.CollectionSpec, opts Options) (*Object, error) {
 	}
 	mapsOnly := spec.Copy()
 	mapsOnly.Programs = map[string]*ebpf.ProgramSpec{}
-	maps, err := ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{Cache: kernelBTF()})
+	maps, err := ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{Cache: opts.BTF.cache()})
 	if err != nil {
 		return nil, fmt.Errorf("create maps: %w", err)
 	}
@@ -138,7 +148,7 @@ func (o *Object) Load(names ...string) (map[string]*ebpf.Program, error) {
 		keep[n] = ps
 	}
 	cs.Programs = keep
-	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{MapReplacements: o.maps.Maps, Cache: kernelBTF()})
+	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{MapReplacements: o.maps.Maps, Cache: o.opts.BTF.cache()})
 	if err != nil {
 		return nil, err
 	}

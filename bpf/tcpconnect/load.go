@@ -42,6 +42,8 @@ type Options struct {
 	// Hooks are tried in order; empty means tp_btf, then raw_tp. These
 	// tracepoints need no tracefs either way, so there is no classic rung.
 	Hooks []string
+	// BTF is the kernel BTF shared by the objects loaded at start-up.
+	BTF *loader.KernelBTF
 }
 
 // Counter is the loaded and attached counter.
@@ -62,7 +64,7 @@ func Load(opts Options) (*Counter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded object: %w", err)
 	}
-	obj, err := loader.New(spec, loader.Options{})
+	obj, err := loader.New(spec, loader.Options{BTF: opts.BTF})
 	if err != nil {
 		return nil, err
 	}

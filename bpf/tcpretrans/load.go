@@ -28,6 +28,8 @@ type Options struct {
 	Hooks []string
 	// TracefsRoot: see loader.Options.
 	TracefsRoot string
+	// BTF is the kernel BTF shared by the objects loaded at start-up.
+	BTF *loader.KernelBTF
 }
 
 // Counter is the loaded and attached counter.
@@ -48,7 +50,7 @@ func Load(opts Options) (*Counter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded object: %w", err)
 	}
-	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot})
+	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF})
 	if err != nil {
 		return nil, err
 	}

@@ -97,7 +97,7 @@ func start(deps collectors.Deps, c config) (collectors.Collector, error) {
 	if err != nil {
 		return nil, collectors.Down("no_btf", err)
 	}
-	opts := bpfdrops.Options{MapSize: *c.mapSize, TracefsRoot: *c.tracefs}
+	opts := bpfdrops.Options{MapSize: *c.mapSize, TracefsRoot: *c.tracefs, BTF: deps.BTF}
 	if *c.attach != "auto" {
 		opts.Hooks = []string{*c.attach}
 	}

@@ -97,7 +97,7 @@ func start(ctx context.Context, deps collectors.Deps, cfg config) (collectors.Co
 	if err != nil {
 		return nil, collectors.Down("netns", err)
 	}
-	opts := bpffrag.Options{OwnNetns: uint32(own), Mode: *cfg.attach, ICMPGroup: *cfg.icmpGroup}
+	opts := bpffrag.Options{OwnNetns: uint32(own), Mode: *cfg.attach, ICMPGroup: *cfg.icmpGroup, BTF: deps.BTF}
 	if *cfg.icmpAttach != "auto" {
 		opts.ICMPHooks = []string{*cfg.icmpAttach}
 	}

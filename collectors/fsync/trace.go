@@ -50,7 +50,7 @@ func traceSetup(app *kingpin.Application) collectors.Factory {
 		if *c.hook != "auto" {
 			source = *c.hook
 		}
-		t, err := bpffsync.Load(bpffsync.Options{Source: source, Comms: *c.comms, Bounds: boundsNS()})
+		t, err := bpffsync.Load(bpffsync.Options{Source: source, Comms: *c.comms, Bounds: boundsNS(), BTF: deps.BTF})
 		if err != nil {
 			return nil, collectors.BPFLoadDown(err, "attach_failed")
 		}

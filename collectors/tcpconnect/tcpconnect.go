@@ -57,7 +57,7 @@ func New(deps collectors.Deps, o Options) (collectors.Collector, error) {
 	if err != nil {
 		return nil, collectors.Down("netns", err)
 	}
-	var opts bpftc.Options
+	opts := bpftc.Options{BTF: deps.BTF}
 	if o.Attach != "" && o.Attach != "auto" {
 		opts.Hooks = []string{o.Attach}
 	}

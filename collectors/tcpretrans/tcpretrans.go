@@ -33,7 +33,7 @@ var Spec = collectors.Spec{
 			if err != nil {
 				return nil, collectors.Down("netns", err)
 			}
-			opts := bpftcp.Options{Group: *group}
+			opts := bpftcp.Options{Group: *group, BTF: deps.BTF}
 			if *attach != "auto" {
 				opts.Hooks = []string{*attach}
 			}
