@@ -34,7 +34,7 @@ func (e expectation) key() string { return alertKey(e) }
 func TestKernelEventToPage(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "prometheus", "prometheus-alertmanager", "promtool", "nft", "conntrack", "ip")
-	rules, err := os.ReadFile("../prometheus/rules.yml")
+	rules, err := os.ReadFile("../../deploy/prometheus/rules.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +425,7 @@ var labelValuesRe = regexp.MustCompile(`^label_values\((.*),\s*(\w+)\)$`)
 // have yet are listed as not covered, not failed.
 func checkDashboard(t *testing.T, hc *http.Client, prom string, have map[string]bool) {
 	t.Helper()
-	raw, err := os.ReadFile("../grafana/netsonde.json")
+	raw, err := os.ReadFile("../../deploy/grafana/netsonde.json")
 	if err != nil {
 		t.Fatal(err)
 	}
