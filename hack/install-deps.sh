@@ -36,6 +36,9 @@ declare -A need=(
 	[zstd]=zstd
 	[cpio]=cpio
 	[ldd]=libc-bin
+	# the dns collector's tests: a real resolver and a real client
+	[dnsmasq]=dnsmasq-base
+	[dig]=dnsutils
 )
 # headers only: checked by file
 declare -A need_files=(

@@ -1,0 +1,349 @@
+// Package dns loads netsonde's DNS programs: two cgroup_skb programs on
+// the cgroup v2 root that count queries and answers at the client's socket
+// and match them in an in-flight table, and a kfree_skb program that counts
+// dropped DNS packets. It reads their counts and sweeps the in-flight table
+// for queries that were never answered.
+package dns
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	nbpf "github.com/netsonde/netsonde/bpf"
+	"github.com/netsonde/netsonde/bpf/loader"
+)
+
+// Logical programs, as reported in netsonde_bpf_program_attached.
+const (
+	ProgramEgress  = "dns_egress"
+	ProgramIngress = "dns_ingress"
+	ProgramDrops   = "dns_kfree_skb"
+)
+
+// Edges are the upper bounds of the kernel's latency buckets, in seconds,
+// as edges[] in dns.c; the kernel's last bucket is above the last edge.
+var Edges = []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5}
+
+// SumBucket is the hist key's bucket that holds the sum of latencies (ns).
+var SumBucket = uint32(len(Edges) + 1)
+
+// MaxPorts is how many ports besides 53 the programs can watch.
+const MaxPorts = 8
+
+// Stats indices, as in dns.c.
+const (
+	StatTracked = iota
+	StatAnswered
+	StatLate
+	StatUnmatched
+	StatMalformed
+	StatRetransmitted
+	StatNotTracked
+	statMax
+)
+
+// Key types as the kernel keys its maps.
+type (
+	FlowKey  = bpfFlowKey
+	FlowVal  = bpfFlowVal
+	QueryKey = bpfQueryKey
+	RespKey  = bpfRespKey
+	HistKey  = bpfHistKey
+	DropKey  = bpfDropKey
+)
+
+// Options for Load.
+type Options struct {
+	// Timeout is how long a query waits for its answer (default 5 s).
+	Timeout time.Duration
+	// Ports are DNS server ports besides 53 (at most MaxPorts).
+	Ports []uint16
+	// MaxInflight is the size of the in-flight table (default 16384).
+	MaxInflight uint32
+	// CgroupPath is the cgroup v2 directory to attach to; empty: the
+	// root of the first cgroup2 mount in /proc/self/mountinfo.
+	CgroupPath string
+	// OnlyNetns, if set, restricts counting to these network namespaces
+	// (tests, which must not count the node's other DNS traffic).
+	OnlyNetns []uint32
+	// DropHooks are tried in order for the drop counter; empty: tp_btf
+	// then raw_tp.
+	DropHooks []string
+}
+
+// Probe is the loaded object.
+type Probe struct {
+	*loader.Object
+	Cgroup string
+}
+
+// Load loads the programs and attaches them. The drop counter is optional:
+// when none of its hooks works, the rest still runs and its program is
+// reported not attached.
+func Load(opts Options) (*Probe, error) {
+	if len(opts.Ports) > MaxPorts {
+		return nil, fmt.Errorf("at most %d extra DNS ports, got %d", MaxPorts, len(opts.Ports))
+	}
+	spec, err := loadBpf()
+	if err != nil {
+		return nil, fmt.Errorf("parse embedded object: %w", err)
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	if err := spec.Variables["timeout_ns"].Set(uint64(opts.Timeout.Nanoseconds())); err != nil {
+		return nil, fmt.Errorf("set timeout: %w", err)
+	}
+	var ports [MaxPorts]uint16
+	copy(ports[:], opts.Ports)
+	if err := spec.Variables["extra_ports"].Set(ports); err != nil {
+		return nil, fmt.Errorf("set ports: %w", err)
+	}
+	if len(opts.OnlyNetns) > 0 {
+		if err := spec.Variables["netns_filter"].Set(uint8(1)); err != nil {
+			return nil, fmt.Errorf("set netns filter: %w", err)
+		}
+	}
+	if opts.MaxInflight > 0 {
+		spec.Maps["inflight"].MaxEntries = opts.MaxInflight
+	}
+	cg := opts.CgroupPath
+	if cg == "" {
+		if cg, err = CgroupRoot("/proc/self/mountinfo"); err != nil {
+			return nil, err
+		}
+	}
+	obj, err := loader.New(spec, loader.Options{})
+	if err != nil {
+		return nil, err
+	}
+	p := &Probe{Object: obj, Cgroup: cg}
+	for _, ns := range opts.OnlyNetns {
+		if err := obj.Map("only_netns").Put(ns, uint8(1)); err != nil {
+			obj.Close()
+			return nil, fmt.Errorf("netns filter: %w", err)
+		}
+	}
+	for _, d := range []struct {
+		prog string
+		typ  ebpf.AttachType
+	}{{ProgramEgress, ebpf.AttachCGroupInetEgress}, {ProgramIngress, ebpf.AttachCGroupInetIngress}} {
+		typ := d.typ
+		err := obj.AttachFirst(d.prog, []loader.Rung{{Hook: loader.HookCgroupSkb, Program: d.prog, Target: cg,
+			Attach: func(prog *ebpf.Program) (io.Closer, error) {
+				// A link, never a plain attach: it goes with the agent,
+				// even after kill -9, and coexists with other programs
+				// on the root cgroup (BPF_F_ALLOW_MULTI semantics).
+				return link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: typ, Program: prog})
+			}}})
+		if err != nil {
+			obj.Close()
+			return nil, err
+		}
+	}
+	hooks := opts.DropHooks
+	if len(hooks) == 0 {
+		hooks = []string{loader.HookTPBTF, loader.HookRawTP}
+	}
+	var rungs []loader.Rung
+	for _, h := range hooks {
+		switch h {
+		case loader.HookTPBTF:
+			rungs = append(rungs, loader.Rung{Hook: h, Program: "dns_drop_btf", Target: "kfree_skb"})
+		case loader.HookRawTP:
+			rungs = append(rungs, loader.Rung{Hook: h, Program: "dns_drop_raw", Target: "kfree_skb"})
+		default:
+			obj.Close()
+			return nil, fmt.Errorf("unknown drop hook %q", h)
+		}
+	}
+	// Its failure is visible as dns_kfree_skb attached 0.
+	_ = obj.AttachFirst(ProgramDrops, rungs)
+	return p, nil
+}
+
+// CgroupRoot returns the mount point of the cgroup v2 hierarchy whose root
+// is mounted (the root "/" of the hierarchy, not a container's subtree) in
+// a mountinfo file.
+func CgroupRoot(mountinfo string) (string, error) {
+	f, err := os.Open(mountinfo)
+	if err != nil {
+		return "", fmt.Errorf("find cgroup2 mount: %w", err)
+	}
+	defer f.Close()
+	return parseCgroupRoot(f)
+}
+
+func parseCgroupRoot(r io.Reader) (string, error) {
+	s := bufio.NewScanner(r)
+	s.Buffer(make([]byte, 64*1024), 1024*1024)
+	var sub string
+	for s.Scan() {
+		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
+		f := strings.Fields(s.Text())
+		sep := -1
+		for i, x := range f {
+			if x == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep < 5 || sep+1 >= len(f) || f[sep+1] != "cgroup2" {
+			continue
+		}
+		if f[3] == "/" {
+			return unescapeMount(f[4]), nil
+		}
+		if sub == "" {
+			sub = f[3]
+		}
+	}
+	if err := s.Err(); err != nil {
+		return "", fmt.Errorf("read mountinfo: %w", err)
+	}
+	if sub != "" {
+		// A container's own cgroup namespace: attaching there would see
+		// only the container's sockets, never the pods'.
+		return "", fmt.Errorf("cgroup2 is mounted only from %q, not its root: mount the host's /sys/fs/cgroup (a hostPath volume) and give its path", sub)
+	}
+	return "", errors.New("no cgroup2 mount: the node must use cgroup v2")
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var c int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &c); err == nil {
+				b.WriteByte(byte(c))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// Counts is what the kernel has counted since load.
+type Counts struct {
+	Queries   map[QueryKey]uint64
+	Responses map[RespKey]uint64
+	Latency   map[HistKey]uint64
+	Timeouts  map[uint32]uint64
+	Drops     map[DropKey]uint64
+	Stats     [statMax]uint64
+}
+
+// Read returns the kernel's counts.
+func (p *Probe) Read() (Counts, error) {
+	var c Counts
+	var err error
+	if c.Queries, err = nbpf.SumPerCPU[QueryKey](p.Map("queries")); err != nil {
+		return c, err
+	}
+	if c.Responses, err = nbpf.SumPerCPU[RespKey](p.Map("responses")); err != nil {
+		return c, err
+	}
+	if c.Latency, err = nbpf.SumPerCPU[HistKey](p.Map("latency")); err != nil {
+		return c, err
+	}
+	if c.Timeouts, err = nbpf.SumPerCPU[uint32](p.Map("timeouts")); err != nil {
+		return c, err
+	}
+	if c.Drops, err = nbpf.SumPerCPU[DropKey](p.Map("drops")); err != nil {
+		return c, err
+	}
+	for i := range c.Stats {
+		if c.Stats[i], err = nbpf.SumArraySlot(p.Map("stats"), uint32(i)); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// Sweep deletes the queries older than timeout from the in-flight table
+// and returns how many it closed per network namespace, and how many are
+// still in flight. A query is closed once: by its answer or by this sweep,
+// whichever deletes it first.
+func (p *Probe) Sweep(timeout time.Duration) (map[uint32]uint64, int, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return nil, 0, fmt.Errorf("clock: %w", err)
+	}
+	now := uint64(ts.Nano())
+	limit := uint64(timeout.Nanoseconds())
+	m := p.Map("inflight")
+	const batch = 256
+	keys := make([]FlowKey, batch)
+	vals := make([]FlowVal, batch)
+	var old []FlowKey
+	live := 0
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
+		for i := 0; i < n; i++ {
+			if now > vals[i].Ts && now-vals[i].Ts > limit {
+				old = append(old, keys[i])
+			} else {
+				live++
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return p.sweepIterate(now, limit)
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("batch lookup in-flight queries: %w", err)
+		}
+	}
+	closed := map[uint32]uint64{}
+	for _, k := range old {
+		// An answer that deleted it first owns it.
+		if m.Delete(k) == nil {
+			closed[k.Netns]++
+		}
+	}
+	return closed, live, nil
+}
+
+func (p *Probe) sweepIterate(now, limit uint64) (map[uint32]uint64, int, error) {
+	m := p.Map("inflight")
+	var k FlowKey
+	var v FlowVal
+	var old []FlowKey
+	live := 0
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if now > v.Ts && now-v.Ts > limit {
+			old = append(old, k)
+		} else {
+			live++
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, 0, fmt.Errorf("iterate in-flight queries: %w", err)
+	}
+	closed := map[uint32]uint64{}
+	for _, k := range old {
+		if m.Delete(k) == nil {
+			closed[k.Netns]++
+		}
+	}
+	return closed, live, nil
+}
