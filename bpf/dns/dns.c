@@ -276,6 +276,9 @@ static __always_inline int dns_header(struct __sk_buff *skb, struct pkt *p, stru
 {
 	if (p->key.proto == IPPROTO_TCP) {
 		__be16 len;
+		/* SYN, ACK, FIN: no message, nothing wrong. */
+		if (p->dns_len == 0)
+			return 1;
 		if (p->dns_len < 2 + sizeof(*h))
 			return -1;
 		if (bpf_skb_load_bytes(skb, p->dns_off, &len, 2))
@@ -370,8 +373,10 @@ int dns_egress(struct __sk_buff *skb)
 	if (parse(skb, &p) || !dns_port(p.dport))
 		return 1;
 	struct dnshdr h;
-	if (dns_header(skb, &p, &h)) {
-		stat(STAT_MALFORMED);
+	int err = dns_header(skb, &p, &h);
+	if (err) {
+		if (err < 0)
+			stat(STAT_MALFORMED);
 		return 1;
 	}
 	/* QR set: an answer leaving a server bound to an odd port; opcode
@@ -417,8 +422,10 @@ int dns_ingress(struct __sk_buff *skb)
 	if (parse(skb, &p) || !dns_port(p.sport))
 		return 1;
 	struct dnshdr h;
-	if (dns_header(skb, &p, &h)) {
-		stat(STAT_MALFORMED);
+	int err = dns_header(skb, &p, &h);
+	if (err) {
+		if (err < 0)
+			stat(STAT_MALFORMED);
 		return 1;
 	}
 	__u16 flags = bpf_ntohs(h.flags);
