@@ -101,7 +101,7 @@ func TestDigCountsQueriesAndRcodes(t *testing.T) {
 	testenv.RequireCommand(t, "dig")
 	tp := newTopo(t)
 	startDnsmasq(t, tp.resolver)
-	a := startAgent(t, tp, nil, tp.client)
+	a := startAgent(t, tp, nil, tp.client, tp.resolver)
 	p := pod(t, tp.client)
 	for i := 0; i < 7; i++ {
 		if st := dig(t, tp.client, "ok.test", "A"); st != "NOERROR" {

@@ -305,3 +305,76 @@ func vmRSS(t *testing.T, pid int) int {
 	t.Fatal("no VmRSS")
 	return 0
 }
+
+// TestGlibcAndTCP: getent through glibc's stub resolver (A and AAAA on one
+// socket), and dig over TCP, whose segments carry whole messages.
+func TestGlibcAndTCP(t *testing.T) {
+	testenv.RequireCommand(t, "dig", "getent")
+	tp := newTopo(t)
+	startDnsmasq(t, tp.resolver)
+	// ip netns exec bind-mounts /etc/netns/NAME/resolv.conf over
+	// /etc/resolv.conf: glibc in the client asks the test's resolver.
+	dir := filepath.Join("/etc/netns", tp.client.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte("nameserver "+resolverIP+"\noptions attempts:1 timeout:2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, tp, nil, tp.client, tp.resolver)
+	p := pod(t, tp.client)
+	for i := 0; i < 3; i++ {
+		out := tp.client.Exec(t, "getent", "hosts", "ok.test")
+		if !strings.Contains(out, "198.18.99.1") {
+			t.Fatalf("getent hosts ok.test: %q", out)
+		}
+	}
+	for i := 0; i < 4; i++ {
+		if st := dig(t, tp.client, "+tcp", "nx.test", "TXT"); st != "NXDOMAIN" {
+			t.Fatalf("dig +tcp: %s", st)
+		}
+	}
+	// glibc asks A and AAAA for each lookup; dnsmasq, with an IPv4
+	// address for the name and no upstream, refuses AAAA.
+	a.WaitSum(t, queriesMetric, with(p, "qtype", "A"), 3)
+	a.WaitSum(t, queriesMetric, with(p, "qtype", "AAAA"), 3)
+	a.WaitSum(t, queriesMetric, with(p, "qtype", "TXT"), 4)
+	a.WaitSum(t, responsesMetric, with(p, "rcode", "NOERROR"), 3)
+	a.WaitSum(t, responsesMetric, with(p, "rcode", "REFUSED"), 3)
+	a.WaitSum(t, responsesMetric, with(p, "rcode", "NXDOMAIN"), 4)
+	// The resolver is watched too: its side of each exchange is not a
+	// client's, so every exchange is counted once.
+	a.WaitSum(t, queriesMetric, nil, 10)
+	a.WaitSum(t, responsesMetric, nil, 10)
+	a.WaitSum(t, "netsonde_dns_malformed_packets_total", nil, 0)
+}
+
+// TestServfailAndManyNames: SERVFAIL counted exactly, and 5,000 distinct
+// names add no series (no name label).
+func TestServfailAndManyNames(t *testing.T) {
+	tp := newTopo(t)
+	srv := resolverIP + ":53"
+	startServer(t, tp.resolver, srv)
+	a := startAgent(t, tp, nil, tp.client)
+	p := pod(t, tp.client)
+	exchanges(t, tp.client, srv, "fail", 12, 2*time.Second, 2)
+	exchanges(t, tp.client, srv, "ok", 10, 2*time.Second, 0)
+	a.WaitSum(t, responsesMetric, with(p, "rcode", "SERVFAIL"), 12)
+	series := func() int {
+		n := 0
+		for _, f := range a.Scrape(t) {
+			if strings.HasPrefix(f.GetName(), "netsonde_dns_") {
+				n += len(f.GetMetric())
+			}
+		}
+		return n
+	}
+	a.WaitSum(t, responsesMetric, with(p, "rcode", "NOERROR"), 10)
+	before := series()
+	exchanges(t, tp.client, srv, "ok", 5000, 2*time.Second, 0)
+	a.WaitSum(t, responsesMetric, with(p, "rcode", "NOERROR"), 5010)
+	if after := series(); after != before {
+		t.Errorf("netsonde_dns_* series: %d before 5,000 names, %d after", before, after)
+	}
+}
