@@ -254,7 +254,7 @@ collectors: {drops: false, conntrack: true}
 		{"dnsPolicy", spec["dnsPolicy"], "ClusterFirst"},
 		{"updateStrategy", ds["spec"].(map[string]any)["updateStrategy"], "map[type:OnDelete]"},
 		{"serviceAccountName", spec["serviceAccountName"], "probe"},
-		{"args", c["args"], "[--web.listen-address=:10444 --path.procfs=/host/proc --fsyncprobe.host-root=/host/proc/1/root --collector.conntrack --no-collector.drops --log.level=debug]"},
+		{"args", c["args"], "[--web.listen-address=:10444 --path.procfs=/host/proc --fsyncprobe.host-root=/host/proc/1/root --dns.cgroup-path=/host/sys/fs/cgroup --collector.conntrack --no-collector.drops --log.level=debug]"},
 		{"extraEnv", c["env"].([]any)[1], "map[name:GOMEMLIMIT value:90MiB]"},
 		{"ServiceAccount annotations", objs["ServiceAccount/probe"]["metadata"].(map[string]any)["annotations"], "map[example.com/role:x]"},
 		{"Service annotations", objs["Service/netsonde"]["metadata"].(map[string]any)["annotations"], "map[example.com/s:y]"},
