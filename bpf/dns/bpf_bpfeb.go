@@ -63,21 +63,24 @@ type bpfRespKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapDrops       = "drops"
-	bpfMapInflight    = "inflight"
-	bpfMapLatency     = "latency"
-	bpfMapOnlyNetns   = "only_netns"
-	bpfMapQueries     = "queries"
-	bpfMapResponses   = "responses"
-	bpfMapStats       = "stats"
-	bpfMapTimeouts    = "timeouts"
-	bpfProgDnsDropBtf = "dns_drop_btf"
-	bpfProgDnsDropRaw = "dns_drop_raw"
-	bpfProgDnsEgress  = "dns_egress"
-	bpfProgDnsIngress = "dns_ingress"
-	bpfVarExtraPorts  = "extra_ports"
-	bpfVarNetnsFilter = "netns_filter"
-	bpfVarTimeoutNs   = "timeout_ns"
+	bpfMapDrops           = "drops"
+	bpfMapInflight        = "inflight"
+	bpfMapLatency         = "latency"
+	bpfMapOnlyNetns       = "only_netns"
+	bpfMapQueries         = "queries"
+	bpfMapResponses       = "responses"
+	bpfMapSkScratch       = "sk_scratch"
+	bpfMapStats           = "stats"
+	bpfMapTimeouts        = "timeouts"
+	bpfProgDnsDropBtf     = "dns_drop_btf"
+	bpfProgDnsDropRaw     = "dns_drop_raw"
+	bpfProgDnsEgress      = "dns_egress"
+	bpfProgDnsEgressRead  = "dns_egress_read"
+	bpfProgDnsIngress     = "dns_ingress"
+	bpfProgDnsIngressRead = "dns_ingress_read"
+	bpfVarExtraPorts      = "extra_ports"
+	bpfVarNetnsFilter     = "netns_filter"
+	bpfVarTimeoutNs       = "timeout_ns"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -122,10 +125,12 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	DnsDropBtf *ebpf.ProgramSpec `ebpf:"dns_drop_btf"`
-	DnsDropRaw *ebpf.ProgramSpec `ebpf:"dns_drop_raw"`
-	DnsEgress  *ebpf.ProgramSpec `ebpf:"dns_egress"`
-	DnsIngress *ebpf.ProgramSpec `ebpf:"dns_ingress"`
+	DnsDropBtf     *ebpf.ProgramSpec `ebpf:"dns_drop_btf"`
+	DnsDropRaw     *ebpf.ProgramSpec `ebpf:"dns_drop_raw"`
+	DnsEgress      *ebpf.ProgramSpec `ebpf:"dns_egress"`
+	DnsEgressRead  *ebpf.ProgramSpec `ebpf:"dns_egress_read"`
+	DnsIngress     *ebpf.ProgramSpec `ebpf:"dns_ingress"`
+	DnsIngressRead *ebpf.ProgramSpec `ebpf:"dns_ingress_read"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
@@ -138,6 +143,7 @@ type bpfMapSpecs struct {
 	OnlyNetns *ebpf.MapSpec `ebpf:"only_netns"`
 	Queries   *ebpf.MapSpec `ebpf:"queries"`
 	Responses *ebpf.MapSpec `ebpf:"responses"`
+	SkScratch *ebpf.MapSpec `ebpf:"sk_scratch"`
 	Stats     *ebpf.MapSpec `ebpf:"stats"`
 	Timeouts  *ebpf.MapSpec `ebpf:"timeouts"`
 }
@@ -177,6 +183,7 @@ type bpfMaps struct {
 	OnlyNetns *ebpf.Map `ebpf:"only_netns"`
 	Queries   *ebpf.Map `ebpf:"queries"`
 	Responses *ebpf.Map `ebpf:"responses"`
+	SkScratch *ebpf.Map `ebpf:"sk_scratch"`
 	Stats     *ebpf.Map `ebpf:"stats"`
 	Timeouts  *ebpf.Map `ebpf:"timeouts"`
 }
@@ -189,6 +196,7 @@ func (m *bpfMaps) Close() error {
 		m.OnlyNetns,
 		m.Queries,
 		m.Responses,
+		m.SkScratch,
 		m.Stats,
 		m.Timeouts,
 	)
@@ -207,10 +215,12 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	DnsDropBtf *ebpf.Program `ebpf:"dns_drop_btf"`
-	DnsDropRaw *ebpf.Program `ebpf:"dns_drop_raw"`
-	DnsEgress  *ebpf.Program `ebpf:"dns_egress"`
-	DnsIngress *ebpf.Program `ebpf:"dns_ingress"`
+	DnsDropBtf     *ebpf.Program `ebpf:"dns_drop_btf"`
+	DnsDropRaw     *ebpf.Program `ebpf:"dns_drop_raw"`
+	DnsEgress      *ebpf.Program `ebpf:"dns_egress"`
+	DnsEgressRead  *ebpf.Program `ebpf:"dns_egress_read"`
+	DnsIngress     *ebpf.Program `ebpf:"dns_ingress"`
+	DnsIngressRead *ebpf.Program `ebpf:"dns_ingress_read"`
 }
 
 func (p *bpfPrograms) Close() error {
@@ -218,7 +228,9 @@ func (p *bpfPrograms) Close() error {
 		p.DnsDropBtf,
 		p.DnsDropRaw,
 		p.DnsEgress,
+		p.DnsEgressRead,
 		p.DnsIngress,
+		p.DnsIngressRead,
 	)
 }
 

@@ -191,13 +191,36 @@ static __always_inline int dns_port(__u16 port)
  * plain loads (they cannot fault: the verifier guards them). */
 extern void *bpf_rdonly_cast(const void *obj__ign, __u32 btf_id__k) __ksym;
 
-static __always_inline __u32 sock_netns(struct __sk_buff *skb)
+/* Before 6.2 there is no bpf_rdonly_cast, and the verifier forbids
+ * arithmetic on the context's socket pointer, so a CO-RE read cannot start
+ * from it. The pointer is stored in a map value and loaded back, which
+ * makes it a plain number (a privileged program may do this), and the
+ * namespace is then read with bpf_probe_read_kernel. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} sk_scratch SEC(".maps");
+
+static __always_inline __u32 sock_netns(struct __sk_buff *skb, const int cast)
 {
 	struct bpf_sock *bsk = skb->sk;
 	if (!bsk)
 		return 0;
-	struct sock *sk = bpf_rdonly_cast(bsk, bpf_core_type_id_kernel(struct sock));
-	return sk->__sk_common.skc_net.net->ns.inum;
+	if (cast) {
+		struct sock *sk = bpf_rdonly_cast(bsk, bpf_core_type_id_kernel(struct sock));
+		return sk->__sk_common.skc_net.net->ns.inum;
+	}
+	__u32 zero = 0;
+	__u64 *slot = bpf_map_lookup_elem(&sk_scratch, &zero);
+	if (!slot)
+		return 0;
+	*slot = (__u64)bsk;
+	/* The compiler must load it back from the map, not reuse bsk. */
+	asm volatile("" ::: "memory");
+	struct sock *sk = (struct sock *)*(volatile __u64 *)slot;
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 }
 
 struct pkt {
@@ -366,8 +389,7 @@ static __always_inline void count_timeout(__u32 netns)
 	counter_add(&timeouts, &netns, 1);
 }
 
-SEC("cgroup_skb/egress")
-int dns_egress(struct __sk_buff *skb)
+static __always_inline int egress(struct __sk_buff *skb, const int cast)
 {
 	struct pkt p = {};
 	if (parse(skb, &p) || !dns_port(p.dport))
@@ -386,7 +408,7 @@ int dns_egress(struct __sk_buff *skb)
 		stat(STAT_MALFORMED);
 		return 1;
 	}
-	p.key.netns = sock_netns(skb);
+	p.key.netns = sock_netns(skb, cast);
 	if (ignored(p.key.netns))
 		return 1;
 	p.key.id = h.id;
@@ -415,8 +437,7 @@ int dns_egress(struct __sk_buff *skb)
 	return 1;
 }
 
-SEC("cgroup_skb/ingress")
-int dns_ingress(struct __sk_buff *skb)
+static __always_inline int ingress(struct __sk_buff *skb, const int cast)
 {
 	struct pkt p = {};
 	if (parse(skb, &p) || !dns_port(p.sport))
@@ -435,7 +456,7 @@ int dns_ingress(struct __sk_buff *skb)
 	}
 	/* The query's key had the client as source: swap. */
 	struct flow_key k = {
-		.netns = sock_netns(skb),
+		.netns = sock_netns(skb, cast),
 		.id = h.id,
 		.lport = p.key.rport,
 		.rport = p.key.lport,
@@ -471,6 +492,21 @@ int dns_ingress(struct __sk_buff *skb)
 	counter_add(&latency, &hk, d);
 	return 1;
 }
+
+/* Two forms of each program, by how the socket's namespace is read: with
+ * bpf_rdonly_cast (6.2+, plain loads) or through bpf_probe_read_kernel
+ * (older kernels). The loader tries them in that order. */
+SEC("cgroup_skb/egress")
+int dns_egress(struct __sk_buff *skb) { return egress(skb, 1); }
+
+SEC("cgroup_skb/ingress")
+int dns_ingress(struct __sk_buff *skb) { return ingress(skb, 1); }
+
+SEC("cgroup_skb/egress")
+int dns_egress_read(struct __sk_buff *skb) { return egress(skb, 0); }
+
+SEC("cgroup_skb/ingress")
+int dns_ingress_read(struct __sk_buff *skb) { return ingress(skb, 0); }
 
 /* count_drop counts a dropped packet to or from a DNS port. head and nh
  * locate its network header; netns is where it was dropped. */

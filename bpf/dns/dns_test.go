@@ -14,7 +14,7 @@ import (
 // loadForTest loads the object's cgroup_skb programs without attaching
 // them: BPF_PROG_TEST_RUN feeds them packets, and only their own maps
 // count (no other traffic of the machine).
-func loadForTest(t testing.TB) (*loader.Object, map[string]*ebpf.Program) {
+func loadForTest(t testing.TB, form string) (*loader.Object, map[string]*ebpf.Program) {
 	t.Helper()
 	testenv.RequireRoot(t)
 	spec, err := loadBpf()
@@ -26,11 +26,11 @@ func loadForTest(t testing.TB) (*loader.Object, map[string]*ebpf.Program) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { obj.Close() })
-	progs, err := obj.Load(ProgramEgress, ProgramIngress)
+	progs, err := obj.Load(ProgramEgress+form, ProgramIngress+form)
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
-	return obj, progs
+	return obj, map[string]*ebpf.Program{ProgramEgress: progs[ProgramEgress+form], ProgramIngress: progs[ProgramIngress+form]}
 }
 
 // packet builds an Ethernet + IPv4 + UDP frame (BPF_PROG_TEST_RUN wants
@@ -107,7 +107,13 @@ func stat(t testing.TB, obj *loader.Object, i uint32) uint64 {
 // TestParserInKernel runs the programs on chosen packets and checks what
 // they counted: the qtype walk, the malformed cases, the match.
 func TestParserInKernel(t *testing.T) {
-	obj, progs := loadForTest(t)
+	for _, form := range []string{"", "_read"} {
+		t.Run("form"+form, func(t *testing.T) { testParser(t, form) })
+	}
+}
+
+func testParser(t *testing.T, form string) {
+	obj, progs := loadForTest(t, form)
 	eg, in := progs[ProgramEgress], progs[ProgramIngress]
 	loop := dnsQuery(2, "x", 1)[:12]
 	loop = append(loop, 0xc0, 12, 0, 1, 0, 1)
@@ -175,8 +181,7 @@ func FuzzPrograms(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0xc0, 12}, true)
 	f.Add([]byte{}, false)
 	f.Add(packet(1, 53, nil)[14:], true)
-	obj, progs := loadForTest(f)
-	_ = obj
+	_, progs := loadForTest(f, "")
 	f.Fuzz(func(t *testing.T, data []byte, raw bool) {
 		// BPF_PROG_TEST_RUN takes at most a page; DNS over UDP here is
 		// at most an MTU anyway.

@@ -29,6 +29,13 @@ const (
 	ProgramDrops   = "dns_kfree_skb"
 )
 
+// How the programs read a socket's network namespace.
+const (
+	NetnsReadAuto  = "auto"
+	NetnsReadCast  = "cast"
+	NetnsReadProbe = "probe_read"
+)
+
 // Edges are the upper bounds of the kernel's latency buckets, in seconds,
 // as edges[] in dns.c; the kernel's last bucket is above the last edge.
 var Edges = []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5}
@@ -75,6 +82,9 @@ type Options struct {
 	// OnlyNetns, if set, restricts counting to these network namespaces
 	// (tests, which must not count the node's other DNS traffic).
 	OnlyNetns []uint32
+	// NetnsRead chooses how the socket's namespace is read: NetnsReadAuto
+	// (""), NetnsReadCast or NetnsReadProbe.
+	NetnsRead string
 	// DropHooks are tried in order for the drop counter; empty: tp_btf
 	// then raw_tp.
 	DropHooks []string
@@ -133,19 +143,32 @@ func Load(opts Options) (*Probe, error) {
 			return nil, fmt.Errorf("netns filter: %w", err)
 		}
 	}
+	// Each logical program has two forms, by how it reads the socket's
+	// network namespace: bpf_rdonly_cast (6.2+), then
+	// bpf_probe_read_kernel (older kernels). Both are cgroup_skb.
+	forms := []string{"", "_read"}
+	switch opts.NetnsRead {
+	case NetnsReadCast:
+		forms = forms[:1]
+	case NetnsReadProbe:
+		forms = forms[1:]
+	}
 	for _, d := range []struct {
 		prog string
 		typ  ebpf.AttachType
 	}{{ProgramEgress, ebpf.AttachCGroupInetEgress}, {ProgramIngress, ebpf.AttachCGroupInetIngress}} {
 		typ := d.typ
-		err := obj.AttachFirst(d.prog, []loader.Rung{{Hook: loader.HookCgroupSkb, Program: d.prog, Target: cg,
-			Attach: func(prog *ebpf.Program) (io.Closer, error) {
-				// A link, never a plain attach: it goes with the agent,
-				// even after kill -9, and coexists with other programs
-				// on the root cgroup (BPF_F_ALLOW_MULTI semantics).
-				return link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: typ, Program: prog})
-			}}})
-		if err != nil {
+		attach := func(prog *ebpf.Program) (io.Closer, error) {
+			// A link, never a plain attach: it goes with the agent,
+			// even after kill -9, and coexists with other programs on
+			// the root cgroup (BPF_F_ALLOW_MULTI semantics).
+			return link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: typ, Program: prog})
+		}
+		var rungs []loader.Rung
+		for _, f := range forms {
+			rungs = append(rungs, loader.Rung{Hook: loader.HookCgroupSkb, Program: d.prog + f, Target: cg, Attach: attach})
+		}
+		if err := obj.AttachFirst(d.prog, rungs); err != nil {
 			obj.Close()
 			return nil, err
 		}

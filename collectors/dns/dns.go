@@ -132,6 +132,7 @@ type config struct {
 	btfDir      *string
 	sweepEvery  *time.Duration
 	onlyNetns   *[]uint32
+	netnsRead   *string
 }
 
 func setup(app *kingpin.Application) collectors.Factory {
@@ -148,6 +149,8 @@ func setup(app *kingpin.Application) collectors.Factory {
 			Default("/sys/kernel/btf").String(),
 		sweepEvery: app.Flag("dns.sweep-interval", "How often the in-flight table is swept for timeouts; default: a quarter of --dns.timeout, at most 1s.").
 			Default("0").Hidden().Duration(),
+		netnsRead: app.Flag("dns.netns-read", "How the programs read a socket's network namespace: auto (bpf_rdonly_cast on 6.2+, else bpf_probe_read_kernel), cast or probe_read.").
+			Default(bpfdns.NetnsReadAuto).Hidden().Enum(bpfdns.NetnsReadAuto, bpfdns.NetnsReadCast, bpfdns.NetnsReadProbe),
 		onlyNetns: app.Flag("dns.only-netns", "For tests: count only the sockets of these network namespaces (inodes), labelled namespace=\"netns\", pod=INODE.").
 			Hidden().Uint32List(),
 	}
@@ -195,7 +198,7 @@ func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Coll
 		return nil, collectors.Down("netns", err)
 	}
 	probe, err := bpfdns.Load(bpfdns.Options{Timeout: *c.timeout, Ports: ports, MaxInflight: *c.maxInflight,
-		CgroupPath: *c.cgroup, OnlyNetns: *c.onlyNetns})
+		CgroupPath: *c.cgroup, OnlyNetns: *c.onlyNetns, NetnsRead: *c.netnsRead})
 	if err != nil {
 		return nil, collectors.BPFLoadDown(err, "attach_failed")
 	}

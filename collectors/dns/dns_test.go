@@ -298,11 +298,18 @@ func exchanges(t *testing.T, ns *testenv.Netns, server, kind string, n int, wait
 }
 
 // TestDoneWhen is the acceptance scenario, between two scrapes.
-func TestDoneWhen(t *testing.T) {
+func TestDoneWhen(t *testing.T) { testDoneWhen(t) }
+
+// TestDoneWhenProbeRead is the same with the programs' second form, which
+// reads the socket's namespace with bpf_probe_read_kernel: the one kernels
+// before 6.2 load.
+func TestDoneWhenProbeRead(t *testing.T) { testDoneWhen(t, "--dns.netns-read=probe_read") }
+
+func testDoneWhen(t *testing.T, args ...string) {
 	tp := newTopo(t)
 	srv := resolverIP + ":53"
 	startServer(t, tp.resolver, srv)
-	a := startAgent(t, tp, []string{"--dns.timeout=2s"}, tp.client)
+	a := startAgent(t, tp, append([]string{"--dns.timeout=2s"}, args...), tp.client)
 	p := pod(t, tp.client)
 	before := a.Scrape(t)
 
@@ -339,6 +346,11 @@ func TestDoneWhen(t *testing.T) {
 		t.Errorf("durations: %v at most 0.2 s and %v above, want 130 and 10", fast, slow)
 	}
 	a.WaitSum(t, timeoutsMetric, p, 20)
+	for _, prog := range []string{"dns_egress", "dns_ingress"} {
+		if v, ok := after.Value("netsonde_bpf_program_attached", map[string]string{"program": prog, "hook": "cgroup_skb"}); !ok || v != 1 {
+			t.Errorf("%s not attached by cgroup_skb", prog)
+		}
+	}
 }
 
 // bucketDelta returns how many durations of p landed at most le seconds,
