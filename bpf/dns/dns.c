@@ -283,6 +283,37 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	return 0;
 }
 
+/* maybe_dns is the fast path every packet of every socket takes: with
+ * direct packet access (no helper call), is the server-side port a DNS
+ * port? 0: certainly not, return at once; 1: it is, or the headers are
+ * not in the linear part and parse() must look. */
+static __always_inline int maybe_dns(struct __sk_buff *skb, const int egress)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u8 *ip = data;
+	__u32 l4;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (data + 20 > end)
+			return 1;
+		if (ip[9] != IPPROTO_UDP && ip[9] != IPPROTO_TCP)
+			return 0;
+		l4 = (ip[0] & 0xf) * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (data + 40 > end)
+			return 1;
+		if (ip[6] != IPPROTO_UDP && ip[6] != IPPROTO_TCP)
+			return 0;
+		l4 = 40;
+	} else {
+		return 0;
+	}
+	__be16 *ports = data + l4;
+	if ((void *)(ports + 2) > end)
+		return 1;
+	return dns_port(bpf_ntohs(egress ? ports[1] : ports[0]));
+}
+
 struct dnshdr {
 	__be16 id;
 	__be16 flags;
@@ -342,10 +373,11 @@ static __always_inline __u16 fold_qtype(__u16 t)
  * 255 bytes, so at most 127 labels. */
 #define MAX_LABELS 128
 
-/* qtype walks the first question's name (uncompressed, as in a query) and
- * returns its folded type, or 0 for a name that is not well formed
- * (compression pointer, longer than 255 bytes, cut short). */
-static __always_inline __u16 qtype(struct __sk_buff *skb, struct pkt *p)
+/* qtype_slow walks the first question's name (uncompressed, as in a
+ * query) one byte load at a time and returns its folded type, or 0 for a
+ * name that is not well formed (compression pointer, longer than 255
+ * bytes, cut short). */
+static __always_inline __u16 qtype_slow(struct __sk_buff *skb, struct pkt *p)
 {
 	__u32 off = p->dns_off + sizeof(struct dnshdr);
 	__u32 end = p->dns_off + p->dns_len;
@@ -373,6 +405,47 @@ static __always_inline __u16 qtype(struct __sk_buff *skb, struct pkt *p)
 	return 0;
 }
 
+/* QBUF bytes of question are read with one helper call and walked on the
+ * stack: names up to about 120 bytes, nearly all of them, cost one load
+ * instead of one per label. Longer ones take qtype_slow. */
+#define QBUF 128
+
+static __always_inline __u16 qtype(struct __sk_buff *skb, struct pkt *p)
+{
+	__u32 start = p->dns_off + sizeof(struct dnshdr);
+	__u32 end = p->dns_off + p->dns_len;
+	if (start >= end)
+		return 0;
+	__u32 avail = end - start;
+	if (avail > QBUF)
+		avail = QBUF;
+	__u8 buf[QBUF];
+	/* The verifier wants the length's bounds in the register it sees. */
+	asm volatile("%0 &= 0xff" : "+r"(avail));
+	if (avail == 0 || avail > QBUF)
+		return 0;
+	if (bpf_skb_load_bytes(skb, start, buf, avail))
+		return qtype_slow(skb, p);
+	__u32 pos = 0, name = 0;
+	for (int i = 0; i < MAX_LABELS; i++) {
+		if (pos >= avail)
+			return qtype_slow(skb, p);
+		__u8 l = buf[pos & (QBUF - 1)];
+		if (l == 0) {
+			if (pos + 2 < avail)
+				return fold_qtype((__u16)buf[(pos + 1) & (QBUF - 1)] << 8 | buf[(pos + 2) & (QBUF - 1)]);
+			return qtype_slow(skb, p);
+		}
+		if (l & 0xc0)
+			return 0;
+		name += l + 1;
+		if (name > 255)
+			return 0;
+		pos += l + 1;
+	}
+	return 0;
+}
+
 static __always_inline __u32 bucket_of(__u64 d)
 {
 	__u32 b = NEDGES;
@@ -391,6 +464,8 @@ static __always_inline void count_timeout(__u32 netns)
 
 static __always_inline int egress(struct __sk_buff *skb, const int cast)
 {
+	if (!maybe_dns(skb, 1))
+		return 1;
 	struct pkt p = {};
 	if (parse(skb, &p) || !dns_port(p.dport))
 		return 1;
@@ -439,6 +514,8 @@ static __always_inline int egress(struct __sk_buff *skb, const int cast)
 
 static __always_inline int ingress(struct __sk_buff *skb, const int cast)
 {
+	if (!maybe_dns(skb, 0))
+		return 1;
 	struct pkt p = {};
 	if (parse(skb, &p) || !dns_port(p.sport))
 		return 1;

@@ -124,14 +124,16 @@ func testParser(t *testing.T, form string) {
 		packet(40000, 53, dnsQuery(5, "ok.test", 255)), // ANY: other
 		packet(40000, 53, loop),                        // other
 		packet(40000, 53, long),                        // 257 bytes: other
-		packet(40000, 53, nil),                         // malformed
-		packet(40000, 53, []byte{1, 2, 3}),             // malformed
-		packet(40000, 80, dnsQuery(6, "ok.test", 1)),   // not DNS
+		// 151 bytes of name: past the one-load buffer, walked label by label.
+		packet(40000, 53, dnsQuery(11, strings.Repeat("b", 60)+"."+strings.Repeat("c", 60)+"."+strings.Repeat("d", 20)+".test", 33)),
+		packet(40000, 53, nil),                       // malformed
+		packet(40000, 53, []byte{1, 2, 3}),           // malformed
+		packet(40000, 80, dnsQuery(6, "ok.test", 1)), // not DNS
 	} {
 		run(t, eg, pkt)
 	}
 	got := queriesByType(t, obj)
-	want := map[uint16]uint64{28: 1, 65: 1, 0: 3}
+	want := map[uint16]uint64{28: 1, 65: 1, 33: 1, 0: 3}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("queries of folded type %d: %d, want %d (all: %v)", k, got[k], v, got)
@@ -143,8 +145,8 @@ func testParser(t *testing.T, form string) {
 	if m := stat(t, obj, StatMalformed); m != 2 {
 		t.Errorf("malformed: %d, want 2", m)
 	}
-	if n := stat(t, obj, StatTracked); n != 5 {
-		t.Errorf("tracked: %d, want 5", n)
+	if n := stat(t, obj, StatTracked); n != 6 {
+		t.Errorf("tracked: %d, want 6", n)
 	}
 	// The answer to query 1 (ports and addresses swapped) matches it; the
 	// same answer again, and one with another ID, match nothing.
