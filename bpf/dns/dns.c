@@ -78,6 +78,7 @@ enum {
 	STAT_MALFORMED,     /* port-53 packets too short or not DNS */
 	STAT_RETRANSMITTED, /* a query sent again while still in flight */
 	STAT_NOT_TRACKED,   /* queries the table refused (never for an LRU) */
+	STAT_LOST,          /* counts lost: a counter map was full */
 	STAT_MAX,
 };
 
@@ -172,6 +173,14 @@ static __always_inline void stat(__u32 idx)
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
 	if (v)
 		*v += 1;
+}
+
+/* count adds to a labelled counter; a full map loses the count, and says
+ * so in STAT_LOST rather than silently. */
+static __always_inline void count(void *map, const void *key, __u64 by)
+{
+	if (counter_add(map, key, by))
+		stat(STAT_LOST);
 }
 
 static __always_inline int dns_port(__u16 port)
@@ -459,7 +468,7 @@ static __always_inline __u32 bucket_of(__u64 d)
 
 static __always_inline void count_timeout(__u32 netns)
 {
-	counter_add(&timeouts, &netns, 1);
+	count(&timeouts, &netns, 1);
 }
 
 static __always_inline int egress(struct __sk_buff *skb, const int cast)
@@ -489,7 +498,7 @@ static __always_inline int egress(struct __sk_buff *skb, const int cast)
 	p.key.id = h.id;
 	__u16 t = bpf_ntohs(h.qdcount) ? qtype(skb, &p) : 0;
 	struct query_key qk = {.netns = p.key.netns, .qtype = t};
-	counter_add(&queries, &qk, 1);
+	count(&queries, &qk, 1);
 
 	__u64 now = bpf_ktime_get_ns();
 	struct flow_val v = {.ts = now, .qtype = t};
@@ -562,11 +571,11 @@ static __always_inline int ingress(struct __sk_buff *skb, const int cast)
 	}
 	stat(STAT_ANSWERED);
 	struct resp_key rk = {.netns = k.netns, .rcode = flags & 0xf};
-	counter_add(&responses, &rk, 1);
+	count(&responses, &rk, 1);
 	struct hist_key hk = {.netns = k.netns, .bucket = bucket_of(d)};
-	counter_add(&latency, &hk, 1);
+	count(&latency, &hk, 1);
 	hk.bucket = NBUCKETS;
-	counter_add(&latency, &hk, d);
+	count(&latency, &hk, d);
 	return 1;
 }
 
@@ -617,7 +626,7 @@ static __always_inline void count_drop(unsigned char *head, __u16 nh, __u16 prot
 	if (ignored(netns))
 		return;
 	struct drop_key k = {.netns = netns, .reason = reason};
-	counter_add(&drops, &k, 1);
+	count(&drops, &k, 1);
 }
 
 /* Not drops: SKB_NOT_DROPPED_YET and SKB_CONSUMED (see bpf/drops). */

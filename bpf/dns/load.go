@@ -55,6 +55,7 @@ const (
 	StatMalformed
 	StatRetransmitted
 	StatNotTracked
+	StatLost
 	statMax
 )
 
@@ -369,4 +370,55 @@ func (p *Probe) sweepIterate(now, limit uint64) (map[uint32]uint64, int, error) 
 		}
 	}
 	return closed, live, nil
+}
+
+// Forget deletes every counter of the given network namespaces (gone for
+// good), so their series end and their room in the maps is freed.
+func (p *Probe) Forget(c Counts, gone map[uint32]bool) {
+	for k := range c.Queries {
+		if gone[k.Netns] {
+			_ = p.Map("queries").Delete(k)
+		}
+	}
+	for k := range c.Responses {
+		if gone[k.Netns] {
+			_ = p.Map("responses").Delete(k)
+		}
+	}
+	for k := range c.Latency {
+		if gone[k.Netns] {
+			_ = p.Map("latency").Delete(k)
+		}
+	}
+	for k := range c.Timeouts {
+		if gone[k] {
+			_ = p.Map("timeouts").Delete(k)
+		}
+	}
+	for k := range c.Drops {
+		if gone[k.Netns] {
+			_ = p.Map("drops").Delete(k)
+		}
+	}
+}
+
+// Namespaces returns every network namespace the counts name.
+func (c Counts) Namespaces() map[uint32]bool {
+	out := map[uint32]bool{}
+	for k := range c.Queries {
+		out[k.Netns] = true
+	}
+	for k := range c.Responses {
+		out[k.Netns] = true
+	}
+	for k := range c.Latency {
+		out[k.Netns] = true
+	}
+	for k := range c.Timeouts {
+		out[k] = true
+	}
+	for k := range c.Drops {
+		out[k.Netns] = true
+	}
+	return out
 }

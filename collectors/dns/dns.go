@@ -59,6 +59,9 @@ var (
 	evictionsDesc = prometheus.NewDesc(collectors.Namespace+"_dns_inflight_evictions_total",
 		"Queries pushed out of the full in-flight table (--dns.max-inflight) before an answer or a timeout; neither is counted for them.",
 		nil, nil)
+	lostDesc = prometheus.NewDesc(collectors.Namespace+"_dns_lost_counts_total",
+		"Counts the kernel could not keep because a counter map was full (too many pods with DNS traffic at once).",
+		nil, nil)
 	inflightDesc = prometheus.NewDesc(collectors.Namespace+"_dns_inflight_queries",
 		"Queries waiting for an answer, as of the last sweep.",
 		nil, nil)
@@ -133,6 +136,7 @@ type config struct {
 	sweepEvery  *time.Duration
 	onlyNetns   *[]uint32
 	netnsRead   *string
+	forgetAfter *time.Duration
 }
 
 func setup(app *kingpin.Application) collectors.Factory {
@@ -149,6 +153,8 @@ func setup(app *kingpin.Application) collectors.Factory {
 			Default("/sys/kernel/btf").String(),
 		sweepEvery: app.Flag("dns.sweep-interval", "How often the in-flight table is swept for timeouts; default: a quarter of --dns.timeout, at most 1s.").
 			Default("0").Hidden().Duration(),
+		forgetAfter: app.Flag("dns.forget-after", "Forget the counters of a network namespace (a pod) this long after it disappeared, so its series end and the kernel maps keep room.").
+			Default("2m").Duration(),
 		netnsRead: app.Flag("dns.netns-read", "How the programs read a socket's network namespace: auto (bpf_rdonly_cast on 6.2+, else bpf_probe_read_kernel), cast or probe_read.").
 			Default(bpfdns.NetnsReadAuto).Hidden().Enum(bpfdns.NetnsReadAuto, bpfdns.NetnsReadCast, bpfdns.NetnsReadProbe),
 		onlyNetns: app.Flag("dns.only-netns", "For tests: count only the sockets of these network namespaces (inodes), labelled namespace=\"netns\", pod=INODE.").
@@ -178,6 +184,12 @@ type collector struct {
 	live     int
 	evicted  uint64
 	sweepErr error
+
+	// forgetAfter: counters of a namespace missing this long are deleted;
+	// missing says since when each one has been.
+	forgetAfter time.Duration
+	missing     map[uint32]time.Time
+	lastCheck   time.Time
 }
 
 func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Collector, error) {
@@ -210,7 +222,8 @@ func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Coll
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	col := &collector{deps: deps, probe: probe, reason: reason, own: uint32(own), timeout: *c.timeout, testNetns: len(*c.onlyNetns) > 0,
-		cancel: cancel, done: make(chan struct{}), swept: map[uint32]uint64{}}
+		cancel: cancel, done: make(chan struct{}), swept: map[uint32]uint64{},
+		forgetAfter: *c.forgetAfter, missing: map[uint32]time.Time{}}
 	go col.sweeper(sctx, every)
 	return col, nil
 }
@@ -253,10 +266,51 @@ func (c *collector) sweep() {
 	// eviction; what is neither answered, swept nor still there was
 	// evicted. Races with the kernel between the read and the walk can
 	// only make this lag, so it is kept monotonic.
+	c.forgetGone(counts)
 	st := counts.Stats
 	closedAll := st[bpfdns.StatAnswered] + st[bpfdns.StatLate] + c.sweptAll + uint64(live)
 	if st[bpfdns.StatTracked] > closedAll {
 		c.evicted = max(c.evicted, st[bpfdns.StatTracked]-closedAll)
+	}
+}
+
+// pinDirs are where runtimes pin network namespaces (as netnsnames).
+var pinDirs = []string{"/run/netns", "/var/run/netns"}
+
+// forgetGone deletes the counters of namespaces gone for forgetAfter. It
+// looks at most every few seconds: a walk of /proc is O(processes).
+// Called with c.mu held.
+func (c *collector) forgetGone(counts bpfdns.Counts) {
+	now := time.Now()
+	if now.Sub(c.lastCheck) < min(c.forgetAfter/2, 10*time.Second) {
+		return
+	}
+	c.lastCheck = now
+	used := counts.Namespaces()
+	for ns := range c.swept {
+		used[ns] = true
+	}
+	alive := netnsnames.List(c.deps.ProcPath, pinDirs)
+	gone := map[uint32]bool{}
+	for ns := range used {
+		if ns == 0 || ns == c.own || alive[uint64(ns)] != "" {
+			delete(c.missing, ns)
+			continue
+		}
+		since, ok := c.missing[ns]
+		if !ok {
+			c.missing[ns] = now
+			continue
+		}
+		if now.Sub(since) >= c.forgetAfter {
+			gone[ns] = true
+			delete(c.missing, ns)
+			delete(c.swept, ns)
+		}
+	}
+	if len(gone) > 0 {
+		c.probe.Forget(counts, gone)
+		c.deps.Logger.Debug("forgot DNS counters of vanished namespaces", "namespaces", len(gone))
 	}
 }
 
@@ -384,6 +438,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	ch <- prometheus.MustNewConstMetric(unmatchedDesc, prometheus.CounterValue, float64(st[bpfdns.StatUnmatched]))
 	ch <- prometheus.MustNewConstMetric(malformedDesc, prometheus.CounterValue, float64(st[bpfdns.StatMalformed]))
 	ch <- prometheus.MustNewConstMetric(evictionsDesc, prometheus.CounterValue, float64(evicted))
+	ch <- prometheus.MustNewConstMetric(lostDesc, prometheus.CounterValue, float64(st[bpfdns.StatLost]))
 	ch <- prometheus.MustNewConstMetric(inflightDesc, prometheus.GaugeValue, float64(live))
 	return nil
 }

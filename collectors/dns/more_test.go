@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/netsonde/netsonde/internal/testenv"
+	"github.com/netsonde/netsonde/netnsnames"
 )
 
 // TestNftDropsQueries: nft in the resolver's namespace drops 10 queries on
@@ -377,4 +379,47 @@ func TestServfailAndManyNames(t *testing.T) {
 	if after := series(); after != before {
 		t.Errorf("netsonde_dns_* series: %d before 5,000 names, %d after", before, after)
 	}
+}
+
+// TestSeriesOfDeletedNamespaceGo: a pod's namespace is deleted; its
+// series end after --dns.forget-after, and its counters leave the maps.
+func TestSeriesOfDeletedNamespaceGo(t *testing.T) {
+	testenv.RequireRoot(t)
+	resolver, agentNS := testenv.NewNetns(t), testenv.NewNetns(t)
+	// Made by hand, not by NewNetns: the test deletes it itself.
+	client := &testenv.Netns{Name: testenv.RandomName("nsd-")}
+	testenv.Run(t, "ip", "netns", "add", client.Name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", client.Name).Run() })
+	testenv.Veth(t, client, resolver, "dnsc", "dnsr", clientIP+"/24", resolverIP+"/24", 0)
+	srv := resolverIP + ":53"
+	startServer(t, resolver, srv)
+	a := startAgent(t, topo{agent: agentNS}, []string{"--dns.forget-after=1s", "--dns.timeout=1s"}, client)
+	p := pod(t, client)
+	exchanges(t, client, srv, "ok", 3, 2*time.Second, 0)
+	exchanges(t, client, srv, "drop", 2, 0, -1)
+	a.WaitSum(t, queriesMetric, p, 5)
+	a.WaitSum(t, timeoutsMetric, p, 2)
+	ino := client.Inode(t)
+	testenv.Run(t, "ip", "netns", "del", client.Name)
+	defer func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s", a.Log)
+		}
+	}()
+	testenv.Eventually(t, 15*time.Second, "the deleted namespace's series gone", func() bool {
+		// The kernel hands a freed namespace inode to the next namespace
+		// made on the machine (other tests make them all the time): then
+		// it is alive again, and rightly not forgotten.
+		if netnsnames.List("/proc", []string{"/run/netns"})[ino] != "" {
+			t.Logf("inode %d was reused by a new namespace; nothing to forget", ino)
+			return true
+		}
+		m := a.Scrape(t)
+		for _, name := range []string{queriesMetric, responsesMetric, timeoutsMetric, durationMetric} {
+			if len(m.Series(name, p)) > 0 {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -40,7 +42,7 @@ func sh(args ...string) error {
 }
 
 func main() {
-	pairs := flag.Int("pairs", 6, "alternating with/without pairs per test")
+	pairs := flag.Int("pairs", 6, "rounds per test, each running the three configurations in rotating order")
 	seconds := flag.Int("seconds", 2, "length of each run")
 	flag.Parse()
 	if err := run(*pairs, *seconds); err != nil {
@@ -109,39 +111,48 @@ func run(pairs, seconds int) error {
 		}},
 		{"DNS queries through dnsmasq", "answers/s", 1, func() (float64, error) { return queries(socks, d), nil }},
 	}
-	type res struct{ ratios, off, on, nsPerRun []float64 }
+	type res struct{ ratios, emptyRatios, off, empty, on, nsPerRun []float64 }
 	results := make([]*res, len(tests))
 	for ti, tc := range tests {
 		r := &res{}
 		results[ti] = r
 		for i := 0; i < pairs; i++ {
-			order := []bool{false, true}
-			if i%2 == 1 {
-				order = []bool{true, false}
+			// Rotate which configuration goes first, so drift hits all
+			// alike: none, an empty cgroup_skb program (the hook's own
+			// cost), netsonde's programs.
+			order := []int{0, 1, 2}
+			for k := 0; k < i%3; k++ {
+				order = append(order[1:], order[0])
 			}
-			var off, on float64
-			for _, with := range order {
-				var p *bpfdns.Probe
-				if with {
-					if p, err = bpfdns.Load(bpfdns.Options{}); err != nil {
+			var v [3]float64
+			for _, cfg := range order {
+				var closer func()
+				switch cfg {
+				case 1:
+					c, err := attachEmpty()
+					if err != nil {
 						return err
 					}
+					closer = c
+				case 2:
+					p, err := bpfdns.Load(bpfdns.Options{})
+					if err != nil {
+						return err
+					}
+					closer = func() { p.Close() }
 				}
-				v, err := tc.run()
-				if p != nil {
-					p.Close()
+				x, err := tc.run()
+				if closer != nil {
+					closer()
 				}
 				if err != nil {
 					return err
 				}
-				if with {
-					on = v
-				} else {
-					off = v
-				}
+				v[cfg] = x
 			}
-			r.off, r.on = append(r.off, off), append(r.on, on)
-			r.ratios = append(r.ratios, on/off)
+			r.off, r.empty, r.on = append(r.off, v[0]), append(r.empty, v[1]), append(r.on, v[2])
+			r.ratios = append(r.ratios, v[2]/v[0])
+			r.emptyRatios = append(r.emptyRatios, v[1]/v[0])
 		}
 		// Per-run cost apart: the accounting adds two clock reads to
 		// every run, which must not weigh on the pairs above.
@@ -177,13 +188,45 @@ func run(pairs, seconds int) error {
 	}
 	fmt.Printf("%d alternating pairs per test, %d s each, over a veth pair between two namespaces, programs on the cgroup v2 root (every socket of the machine); medians; %s\n\n",
 		pairs, seconds, time.Now().UTC().Format("2006-01-02"))
-	fmt.Println("| test | without | with | median ratio with/without | kernel accounting, ns per program run (egress and ingress) |")
-	fmt.Println("| --- | --- | --- | --- | --- |")
+	fmt.Println("| test | without | empty cgroup_skb programs | netsonde's | median ratio empty/without | median ratio netsonde/without | kernel accounting, ns per netsonde program run |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- |")
 	for ti, tc := range tests {
 		r := results[ti]
-		fmt.Printf("| %s | %.2f %s | %.2f %s | %.3f | %.0f |\n", tc.name, med(r.off)/tc.scale, tc.unit, med(r.on)/tc.scale, tc.unit, med(r.ratios), med(r.nsPerRun))
+		fmt.Printf("| %s | %.2f %s | %.2f %s | %.2f %s | %.3f | %.3f | %.0f |\n", tc.name, med(r.off)/tc.scale, tc.unit, med(r.empty)/tc.scale, tc.unit,
+			med(r.on)/tc.scale, tc.unit, med(r.emptyRatios), med(r.ratios), med(r.nsPerRun))
 	}
 	return nil
+}
+
+// attachEmpty attaches programs that only return 1 to the cgroup v2
+// root's egress and ingress: the cost of the hook itself.
+func attachEmpty() (func(), error) {
+	cg, err := bpfdns.CgroupRoot("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var closers []func()
+	undo := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	for _, at := range []ebpf.AttachType{ebpf.AttachCGroupInetEgress, ebpf.AttachCGroupInetIngress} {
+		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.CGroupSKB, License: "GPL",
+			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}})
+		if err != nil {
+			undo()
+			return nil, err
+		}
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: at, Program: prog})
+		if err != nil {
+			prog.Close()
+			undo()
+			return nil, err
+		}
+		closers = append(closers, func() { l.Close(); prog.Close() })
+	}
+	return undo, nil
 }
 
 // dnsSockets opens n UDP sockets in namespace ns, connected to dnsmasq.
