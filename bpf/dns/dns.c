@@ -594,6 +594,14 @@ int dns_egress_read(struct __sk_buff *skb) { return egress(skb, 0); }
 SEC("cgroup_skb/ingress")
 int dns_ingress_read(struct __sk_buff *skb) { return ingress(skb, 0); }
 
+/* Where a dropped packet's headers are. A flavour (the ___dns suffix is
+ * ignored by CO-RE) rather than fields added to the shared header, whose
+ * change would alter every other object's BTF. */
+struct sk_buff___dns {
+	unsigned char *head;
+	__u16 network_header;
+} __attribute__((preserve_access_index));
+
 /* count_drop counts a dropped packet to or from a DNS port. head and nh
  * locate its network header; netns is where it was dropped. */
 static __always_inline void count_drop(unsigned char *head, __u16 nh, __u16 proto, __u32 netns, __u32 reason)
@@ -646,7 +654,8 @@ int BPF_PROG(dns_drop_btf, struct sk_buff *skb, void *location, unsigned int rea
 		net = dev->nd_net.net;
 	else if (sk)
 		net = sk->__sk_common.skc_net.net;
-	count_drop(skb->head, skb->network_header, skb->protocol, net ? net->ns.inum : 0, reason);
+	struct sk_buff___dns *hs = (void *)skb;
+	count_drop(hs->head, hs->network_header, skb->protocol, net ? net->ns.inum : 0, reason);
 	return 0;
 }
 
@@ -664,6 +673,7 @@ int BPF_PROG(dns_drop_raw, struct sk_buff *skb, void *location, unsigned int rea
 		if (sk)
 			netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	}
-	count_drop(BPF_CORE_READ(skb, head), BPF_CORE_READ(skb, network_header), BPF_CORE_READ(skb, protocol), netns, reason);
+	struct sk_buff___dns *hs = (void *)skb;
+	count_drop(BPF_CORE_READ(hs, head), BPF_CORE_READ(hs, network_header), BPF_CORE_READ(skb, protocol), netns, reason);
 	return 0;
 }

@@ -47,10 +47,6 @@ struct sk_buff {
 	struct sock *sk;
 	char cb[48];
 	__be16 protocol;
-	/* where the packet's headers are (the dns collector reads the ports
-	 * of a dropped packet) */
-	unsigned char *head;
-	__u16 network_header;
 } __attribute__((preserve_access_index));
 
 /* For ext4's sync tracepoints: the device a file lives on. */
