@@ -319,10 +319,13 @@ type pod struct{ namespace, name string }
 // podOf attributes a network namespace: the agent's own (the host's, for
 // a DaemonSet with hostNetwork) and unknown ones are the empty pod.
 func (c *collector) podOf(netns uint32) pod {
-	if c.testNetns && netns != 0 {
+	if netns == 0 || netns == c.own {
+		return pod{}
+	}
+	if c.testNetns {
 		return pod{"netns", strconv.FormatUint(uint64(netns), 10)}
 	}
-	if netns == 0 || netns == c.own || c.deps.Pods == nil {
+	if c.deps.Pods == nil {
 		return pod{}
 	}
 	p, ok := c.deps.Pods.ByNetns(uint64(netns))

@@ -423,3 +423,19 @@ func TestSeriesOfDeletedNamespaceGo(t *testing.T) {
 		return true
 	})
 }
+
+// TestHostClientHasNoPod: a client in the agent's own network namespace
+// (the host's, for the DaemonSet: hostNetwork pods and node processes) is
+// counted with empty namespace and pod.
+func TestHostClientHasNoPod(t *testing.T) {
+	tp := newTopo(t)
+	srv := resolverIP + ":53"
+	startServer(t, tp.resolver, srv)
+	a := testenv.StartAgent(t, tp.client, "--collector.disable-defaults", "--collector.dns",
+		"--dns.only-netns="+strconv.FormatUint(tp.client.Inode(t), 10))
+	host := map[string]string{"namespace": "", "pod": ""}
+	exchanges(t, tp.client, srv, "ok", 4, 2*time.Second, 0)
+	a.WaitSum(t, queriesMetric, host, 4)
+	a.WaitSum(t, responsesMetric, with(host, "rcode", "NOERROR"), 4)
+	a.WaitSum(t, queriesMetric, nil, 4)
+}
