@@ -37,12 +37,18 @@ type bpfFlowVal struct {
 	Qtype uint16
 	Pad   uint16
 	Pad2  uint32
+	Name  uint64
 }
 
 type bpfHistKey struct {
 	_      structs.HostLayout
 	Netns  uint32
 	Bucket uint32
+}
+
+type bpfNameVal struct {
+	_    structs.HostLayout
+	Name [128]uint8
 }
 
 type bpfQueryKey struct {
@@ -66,6 +72,8 @@ const (
 	bpfMapDrops           = "drops"
 	bpfMapInflight        = "inflight"
 	bpfMapLatency         = "latency"
+	bpfMapNameNxdomain    = "name_nxdomain"
+	bpfMapNames           = "names"
 	bpfMapOnlyNetns       = "only_netns"
 	bpfMapQueries         = "queries"
 	bpfMapResponses       = "responses"
@@ -81,6 +89,7 @@ const (
 	bpfVarExtraPorts      = "extra_ports"
 	bpfVarNetnsFilter     = "netns_filter"
 	bpfVarTimeoutNs       = "timeout_ns"
+	bpfVarTopNames        = "top_names"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -137,15 +146,17 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Drops     *ebpf.MapSpec `ebpf:"drops"`
-	Inflight  *ebpf.MapSpec `ebpf:"inflight"`
-	Latency   *ebpf.MapSpec `ebpf:"latency"`
-	OnlyNetns *ebpf.MapSpec `ebpf:"only_netns"`
-	Queries   *ebpf.MapSpec `ebpf:"queries"`
-	Responses *ebpf.MapSpec `ebpf:"responses"`
-	SkScratch *ebpf.MapSpec `ebpf:"sk_scratch"`
-	Stats     *ebpf.MapSpec `ebpf:"stats"`
-	Timeouts  *ebpf.MapSpec `ebpf:"timeouts"`
+	Drops        *ebpf.MapSpec `ebpf:"drops"`
+	Inflight     *ebpf.MapSpec `ebpf:"inflight"`
+	Latency      *ebpf.MapSpec `ebpf:"latency"`
+	NameNxdomain *ebpf.MapSpec `ebpf:"name_nxdomain"`
+	Names        *ebpf.MapSpec `ebpf:"names"`
+	OnlyNetns    *ebpf.MapSpec `ebpf:"only_netns"`
+	Queries      *ebpf.MapSpec `ebpf:"queries"`
+	Responses    *ebpf.MapSpec `ebpf:"responses"`
+	SkScratch    *ebpf.MapSpec `ebpf:"sk_scratch"`
+	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	Timeouts     *ebpf.MapSpec `ebpf:"timeouts"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -155,6 +166,7 @@ type bpfVariableSpecs struct {
 	ExtraPorts  *ebpf.VariableSpec `ebpf:"extra_ports"`
 	NetnsFilter *ebpf.VariableSpec `ebpf:"netns_filter"`
 	TimeoutNs   *ebpf.VariableSpec `ebpf:"timeout_ns"`
+	TopNames    *ebpf.VariableSpec `ebpf:"top_names"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -177,15 +189,17 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Drops     *ebpf.Map `ebpf:"drops"`
-	Inflight  *ebpf.Map `ebpf:"inflight"`
-	Latency   *ebpf.Map `ebpf:"latency"`
-	OnlyNetns *ebpf.Map `ebpf:"only_netns"`
-	Queries   *ebpf.Map `ebpf:"queries"`
-	Responses *ebpf.Map `ebpf:"responses"`
-	SkScratch *ebpf.Map `ebpf:"sk_scratch"`
-	Stats     *ebpf.Map `ebpf:"stats"`
-	Timeouts  *ebpf.Map `ebpf:"timeouts"`
+	Drops        *ebpf.Map `ebpf:"drops"`
+	Inflight     *ebpf.Map `ebpf:"inflight"`
+	Latency      *ebpf.Map `ebpf:"latency"`
+	NameNxdomain *ebpf.Map `ebpf:"name_nxdomain"`
+	Names        *ebpf.Map `ebpf:"names"`
+	OnlyNetns    *ebpf.Map `ebpf:"only_netns"`
+	Queries      *ebpf.Map `ebpf:"queries"`
+	Responses    *ebpf.Map `ebpf:"responses"`
+	SkScratch    *ebpf.Map `ebpf:"sk_scratch"`
+	Stats        *ebpf.Map `ebpf:"stats"`
+	Timeouts     *ebpf.Map `ebpf:"timeouts"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -193,6 +207,8 @@ func (m *bpfMaps) Close() error {
 		m.Drops,
 		m.Inflight,
 		m.Latency,
+		m.NameNxdomain,
+		m.Names,
 		m.OnlyNetns,
 		m.Queries,
 		m.Responses,
@@ -209,6 +225,7 @@ type bpfVariables struct {
 	ExtraPorts  *ebpf.Variable `ebpf:"extra_ports"`
 	NetnsFilter *ebpf.Variable `ebpf:"netns_filter"`
 	TimeoutNs   *ebpf.Variable `ebpf:"timeout_ns"`
+	TopNames    *ebpf.Variable `ebpf:"top_names"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

@@ -43,6 +43,7 @@ struct flow_val {
 	__u16 qtype;
 	__u16 pad;
 	__u32 pad2;
+	__u64 name; /* hash of the question's name (--dns.top-failing-names), else 0 */
 };
 
 struct query_key {
@@ -419,7 +420,10 @@ static __always_inline __u16 qtype_slow(struct __sk_buff *skb, struct pkt *p)
  * instead of one per label. Longer ones take qtype_slow. */
 #define QBUF 128
 
-static __always_inline __u16 qtype(struct __sk_buff *skb, struct pkt *p)
+/* qtype reads the question into buf (QBUF bytes, zeroed by the caller)
+ * and returns the folded type; *namelen is the wire name's length with its
+ * final 0 when it was walked in buf, else 0. */
+static __always_inline __u16 qtype(struct __sk_buff *skb, struct pkt *p, __u8 *buf, __u32 *namelen)
 {
 	__u32 start = p->dns_off + sizeof(struct dnshdr);
 	__u32 end = p->dns_off + p->dns_len;
@@ -428,7 +432,6 @@ static __always_inline __u16 qtype(struct __sk_buff *skb, struct pkt *p)
 	__u32 avail = end - start;
 	if (avail > QBUF)
 		avail = QBUF;
-	__u8 buf[QBUF];
 	/* The verifier wants the length's bounds in the register it sees. */
 	asm volatile("%0 &= 0xff" : "+r"(avail));
 	if (avail == 0 || avail > QBUF)
@@ -441,8 +444,10 @@ static __always_inline __u16 qtype(struct __sk_buff *skb, struct pkt *p)
 			return qtype_slow(skb, p);
 		__u8 l = buf[pos & (QBUF - 1)];
 		if (l == 0) {
-			if (pos + 2 < avail)
+			if (pos + 2 < avail) {
+				*namelen = pos + 1;
 				return fold_qtype((__u16)buf[(pos + 1) & (QBUF - 1)] << 8 | buf[(pos + 2) & (QBUF - 1)]);
+			}
 			return qtype_slow(skb, p);
 		}
 		if (l & 0xc0)
@@ -453,6 +458,43 @@ static __always_inline __u16 qtype(struct __sk_buff *skb, struct pkt *p)
 		pos += l + 1;
 	}
 	return 0;
+}
+
+/* --dns.top-failing-names: names of queries, by hash, and NXDOMAIN answers
+ * per name, both bounded LRU tables (sized by the loader); timeouts per
+ * name are counted by user space's sweep from the in-flight entry's hash.
+ * Off (top_names 0), none of this runs. */
+volatile const __u8 top_names;
+
+struct name_val {
+	__u8 name[QBUF]; /* the wire name, from its first length byte */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, struct name_val);
+} names SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u64);
+} name_nxdomain SEC(".maps");
+
+/* FNV-1a over the wire name (at most QBUF bytes). */
+static __always_inline __u64 name_hash(const __u8 *buf, __u32 len)
+{
+	__u64 h = 14695981039346656037ULL;
+	for (int i = 0; i < QBUF; i++) {
+		if (i >= len)
+			break;
+		h ^= buf[i];
+		h *= 1099511628211ULL;
+	}
+	return h ? h : 1;
 }
 
 static __always_inline __u32 bucket_of(__u64 d)
@@ -496,12 +538,18 @@ static __always_inline int egress(struct __sk_buff *skb, const int cast)
 	if (ignored(p.key.netns))
 		return 1;
 	p.key.id = h.id;
-	__u16 t = bpf_ntohs(h.qdcount) ? qtype(skb, &p) : 0;
+	__u8 buf[QBUF] = {};
+	__u32 namelen = 0;
+	__u16 t = bpf_ntohs(h.qdcount) ? qtype(skb, &p, buf, &namelen) : 0;
 	struct query_key qk = {.netns = p.key.netns, .qtype = t};
 	count(&queries, &qk, 1);
 
 	__u64 now = bpf_ktime_get_ns();
 	struct flow_val v = {.ts = now, .qtype = t};
+	if (top_names && namelen) {
+		v.name = name_hash(buf, namelen);
+		bpf_map_update_elem(&names, &v.name, buf, BPF_ANY);
+	}
 	struct flow_val *old = bpf_map_lookup_elem(&inflight, &p.key);
 	if (old) {
 		/* The same query again on the same socket and ID (a stub
@@ -559,6 +607,7 @@ static __always_inline int ingress(struct __sk_buff *skb, const int cast)
 		return 1;
 	}
 	__u64 d = bpf_ktime_get_ns() - v->ts;
+	__u64 nh = v->name;
 	/* Whoever deletes the entry owns it: this answer, or the sweep. */
 	if (bpf_map_delete_elem(&inflight, &k)) {
 		stat(STAT_UNMATCHED);
@@ -571,6 +620,15 @@ static __always_inline int ingress(struct __sk_buff *skb, const int cast)
 	}
 	stat(STAT_ANSWERED);
 	struct resp_key rk = {.netns = k.netns, .rcode = flags & 0xf};
+	if (top_names && nh && rk.rcode == 3) {
+		__u64 *n = bpf_map_lookup_elem(&name_nxdomain, &nh);
+		if (n) {
+			__sync_fetch_and_add(n, 1);
+		} else {
+			__u64 one = 1;
+			bpf_map_update_elem(&name_nxdomain, &nh, &one, BPF_NOEXIST);
+		}
+	}
 	count(&responses, &rk, 1);
 	struct hist_key hk = {.netns = k.netns, .bucket = bucket_of(d)};
 	count(&latency, &hk, 1);

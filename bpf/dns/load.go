@@ -83,6 +83,10 @@ type Options struct {
 	// OnlyNetns, if set, restricts counting to these network namespaces
 	// (tests, which must not count the node's other DNS traffic).
 	OnlyNetns []uint32
+	// TopNames, when above 0, keeps the names of queries and counts
+	// NXDOMAIN answers per name in bounded kernel tables
+	// (--dns.top-failing-names); 0 does none of that work.
+	TopNames int
 	// NetnsRead chooses how the socket's namespace is read: NetnsReadAuto
 	// (""), NetnsReadCast or NetnsReadProbe.
 	NetnsRead string
@@ -126,6 +130,16 @@ func Load(opts Options) (*Probe, error) {
 	}
 	if opts.MaxInflight > 0 {
 		spec.Maps["inflight"].MaxEntries = opts.MaxInflight
+	}
+	if opts.TopNames > 0 {
+		if err := spec.Variables["top_names"].Set(uint8(1)); err != nil {
+			return nil, fmt.Errorf("set top names: %w", err)
+		}
+		// Room for many more names than are shown, so the top ones
+		// are not pushed out by a burst of one-off names.
+		n := uint32(min(max(64*opts.TopNames, 1024), 65536))
+		spec.Maps["names"].MaxEntries = n
+		spec.Maps["name_nxdomain"].MaxEntries = n
 	}
 	cg := opts.CgroupPath
 	if cg == "" {
@@ -299,14 +313,21 @@ func (p *Probe) Read() (Counts, error) {
 	return c, nil
 }
 
-// Sweep deletes the queries older than timeout from the in-flight table
-// and returns how many it closed per network namespace, and how many are
-// still in flight. A query is closed once: by its answer or by this sweep,
-// whichever deletes it first.
-func (p *Probe) Sweep(timeout time.Duration) (map[uint32]uint64, int, error) {
+// Swept is what one sweep closed as timeouts, per network namespace and
+// per name hash (0: no name kept), and how many queries are in flight.
+type Swept struct {
+	ByNetns map[uint32]uint64
+	ByName  map[uint64]uint64
+	Live    int
+}
+
+// Sweep deletes the queries older than timeout from the in-flight table.
+// A query is closed once: by its answer or by this sweep, whichever
+// deletes it first.
+func (p *Probe) Sweep(timeout time.Duration) (Swept, error) {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return nil, 0, fmt.Errorf("clock: %w", err)
+		return Swept{}, fmt.Errorf("clock: %w", err)
 	}
 	now := uint64(ts.Nano())
 	limit := uint64(timeout.Nanoseconds())
@@ -315,6 +336,7 @@ func (p *Probe) Sweep(timeout time.Duration) (map[uint32]uint64, int, error) {
 	keys := make([]FlowKey, batch)
 	vals := make([]FlowVal, batch)
 	var old []FlowKey
+	var oldNames []uint64
 	live := 0
 	var cursor ebpf.MapBatchCursor
 	for {
@@ -322,6 +344,7 @@ func (p *Probe) Sweep(timeout time.Duration) (map[uint32]uint64, int, error) {
 		for i := 0; i < n; i++ {
 			if now > vals[i].Ts && now-vals[i].Ts > limit {
 				old = append(old, keys[i])
+				oldNames = append(oldNames, vals[i].Name)
 			} else {
 				live++
 			}
@@ -333,43 +356,110 @@ func (p *Probe) Sweep(timeout time.Duration) (map[uint32]uint64, int, error) {
 			return p.sweepIterate(now, limit)
 		}
 		if err != nil {
-			return nil, 0, fmt.Errorf("batch lookup in-flight queries: %w", err)
+			return Swept{}, fmt.Errorf("batch lookup in-flight queries: %w", err)
 		}
 	}
-	closed := map[uint32]uint64{}
-	for _, k := range old {
-		// An answer that deleted it first owns it.
-		if m.Delete(k) == nil {
-			closed[k.Netns]++
-		}
-	}
-	return closed, live, nil
+	return p.close(old, oldNames, live), nil
 }
 
-func (p *Probe) sweepIterate(now, limit uint64) (map[uint32]uint64, int, error) {
+// close deletes the entries found old; an answer that deleted one first
+// owns it.
+func (p *Probe) close(old []FlowKey, names []uint64, live int) Swept {
 	m := p.Map("inflight")
+	out := Swept{ByNetns: map[uint32]uint64{}, ByName: map[uint64]uint64{}, Live: live}
+	for i, k := range old {
+		if m.Delete(k) == nil {
+			out.ByNetns[k.Netns]++
+			if names[i] != 0 {
+				out.ByName[names[i]]++
+			}
+		}
+	}
+	return out
+}
+
+func (p *Probe) sweepIterate(now, limit uint64) (Swept, error) {
 	var k FlowKey
 	var v FlowVal
 	var old []FlowKey
+	var names []uint64
 	live := 0
-	it := m.Iterate()
+	it := p.Map("inflight").Iterate()
 	for it.Next(&k, &v) {
 		if now > v.Ts && now-v.Ts > limit {
 			old = append(old, k)
+			names = append(names, v.Name)
 		} else {
 			live++
 		}
 	}
 	if err := it.Err(); err != nil {
-		return nil, 0, fmt.Errorf("iterate in-flight queries: %w", err)
+		return Swept{}, fmt.Errorf("iterate in-flight queries: %w", err)
 	}
-	closed := map[uint32]uint64{}
-	for _, k := range old {
-		if m.Delete(k) == nil {
-			closed[k.Netns]++
+	return p.close(old, names, live), nil
+}
+
+// NXDomainByName returns the NXDOMAIN answers counted per name hash
+// (--dns.top-failing-names).
+func (p *Probe) NXDomainByName() (map[uint64]uint64, error) {
+	out := map[uint64]uint64{}
+	var k, v uint64
+	it := p.Map("name_nxdomain").Iterate()
+	for it.Next(&k, &v) {
+		out[k] = v
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("iterate NXDOMAIN names: %w", err)
+	}
+	return out, nil
+}
+
+// Name returns the name kept for a hash, decoded, if the kernel still
+// has it.
+func (p *Probe) Name(hash uint64) (string, bool) {
+	var v bpfNameVal
+	if err := p.Map("names").Lookup(hash, &v); err != nil {
+		return "", false
+	}
+	return DecodeName(v.Name[:])
+}
+
+// DecodeName turns a wire-format name (length-prefixed labels ending in a
+// 0) into dotted text, with bytes outside [A-Za-z0-9-_] escaped as \DDD
+// and dots inside a label as \. (the zone-file forms): a label value must
+// not carry raw control bytes. It reports false for anything not a
+// complete, uncompressed name of at most 255 bytes.
+func DecodeName(wire []byte) (string, bool) {
+	var b strings.Builder
+	off := 0
+	for off < len(wire) {
+		l := int(wire[off])
+		if l == 0 {
+			if b.Len() == 0 {
+				return ".", true
+			}
+			return b.String(), true
 		}
+		if l&0xc0 != 0 || off+1+l > len(wire) || off+1+l > 255 {
+			return "", false
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		for _, c := range wire[off+1 : off+1+l] {
+			switch {
+			case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+				b.WriteByte(c)
+			case c == '.' || c == '\\':
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			default:
+				fmt.Fprintf(&b, "\\%03d", c)
+			}
+		}
+		off += 1 + l
 	}
-	return closed, live, nil
+	return "", false
 }
 
 // Forget deletes every counter of the given network namespaces (gone for

@@ -84,3 +84,30 @@ func FuzzParsePorts(f *testing.F) {
 		}
 	})
 }
+
+func TestTopFailing(t *testing.T) {
+	timeouts := map[uint64]uint64{1: 5, 2: 1, 3: 0}
+	nx := map[uint64]uint64{2: 3, 4: 3, 5: 1}
+	got := TopFailing(timeouts, nx, 3)
+	// 1: 5; 2: 4; 4: 3; 5: 1; 3: 0 (never shown).
+	if want := []uint64{1, 2, 4}; !reflect.DeepEqual(got, want) {
+		t.Errorf("TopFailing = %v, want %v", got, want)
+	}
+	if got := TopFailing(map[uint64]uint64{3: 0}, nil, 5); len(got) != 0 {
+		t.Errorf("names with no failure shown: %v", got)
+	}
+}
+
+func TestPrune(t *testing.T) {
+	m := map[uint64]uint64{}
+	for i := uint64(1); i <= 10; i++ {
+		m[i] = i
+	}
+	if got := Prune(m, 10); len(got) != 10 {
+		t.Errorf("pruned at the limit: %v", got)
+	}
+	got := Prune(m, 8)
+	if want := map[uint64]uint64{10: 10, 9: 9, 8: 8, 7: 7}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Prune = %v, want %v", got, want)
+	}
+}

@@ -9,7 +9,9 @@ package dns
 import (
 	"context"
 	"fmt"
+	"maps"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,6 +64,9 @@ var (
 	lostDesc = prometheus.NewDesc(collectors.Namespace+"_dns_lost_counts_total",
 		"Counts the kernel could not keep because a counter map was full (too many pods with DNS traffic at once).",
 		nil, nil)
+	topNamesDesc = prometheus.NewDesc(collectors.Namespace+"_dns_top_failing_names",
+		"Opt-in (--dns.top-failing-names=N): the N query names with the most timeouts plus NXDOMAIN answers on the node since the agent started, by result (timeout, nxdomain). A gauge: names leave when others pass them.",
+		[]string{"name", "result"}, nil)
 	inflightDesc = prometheus.NewDesc(collectors.Namespace+"_dns_inflight_queries",
 		"Queries waiting for an answer, as of the last sweep.",
 		nil, nil)
@@ -137,6 +142,7 @@ type config struct {
 	onlyNetns   *[]uint32
 	netnsRead   *string
 	forgetAfter *time.Duration
+	topNames    *int
 }
 
 func setup(app *kingpin.Application) collectors.Factory {
@@ -153,6 +159,8 @@ func setup(app *kingpin.Application) collectors.Factory {
 			Default("/sys/kernel/btf").String(),
 		sweepEvery: app.Flag("dns.sweep-interval", "How often the in-flight table is swept for timeouts; default: a quarter of --dns.timeout, at most 1s.").
 			Default("0").Hidden().Duration(),
+		topNames: app.Flag("dns.top-failing-names", "Keep the N query names with the most timeouts and NXDOMAIN answers (netsonde_dns_top_failing_names); 0: off, no name is kept anywhere.").
+			Default("0").Int(),
 		forgetAfter: app.Flag("dns.forget-after", "Forget the counters of a network namespace (a pod) this long after it disappeared, so its series end and the kernel maps keep room.").
 			Default("2m").Duration(),
 		netnsRead: app.Flag("dns.netns-read", "How the programs read a socket's network namespace: auto (bpf_rdonly_cast on 6.2+, else bpf_probe_read_kernel), cast or probe_read.").
@@ -190,12 +198,24 @@ type collector struct {
 	forgetAfter time.Duration
 	missing     map[uint32]time.Time
 	lastCheck   time.Time
+
+	// topNames is --dns.top-failing-names; nameTimeouts counts timeouts
+	// per name hash, bounded by maxNames.
+	topNames     int
+	nameTimeouts map[uint64]uint64
 }
+
+// maxNames bounds the timeouts kept per name: many more than are shown,
+// so a name climbing into the top is not forgotten on the way.
+func (c *collector) maxNames() int { return min(max(64*c.topNames, 1024), 65536) }
 
 func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Collector, error) {
 	ports, err := ParsePorts(*c.ports)
 	if err != nil {
 		return nil, collectors.Down("bad_flag", err)
+	}
+	if *c.topNames < 0 || *c.topNames > 1000 {
+		return nil, collectors.Down("bad_flag", fmt.Errorf("--dns.top-failing-names must be 0 to 1000, got %d", *c.topNames))
 	}
 	if *c.timeout <= 0 {
 		return nil, collectors.Down("bad_flag", fmt.Errorf("--dns.timeout must be positive, got %v", *c.timeout))
@@ -210,7 +230,7 @@ func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Coll
 		return nil, collectors.Down("netns", err)
 	}
 	probe, err := bpfdns.Load(bpfdns.Options{Timeout: *c.timeout, Ports: ports, MaxInflight: *c.maxInflight,
-		CgroupPath: *c.cgroup, OnlyNetns: *c.onlyNetns, NetnsRead: *c.netnsRead})
+		CgroupPath: *c.cgroup, OnlyNetns: *c.onlyNetns, NetnsRead: *c.netnsRead, TopNames: *c.topNames})
 	if err != nil {
 		return nil, collectors.BPFLoadDown(err, "attach_failed")
 	}
@@ -223,7 +243,8 @@ func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Coll
 	sctx, cancel := context.WithCancel(ctx)
 	col := &collector{deps: deps, probe: probe, reason: reason, own: uint32(own), timeout: *c.timeout, testNetns: len(*c.onlyNetns) > 0,
 		cancel: cancel, done: make(chan struct{}), swept: map[uint32]uint64{},
-		forgetAfter: *c.forgetAfter, missing: map[uint32]time.Time{}}
+		forgetAfter: *c.forgetAfter, missing: map[uint32]time.Time{},
+		topNames: *c.topNames, nameTimeouts: map[uint64]uint64{}}
 	go col.sweeper(sctx, every)
 	return col, nil
 }
@@ -245,7 +266,7 @@ func (c *collector) sweeper(ctx context.Context, every time.Duration) {
 }
 
 func (c *collector) sweep() {
-	closed, live, err := c.probe.Sweep(c.timeout)
+	sw, err := c.probe.Sweep(c.timeout)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sweepErr = err
@@ -253,10 +274,17 @@ func (c *collector) sweep() {
 		c.deps.Logger.Warn("sweep of in-flight DNS queries failed", "err", err)
 		return
 	}
-	for ns, n := range closed {
+	for ns, n := range sw.ByNetns {
 		c.swept[ns] += n
 		c.sweptAll += n
 	}
+	if c.topNames > 0 {
+		for h, n := range sw.ByName {
+			c.nameTimeouts[h] += n
+		}
+		c.nameTimeouts = Prune(c.nameTimeouts, c.maxNames())
+	}
+	live := sw.Live
 	c.live = live
 	counts, err := c.probe.Read()
 	if err != nil {
@@ -312,6 +340,59 @@ func (c *collector) forgetGone(counts bpfdns.Counts) {
 		c.probe.Forget(counts, gone)
 		c.deps.Logger.Debug("forgot DNS counters of vanished namespaces", "namespaces", len(gone))
 	}
+}
+
+// Prune keeps the max largest counts of m when it has more (half of max,
+// so that it is not pruned again at the next sweep), the bounded table of
+// the conntrack breakdown's top sources.
+func Prune(m map[uint64]uint64, max int) map[uint64]uint64 {
+	if len(m) <= max {
+		return m
+	}
+	type kv struct{ k, v uint64 }
+	all := make([]kv, 0, len(m))
+	for k, v := range m {
+		all = append(all, kv{k, v})
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].v != all[j].v {
+			return all[i].v > all[j].v
+		}
+		return all[i].k < all[j].k
+	})
+	out := make(map[uint64]uint64, max/2)
+	for _, e := range all[:max/2] {
+		out[e.k] = e.v
+	}
+	return out
+}
+
+// TopFailing returns the n name hashes with the most timeouts plus
+// NXDOMAIN answers, most first (ties: by hash, for a stable order).
+func TopFailing(timeouts, nxdomain map[uint64]uint64, n int) []uint64 {
+	score := map[uint64]uint64{}
+	for h, v := range timeouts {
+		score[h] += v
+	}
+	for h, v := range nxdomain {
+		score[h] += v
+	}
+	hs := make([]uint64, 0, len(score))
+	for h, v := range score {
+		if v > 0 {
+			hs = append(hs, h)
+		}
+	}
+	sort.Slice(hs, func(i, j int) bool {
+		if score[hs[i]] != score[hs[j]] {
+			return score[hs[i]] > score[hs[j]]
+		}
+		return hs[i] < hs[j]
+	})
+	if len(hs) > n {
+		hs = hs[:n]
+	}
+	return hs
 }
 
 type pod struct{ namespace, name string }
@@ -412,7 +493,25 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		ts[c.podOf(ns)] += v
 	}
 	live, evicted := c.live, c.evicted
+	var nameTimeouts map[uint64]uint64
+	if c.topNames > 0 {
+		nameTimeouts = maps.Clone(c.nameTimeouts)
+	}
 	c.mu.Unlock()
+	if c.topNames > 0 {
+		nx, err := c.probe.NXDomainByName()
+		if err != nil {
+			return collectors.Down("map_read", err)
+		}
+		for _, h := range TopFailing(nameTimeouts, nx, c.topNames) {
+			name, ok := c.probe.Name(h)
+			if !ok {
+				continue // pushed out of the kernel's name table
+			}
+			ch <- prometheus.MustNewConstMetric(topNamesDesc, prometheus.GaugeValue, float64(nameTimeouts[h]), name, "timeout")
+			ch <- prometheus.MustNewConstMetric(topNamesDesc, prometheus.GaugeValue, float64(nx[h]), name, "nxdomain")
+		}
+	}
 	// Every pod that sent a query has a timeouts series, 0 included, so
 	// a ratio of timeouts to queries exists before the first timeout.
 	for k := range qs {

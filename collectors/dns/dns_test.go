@@ -346,6 +346,9 @@ func testDoneWhen(t *testing.T, args ...string) {
 		t.Errorf("durations: %v at most 0.2 s and %v above, want 130 and 10", fast, slow)
 	}
 	a.WaitSum(t, timeoutsMetric, p, 20)
+	if s := after.Series("netsonde_dns_top_failing_names", nil); len(s) > 0 {
+		t.Errorf("names shown without --dns.top-failing-names: %v", s)
+	}
 	for _, prog := range []string{"dns_egress", "dns_ingress"} {
 		if v, ok := after.Value("netsonde_bpf_program_attached", map[string]string{"program": prog, "hook": "cgroup_skb"}); !ok || v != 1 {
 			t.Errorf("%s not attached by cgroup_skb", prog)

@@ -2,6 +2,7 @@ package dns_test
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -438,4 +439,34 @@ func TestHostClientHasNoPod(t *testing.T) {
 	a.WaitSum(t, queriesMetric, host, 4)
 	a.WaitSum(t, responsesMetric, with(host, "rcode", "NOERROR"), 4)
 	a.WaitSum(t, queriesMetric, nil, 4)
+}
+
+// TestTopFailingNames: with --dns.top-failing-names=2, the two names with
+// the most timeouts plus NXDOMAIN answers are shown with exact counts, and
+// no other name.
+func TestTopFailingNames(t *testing.T) {
+	tp := newTopo(t)
+	srv := resolverIP + ":53"
+	startServer(t, tp.resolver, srv)
+	a := startAgent(t, tp, []string{"--dns.timeout=1s", "--dns.top-failing-names=2"}, tp.client)
+	same := func(name string, n int, wait time.Duration, want int) {
+		for i := 0; i < n; i++ {
+			rc, err := exchange(tp.client, srv, uint16(rand.Uint32()), name, 1, wait)
+			if err != nil || rc != want {
+				t.Fatalf("%s: rcode %d, %v", name, rc, err)
+			}
+		}
+	}
+	same("drop-1.test", 5, 0, -1)
+	same("nx-1.test", 3, time.Second, 3)
+	same("nx-2.test", 1, time.Second, 3)
+	same("ok-1.test", 4, time.Second, 0)
+	const m = "netsonde_dns_top_failing_names"
+	a.WaitSum(t, m, map[string]string{"name": "drop-1.test", "result": "timeout"}, 5)
+	a.WaitSum(t, m, map[string]string{"name": "drop-1.test", "result": "nxdomain"}, 0)
+	a.WaitSum(t, m, map[string]string{"name": "nx-1.test", "result": "nxdomain"}, 3)
+	a.WaitSum(t, m, map[string]string{"name": "nx-1.test", "result": "timeout"}, 0)
+	if s := a.Scrape(t).Series(m, nil); len(s) != 4 {
+		t.Errorf("%d series of %s, want 4 (two names, two results): %v", len(s), m, s)
+	}
 }
