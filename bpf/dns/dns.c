@@ -432,11 +432,12 @@ static __always_inline __u16 qtype(struct __sk_buff *skb, struct pkt *p, __u8 *b
 	__u32 avail = end - start;
 	if (avail > QBUF)
 		avail = QBUF;
-	/* The verifier wants the length's bounds in the register it sees. */
-	asm volatile("%0 &= 0xff" : "+r"(avail));
-	if (avail == 0 || avail > QBUF)
-		return 0;
-	if (bpf_skb_load_bytes(skb, start, buf, avail))
+	/* 1 <= avail <= QBUF here; written so that the verifier sees those
+	 * bounds on the register it passes (6.1's loses them across a
+	 * compare, and refuses a length that may be 0). */
+	__u32 len = ((avail - 1) & (QBUF - 1)) + 1;
+	asm volatile("" : "+r"(len));
+	if (bpf_skb_load_bytes(skb, start, buf, len))
 		return qtype_slow(skb, p);
 	__u32 pos = 0, name = 0;
 	for (int i = 0; i < MAX_LABELS; i++) {

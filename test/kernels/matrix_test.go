@@ -391,6 +391,7 @@ var checkDesc = map[string]string{
 	"TestEgressFragmentsTC":                  "300 egress fragments on a veth counted exactly with `--fragments.attach=tc`",
 	"TestSynRetransmits":                     "SYN retransmits of a black-holed connect = the kernel's `Tcp RetransSegs` delta",
 	"TestExt4Fdatasyncs":                     "traced ext4 fdatasyncs ≥ the 50 made",
+	"TestDNSCounts":                          "13 DNS queries, 10 NOERROR answers with their durations and 3 timeouts counted exactly, per client namespace",
 }
 
 // checkOrder is the table's order of checks (others follow by name).
@@ -403,6 +404,7 @@ var checkOrder = []string{
 	"TestEgressFragmentsTC",
 	"TestSynRetransmits",
 	"TestExt4Fdatasyncs",
+	"TestDNSCounts",
 }
 
 func moduleRoot(t *testing.T) string {
