@@ -470,3 +470,28 @@ func TestTopFailingNames(t *testing.T) {
 		t.Errorf("%d series of %s, want 4 (two names, two results): %v", len(s), m, s)
 	}
 }
+
+// TestIPv6AndExtraPort: queries over IPv6, and to a server on a port given
+// with --dns.ports, are counted like the others; a server on a port not
+// given is not DNS to netsonde.
+func TestIPv6AndExtraPort(t *testing.T) {
+	client, resolver, agentNS := testenv.NewNetns(t), testenv.NewNetns(t), testenv.NewNetns(t)
+	testenv.Run(t, "ip", "link", "add", "dnsc", "netns", client.Name, "type", "veth", "peer", "name", "dnsr", "netns", resolver.Name)
+	client.Exec(t, "ip", "addr", "add", "fd00:5e::2/64", "dev", "dnsc", "nodad")
+	resolver.Exec(t, "ip", "addr", "add", "fd00:5e::1/64", "dev", "dnsr", "nodad")
+	client.Exec(t, "ip", "link", "set", "dnsc", "up")
+	resolver.Exec(t, "ip", "link", "set", "dnsr", "up")
+	startServer(t, resolver, "[fd00:5e::1]:53")
+	startServer(t, resolver, "[fd00:5e::1]:5353")
+	startServer(t, resolver, "[fd00:5e::1]:5354")
+	a := startAgent(t, topo{agent: agentNS}, []string{"--dns.timeout=1s", "--dns.ports=5353"}, client)
+	p := pod(t, client)
+	exchanges(t, client, "[fd00:5e::1]:53", "ok", 5, 2*time.Second, 0)
+	exchanges(t, client, "[fd00:5e::1]:5353", "nx", 3, 2*time.Second, 3)
+	exchanges(t, client, "[fd00:5e::1]:5354", "ok", 4, 2*time.Second, 0)
+	exchanges(t, client, "[fd00:5e::1]:53", "drop", 2, 0, -1)
+	a.WaitSum(t, queriesMetric, p, 10)
+	a.WaitSum(t, responsesMetric, with(p, "rcode", "NOERROR"), 5)
+	a.WaitSum(t, responsesMetric, with(p, "rcode", "NXDOMAIN"), 3)
+	a.WaitSum(t, timeoutsMetric, p, 2)
+}
