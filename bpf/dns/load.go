@@ -40,8 +40,12 @@ const (
 // as edges[] in dns.c; the kernel's last bucket is above the last edge.
 var Edges = []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5}
 
+// NBuckets is the kernel's number of latency buckets: one per edge and
+// one above the last (NBUCKETS in dns.c).
+const NBuckets = 13
+
 // SumBucket is the hist key's bucket that holds the sum of latencies (ns).
-var SumBucket = uint32(len(Edges) + 1)
+const SumBucket = NBuckets
 
 // MaxPorts is how many ports besides 53 the programs can watch.
 const MaxPorts = 8

@@ -417,7 +417,7 @@ func (c *collector) podOf(netns uint32) pod {
 }
 
 type hist struct {
-	buckets [13]uint64 // per kernel bucket, not cumulative
+	buckets [bpfdns.NBuckets]uint64 // per kernel bucket, not cumulative
 	sumNs   uint64
 }
 
