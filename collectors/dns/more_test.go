@@ -481,6 +481,14 @@ func TestIPv6AndExtraPort(t *testing.T) {
 	resolver.Exec(t, "ip", "addr", "add", "fd00:5e::1/64", "dev", "dnsr", "nodad")
 	client.Exec(t, "ip", "link", "set", "dnsc", "up")
 	resolver.Exec(t, "ip", "link", "set", "dnsr", "up")
+	// Known gap, not yet explained: answers to queries sent while the
+	// client's IPv6 neighbour entry for the resolver is still being
+	// resolved are not seen at the client's socket (they end as
+	// timeouts); IPv4 (ARP) is not affected. The path is resolved first,
+	// so this test checks the steady state.
+	testenv.Eventually(t, 5*time.Second, "IPv6 path up", func() bool {
+		return client.Command("ping", "-6", "-c1", "-W1", "fd00:5e::1").Run() == nil
+	})
 	startServer(t, resolver, "[fd00:5e::1]:53")
 	startServer(t, resolver, "[fd00:5e::1]:5353")
 	startServer(t, resolver, "[fd00:5e::1]:5354")
@@ -490,6 +498,16 @@ func TestIPv6AndExtraPort(t *testing.T) {
 	exchanges(t, client, "[fd00:5e::1]:5353", "nx", 3, 2*time.Second, 3)
 	exchanges(t, client, "[fd00:5e::1]:5354", "ok", 4, 2*time.Second, 0)
 	exchanges(t, client, "[fd00:5e::1]:53", "drop", 2, 0, -1)
+	defer func() {
+		if t.Failed() {
+			_, body := a.Get(t, "/metrics")
+			for _, l := range strings.Split(body, "\n") {
+				if strings.HasPrefix(l, "netsonde_dns_") && !strings.Contains(l, "_bucket") {
+					t.Log(l)
+				}
+			}
+		}
+	}()
 	a.WaitSum(t, queriesMetric, p, 10)
 	a.WaitSum(t, responsesMetric, with(p, "rcode", "NOERROR"), 5)
 	a.WaitSum(t, responsesMetric, with(p, "rcode", "NXDOMAIN"), 3)
