@@ -3,6 +3,7 @@ package agent
 import (
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/collectors/conntrack"
+	"github.com/netsonde/netsonde/collectors/dns"
 	"github.com/netsonde/netsonde/collectors/drops"
 	"github.com/netsonde/netsonde/collectors/fragments"
 	"github.com/netsonde/netsonde/collectors/fsync"
@@ -18,6 +19,7 @@ import (
 func Collectors() []collectors.Spec {
 	return []collectors.Spec{
 		conntrack.Spec,
+		dns.Spec,
 		drops.Spec,
 		fsync.ProbeSpec,
 		fsync.TraceSpec,

@@ -102,7 +102,7 @@ func ReasonOf(err error, fallback string) string {
 }
 
 var bpfAttachedDesc = prometheus.NewDesc(Namespace+"_bpf_program_attached",
-	"Whether the eBPF program is attached now (1) or not (0), and by which hook (tp_btf, raw_tp, fentry, tracepoint, tcx, tc; none when not attached).",
+	"Whether the eBPF program is attached now (1) or not (0), and by which hook (tp_btf, raw_tp, fentry, tracepoint, tcx, tc, cgroup_skb; none when not attached).",
 	[]string{"program", "hook"}, nil)
 
 // BPFProgramAttached reports one logical eBPF program's attachment, as the

@@ -254,7 +254,7 @@ collectors: {drops: false, conntrack: true}
 		{"dnsPolicy", spec["dnsPolicy"], "ClusterFirst"},
 		{"updateStrategy", ds["spec"].(map[string]any)["updateStrategy"], "map[type:OnDelete]"},
 		{"serviceAccountName", spec["serviceAccountName"], "probe"},
-		{"args", c["args"], "[--web.listen-address=:10444 --path.procfs=/host/proc --fsyncprobe.host-root=/host/proc/1/root --collector.conntrack --no-collector.drops --log.level=debug]"},
+		{"args", c["args"], "[--web.listen-address=:10444 --path.procfs=/host/proc --fsyncprobe.host-root=/host/proc/1/root --dns.cgroup-path=/host/sys/fs/cgroup --collector.conntrack --no-collector.drops --log.level=debug]"},
 		{"memory limit from the Downward API", c["env"].([]any)[1], "map[name:NETSONDE_MEMORY_LIMIT valueFrom:map[resourceFieldRef:map[containerName:netsonde resource:limits.memory]]]"},
 		{"extraEnv", c["env"].([]any)[2], "map[name:GOMEMLIMIT value:90MiB]"},
 		{"ServiceAccount annotations", objs["ServiceAccount/probe"]["metadata"].(map[string]any)["annotations"], "map[example.com/role:x]"},

@@ -43,6 +43,9 @@ declare -A need=(
 	[ldd]=libc-bin
 	# make soak plots its figures
 	[gnuplot]=gnuplot-nox
+	# the dns collector's tests: a real resolver and a real client
+	[dnsmasq]=dnsmasq-base
+	[dig]=dnsutils
 )
 # headers only: checked by file
 declare -A need_files=(

@@ -34,6 +34,9 @@ const (
 	HookTracepoint = "tracepoint"
 	HookTCX        = "tcx"
 	HookTC         = "tc"
+	// HookCgroupSkb is a cgroup_skb program on a cgroup (the dns
+	// collector's, on the cgroup v2 root: every socket of the node).
+	HookCgroupSkb = "cgroup_skb"
 	// HookNone is reported for a program that is not attached.
 	HookNone = "none"
 )
@@ -178,6 +181,9 @@ type Rung struct {
 	// gets the event (its record layout) to set the object's variables.
 	// An error skips the rung.
 	Prepare func(ev *Event) error
+	// Attach, if set, attaches the loaded program (hooks whose target is
+	// more than a name: a cgroup, an interface); the closer detaches it.
+	Attach func(prog *ebpf.Program) (io.Closer, error)
 }
 
 // AttachFirst attaches the logical program name by the first rung that
@@ -255,6 +261,9 @@ func (o *Object) unload(prog *ebpf.Program) {
 }
 
 func attachProgram(r Rung, prog *ebpf.Program, ev Event) (io.Closer, error) {
+	if r.Attach != nil {
+		return r.Attach(prog)
+	}
 	switch r.Hook {
 	case HookTPBTF:
 		return link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})

@@ -115,3 +115,15 @@ func allInSubsystem(values []rawEnumValue, id uint64, shift int) bool {
 	}
 	return true
 }
+
+// ReasonNamer reads the kernel's drop reason names from its BTF and
+// returns the function that names a reason, for other collectors that
+// label drops the same way (dns). Call debug.FreeOSMemory after it: the
+// parsed BTF is garbage once it returns.
+func ReasonNamer(btfDir string) (func(uint32) string, error) {
+	r, err := loadReasonNames(btfDir)
+	if err != nil {
+		return nil, err
+	}
+	return r.name, nil
+}

@@ -105,6 +105,9 @@ func TestKernelEventToPage(t *testing.T) {
 		waitFor(t, rcv, want, "firing")
 		fsyncLoad(t)
 		fragLoad(t, b)
+		if have["dns"] {
+			dnsLoad(t, b)
+		}
 		time.Sleep(2 * time.Second) // two scrapes after the load
 		checkDashboard(t, hc, prom, have)
 		// The far host's path, as Prometheus sees it from node-a and node-b.
@@ -226,6 +229,52 @@ func fragLoad(t *testing.T, n *node) {
 	})
 	if err != nil {
 		t.Errorf("fragments from %s: %v", n.name, err)
+	}
+}
+
+// dnsLoad sends DNS queries on n's loopback for two seconds: answered by a
+// small server on 127.0.0.1:53, and to 127.0.0.2:53, where nothing listens
+// (dropped by the kernel, NO_SOCKET, and never answered), so every DNS
+// panel has data.
+func dnsLoad(t *testing.T, n *node) {
+	t.Helper()
+	err := n.ns.Do(func() error {
+		srv, err := net.ListenPacket("udp", "127.0.0.1:53")
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		go func() {
+			buf := make([]byte, 512)
+			for {
+				k, from, err := srv.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				if k >= 12 {
+					buf[2] |= 0x80 // QR: the query back as its answer
+					srv.WriteTo(buf[:k], from)
+				}
+			}
+		}()
+		q := []byte{0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 2, 'o', 'k', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1}
+		for i := range 20 {
+			for _, to := range []string{"127.0.0.1:53", "127.0.0.2:53"} {
+				c, err := net.Dial("udp", to)
+				if err != nil {
+					return err
+				}
+				q[0], q[1] = byte(i), byte(len(to))
+				c.Write(q)
+				c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+				c.Read(make([]byte, 512))
+				c.Close()
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Errorf("dns load on %s: %v", n.name, err)
 	}
 }
 
@@ -395,6 +444,7 @@ var collectorOf = []struct{ prefix, collector string }{
 	{"netsonde_path_mtu", "mtucheck"},
 	{"netsonde_disk_fsync", "fsyncprobe"},
 	{"netsonde_process_fsync", "fsynctrace"},
+	{"netsonde_dns", "dns"},
 	// Reported by every eBPF collector; drops is one of them.
 	{"netsonde_bpf_program_attached", "drops"},
 }

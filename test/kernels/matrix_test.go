@@ -414,6 +414,7 @@ var checkDesc = map[string]string{
 	"TestSynRetransmits":                     "SYN retransmits of a black-holed connect = the kernel's `TCPSynRetrans` delta",
 	"TestExt4Fdatasyncs":                     "traced ext4 fdatasyncs ≥ the 50 made",
 	"TestTCPConnectOutcomes":                 "connects: 5 established, 3 refused, 2 ICMP-unreachable errors, 1 kernel timeout, exactly",
+	"TestDNSCounts":                          "13 DNS queries, 10 NOERROR answers with their durations and 3 timeouts counted exactly, per client namespace",
 }
 
 // checkOrder is the table's order of checks (others follow by name).
@@ -428,6 +429,7 @@ var checkOrder = []string{
 	"TestSynRetransmits",
 	"TestTCPConnectOutcomes",
 	"TestExt4Fdatasyncs",
+	"TestDNSCounts",
 }
 
 func moduleRoot(t *testing.T) string {

@@ -1,0 +1,738 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * DNS health seen from the client's socket. Two cgroup_skb programs on the
+ * cgroup v2 root see every packet of every socket on the node, in every
+ * network namespace, exactly once and on the client's side: egress with a
+ * destination port of a DNS server is a query, ingress with such a source
+ * port is an answer. Pod to pod on one node the packet crosses two veths
+ * but one client socket, so it is counted once; the resolver's own
+ * sockets see the query arrive with destination port 53 on ingress and
+ * answer with source port 53 on egress, which neither program counts.
+ *
+ * A query is remembered in an LRU hash of queries in flight, keyed by the
+ * socket's network namespace, the 5-tuple and the DNS ID; the answer that
+ * matches closes it and its latency goes into a per-CPU histogram. Queries
+ * never answered are found by user space, which sweeps the table for
+ * entries older than the timeout: nothing is sent to user space per packet.
+ *
+ * A third program on kfree_skb counts the DNS packets the kernel drops, by
+ * the kernel's drop reason and the network namespace they were dropped in.
+ */
+#include "../include/netsonde.h"
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+
+struct flow_key {
+	__u32 netns;   /* inode of the client socket's network namespace */
+	__u16 id;      /* DNS ID, as on the wire */
+	__u16 lport;   /* the client's port, network byte order */
+	__u16 rport;   /* the server's port, network byte order */
+	__u8 family;   /* 4 or 6 */
+	__u8 proto;    /* IPPROTO_UDP or IPPROTO_TCP */
+	__u8 laddr[16]; /* the client's address (IPv4 in the first 4 bytes) */
+	__u8 raddr[16]; /* the server's address */
+};
+
+struct flow_val {
+	__u64 ts; /* bpf_ktime_get_ns() when the query left */
+	__u16 qtype;
+	__u16 pad;
+	__u32 pad2;
+	__u64 name; /* hash of the question's name (--dns.top-failing-names), else 0 */
+};
+
+struct query_key {
+	__u32 netns;
+	__u16 qtype; /* one of the types named in user space, else 0 */
+	__u16 pad;
+};
+
+struct resp_key {
+	__u32 netns;
+	__u16 rcode; /* the header's 4-bit RCODE */
+	__u16 pad;
+};
+
+/* One histogram bucket of one namespace; bucket NBUCKETS holds the sum of
+ * the latencies in nanoseconds. */
+struct hist_key {
+	__u32 netns;
+	__u32 bucket;
+};
+
+struct drop_key {
+	__u32 netns;
+	__u32 reason;
+};
+
+/* Counters of the whole object, in the stats array. */
+enum {
+	STAT_TRACKED = 0,   /* queries inserted into the in-flight table */
+	STAT_ANSWERED,      /* answers that closed a query in time */
+	STAT_LATE,          /* answers that closed a query after the timeout */
+	STAT_UNMATCHED,     /* answers to no query in flight */
+	STAT_MALFORMED,     /* port-53 packets too short or not DNS */
+	STAT_RETRANSMITTED, /* a query sent again while still in flight */
+	STAT_NOT_TRACKED,   /* queries the table refused (never for an LRU) */
+	STAT_LOST,          /* counts lost: a counter map was full */
+	STAT_MAX,
+};
+
+/* Upper edges of the latency buckets, in nanoseconds: 1 ms to 5 s, with
+ * edges at 0.2 s and 1 s (the alerting thresholds people use). The last
+ * bucket, NBUCKETS-1, is everything above 5 s. Kept in step with
+ * bpf/dns/load.go. */
+#define NEDGES 12
+#define NBUCKETS (NEDGES + 1)
+static const __u64 edges[NEDGES] = {
+	1000000ULL,    2000000ULL,   5000000ULL,   10000000ULL,
+	20000000ULL,   50000000ULL,  100000000ULL, 200000000ULL,
+	500000000ULL,  1000000000ULL, 2000000000ULL, 5000000000ULL,
+};
+
+/* Set by the loader before load. */
+volatile const __u64 timeout_ns = 5000000000ULL;
+/* DNS server ports besides 53 (--dns.ports), host byte order, 0 unused. */
+#define MAX_PORTS 8
+volatile const __u16 extra_ports[MAX_PORTS];
+
+/* Tests count only the namespaces they made (--dns.only-netns, hidden):
+ * the node's other DNS traffic must not change their exact counts. */
+volatile const __u8 netns_filter;
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u8);
+} only_netns SEC(".maps");
+
+static __always_inline int ignored(__u32 netns)
+{
+	return netns_filter && !bpf_map_lookup_elem(&only_netns, &netns);
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384); /* --dns.max-inflight */
+	__type(key, struct flow_key);
+	__type(value, struct flow_val);
+} inflight SEC(".maps");
+
+/* Label sets: namespaces (hundreds) x the few named types or rcodes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct query_key);
+	__type(value, __u64);
+} queries SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct resp_key);
+	__type(value, __u64);
+} responses SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct hist_key);
+	__type(value, __u64);
+} latency SEC(".maps");
+
+/* Timeouts found in the kernel: an answer that came after the timeout but
+ * before the sweep, or a query re-sent on the same key after it. The rest
+ * are found by user space's sweep. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} timeouts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct drop_key);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+static __always_inline void stat(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+	if (v)
+		*v += 1;
+}
+
+/* count adds to a labelled counter; a full map loses the count, and says
+ * so in STAT_LOST rather than silently. */
+static __always_inline void count(void *map, const void *key, __u64 by)
+{
+	if (counter_add(map, key, by))
+		stat(STAT_LOST);
+}
+
+static __always_inline int dns_port(__u16 port)
+{
+	if (port == 53)
+		return 1;
+#pragma clang loop unroll(full)
+	for (int i = 0; i < MAX_PORTS; i++) {
+		if (extra_ports[i] && extra_ports[i] == port)
+			return 1;
+	}
+	return 0;
+}
+
+/* bpf_rdonly_cast (6.2+) turns the socket pointer of the context into a
+ * read-only kernel struct sock, so its namespace's inode is read with
+ * plain loads (they cannot fault: the verifier guards them). */
+extern void *bpf_rdonly_cast(const void *obj__ign, __u32 btf_id__k) __ksym;
+
+/* Before 6.2 there is no bpf_rdonly_cast, and the verifier forbids
+ * arithmetic on the context's socket pointer, so a CO-RE read cannot start
+ * from it. The pointer is stored in a map value and loaded back, which
+ * makes it a plain number (a privileged program may do this), and the
+ * namespace is then read with bpf_probe_read_kernel. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} sk_scratch SEC(".maps");
+
+static __always_inline __u32 sock_netns(struct __sk_buff *skb, const int cast)
+{
+	struct bpf_sock *bsk = skb->sk;
+	if (!bsk)
+		return 0;
+	if (cast) {
+		struct sock *sk = bpf_rdonly_cast(bsk, bpf_core_type_id_kernel(struct sock));
+		return sk->__sk_common.skc_net.net->ns.inum;
+	}
+	__u32 zero = 0;
+	__u64 *slot = bpf_map_lookup_elem(&sk_scratch, &zero);
+	if (!slot)
+		return 0;
+	*slot = (__u64)bsk;
+	/* The compiler must load it back from the map, not reuse bsk. */
+	asm volatile("" ::: "memory");
+	struct sock *sk = (struct sock *)*(volatile __u64 *)slot;
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+struct pkt {
+	struct flow_key key; /* lport/laddr: source; user code swaps for answers */
+	__u32 dns_off;       /* offset of the DNS header */
+	__u32 dns_len;       /* bytes of DNS message in this packet */
+	__u16 sport, dport;  /* host byte order */
+};
+
+/* parse reads the IP and transport headers of a packet whose data starts
+ * at the network header (cgroup_skb). It returns 0 for a UDP datagram or a
+ * TCP segment whose ports are to be looked at, filling p. */
+static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
+{
+	__u8 ip[40];
+	__u32 l4;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, 0, ip, 20))
+			return -1;
+		if ((ip[0] >> 4) != 4)
+			return -1;
+		/* A later fragment has no ports; the first has them. */
+		if (((ip[6] & 0x1f) | ip[7]) != 0)
+			return -1;
+		l4 = (ip[0] & 0xf) * 4;
+		p->key.proto = ip[9];
+		p->key.family = 4;
+		__builtin_memcpy(p->key.laddr, &ip[12], 4);
+		__builtin_memcpy(p->key.raddr, &ip[16], 4);
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes(skb, 0, ip, 40))
+			return -1;
+		/* Extension headers before UDP/TCP are not walked. */
+		l4 = 40;
+		p->key.proto = ip[6];
+		p->key.family = 6;
+		__builtin_memcpy(p->key.laddr, &ip[8], 16);
+		__builtin_memcpy(p->key.raddr, &ip[24], 16);
+	} else {
+		return -1;
+	}
+	if (p->key.proto != IPPROTO_UDP && p->key.proto != IPPROTO_TCP)
+		return -1;
+	__be16 ports[2];
+	if (bpf_skb_load_bytes(skb, l4, ports, 4))
+		return -1;
+	p->key.lport = ports[0];
+	p->key.rport = ports[1];
+	p->sport = bpf_ntohs(ports[0]);
+	p->dport = bpf_ntohs(ports[1]);
+	if (p->key.proto == IPPROTO_UDP) {
+		p->dns_off = l4 + 8;
+	} else {
+		__u8 doff;
+		if (bpf_skb_load_bytes(skb, l4 + 12, &doff, 1))
+			return -1;
+		p->dns_off = l4 + (doff >> 4) * 4;
+	}
+	p->dns_len = skb->len > p->dns_off ? skb->len - p->dns_off : 0;
+	return 0;
+}
+
+/* maybe_dns is the fast path every packet of every socket takes: with
+ * direct packet access (no helper call), is the server-side port a DNS
+ * port? 0: certainly not, return at once; 1: it is, or the headers are
+ * not in the linear part and parse() must look. */
+static __always_inline int maybe_dns(struct __sk_buff *skb, const int egress)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u8 *ip = data;
+	__u32 l4;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (data + 20 > end)
+			return 1;
+		if (ip[9] != IPPROTO_UDP && ip[9] != IPPROTO_TCP)
+			return 0;
+		l4 = (ip[0] & 0xf) * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (data + 40 > end)
+			return 1;
+		if (ip[6] != IPPROTO_UDP && ip[6] != IPPROTO_TCP)
+			return 0;
+		l4 = 40;
+	} else {
+		return 0;
+	}
+	__be16 *ports = data + l4;
+	if ((void *)(ports + 2) > end)
+		return 1;
+	return dns_port(bpf_ntohs(egress ? ports[1] : ports[0]));
+}
+
+struct dnshdr {
+	__be16 id;
+	__be16 flags;
+	__be16 qdcount;
+	__be16 ancount;
+	__be16 nscount;
+	__be16 arcount;
+};
+
+/* dns_header reads the DNS header. Over TCP the message has a 2-byte
+ * length first, and only a segment that carries exactly one whole message
+ * is read: a message split over segments, or several in one, is not. */
+static __always_inline int dns_header(struct __sk_buff *skb, struct pkt *p, struct dnshdr *h)
+{
+	if (p->key.proto == IPPROTO_TCP) {
+		__be16 len;
+		/* SYN, ACK, FIN: no message, nothing wrong. */
+		if (p->dns_len == 0)
+			return 1;
+		if (p->dns_len < 2 + sizeof(*h))
+			return -1;
+		if (bpf_skb_load_bytes(skb, p->dns_off, &len, 2))
+			return -1;
+		if (bpf_ntohs(len) != p->dns_len - 2)
+			return -1;
+		p->dns_off += 2;
+		p->dns_len -= 2;
+	}
+	if (p->dns_len < sizeof(*h))
+		return -1;
+	if (bpf_skb_load_bytes(skb, p->dns_off, h, sizeof(*h)))
+		return -1;
+	return 0;
+}
+
+/* The types given their own qtype label; the rest are 0 ("other"). */
+static __always_inline __u16 fold_qtype(__u16 t)
+{
+	switch (t) {
+	case 1:  /* A */
+	case 2:  /* NS */
+	case 5:  /* CNAME */
+	case 6:  /* SOA */
+	case 12: /* PTR */
+	case 15: /* MX */
+	case 16: /* TXT */
+	case 28: /* AAAA */
+	case 33: /* SRV */
+	case 65: /* HTTPS */
+		return t;
+	default:
+		return 0;
+	}
+}
+
+/* MAX_LABELS bounds the walk of the question's name: a name is at most
+ * 255 bytes, so at most 127 labels. */
+#define MAX_LABELS 128
+
+/* qtype_slow walks the first question's name (uncompressed, as in a
+ * query) one byte load at a time and returns its folded type, or 0 for a
+ * name that is not well formed (compression pointer, longer than 255
+ * bytes, cut short). */
+static __always_inline __u16 qtype_slow(struct __sk_buff *skb, struct pkt *p)
+{
+	__u32 off = p->dns_off + sizeof(struct dnshdr);
+	__u32 end = p->dns_off + p->dns_len;
+	__u32 name = 0;
+	for (int i = 0; i < MAX_LABELS; i++) {
+		__u8 l;
+		if (off >= end || bpf_skb_load_bytes(skb, off, &l, 1))
+			return 0;
+		off++;
+		if (l == 0) {
+			__be16 t;
+			if (off + 2 > end || bpf_skb_load_bytes(skb, off, &t, 2))
+				return 0;
+			return fold_qtype(bpf_ntohs(t));
+		}
+		/* 0xc0: a compression pointer, which could loop; 0x40/0x80 are
+		 * not label lengths. */
+		if (l & 0xc0)
+			return 0;
+		name += l + 1;
+		if (name > 255)
+			return 0;
+		off += l;
+	}
+	return 0;
+}
+
+/* QBUF bytes of question are read with one helper call and walked on the
+ * stack: names up to about 120 bytes, nearly all of them, cost one load
+ * instead of one per label. Longer ones take qtype_slow. */
+#define QBUF 128
+
+/* qtype reads the question into buf (QBUF bytes, zeroed by the caller)
+ * and returns the folded type; *namelen is the wire name's length with its
+ * final 0 when it was walked in buf, else 0. */
+static __always_inline __u16 qtype(struct __sk_buff *skb, struct pkt *p, __u8 *buf, __u32 *namelen)
+{
+	__u32 start = p->dns_off + sizeof(struct dnshdr);
+	__u32 end = p->dns_off + p->dns_len;
+	if (start >= end)
+		return 0;
+	__u32 avail = end - start;
+	if (avail > QBUF)
+		avail = QBUF;
+	/* 1 <= avail <= QBUF here; written so that the verifier sees those
+	 * bounds on the register it passes (6.1's loses them across a
+	 * compare, and refuses a length that may be 0). */
+	__u32 len = ((avail - 1) & (QBUF - 1)) + 1;
+	asm volatile("" : "+r"(len));
+	if (bpf_skb_load_bytes(skb, start, buf, len))
+		return qtype_slow(skb, p);
+	__u32 pos = 0, name = 0;
+	for (int i = 0; i < MAX_LABELS; i++) {
+		if (pos >= avail)
+			return qtype_slow(skb, p);
+		__u8 l = buf[pos & (QBUF - 1)];
+		if (l == 0) {
+			if (pos + 2 < avail) {
+				*namelen = pos + 1;
+				return fold_qtype((__u16)buf[(pos + 1) & (QBUF - 1)] << 8 | buf[(pos + 2) & (QBUF - 1)]);
+			}
+			return qtype_slow(skb, p);
+		}
+		if (l & 0xc0)
+			return 0;
+		name += l + 1;
+		if (name > 255)
+			return 0;
+		pos += l + 1;
+	}
+	return 0;
+}
+
+/* --dns.top-failing-names: names of queries, by hash, and NXDOMAIN answers
+ * per name, both bounded LRU tables (sized by the loader); timeouts per
+ * name are counted by user space's sweep from the in-flight entry's hash.
+ * Off (top_names 0), none of this runs. */
+volatile const __u8 top_names;
+
+struct name_val {
+	__u8 name[QBUF]; /* the wire name, from its first length byte */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, struct name_val);
+} names SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u64);
+} name_nxdomain SEC(".maps");
+
+/* FNV-1a over the wire name (at most QBUF bytes). */
+static __always_inline __u64 name_hash(const __u8 *buf, __u32 len)
+{
+	__u64 h = 14695981039346656037ULL;
+	for (int i = 0; i < QBUF; i++) {
+		if (i >= len)
+			break;
+		h ^= buf[i];
+		h *= 1099511628211ULL;
+	}
+	return h ? h : 1;
+}
+
+static __always_inline __u32 bucket_of(__u64 d)
+{
+	__u32 b = NEDGES;
+#pragma clang loop unroll(full)
+	for (int i = NEDGES - 1; i >= 0; i--) {
+		if (d <= edges[i])
+			b = i;
+	}
+	return b;
+}
+
+static __always_inline void count_timeout(__u32 netns)
+{
+	count(&timeouts, &netns, 1);
+}
+
+static __always_inline int egress(struct __sk_buff *skb, const int cast)
+{
+	if (!maybe_dns(skb, 1))
+		return 1;
+	struct pkt p = {};
+	if (parse(skb, &p) || !dns_port(p.dport))
+		return 1;
+	struct dnshdr h;
+	int err = dns_header(skb, &p, &h);
+	if (err) {
+		if (err < 0)
+			stat(STAT_MALFORMED);
+		return 1;
+	}
+	/* QR set: an answer leaving a server bound to an odd port; opcode
+	 * other than QUERY(0): not a lookup. */
+	__u16 flags = bpf_ntohs(h.flags);
+	if ((flags & 0x8000) || ((flags >> 11) & 0xf) != 0) {
+		stat(STAT_MALFORMED);
+		return 1;
+	}
+	p.key.netns = sock_netns(skb, cast);
+	if (ignored(p.key.netns))
+		return 1;
+	p.key.id = h.id;
+	__u8 buf[QBUF] = {};
+	__u32 namelen = 0;
+	__u16 t = bpf_ntohs(h.qdcount) ? qtype(skb, &p, buf, &namelen) : 0;
+	struct query_key qk = {.netns = p.key.netns, .qtype = t};
+	count(&queries, &qk, 1);
+
+	__u64 now = bpf_ktime_get_ns();
+	struct flow_val v = {.ts = now, .qtype = t};
+	if (top_names && namelen) {
+		v.name = name_hash(buf, namelen);
+		bpf_map_update_elem(&names, &v.name, buf, BPF_ANY);
+	}
+	struct flow_val *old = bpf_map_lookup_elem(&inflight, &p.key);
+	if (old) {
+		/* The same query again on the same socket and ID (a stub
+		 * resolver's retry): the earlier one timed out if it is past
+		 * the timeout, and the retry's latency counts from now. */
+		if (now - old->ts > timeout_ns)
+			count_timeout(p.key.netns);
+		else
+			stat(STAT_RETRANSMITTED);
+		old->ts = now;
+		return 1;
+	}
+	if (bpf_map_update_elem(&inflight, &p.key, &v, BPF_NOEXIST))
+		stat(STAT_NOT_TRACKED);
+	else
+		stat(STAT_TRACKED);
+	return 1;
+}
+
+static __always_inline int ingress(struct __sk_buff *skb, const int cast)
+{
+	if (!maybe_dns(skb, 0))
+		return 1;
+	struct pkt p = {};
+	if (parse(skb, &p) || !dns_port(p.sport))
+		return 1;
+	struct dnshdr h;
+	int err = dns_header(skb, &p, &h);
+	if (err) {
+		if (err < 0)
+			stat(STAT_MALFORMED);
+		return 1;
+	}
+	__u16 flags = bpf_ntohs(h.flags);
+	if (!(flags & 0x8000)) {
+		stat(STAT_MALFORMED);
+		return 1;
+	}
+	/* The query's key had the client as source: swap. */
+	struct flow_key k = {
+		.netns = sock_netns(skb, cast),
+		.id = h.id,
+		.lport = p.key.rport,
+		.rport = p.key.lport,
+		.family = p.key.family,
+		.proto = p.key.proto,
+	};
+	if (ignored(k.netns))
+		return 1;
+	__builtin_memcpy(k.laddr, p.key.raddr, 16);
+	__builtin_memcpy(k.raddr, p.key.laddr, 16);
+	struct flow_val *v = bpf_map_lookup_elem(&inflight, &k);
+	if (!v) {
+		stat(STAT_UNMATCHED);
+		return 1;
+	}
+	__u64 d = bpf_ktime_get_ns() - v->ts;
+	__u64 nh = v->name;
+	/* Whoever deletes the entry owns it: this answer, or the sweep. */
+	if (bpf_map_delete_elem(&inflight, &k)) {
+		stat(STAT_UNMATCHED);
+		return 1;
+	}
+	if (d > timeout_ns) {
+		stat(STAT_LATE);
+		count_timeout(k.netns);
+		return 1;
+	}
+	stat(STAT_ANSWERED);
+	struct resp_key rk = {.netns = k.netns, .rcode = flags & 0xf};
+	if (top_names && nh && rk.rcode == 3) {
+		__u64 *n = bpf_map_lookup_elem(&name_nxdomain, &nh);
+		if (n) {
+			__sync_fetch_and_add(n, 1);
+		} else {
+			__u64 one = 1;
+			bpf_map_update_elem(&name_nxdomain, &nh, &one, BPF_NOEXIST);
+		}
+	}
+	count(&responses, &rk, 1);
+	struct hist_key hk = {.netns = k.netns, .bucket = bucket_of(d)};
+	count(&latency, &hk, 1);
+	hk.bucket = NBUCKETS;
+	count(&latency, &hk, d);
+	return 1;
+}
+
+/* Two forms of each program, by how the socket's namespace is read: with
+ * bpf_rdonly_cast (6.2+, plain loads) or through bpf_probe_read_kernel
+ * (older kernels). The loader tries them in that order. */
+SEC("cgroup_skb/egress")
+int dns_egress(struct __sk_buff *skb) { return egress(skb, 1); }
+
+SEC("cgroup_skb/ingress")
+int dns_ingress(struct __sk_buff *skb) { return ingress(skb, 1); }
+
+SEC("cgroup_skb/egress")
+int dns_egress_read(struct __sk_buff *skb) { return egress(skb, 0); }
+
+SEC("cgroup_skb/ingress")
+int dns_ingress_read(struct __sk_buff *skb) { return ingress(skb, 0); }
+
+/* Where a dropped packet's headers are. A flavour (the ___dns suffix is
+ * ignored by CO-RE) rather than fields added to the shared header, whose
+ * change would alter every other object's BTF. */
+struct sk_buff___dns {
+	unsigned char *head;
+	__u16 network_header;
+} __attribute__((preserve_access_index));
+
+/* count_drop counts a dropped packet to or from a DNS port. head and nh
+ * locate its network header; netns is where it was dropped. */
+static __always_inline void count_drop(unsigned char *head, __u16 nh, __u16 proto, __u32 netns, __u32 reason)
+{
+	__u8 ip[20];
+	__u32 l4;
+	__u8 l4proto;
+	if (proto == bpf_htons(ETH_P_IP)) {
+		if (bpf_probe_read_kernel(ip, 20, head + nh))
+			return;
+		if ((ip[0] >> 4) != 4 || ((ip[6] & 0x1f) | ip[7]) != 0)
+			return;
+		l4 = (ip[0] & 0xf) * 4;
+		l4proto = ip[9];
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		if (bpf_probe_read_kernel(ip, 8, head + nh))
+			return;
+		l4 = 40;
+		l4proto = ip[6];
+	} else {
+		return;
+	}
+	if (l4proto != IPPROTO_UDP && l4proto != IPPROTO_TCP)
+		return;
+	__be16 ports[2];
+	if (bpf_probe_read_kernel(ports, 4, head + nh + l4))
+		return;
+	if (!dns_port(bpf_ntohs(ports[0])) && !dns_port(bpf_ntohs(ports[1])))
+		return;
+	if (ignored(netns))
+		return;
+	struct drop_key k = {.netns = netns, .reason = reason};
+	count(&drops, &k, 1);
+}
+
+/* Not drops: SKB_NOT_DROPPED_YET and SKB_CONSUMED (see bpf/drops). */
+#define FIRST_DROP_REASON 2
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(dns_drop_btf, struct sk_buff *skb, void *location, unsigned int reason)
+{
+	if (reason < FIRST_DROP_REASON)
+		return 0;
+	struct net *net = 0;
+	struct net_device *dev = skb->dev;
+	struct sock *sk = skb->sk;
+	/* The namespace the packet was dropped in, as the drops collector
+	 * attributes it: the device's, else the socket's. */
+	if (dev)
+		net = dev->nd_net.net;
+	else if (sk)
+		net = sk->__sk_common.skc_net.net;
+	struct sk_buff___dns *hs = (void *)skb;
+	count_drop(hs->head, hs->network_header, skb->protocol, net ? net->ns.inum : 0, reason);
+	return 0;
+}
+
+SEC("raw_tp/kfree_skb")
+int BPF_PROG(dns_drop_raw, struct sk_buff *skb, void *location, unsigned int reason)
+{
+	if (reason < FIRST_DROP_REASON)
+		return 0;
+	__u32 netns = 0;
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	if (dev) {
+		netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	} else {
+		struct sock *sk = BPF_CORE_READ(skb, sk);
+		if (sk)
+			netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	}
+	struct sk_buff___dns *hs = (void *)skb;
+	count_drop(BPF_CORE_READ(hs, head), BPF_CORE_READ(hs, network_header), BPF_CORE_READ(skb, protocol), netns, reason);
+	return 0;
+}

@@ -1,0 +1,520 @@
+// Package dns loads netsonde's DNS programs: two cgroup_skb programs on
+// the cgroup v2 root that count queries and answers at the client's socket
+// and match them in an in-flight table, and a kfree_skb program that counts
+// dropped DNS packets. It reads their counts and sweeps the in-flight table
+// for queries that were never answered.
+package dns
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	nbpf "github.com/netsonde/netsonde/bpf"
+	"github.com/netsonde/netsonde/bpf/loader"
+)
+
+// Logical programs, as reported in netsonde_bpf_program_attached.
+const (
+	ProgramEgress  = "dns_egress"
+	ProgramIngress = "dns_ingress"
+	ProgramDrops   = "dns_kfree_skb"
+)
+
+// How the programs read a socket's network namespace.
+const (
+	NetnsReadAuto  = "auto"
+	NetnsReadCast  = "cast"
+	NetnsReadProbe = "probe_read"
+)
+
+// Edges are the upper bounds of the kernel's latency buckets, in seconds,
+// as edges[] in dns.c; the kernel's last bucket is above the last edge.
+var Edges = []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5}
+
+// NBuckets is the kernel's number of latency buckets: one per edge and
+// one above the last (NBUCKETS in dns.c).
+const NBuckets = 13
+
+// SumBucket is the hist key's bucket that holds the sum of latencies (ns).
+const SumBucket = NBuckets
+
+// MaxPorts is how many ports besides 53 the programs can watch.
+const MaxPorts = 8
+
+// Stats indices, as in dns.c.
+const (
+	StatTracked = iota
+	StatAnswered
+	StatLate
+	StatUnmatched
+	StatMalformed
+	StatRetransmitted
+	StatNotTracked
+	StatLost
+	statMax
+)
+
+// Key types as the kernel keys its maps.
+type (
+	FlowKey  = bpfFlowKey
+	FlowVal  = bpfFlowVal
+	QueryKey = bpfQueryKey
+	RespKey  = bpfRespKey
+	HistKey  = bpfHistKey
+	DropKey  = bpfDropKey
+)
+
+// Options for Load.
+type Options struct {
+	// BTF is the kernel BTF shared by the objects loaded at start-up.
+	BTF *loader.KernelBTF
+	// Timeout is how long a query waits for its answer (default 5 s).
+	Timeout time.Duration
+	// Ports are DNS server ports besides 53 (at most MaxPorts).
+	Ports []uint16
+	// MaxInflight is the size of the in-flight table (default 16384).
+	MaxInflight uint32
+	// CgroupPath is the cgroup v2 directory to attach to; empty: the
+	// root of the first cgroup2 mount in /proc/self/mountinfo.
+	CgroupPath string
+	// OnlyNetns, if set, restricts counting to these network namespaces
+	// (tests, which must not count the node's other DNS traffic).
+	OnlyNetns []uint32
+	// TopNames, when above 0, keeps the names of queries and counts
+	// NXDOMAIN answers per name in bounded kernel tables
+	// (--dns.top-failing-names); 0 does none of that work.
+	TopNames int
+	// NetnsRead chooses how the socket's namespace is read: NetnsReadAuto
+	// (""), NetnsReadCast or NetnsReadProbe.
+	NetnsRead string
+	// DropHooks are tried in order for the drop counter; empty: tp_btf
+	// then raw_tp.
+	DropHooks []string
+}
+
+// Probe is the loaded object.
+type Probe struct {
+	*loader.Object
+	Cgroup string
+}
+
+// Load loads the programs and attaches them. The drop counter is optional:
+// when none of its hooks works, the rest still runs and its program is
+// reported not attached.
+func Load(opts Options) (*Probe, error) {
+	if len(opts.Ports) > MaxPorts {
+		return nil, fmt.Errorf("at most %d extra DNS ports, got %d", MaxPorts, len(opts.Ports))
+	}
+	spec, err := loadBpf()
+	if err != nil {
+		return nil, fmt.Errorf("parse embedded object: %w", err)
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	if err := spec.Variables["timeout_ns"].Set(uint64(opts.Timeout.Nanoseconds())); err != nil {
+		return nil, fmt.Errorf("set timeout: %w", err)
+	}
+	var ports [MaxPorts]uint16
+	copy(ports[:], opts.Ports)
+	if err := spec.Variables["extra_ports"].Set(ports); err != nil {
+		return nil, fmt.Errorf("set ports: %w", err)
+	}
+	if len(opts.OnlyNetns) > 0 {
+		if err := spec.Variables["netns_filter"].Set(uint8(1)); err != nil {
+			return nil, fmt.Errorf("set netns filter: %w", err)
+		}
+	}
+	if opts.MaxInflight > 0 {
+		spec.Maps["inflight"].MaxEntries = opts.MaxInflight
+	}
+	if opts.TopNames > 0 {
+		if err := spec.Variables["top_names"].Set(uint8(1)); err != nil {
+			return nil, fmt.Errorf("set top names: %w", err)
+		}
+		// Room for many more names than are shown, so the top ones
+		// are not pushed out by a burst of one-off names.
+		n := uint32(min(max(64*opts.TopNames, 1024), 65536))
+		spec.Maps["names"].MaxEntries = n
+		spec.Maps["name_nxdomain"].MaxEntries = n
+	}
+	cg := opts.CgroupPath
+	if cg == "" {
+		if cg, err = CgroupRoot("/proc/self/mountinfo"); err != nil {
+			return nil, err
+		}
+	}
+	obj, err := loader.New(spec, loader.Options{BTF: opts.BTF})
+	if err != nil {
+		return nil, err
+	}
+	p := &Probe{Object: obj, Cgroup: cg}
+	for _, ns := range opts.OnlyNetns {
+		if err := obj.Map("only_netns").Put(ns, uint8(1)); err != nil {
+			obj.Close()
+			return nil, fmt.Errorf("netns filter: %w", err)
+		}
+	}
+	// Each logical program has two forms, by how it reads the socket's
+	// network namespace: bpf_rdonly_cast (6.2+), then
+	// bpf_probe_read_kernel (older kernels). Both are cgroup_skb.
+	forms := []string{"", "_read"}
+	switch opts.NetnsRead {
+	case NetnsReadCast:
+		forms = forms[:1]
+	case NetnsReadProbe:
+		forms = forms[1:]
+	}
+	for _, d := range []struct {
+		prog string
+		typ  ebpf.AttachType
+	}{{ProgramEgress, ebpf.AttachCGroupInetEgress}, {ProgramIngress, ebpf.AttachCGroupInetIngress}} {
+		typ := d.typ
+		attach := func(prog *ebpf.Program) (io.Closer, error) {
+			// A link, never a plain attach: it goes with the agent,
+			// even after kill -9, and coexists with other programs on
+			// the root cgroup (BPF_F_ALLOW_MULTI semantics).
+			return link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: typ, Program: prog})
+		}
+		var rungs []loader.Rung
+		for _, f := range forms {
+			rungs = append(rungs, loader.Rung{Hook: loader.HookCgroupSkb, Program: d.prog + f, Target: cg, Attach: attach})
+		}
+		if err := obj.AttachFirst(d.prog, rungs); err != nil {
+			obj.Close()
+			return nil, err
+		}
+	}
+	hooks := opts.DropHooks
+	if len(hooks) == 0 {
+		hooks = []string{loader.HookTPBTF, loader.HookRawTP}
+	}
+	var rungs []loader.Rung
+	for _, h := range hooks {
+		switch h {
+		case loader.HookTPBTF:
+			rungs = append(rungs, loader.Rung{Hook: h, Program: "dns_drop_btf", Target: "kfree_skb"})
+		case loader.HookRawTP:
+			rungs = append(rungs, loader.Rung{Hook: h, Program: "dns_drop_raw", Target: "kfree_skb"})
+		default:
+			obj.Close()
+			return nil, fmt.Errorf("unknown drop hook %q", h)
+		}
+	}
+	// Its failure is visible as dns_kfree_skb attached 0.
+	_ = obj.AttachFirst(ProgramDrops, rungs)
+	return p, nil
+}
+
+// CgroupRoot returns the mount point of the cgroup v2 hierarchy whose root
+// is mounted (the root "/" of the hierarchy, not a container's subtree) in
+// a mountinfo file.
+func CgroupRoot(mountinfo string) (string, error) {
+	f, err := os.Open(mountinfo)
+	if err != nil {
+		return "", fmt.Errorf("find cgroup2 mount: %w", err)
+	}
+	defer f.Close()
+	return parseCgroupRoot(f)
+}
+
+func parseCgroupRoot(r io.Reader) (string, error) {
+	s := bufio.NewScanner(r)
+	s.Buffer(make([]byte, 64*1024), 1024*1024)
+	var sub string
+	for s.Scan() {
+		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
+		f := strings.Fields(s.Text())
+		sep := -1
+		for i, x := range f {
+			if x == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep < 5 || sep+1 >= len(f) || f[sep+1] != "cgroup2" {
+			continue
+		}
+		if f[3] == "/" {
+			return unescapeMount(f[4]), nil
+		}
+		if sub == "" {
+			sub = f[3]
+		}
+	}
+	if err := s.Err(); err != nil {
+		return "", fmt.Errorf("read mountinfo: %w", err)
+	}
+	if sub != "" {
+		// A container's own cgroup namespace: attaching there would see
+		// only the container's sockets, never the pods'.
+		return "", fmt.Errorf("cgroup2 is mounted only from %q, not its root: mount the host's /sys/fs/cgroup (a hostPath volume) and give its path", sub)
+	}
+	return "", errors.New("no cgroup2 mount: the node must use cgroup v2")
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var c int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &c); err == nil {
+				b.WriteByte(byte(c))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// Counts is what the kernel has counted since load.
+type Counts struct {
+	Queries   map[QueryKey]uint64
+	Responses map[RespKey]uint64
+	Latency   map[HistKey]uint64
+	Timeouts  map[uint32]uint64
+	Drops     map[DropKey]uint64
+	Stats     [statMax]uint64
+}
+
+// Read returns the kernel's counts.
+func (p *Probe) Read() (Counts, error) {
+	var c Counts
+	var err error
+	if c.Queries, err = nbpf.SumPerCPU[QueryKey](p.Map("queries")); err != nil {
+		return c, err
+	}
+	if c.Responses, err = nbpf.SumPerCPU[RespKey](p.Map("responses")); err != nil {
+		return c, err
+	}
+	if c.Latency, err = nbpf.SumPerCPU[HistKey](p.Map("latency")); err != nil {
+		return c, err
+	}
+	if c.Timeouts, err = nbpf.SumPerCPU[uint32](p.Map("timeouts")); err != nil {
+		return c, err
+	}
+	if c.Drops, err = nbpf.SumPerCPU[DropKey](p.Map("drops")); err != nil {
+		return c, err
+	}
+	for i := range c.Stats {
+		if c.Stats[i], err = nbpf.SumArraySlot(p.Map("stats"), uint32(i)); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// Swept is what one sweep closed as timeouts, per network namespace and
+// per name hash (0: no name kept), and how many queries are in flight.
+type Swept struct {
+	ByNetns map[uint32]uint64
+	ByName  map[uint64]uint64
+	Live    int
+}
+
+// Sweep deletes the queries older than timeout from the in-flight table.
+// A query is closed once: by its answer or by this sweep, whichever
+// deletes it first.
+func (p *Probe) Sweep(timeout time.Duration) (Swept, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return Swept{}, fmt.Errorf("clock: %w", err)
+	}
+	now := uint64(ts.Nano())
+	limit := uint64(timeout.Nanoseconds())
+	m := p.Map("inflight")
+	const batch = 256
+	keys := make([]FlowKey, batch)
+	vals := make([]FlowVal, batch)
+	var old []FlowKey
+	var oldNames []uint64
+	live := 0
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
+		for i := 0; i < n; i++ {
+			if now > vals[i].Ts && now-vals[i].Ts > limit {
+				old = append(old, keys[i])
+				oldNames = append(oldNames, vals[i].Name)
+			} else {
+				live++
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return p.sweepIterate(now, limit)
+		}
+		if err != nil {
+			return Swept{}, fmt.Errorf("batch lookup in-flight queries: %w", err)
+		}
+	}
+	return p.close(old, oldNames, live), nil
+}
+
+// close deletes the entries found old; an answer that deleted one first
+// owns it.
+func (p *Probe) close(old []FlowKey, names []uint64, live int) Swept {
+	m := p.Map("inflight")
+	out := Swept{ByNetns: map[uint32]uint64{}, ByName: map[uint64]uint64{}, Live: live}
+	for i, k := range old {
+		if m.Delete(k) == nil {
+			out.ByNetns[k.Netns]++
+			if names[i] != 0 {
+				out.ByName[names[i]]++
+			}
+		}
+	}
+	return out
+}
+
+func (p *Probe) sweepIterate(now, limit uint64) (Swept, error) {
+	var k FlowKey
+	var v FlowVal
+	var old []FlowKey
+	var names []uint64
+	live := 0
+	it := p.Map("inflight").Iterate()
+	for it.Next(&k, &v) {
+		if now > v.Ts && now-v.Ts > limit {
+			old = append(old, k)
+			names = append(names, v.Name)
+		} else {
+			live++
+		}
+	}
+	if err := it.Err(); err != nil {
+		return Swept{}, fmt.Errorf("iterate in-flight queries: %w", err)
+	}
+	return p.close(old, names, live), nil
+}
+
+// NXDomainByName returns the NXDOMAIN answers counted per name hash
+// (--dns.top-failing-names).
+func (p *Probe) NXDomainByName() (map[uint64]uint64, error) {
+	out := map[uint64]uint64{}
+	var k, v uint64
+	it := p.Map("name_nxdomain").Iterate()
+	for it.Next(&k, &v) {
+		out[k] = v
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("iterate NXDOMAIN names: %w", err)
+	}
+	return out, nil
+}
+
+// Name returns the name kept for a hash, decoded, if the kernel still
+// has it.
+func (p *Probe) Name(hash uint64) (string, bool) {
+	var v bpfNameVal
+	if err := p.Map("names").Lookup(hash, &v); err != nil {
+		return "", false
+	}
+	return DecodeName(v.Name[:])
+}
+
+// DecodeName turns a wire-format name (length-prefixed labels ending in a
+// 0) into dotted text, with bytes outside [A-Za-z0-9-_] escaped as \DDD
+// and dots inside a label as \. (the zone-file forms): a label value must
+// not carry raw control bytes. It reports false for anything not a
+// complete, uncompressed name of at most 255 bytes.
+func DecodeName(wire []byte) (string, bool) {
+	var b strings.Builder
+	off := 0
+	for off < len(wire) {
+		l := int(wire[off])
+		if l == 0 {
+			if b.Len() == 0 {
+				return ".", true
+			}
+			return b.String(), true
+		}
+		if l&0xc0 != 0 || off+1+l > len(wire) || off+1+l > 255 {
+			return "", false
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		for _, c := range wire[off+1 : off+1+l] {
+			switch {
+			case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+				b.WriteByte(c)
+			case c == '.' || c == '\\':
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			default:
+				fmt.Fprintf(&b, "\\%03d", c)
+			}
+		}
+		off += 1 + l
+	}
+	return "", false
+}
+
+// Forget deletes every counter of the given network namespaces (gone for
+// good), so their series end and their room in the maps is freed.
+func (p *Probe) Forget(c Counts, gone map[uint32]bool) {
+	for k := range c.Queries {
+		if gone[k.Netns] {
+			_ = p.Map("queries").Delete(k)
+		}
+	}
+	for k := range c.Responses {
+		if gone[k.Netns] {
+			_ = p.Map("responses").Delete(k)
+		}
+	}
+	for k := range c.Latency {
+		if gone[k.Netns] {
+			_ = p.Map("latency").Delete(k)
+		}
+	}
+	for k := range c.Timeouts {
+		if gone[k] {
+			_ = p.Map("timeouts").Delete(k)
+		}
+	}
+	for k := range c.Drops {
+		if gone[k.Netns] {
+			_ = p.Map("drops").Delete(k)
+		}
+	}
+}
+
+// Namespaces returns every network namespace the counts name.
+func (c Counts) Namespaces() map[uint32]bool {
+	out := map[uint32]bool{}
+	for k := range c.Queries {
+		out[k.Netns] = true
+	}
+	for k := range c.Responses {
+		out[k.Netns] = true
+	}
+	for k := range c.Latency {
+		out[k.Netns] = true
+	}
+	for k := range c.Timeouts {
+		out[k] = true
+	}
+	for k := range c.Drops {
+		out[k.Netns] = true
+	}
+	return out
+}

@@ -1,0 +1,514 @@
+package dns_test
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netsonde/netsonde/internal/testenv"
+	"github.com/netsonde/netsonde/netnsnames"
+)
+
+// TestNftDropsQueries: nft in the resolver's namespace drops 10 queries on
+// their way in. They are 10 NETFILTER_DROP drops of DNS packets (where they
+// were dropped: the resolver's namespace) and, at the client, 10 timeouts.
+func TestNftDropsQueries(t *testing.T) {
+	testenv.RequireCommand(t, "nft")
+	tp := newTopo(t)
+	srv := resolverIP + ":53"
+	startServer(t, tp.resolver, srv)
+	a := startAgent(t, tp, []string{"--dns.timeout=1s"}, tp.client, tp.resolver)
+	pc, pr := pod(t, tp.client), pod(t, tp.resolver)
+
+	tp.resolver.Exec(t, "nft", "add table inet nsdtest; add chain inet nsdtest in { type filter hook input priority 0; }; add rule inet nsdtest in udp dport 53 drop")
+	exchanges(t, tp.client, srv, "ok", 10, 0, -1)
+	tp.resolver.Exec(t, "nft", "delete table inet nsdtest")
+	exchanges(t, tp.client, srv, "ok", 5, 2*time.Second, 0)
+
+	a.WaitSum(t, droppedMetric, with(pr, "reason", "NETFILTER_DROP"), 10)
+	a.WaitSum(t, droppedMetric, nil, 10)
+	a.WaitSum(t, queriesMetric, pc, 15)
+	a.WaitSum(t, responsesMetric, with(pc, "rcode", "NOERROR"), 5)
+	a.WaitSum(t, timeoutsMetric, pc, 10)
+}
+
+// TestSamePortAndIDInTwoNamespaces: two clients with the same address,
+// source port and DNS ID, each to its own resolver with the same address.
+// Client 1's query is answered, client 2's is not: the answer must close
+// client 1's query only, and client 2's must time out.
+func TestSamePortAndIDInTwoNamespaces(t *testing.T) {
+	c1, r1 := testenv.NewNetns(t), testenv.NewNetns(t)
+	c2, r2 := testenv.NewNetns(t), testenv.NewNetns(t)
+	agentNS := testenv.NewNetns(t)
+	testenv.Veth(t, c1, r1, "dnsc", "dnsr", clientIP+"/24", resolverIP+"/24", 0)
+	testenv.Veth(t, c2, r2, "dnsc", "dnsr", clientIP+"/24", resolverIP+"/24", 0)
+	srv := resolverIP + ":53"
+	startServer(t, r1, srv)
+	startServer(t, r2, srv)
+	a := startAgent(t, topo{agent: agentNS}, []string{"--dns.timeout=1s"}, c1, c2)
+	p1, p2 := pod(t, c1), pod(t, c2)
+
+	const id, port = 0x4242, 40053
+	send := func(ns *testenv.Netns, name string) (int, error) {
+		rcode := -1
+		err := ns.Do(func() error {
+			c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(clientIP), Port: port}, &net.UDPAddr{IP: net.ParseIP(resolverIP), Port: 53})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if _, err := c.Write(query(id, name, 1)); err != nil {
+				return err
+			}
+			c.SetReadDeadline(time.Now().Add(1500 * time.Millisecond))
+			buf := make([]byte, 512)
+			if n, err := c.Read(buf); err == nil && n >= 12 {
+				rcode = int(binary.BigEndian.Uint16(buf[2:]) & 0xf)
+			}
+			return nil
+		})
+		return rcode, err
+	}
+	done := make(chan error, 1)
+	go func() { _, err := send(c2, "drop-1.test"); done <- err }()
+	time.Sleep(50 * time.Millisecond) // c2's query is in flight first
+	rc, err := send(c1, "slow-1.test")
+	if err != nil || rc != 0 {
+		t.Fatalf("client 1: rcode %d, %v", rc, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	a.WaitSum(t, queriesMetric, p1, 1)
+	a.WaitSum(t, queriesMetric, p2, 1)
+	a.WaitSum(t, responsesMetric, p1, 1)
+	a.WaitSum(t, responsesMetric, p2, 0)
+	a.WaitSum(t, durationMetric, p1, 1)
+	a.WaitSum(t, timeoutsMetric, p1, 0)
+	a.WaitSum(t, timeoutsMetric, p2, 1)
+}
+
+// TestMalformedAndUnmatched sends what a DNS server port can receive that
+// is not a well-formed query, answers with another ID, and an answer to no
+// query. The programs stay attached; nothing is counted as a response.
+func TestMalformedAndUnmatched(t *testing.T) {
+	tp := newTopo(t)
+	srv := resolverIP + ":53"
+	startServer(t, tp.resolver, srv)
+	// A TCP listener on the resolver's port 53 that reads and discards.
+	var ln net.Listener
+	if err := tp.resolver.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", srv)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				buf := make([]byte, 70000)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						c.Close()
+						return
+					}
+				}
+			}()
+		}
+	}()
+	a := startAgent(t, tp, []string{"--dns.timeout=1s"}, tp.client)
+	p := pod(t, tp.client)
+	before := a.Scrape(t)
+
+	loop := query(7, "x.test", 1)[:12]
+	loop = append(loop, 0xc0, 12, 0, 1, 0, 1) // the name points at itself
+	long := query(8, strings.Repeat(strings.Repeat("a", 63)+".", 5)+"test", 1)
+	raw := [][]byte{
+		{},                                    // 0-length
+		{1, 2, 3, 4, 5},                       // truncated header
+		loop,                                  // label loop: a query of type other
+		long,                                  // name over 255 bytes: a query of type other
+		answer(query(9, "drop-x.test", 1), 0), // an answer sent to the server port
+	}
+	err := tp.client.Do(func() error {
+		c, err := net.Dial("udp", srv)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for _, b := range raw {
+			if _, err := c.Write(b); err != nil {
+				return err
+			}
+		}
+		// TCP: a length of 65,535 that the segment does not carry.
+		tc, err := net.Dial("tcp", srv)
+		if err != nil {
+			return err
+		}
+		defer tc.Close()
+		msg := append([]byte{0xff, 0xff}, query(10, "ok-t.test", 1)...)
+		_, err = tc.Write(msg)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An answer with another ID, and an answer nobody asked for.
+	exchanges(t, tp.client, srv, "badid", 1, 500*time.Millisecond, 0) // the client reads it; the kernel does not match it
+	var lport int
+	err = tp.client.Do(func() error {
+		l, err := net.ListenPacket("udp", clientIP+":0")
+		if err != nil {
+			return err
+		}
+		lport = l.LocalAddr().(*net.UDPAddr).Port
+		go func() { time.Sleep(2 * time.Second); l.Close() }()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spoofFrom(t, tp, lport)
+
+	a.WaitSum(t, timeoutsMetric, p, 3) // the label loop, the long name, badid
+	after := a.Scrape(t)
+	d := func(metric string, labels map[string]string) float64 {
+		return after.Sum(metric, labels) - before.Sum(metric, labels)
+	}
+	if got := d(queriesMetric, with(p, "qtype", "other")); got != 2 {
+		t.Errorf("queries of type other: +%v, want +2 (label loop, long name)", got)
+	}
+	if got := d(queriesMetric, p); got != 3 {
+		t.Errorf("queries: +%v, want +3", got)
+	}
+	if got := d(responsesMetric, nil); got != 0 {
+		t.Errorf("responses: +%v, want 0", got)
+	}
+	if got := d("netsonde_dns_malformed_packets_total", nil); got != 4 {
+		t.Errorf("malformed: +%v, want +4 (0-length, truncated, answer to a server, TCP 65,535)", got)
+	}
+	if got := d("netsonde_dns_unmatched_responses_total", nil); got != 2 {
+		t.Errorf("unmatched answers: +%v, want +2 (other ID, unsolicited)", got)
+	}
+	for _, prog := range []string{"dns_egress", "dns_ingress"} {
+		if v, _ := after.Value("netsonde_bpf_program_attached", map[string]string{"program": prog}); v != 1 {
+			t.Errorf("%s not attached", prog)
+		}
+	}
+}
+
+// spoofFrom sends an answer from port 53 to a client port no query came
+// from. The test server holds resolverIP:53, so it goes out of a socket on
+// a second address of the resolver.
+func spoofFrom(t *testing.T, tp topo, lport int) {
+	t.Helper()
+	tp.resolver.Exec(t, "ip", "addr", "add", "198.18.53.3/24", "dev", "dnsr")
+	err := tp.resolver.Do(func() error {
+		c, err := net.ListenPacket("udp", "198.18.53.3:53")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.WriteTo(answer(query(0x1111, "ok-spoof.test", 1), 0), &net.UDPAddr{IP: net.ParseIP(clientIP), Port: lport})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFloodKeepsTableBounded: 100,000 queries that are never answered,
+// with room for 1,024 in flight. The table stays at its size, every query
+// ends as a timeout or an eviction, and the agent's memory stays small.
+func TestFloodKeepsTableBounded(t *testing.T) {
+	tp := newTopo(t)
+	srv := resolverIP + ":53"
+	startServer(t, tp.resolver, srv)
+	a := startAgent(t, tp, []string{"--dns.timeout=1s", "--dns.max-inflight=1024"}, tp.client)
+	p := pod(t, tp.client)
+	const n = 100000
+	err := tp.client.Do(func() error {
+		// 4 sockets x 25,000 distinct IDs: no key repeats.
+		for s := 0; s < 4; s++ {
+			c, err := net.Dial("udp", srv)
+			if err != nil {
+				return err
+			}
+			for i := 0; i < n/4; i++ {
+				if _, err := c.Write(query(uint16(i), "drop-flood.test", 1)); err != nil {
+					c.Close()
+					return err
+				}
+				if i%200 == 199 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			c.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.WaitSum(t, queriesMetric, p, n)
+	if v, _ := a.Scrape(t).Value("netsonde_dns_inflight_queries", nil); v > 1024 {
+		t.Errorf("%v queries in flight in a table of 1,024", v)
+	}
+	testenv.Eventually(t, 10*time.Second, "every query closed", func() bool {
+		m := a.Scrape(t)
+		v, _ := m.Value("netsonde_dns_inflight_queries", nil)
+		return v == 0 && m.Sum(timeoutsMetric, p)+m.Sum("netsonde_dns_inflight_evictions_total", nil) == n
+	})
+	m := a.Scrape(t)
+	ev := m.Sum("netsonde_dns_inflight_evictions_total", nil)
+	to := m.Sum(timeoutsMetric, p)
+	if ev == 0 || to == 0 {
+		t.Errorf("timeouts %v, evictions %v: want both", to, ev)
+	}
+	t.Logf("100,000 unanswered queries: %v timeouts, %v evictions", to, ev)
+	rss := vmRSS(t, a.Cmd.Process.Pid)
+	t.Logf("agent RSS %d KiB", rss)
+	if rss > 100*1024 {
+		t.Errorf("agent RSS %d KiB after the flood, want under 100 MiB", rss)
+	}
+}
+
+// vmRSS returns a process's resident set in KiB (of the agent, the child
+// of nsenter).
+func vmRSS(t *testing.T, pid int) int {
+	t.Helper()
+	kids, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "task", strconv.Itoa(pid), "children"))
+	if f := strings.Fields(string(kids)); len(f) > 0 {
+		pid, _ = strconv.Atoi(f[0])
+	}
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return kb
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// TestGlibcAndTCP: getent through glibc's stub resolver (A and AAAA on one
+// socket), and dig over TCP, whose segments carry whole messages.
+func TestGlibcAndTCP(t *testing.T) {
+	testenv.RequireCommand(t, "dig", "getent")
+	tp := newTopo(t)
+	startDnsmasq(t, tp.resolver)
+	// ip netns exec bind-mounts /etc/netns/NAME/resolv.conf over
+	// /etc/resolv.conf: glibc in the client asks the test's resolver.
+	dir := filepath.Join("/etc/netns", tp.client.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte("nameserver "+resolverIP+"\noptions attempts:1 timeout:2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, tp, nil, tp.client, tp.resolver)
+	p := pod(t, tp.client)
+	for i := 0; i < 3; i++ {
+		out := tp.client.Exec(t, "getent", "hosts", "ok.test")
+		if !strings.Contains(out, "198.18.99.1") {
+			t.Fatalf("getent hosts ok.test: %q", out)
+		}
+	}
+	for i := 0; i < 4; i++ {
+		if st := dig(t, tp.client, "+tcp", "nx.test", "TXT"); st != "NXDOMAIN" {
+			t.Fatalf("dig +tcp: %s", st)
+		}
+	}
+	// glibc asks A and AAAA for each lookup; dnsmasq, with an IPv4
+	// address for the name and no upstream, refuses AAAA.
+	a.WaitSum(t, queriesMetric, with(p, "qtype", "A"), 3)
+	a.WaitSum(t, queriesMetric, with(p, "qtype", "AAAA"), 3)
+	a.WaitSum(t, queriesMetric, with(p, "qtype", "TXT"), 4)
+	a.WaitSum(t, responsesMetric, with(p, "rcode", "NOERROR"), 3)
+	a.WaitSum(t, responsesMetric, with(p, "rcode", "REFUSED"), 3)
+	a.WaitSum(t, responsesMetric, with(p, "rcode", "NXDOMAIN"), 4)
+	// The resolver is watched too: its side of each exchange is not a
+	// client's, so every exchange is counted once.
+	a.WaitSum(t, queriesMetric, nil, 10)
+	a.WaitSum(t, responsesMetric, nil, 10)
+	a.WaitSum(t, "netsonde_dns_malformed_packets_total", nil, 0)
+}
+
+// TestServfailAndManyNames: SERVFAIL counted exactly, and 5,000 distinct
+// names add no series (no name label).
+func TestServfailAndManyNames(t *testing.T) {
+	tp := newTopo(t)
+	srv := resolverIP + ":53"
+	startServer(t, tp.resolver, srv)
+	a := startAgent(t, tp, nil, tp.client)
+	p := pod(t, tp.client)
+	exchanges(t, tp.client, srv, "fail", 12, 2*time.Second, 2)
+	exchanges(t, tp.client, srv, "ok", 10, 2*time.Second, 0)
+	a.WaitSum(t, responsesMetric, with(p, "rcode", "SERVFAIL"), 12)
+	series := func() int {
+		n := 0
+		for _, f := range a.Scrape(t) {
+			if strings.HasPrefix(f.GetName(), "netsonde_dns_") {
+				n += len(f.GetMetric())
+			}
+		}
+		return n
+	}
+	a.WaitSum(t, responsesMetric, with(p, "rcode", "NOERROR"), 10)
+	before := series()
+	exchanges(t, tp.client, srv, "ok", 5000, 2*time.Second, 0)
+	a.WaitSum(t, responsesMetric, with(p, "rcode", "NOERROR"), 5010)
+	if after := series(); after != before {
+		t.Errorf("netsonde_dns_* series: %d before 5,000 names, %d after", before, after)
+	}
+}
+
+// TestSeriesOfDeletedNamespaceGo: a pod's namespace is deleted; its
+// series end after --dns.forget-after, and its counters leave the maps.
+func TestSeriesOfDeletedNamespaceGo(t *testing.T) {
+	testenv.RequireRoot(t)
+	resolver, agentNS := testenv.NewNetns(t), testenv.NewNetns(t)
+	// Made by hand, not by NewNetns: the test deletes it itself.
+	client := &testenv.Netns{Name: testenv.RandomName("nsd-")}
+	testenv.Run(t, "ip", "netns", "add", client.Name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", client.Name).Run() })
+	testenv.Veth(t, client, resolver, "dnsc", "dnsr", clientIP+"/24", resolverIP+"/24", 0)
+	srv := resolverIP + ":53"
+	startServer(t, resolver, srv)
+	a := startAgent(t, topo{agent: agentNS}, []string{"--dns.forget-after=1s", "--dns.timeout=1s"}, client)
+	p := pod(t, client)
+	exchanges(t, client, srv, "ok", 3, 2*time.Second, 0)
+	exchanges(t, client, srv, "drop", 2, 0, -1)
+	a.WaitSum(t, queriesMetric, p, 5)
+	a.WaitSum(t, timeoutsMetric, p, 2)
+	ino := client.Inode(t)
+	testenv.Run(t, "ip", "netns", "del", client.Name)
+	defer func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s", a.Log)
+		}
+	}()
+	testenv.Eventually(t, 15*time.Second, "the deleted namespace's series gone", func() bool {
+		// The kernel hands a freed namespace inode to the next namespace
+		// made on the machine (other tests make them all the time): then
+		// it is alive again, and rightly not forgotten.
+		if netnsnames.List("/proc", []string{"/run/netns"})[ino] != "" {
+			t.Logf("inode %d was reused by a new namespace; nothing to forget", ino)
+			return true
+		}
+		m := a.Scrape(t)
+		for _, name := range []string{queriesMetric, responsesMetric, timeoutsMetric, durationMetric} {
+			if len(m.Series(name, p)) > 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestHostClientHasNoPod: a client in the agent's own network namespace
+// (the host's, for the DaemonSet: hostNetwork pods and node processes) is
+// counted with empty namespace and pod.
+func TestHostClientHasNoPod(t *testing.T) {
+	tp := newTopo(t)
+	srv := resolverIP + ":53"
+	startServer(t, tp.resolver, srv)
+	a := testenv.StartAgent(t, tp.client, "--collector.disable-defaults", "--collector.dns",
+		"--dns.only-netns="+strconv.FormatUint(tp.client.Inode(t), 10))
+	host := map[string]string{"namespace": "", "pod": ""}
+	exchanges(t, tp.client, srv, "ok", 4, 2*time.Second, 0)
+	a.WaitSum(t, queriesMetric, host, 4)
+	a.WaitSum(t, responsesMetric, with(host, "rcode", "NOERROR"), 4)
+	a.WaitSum(t, queriesMetric, nil, 4)
+}
+
+// TestTopFailingNames: with --dns.top-failing-names=2, the two names with
+// the most timeouts plus NXDOMAIN answers are shown with exact counts, and
+// no other name.
+func TestTopFailingNames(t *testing.T) {
+	tp := newTopo(t)
+	srv := resolverIP + ":53"
+	startServer(t, tp.resolver, srv)
+	a := startAgent(t, tp, []string{"--dns.timeout=1s", "--dns.top-failing-names=2"}, tp.client)
+	same := func(name string, n int, wait time.Duration, want int) {
+		for i := 0; i < n; i++ {
+			rc, err := exchange(tp.client, srv, uint16(rand.Uint32()), name, 1, wait)
+			if err != nil || rc != want {
+				t.Fatalf("%s: rcode %d, %v", name, rc, err)
+			}
+		}
+	}
+	same("drop-1.test", 5, 0, -1)
+	same("nx-1.test", 3, time.Second, 3)
+	same("nx-2.test", 1, time.Second, 3)
+	same("ok-1.test", 4, time.Second, 0)
+	const m = "netsonde_dns_top_failing_names"
+	a.WaitSum(t, m, map[string]string{"name": "drop-1.test", "result": "timeout"}, 5)
+	a.WaitSum(t, m, map[string]string{"name": "drop-1.test", "result": "nxdomain"}, 0)
+	a.WaitSum(t, m, map[string]string{"name": "nx-1.test", "result": "nxdomain"}, 3)
+	a.WaitSum(t, m, map[string]string{"name": "nx-1.test", "result": "timeout"}, 0)
+	if s := a.Scrape(t).Series(m, nil); len(s) != 4 {
+		t.Errorf("%d series of %s, want 4 (two names, two results): %v", len(s), m, s)
+	}
+}
+
+// TestIPv6AndExtraPort: queries over IPv6, and to a server on a port given
+// with --dns.ports, are counted like the others; a server on a port not
+// given is not DNS to netsonde.
+func TestIPv6AndExtraPort(t *testing.T) {
+	client, resolver, agentNS := testenv.NewNetns(t), testenv.NewNetns(t), testenv.NewNetns(t)
+	testenv.Run(t, "ip", "link", "add", "dnsc", "netns", client.Name, "type", "veth", "peer", "name", "dnsr", "netns", resolver.Name)
+	client.Exec(t, "ip", "addr", "add", "fd00:5e::2/64", "dev", "dnsc", "nodad")
+	resolver.Exec(t, "ip", "addr", "add", "fd00:5e::1/64", "dev", "dnsr", "nodad")
+	client.Exec(t, "ip", "link", "set", "dnsc", "up")
+	resolver.Exec(t, "ip", "link", "set", "dnsr", "up")
+	// Right after the link comes up, the first IPv6 neighbour
+	// solicitation can go unanswered and the next is sent a second later:
+	// the first answers would then come after this test's 1 s timeout,
+	// and rightly count as timeouts. The path is resolved first.
+	testenv.Eventually(t, 5*time.Second, "IPv6 path up", func() bool {
+		return client.Command("ping", "-6", "-c1", "-W1", "fd00:5e::1").Run() == nil
+	})
+	startServer(t, resolver, "[fd00:5e::1]:53")
+	startServer(t, resolver, "[fd00:5e::1]:5353")
+	startServer(t, resolver, "[fd00:5e::1]:5354")
+	a := startAgent(t, topo{agent: agentNS}, []string{"--dns.timeout=1s", "--dns.ports=5353"}, client)
+	p := pod(t, client)
+	exchanges(t, client, "[fd00:5e::1]:53", "ok", 5, 2*time.Second, 0)
+	exchanges(t, client, "[fd00:5e::1]:5353", "nx", 3, 2*time.Second, 3)
+	exchanges(t, client, "[fd00:5e::1]:5354", "ok", 4, 2*time.Second, 0)
+	exchanges(t, client, "[fd00:5e::1]:53", "drop", 2, 0, -1)
+	defer func() {
+		if t.Failed() {
+			_, body := a.Get(t, "/metrics")
+			for _, l := range strings.Split(body, "\n") {
+				if strings.HasPrefix(l, "netsonde_dns_") && !strings.Contains(l, "_bucket") {
+					t.Log(l)
+				}
+			}
+		}
+	}()
+	a.WaitSum(t, queriesMetric, p, 10)
+	a.WaitSum(t, responsesMetric, with(p, "rcode", "NOERROR"), 5)
+	a.WaitSum(t, responsesMetric, with(p, "rcode", "NXDOMAIN"), 3)
+	a.WaitSum(t, timeoutsMetric, p, 2)
+}
