@@ -110,7 +110,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() {
-		serveErr <- web.ServeMultiple(listeners, server, cfg.Web, logger)
+		configPath := ""
+		if cfg.Web.WebConfigFile != nil {
+			configPath = *cfg.Web.WebConfigFile
+		}
+		serveErr <- serve(listeners, server, configPath, logger)
 	}()
 	logger.Info("listening", "addresses", *cfg.Web.WebListenAddresses, "telemetry_path", cfg.TelemetryPath)
 
