@@ -79,6 +79,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if cfg.Pods == nil {
 		cfg.Pods = cluster.None{}
 	}
+	// client-go logs through klog: its lines must follow --log.format like
+	// the agent's own, and its retries while the API server is away must
+	// not flood the log.
+	kube.RouteKlog(logger, 30*time.Second)
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = time.Second
 	}
