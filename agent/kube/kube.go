@@ -554,6 +554,8 @@ var (
 		"Pods whose network namespace the agent has found on this node.", nil, nil)
 	peersDesc = prometheus.NewDesc("netsonde_kube_peer_nodes",
 		"Other nodes of the cluster, probed for the path MTU.", nil, nil)
+	podsOverflowDesc = prometheus.NewDesc("netsonde_kube_pods_overflow",
+		"Pods beyond --kube.max-pods, whose series carry pod=\"_overflow\" instead of their name (the index keeps the oldest pods named).", nil, nil)
 	syncOKDesc = prometheus.NewDesc("netsonde_kube_sync_ok",
 		"Whether the API server is reachable and lets the agent list pods and nodes (1), or not (0): then pods created meanwhile have empty pod labels.", nil, nil)
 )
@@ -564,6 +566,7 @@ func (r *Resolver) Describe(ch chan<- *prometheus.Desc) {
 	ch <- attributedDesc
 	ch <- peersDesc
 	ch <- syncOKDesc
+	ch <- podsOverflowDesc
 }
 
 // Collect implements prometheus.Collector: the resolver's own state, so an
@@ -574,6 +577,7 @@ func (r *Resolver) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(podsDesc, prometheus.GaugeValue, float64(r.podCount))
 	ch <- prometheus.MustNewConstMetric(attributedDesc, prometheus.GaugeValue, float64(len(r.byNetns)))
 	ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(len(r.peers)))
+	ch <- prometheus.MustNewConstMetric(podsOverflowDesc, prometheus.GaugeValue, float64(max(0, r.podCount-r.cfg.MaxPods)))
 	ok := 0.0
 	if r.syncOK.Load() {
 		ok = 1

@@ -274,3 +274,89 @@ func TestSeriesOfDeletedInterfaceGoes(t *testing.T) {
 		return len(a.Scrape(t).Series(dropsMetric, map[string]string{"interface": p.to_})) == 0
 	})
 }
+
+// Many more distinct (interface, reason) keys than --drops.map-size: 300
+// interfaces each dropping 3 packets (NETFILTER_DROP at POSTROUTING, where
+// the skb has its output device) into a map of 64 keys. Every drop is
+// counted, keyed or by reason alone; the keyed series never exceed the
+// map; netsonde_bpf_map_full_total{map="drops"} counts the rest.
+func TestDropsBoundedWithManyKeys(t *testing.T) {
+	testenv.RequireCommand(t, "nft")
+	const (
+		ifaces  = 300
+		each    = 3
+		mapSize = 64
+	)
+	nsAgent := testenv.NewNetns(t)
+	ns := testenv.NewNetns(t)
+	a := testenv.StartAgent(t, nsAgent, "--collector.disable-defaults", "--collector.drops", fmt.Sprintf("--drops.map-size=%d", mapSize))
+	var batch strings.Builder
+	for i := range ifaces {
+		fmt.Fprintf(&batch, "link add d%d type veth peer name p%d\nlink set d%d up\nlink set p%d up\naddress add 10.%d.%d.1/30 dev d%d\n", i, i, i, i, 100+i/64, (i%64)*4, i)
+	}
+	cmd := ns.Command("ip", "-batch", "-")
+	cmd.Stdin = strings.NewReader(batch.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ip -batch: %v\n%s", err, out)
+	}
+	ns.Exec(t, "nft", "add table inet t; add chain inet t post { type filter hook postrouting priority 0; }; add rule inet t post udp dport 9999 drop")
+
+	m := a.Scrape(t)
+	overflowBefore := m.Sum(dropsMetric, map[string]string{"reason": "NETFILTER_DROP", "interface": ""})
+	fullBefore, _ := m.Value("netsonde_bpf_map_full_total", map[string]string{"map": "drops"})
+	begin := time.Now()
+	err := ns.Do(func() error {
+		for i := range ifaces {
+			c, err := net.Dial("udp4", fmt.Sprintf("10.%d.%d.2:9999", 100+i/64, (i%64)*4))
+			if err != nil {
+				return err
+			}
+			for range each {
+				c.Write([]byte("x")) // dropped: the error (EPERM) is expected
+			}
+			c.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := func(m testenv.Metrics) (keyed float64, series int) {
+		for _, s := range m.Series(dropsMetric, map[string]string{"reason": "NETFILTER_DROP"}) {
+			if strings.HasPrefix(s.Labels["interface"], "d") {
+				keyed += s.Value
+				series++
+			}
+		}
+		return keyed, series
+	}
+	var keyed, overflow, full float64
+	var series int
+	testenv.Eventually(t, 10*time.Second, "every drop counted, keyed or by reason", func() bool {
+		m = a.Scrape(t)
+		keyed, series = mine(m)
+		// Other drops on the machine may share the overflow slot: at
+		// least ours must be there.
+		overflow = m.Sum(dropsMetric, map[string]string{"reason": "NETFILTER_DROP", "interface": ""}) - overflowBefore
+		f, _ := m.Value("netsonde_bpf_map_full_total", map[string]string{"map": "drops"})
+		full = f - fullBefore
+		return keyed+overflow >= ifaces*each
+	})
+	took := time.Since(begin)
+	if series > mapSize {
+		t.Errorf("%d keyed series with a map of %d keys", series, mapSize)
+	}
+	if full < ifaces*each-keyed {
+		t.Errorf("netsonde_bpf_map_full_total{map=drops} rose by %v; %v drops did not get a key", full, ifaces*each-keyed)
+	}
+	t.Logf("%d drops on %d interfaces into a %d-key map: %v keyed in %d series, %v by reason alone; map full %v times; counted within %v",
+		ifaces*each, ifaces, mapSize, keyed, series, overflow, full, took)
+	testenv.RecordReliability(t, testenv.Reliability{
+		Scenario: "drops-map-full",
+		Injected: fmt.Sprintf("%d distinct interfaces each dropping %d packets into --drops.map-size=%d", ifaces, each, mapSize),
+		Lost:     fmt.Sprintf("no drop: %v keyed (%d series), %v counted by reason alone with netsonde_bpf_map_full_total{map=\"drops\"} +%v", keyed, series, overflow, full),
+		Recovery: fmt.Sprintf("nothing to recover: all counted within %v", took.Round(time.Millisecond)),
+		Figures: map[string]any{"interfaces": ifaces, "drops": ifaces * each, "map_size": mapSize, "keyed": keyed,
+			"keyed_series": series, "by_reason_only": overflow, "map_full": full, "counted_within_ms": took.Milliseconds()},
+	})
+}

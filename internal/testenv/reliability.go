@@ -74,3 +74,6 @@ func ReliabilityDir() (string, error) {
 	}
 	return filepath.Join(root, "docs", "reliability"), nil
 }
+
+// UpdateReliability reports whether -reliability.update was given.
+func UpdateReliability() bool { return *updateReliability }
