@@ -67,7 +67,7 @@ func TestSlowClientsAndConcurrentScrapes(t *testing.T) {
 	const (
 		slow     = 500
 		scrapers = 100
-		duration = 8 * time.Second // longer than readHeaderTimeout (5 s)
+		duration = 10 * time.Second // twice readHeaderTimeout (5 s)
 	)
 	ns := testenv.NewNetns(t)
 	a := testenv.StartAgent(t, ns, "--web.max-requests=10")
