@@ -219,7 +219,7 @@ func TestAuthOnEveryEndpointAndTLS(t *testing.T) {
 	}
 
 	ns := testenv.NewNetns(t)
-	cmd := ns.Command(testenv.AgentBinary(t), "--web.listen-address=127.0.0.1:10333", "--web.config.file="+p("web.yml"))
+	cmd := ns.Command(testenv.AgentBinary(t), "--web.listen-address=127.0.0.1:10333", "--web.config.file="+p("web.yml"), "--web.enable-pprof")
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
@@ -244,7 +244,7 @@ func TestAuthOnEveryEndpointAndTLS(t *testing.T) {
 			t.Errorf("curl %s without credentials: %s, want %s", path, got, want)
 		}
 	}
-	for path, want := range map[string]string{"/metrics": "200", "/": "200", "/healthz": "200"} {
+	for path, want := range map[string]string{"/metrics": "200", "/": "200", "/healthz": "200", "/debug/pprof/": "200"} {
 		if got := curl("-u", "prom:s3cret", base+path); got != want {
 			t.Errorf("curl %s with credentials: %s, want %s", path, got, want)
 		}
