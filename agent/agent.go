@@ -44,6 +44,25 @@ type Config struct {
 	ShutdownTimeout time.Duration
 }
 
+// The HTTP server's bounds. Scrapers send a few hundred bytes of headers at
+// once and the agent's pages are small, so they are far from legitimate use:
+//   - a request's headers must arrive within readHeaderTimeout, which ends a
+//     slowloris connection (one byte a second) after 5 s;
+//   - a scrape must be answered within writeTimeout, which is above the
+//     longest scrape timeout Prometheus is usually given (60 s), since the
+//     agent cuts collectors off at the scraper's own deadline anyway;
+//   - an idle keep-alive connection lives idleTimeout, longer than the usual
+//     scrape interval, so a scraper keeps its connection between scrapes;
+//   - maxHeaderBytes leaves room for a bearer token or basic auth, not for a
+//     megabyte of headers per connection (net/http's default).
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 90 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 16 << 10
+)
+
 // Run serves until ctx ends, then releases everything. It returns an error
 // only for what must stop the agent: a bad web config file or an address it
 // cannot listen on. Collectors that fail are reported, not fatal.
@@ -60,6 +79,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if cfg.Pods == nil {
 		cfg.Pods = cluster.None{}
 	}
+	// client-go logs through klog: its lines must follow --log.format like
+	// the agent's own, and its retries while the API server is away must
+	// not flood the log.
+	kube.RouteKlog(logger, 30*time.Second)
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = time.Second
 	}
@@ -74,17 +97,28 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		promcollectors.NewGoCollector(),
 		promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}),
 	)
-	if err := reg.Register(set); err != nil {
-		return fmt.Errorf("register collectors: %w", err)
-	}
+	// The collectors' Set is not in reg: the scrape handler gathers it
+	// per scrape, with the scraper's deadline.
 
 	server := &http.Server{
-		Handler:           newMux(cfg, reg, set, logger),
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler: newMux(cfg, reg, set, logger),
+		// Every phase of a connection has a bound, so a client that
+		// sends slowly (slowloris), reads slowly or idles holds a
+		// goroutine and an fd for seconds, not for ever.
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 	serveErr := make(chan error, 1)
 	go func() {
-		serveErr <- web.ServeMultiple(listeners, server, cfg.Web, logger)
+		configPath := ""
+		if cfg.Web.WebConfigFile != nil {
+			configPath = *cfg.Web.WebConfigFile
+		}
+		serveErr <- serve(listeners, server, configPath, logger)
 	}()
 	logger.Info("listening", "addresses", *cfg.Web.WebListenAddresses, "telemetry_path", cfg.TelemetryPath)
 

@@ -55,8 +55,10 @@ func budget(n, p int) map[string]int {
 		"conntrack": 64,
 		"fsync":     128,
 		// netsonde_collector_up, _duration_seconds, bpf_program_attached,
-		// Go and process metrics, build info.
-		"agent": 128,
+		// Go and process metrics, build info; plus one
+		// netsonde_collector_timeout_total per collector and
+		// netsonde_bpf_map_full_total of the drops maps (2).
+		"agent": 128 + len(agent.Collectors()) + 2,
 	}
 }
 

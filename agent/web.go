@@ -1,10 +1,13 @@
 package agent
 
 import (
+	"context"
 	"html/template"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -15,12 +18,7 @@ import (
 
 func newMux(cfg Config, reg *prometheus.Registry, set *collectors.Set, logger *slog.Logger) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle(cfg.TelemetryPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorLog:            slog.NewLogLogger(logger.Handler(), slog.LevelError),
-		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: cfg.MaxRequests,
-		EnableOpenMetrics:   true,
-	}))
+	mux.Handle(cfg.TelemetryPath, newScrapeHandler(cfg.MaxRequests, reg, set, logger))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
@@ -79,3 +77,86 @@ var landing = template.Must(template.New("landing").Parse(`<!DOCTYPE html>
 {{end}}</table>
 </body></html>
 `))
+
+// scrapeHandler serves the telemetry path: at most cap scrapes collect at
+// once (--web.max-requests, as node_exporter has), and each one's
+// collectors are cut off before the scraper's own timeout, so the page
+// always comes back in time.
+type scrapeHandler struct {
+	slots  chan struct{} // nil: no cap
+	reg    prometheus.Gatherer
+	set    *collectors.Set
+	opts   promhttp.HandlerOpts
+	logger *slog.Logger
+}
+
+func newScrapeHandler(maxRequests int, reg prometheus.Gatherer, set *collectors.Set, logger *slog.Logger) *scrapeHandler {
+	h := &scrapeHandler{
+		reg: reg,
+		set: set,
+		opts: promhttp.HandlerOpts{
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
+			ErrorHandling:     promhttp.ContinueOnError,
+			EnableOpenMetrics: true,
+		},
+		logger: logger,
+	}
+	if maxRequests > 0 {
+		h.slots = make(chan struct{}, maxRequests)
+	}
+	return h
+}
+
+func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	timeout := scrapeTimeout(r)
+	begin := time.Now()
+	if h.slots != nil {
+		// A scrape over the cap waits for a slot for part of its
+		// budget rather than being turned away at once: Prometheus
+		// does not retry, so a burst of other clients would otherwise
+		// cost it a whole scrape interval. Waiters are served in
+		// arrival order (a channel's queue is FIFO).
+		wait := time.NewTimer(timeout / 2)
+		select {
+		case h.slots <- struct{}{}:
+			wait.Stop()
+			defer func() { <-h.slots }()
+		case <-wait.C:
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "too many concurrent scrapes (--web.max-requests)", http.StatusServiceUnavailable)
+			return
+		case <-r.Context().Done():
+			wait.Stop()
+			return
+		}
+	}
+	ctx, cancel := context.WithDeadline(r.Context(), begin.Add(timeout-collectMargin(timeout)))
+	defer cancel()
+	// The Set is registered per scrape, in a registry of its own, so its
+	// collectors get this scrape's deadline: Gatherer has no context.
+	own := prometheus.NewRegistry()
+	if err := own.Register(h.set.WithContext(ctx)); err != nil {
+		h.logger.Error("registering collectors for a scrape", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	promhttp.HandlerFor(prometheus.Gatherers{h.reg, own}, h.opts).ServeHTTP(w, r)
+}
+
+// scrapeTimeout is the scraper's timeout from Prometheus' header, or
+// collectors.DefaultCollectTimeout for a client that sends none.
+func scrapeTimeout(r *http.Request) time.Duration {
+	if v := r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"); v != "" {
+		if s, err := strconv.ParseFloat(v, 64); err == nil && s > 0 {
+			return min(time.Duration(s*float64(time.Second)), 10*time.Minute)
+		}
+	}
+	return collectors.DefaultCollectTimeout
+}
+
+// collectMargin is the part of a scrape's budget kept for what follows
+// collection (encoding, compression, the network): a tenth, at least 50 ms
+// and at most half a second, as blackbox_exporter's --timeout-offset.
+func collectMargin(timeout time.Duration) time.Duration {
+	return min(max(timeout/10, 50*time.Millisecond), 500*time.Millisecond)
+}

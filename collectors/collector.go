@@ -140,3 +140,14 @@ func BPFLoadDown(err error, fallback string) error {
 		return Down(fallback, err)
 	}
 }
+
+var bpfMapFullDesc = prometheus.NewDesc(Namespace+"_bpf_map_full_total",
+	"Events a kernel map had no room for (an insert into a full hash map): each is still counted in a coarser form where the collector says so, but the detail is lost. Size the map with the collector's map-size flag.",
+	[]string{"map"}, nil)
+
+// BPFMapFull reports how many events found the kernel map full.
+// Collectors whose maps can fill send one per map on every scrape, 0
+// included, so `increase(...) > 0` alerts on any of them.
+func BPFMapFull(ch chan<- prometheus.Metric, mapName string, events uint64) {
+	ch <- prometheus.MustNewConstMetric(bpfMapFullDesc, prometheus.CounterValue, float64(events), mapName)
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,7 +36,14 @@ var (
 	durationDesc = prometheus.NewDesc(Namespace+"_collector_duration_seconds",
 		"How long the collector took to collect during this scrape.",
 		[]string{"collector"}, nil)
+	timeoutDesc = prometheus.NewDesc(Namespace+"_collector_timeout_total",
+		"Scrapes the collector did not finish before the scrape's deadline (X-Prometheus-Scrape-Timeout-Seconds, less a margin); its up is 0 with reason=\"timeout\" for those scrapes.",
+		[]string{"collector"}, nil)
 )
+
+// DefaultCollectTimeout bounds a collection when the scraper gives no
+// deadline: Prometheus' own default scrape timeout.
+const DefaultCollectTimeout = 10 * time.Second
 
 type member struct {
 	spec Enabled
@@ -45,6 +53,13 @@ type member struct {
 	started bool
 	reason  string
 	err     error
+
+	// running is set while a Collect call is in flight. A collector that
+	// overran a scrape may still be running at the next one; it is not
+	// called again until it returns, so a collector stuck for good costs
+	// one goroutine, not one per scrape.
+	running  atomic.Bool
+	timeouts atomic.Uint64
 }
 
 // Set runs a group of collectors: it starts them, collects them in parallel
@@ -130,21 +145,50 @@ func (s *Set) States() []State {
 // the Set is registered as an unchecked collector.
 func (s *Set) Describe(chan<- *prometheus.Desc) {}
 
-// Collect runs every started collector in its own goroutine, as
-// node_exporter does, so one slow collector does not serialise the rest.
+// Collect is CollectContext with DefaultCollectTimeout, for registries that
+// give no deadline.
 func (s *Set) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultCollectTimeout)
+	defer cancel()
+	s.CollectContext(ctx, ch)
+}
+
+// CollectContext runs every started collector in its own goroutine, as
+// node_exporter does, so one slow collector does not serialise the rest.
+// It returns by ctx's deadline whatever the collectors do: a collector
+// still running then is reported down with reason="timeout" and counted in
+// netsonde_collector_timeout_total, and what it sends afterwards is
+// dropped, so the scrape answers in time with every other collector's
+// metrics.
+func (s *Set) CollectContext(ctx context.Context, ch chan<- prometheus.Metric) {
 	var wg sync.WaitGroup
 	for _, m := range s.members {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.collectOne(m, ch)
+			s.collectOne(ctx, m, ch)
 		}()
 	}
 	wg.Wait()
 }
 
-func (s *Set) collectOne(m *member, ch chan<- prometheus.Metric) {
+// WithContext is the Set as a prometheus.Collector whose collections end
+// at ctx's deadline: the HTTP handler registers one per scrape.
+func (s *Set) WithContext(ctx context.Context) prometheus.Collector {
+	return setWithContext{s, ctx}
+}
+
+type setWithContext struct {
+	s   *Set
+	ctx context.Context
+}
+
+func (c setWithContext) Describe(chan<- *prometheus.Desc) {}
+func (c setWithContext) Collect(ch chan<- prometheus.Metric) {
+	c.s.CollectContext(c.ctx, ch)
+}
+
+func (s *Set) collectOne(ctx context.Context, m *member, ch chan<- prometheus.Metric) {
 	name := m.spec.Name
 	m.mu.Lock()
 	c, started, reason := m.c, m.started, m.reason
@@ -157,10 +201,44 @@ func (s *Set) collectOne(m *member, ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 0, name, reason)
 		return
 	}
+	if !m.running.CompareAndSwap(false, true) {
+		// Still in the Collect of a scrape it overran.
+		s.timedOut(m, ch, 0)
+		return
+	}
 	begin := time.Now()
-	err := collectSafely(c, ch)
+	// The collector sends into its own channel, forwarded to ch until the
+	// deadline: ch belongs to the registry, which closes it once
+	// CollectContext returns, so a late send there would panic.
+	own := make(chan prometheus.Metric, 64)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- collectSafely(ctx, c, own)
+		close(own)
+	}()
+forward:
+	for {
+		select {
+		case metric, ok := <-own:
+			if !ok {
+				break forward
+			}
+			ch <- metric
+		case <-ctx.Done():
+			go func() {
+				for range own {
+				}
+				m.running.Store(false)
+			}()
+			s.timedOut(m, ch, time.Since(begin))
+			return
+		}
+	}
+	err := <-errc
+	m.running.Store(false)
 	took := time.Since(begin).Seconds()
 	ch <- prometheus.MustNewConstMetric(durationDesc, prometheus.GaugeValue, took, name)
+	ch <- prometheus.MustNewConstMetric(timeoutDesc, prometheus.CounterValue, float64(m.timeouts.Load()), name)
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -177,13 +255,28 @@ func (s *Set) collectOne(m *member, ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 1, name, "")
 }
 
-func collectSafely(c Collector, ch chan<- prometheus.Metric) (err error) {
+// timedOut reports a collector that did not finish before the scrape's
+// deadline (took is 0 when it was not even called, still busy with an
+// earlier scrape). The reason is not kept as the collector's state: the
+// next scrape that finishes in time reports it up again.
+func (s *Set) timedOut(m *member, ch chan<- prometheus.Metric, took time.Duration) {
+	name := m.spec.Name
+	n := m.timeouts.Add(1)
+	s.logger.Warn("collector overran the scrape's deadline", "collector", name, "took", took.Round(time.Millisecond), "timeouts", n)
+	if took > 0 {
+		ch <- prometheus.MustNewConstMetric(durationDesc, prometheus.GaugeValue, took.Seconds(), name)
+	}
+	ch <- prometheus.MustNewConstMetric(timeoutDesc, prometheus.CounterValue, float64(n), name)
+	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 0, name, "timeout")
+}
+
+func collectSafely(ctx context.Context, c Collector, ch chan<- prometheus.Metric) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = Down("panic", errors.New("collect panicked"))
 		}
 	}()
-	return c.Collect(context.Background(), ch)
+	return c.Collect(ctx, ch)
 }
 
 // Close closes every started collector and returns their errors joined.

@@ -3,10 +3,12 @@ package collectors_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -143,5 +145,100 @@ func TestDownReason(t *testing.T) {
 	}
 	if collectors.Down("r", nil) != nil {
 		t.Error("Down(nil) should be nil")
+	}
+}
+
+// slow is a collector that sends one metric, then blocks until released,
+// ignoring its context, as a collector stuck in a syscall would.
+type slow struct {
+	release chan struct{}
+	calls   atomic.Int32
+}
+
+func (s *slow) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
+	s.calls.Add(1)
+	ch <- prometheus.MustNewConstMetric(fakeDesc, prometheus.GaugeValue, 1, "slow")
+	<-s.release
+	ch <- prometheus.MustNewConstMetric(fakeDesc, prometheus.GaugeValue, 2, "slow-late")
+	return nil
+}
+
+func (s *slow) Close() error { return nil }
+
+// A collector that overruns the scrape's deadline is reported down with
+// reason="timeout" and counted, the scrape returns by the deadline with the
+// other collectors' metrics, and the stuck collector is not called again
+// (a goroutine per scrape) until it returns; then it is up again.
+func TestCollectorTimeout(t *testing.T) {
+	stuck := &slow{release: make(chan struct{})}
+	s := startSet(t,
+		collectors.Enabled{Name: "good", Factory: factory(&fake{name: "good"}, nil)},
+		collectors.Enabled{Name: "stuck", Factory: factory(stuck, nil)},
+	)
+	scrape := func() (string, time.Duration) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(s.WithContext(ctx))
+		begin := time.Now()
+		fams, err := reg.Gather()
+		took := time.Since(begin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		for _, f := range fams {
+			for _, m := range f.GetMetric() {
+				if f.GetName() == "netsonde_collector_duration_seconds" {
+					continue
+				}
+				b.WriteString(f.GetName())
+				for _, l := range m.GetLabel() {
+					b.WriteString(" " + l.GetName() + "=" + l.GetValue())
+				}
+				fmt.Fprintf(&b, " %g\n", m.GetGauge().GetValue()+m.GetCounter().GetValue())
+			}
+		}
+		return b.String(), took
+	}
+
+	for i, wantTimeouts := range []int{1, 2} {
+		page, took := scrape()
+		if took > time.Second {
+			t.Errorf("scrape %d took %v; the deadline was 200ms", i, took)
+		}
+		for _, want := range []string{
+			"netsonde_collector_up collector=good reason= 1\n",
+			"netsonde_collector_up collector=stuck reason=timeout 0\n",
+			fmt.Sprintf("netsonde_collector_timeout_total collector=stuck %d\n", wantTimeouts),
+			"netsonde_fake_value which=good 1\n",
+		} {
+			if !strings.Contains(page, want) {
+				t.Errorf("scrape %d: no %q in\n%s", i, want, page)
+			}
+		}
+		if strings.Contains(page, "slow-late") {
+			t.Errorf("scrape %d carries a metric sent after the deadline:\n%s", i, page)
+		}
+	}
+	if n := stuck.calls.Load(); n != 1 {
+		t.Errorf("the stuck collector was called %d times; want 1 (not again while stuck)", n)
+	}
+
+	close(stuck.release)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		page, _ := scrape()
+		if strings.Contains(page, "netsonde_collector_up collector=stuck reason= 1\n") {
+			if !strings.Contains(page, "netsonde_collector_timeout_total collector=stuck 2\n") {
+				t.Errorf("timeouts not kept after recovery:\n%s", page)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("released collector not up again:\n%s", page)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

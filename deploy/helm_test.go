@@ -429,3 +429,70 @@ func keys(m map[string]map[string]any) []string {
 	sort.Strings(ks)
 	return ks
 }
+
+// webConfig.secretName mounts the Secret and points --web.config.file at
+// it; webConfig.scheme=HTTPS makes the probes and the ServiceMonitor HTTPS.
+// By default neither is there and the probes are plain HTTP.
+func TestWebConfigFromSecret(t *testing.T) {
+	probeSchemes := func(c map[string]any) string {
+		var s []string
+		for _, p := range []string{"livenessProbe", "readinessProbe"} {
+			s = append(s, fmt.Sprint(c[p].(map[string]any)["httpGet"].(map[string]any)["scheme"]))
+		}
+		return strings.Join(s, ",")
+	}
+	ds := daemonSet(t, objects(t, helmTemplate(t, "netsonde", "netsonde")))
+	c := container(ds)
+	if got := probeSchemes(c); got != "<nil>,<nil>" { // HTTP, Kubernetes' default, as in the kustomize bundle
+		t.Errorf("default probe schemes %s", got)
+	}
+	if args := fmt.Sprint(c["args"]); strings.Contains(args, "web.config.file") {
+		t.Errorf("default args %s", args)
+	}
+	for _, v := range podSpec(ds)["volumes"].([]any) {
+		if v.(map[string]any)["name"] == "web-config" {
+			t.Errorf("default volumes have web-config")
+		}
+	}
+
+	objs := objects(t, helmTemplate(t, "netsonde", "netsonde", append([]string{
+		"--set", "webConfig.secretName=netsonde-web", "--set", "webConfig.scheme=HTTPS",
+		"--set", "serviceMonitor.enabled=true", "--set", "serviceMonitor.tlsConfig.insecureSkipVerify=true",
+		"--set", "serviceMonitor.basicAuth.username.name=creds", "--set", "serviceMonitor.basicAuth.username.key=user",
+	}, operatorAPIs...)...))
+	ds = daemonSet(t, objs)
+	c = container(ds)
+	if got := probeSchemes(c); got != "HTTPS,HTTPS" {
+		t.Errorf("probe schemes %s, want HTTPS", got)
+	}
+	if args := fmt.Sprint(c["args"]); !strings.Contains(args, "--web.config.file=/etc/netsonde/web/web.yml") {
+		t.Errorf("args %s: no --web.config.file", args)
+	}
+	if got := fmt.Sprint(c["volumeMounts"]); !strings.Contains(got, "map[mountPath:/etc/netsonde/web name:web-config readOnly:true]") {
+		t.Errorf("volumeMounts %s", got)
+	}
+	if got := fmt.Sprint(podSpec(ds)["volumes"]); !strings.Contains(got, "map[name:web-config secret:map[defaultMode:256 secretName:netsonde-web]]") {
+		t.Errorf("volumes %s", got)
+	}
+	var sm map[string]any
+	for k, o := range objs {
+		if strings.HasPrefix(k, "ServiceMonitor/") {
+			sm = o
+		}
+	}
+	if sm == nil {
+		t.Fatal("no ServiceMonitor")
+	}
+	ep := fmt.Sprint(sm["spec"].(map[string]any)["endpoints"])
+	for _, want := range []string{"scheme:https", "tlsConfig:map[insecureSkipVerify:true]", "basicAuth:map[username:map[key:user name:creds]]"} {
+		if !strings.Contains(ep, want) {
+			t.Errorf("ServiceMonitor endpoint %s lacks %s", ep, want)
+		}
+	}
+
+	for _, set := range []string{"webConfig.scheme=https", "webConfig.secret=x", "webConfig.key=a/b"} {
+		if _, err := helmRun(t, "template", "netsonde", chartDir(t), "--set", set); err == nil || !strings.Contains(err.Error(), "schema") {
+			t.Errorf("--set %s: want a schema error, got %v", set, err)
+		}
+	}
+}

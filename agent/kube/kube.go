@@ -9,11 +9,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +23,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -51,6 +54,9 @@ type Config struct {
 	// Refresh is how often the namespace-to-pod map is rebuilt even
 	// without pod events (default 10 s).
 	Refresh time.Duration
+	// Probe is how often the agent checks that it may still list pods
+	// and nodes while all is well (default 15 s); see probeLoop.
+	Probe time.Duration
 }
 
 // OverflowPod is the pod label of series of pods beyond Config.MaxPods.
@@ -66,9 +72,14 @@ type Resolver struct {
 	logger *slog.Logger
 	own    uint64
 
-	pods  cache.SharedIndexInformer
-	nodes cache.SharedIndexInformer
-	dirty chan struct{}
+	client *restClient
+	inf    atomic.Pointer[informers]
+	dirty  chan struct{}
+
+	// syncOK is the API server's state as last seen: it can be reached
+	// and lets this agent list pods and nodes (netsonde_kube_sync_ok).
+	syncOK   atomic.Bool
+	syncLost chan struct{} // a watch failed: probe now
 
 	mu      sync.RWMutex
 	byIP    map[netip.Addr]cluster.Pod
@@ -96,6 +107,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Resolver, err
 	if cfg.Refresh == 0 {
 		cfg.Refresh = 10 * time.Second
 	}
+	if cfg.Probe == 0 {
+		cfg.Probe = 15 * time.Second
+	}
 	if cfg.ProcPath == "" {
 		cfg.ProcPath = "/proc"
 	}
@@ -110,21 +124,46 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Resolver, err
 	if err != nil {
 		return nil, err
 	}
-	r := &Resolver{cfg: cfg, logger: logger, own: own, dirty: make(chan struct{}, 1),
+	r := &Resolver{cfg: cfg, logger: logger, own: own, client: client, dirty: make(chan struct{}, 1), syncLost: make(chan struct{}, 1),
 		byIP: map[netip.Addr]cluster.Pod{}, byNetns: map[uint64]cluster.Pod{}, byIface: map[int]cluster.Pod{}}
+	inf, err := r.startInformers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.inf.Store(inf)
+	r.syncOK.Store(true)
+	r.rebuild()
+	go r.loop(ctx)
+	go r.probeLoop(ctx)
+	return r, nil
+}
 
+// informers are the pod and node informers of one connection to the API
+// server, and the function that stops them.
+type informers struct {
+	pods, nodes cache.SharedIndexInformer
+	stop        context.CancelFunc
+}
+
+// startInformers starts a pod and a node informer and waits (30 s at
+// most) for their first list.
+func (r *Resolver) startInformers(ctx context.Context) (*informers, error) {
+	ctx, stop := context.WithCancel(ctx)
+	inf := &informers{stop: stop}
 	// Pods of this node only: the field selector keeps the watch, and the
 	// agent's memory, proportional to this node's pods, not the cluster's.
-	r.pods = cache.NewSharedIndexInformer(client.listWatch("pods", &corev1.PodList{},
-		fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()), &corev1.Pod{}, 0, cache.Indexers{})
-	r.nodes = cache.NewSharedIndexInformer(client.listWatch("nodes", &corev1.NodeList{}, ""), &corev1.Node{}, 0, cache.Indexers{})
+	inf.pods = cache.NewSharedIndexInformer(r.client.listWatch("pods", &corev1.PodList{},
+		fields.OneTermEqualSelector("spec.nodeName", r.cfg.NodeName).String()), &corev1.Pod{}, 0, cache.Indexers{})
+	inf.nodes = cache.NewSharedIndexInformer(r.client.listWatch("nodes", &corev1.NodeList{}, ""), &corev1.Node{}, 0, cache.Indexers{})
 	// The caches hold only what rebuild reads: a pod's spec, managed
 	// fields, labels and container statuses are most of its size, and a
 	// node's images list alone can be tens of KiB.
-	if err := r.pods.SetTransform(slimPod); err != nil {
+	if err := inf.pods.SetTransform(slimPod); err != nil {
+		stop()
 		return nil, fmt.Errorf("pod informer: %w", err)
 	}
-	if err := r.nodes.SetTransform(slimNode); err != nil {
+	if err := inf.nodes.SetTransform(slimNode); err != nil {
+		stop()
 		return nil, fmt.Errorf("node informer: %w", err)
 	}
 	mark := cache.ResourceEventHandlerFuncs{
@@ -132,22 +171,106 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Resolver, err
 		UpdateFunc: func(any, any) { r.markDirty() },
 		DeleteFunc: func(any) { r.markDirty() },
 	}
-	if _, err := r.pods.AddEventHandler(mark); err != nil {
-		return nil, err
+	for _, i := range []cache.SharedIndexInformer{inf.pods, inf.nodes} {
+		if _, err := i.AddEventHandler(mark); err != nil {
+			stop()
+			return nil, err
+		}
+		if err := i.SetWatchErrorHandlerWithContext(r.watchError); err != nil {
+			stop()
+			return nil, fmt.Errorf("watch error handler: %w", err)
+		}
 	}
-	if _, err := r.nodes.AddEventHandler(mark); err != nil {
-		return nil, err
-	}
-	go r.pods.RunWithContext(ctx)
-	go r.nodes.RunWithContext(ctx)
+	go inf.pods.RunWithContext(ctx)
+	go inf.nodes.RunWithContext(ctx)
 	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if !cache.WaitForCacheSync(syncCtx.Done(), r.pods.HasSynced, r.nodes.HasSynced) {
+	if !cache.WaitForCacheSync(syncCtx.Done(), inf.pods.HasSynced, inf.nodes.HasSynced) {
+		stop()
 		return nil, errors.New("informers did not sync within 30s: is the API server reachable, and may this ServiceAccount list pods and nodes?")
 	}
-	r.rebuild()
-	go r.loop(ctx)
-	return r, nil
+	return inf, nil
+}
+
+// watchError is told of every failed list or watch of the informers. The
+// reflector retries on its own, with backoff; the error only marks the
+// state lost until a probe succeeds. A watch that ends normally (EOF) or
+// whose resource version expired is routine and changes nothing.
+func (r *Resolver) watchError(ctx context.Context, refl *cache.Reflector, err error) {
+	cache.DefaultWatchErrorHandler(ctx, refl, err)
+	if errors.Is(err, io.EOF) || apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+		return
+	}
+	select {
+	case r.syncLost <- struct{}{}:
+	default:
+	}
+}
+
+// probeLoop keeps netsonde_kube_sync_ok true to the state. Reflector
+// errors alone cannot: a reflector whose watch is refused retries inside
+// its watch loop without reporting it. So the agent lists one pod of its
+// node and one node (resourceVersion=0, served from the API server's watch
+// cache, not etcd) every Probe while all is well, and with backoff (1 s up
+// to 5 s) once it is not, which is also how soon recovery is seen.
+func (r *Resolver) probeLoop(ctx context.Context) {
+	wait := r.cfg.Probe
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		case <-r.syncLost:
+		}
+		err := r.probe(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		was := r.syncOK.Load()
+		if err == nil && !was {
+			// The reflectors retry on their own, but their backoff
+			// grows to 30 s during an outage and they relist only
+			// after it: fresh informers list now, so the index is
+			// complete again within a probe interval. The state
+			// turns good once they have listed, not before.
+			var inf *informers
+			if inf, err = r.startInformers(ctx); err == nil {
+				r.inf.Swap(inf).stop()
+				r.rebuild()
+				r.logger.Info("API server reachable again: pod attribution resumes")
+			}
+		}
+		r.syncOK.Store(err == nil)
+		if err != nil && was {
+			r.logger.Warn("cannot list pods and nodes from the API server: node-level metrics go on, pods created meanwhile are not named until it is back", "err", err)
+		}
+		// While the API server is away the probe backs off from 1 s to
+		// 5 s: a refused connection costs nothing, and recovery is
+		// seen at most 5 s late.
+		switch {
+		case err == nil:
+			wait = r.cfg.Probe
+		case was:
+			wait = time.Second
+		default:
+			wait = min(2*wait, 5*time.Second)
+		}
+	}
+}
+
+func (r *Resolver) probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	pods := metav1.ListOptions{Limit: 1, ResourceVersion: "0",
+		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", r.cfg.NodeName).String()}
+	if err := r.client.rest.Get().Resource("pods").VersionedParams(&pods, r.client.params).Do(ctx).Into(&corev1.PodList{}); err != nil {
+		return fmt.Errorf("list pods: %w", err)
+	}
+	nodes := metav1.ListOptions{Limit: 1, ResourceVersion: "0"}
+	if err := r.client.rest.Get().Resource("nodes").VersionedParams(&nodes, r.client.params).Do(ctx).Into(&corev1.NodeList{}); err != nil {
+		return fmt.Errorf("list nodes: %w", err)
+	}
+	return nil
 }
 
 // restClient is a REST client for the core/v1 API group and nothing else.
@@ -300,8 +423,9 @@ func (r *Resolver) loop(ctx context.Context) {
 // rebuild recomputes every map from the informers' caches and the node's
 // network namespaces.
 func (r *Resolver) rebuild() {
+	inf := r.inf.Load()
 	var pods []*corev1.Pod
-	for _, o := range r.pods.GetStore().List() {
+	for _, o := range inf.pods.GetStore().List() {
 		if p, ok := o.(*corev1.Pod); ok && !p.Spec.HostNetwork && p.DeletionTimestamp == nil {
 			pods = append(pods, p)
 		}
@@ -348,7 +472,7 @@ func (r *Resolver) rebuild() {
 		}
 	}
 	var peers []cluster.Node
-	for _, o := range r.nodes.GetStore().List() {
+	for _, o := range inf.nodes.GetStore().List() {
 		n, ok := o.(*corev1.Node)
 		if !ok || n.Name == r.cfg.NodeName {
 			continue
@@ -430,6 +554,10 @@ var (
 		"Pods whose network namespace the agent has found on this node.", nil, nil)
 	peersDesc = prometheus.NewDesc("netsonde_kube_peer_nodes",
 		"Other nodes of the cluster, probed for the path MTU.", nil, nil)
+	podsOverflowDesc = prometheus.NewDesc("netsonde_kube_pods_overflow",
+		"Pods beyond --kube.max-pods, whose series carry pod=\"_overflow\" instead of their name (the index keeps the oldest pods named).", nil, nil)
+	syncOKDesc = prometheus.NewDesc("netsonde_kube_sync_ok",
+		"Whether the API server is reachable and lets the agent list pods and nodes (1), or not (0): then pods created meanwhile have empty pod labels.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
@@ -437,6 +565,8 @@ func (r *Resolver) Describe(ch chan<- *prometheus.Desc) {
 	ch <- podsDesc
 	ch <- attributedDesc
 	ch <- peersDesc
+	ch <- syncOKDesc
+	ch <- podsOverflowDesc
 }
 
 // Collect implements prometheus.Collector: the resolver's own state, so an
@@ -447,6 +577,12 @@ func (r *Resolver) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(podsDesc, prometheus.GaugeValue, float64(r.podCount))
 	ch <- prometheus.MustNewConstMetric(attributedDesc, prometheus.GaugeValue, float64(len(r.byNetns)))
 	ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(len(r.peers)))
+	ch <- prometheus.MustNewConstMetric(podsOverflowDesc, prometheus.GaugeValue, float64(max(0, r.podCount-r.cfg.MaxPods)))
+	ok := 0.0
+	if r.syncOK.Load() {
+		ok = 1
+	}
+	ch <- prometheus.MustNewConstMetric(syncOKDesc, prometheus.GaugeValue, ok)
 }
 
 // ByNetns implements cluster.Resolver.

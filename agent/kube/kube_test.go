@@ -136,6 +136,10 @@ func TestPodChurn(t *testing.T) {
 		v, _ := agent.Scrape(t).Value("netsonde_kube_pods", nil)
 		return v == n
 	})
+	// --kube.max-pods is 1000 by default: the rest are counted.
+	if v, _ := agent.Scrape(t).Value("netsonde_kube_pods_overflow", nil); v != n-1000 {
+		t.Errorf("netsonde_kube_pods_overflow %v with %d pods, want %d", v, n, n-1000)
+	}
 	k.Kubectl(t, "", "delete", "pods", "--all", "-n", "churn", "--grace-period=0", "--force", "--wait=false")
 	testenv.Eventually(t, 60*time.Second, "agent sees no pods", func() bool {
 		v, _ := agent.Scrape(t).Value("netsonde_kube_pods", nil)

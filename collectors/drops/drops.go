@@ -211,6 +211,10 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	}
 	c.series.Sweep()
 	ch <- prometheus.MustNewConstMetric(overflowDesc, prometheus.CounterValue, float64(overflowed))
+	// The same events in the form every map reports: "drops" full means
+	// keyed by reason alone, "drops_overflow" full means not even that.
+	collectors.BPFMapFull(ch, "drops", overflowed)
+	collectors.BPFMapFull(ch, "drops_overflow", counts.Lost)
 	if len(stale) > 0 {
 		c.probe.Forget(stale)
 		c.deps.Logger.Debug("forgot drop counters of vanished namespaces", "keys", len(stale))

@@ -5,9 +5,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/netsonde/netsonde/internal/testenv"
 )
@@ -272,5 +276,238 @@ func TestSeriesOfDeletedInterfaceGoes(t *testing.T) {
 	waitDrops(t, a, "NETFILTER_DROP", p.to_, 200)
 	testenv.Eventually(t, 10*time.Second, "series of the deleted interface gone", func() bool {
 		return len(a.Scrape(t).Series(dropsMetric, map[string]string{"interface": p.to_})) == 0
+	})
+}
+
+// Many more distinct (interface, reason) keys than --drops.map-size: 300
+// interfaces each dropping 3 packets (NETFILTER_DROP at POSTROUTING, where
+// the skb has its output device) into a map of 64 keys. Every drop is
+// counted, keyed or by reason alone; the keyed series never exceed the
+// map; netsonde_bpf_map_full_total{map="drops"} counts the rest.
+func TestDropsBoundedWithManyKeys(t *testing.T) {
+	testenv.RequireCommand(t, "nft")
+	const (
+		ifaces  = 300
+		each    = 3
+		mapSize = 64
+	)
+	nsAgent := testenv.NewNetns(t)
+	ns := testenv.NewNetns(t)
+	a := testenv.StartAgent(t, nsAgent, "--collector.disable-defaults", "--collector.drops", fmt.Sprintf("--drops.map-size=%d", mapSize))
+	var batch strings.Builder
+	for i := range ifaces {
+		fmt.Fprintf(&batch, "link add d%d type veth peer name p%d\nlink set d%d up\nlink set p%d up\naddress add 10.%d.%d.1/30 dev d%d\n", i, i, i, i, 100+i/64, (i%64)*4, i)
+	}
+	cmd := ns.Command("ip", "-batch", "-")
+	cmd.Stdin = strings.NewReader(batch.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ip -batch: %v\n%s", err, out)
+	}
+	ns.Exec(t, "nft", "add table inet t; add chain inet t post { type filter hook postrouting priority 0; }; add rule inet t post udp dport 9999 drop")
+
+	m := a.Scrape(t)
+	overflowBefore := m.Sum(dropsMetric, map[string]string{"reason": "NETFILTER_DROP", "interface": ""})
+	fullBefore, _ := m.Value("netsonde_bpf_map_full_total", map[string]string{"map": "drops"})
+	begin := time.Now()
+	err := ns.Do(func() error {
+		for i := range ifaces {
+			c, err := net.Dial("udp4", fmt.Sprintf("10.%d.%d.2:9999", 100+i/64, (i%64)*4))
+			if err != nil {
+				return err
+			}
+			for range each {
+				c.Write([]byte("x")) // dropped: the error (EPERM) is expected
+			}
+			c.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := func(m testenv.Metrics) (keyed float64, series int) {
+		for _, s := range m.Series(dropsMetric, map[string]string{"reason": "NETFILTER_DROP"}) {
+			if strings.HasPrefix(s.Labels["interface"], "d") {
+				keyed += s.Value
+				series++
+			}
+		}
+		return keyed, series
+	}
+	var keyed, overflow, full float64
+	var series int
+	testenv.Eventually(t, 10*time.Second, "every drop counted, keyed or by reason", func() bool {
+		m = a.Scrape(t)
+		keyed, series = mine(m)
+		// Other drops on the machine may share the overflow slot: at
+		// least ours must be there.
+		overflow = m.Sum(dropsMetric, map[string]string{"reason": "NETFILTER_DROP", "interface": ""}) - overflowBefore
+		f, _ := m.Value("netsonde_bpf_map_full_total", map[string]string{"map": "drops"})
+		full = f - fullBefore
+		return keyed+overflow >= ifaces*each
+	})
+	took := time.Since(begin)
+	if series > mapSize {
+		t.Errorf("%d keyed series with a map of %d keys", series, mapSize)
+	}
+	if full < ifaces*each-keyed {
+		t.Errorf("netsonde_bpf_map_full_total{map=drops} rose by %v; %v drops did not get a key", full, ifaces*each-keyed)
+	}
+	t.Logf("%d drops on %d interfaces into a %d-key map: %v keyed in %d series, %v by reason alone; map full %v times; counted within %v",
+		ifaces*each, ifaces, mapSize, keyed, series, overflow, full, took)
+	testenv.RecordReliability(t, testenv.Reliability{
+		Scenario: "drops-map-full",
+		Injected: fmt.Sprintf("%d distinct interfaces each dropping %d packets into --drops.map-size=%d", ifaces, each, mapSize),
+		Lost:     fmt.Sprintf("no drop: %v keyed (%d series), %v counted by reason alone with netsonde_bpf_map_full_total{map=\"drops\"} +%v", keyed, series, overflow, full),
+		Recovery: fmt.Sprintf("nothing to recover: all counted within %v", took.Round(time.Millisecond)),
+		Figures: map[string]any{"interfaces": ifaces, "drops": ifaces * each, "map_size": mapSize, "keyed": keyed,
+			"keyed_series": series, "by_reason_only": overflow, "map_full": full, "counted_within_ms": took.Milliseconds()},
+	})
+}
+
+// Network namespaces by the thousand, each dropping packets (UDP to a port
+// nobody listens on, NO_SOCKET on its loopback) and then deleted: every
+// drop is counted, the counter never goes back when the vanished
+// namespaces' keys are forgotten, and the agent's goroutines and open
+// files come back to where they were, its RSS within the chart's limit.
+func TestNetnsChurnBounded(t *testing.T) {
+	const (
+		n    = 1000
+		each = 2
+	)
+	nsAgent := testenv.NewNetns(t)
+	a := testenv.StartAgent(t, nsAgent, "--collector.disable-defaults", "--collector.drops", "--drops.forget-after=2s", "--drops.names-ttl=500ms")
+	lo := map[string]string{"reason": "NO_SOCKET", "interface": "lo"}
+	gauge := func(m testenv.Metrics, name string) float64 { v, _ := m.Value(name, nil); return v }
+	m := a.Scrape(t)
+	before := m.Sum(dropsMetric, lo)
+	goroutines, fds := gauge(m, "go_goroutines"), gauge(m, "process_open_fds")
+	var rssMax float64
+
+	prefix := testenv.RandomName("nsc-") + "-"
+	var add, del strings.Builder
+	for i := range n {
+		fmt.Fprintf(&add, "netns add %s%d\n", prefix, i)
+		fmt.Fprintf(&del, "netns del %s%d\n", prefix, i)
+	}
+	batch := func(cmds string) error {
+		cmd := exec.Command("ip", "-batch", "-")
+		cmd.Stdin = strings.NewReader(cmds)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("ip -batch: %v\n%s", err, out)
+		}
+		return nil
+	}
+	deleted := false
+	t.Cleanup(func() {
+		if !deleted {
+			batch(del.String())
+		}
+	})
+	begin := time.Now()
+	if err := batch(add.String()); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // not unlocked: the thread ends in whichever namespace
+		errc <- func() error {
+			for i := range n {
+				h, err := netns.GetFromName(fmt.Sprintf("%s%d", prefix, i))
+				if err != nil {
+					return err
+				}
+				err = netns.Set(h)
+				h.Close()
+				if err != nil {
+					return err
+				}
+				l, err := netlink.LinkByName("lo")
+				if err != nil {
+					return err
+				}
+				if err := netlink.LinkSetUp(l); err != nil {
+					return err
+				}
+				// Unconnected: a connected socket would fail its
+				// second send with the first one's ICMP error.
+				c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+				if err != nil {
+					return err
+				}
+				for range each {
+					c.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9})
+				}
+				c.Close()
+				if i%100 == 0 {
+					rssMax = max(rssMax, gauge(a.Scrape(t), "process_resident_memory_bytes"))
+				}
+			}
+			return nil
+		}()
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			for _, s := range a.Scrape(t).Series(dropsMetric, nil) {
+				t.Logf("%v %v", s.Labels, s.Value)
+			}
+		}
+	}()
+	var counted float64
+	testenv.Eventually(t, 10*time.Second, "every drop of every namespace counted", func() bool {
+		m := a.Scrape(t)
+		rssMax = max(rssMax, gauge(m, "process_resident_memory_bytes"))
+		counted = m.Sum(dropsMetric, lo)
+		return counted-before >= n*each
+	})
+	countedIn := time.Since(begin)
+	if err := batch(del.String()); err != nil {
+		t.Fatal(err)
+	}
+	deleted = true
+	gone := time.Now()
+	// Past --drops.forget-after, with scrapes meanwhile: the vanished
+	// namespaces' keys are forgotten, their counts retired into the
+	// label set they had.
+	for range 8 {
+		time.Sleep(400 * time.Millisecond)
+		a.Scrape(t)
+	}
+	var last testenv.Metrics
+	testenv.Eventually(t, 30*time.Second, "goroutines and open files back to their baseline", func() bool {
+		last = a.Scrape(t)
+		rssMax = max(rssMax, gauge(last, "process_resident_memory_bytes"))
+		// The series may end once every namespace behind it is gone
+		// (that is --drops.forget-after's purpose), but while it is
+		// there it must never go back: that would read as a reset.
+		if s := last.Series(dropsMetric, lo); len(s) > 0 {
+			if got := last.Sum(dropsMetric, lo); got < counted {
+				t.Fatalf("the count went back from %v to %v after the namespaces went", counted, got)
+			}
+		}
+		return gauge(last, "go_goroutines") <= goroutines+5 && gauge(last, "process_open_fds") <= fds+5
+	})
+	settled := time.Since(gone)
+	testenv.StopAgent(t, a) // before reading its log, which it writes
+	if !strings.Contains(a.Log.String(), "forgot drop counters of vanished namespaces") {
+		t.Errorf("the agent did not forget the vanished namespaces' keys")
+	}
+	const limit = 128 << 20 // the chart's memory limit
+	if rssMax > limit*3/4 {
+		t.Errorf("RSS peaked at %.0f MiB; the chart's limit is %d MiB", rssMax/(1<<20), limit>>20)
+	}
+	t.Logf("%d namespaces × %d drops counted within %v; after deleting them, goroutines %v→%v, open files %v→%v within %v; RSS peak %.1f MiB",
+		n, each, countedIn.Round(time.Millisecond), goroutines, gauge(last, "go_goroutines"), fds, gauge(last, "process_open_fds"), settled.Round(time.Millisecond), rssMax/(1<<20))
+	testenv.RecordReliability(t, testenv.Reliability{
+		Scenario: "netns-churn",
+		Injected: fmt.Sprintf("%d network namespaces created, %d drops in each, then deleted (--drops.forget-after=2s)", n, each),
+		Lost:     fmt.Sprintf("no drop: all %d counted; after the keys were forgotten the series never went back (it ends once no namespace behind it is left)", n*each),
+		Recovery: fmt.Sprintf("goroutines %v→%v and open files %v→%v within %v of the deletion; RSS peak %.1f MiB of the chart's 128 MiB", goroutines, gauge(last, "go_goroutines"), fds, gauge(last, "process_open_fds"), settled.Round(time.Second), rssMax/(1<<20)),
+		Figures: map[string]any{"namespaces": n, "drops": n * each, "counted_within_ms": countedIn.Milliseconds(),
+			"goroutines_before": goroutines, "goroutines_after": gauge(last, "go_goroutines"),
+			"fds_before": fds, "fds_after": gauge(last, "process_open_fds"), "settled_ms": settled.Milliseconds(), "rss_peak_bytes": rssMax},
 	})
 }

@@ -2,7 +2,11 @@ package fragments_test
 
 import (
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"net"
+	"os/exec"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -353,4 +357,134 @@ func TestStartupHandoverToTCX(t *testing.T) {
 	if v := value(t, agentA, "netsonde_fragments_attached_interfaces", nil); v != 21 {
 		t.Fatalf("attached interfaces: %v, want 21", v)
 	}
+}
+
+// kill -9 at random points of start-up (from exec to ready), 20 times, with 100 interfaces to
+// attach through tc filters: after each kill the next agent starts, and
+// once it has attached every interface each one carries exactly one set of
+// filters (ingress and egress), all of that agent's. A clean stop at the
+// end leaves none.
+func TestKillDuringStartupLoop(t *testing.T) {
+	const (
+		n     = 100
+		loops = 20
+	)
+	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
+	var batch strings.Builder
+	for i := range n {
+		fmt.Fprintf(&batch, "link add k%d type veth peer name k%dp netns %s\nlink set k%d up\n", i, i, b.Name, i)
+	}
+	cmd := a.Command("ip", "-batch", "-")
+	cmd.Stdin = strings.NewReader(batch.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ip -batch: %v\n%s", err, out)
+	}
+	args := []string{"--collector.disable-defaults", "--collector.fragments", "--fragments.attach=tc"}
+	bin := testenv.AgentBinary(t)
+
+	// sets returns, per interface, the names of netsonde's filters on it.
+	sets := func() map[string][]string {
+		out := map[string][]string{}
+		err := a.Do(func() error {
+			for i := range n {
+				l, err := netlink.LinkByName(fmt.Sprintf("k%d", i))
+				if err != nil {
+					return err
+				}
+				fs, err := loader.Filters(l.Attrs().Index)
+				if err != nil {
+					return err
+				}
+				for _, f := range fs {
+					out[l.Attrs().Name] = append(out[l.Attrs().Name], f.Name)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+
+	// The window kills fall in is this machine's start-up time: a
+	// fixed one would mostly kill agents already attached.
+	probe := testenv.StartAgent(t, a, args...)
+	window := probe.Ready + probe.Ready/5
+	testenv.StopAgent(t, probe)
+
+	var leftMax int
+	// How far start-up had gone when it was killed: no filter yet, some
+	// interfaces attached, all of them.
+	var killedBefore, killedDuring, killedAfter int
+	var restarts []time.Duration
+	for i := range loops {
+		victim := exec.Command("nsenter", append([]string{"--net=/run/netns/" + a.Name, "--", bin, "--web.listen-address=127.0.0.1:10333"}, args...)...)
+		if err := victim.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Anywhere in start-up: before the BPF load, during it, while
+		// attaching, or after.
+		time.Sleep(time.Duration(rand.Int64N(int64(window))))
+		victim.Process.Kill()
+		victim.Wait()
+		left := 0
+		for _, fs := range sets() {
+			left += len(fs)
+		}
+		leftMax = max(leftMax, left)
+		switch {
+		case left == 0:
+			killedBefore++
+		case left < 2*n:
+			killedDuring++
+		default:
+			killedAfter++
+		}
+
+		next := testenv.StartAgent(t, a, args...)
+		testenv.Eventually(t, 10*time.Second, "every interface attached", func() bool {
+			return value(t, next, "netsonde_fragments_attached_interfaces", nil) == n
+		})
+		restarts = append(restarts, next.Ready)
+		for _, ifname := range slices.Sorted(maps.Keys(sets())) {
+			fs := sets()[ifname]
+			if len(fs) != 2 || fs[0] != fs[1] {
+				t.Errorf("loop %d (killed with %d filters in the kernel): %s has filters %v, want one set of the live agent's", i, left, ifname, fs)
+			}
+		}
+		if got := len(sets()); got != n {
+			t.Errorf("loop %d: %d of %d interfaces have filters", i, got, n)
+		}
+		// Crash this one too, half the time, once started: the next
+		// loop's victim then also starts over a dead agent's filters.
+		if i%2 == 0 {
+			next.Kill(t)
+		} else {
+			testenv.StopAgent(t, next)
+		}
+		if t.Failed() {
+			break
+		}
+	}
+	last := testenv.StartAgent(t, a, args...)
+	testenv.Eventually(t, 10*time.Second, "every interface attached", func() bool {
+		return value(t, last, "netsonde_fragments_attached_interfaces", nil) == n
+	})
+	testenv.StopAgent(t, last)
+	if s := sets(); len(s) != 0 {
+		t.Errorf("a clean stop left filters on %d interfaces", len(s))
+	}
+	slices.Sort(restarts)
+	t.Logf("%d kills during start-up with %d interfaces (%d before attaching, %d while attaching, %d after): up to %d filters left by a killed agent, each removed by the next; ready after a kill: median %v, worst %v",
+		loops, n, killedBefore, killedDuring, killedAfter, leftMax, restarts[len(restarts)/2], restarts[len(restarts)-1])
+	testenv.RecordReliability(t, testenv.Reliability{
+		Scenario: "kill-during-startup",
+		Injected: fmt.Sprintf("kill -9 at a random point of start-up (0 to %v), %d times (%d before attaching, %d while attaching, %d after), %d interfaces on --fragments.attach=tc", window.Round(time.Millisecond), loops, killedBefore, killedDuring, killedAfter, n),
+		Lost:     fmt.Sprintf("nothing left behind: up to %d filters of a dead agent removed by the next; one set per interface after every restart, none after a clean stop", leftMax),
+		Recovery: fmt.Sprintf("ready with every interface attached: median %v, worst %v after a kill", restarts[len(restarts)/2].Round(time.Millisecond), restarts[len(restarts)-1].Round(time.Millisecond)),
+		Figures: map[string]any{"kills": loops, "interfaces": n, "filters_left_max": leftMax, "kill_window_ms": window.Milliseconds(),
+			"killed_before_attach": killedBefore, "killed_while_attaching": killedDuring, "killed_after_attach": killedAfter,
+			"ready_median_ms": restarts[len(restarts)/2].Milliseconds(), "ready_worst_ms": restarts[len(restarts)-1].Milliseconds()},
+	})
 }
