@@ -41,6 +41,7 @@ func Checks() []Check {
 		{Name: "tcp", Alerts: []string{alertRetransmits, alertConnectRetries}, Run: checkRetransmits},
 		{Name: "tcp-connects", Alerts: []string{alertConnectFailures}, Run: checkConnects},
 		{Name: "mesh", VectorAlerts: []string{alertMeshPathFailing}, Run: checkMesh},
+		{Name: "dns", Alerts: []string{alertDNSTimeouts}, Run: checkDNS},
 		{Name: "fsync", Alerts: []string{alertDiskFsync, alertProcessFsync}, Run: checkFsync},
 		{Name: "collectors", Alerts: []string{alertCollectorDown}, Run: checkCollectors},
 	}

@@ -99,6 +99,13 @@ func TestChecksFromFixtures(t *testing.T) {
 		// the overlay loses probes, the underlay does not (both losing is a peer down)
 		{"mesh-path-failing", 10, []want{{"mesh-path-failing", Warning, "overlay", []string{"4 probes to peer nodes were lost over the overlay"}}}},
 		{"mesh-path-failing-near", 10, nil},
+		// 6 of 100 queries unanswered in 10 s: 0.06 > 0.05 (5 of 100 is not);
+		// the 2 SERVFAIL answers are a note
+		{"dns-timeouts", 10, []want{
+			{"dns-timeouts", Warning, "pod shop/web-1", []string{"6 of 100 DNS queries from pod shop/web-1 got no answer"}},
+			{"dns-servfail", Info, "pod shop/web-1", []string{"2 DNS answers to pod shop/web-1 were SERVFAIL"}},
+		}},
+		{"dns-timeouts-near", 10, nil},
 		{"collector-down", 10, []want{{"collector-down", Warning, "drops", []string{"collector drops is down on this node (no_btf)"}}}},
 		{"collector-down-near", 10, nil},
 	} {
@@ -151,7 +158,7 @@ func TestEveryCheckHasAFixture(t *testing.T) {
 	for _, id := range []string{"conntrack-filling", "conntrack-full", "conntrack-drop", "conntrack-insert-failed",
 		"conntrack-early-drop", "mtu-mismatch", "pmtu-blackhole", "path-mtu-below", "packet-drops",
 		"tcp-retransmits", "tcp-connect-retries", "disk-fsync-slow", "collector-down",
-		"tcp-connect-failures", "mesh-path-failing"} {
+		"tcp-connect-failures", "mesh-path-failing", "dns-timeouts"} {
 		if !ids[id] || !ids[id+"-near"] {
 			t.Errorf("check %s needs fixtures testdata/%s and testdata/%s-near", id, id, id)
 		}
