@@ -188,6 +188,8 @@ func collectorOf(program string) string {
 		return "tcpretrans"
 	case program == "inet_sock_set_state", program == "inet_sk_error_report", strings.HasSuffix(program, "_reset"):
 		return "tcpconnect"
+	case strings.HasPrefix(program, "dns_"):
+		return "dns"
 	case strings.HasPrefix(program, "ext4_"), strings.HasPrefix(program, "sys_"):
 		return "fsynctrace"
 	}
