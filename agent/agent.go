@@ -36,7 +36,9 @@ type Config struct {
 	Collectors  []collectors.Enabled
 	ProcPath    string
 	SysPath     string
-	Pods        cluster.Resolver
+	// Pods names pods without a cluster (the series-budget test's fake);
+	// Kube's informers replace it when a cluster answers.
+	Pods cluster.Resolver
 	// Kube, if set, is the cluster to attribute pods from; without a
 	// cluster the agent runs standalone (Pods stays cluster.None).
 	Kube *kube.Config

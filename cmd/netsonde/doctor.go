@@ -42,7 +42,7 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 	duration := app.Flag("duration", "Time between the two scrapes that rates and counts are taken over.").Default("10s").Duration()
 	output := app.Flag("output", "Output format: text or json (schema: docs/doctor.md).").Default("text").Enum("text", "json")
 	scrapeTimeout := app.Flag("scrape-timeout", "Timeout of each scrape.").Default("10s").Duration()
-	shared := addSharedFlags(app)
+	shared := agent.AddFlags(app)
 	// Quiet by default: what doctor has to say is its findings (a down
 	// collector is one), not the agent's log. --log.level=info shows when
 	// the observed window opens.
@@ -80,7 +80,7 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 				"or read a running agent with --from http://localhost:10333/metrics\n", strings.Join(missing, ", "))
 			return exitCannot
 		}
-		cfg, names, err := shared.config()
+		cfg, names, err := shared.Config()
 		if err != nil {
 			fmt.Fprintf(stderr, "netsonde doctor: %v\n", err)
 			return exitCannot

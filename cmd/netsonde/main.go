@@ -15,8 +15,6 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/netsonde/netsonde/agent"
-	"github.com/netsonde/netsonde/agent/kube"
-	"github.com/netsonde/netsonde/collectors"
 )
 
 // defaultAddress: 9100-9999 of Prometheus' default port allocations list
@@ -43,7 +41,7 @@ func run(args []string) int {
 	telemetryPath := app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
 	maxRequests := app.Flag("web.max-requests", "Maximum number of parallel scrape requests; a scrape over it waits up to half its timeout for a slot, then gets 503. 0 disables the limit.").Default("40").Int()
 	enablePprof := app.Flag("web.enable-pprof", "Serve Go's profiles (heap, goroutines, CPU) under /debug/pprof/, behind the same TLS and auth as /metrics.").Default("false").Bool()
-	shared := addSharedFlags(app)
+	shared := agent.AddFlags(app)
 
 	logConfig := &promslog.Config{}
 	promslogflag.AddFlags(app, logConfig)
@@ -53,7 +51,7 @@ func run(args []string) int {
 		return 2
 	}
 	logger := promslog.New(logConfig)
-	cfg, names, err := shared.config()
+	cfg, names, err := shared.Config()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "netsonde: %v\n", err)
 		return 2
@@ -77,73 +75,4 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
-}
-
-// sharedFlags are the flags of the agent that doctor has too: which
-// collectors run and with what settings, where procfs and sysfs are, which
-// cluster to name pods from. One definition, so `netsonde doctor` accepts
-// exactly the --collector.X / --no-collector.X the DaemonSet is given.
-type sharedFlags struct {
-	procPath, sysPath, kubeconfig, nodeName *string
-	maxPods                                 *int
-	disableDefaults                         *bool
-	choices                                 []*choice
-}
-
-type choice struct {
-	spec     collectors.Spec
-	enabled  *bool
-	explicit bool
-	factory  collectors.Factory
-}
-
-func addSharedFlags(app *kingpin.Application) *sharedFlags {
-	f := &sharedFlags{}
-	f.procPath = app.Flag("path.procfs", "procfs mountpoint.").Default("/proc").String()
-	f.sysPath = app.Flag("path.sysfs", "sysfs mountpoint.").Default("/sys").String()
-	f.kubeconfig = app.Flag("kubeconfig", "kubeconfig file; default: in-cluster config when running in a pod, else no cluster (standalone).").String()
-	f.nodeName = app.Flag("node-name", "This node's name in the cluster (default: $NODE_NAME, set by the DaemonSet from the downward API).").Envar("NODE_NAME").String()
-	f.maxPods = app.Flag("kube.max-pods", "Distinct pods named in labels at most; pods beyond get pod=\"_overflow\".").Default("1000").Int()
-	f.disableDefaults = app.Flag("collector.disable-defaults", "Turn off every collector that is on by default; enable them one by one with --collector.NAME.").Default("false").Bool()
-	for _, s := range agent.Collectors() {
-		c := &choice{spec: s}
-		state := "disabled"
-		if s.DefaultEnabled {
-			state = "enabled"
-		}
-		c.enabled = app.Flag("collector."+s.Name, fmt.Sprintf("%s (default: %s)", s.Help, state)).
-			Default(fmt.Sprint(s.DefaultEnabled)).
-			Action(func(*kingpin.ParseContext) error { c.explicit = true; return nil }).
-			Bool()
-		c.factory = s.Setup(app)
-		f.choices = append(f.choices, c)
-	}
-	return f
-}
-
-// config turns the parsed flags into the agent's configuration (without
-// its web part) and the names of the enabled collectors.
-func (f *sharedFlags) config() (agent.Config, []string, error) {
-	if *f.kubeconfig != "" {
-		if err := kube.CheckKubeconfig(*f.kubeconfig); err != nil {
-			return agent.Config{}, nil, fmt.Errorf("--kubeconfig: %w", err)
-		}
-	}
-	cfg := agent.Config{
-		ProcPath: *f.procPath,
-		SysPath:  *f.sysPath,
-		Kube:     &kube.Config{Kubeconfig: *f.kubeconfig, NodeName: *f.nodeName, ProcPath: *f.procPath, MaxPods: *f.maxPods},
-	}
-	var names []string
-	for _, c := range f.choices {
-		on := *c.enabled
-		if *f.disableDefaults && !c.explicit {
-			on = false
-		}
-		if on {
-			cfg.Collectors = append(cfg.Collectors, collectors.Enabled{Name: c.spec.Name, Help: c.spec.Help, Factory: c.factory})
-			names = append(names, c.spec.Name)
-		}
-	}
-	return cfg, names, nil
 }

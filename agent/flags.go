@@ -1,0 +1,81 @@
+package agent
+
+import (
+	"fmt"
+
+	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/netsonde/netsonde/agent/kube"
+	"github.com/netsonde/netsonde/collectors"
+)
+
+// Flags are the agent's own flags, which `netsonde doctor` has too: which
+// collectors run and with what settings, where procfs and sysfs are, which
+// cluster to name pods from. One definition, so `netsonde doctor` accepts
+// exactly the --collector.X / --no-collector.X the DaemonSet is given.
+type Flags struct {
+	procPath, sysPath, kubeconfig, nodeName *string
+	maxPods                                 *int
+	disableDefaults                         *bool
+	choices                                 []*choice
+}
+
+type choice struct {
+	spec     collectors.Spec
+	enabled  *bool
+	explicit bool
+	factory  collectors.Factory
+}
+
+// AddFlags registers the flags on app: paths, the cluster, and each
+// collector's --collector.NAME switch and own flags.
+func AddFlags(app *kingpin.Application) *Flags {
+	f := &Flags{}
+	f.procPath = app.Flag("path.procfs", "procfs mountpoint.").Default("/proc").String()
+	f.sysPath = app.Flag("path.sysfs", "sysfs mountpoint.").Default("/sys").String()
+	f.kubeconfig = app.Flag("kubeconfig", "kubeconfig file; default: in-cluster config when running in a pod, else no cluster (standalone).").String()
+	f.nodeName = app.Flag("node-name", "This node's name in the cluster (default: $NODE_NAME, set by the DaemonSet from the downward API).").Envar("NODE_NAME").String()
+	f.maxPods = app.Flag("kube.max-pods", "Distinct pods named in labels at most; pods beyond get pod=\"_overflow\".").Default("1000").Int()
+	f.disableDefaults = app.Flag("collector.disable-defaults", "Turn off every collector that is on by default; enable them one by one with --collector.NAME.").Default("false").Bool()
+	for _, s := range Collectors() {
+		c := &choice{spec: s}
+		state := "disabled"
+		if s.DefaultEnabled {
+			state = "enabled"
+		}
+		c.enabled = app.Flag("collector."+s.Name, fmt.Sprintf("%s (default: %s)", s.Help, state)).
+			Default(fmt.Sprint(s.DefaultEnabled)).
+			Action(func(*kingpin.ParseContext) error { c.explicit = true; return nil }).
+			Bool()
+		c.factory = s.Setup(app)
+		f.choices = append(f.choices, c)
+	}
+	return f
+}
+
+// Config turns the parsed flags into the agent's configuration (without
+// its web part) and the names of the enabled collectors.
+func (f *Flags) Config() (Config, []string, error) {
+	if *f.kubeconfig != "" {
+		if err := kube.CheckKubeconfig(*f.kubeconfig); err != nil {
+			return Config{}, nil, fmt.Errorf("--kubeconfig: %w", err)
+		}
+	}
+	cfg := Config{
+		ProcPath: *f.procPath,
+		SysPath:  *f.sysPath,
+		Kube:     &kube.Config{Kubeconfig: *f.kubeconfig, NodeName: *f.nodeName, ProcPath: *f.procPath, MaxPods: *f.maxPods},
+	}
+	var names []string
+	for _, c := range f.choices {
+		on := *c.enabled
+		if *f.disableDefaults && !c.explicit {
+			on = false
+		}
+		if on {
+			cfg.Collectors = append(cfg.Collectors, collectors.Enabled{Name: c.spec.Name, Help: c.spec.Help, Factory: c.factory})
+			names = append(names, c.spec.Name)
+		}
+	}
+	return cfg, names, nil
+}
