@@ -167,6 +167,8 @@ func rootDevice(t *testing.T) string {
 // probe down with its reason; the agent keeps serving, and nothing of the
 // probe's is left behind.
 func TestProbeDiskFaults(t *testing.T) {
+	// It mounts a read-only and a full tmpfs.
+	testenv.RequireRoot(t)
 	base := t.TempDir()
 	ro, full := filepath.Join(base, "ro"), filepath.Join(base, "full")
 	for _, d := range []string{ro, full} {

@@ -93,14 +93,17 @@ func AgentBinary(t testing.TB) string {
 		// One binary per test process, in one shared folder; binaries of
 		// test processes that have exited are removed here, so test runs
 		// leave at most the binaries of the ones still running.
-		dir := filepath.Join(os.TempDir(), "netsonde-test-bin")
+		// Per user: a folder root made is not writable by anyone else.
+		dir := filepath.Join(os.TempDir(), fmt.Sprintf("netsonde-test-bin-%d", os.Getuid()))
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			buildErr = err
 			return
 		}
 		removeStale(dir)
 		buildPath = filepath.Join(dir, fmt.Sprintf("netsonde-%d", os.Getpid()))
-		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/netsonde")
+		// No VCS stamp: a checkout owned by another user (CI, a container)
+		// must build too, and the version comes from ldflags anyway.
+		cmd := exec.Command("go", "build", "-buildvcs=false", "-o", buildPath, "./cmd/netsonde")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
