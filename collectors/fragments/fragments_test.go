@@ -18,15 +18,6 @@ import (
 	"github.com/netsonde/netsonde/internal/testenv"
 )
 
-func veth(t *testing.T, a, b *testenv.Netns, ifa, ifb, ipa, ipb, mtu string) {
-	t.Helper()
-	testenv.Run(t, "ip", "link", "add", ifa, "netns", a.Name, "mtu", mtu, "type", "veth", "peer", "name", ifb, "netns", b.Name, "mtu", mtu)
-	a.Exec(t, "ip", "addr", "add", ipa, "dev", ifa)
-	b.Exec(t, "ip", "addr", "add", ipb, "dev", ifb)
-	a.Exec(t, "ip", "link", "set", ifa, "up")
-	b.Exec(t, "ip", "link", "set", ifb, "up")
-}
-
 func sendUDP(t *testing.T, ns *testenv.Netns, dst string, size, n int, df bool) {
 	t.Helper()
 	err := ns.Do(func() error {
@@ -79,7 +70,7 @@ func TestFragmentsBothEnds(t *testing.T) {
 
 func testFragmentsBothEnds(t *testing.T, mode string) {
 	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
-	veth(t, a, b, "fa0", "fb0", "198.18.70.1/24", "198.18.70.2/24", "1500")
+	testenv.Veth(t, a, b, "fa0", "fb0", "198.18.70.1/24", "198.18.70.2/24", 1500)
 	agentA := testenv.StartAgent(t, a, "--collector.disable-defaults", "--collector.fragments", "--fragments.attach="+mode)
 	agentB := testenv.StartAgent(t, b, "--collector.disable-defaults", "--collector.fragments", "--fragments.attach="+mode)
 	hook := map[string]string{"auto": "tcx", "tc": "tc"}[mode]
@@ -110,8 +101,8 @@ func testFragmentsBothEnds(t *testing.T, mode string) {
 // receives exactly as many.
 func TestFragNeededSentAndReceived(t *testing.T) {
 	a, r, b := testenv.NewNetns(t), testenv.NewNetns(t), testenv.NewNetns(t)
-	veth(t, a, r, "na0", "nr0", "198.18.71.1/24", "198.18.71.2/24", "1500")
-	veth(t, r, b, "nr1", "nb0", "198.18.72.1/24", "198.18.72.2/24", "1400")
+	testenv.Veth(t, a, r, "na0", "nr0", "198.18.71.1/24", "198.18.71.2/24", 1500)
+	testenv.Veth(t, r, b, "nr1", "nb0", "198.18.72.1/24", "198.18.72.2/24", 1400)
 	a.Exec(t, "ip", "route", "add", "198.18.72.0/24", "via", "198.18.71.2")
 	b.Exec(t, "ip", "route", "add", "198.18.71.0/24", "via", "198.18.72.1")
 	r.Exec(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
@@ -197,7 +188,7 @@ func hasClsact(t *testing.T, ns *testenv.Netns, ifname string) bool {
 // one set; a clean stop then leaves no filter and no clsact qdisc.
 func TestTCFiltersAfterKillAndRestart(t *testing.T) {
 	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
-	veth(t, a, b, "ka0", "kb0", "198.18.73.1/24", "198.18.73.2/24", "1500")
+	testenv.Veth(t, a, b, "ka0", "kb0", "198.18.73.1/24", "198.18.73.2/24", 1500)
 	args := []string{"--collector.disable-defaults", "--collector.fragments", "--fragments.attach=tc"}
 	first := testenv.StartAgent(t, a, args...)
 	testenv.Eventually(t, 5*time.Second, "attached", func() bool {
@@ -235,7 +226,7 @@ func TestTCFiltersAfterKillAndRestart(t *testing.T) {
 // A clsact qdisc and a filter that are not ours survive our start and stop.
 func TestTCLeavesOthersAlone(t *testing.T) {
 	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
-	veth(t, a, b, "oa0", "ob0", "198.18.74.1/24", "198.18.74.2/24", "1500")
+	testenv.Veth(t, a, b, "oa0", "ob0", "198.18.74.1/24", "198.18.74.2/24", 1500)
 	a.Exec(t, "tc", "qdisc", "add", "dev", "oa0", "clsact")
 	// u32 with no action: this kernel has neither matchall nor gact.
 	a.Exec(t, "tc", "filter", "add", "dev", "oa0", "egress", "pref", "7", "protocol", "all", "u32", "match", "u32", "0", "0")
@@ -259,7 +250,7 @@ func TestTwoAgentsSideBySide(t *testing.T) {
 	for _, mode := range []string{"auto", "tc"} {
 		t.Run(mode, func(t *testing.T) {
 			a, b := testenv.NewNetns(t), testenv.NewNetns(t)
-			veth(t, a, b, "sa0", "sb0", "198.18.75.1/24", "198.18.75.2/24", "1500")
+			testenv.Veth(t, a, b, "sa0", "sb0", "198.18.75.1/24", "198.18.75.2/24", 1500)
 			args := []string{"--collector.disable-defaults", "--collector.fragments", "--fragments.attach=" + mode}
 			one := testenv.StartAgent(t, a, append(args, "--web.listen-address=127.0.0.1:10334")...)
 			two := testenv.StartAgent(t, a, append(args, "--web.listen-address=127.0.0.1:10335")...)
@@ -309,7 +300,7 @@ func TestReadyWithThousandInterfaces(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ip -batch: %v\n%s", err, out)
 	}
-	veth(t, a, b, "ta0", "tb0", "198.18.76.1/24", "198.18.76.2/24", "1500")
+	testenv.Veth(t, a, b, "ta0", "tb0", "198.18.76.1/24", "198.18.76.2/24", 1500)
 	agentA := testenv.StartAgent(t, a)
 	t.Logf("ready in %v with 1,001 interfaces", agentA.Ready.Round(time.Millisecond))
 	m := agentA.Scrape(t)
@@ -334,7 +325,7 @@ func TestStartupHandoverToTCX(t *testing.T) {
 	for i := range 20 {
 		testenv.Run(t, "ip", "link", "add", fmt.Sprintf("h%d", i), "netns", a.Name, "type", "veth", "peer", "name", fmt.Sprintf("h%dp", i), "netns", b.Name)
 	}
-	veth(t, a, b, "ha0", "hb0", "198.18.77.1/24", "198.18.77.2/24", "1500")
+	testenv.Veth(t, a, b, "ha0", "hb0", "198.18.77.1/24", "198.18.77.2/24", 1500)
 	agentA := testenv.StartAgent(t, a, "--collector.disable-defaults", "--collector.fragments")
 	a.Exec(t, "ping", "-c1", "-W2", "198.18.77.2")
 	egress := map[string]string{"interface": "ha0", "direction": "egress", "family": "ipv4"}

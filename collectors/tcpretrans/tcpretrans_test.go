@@ -1,11 +1,8 @@
 package tcpretrans_test
 
 import (
-	"bufio"
 	"io"
 	"net"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -14,42 +11,6 @@ import (
 
 	"github.com/netsonde/netsonde/internal/testenv"
 )
-
-func pair(t *testing.T, a, b *testenv.Netns, ifa, ifb, ipa, ipb string) {
-	t.Helper()
-	testenv.Run(t, "ip", "link", "add", ifa, "netns", a.Name, "type", "veth", "peer", "name", ifb, "netns", b.Name)
-	a.Exec(t, "ip", "addr", "add", ipa, "dev", ifa)
-	b.Exec(t, "ip", "addr", "add", ipb, "dev", ifb)
-	a.Exec(t, "ip", "link", "set", ifa, "up")
-	b.Exec(t, "ip", "link", "set", ifb, "up")
-}
-
-// netstat reads one counter of the namespace's /proc/net/{snmp,netstat}
-// (a "Group:" header line followed by a values line).
-func netstat(t *testing.T, ns *testenv.Netns, file, group, name string) float64 {
-	t.Helper()
-	out := ns.Exec(t, "cat", "/proc/net/"+file)
-	s := bufio.NewScanner(strings.NewReader(out))
-	var header []string
-	for s.Scan() {
-		f := strings.Fields(s.Text())
-		if len(f) == 0 || f[0] != group+":" {
-			continue
-		}
-		if header == nil {
-			header = f
-			continue
-		}
-		for i, h := range header {
-			if h == name {
-				v, _ := strconv.ParseFloat(f[i], 64)
-				return v
-			}
-		}
-	}
-	t.Fatalf("%s %s not in /proc/net/%s", group, name, file)
-	return 0
-}
 
 func retrans(t *testing.T, a *testenv.Agent, state string) float64 {
 	return a.Scrape(t).Sum("netsonde_tcp_retransmits_total", map[string]string{"state": state, "family": "ipv4"})
@@ -61,10 +22,10 @@ func retrans(t *testing.T, a *testenv.Agent, state string) float64 {
 func TestSynSentRetransmits(t *testing.T) {
 	testenv.RequireCommand(t, "nft")
 	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
-	pair(t, a, b, "ta0", "tb0", "198.18.80.1/24", "198.18.80.2/24")
+	testenv.Veth(t, a, b, "ta0", "tb0", "198.18.80.1/24", "198.18.80.2/24", 0)
 	b.Exec(t, "nft", "add table inet syn; add chain inet syn in { type filter hook input priority 0; }; add rule inet syn in tcp dport 80 drop")
 	agent := testenv.StartAgent(t, a, "--collector.disable-defaults", "--collector.tcpretrans", "--tcpretrans.netns=own")
-	before := netstat(t, a, "netstat", "TcpExt", "TCPSynRetrans")
+	before := testenv.Netstat(t, a, "netstat", "TcpExt", "TCPSynRetrans")
 
 	err := a.Do(func() error {
 		d := net.Dialer{Timeout: 20 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
@@ -81,7 +42,7 @@ func TestSynSentRetransmits(t *testing.T) {
 	if err == nil {
 		t.Fatal("connect to a host dropping SYNs succeeded")
 	}
-	kernel := netstat(t, a, "netstat", "TcpExt", "TCPSynRetrans") - before
+	kernel := testenv.Netstat(t, a, "netstat", "TcpExt", "TCPSynRetrans") - before
 	// TCP_SYNCNT=2 budgets the time of 2 exponential retries (1+2+4 s), but
 	// since 6.4 the first tcp_syn_linear_timeouts retries wait 1 s each, so
 	// more of them fit: the kernel's own count is the yardstick.
@@ -100,7 +61,7 @@ func TestSynSentRetransmits(t *testing.T) {
 func TestStreamRetransmitsMatchKernel(t *testing.T) {
 	testenv.RequireCommand(t, "nft")
 	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
-	pair(t, a, b, "sa0", "sb0", "198.18.81.1/24", "198.18.81.2/24")
+	testenv.Veth(t, a, b, "sa0", "sb0", "198.18.81.1/24", "198.18.81.2/24", 0)
 	b.Exec(t, "nft", "add table inet loss; add chain inet loss in { type filter hook input priority 0; }; add rule inet loss in tcp dport 5001 numgen random mod 20 == 0 drop")
 	agent := testenv.StartAgent(t, a, "--collector.disable-defaults", "--collector.tcpretrans", "--tcpretrans.netns=own")
 
@@ -125,7 +86,7 @@ func TestStreamRetransmitsMatchKernel(t *testing.T) {
 		got <- n
 	}()
 
-	before := netstat(t, a, "snmp", "Tcp", "RetransSegs")
+	before := testenv.Netstat(t, a, "snmp", "Tcp", "RetransSegs")
 	const size = 4 << 20
 	if err := a.Do(func() error {
 		c, err := net.Dial("tcp4", "198.18.81.2:5001")
@@ -141,7 +102,7 @@ func TestStreamRetransmitsMatchKernel(t *testing.T) {
 	if n := <-got; n != size {
 		t.Fatalf("receiver got %d bytes, want %d", n, size)
 	}
-	kernel := netstat(t, a, "snmp", "Tcp", "RetransSegs") - before
+	kernel := testenv.Netstat(t, a, "snmp", "Tcp", "RetransSegs") - before
 	if kernel == 0 {
 		t.Fatal("no retransmits: the loss rule did not bite")
 	}
