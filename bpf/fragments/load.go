@@ -144,37 +144,29 @@ func Load(opts Options) (*Counter, error) {
 	}
 	c := &Counter{Object: obj, progs: progs, owner: owner, tc: loader.NewTC(owner, "fragments"),
 		mode: mode, startup: true, attached: map[int]*iface{}}
-	c.icmpErr = obj.AttachFirst(ProgramICMPSend, icmpRungs(obj, opts))
+	rungs, err := icmpRungs(obj, opts)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.icmpErr = obj.AttachFirst(ProgramICMPSend, rungs)
 	return c, nil
 }
 
-func icmpRungs(obj *loader.Object, opts Options) []loader.Rung {
+func icmpRungs(obj *loader.Object, opts Options) ([]loader.Rung, error) {
 	group := opts.ICMPGroup
 	if group == "" {
 		group = "icmp"
 	}
-	hooks := opts.ICMPHooks
-	if len(hooks) == 0 {
-		hooks = []string{loader.HookTPBTF, loader.HookRawTP, loader.HookFentry, loader.HookTracepoint}
-	}
-	var out []loader.Rung
-	for _, h := range hooks {
-		switch h {
-		case loader.HookTPBTF:
-			out = append(out, loader.Rung{Hook: h, Program: "icmp_send_btf", Target: "icmp_send"})
-		case loader.HookRawTP:
-			out = append(out, loader.Rung{Hook: h, Program: "icmp_send_raw", Target: "icmp_send"})
-		case loader.HookFentry:
-			out = append(out, loader.Rung{Hook: h, Program: "icmp_send_fentry", Target: "__icmp_send"})
-		case loader.HookTracepoint:
-			out = append(out, loader.Rung{Hook: h, Program: "icmp_send_tp", Target: group + ":icmp_send",
-				Prepare: func(ev *loader.Event) error {
-					return obj.SetLayout(ev, loader.Field{Name: "type", Size: 4, Variable: "tp_off_type"},
-						loader.Field{Name: "code", Size: 4, Variable: "tp_off_code"})
-				}})
-		}
-	}
-	return out
+	return loader.Ladder(opts.ICMPHooks,
+		loader.Rung{Hook: loader.HookTPBTF, Program: "icmp_send_btf", Target: "icmp_send"},
+		loader.Rung{Hook: loader.HookRawTP, Program: "icmp_send_raw", Target: "icmp_send"},
+		loader.Rung{Hook: loader.HookFentry, Program: "icmp_send_fentry", Target: "__icmp_send"},
+		loader.Rung{Hook: loader.HookTracepoint, Program: "icmp_send_tp", Target: group + ":icmp_send",
+			Prepare: func(ev *loader.Event) error {
+				return obj.SetLayout(ev, loader.Field{Name: "type", Size: 4, Variable: "tp_off_type"},
+					loader.Field{Name: "code", Size: 4, Variable: "tp_off_code"})
+			}})
 }
 
 // ICMPErr says why the icmp_send counter is not attached (nil when it is).
@@ -265,25 +257,6 @@ func (c *Counter) setTCX(v int) {
 	c.mu.Lock()
 	c.tcx = v
 	c.mu.Unlock()
-}
-
-// ProbeTCX settles, before a bulk attach in auto mode, whether the kernel
-// has TCX: it attaches ifindex by TCX (kept when it works).
-func (c *Counter) ProbeTCX(ifindex int, l3 bool) error {
-	c.mu.Lock()
-	probe := c.mode == ModeAuto && c.tcx == 0
-	c.mu.Unlock()
-	if !probe {
-		return c.Attach(ifindex, l3)
-	}
-	c.mu.Lock()
-	c.startup = false // this one interface goes straight to TCX
-	c.mu.Unlock()
-	err := c.Attach(ifindex, l3)
-	c.mu.Lock()
-	c.startup = true
-	c.mu.Unlock()
-	return err
 }
 
 // EndStartup ends the start-up phase: later interfaces get TCX directly,

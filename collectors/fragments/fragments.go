@@ -169,9 +169,9 @@ func (c *collector) sync(first bool) {
 		}
 		if first {
 			first = false
-			if err := c.c.ProbeTCX(l.Index, l.Attrs.Attrs().EncapType != "ether"); err != nil {
-				c.fail(l, err)
-			}
+			// Alone, before the workers: in auto mode the first attach
+			// is by TCX and settles whether the kernel has it.
+			c.attach(l)
 			continue
 		}
 		todo <- l
