@@ -194,21 +194,12 @@ func Load(opts Options) (*Probe, error) {
 			return nil, err
 		}
 	}
-	hooks := opts.DropHooks
-	if len(hooks) == 0 {
-		hooks = []string{loader.HookTPBTF, loader.HookRawTP}
-	}
-	var rungs []loader.Rung
-	for _, h := range hooks {
-		switch h {
-		case loader.HookTPBTF:
-			rungs = append(rungs, loader.Rung{Hook: h, Program: "dns_drop_btf", Target: "kfree_skb"})
-		case loader.HookRawTP:
-			rungs = append(rungs, loader.Rung{Hook: h, Program: "dns_drop_raw", Target: "kfree_skb"})
-		default:
-			obj.Close()
-			return nil, fmt.Errorf("unknown drop hook %q", h)
-		}
+	rungs, err := loader.Ladder(opts.DropHooks,
+		loader.Rung{Hook: loader.HookTPBTF, Program: "dns_drop_btf", Target: "kfree_skb"},
+		loader.Rung{Hook: loader.HookRawTP, Program: "dns_drop_raw", Target: "kfree_skb"})
+	if err != nil {
+		obj.Close()
+		return nil, fmt.Errorf("drop hook: %w", err)
 	}
 	// Its failure is visible as dns_kfree_skb attached 0.
 	_ = obj.AttachFirst(ProgramDrops, rungs)

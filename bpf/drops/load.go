@@ -20,12 +20,9 @@ const Program = "kfree_skb"
 // in front of the map is off, so that the map's size bounds the keys.
 const defaultMapSize = 8192
 
-// Hooks, best first.
-var Hooks = []string{loader.HookTPBTF, loader.HookRawTP, loader.HookTracepoint}
-
 // Options choose how to attach.
 type Options struct {
-	// Hooks are tried in order; empty means Hooks.
+	// Hooks are tried in order; empty means tp_btf, raw_tp, tracepoint.
 	Hooks []string
 	// MapSize overrides the number of keys the drops map holds.
 	MapSize uint32
@@ -89,30 +86,20 @@ func Load(opts Options) (*Probe, error) {
 	if err != nil {
 		return nil, err
 	}
-	hooks := opts.Hooks
-	if len(hooks) == 0 {
-		hooks = Hooks
-	}
-	var rungs []loader.Rung
-	for _, h := range hooks {
-		switch h {
-		case loader.HookTPBTF:
-			rungs = append(rungs, loader.Rung{Hook: h, Program: "kfree_skb_btf", Target: "kfree_skb"})
-		case loader.HookRawTP:
-			rungs = append(rungs, loader.Rung{Hook: h, Program: "kfree_skb_raw", Target: "kfree_skb"})
-		case loader.HookTracepoint:
-			rungs = append(rungs, loader.Rung{Hook: h, Program: "kfree_skb_tp", Target: "skb:kfree_skb",
-				// 6.11 inserted rx_sk before protocol and reason: 24/28 on
-				// 6.1, 32/36 on 6.12+. The running kernel's format says.
-				Prepare: func(ev *loader.Event) error {
-					return obj.SetLayout(ev, loader.Field{Name: "skbaddr", Size: 8, Variable: "tp_off_skbaddr"},
-						loader.Field{Name: "protocol", Size: 2, Variable: "tp_off_protocol"},
-						loader.Field{Name: "reason", Size: 4, Variable: "tp_off_reason"})
-				}})
-		default:
-			obj.Close()
-			return nil, fmt.Errorf("unknown hook %q", h)
-		}
+	rungs, err := loader.Ladder(opts.Hooks,
+		loader.Rung{Hook: loader.HookTPBTF, Program: "kfree_skb_btf", Target: "kfree_skb"},
+		loader.Rung{Hook: loader.HookRawTP, Program: "kfree_skb_raw", Target: "kfree_skb"},
+		loader.Rung{Hook: loader.HookTracepoint, Program: "kfree_skb_tp", Target: "skb:kfree_skb",
+			// 6.11 inserted rx_sk before protocol and reason: 24/28 on
+			// 6.1, 32/36 on 6.12+. The running kernel's format says.
+			Prepare: func(ev *loader.Event) error {
+				return obj.SetLayout(ev, loader.Field{Name: "skbaddr", Size: 8, Variable: "tp_off_skbaddr"},
+					loader.Field{Name: "protocol", Size: 2, Variable: "tp_off_protocol"},
+					loader.Field{Name: "reason", Size: 4, Variable: "tp_off_reason"})
+			}})
+	if err != nil {
+		obj.Close()
+		return nil, err
 	}
 	if err := obj.AttachFirst(Program, rungs); err != nil {
 		obj.Close()

@@ -358,3 +358,25 @@ func Names[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
+
+// Ladder orders a program's rungs for AttachFirst: rungs are given best
+// first, and hooks, when not empty, picks and orders them by hook (a
+// forced hook, from a flag). A hook with no rung is an error.
+func Ladder(hooks []string, rungs ...Rung) ([]Rung, error) {
+	if len(hooks) == 0 {
+		return rungs, nil
+	}
+	var out []Rung
+	for _, h := range hooks {
+		n := len(out)
+		for _, r := range rungs {
+			if r.Hook == h {
+				out = append(out, r)
+			}
+		}
+		if len(out) == n {
+			return nil, fmt.Errorf("unknown hook %q", h)
+		}
+	}
+	return out, nil
+}

@@ -91,3 +91,28 @@ func TestOwnerOf(t *testing.T) {
 		}
 	}
 }
+
+// A forced hook picks that hook's rungs, in their order; none keeps the
+// ladder as given; a hook without a rung is an error.
+func TestLadder(t *testing.T) {
+	rungs := []Rung{{Hook: HookTPBTF, Program: "a"}, {Hook: HookTPBTF, Program: "b"}, {Hook: HookRawTP, Program: "c"}, {Hook: HookTracepoint, Program: "d"}}
+	names := func(rs []Rung) string {
+		var s []string
+		for _, r := range rs {
+			s = append(s, r.Program)
+		}
+		return strings.Join(s, ",")
+	}
+	for _, tc := range []struct {
+		hooks []string
+		want  string
+	}{{nil, "a,b,c,d"}, {[]string{HookTracepoint}, "d"}, {[]string{HookRawTP, HookTPBTF}, "c,a,b"}} {
+		got, err := Ladder(tc.hooks, rungs...)
+		if err != nil || names(got) != tc.want {
+			t.Errorf("%v: got %q, %v; want %q", tc.hooks, names(got), err, tc.want)
+		}
+	}
+	if _, err := Ladder([]string{HookFentry}, rungs...); err == nil {
+		t.Error("a hook without a rung should be an error")
+	}
+}

@@ -42,10 +42,6 @@ func Load(opts Options) (*Counter, error) {
 	if opts.Group == "" {
 		opts.Group = "tcp"
 	}
-	hooks := opts.Hooks
-	if len(hooks) == 0 {
-		hooks = []string{loader.HookTPBTF, loader.HookRawTP, loader.HookTracepoint}
-	}
 	spec, err := loadBpf()
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded object: %w", err)
@@ -54,27 +50,25 @@ func Load(opts Options) (*Counter, error) {
 	if err != nil {
 		return nil, err
 	}
-	var skb, synack []loader.Rung
-	for _, h := range hooks {
-		switch h {
-		case loader.HookTPBTF:
-			// With err (6.13+) first: the verifier refuses it where the
-			// tracepoint has two arguments.
-			skb = append(skb,
-				loader.Rung{Hook: h, Program: "retransmit_skb_btf_err", Target: ProgramSkb},
-				loader.Rung{Hook: h, Program: "retransmit_skb_btf", Target: ProgramSkb})
-			synack = append(synack, loader.Rung{Hook: h, Program: "retransmit_synack_btf", Target: ProgramSynack})
-		case loader.HookRawTP:
-			skb = append(skb, loader.Rung{Hook: h, Program: "retransmit_skb_raw", Target: ProgramSkb})
-			synack = append(synack, loader.Rung{Hook: h, Program: "retransmit_synack_raw", Target: ProgramSynack})
-		case loader.HookTracepoint:
-			skb = append(skb, loader.Rung{Hook: h, Program: "retransmit_skb_tp", Target: opts.Group + ":" + ProgramSkb,
-				Prepare: func(ev *loader.Event) error { return setErrOffset(obj, ev.Format) }})
-			synack = append(synack, loader.Rung{Hook: h, Program: "retransmit_synack_tp", Target: opts.Group + ":" + ProgramSynack})
-		default:
-			obj.Close()
-			return nil, fmt.Errorf("unknown hook %q", h)
-		}
+	skb, err := loader.Ladder(opts.Hooks,
+		// With err (6.13+) first: the verifier refuses it where the
+		// tracepoint has two arguments.
+		loader.Rung{Hook: loader.HookTPBTF, Program: "retransmit_skb_btf_err", Target: ProgramSkb},
+		loader.Rung{Hook: loader.HookTPBTF, Program: "retransmit_skb_btf", Target: ProgramSkb},
+		loader.Rung{Hook: loader.HookRawTP, Program: "retransmit_skb_raw", Target: ProgramSkb},
+		loader.Rung{Hook: loader.HookTracepoint, Program: "retransmit_skb_tp", Target: opts.Group + ":" + ProgramSkb,
+			Prepare: func(ev *loader.Event) error { return setErrOffset(obj, ev.Format) }})
+	if err != nil {
+		obj.Close()
+		return nil, err
+	}
+	synack, err := loader.Ladder(opts.Hooks,
+		loader.Rung{Hook: loader.HookTPBTF, Program: "retransmit_synack_btf", Target: ProgramSynack},
+		loader.Rung{Hook: loader.HookRawTP, Program: "retransmit_synack_raw", Target: ProgramSynack},
+		loader.Rung{Hook: loader.HookTracepoint, Program: "retransmit_synack_tp", Target: opts.Group + ":" + ProgramSynack})
+	if err != nil {
+		obj.Close()
+		return nil, err
 	}
 	err = errors.Join(obj.AttachFirst(ProgramSkb, skb), obj.AttachFirst(ProgramSynack, synack))
 	if err != nil {
