@@ -18,11 +18,11 @@ import (
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/agent/kube"
 	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
-	"github.com/netsonde/netsonde/linkwatch"
 )
 
 // Config is everything the agent needs, parsed from flags by main.
@@ -36,9 +36,19 @@ type Config struct {
 	Collectors  []collectors.Enabled
 	ProcPath    string
 	SysPath     string
-	// Pods names pods without a cluster (the series-budget test's fake);
-	// Kube's informers replace it when a cluster answers.
-	Pods cluster.Resolver
+	// HostNetInterval is how often the host network view reads every
+	// namespace again (--hostnet.refresh-interval; 0: its default).
+	HostNetInterval time.Duration
+	// Deprecations are lines to log once at start: old flag spellings
+	// that still work for now.
+	Deprecations []string
+	// PodIndex names pods by address without a cluster (the series-budget
+	// test's fake); Kube's informers replace it when a cluster answers.
+	PodIndex hostnet.PodIndex
+	// HostNetSource and Proc replace the kernel under the host network
+	// view and procfs (a test counts their calls); nil in production.
+	HostNetSource hostnet.Source
+	Proc          collectors.ProcFS
 	// Kube, if set, is the cluster to attribute pods from; without a
 	// cluster the agent runs standalone (Pods stays cluster.None).
 	Kube *kube.Config
@@ -78,8 +88,14 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Pods == nil {
-		cfg.Pods = cluster.None{}
+	for _, d := range cfg.Deprecations {
+		logger.Warn("deprecated flag", "detail", d)
+	}
+	if cfg.Proc == nil {
+		cfg.Proc = collectors.ProcDir(cfg.ProcPath)
+	}
+	if cfg.HostNetSource == nil {
+		cfg.HostNetSource = hostnet.KernelSource{ProcPath: cfg.ProcPath, PinDirs: hostnet.PinDirs}
 	}
 	// client-go logs through klog: its lines must follow --log.format like
 	// the agent's own, and its retries while the API server is away must
@@ -129,30 +145,54 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	startDone := make(chan struct{})
 	go func() {
 		defer close(startDone)
-		deps := collectors.Deps{Logger: logger, Pods: cfg.Pods, ProcPath: cfg.ProcPath, SysPath: cfg.SysPath, BTF: &loader.KernelBTF{}}
-		if cfg.Kube != nil {
-			deps.NodeName = cfg.Kube.NodeName
+		deps := collectors.Deps{Logger: logger, Clock: collectors.SystemClock{}, Proc: cfg.Proc, SysPath: cfg.SysPath, BTF: &loader.KernelBTF{}}
+		hostOpts := hostnet.Options{Logger: logger.With("component", "hostnet"), Source: cfg.HostNetSource, Interval: cfg.HostNetInterval}
+		if w, err := hostnet.NewWatcher(logger.With("component", "linkwatch"), hostnet.WatcherOptions{}); err != nil {
+			logger.Warn("no netlink link view; collectors that need it are down", "err", err)
+		} else if err := w.Start(ctx); err != nil {
+			logger.Warn("no netlink link view; collectors that need it are down", "err", err)
+		} else {
+			hostOpts.Links = w
+		}
+		view, err := hostnet.New(hostOpts)
+		if err != nil {
+			logger.Warn("no host network view; collectors that need it are down", "err", err)
+			deps.Pods = cluster.None{}
+		} else {
+			deps.Pods = view
+			if hostOpts.Links != nil {
+				deps.Net = view
+			}
+			if cfg.PodIndex != nil {
+				view.SetPods(cfg.PodIndex)
+			}
 		}
 		if cfg.Kube != nil {
-			switch r, err := kube.Start(ctx, *cfg.Kube, logger.With("component", "kube")); {
+			deps.NodeName = cfg.Kube.NodeName
+			kcfg := *cfg.Kube
+			if view != nil {
+				kcfg.Changed = view.Changed
+				kcfg.Attributed = func() int { return view.Snapshot().Attributed() }
+			}
+			switch r, err := kube.Start(ctx, kcfg, logger.With("component", "kube")); {
 			case errors.Is(err, kube.ErrNoCluster):
 				logger.Info("no cluster: running standalone, without pod labels or peer nodes")
 			case err != nil:
 				logger.Warn("cluster unavailable: running standalone, without pod labels or peer nodes", "err", err)
 			default:
 				logger.Info("watching the cluster", "node", cfg.Kube.NodeName)
-				deps.Pods = r
+				if view != nil {
+					view.SetPods(r)
+				}
 				if err := reg.Register(r); err != nil {
 					logger.Warn("cluster metrics not registered", "err", err)
 				}
 			}
 		}
-		if w, err := linkwatch.New(logger.With("component", "linkwatch"), linkwatch.Options{}); err != nil {
-			logger.Warn("no netlink link view; collectors that need it are down", "err", err)
-		} else if err := w.Start(ctx); err != nil {
-			logger.Warn("no netlink link view; collectors that need it are down", "err", err)
-		} else {
-			deps.Links = w
+		if view != nil {
+			// One full read before the collectors start, so their first
+			// scrape names what is already there.
+			view.Start(ctx)
 		}
 		set.Start(ctx, deps)
 		// Starting parses the kernel's BTF (CO-RE relocations): MiB

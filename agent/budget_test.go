@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/netsonde/netsonde/agent"
+	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/internal/testenv"
@@ -94,6 +96,7 @@ const (
 	budgetPods       = 110
 	budgetAddr       = "127.0.0.1:10399"
 	budgetChildEnv   = "NETSONDE_BUDGET_CHILD"
+	budgetCallsEnv   = "NETSONDE_BUDGET_CALLS"
 )
 
 // TestSeriesBudget runs every default collector with 1,000 interfaces in
@@ -117,6 +120,12 @@ func TestSeriesBudget(t *testing.T) {
 		t.Cleanup(func() { exec.Command("ip", "netns", "del", pod).Run() })
 		fmt.Fprintf(&batch, "link add h%d netns %s type veth peer name eth0 netns %s\n", i, node.Name, pod)
 	}
+	// Each pod's eth0 gets an address, by which the host network view
+	// joins it to the fake cluster's pod (as with a real cluster).
+	var addrs strings.Builder
+	for i, pod := range pods {
+		fmt.Fprintf(&addrs, "ip -n %s addr add %s/32 dev eth0\n", pod, budgetPodIP(i))
+	}
 	// lo, 110 pod veths' host ends, and veth pairs for the rest.
 	var local strings.Builder
 	for i := range (budgetInterfaces - budgetPods) / 2 {
@@ -133,9 +142,13 @@ func TestSeriesBudget(t *testing.T) {
 		}
 	}
 	node.Exec(t, "sh", "-c", "for l in $(ls /sys/class/net); do ip link set $l up; done")
+	if out, err := exec.Command("sh", "-c", addrs.String()).CombinedOutput(); err != nil {
+		t.Fatalf("pod addresses: %v\n%s", err, out)
+	}
+	calls := filepath.Join(t.TempDir(), "calls")
 
 	child := exec.Command("nsenter", "--net=/run/netns/"+node.Name, "--", os.Args[0], "-test.run=^TestSeriesBudget$")
-	child.Env = append(os.Environ(), budgetChildEnv+"="+strings.Join(pods, ","))
+	child.Env = append(os.Environ(), budgetChildEnv+"="+strings.Join(pods, ","), budgetCallsEnv+"="+calls)
 	var log strings.Builder
 	child.Stdout, child.Stderr = &log, &log
 	if err := child.Start(); err != nil {
@@ -201,38 +214,132 @@ func TestSeriesBudget(t *testing.T) {
 		t.Errorf("mtu: %d series, want one per interface (%d)", got["mtu"], budgetInterfaces+1)
 	}
 	if podSeries < budgetPods {
-		t.Errorf("%d series name a pod, want at least one per pod (%d): is the fake resolver used?", podSeries, budgetPods)
+		t.Errorf("%d series name a pod, want at least one per pod (%d): are pods joined to their namespaces?", podSeries, budgetPods)
+	}
+
+	// The child scraped 100 times itself, counting every call the host
+	// network view and procfs made meanwhile.
+	var report []byte
+	testenv.Eventually(t, 60*time.Second, "the child's count of calls during 100 scrapes", func() bool {
+		report, err = os.ReadFile(calls)
+		return err == nil && strings.HasSuffix(string(report), "done\n")
+	})
+	t.Logf("during 100 scrapes at %d interfaces:\n%s", budgetInterfaces+1, report)
+	for _, l := range strings.Split(strings.TrimSuffix(string(report), "done\n"), "\n") {
+		if l == "" {
+			continue
+		}
+		what, n, _ := strings.Cut(l, " ")
+		switch {
+		case what == "hostnet.Namespaces" || what == "hostnet.Inspect":
+			t.Errorf("%s calls during 100 scrapes: %s, want 0 (netlink and /proc walks belong to the background)", what, n)
+		case strings.HasPrefix(what, "proc:") && !budgetCounterFiles[strings.TrimPrefix(what, "proc:")]:
+			t.Errorf("procfs %s read %s times during 100 scrapes: only the kernel's counters are read on the scrape path", what, n)
+		}
 	}
 }
 
-// fakePods names the host ends h0..h109 and the pods' namespaces.
-type fakePods struct {
-	byIndex map[int]cluster.Pod
-	byNetns map[uint64]cluster.Pod
+// budgetCounterFiles are the procfs files of kernel counters a scrape reads
+// (as it reads BPF maps): conntrack's limit, the IP fragmentation counters.
+var budgetCounterFiles = map[string]bool{
+	"sys/net/netfilter/nf_conntrack_max": true,
+	"net/snmp":                           true,
+	"net/snmp6":                          true,
 }
 
-func (f fakePods) ByNetns(ino uint64) (cluster.Pod, bool) { p, ok := f.byNetns[ino]; return p, ok }
-func (fakePods) ByIP(netip.Addr) (cluster.Pod, bool)      { return cluster.Pod{}, false }
-func (f fakePods) ByHostInterface(i int) (cluster.Pod, bool) {
-	p, ok := f.byIndex[i]
-	return p, ok
+func budgetPodIP(i int) string { return fmt.Sprintf("198.19.%d.%d", 100+i/250, 1+i%250) }
+
+// fakePods is the cluster's pod index: pod i has budgetPodIP(i).
+type fakePods map[netip.Addr]cluster.Pod
+
+func (f fakePods) ByIP(a netip.Addr) (cluster.Pod, bool) { p, ok := f[a]; return p, ok }
+func (fakePods) PeerNodes() []cluster.Node               { return nil }
+
+// counting counts the calls of the host network view's source and the
+// procfs reads, by name.
+type counting struct {
+	src  hostnet.Source
+	proc collectors.ProcFS
+	mu   sync.Mutex
+	n    map[string]int
 }
-func (fakePods) PeerNodes() []cluster.Node { return nil }
+
+func (c *counting) add(what string) {
+	c.mu.Lock()
+	c.n[what]++
+	c.mu.Unlock()
+}
+
+func (c *counting) Namespaces() map[uint64]string {
+	c.add("hostnet.Namespaces")
+	return c.src.Namespaces()
+}
+
+func (c *counting) Inspect(path string) (hostnet.Inspection, error) {
+	c.add("hostnet.Inspect")
+	return c.src.Inspect(path)
+}
+
+func (c *counting) ReadFile(name string) ([]byte, error) {
+	c.add("proc:" + name)
+	return c.proc.ReadFile(name)
+}
+
+func (c *counting) Root() string { return c.proc.Root() }
+
+func (c *counting) take() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.n
+	c.n = map[string]int{}
+	return out
+}
+
+// scrapeAndCount waits for the agent, lets it settle, then scrapes it 100
+// times and writes what was called meanwhile to path.
+func scrapeAndCount(t *testing.T, c *counting, path string) {
+	get := func(p string) (int, error) {
+		resp, err := http.Get("http://" + budgetAddr + p)
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if code, err := get("/readyz"); err == nil && code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			os.WriteFile(path, []byte("agent never ready\ndone\n"), 0o644)
+			return
+		}
+	}
+	time.Sleep(3 * time.Second) // start-up's background reads end
+	c.take()
+	var b strings.Builder
+	for range 100 {
+		if code, err := get("/metrics"); err != nil || code != 200 {
+			fmt.Fprintf(&b, "scrape failed %v %d\n", err, code)
+		}
+	}
+	for what, n := range c.take() {
+		fmt.Fprintf(&b, "%s %d\n", what, n)
+	}
+	b.WriteString("done\n")
+	os.WriteFile(path, []byte(b.String()), 0o644)
+}
 
 // budgetChild is the agent side: every default collector, in-process, with
 // the fake resolver, until SIGTERM.
 func budgetChild(t *testing.T) {
-	pods := fakePods{byIndex: map[int]cluster.Pod{}, byNetns: map[uint64]cluster.Pod{}}
-	for i, ns := range strings.Split(os.Getenv(budgetChildEnv), ",") {
-		pod := cluster.Pod{Namespace: "budget", Name: fmt.Sprintf("p%d", i)}
-		if ifc, err := net.InterfaceByName(fmt.Sprintf("h%d", i)); err == nil {
-			pods.byIndex[ifc.Index] = pod
-		}
-		var st syscall.Stat_t
-		if err := syscall.Stat(filepath.Join("/run/netns", ns), &st); err == nil {
-			pods.byNetns[st.Ino] = pod
-		}
+	pods := fakePods{}
+	for i := range strings.Split(os.Getenv(budgetChildEnv), ",") {
+		pods[netip.MustParseAddr(budgetPodIP(i))] = cluster.Pod{Namespace: "budget", Name: fmt.Sprintf("p%d", i)}
 	}
+	count := &counting{src: hostnet.KernelSource{ProcPath: "/proc", PinDirs: hostnet.PinDirs}, proc: collectors.ProcDir("/proc"), n: map[string]int{}}
+	go scrapeAndCount(t, count, os.Getenv(budgetCallsEnv))
 	app := kingpin.New("budget", "")
 	var enabled []collectors.Enabled
 	for _, s := range agent.Collectors() {
@@ -253,7 +360,12 @@ func budgetChild(t *testing.T) {
 		Collectors:    enabled,
 		ProcPath:      "/proc",
 		SysPath:       "/sys",
-		Pods:          pods,
+		PodIndex:      pods,
+		HostNetSource: count,
+		Proc:          count,
+		// No periodic full read inside the 100 scrapes: what is left
+		// to count is what scrapes cause.
+		HostNetInterval: time.Hour,
 	}, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 
@@ -17,7 +18,11 @@ type Flags struct {
 	procPath, sysPath, kubeconfig, nodeName *string
 	maxPods                                 *int
 	disableDefaults                         *bool
-	choices                                 []*choice
+	hostnetInterval                         *time.Duration
+	// Old spellings of --hostnet.refresh-interval: the collectors whose
+	// namespace reads moved into the host network view had their own.
+	oldNamesTTL, oldPeerInterval *time.Duration
+	choices                      []*choice
 }
 
 type choice struct {
@@ -36,6 +41,10 @@ func AddFlags(app *kingpin.Application) *Flags {
 	f.kubeconfig = app.Flag("kubeconfig", "kubeconfig file; default: in-cluster config when running in a pod, else no cluster (standalone).").String()
 	f.nodeName = app.Flag("node-name", "This node's name in the cluster (default: $NODE_NAME, set by the DaemonSet from the downward API).").Envar("NODE_NAME").String()
 	f.maxPods = app.Flag("kube.max-pods", "Distinct pods named in labels at most; pods beyond get pod=\"_overflow\".").Default("1000").Int()
+	f.hostnetInterval = app.Flag("hostnet.refresh-interval", "How often the host network view reads every network namespace again (interface names, addresses, the far ends of pods' veths); new namespaces and link changes are read as they come.").
+		Default("10s").Duration()
+	f.oldNamesTTL = app.Flag("drops.names-ttl", "Deprecated: use --hostnet.refresh-interval.").Hidden().Duration()
+	f.oldPeerInterval = app.Flag("mtucheck.peer-interval", "Deprecated: use --hostnet.refresh-interval.").Hidden().Duration()
 	f.disableDefaults = app.Flag("collector.disable-defaults", "Turn off every collector that is on by default; enable them one by one with --collector.NAME.").Default("false").Bool()
 	for _, s := range Collectors() {
 		c := &choice{spec: s}
@@ -61,10 +70,29 @@ func (f *Flags) Config() (Config, []string, error) {
 			return Config{}, nil, fmt.Errorf("--kubeconfig: %w", err)
 		}
 	}
+	if *f.hostnetInterval <= 0 {
+		return Config{}, nil, fmt.Errorf("--hostnet.refresh-interval must be positive, got %v", *f.hostnetInterval)
+	}
 	cfg := Config{
-		ProcPath: *f.procPath,
-		SysPath:  *f.sysPath,
-		Kube:     &kube.Config{Kubeconfig: *f.kubeconfig, NodeName: *f.nodeName, ProcPath: *f.procPath, MaxPods: *f.maxPods},
+		ProcPath:        *f.procPath,
+		SysPath:         *f.sysPath,
+		HostNetInterval: *f.hostnetInterval,
+		Kube:            &kube.Config{Kubeconfig: *f.kubeconfig, NodeName: *f.nodeName, MaxPods: *f.maxPods},
+	}
+	// An old spelling still sets the interval (the shortest given wins,
+	// as each asked for reads at least that often) for one release.
+	for _, old := range []struct {
+		name string
+		v    time.Duration
+	}{{"--drops.names-ttl", *f.oldNamesTTL}, {"--mtucheck.peer-interval", *f.oldPeerInterval}} {
+		if old.v == 0 {
+			continue
+		}
+		if old.v < 0 {
+			return Config{}, nil, fmt.Errorf("%s must be positive, got %v", old.name, old.v)
+		}
+		cfg.HostNetInterval = min(cfg.HostNetInterval, old.v)
+		cfg.Deprecations = append(cfg.Deprecations, fmt.Sprintf("%s is deprecated and will be removed in the next release: use --hostnet.refresh-interval (now %v)", old.name, cfg.HostNetInterval))
 	}
 	var names []string
 	for _, c := range f.choices {

@@ -8,15 +8,18 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
+	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/cluster"
-	"github.com/netsonde/netsonde/linkwatch"
 )
 
 // Namespace is the prefix of every metric netsonde exports.
@@ -54,24 +57,83 @@ type Spec struct {
 }
 
 // Deps is what the agent gives every collector. Shared knowledge lives here,
-// so collectors never reach into each other or into the HTTP layer.
+// so collectors never reach into each other or into the HTTP layer; each
+// piece is a small interface, so a collector's logic runs in a unit test
+// with a fake of a few lines.
 type Deps struct {
 	Logger *slog.Logger
-	// Links is the agent's live view of its network namespace's interfaces,
-	// or nil when netlink is not available.
-	Links *linkwatch.Watcher
+	// Net is the host's network as agent/hostnet keeps it: the agent's
+	// links and the node's other namespaces. Nil when netlink is not
+	// available.
+	Net HostNet
 	// Pods attributes network namespaces, interfaces and addresses to pods.
 	Pods cluster.Resolver
+	// Clock tells the time (forgetting, rate limits).
+	Clock Clock
+	// Proc reads procfs (--path.procfs).
+	Proc ProcFS
 	// BTF is the kernel BTF the BPF collectors share while they start;
 	// the agent releases it once they all have.
 	BTF *loader.KernelBTF
-	// ProcPath and SysPath are the roots of procfs and sysfs.
-	ProcPath string
-	SysPath  string
+	// SysPath is the root of sysfs.
+	SysPath string
 	// NodeName is this node's name in the cluster (--node-name), empty
 	// when not given.
 	NodeName string
 }
+
+// Now is Clock's time, or the system's when the Deps has no Clock.
+func (d Deps) Now() time.Time {
+	if d.Clock == nil {
+		return time.Now()
+	}
+	return d.Clock.Now()
+}
+
+// HostNet is what collectors read of agent/hostnet. Every method answers
+// from memory: it is called on the scrape path.
+type HostNet interface {
+	// Links returns the agent's namespace's links sorted by index
+	// (shared: do not modify).
+	Links() []hostnet.Link
+	// ByIndex returns the agent's namespace's link with this ifindex.
+	ByIndex(ifindex int) (hostnet.Link, bool)
+	// Subscribe signals link changes (coalesced) until stop is called.
+	Subscribe() (changed <-chan struct{}, stop func())
+	// Snapshot is the node's other namespaces as last read.
+	Snapshot() *hostnet.Snapshot
+	// Miss asks for a namespace the snapshot does not know (yet) to be
+	// looked for, in the background.
+	Miss(inode uint64)
+}
+
+// Clock is the time source.
+type Clock interface{ Now() time.Time }
+
+// SystemClock is the real clock.
+type SystemClock struct{}
+
+// Now implements Clock.
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// ProcFS reads files under procfs.
+type ProcFS interface {
+	// ReadFile reads name, relative to procfs' root (e.g. "net/snmp").
+	ReadFile(name string) ([]byte, error)
+	// Root is procfs' root, for code that needs paths (a namespace file).
+	Root() string
+}
+
+// ProcDir is procfs mounted at a directory.
+type ProcDir string
+
+// ReadFile implements ProcFS.
+func (d ProcDir) ReadFile(name string) ([]byte, error) {
+	return os.ReadFile(filepath.Join(string(d), name))
+}
+
+// Root implements ProcFS.
+func (d ProcDir) Root() string { return string(d) }
 
 // DownError is a failure with a short, stable reason for the reason label
 // (for example "no_btf", "not_permitted"), keeping the full error for logs.

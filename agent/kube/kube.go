@@ -1,8 +1,9 @@
 // Package kube is the agent's view of the Kubernetes cluster: informers for
-// the pods on this node and for the nodes, and from them a cluster.Resolver
-// that names the pod behind a network namespace, an address or a host-side
-// veth, and lists the peer nodes. Every answer comes from maps rebuilt in
-// the background, so the scrape path does no I/O.
+// the pods on this node and for the nodes, and from them an index that
+// names the pod behind an address and lists the peer nodes. agent/hostnet
+// joins it with the node's network namespaces (no netlink, no /proc here).
+// Every answer comes from maps rebuilt in the background, so the scrape
+// path does no I/O.
 package kube
 
 import (
@@ -19,9 +20,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,7 +32,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/netsonde/netsonde/cluster"
-	"github.com/netsonde/netsonde/netnsnames"
 )
 
 // Config of the cluster view.
@@ -45,13 +42,16 @@ type Config struct {
 	// NodeName is this node's name (--node-name, or NODE_NAME from the
 	// downward API).
 	NodeName string
-	// ProcPath and PinDirs are where network namespaces are found.
-	ProcPath string
-	PinDirs  []string
+	// Changed, if set, is called after every rebuild of the index (the
+	// host network view joins pods to namespaces by address then).
+	Changed func()
+	// Attributed, if set, counts the pods whose network namespace was
+	// found on this node (netsonde_kube_pods_attributed).
+	Attributed func() int
 	// MaxPods caps the distinct pods handed out as labels; pods beyond
 	// it are labelled OverflowPod.
 	MaxPods int
-	// Refresh is how often the namespace-to-pod map is rebuilt even
+	// Refresh is how often the address-to-pod map is rebuilt even
 	// without pod events (default 10 s).
 	Refresh time.Duration
 	// Probe is how often the agent checks that it may still list pods
@@ -70,7 +70,6 @@ var ErrNoCluster = errors.New("no kubeconfig and not in a cluster")
 type Resolver struct {
 	cfg    Config
 	logger *slog.Logger
-	own    uint64
 
 	client *restClient
 	inf    atomic.Pointer[informers]
@@ -81,11 +80,9 @@ type Resolver struct {
 	syncOK   atomic.Bool
 	syncLost chan struct{} // a watch failed: probe now
 
-	mu      sync.RWMutex
-	byIP    map[netip.Addr]cluster.Pod
-	byNetns map[uint64]cluster.Pod
-	byIface map[int]cluster.Pod
-	peers   []cluster.Node
+	mu    sync.RWMutex
+	byIP  map[netip.Addr]cluster.Pod
+	peers []cluster.Node
 	// podCount counts the node's pods (not hostNetwork), with or without
 	// an address yet.
 	podCount int
@@ -110,22 +107,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Resolver, err
 	if cfg.Probe == 0 {
 		cfg.Probe = 15 * time.Second
 	}
-	if cfg.ProcPath == "" {
-		cfg.ProcPath = "/proc"
-	}
-	if cfg.PinDirs == nil {
-		cfg.PinDirs = []string{"/run/netns", "/var/run/netns"}
-	}
-	own, err := netnsnames.Inode("/proc/thread-self/ns/net")
-	if err != nil {
-		return nil, err
-	}
 	client, err := coreClient(rc)
 	if err != nil {
 		return nil, err
 	}
-	r := &Resolver{cfg: cfg, logger: logger, own: own, client: client, dirty: make(chan struct{}, 1), syncLost: make(chan struct{}, 1),
-		byIP: map[netip.Addr]cluster.Pod{}, byNetns: map[uint64]cluster.Pod{}, byIface: map[int]cluster.Pod{}}
+	r := &Resolver{cfg: cfg, logger: logger, client: client, dirty: make(chan struct{}, 1), syncLost: make(chan struct{}, 1),
+		byIP: map[netip.Addr]cluster.Pod{}}
 	inf, err := r.startInformers(ctx)
 	if err != nil {
 		return nil, err
@@ -420,8 +407,7 @@ func (r *Resolver) loop(ctx context.Context) {
 	}
 }
 
-// rebuild recomputes every map from the informers' caches and the node's
-// network namespaces.
+// rebuild recomputes the index from the informers' caches.
 func (r *Resolver) rebuild() {
 	inf := r.inf.Load()
 	var pods []*corev1.Pod
@@ -450,27 +436,6 @@ func (r *Resolver) rebuild() {
 			byIP[a.Unmap()] = name
 		}
 	}
-	byNetns, byIface := map[uint64]cluster.Pod{}, map[int]cluster.Pod{}
-	if len(byIP) > 0 {
-		for ino, path := range netnsnames.List(r.cfg.ProcPath, r.cfg.PinDirs) {
-			if ino == r.own {
-				continue
-			}
-			addrs, peers, err := inspect(path)
-			if err != nil {
-				continue
-			}
-			for _, a := range addrs {
-				if pod, ok := byIP[a]; ok {
-					byNetns[ino] = pod
-					for _, idx := range peers {
-						byIface[idx] = pod
-					}
-					break
-				}
-			}
-		}
-	}
 	var peers []cluster.Node
 	for _, o := range inf.nodes.GetStore().List() {
 		n, ok := o.(*corev1.Node)
@@ -488,8 +453,11 @@ func (r *Resolver) rebuild() {
 	}
 	sort.Slice(peers, func(i, j int) bool { return peers[i].Name < peers[j].Name })
 	r.mu.Lock()
-	r.byIP, r.byNetns, r.byIface, r.peers, r.podCount = byIP, byNetns, byIface, peers, len(pods)
+	r.byIP, r.peers, r.podCount = byIP, peers, len(pods)
 	r.mu.Unlock()
+	if r.cfg.Changed != nil {
+		r.cfg.Changed()
+	}
 }
 
 // OverlayAnnotation names a node's overlay address explicitly, for CNIs
@@ -508,43 +476,6 @@ func overlayIP(n *corev1.Node) netip.Addr {
 		return p.Masked().Addr().Next()
 	}
 	return netip.Addr{}
-}
-
-// inspect lists a namespace's addresses, and the host-side ifindexes of its
-// veths (a veth's IFLA_LINK is its peer's index, in the peer's namespace:
-// for a pod's eth0, the host end).
-func inspect(path string) ([]netip.Addr, []int, error) {
-	h, err := netns.GetFromPath(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer h.Close()
-	nl, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE) // route only: NETLINK_XFRM needs xfrm_user, often a module not loaded
-	if err != nil {
-		return nil, nil, err
-	}
-	defer nl.Close()
-	addrs, err := nl.AddrList(nil, netlink.FAMILY_ALL)
-	if err != nil {
-		return nil, nil, err
-	}
-	var out []netip.Addr
-	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok {
-			out = append(out, ip.Unmap())
-		}
-	}
-	links, err := nl.LinkList()
-	if err != nil {
-		return out, nil, nil
-	}
-	var peers []int
-	for _, l := range links {
-		if _, ok := l.(*netlink.Veth); ok && l.Attrs().ParentIndex > 0 {
-			peers = append(peers, l.Attrs().ParentIndex)
-		}
-	}
-	return out, peers, nil
 }
 
 var (
@@ -575,7 +506,9 @@ func (r *Resolver) Collect(ch chan<- prometheus.Metric) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	ch <- prometheus.MustNewConstMetric(podsDesc, prometheus.GaugeValue, float64(r.podCount))
-	ch <- prometheus.MustNewConstMetric(attributedDesc, prometheus.GaugeValue, float64(len(r.byNetns)))
+	if r.cfg.Attributed != nil {
+		ch <- prometheus.MustNewConstMetric(attributedDesc, prometheus.GaugeValue, float64(r.cfg.Attributed()))
+	}
 	ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(len(r.peers)))
 	ch <- prometheus.MustNewConstMetric(podsOverflowDesc, prometheus.GaugeValue, float64(max(0, r.podCount-r.cfg.MaxPods)))
 	ok := 0.0
@@ -585,15 +518,7 @@ func (r *Resolver) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(syncOKDesc, prometheus.GaugeValue, ok)
 }
 
-// ByNetns implements cluster.Resolver.
-func (r *Resolver) ByNetns(inode uint64) (cluster.Pod, bool) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	p, ok := r.byNetns[inode]
-	return p, ok
-}
-
-// ByIP implements cluster.Resolver.
+// ByIP implements hostnet.PodIndex.
 func (r *Resolver) ByIP(addr netip.Addr) (cluster.Pod, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -601,15 +526,7 @@ func (r *Resolver) ByIP(addr netip.Addr) (cluster.Pod, bool) {
 	return p, ok
 }
 
-// ByHostInterface implements cluster.Resolver.
-func (r *Resolver) ByHostInterface(ifindex int) (cluster.Pod, bool) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	p, ok := r.byIface[ifindex]
-	return p, ok
-}
-
-// PeerNodes implements cluster.Resolver.
+// PeerNodes implements hostnet.PodIndex.
 func (r *Resolver) PeerNodes() []cluster.Node {
 	r.mu.RLock()
 	defer r.mu.RUnlock()

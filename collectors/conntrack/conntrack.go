@@ -9,8 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,7 +147,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	limit, ok := s.limit, s.hasLimit
 	if !ok {
 		// Kernels before 4.18 do not report the limit over ctnetlink.
-		limit, ok = readLimit(c.deps.ProcPath)
+		limit, ok = readLimit(c.deps.Proc)
 	}
 	if ok {
 		ch <- prometheus.MustNewConstMetric(limitDesc, prometheus.GaugeValue, float64(limit))
@@ -174,8 +172,8 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	return nil
 }
 
-func readLimit(procPath string) (uint64, bool) {
-	b, err := os.ReadFile(filepath.Join(procPath, "sys/net/netfilter/nf_conntrack_max"))
+func readLimit(proc collectors.ProcFS) (uint64, bool) {
+	b, err := proc.ReadFile("sys/net/netfilter/nf_conntrack_max")
 	if err != nil {
 		return 0, false
 	}

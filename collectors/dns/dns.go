@@ -20,10 +20,10 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/netsonde/netsonde/agent/hostnet"
 	bpfdns "github.com/netsonde/netsonde/bpf/dns"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/collectors/drops"
-	"github.com/netsonde/netsonde/netnsnames"
 )
 
 // Spec is the dns collector's line in the agent's table.
@@ -225,7 +225,7 @@ func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Coll
 	if err != nil {
 		return nil, collectors.Down("no_btf", err)
 	}
-	own, err := netnsnames.Inode("/proc/thread-self/ns/net")
+	own, err := hostnet.OwnInode()
 	if err != nil {
 		return nil, collectors.Down("netns", err)
 	}
@@ -302,15 +302,12 @@ func (c *collector) sweep() {
 	}
 }
 
-// pinDirs are where runtimes pin network namespaces (as netnsnames).
-var pinDirs = []string{"/run/netns", "/var/run/netns"}
-
-// forgetGone deletes the counters of namespaces gone for forgetAfter. It
-// looks at most every few seconds: a walk of /proc is O(processes).
+// forgetGone deletes the counters of namespaces gone for forgetAfter, as
+// the host network view sees them; it looks at most every few seconds.
 // Called with c.mu held.
 func (c *collector) forgetGone(counts bpfdns.Counts) {
-	now := time.Now()
-	if now.Sub(c.lastCheck) < min(c.forgetAfter/2, 10*time.Second) {
+	now := c.deps.Now()
+	if c.deps.Net == nil || now.Sub(c.lastCheck) < min(c.forgetAfter/2, 10*time.Second) {
 		return
 	}
 	c.lastCheck = now
@@ -318,10 +315,14 @@ func (c *collector) forgetGone(counts bpfdns.Counts) {
 	for ns := range c.swept {
 		used[ns] = true
 	}
-	alive := netnsnames.List(c.deps.ProcPath, pinDirs)
+	snap := c.deps.Net.Snapshot()
 	gone := map[uint32]bool{}
 	for ns := range used {
-		if ns == 0 || ns == c.own || alive[uint64(ns)] != "" {
+		_, state, _ := snap.Lookup(uint64(ns))
+		if state == hostnet.Unknown && ns != 0 && ns != c.own {
+			c.deps.Net.Miss(uint64(ns))
+		}
+		if ns == 0 || ns == c.own || state == hostnet.Present {
 			delete(c.missing, ns)
 			continue
 		}

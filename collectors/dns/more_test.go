@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/internal/testenv"
-	"github.com/netsonde/netsonde/netnsnames"
 )
 
 // TestNftDropsQueries: nft in the resolver's namespace drops 10 queries on
@@ -411,7 +411,7 @@ func TestSeriesOfDeletedNamespaceGo(t *testing.T) {
 		// The kernel hands a freed namespace inode to the next namespace
 		// made on the machine (other tests make them all the time): then
 		// it is alive again, and rightly not forgotten.
-		if netnsnames.List("/proc", []string{"/run/netns"})[ino] != "" {
+		if hostnet.List("/proc", []string{"/run/netns"})[ino] != "" {
 			t.Logf("inode %d was reused by a new namespace; nothing to forget", ino)
 			return true
 		}

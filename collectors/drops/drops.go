@@ -5,6 +5,7 @@ package drops
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/bits"
 	"runtime/debug"
@@ -14,10 +15,10 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/netsonde/netsonde/agent/hostnet"
 	bpfdrops "github.com/netsonde/netsonde/bpf/drops"
 	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/collectors"
-	"github.com/netsonde/netsonde/netnsnames"
 )
 
 // Spec is the drops collector's line in the agent's table.
@@ -43,7 +44,6 @@ type config struct {
 	btfDir    *string
 	forgetFor *time.Duration
 	mapSize   *uint32
-	namesTTL  *time.Duration
 }
 
 func setup(app *kingpin.Application) collectors.Factory {
@@ -54,8 +54,6 @@ func setup(app *kingpin.Application) collectors.Factory {
 			Default("").String(),
 		btfDir: app.Flag("drops.btf-dir", "Where the kernel's BTF is (drop reason names).").
 			Default("/sys/kernel/btf").String(),
-		namesTTL: app.Flag("drops.names-ttl", "How long interface names of other network namespaces are cached.").
-			Default("30s").Hidden().Duration(),
 		mapSize: app.Flag("drops.map-size", "Distinct (reason, protocol, interface, namespace) keys the kernel map holds; drops beyond it are still counted by reason, without the other labels. At the default, a per-CPU table of 256 hot keys sits in front of the map (the fast path); below it, that table is off and this is the exact bound.").
 			Default("8192").Uint32(),
 		forgetFor: app.Flag("drops.forget-after", "Forget counters of an interface or network namespace this long after it disappeared, so their series go with them.").
@@ -70,7 +68,6 @@ type collector struct {
 	deps      collectors.Deps
 	probe     *bpfdrops.Probe
 	reasons   reasonNames
-	names     *netnsnames.Resolver
 	forgetFor time.Duration
 	mu        sync.Mutex // one Collect at a time: it deletes stale keys
 
@@ -106,12 +103,11 @@ func start(deps collectors.Deps, c config) (collectors.Collector, error) {
 		return nil, collectors.BPFLoadDown(err, "attach_failed")
 	}
 	deps.Logger.Info("drop counter attached", "hook", probe.Hook(), "tried", probe.Tried()[bpfdrops.Program], "reasons", len(reasons))
-	names, err := netnsnames.New(netnsnames.Options{Links: deps.Links, ProcPath: deps.ProcPath, TTL: *c.namesTTL})
-	if err != nil {
+	if deps.Net == nil {
 		probe.Close()
-		return nil, collectors.Down("netns", err)
+		return nil, collectors.Down("no_netlink", errors.New("the agent has no view of the host's network to name interfaces"))
 	}
-	return &collector{deps: deps, probe: probe, reasons: reasons, names: names, forgetFor: *c.forgetFor,
+	return &collector{deps: deps, probe: probe, reasons: reasons, forgetFor: *c.forgetFor,
 		series: collectors.NewSeriesCache[labels](dropsDesc, prometheus.CounterValue),
 		last:   map[bpfdrops.Key]labels{}, missing: map[bpfdrops.Key]time.Time{}, retired: map[labels]uint64{},
 		sums: map[labels]uint64{}, alive: map[uint64]bool{}, spare: map[bpfdrops.Key]labels{}, live: map[labels]bool{}}, nil
@@ -138,15 +134,23 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	}
 	var stale []bpfdrops.Key
 	forgotten := map[labels]uint64{}
-	now := time.Now()
+	now := c.deps.Now()
+	snap := c.deps.Net.Snapshot()
 	for k, v := range counts.ByKey {
 		l := labels{reason: c.reasons.name(k.Reason), protocol: protocolName(k.Protocol)}
 		if k.Netns != 0 {
 			alive[uint64(k.Netns)] = true
-			res := c.names.Name(uint64(k.Netns), int(k.Ifindex))
+			res := c.name(snap, uint64(k.Netns), int(k.Ifindex))
+			if res.unknown {
+				// A namespace the view has not read yet (created since
+				// its last walk): asked for, and counted on a later
+				// scrape under its names rather than now without them.
+				c.deps.Net.Miss(uint64(k.Netns))
+				continue
+			}
 			last, known := c.last[k]
-			foreign := uint64(k.Netns) != c.names.Own()
-			if gone := res.GoneFor > 0 || (k.Ifindex != 0 && !res.Found); gone && known {
+			foreign := uint64(k.Netns) != snap.Own()
+			if gone := res.gone || (k.Ifindex != 0 && !res.found); gone && known {
 				// The interface or its namespace is gone: keep the counts
 				// under the labels they had, so no series jumps, until
 				// they are forgotten.
@@ -165,7 +169,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 				}
 			} else {
 				delete(c.missing, k)
-				l.iface = res.Name
+				l.iface = res.name
 				if foreign {
 					pod, _ := c.deps.Pods.ByNetns(uint64(k.Netns))
 					l.namespace, l.pod = pod.Namespace, pod.Name
@@ -219,8 +223,40 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		c.probe.Forget(stale)
 		c.deps.Logger.Debug("forgot drop counters of vanished namespaces", "keys", len(stale))
 	}
-	c.names.Forget(alive)
 	return nil
+}
+
+// ifName is an interface's name as the host network view knows it.
+type ifName struct {
+	name  string
+	found bool
+	// gone: the namespace was found before and is not now; unknown: the
+	// view has not met the namespace at all yet.
+	gone, unknown bool
+}
+
+// name names ifindex in namespace netns from the snapshot and the live
+// link view: memory only, no netlink on the scrape path.
+func (c *collector) name(snap *hostnet.Snapshot, netns uint64, ifindex int) ifName {
+	if netns == snap.Own() {
+		if ifindex == 0 {
+			return ifName{}
+		}
+		l, ok := c.deps.Net.ByIndex(ifindex)
+		return ifName{name: l.Name, found: ok}
+	}
+	ns, state, _ := snap.Lookup(netns)
+	switch state {
+	case hostnet.Unknown:
+		return ifName{unknown: true}
+	case hostnet.Gone:
+		return ifName{gone: true}
+	}
+	if ifindex == 0 {
+		return ifName{}
+	}
+	l, ok := ns.Links[ifindex]
+	return ifName{name: l.Name, found: ok}
 }
 
 func (c *collector) Close() error { return c.probe.Close() }

@@ -265,7 +265,7 @@ func TestDropsCountedWhenMapFull(t *testing.T) {
 func TestSeriesOfDeletedInterfaceGoes(t *testing.T) {
 	nsAgent := testenv.NewNetns(t)
 	nsA := testenv.NewNetns(t)
-	a := testenv.StartAgent(t, nsAgent, "--collector.disable-defaults", "--collector.drops", "--drops.forget-after=2s", "--drops.names-ttl=500ms")
+	a := testenv.StartAgent(t, nsAgent, "--collector.disable-defaults", "--collector.drops", "--drops.forget-after=2s", "--hostnet.refresh-interval=500ms")
 	p := newPair(t, nsAgent, nsA, 4)
 	dropRule(t, nsA, 9999)
 	p.send(t, 9999, 200)
@@ -376,7 +376,7 @@ func TestNetnsChurnBounded(t *testing.T) {
 		each = 2
 	)
 	nsAgent := testenv.NewNetns(t)
-	a := testenv.StartAgent(t, nsAgent, "--collector.disable-defaults", "--collector.drops", "--drops.forget-after=2s", "--drops.names-ttl=500ms")
+	a := testenv.StartAgent(t, nsAgent, "--collector.disable-defaults", "--collector.drops", "--drops.forget-after=2s", "--hostnet.refresh-interval=500ms")
 	lo := map[string]string{"reason": "NO_SOCKET", "interface": "lo"}
 	gauge := func(m testenv.Metrics, name string) float64 { v, _ := m.Value(name, nil); return v }
 	m := a.Scrape(t)

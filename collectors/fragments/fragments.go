@@ -19,11 +19,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
+	"github.com/netsonde/netsonde/agent/hostnet"
 	bpffrag "github.com/netsonde/netsonde/bpf/fragments"
 	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/collectors"
-	"github.com/netsonde/netsonde/linkwatch"
-	"github.com/netsonde/netsonde/netnsnames"
 )
 
 // Spec is the fragments collector's line in the agent's table.
@@ -90,14 +89,10 @@ type collector struct {
 }
 
 func start(ctx context.Context, deps collectors.Deps, cfg config) (collectors.Collector, error) {
-	if deps.Links == nil {
+	if deps.Net == nil {
 		return nil, collectors.Down("no_netlink", errors.New("the agent has no netlink link view"))
 	}
-	own, err := netnsnames.Inode("/proc/thread-self/ns/net")
-	if err != nil {
-		return nil, collectors.Down("netns", err)
-	}
-	opts := bpffrag.Options{OwnNetns: uint32(own), Mode: *cfg.attach, ICMPGroup: *cfg.icmpGroup, BTF: deps.BTF}
+	opts := bpffrag.Options{OwnNetns: uint32(deps.Net.Snapshot().Own()), Mode: *cfg.attach, ICMPGroup: *cfg.icmpGroup, BTF: deps.BTF}
 	if *cfg.icmpAttach != "auto" {
 		opts.ICMPHooks = []string{*cfg.icmpAttach}
 	}
@@ -109,7 +104,7 @@ func start(ctx context.Context, deps collectors.Deps, cfg config) (collectors.Co
 		deps.Logger.Warn("ICMP frag-needed sent by this host will not be counted; fragments still are", "err", err)
 	}
 	col := &collector{deps: deps, cfg: cfg, c: c, done: make(chan struct{})}
-	changed, unsubscribe := deps.Links.Subscribe()
+	changed, unsubscribe := deps.Net.Subscribe()
 	col.sync(true)
 	c.EndStartup(func(ifindex int, err error) {
 		deps.Logger.Warn("interface stays on its start-up tc filter; fragments still counted", "ifindex", ifindex, "err", err)
@@ -139,8 +134,8 @@ func start(ctx context.Context, deps collectors.Deps, cfg config) (collectors.Co
 // the rest of a large start-up inventory takes the fast path (see
 // bpffrag.Counter).
 func (c *collector) sync(first bool) {
-	links := c.deps.Links.Links()
-	want := make(map[int]linkwatch.Link, len(links))
+	links := c.deps.Net.Links()
+	want := make(map[int]hostnet.Link, len(links))
 	for _, l := range links {
 		if c.cfg.include.MatchString(l.Name) && !c.cfg.exclude.MatchString(l.Name) {
 			want[l.Index] = l
@@ -152,7 +147,7 @@ func (c *collector) sync(first bool) {
 			c.c.Detach(idx)
 		}
 	}
-	todo := make(chan linkwatch.Link)
+	todo := make(chan hostnet.Link)
 	var wg sync.WaitGroup
 	for range c.cfg.workers {
 		wg.Add(1)
@@ -181,16 +176,16 @@ func (c *collector) sync(first bool) {
 	c.wanted.Store(int64(len(want)))
 }
 
-func (c *collector) attach(l linkwatch.Link) {
+func (c *collector) attach(l hostnet.Link) {
 	if err := c.c.Attach(l.Index, l.Attrs.Attrs().EncapType != "ether"); err != nil {
 		c.fail(l, err)
 	}
 }
 
-func (c *collector) fail(l linkwatch.Link, err error) {
+func (c *collector) fail(l hostnet.Link, err error) {
 	// An interface deleted while we attached is not a failure: the next
 	// sync drops it from the wanted set.
-	if _, still := c.deps.Links.ByIndex(l.Index); !still || errors.Is(err, unix.ENODEV) {
+	if _, still := c.deps.Net.ByIndex(l.Index); !still || errors.Is(err, unix.ENODEV) {
 		return
 	}
 	c.failures.Add(1)
@@ -229,7 +224,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	}
 	var stale []bpffrag.Key
 	for k, v := range counts {
-		l, ok := c.deps.Links.ByIndex(int(k.Ifindex))
+		l, ok := c.deps.Net.ByIndex(int(k.Ifindex))
 		if !ok {
 			stale = append(stale, k) // the interface is gone: so is its series
 			continue
@@ -253,7 +248,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	if len(stale) > 0 {
 		c.c.Forget(stale)
 	}
-	events, err := readSNMP(c.deps.ProcPath)
+	events, err := readSNMP(c.deps.Proc)
 	if err != nil {
 		return collectors.Down("snmp", err)
 	}

@@ -2,12 +2,15 @@ package fragments
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"io/fs"
 	"strconv"
 	"strings"
+
+	"github.com/netsonde/netsonde/collectors"
 )
 
 // The kernel's own fragmentation and reassembly counters, by the names
@@ -24,16 +27,25 @@ var snmpEvents = []struct{ event, v4, v6 string }{
 }
 
 // readSNMP returns event -> family -> value for the agent's namespace
-// (procfs's net/ is the reading process's namespace). Two small files: no
-// cost worth caching.
-func readSNMP(procPath string) (map[string]map[string]uint64, error) {
+// (procfs's net/ is the reading process's namespace). Two small files of
+// the kernel's own counters: no cost worth caching.
+func readSNMP(proc collectors.ProcFS) (map[string]map[string]uint64, error) {
 	out := map[string]map[string]uint64{}
-	v4, err := readSNMP4(filepath.Join(procPath, "net/snmp"))
+	b, err := proc.ReadFile("net/snmp")
 	if err != nil {
 		return nil, err
 	}
-	v6, err := readSNMP6(filepath.Join(procPath, "net/snmp6"))
-	if err != nil && !os.IsNotExist(err) { // no IPv6 in this kernel
+	v4, err := parseSNMP4(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("net/snmp: %w", err)
+	}
+	var v6 map[string]uint64
+	switch b, err := proc.ReadFile("net/snmp6"); {
+	case err == nil:
+		if v6, err = parseSNMP6(bytes.NewReader(b)); err != nil {
+			return nil, fmt.Errorf("net/snmp6: %w", err)
+		}
+	case !errors.Is(err, fs.ErrNotExist): // no IPv6 in this kernel
 		return nil, err
 	}
 	for _, e := range snmpEvents {
@@ -44,20 +56,6 @@ func readSNMP(procPath string) (map[string]map[string]uint64, error) {
 		if v, ok := v6[e.v6]; ok {
 			out[e.event]["ipv6"] = v
 		}
-	}
-	return out, nil
-}
-
-// readSNMP4 parses the "Ip:" header and value lines of /proc/net/snmp.
-func readSNMP4(path string) (map[string]uint64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	out, err := parseSNMP4(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return out, nil
 }
@@ -94,16 +92,6 @@ func parseSNMP4(r io.Reader) (map[string]uint64, error) {
 		return nil, err
 	}
 	return nil, fmt.Errorf("no Ip: lines")
-}
-
-// readSNMP6 parses "Name value" lines of /proc/net/snmp6.
-func readSNMP6(path string) (map[string]uint64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return parseSNMP6(f)
 }
 
 // parseSNMP6 reads "Name value" lines; others are skipped.

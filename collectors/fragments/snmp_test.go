@@ -6,12 +6,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/netsonde/netsonde/collectors"
 )
 
 // The kernel's fragmentation counters from a fixture procfs (this
 // machine's /proc/net/snmp{,6} with distinct values written in).
 func TestReadSNMPFixture(t *testing.T) {
-	got, err := readSNMP("testdata/proc")
+	got, err := readSNMP(collectors.ProcDir("testdata/proc"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +40,7 @@ func TestReadSNMPFixture(t *testing.T) {
 func TestReadSNMPWithoutIPv6(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir+"/net/snmp", "Ip: FragCreates ReasmOKs\nIp: 5 6\n")
-	got, err := readSNMP(dir)
+	got, err := readSNMP(collectors.ProcDir(dir))
 	if err != nil {
 		t.Fatal(err)
 	}

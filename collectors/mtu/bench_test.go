@@ -10,9 +10,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
-	"github.com/netsonde/netsonde/linkwatch"
 )
 
 // pods names the host ends of the first 110 interfaces.
@@ -29,11 +29,11 @@ func (pods) ByHostInterface(i int) (cluster.Pod, bool) {
 func (pods) PeerNodes() []cluster.Node { return nil }
 
 func newBench(b testing.TB) collectors.Collector {
-	links := make([]linkwatch.Link, 1000)
+	links := make([]hostnet.Link, 1000)
 	for i := range links {
-		links[i] = linkwatch.Link{Index: i + 1, Name: fmt.Sprintf("veth%04d", i), Kind: "veth", MTU: 1500}
+		links[i] = hostnet.Link{Index: i + 1, Name: fmt.Sprintf("veth%04d", i), Kind: "veth", MTU: 1500}
 	}
-	c, err := New(context.Background(), collectors.Deps{Logger: slog.Default(), Links: linkwatch.NewStatic(links), Pods: pods{}})
+	c, err := New(context.Background(), collectors.Deps{Logger: slog.Default(), Net: hostnet.Fixed(1, links, nil), Pods: pods{}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func BenchmarkCollectConstMetric(b *testing.B) {
 	var m dto.Metric
 	b.ReportAllocs()
 	for b.Loop() {
-		links := c.deps.Links.Links()
+		links := c.deps.Net.Links()
 		seen := make(map[string]bool, len(links))
 		for i := len(links) - 1; i >= 0; i-- {
 			l := links[i]

@@ -38,7 +38,7 @@ type mtuKey struct {
 
 // New builds the collector. It needs the agent's link view.
 func New(_ context.Context, deps collectors.Deps) (collectors.Collector, error) {
-	if deps.Links == nil {
+	if deps.Net == nil {
 		return nil, collectors.Down("no_netlink", errors.New("the agent has no netlink link view"))
 	}
 	return &collector{deps: deps, series: collectors.NewSeriesCache[mtuKey](mtuDesc, prometheus.GaugeValue)}, nil
@@ -48,7 +48,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	// Names are unique in a namespace, but a dump that raced a rename can
 	// hold one name twice for an instant; a page must never repeat a series,
 	// so the newer interface (higher index) wins.
-	links := c.deps.Links.Links()
+	links := c.deps.Net.Links()
 	seen := make(map[string]bool, len(links))
 	for i := len(links) - 1; i >= 0; i-- {
 		l := links[i]

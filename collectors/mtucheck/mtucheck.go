@@ -41,35 +41,37 @@ var (
 )
 
 type config struct {
-	cniDir    *string
-	peerEvery *time.Duration
-	pmtu      pmtuConfig
+	cniDir *string
+	pmtu   pmtuConfig
 }
 
 func setup(app *kingpin.Application) collectors.Factory {
 	c := config{
 		cniDir: app.Flag("mtucheck.cni-dir", "CNI configuration directory; its first config's mtu is compared with pod interfaces.").
 			Default("/etc/cni/net.d").String(),
-		peerEvery: app.Flag("mtucheck.peer-interval", "How often the far ends of veths in other namespaces (pods' eth0) are read, for differs_from_peer.").
-			Default("30s").Duration(),
 		pmtu: pmtuFlags(app),
 	}
 	return func(ctx context.Context, deps collectors.Deps) (collectors.Collector, error) {
-		if deps.Links == nil {
+		if deps.Net == nil {
 			return nil, collectors.Down("no_netlink", errors.New("the agent has no netlink link view"))
 		}
 		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			return nil, collectors.Down("no_netlink", err)
 		}
-		col := &collector{deps: deps, cniDir: *c.cniDir, nl: h,
-			peers: &peerMTUs{links: deps.Links, procPath: deps.ProcPath, every: *c.peerEvery}}
-		peerCtx, stopPeers := context.WithCancel(ctx)
-		col.stopPeers = stopPeers
-		go col.peers.run(peerCtx)
+		col := &collector{deps: deps, cniDir: *c.cniDir, nl: h}
+		col.routes = newRouteCache(col.route)
+		// The first look is made now, so the first scrape has verdicts;
+		// then link changes and a ticker keep routes and CNI current.
+		col.background()
+		bgCtx, stop := context.WithCancel(ctx)
+		col.stop = stop
+		col.done = make(chan struct{})
+		go col.run(bgCtx)
 		col.prober, err = startProber(ctx, deps, c.pmtu)
 		if err != nil {
-			stopPeers()
+			stop()
+			<-col.done
 			h.Close()
 			return nil, collectors.Down("bad_flag", err)
 		}
@@ -82,36 +84,71 @@ type collector struct {
 	cniDir string
 	nl     *netlink.Handle
 	prober *prober
-	peers  *peerMTUs
-	// stopPeers ends the peer refresher.
-	stopPeers context.CancelFunc
+	routes *routeCache
+	stop   context.CancelFunc
+	done   chan struct{}
 
 	mu      sync.Mutex
-	cniRead time.Time
 	cni     int
 	cniFile string
 }
 
-// cniEvery bounds how often the CNI directory is re-read: a few small
-// files, but I/O all the same.
-const cniEvery = 10 * time.Second
+// backgroundEvery is how often routes and the CNI directory are read
+// again without a link change (a route or a CNI config may change alone).
+const backgroundEvery = 10 * time.Second
+
+func (c *collector) run(ctx context.Context) {
+	defer close(c.done)
+	changed, unsubscribe := c.deps.Net.Subscribe()
+	defer unsubscribe()
+	t := time.NewTicker(backgroundEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-t.C:
+		}
+		c.background()
+	}
+}
+
+// background does the I/O the verdicts need, off the scrape path: the CNI
+// configuration, and the routes the current links ask for.
+func (c *collector) background() {
+	mtu, file, err := cniMTU(c.cniDir)
+	if err != nil {
+		c.deps.Logger.Warn("CNI config unreadable", "err", err)
+	}
+	c.mu.Lock()
+	c.cni, c.cniFile = mtu, file
+	c.mu.Unlock()
+	// A dry run of the check records every destination it routes now;
+	// destinations only gone links asked for are dropped.
+	c.routes.forget()
+	check(c.deps.Net.Links(), c.routes.record, mtu, func(int) (int, bool) { return 0, false })
+	c.routes.refresh()
+}
 
 func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
 	c.mu.Lock()
-	if time.Since(c.cniRead) > cniEvery {
-		mtu, file, err := cniMTU(c.cniDir)
-		if err != nil {
-			c.deps.Logger.Warn("CNI config unreadable", "err", err)
-		}
-		c.cni, c.cniFile, c.cniRead = mtu, file, time.Now()
-	}
 	cni, cniFile := c.cni, c.cniFile
 	c.mu.Unlock()
 	if cni > 0 {
 		ch <- prometheus.MustNewConstMetric(cniDesc, prometheus.GaugeValue, float64(cni), cniFile)
 	}
-
-	for _, v := range check(c.deps.Links.Links(), c.route, cni, c.peers.of) {
+	// The far ends of veths (pods' eth0) as the host network view last
+	// read them.
+	snap := c.deps.Net.Snapshot()
+	peerMTU := func(ifindex int) (int, bool) {
+		l, ok := c.deps.Net.ByIndex(ifindex)
+		if !ok {
+			return 0, false
+		}
+		return snap.PeerMTU(l)
+	}
+	for _, v := range check(c.deps.Net.Links(), c.routes.record, cni, peerMTU) {
 		if v.expected > 0 {
 			ch <- prometheus.MustNewConstMetric(expectedDesc, prometheus.GaugeValue, float64(v.expected), v.iface)
 		}
@@ -125,6 +162,55 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	}
 	c.prober.collect(ch)
 	return nil
+}
+
+// routeCache answers route lookups from memory on the scrape path; the
+// background fills it with the kernel's answers for every destination
+// asked (a route lookup is a netlink round trip).
+type routeCache struct {
+	lookup routeLookup
+	mu     sync.Mutex
+	dst    map[string]net.IP
+	dev    map[string]int
+}
+
+func newRouteCache(lookup routeLookup) *routeCache {
+	return &routeCache{lookup: lookup, dst: map[string]net.IP{}, dev: map[string]int{}}
+}
+
+// record answers from memory and notes dst as wanted: an unknown
+// destination has no device until the next refresh.
+func (r *routeCache) record(dst net.IP) int {
+	k := dst.String()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dst[k] = dst
+	return r.dev[k]
+}
+
+// refresh looks every recorded destination up again.
+func (r *routeCache) refresh() {
+	r.mu.Lock()
+	dsts := make(map[string]net.IP, len(r.dst))
+	for k, v := range r.dst {
+		dsts[k] = v
+	}
+	r.mu.Unlock()
+	dev := make(map[string]int, len(dsts))
+	for k, d := range dsts {
+		dev[k] = r.lookup(d)
+	}
+	r.mu.Lock()
+	r.dev = dev
+	r.mu.Unlock()
+}
+
+// forget drops every recorded destination (their last answers stay until
+// the next refresh).
+func (r *routeCache) forget() {
+	r.mu.Lock()
+	clear(r.dst)
+	r.mu.Unlock()
 }
 
 // route asks the kernel which device a packet to dst leaves by (nil: the
@@ -150,7 +236,8 @@ func (c *collector) route(dst net.IP) int {
 }
 
 func (c *collector) Close() error {
-	c.stopPeers()
+	c.stop()
+	<-c.done
 	c.prober.stop()
 	c.nl.Close()
 	return nil

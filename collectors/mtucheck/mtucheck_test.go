@@ -46,7 +46,7 @@ func TestOverlayAndPodMismatch(t *testing.T) {
 	node.Exec(t, "ip", "link", "set", "vx0", "mtu", "1500")
 	testenv.Run(t, "ip", "link", "add", "p0", "netns", node.Name, "mtu", "1500", "type", "veth", "peer", "name", "eth0", "netns", pod.Name)
 
-	a := testenv.StartAgent(t, node, "--collector.disable-defaults", "--collector.mtucheck", "--mtucheck.cni-dir="+cniDir, "--mtucheck.peer-interval=200ms")
+	a := testenv.StartAgent(t, node, "--collector.disable-defaults", "--collector.mtucheck", "--mtucheck.cni-dir="+cniDir, "--hostnet.refresh-interval=200ms")
 
 	// 1,500 - 50 (outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14).
 	waitValue(t, a, "netsonde_interface_expected_mtu_bytes", map[string]string{"interface": "vx0"}, 1450)

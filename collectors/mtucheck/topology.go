@@ -6,7 +6,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/netsonde/netsonde/linkwatch"
+	"github.com/netsonde/netsonde/agent/hostnet"
 )
 
 // overhead is what an encapsulation adds in front of the inner packet, by
@@ -59,8 +59,8 @@ const (
 
 // check judges every interface of one namespace. cniMTU is the MTU the
 // node's CNI configuration declares (0 if none).
-func check(links []linkwatch.Link, route routeLookup, cniMTU int, peerMTU func(ifindex int) (int, bool)) []verdict {
-	byIndex := make(map[int]linkwatch.Link, len(links))
+func check(links []hostnet.Link, route routeLookup, cniMTU int, peerMTU func(ifindex int) (int, bool)) []verdict {
+	byIndex := make(map[int]hostnet.Link, len(links))
 	for _, l := range links {
 		byIndex[l.Index] = l
 	}
@@ -129,7 +129,7 @@ func check(links []linkwatch.Link, route routeLookup, cniMTU int, peerMTU func(i
 
 // underlayOf finds the device a tunnel sends its encapsulated packets by:
 // the device it is bound to, else the route to its remote end.
-func underlayOf(l linkwatch.Link, route routeLookup) (int, net.IP) {
+func underlayOf(l hostnet.Link, route routeLookup) (int, net.IP) {
 	var bound int
 	var remote net.IP
 	switch t := l.Attrs.(type) {

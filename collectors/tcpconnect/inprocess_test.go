@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
+	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/collectors/tcpconnect"
@@ -49,8 +50,17 @@ func startInProcess(t *testing.T, named pods) func() testenv.Metrics {
 func startHook(t *testing.T, named pods, hook string) func() testenv.Metrics {
 	t.Helper()
 	testenv.RequireRoot(t)
-	c, err := tcpconnect.New(collectors.Deps{Logger: slog.New(slog.DiscardHandler), Pods: named},
-		tcpconnect.Options{Attach: hook, ForgetAfter: 200 * time.Millisecond, NamesTTL: 100 * time.Millisecond})
+	// The host network view as the agent runs it, reading namespaces
+	// again every 100 ms so that one deleted is seen gone soon.
+	view, err := hostnet.New(hostnet.Options{Interval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	view.Start(ctx)
+	c, err := tcpconnect.New(collectors.Deps{Logger: slog.New(slog.DiscardHandler), Pods: named, Net: view},
+		tcpconnect.Options{Attach: hook, ForgetAfter: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ package tcpconnect
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -14,10 +15,10 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/bpf/loader"
 	bpftc "github.com/netsonde/netsonde/bpf/tcpconnect"
 	"github.com/netsonde/netsonde/collectors"
-	"github.com/netsonde/netsonde/netnsnames"
 )
 
 // Spec is the collector's line in the agent's table.
@@ -46,16 +47,12 @@ type Options struct {
 	OwnOnly bool
 	// ForgetAfter is how long a vanished namespace's counters are kept.
 	ForgetAfter time.Duration
-	// NamesTTL is how long a namespace once found is taken to exist
-	// without looking again (0: netnsnames' default, 30 s).
-	NamesTTL time.Duration
 }
 
 // New loads the programs and returns the collector.
 func New(deps collectors.Deps, o Options) (collectors.Collector, error) {
-	names, err := netnsnames.New(netnsnames.Options{ProcPath: deps.ProcPath, TTL: o.NamesTTL})
-	if err != nil {
-		return nil, collectors.Down("netns", err)
+	if deps.Net == nil {
+		return nil, collectors.Down("no_netlink", errors.New("the agent has no view of the host's network namespaces"))
 	}
 	opts := bpftc.Options{BTF: deps.BTF}
 	if o.Attach != "" && o.Attach != "auto" {
@@ -67,7 +64,7 @@ func New(deps collectors.Deps, o Options) (collectors.Collector, error) {
 		return nil, collectors.BPFLoadDown(err, "attach_failed")
 	}
 	deps.Logger.Info("tcp connect counter attached", "hooks", c.Hooks())
-	return &collector{deps: deps, c: c, names: names, own: uint32(names.Own()), ownOnly: o.OwnOnly, forgetAfter: o.ForgetAfter,
+	return &collector{deps: deps, c: c, own: uint32(deps.Net.Snapshot().Own()), ownOnly: o.OwnOnly, forgetAfter: o.ForgetAfter,
 		retired: map[podKey]*bpftc.Stats{}}, nil
 }
 
@@ -94,7 +91,6 @@ var results = [4]string{"established", "refused", "timeout", "error"}
 type collector struct {
 	deps        collectors.Deps
 	c           *bpftc.Counter
-	names       *netnsnames.Resolver
 	own         uint32
 	ownOnly     bool
 	forgetAfter time.Duration
@@ -121,17 +117,19 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	sums := map[podKey]*bpftc.Stats{}
 	forgotten := map[podKey]*bpftc.Stats{}
 	var stale []uint32
-	alive := map[uint64]bool{}
+	snap := c.deps.Net.Snapshot()
+	now := c.deps.Now()
 	for ns, s := range all {
 		k, ok := c.pod(ns)
 		if !ok || (ns == bpftc.OverflowNetns && s == bpftc.Stats{}) {
 			continue // the overflow slot shows once it counts
 		}
 		if ns != c.own && ns != bpftc.OverflowNetns {
-			alive[uint64(ns)] = true
-			// Interface 1 is lo, in every namespace: asking for it says
-			// whether the namespace still exists.
-			if res := c.names.Name(uint64(ns), 1); res.GoneFor > c.forgetAfter {
+			_, state, since := snap.Lookup(uint64(ns))
+			if state == hostnet.Unknown {
+				c.deps.Net.Miss(uint64(ns)) // created since the view's last walk, or gone before it
+			}
+			if state == hostnet.Gone && now.Sub(since) > c.forgetAfter {
 				stale = append(stale, ns)
 				addTo(forgotten, k, &s)
 			}
@@ -153,7 +151,6 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		c.c.Forget(stale)
 		c.deps.Logger.Debug("tcpconnect: forgot counters of vanished namespaces", "namespaces", len(stale))
 	}
-	c.names.Forget(alive)
 	for k, s := range sums {
 		for i, r := range results {
 			ch <- prometheus.MustNewConstMetric(connectsDesc, prometheus.CounterValue, float64(s.Connects[i]), k.namespace, k.pod, r)

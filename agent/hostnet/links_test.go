@@ -1,4 +1,4 @@
-package linkwatch_test
+package hostnet_test
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/internal/testenv"
-	"github.com/netsonde/netsonde/linkwatch"
 )
 
 // With an event socket far too small for a burst of 600 new interfaces the
@@ -17,14 +17,14 @@ import (
 // link, and end with exactly the kernel's view.
 func TestResyncAfterOverflow(t *testing.T) {
 	ns := testenv.NewNetns(t)
-	var w *linkwatch.Watcher
+	var w *hostnet.Watcher
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	err := ns.Do(func() error {
 		var err error
 		// The kernel rounds the buffer up to its minimum (a few KiB):
 		// a handful of link messages.
-		w, err = linkwatch.New(slog.New(slog.DiscardHandler), linkwatch.Options{ReceiveBufferSize: 1})
+		w, err = hostnet.NewWatcher(slog.New(slog.DiscardHandler), hostnet.WatcherOptions{ReceiveBufferSize: 1})
 		if err != nil {
 			return err
 		}

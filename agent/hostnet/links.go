@@ -1,8 +1,9 @@
-// Package linkwatch keeps an in-memory view of the network interfaces of one
+package hostnet
+
+// The Watcher keeps an in-memory view of the network interfaces of one
 // network namespace, current from netlink link events. Scrapes read the view
 // and never touch sysfs: node_exporter's per-file sysfs reads block on the
 // RTNL lock for seconds on busy nodes.
-package linkwatch
 
 import (
 	"context"
@@ -40,7 +41,7 @@ type Link struct {
 // Watcher keeps the view. Create it with New and run it with Start.
 type Watcher struct {
 	logger *slog.Logger
-	opts   Options
+	opts   WatcherOptions
 	// ns is the namespace being watched, held open so that a resubscribe
 	// from any goroutine (any OS thread) watches the same one.
 	ns     netns.NsHandle
@@ -57,8 +58,8 @@ type Watcher struct {
 	resyncs int
 }
 
-// Options tune a Watcher; the zero value is right for production.
-type Options struct {
+// WatcherOptions tune a Watcher; the zero value is right for production.
+type WatcherOptions struct {
 	// ReceiveBufferSize of the event socket, in bytes (default 4 MiB).
 	// Thousands of veths appear at once on a busy node; a large buffer
 	// makes overflow, and the full re-read it costs, rare.
@@ -66,7 +67,7 @@ type Options struct {
 }
 
 // New makes a watcher for the calling thread's network namespace.
-func New(logger *slog.Logger, opts Options) (*Watcher, error) {
+func NewWatcher(logger *slog.Logger, opts WatcherOptions) (*Watcher, error) {
 	if opts.ReceiveBufferSize == 0 {
 		opts.ReceiveBufferSize = 4 << 20
 	}

@@ -1,0 +1,150 @@
+package hostnet
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// PinDirs are where runtimes pin network namespaces: ip netns, containerd
+// and CRI-O under /run/netns, older setups under /var/run/netns.
+var PinDirs = []string{"/run/netns", "/var/run/netns"}
+
+// Inode returns the inode of a namespace file (e.g. /proc/PID/ns/net):
+// the number BPF programs see as net->ns.inum.
+func Inode(path string) (uint64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return 0, fmt.Errorf("stat %s: %w", path, err)
+	}
+	return st.Ino, nil
+}
+
+// OwnInode is the inode of the calling thread's network namespace.
+func OwnInode() (uint64, error) { return Inode("/proc/thread-self/ns/net") }
+
+// List finds the node's network namespaces by inode, each with a path that
+// opens it: those pinned under pinDirs first, then those only held by
+// processes (procPath/PID/ns/net; procPath "" skips that walk, which is
+// O(processes)). It is the one walk of /proc for namespaces in netsonde.
+func List(procPath string, pinDirs []string) map[uint64]string {
+	out := map[uint64]string{}
+	for _, dir := range pinDirs {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			p := filepath.Join(dir, e.Name())
+			if ino, err := Inode(p); err == nil {
+				out[ino] = p
+			}
+		}
+	}
+	if procPath == "" {
+		return out
+	}
+	procs, _ := os.ReadDir(procPath)
+	for _, e := range procs {
+		if n := e.Name(); n[0] < '0' || n[0] > '9' {
+			continue
+		}
+		p := filepath.Join(procPath, e.Name(), "ns", "net")
+		if ino, err := Inode(p); err == nil {
+			if _, seen := out[ino]; !seen {
+				out[ino] = p
+			}
+		}
+	}
+	return out
+}
+
+// NsLink is an interface of another namespace, as one dump saw it.
+type NsLink struct {
+	Name string
+	MTU  int
+	// Kind as in Link ("veth", "device", ...).
+	Kind string
+	// PeerIndex is a veth's IFLA_LINK: its peer's ifindex in the peer's
+	// namespace (for a pod's eth0, the host end); 0 if none.
+	PeerIndex int
+}
+
+// Inspection is what one look into a namespace found.
+type Inspection struct {
+	// NsID is the id the agent's namespace gave this one (what a host-side
+	// veth's NetNsID names), -1 when none was given.
+	NsID  int
+	Links map[int]NsLink
+	Addrs []netip.Addr
+}
+
+// Source is every access to the kernel the view makes outside the link
+// subscription: the namespace walk and the per-namespace dumps. It is an
+// interface so a test can count the calls (none on the scrape path).
+type Source interface {
+	// Namespaces is List.
+	Namespaces() map[uint64]string
+	// Inspect dumps the links and addresses of the namespace at path.
+	Inspect(path string) (Inspection, error)
+}
+
+// KernelSource is the Source of the running kernel.
+type KernelSource struct {
+	ProcPath string
+	PinDirs  []string
+}
+
+// Namespaces implements Source.
+func (k KernelSource) Namespaces() map[uint64]string { return List(k.ProcPath, k.PinDirs) }
+
+// Inspect implements Source.
+func (k KernelSource) Inspect(path string) (Inspection, error) {
+	out := Inspection{NsID: -1}
+	f, err := os.Open(path)
+	if err != nil {
+		return out, err
+	}
+	if id, err := netlink.GetNetNsIdByFd(int(f.Fd())); err == nil {
+		out.NsID = id
+	}
+	f.Close()
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		return out, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer h.Close()
+	nl, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE) // route only: NETLINK_XFRM needs xfrm_user, often a module not loaded
+	if err != nil {
+		return out, fmt.Errorf("netlink in %s: %w", path, err)
+	}
+	defer nl.Close()
+	links, err := nl.LinkList()
+	if err != nil {
+		return out, fmt.Errorf("list links in %s: %w", path, err)
+	}
+	out.Links = make(map[int]NsLink, len(links))
+	for _, l := range links {
+		a := l.Attrs()
+		nl := NsLink{Name: a.Name, MTU: a.MTU, Kind: l.Type()}
+		if _, ok := l.(*netlink.Veth); ok {
+			nl.PeerIndex = a.ParentIndex
+		}
+		out.Links[a.Index] = nl
+	}
+	addrs, err := nl.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return out, fmt.Errorf("list addresses in %s: %w", path, err)
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && !ip.IsLoopback() {
+			out.Addrs = append(out.Addrs, ip.Unmap())
+		}
+	}
+	slices.SortFunc(out.Addrs, func(a, b netip.Addr) int { return a.Compare(b) })
+	return out, nil
+}

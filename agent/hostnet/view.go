@@ -1,0 +1,453 @@
+// Package hostnet is the agent's one view of the host's network: the links
+// of its own namespace (from the netlink subscription), the node's other
+// network namespaces (pinned under /run/netns or held by a process, found
+// by one walker), their interfaces, nsids and addresses, and the pods they
+// belong to (joined with agent/kube's index by address). It is refreshed
+// in the background and published as immutable snapshots, so a scrape
+// reads memory only: no netlink dump, no walk of /proc.
+package hostnet
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/netsonde/netsonde/cluster"
+)
+
+// PodIndex is what the view needs of the cluster: which pod has an
+// address, and the other nodes. agent/kube implements it.
+type PodIndex interface {
+	ByIP(addr netip.Addr) (cluster.Pod, bool)
+	PeerNodes() []cluster.Node
+}
+
+// Options for a View.
+type Options struct {
+	Logger *slog.Logger
+	// Links is the agent's own namespace's link view; nil without netlink.
+	Links *Watcher
+	// Source reads namespaces; KernelSource{ProcPath: "/proc", PinDirs: PinDirs} by default.
+	Source Source
+	// Own is the inode of the agent's namespace (read from the calling
+	// thread when 0).
+	Own uint64
+	// Interval is how often every namespace is read again, so renamed
+	// or deleted interfaces and changed MTUs inside pods show (default 10 s).
+	Interval time.Duration
+	// MinGap spaces the refreshes that events ask for (default 200 ms).
+	MinGap time.Duration
+	// GoneTTL is how long a vanished namespace is remembered as gone
+	// (default 30 min; collectors forget theirs long before).
+	GoneTTL time.Duration
+	// Now is the clock (time.Now by default).
+	Now func() time.Time
+}
+
+// Namespace is another network namespace of the node, as last read.
+type Namespace struct {
+	Inode uint64
+	// Path opens it (a pin under /run/netns, or /proc/PID/ns/net).
+	Path string
+	Inspection
+	// Read is when it was last read.
+	Read time.Time
+}
+
+// State of a namespace in a snapshot.
+type State int
+
+const (
+	// Unknown: the view has not met it (yet); Miss asks it to look.
+	Unknown State = iota
+	// Present: found by the last walk.
+	Present
+	// Gone: found before, or asked for, and not found since Since.
+	Gone
+)
+
+// Snapshot is the view at one moment. It is never modified once published:
+// read it freely, from any goroutine, without locks.
+type Snapshot struct {
+	Taken time.Time
+	own   uint64
+	ns    map[uint64]*Namespace
+	byID  map[int]*Namespace
+	gone  map[uint64]time.Time
+	// pods joined by address: namespace inode and host-side veth ifindex.
+	podByNetns map[uint64]cluster.Pod
+	podByIface map[int]cluster.Pod
+}
+
+// Own is the inode of the agent's namespace.
+func (s *Snapshot) Own() uint64 { return s.own }
+
+// Lookup returns a namespace by inode, its state, and since when it is
+// gone (zero unless Gone).
+func (s *Snapshot) Lookup(inode uint64) (*Namespace, State, time.Time) {
+	if n, ok := s.ns[inode]; ok {
+		return n, Present, time.Time{}
+	}
+	if since, ok := s.gone[inode]; ok {
+		return nil, Gone, since
+	}
+	return nil, Unknown, time.Time{}
+}
+
+// Namespaces returns every namespace present (not the agent's own).
+func (s *Snapshot) Namespaces() map[uint64]*Namespace { return s.ns }
+
+// ByNsID returns the namespace the agent's namespace knows by this nsid
+// (a host-side veth's NetNsID).
+func (s *Snapshot) ByNsID(id int) (*Namespace, bool) {
+	n, ok := s.byID[id]
+	return n, ok
+}
+
+// PeerMTU returns the MTU of the far end of a host-side veth whose peer
+// lives in another namespace (a pod's eth0).
+func (s *Snapshot) PeerMTU(l Link) (int, bool) {
+	if l.Kind != "veth" || l.NetNsID < 0 || l.ParentIndex <= 0 {
+		return 0, false
+	}
+	n, ok := s.byID[l.NetNsID]
+	if !ok {
+		return 0, false
+	}
+	peer, ok := n.Links[l.ParentIndex]
+	return peer.MTU, ok
+}
+
+// ByNetns returns the pod whose namespace has this inode.
+func (s *Snapshot) ByNetns(inode uint64) (cluster.Pod, bool) {
+	p, ok := s.podByNetns[inode]
+	return p, ok
+}
+
+// ByHostInterface returns the pod behind a host-side veth.
+func (s *Snapshot) ByHostInterface(ifindex int) (cluster.Pod, bool) {
+	p, ok := s.podByIface[ifindex]
+	return p, ok
+}
+
+// Attributed counts the pods whose namespace was found.
+func (s *Snapshot) Attributed() int { return len(s.podByNetns) }
+
+// View keeps the snapshots. Create it with New, run it with Start.
+type View struct {
+	opts   Options
+	logger *slog.Logger
+	snap   atomic.Pointer[Snapshot]
+	kick   chan struct{}
+
+	mu     sync.Mutex
+	pods   PodIndex
+	wanted map[uint64]time.Time // inodes a collector asked for (Miss)
+	// links is the link list the last refresh saw: which namespaces a
+	// link change touches is the difference with the current one.
+	links []Link
+}
+
+// New makes a view; it reads nothing until Start.
+func New(opts Options) (*View, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Source == nil {
+		opts.Source = KernelSource{ProcPath: "/proc", PinDirs: PinDirs}
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = 10 * time.Second
+	}
+	if opts.MinGap <= 0 {
+		opts.MinGap = 200 * time.Millisecond
+	}
+	if opts.GoneTTL <= 0 {
+		opts.GoneTTL = 30 * time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Own == 0 {
+		own, err := OwnInode()
+		if err != nil {
+			return nil, err
+		}
+		opts.Own = own
+	}
+	v := &View{opts: opts, logger: opts.Logger, kick: make(chan struct{}, 1), wanted: map[uint64]time.Time{}}
+	v.snap.Store(&Snapshot{Taken: opts.Now(), own: opts.Own, ns: map[uint64]*Namespace{}, byID: map[int]*Namespace{},
+		gone: map[uint64]time.Time{}, podByNetns: map[uint64]cluster.Pod{}, podByIface: map[int]cluster.Pod{}})
+	return v, nil
+}
+
+// Start reads every namespace once, then keeps the view current until ctx
+// ends: every Interval, and soon after a link change, a pod index change
+// or a Miss.
+func (v *View) Start(ctx context.Context) {
+	v.refresh(true)
+	go v.run(ctx)
+}
+
+func (v *View) run(ctx context.Context) {
+	var linkEvents <-chan struct{}
+	if v.opts.Links != nil {
+		ch, stop := v.opts.Links.Subscribe()
+		defer stop()
+		linkEvents = ch
+	}
+	full := time.NewTicker(v.opts.Interval)
+	defer full.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-full.C:
+			v.refresh(true)
+			continue
+		case <-linkEvents:
+		case <-v.kick:
+		}
+		v.refresh(false)
+		// Events come in bursts (a pod's veth, then its address, then
+		// its Pod object): one refresh per gap takes them together.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(v.opts.MinGap):
+		}
+	}
+}
+
+// Snapshot returns the current snapshot.
+func (v *View) Snapshot() *Snapshot { return v.snap.Load() }
+
+// Links returns the agent's namespace's links, sorted by index (shared:
+// do not modify), or nil without netlink.
+func (v *View) Links() []Link {
+	if v.opts.Links == nil {
+		return nil
+	}
+	return v.opts.Links.Links()
+}
+
+// ByIndex returns the agent's namespace's link with this ifindex.
+func (v *View) ByIndex(index int) (Link, bool) {
+	if v.opts.Links == nil {
+		return Link{}, false
+	}
+	return v.opts.Links.ByIndex(index)
+}
+
+// Subscribe signals link changes of the agent's namespace (coalesced).
+func (v *View) Subscribe() (<-chan struct{}, func()) {
+	if v.opts.Links == nil {
+		return make(chan struct{}), func() {}
+	}
+	return v.opts.Links.Subscribe()
+}
+
+// Miss tells the view a collector met a namespace the snapshot does not
+// know: it looks for it soon, in the background. Miss never blocks.
+func (v *View) Miss(inode uint64) {
+	v.mu.Lock()
+	if _, ok := v.wanted[inode]; !ok {
+		v.wanted[inode] = v.opts.Now()
+	}
+	v.mu.Unlock()
+	v.Changed()
+}
+
+// Changed asks for a refresh soon (the pod index changed). Never blocks.
+func (v *View) Changed() {
+	select {
+	case v.kick <- struct{}{}:
+	default:
+	}
+}
+
+// SetPods joins the view with a pod index from now on.
+func (v *View) SetPods(p PodIndex) {
+	v.mu.Lock()
+	v.pods = p
+	v.mu.Unlock()
+	v.Changed()
+}
+
+// ByNetns implements cluster.Resolver.
+func (v *View) ByNetns(inode uint64) (cluster.Pod, bool) { return v.Snapshot().ByNetns(inode) }
+
+// ByHostInterface implements cluster.Resolver.
+func (v *View) ByHostInterface(ifindex int) (cluster.Pod, bool) {
+	return v.Snapshot().ByHostInterface(ifindex)
+}
+
+// ByIP implements cluster.Resolver.
+func (v *View) ByIP(addr netip.Addr) (cluster.Pod, bool) {
+	if p := v.podIndex(); p != nil {
+		return p.ByIP(addr)
+	}
+	return cluster.Pod{}, false
+}
+
+// PeerNodes implements cluster.Resolver.
+func (v *View) PeerNodes() []cluster.Node {
+	if p := v.podIndex(); p != nil {
+		return p.PeerNodes()
+	}
+	return nil
+}
+
+func (v *View) podIndex() PodIndex {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.pods
+}
+
+// touched returns the nsids of the peers of links that changed since the
+// last refresh: their namespaces are read again even on a partial refresh
+// (a pod's eth0 deleted takes its host end with it, an MTU changed).
+func (v *View) touched() map[int]bool {
+	cur := v.Links()
+	v.mu.Lock()
+	prev := v.links
+	v.links = cur
+	v.mu.Unlock()
+	out := map[int]bool{}
+	i, j := 0, 0
+	for i < len(prev) || j < len(cur) {
+		switch {
+		case j == len(cur) || (i < len(prev) && prev[i].Index < cur[j].Index):
+			out[prev[i].NetNsID] = true
+			i++
+		case i == len(prev) || cur[j].Index < prev[i].Index:
+			out[cur[j].NetNsID] = true
+			j++
+		default:
+			if a, b := prev[i], cur[j]; a.Name != b.Name || a.MTU != b.MTU || a.NetNsID != b.NetNsID || a.ParentIndex != b.ParentIndex || a.Up != b.Up {
+				out[a.NetNsID], out[b.NetNsID] = true, true
+			}
+			i++
+			j++
+		}
+	}
+	delete(out, -1)
+	return out
+}
+
+// refresh walks the namespaces and publishes a new snapshot. A full one
+// reads every namespace again; a partial one only those it has not read,
+// those without an address or nsid yet (a pod whose CNI is still at work),
+// and those behind links that changed.
+func (v *View) refresh(full bool) {
+	now := v.opts.Now()
+	old := v.Snapshot()
+	touched := v.touched()
+	paths := v.opts.Source.Namespaces()
+	next := &Snapshot{Taken: now, own: old.own, ns: make(map[uint64]*Namespace, len(paths)), byID: map[int]*Namespace{},
+		gone: make(map[uint64]time.Time, len(old.gone)), podByNetns: map[uint64]cluster.Pod{}, podByIface: map[int]cluster.Pod{}}
+	for ino, path := range paths {
+		if ino == old.own {
+			continue
+		}
+		prev := old.ns[ino]
+		if prev != nil && !full && prev.Path == path && len(prev.Addrs) > 0 && prev.NsID >= 0 && !touched[prev.NsID] {
+			next.ns[ino] = prev
+			continue
+		}
+		insp, err := v.opts.Source.Inspect(path)
+		if err != nil {
+			// Gone between the walk and the read, or not ours to read.
+			v.logger.Debug("network namespace unreadable", "path", path, "err", err)
+			continue
+		}
+		next.ns[ino] = &Namespace{Inode: ino, Path: path, Inspection: insp, Read: now}
+	}
+	for _, n := range next.ns {
+		if n.NsID >= 0 {
+			next.byID[n.NsID] = n
+		}
+	}
+	// Gone: what was present and is not now, what a collector asked for
+	// and the walk did not find, and what was gone before, for GoneTTL.
+	for ino, since := range old.gone {
+		if _, back := next.ns[ino]; !back && now.Sub(since) < v.opts.GoneTTL {
+			next.gone[ino] = since
+		}
+	}
+	for ino := range old.ns {
+		if _, still := next.ns[ino]; !still {
+			next.gone[ino] = now
+		}
+	}
+	v.mu.Lock()
+	for ino, asked := range v.wanted {
+		if _, found := next.ns[ino]; !found && ino != old.own {
+			if _, known := next.gone[ino]; !known {
+				next.gone[ino] = asked
+			}
+		}
+	}
+	clear(v.wanted)
+	pods := v.pods
+	v.mu.Unlock()
+	if pods != nil {
+		for ino, n := range next.ns {
+			for _, a := range n.Addrs {
+				pod, ok := pods.ByIP(a)
+				if !ok {
+					continue
+				}
+				next.podByNetns[ino] = pod
+				for _, l := range n.Links {
+					if l.PeerIndex > 0 {
+						next.podByIface[l.PeerIndex] = pod
+					}
+				}
+				break
+			}
+		}
+	}
+	v.snap.Store(next)
+}
+
+// Fixed is a view of fixed links and namespaces that never reads the
+// kernel: for unit tests and benchmarks of collectors. pods, if not nil,
+// is joined as Start would.
+func Fixed(own uint64, links []Link, pods PodIndex, namespaces ...Namespace) *View {
+	src := fixedSource{}
+	for _, n := range namespaces {
+		src[n.Inode] = n
+	}
+	v, _ := New(Options{Own: own, Links: NewStatic(links), Source: src})
+	v.pods = pods
+	v.refresh(true)
+	return v
+}
+
+// fixedSource serves Fixed's namespaces, by a made-up path per inode.
+type fixedSource map[uint64]Namespace
+
+func (f fixedSource) Namespaces() map[uint64]string {
+	out := make(map[uint64]string, len(f))
+	for ino := range f {
+		out[ino] = fmt.Sprintf("fixed:%d", ino)
+	}
+	return out
+}
+
+func (f fixedSource) Inspect(path string) (Inspection, error) {
+	var ino uint64
+	if _, err := fmt.Sscanf(path, "fixed:%d", &ino); err != nil {
+		return Inspection{}, err
+	}
+	n, ok := f[ino]
+	if !ok {
+		return Inspection{}, fmt.Errorf("no namespace %d", ino)
+	}
+	return n.Inspection, nil
+}

@@ -1,0 +1,224 @@
+package hostnet
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netsonde/netsonde/cluster"
+)
+
+// fakeSource is a node's namespaces in memory, counting the calls.
+type fakeSource struct {
+	mu       sync.Mutex
+	ns       map[uint64]Inspection
+	walks    int
+	inspects map[uint64]int
+}
+
+func newFakeSource() *fakeSource {
+	return &fakeSource{ns: map[uint64]Inspection{}, inspects: map[uint64]int{}}
+}
+
+func (f *fakeSource) Namespaces() map[uint64]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.walks++
+	out := map[uint64]string{}
+	for ino := range f.ns {
+		out[ino] = fmt.Sprintf("/run/netns/%d", ino)
+	}
+	return out
+}
+
+func (f *fakeSource) Inspect(path string) (Inspection, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ino uint64
+	fmt.Sscanf(path, "/run/netns/%d", &ino)
+	f.inspects[ino]++
+	n, ok := f.ns[ino]
+	if !ok {
+		return Inspection{}, fmt.Errorf("gone")
+	}
+	return n, nil
+}
+
+func (f *fakeSource) set(ino uint64, in Inspection) {
+	f.mu.Lock()
+	f.ns[ino] = in
+	f.mu.Unlock()
+}
+
+func (f *fakeSource) del(ino uint64) {
+	f.mu.Lock()
+	delete(f.ns, ino)
+	f.mu.Unlock()
+}
+
+type podsByIP map[netip.Addr]cluster.Pod
+
+func (p podsByIP) ByIP(a netip.Addr) (cluster.Pod, bool) { v, ok := p[a]; return v, ok }
+func (podsByIP) PeerNodes() []cluster.Node               { return []cluster.Node{{Name: "n2"}} }
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func pod(ip string, nsid, hostIfindex int) Inspection {
+	return Inspection{NsID: nsid, Addrs: []netip.Addr{netip.MustParseAddr(ip)},
+		Links: map[int]NsLink{1: {Name: "lo", MTU: 65536, Kind: "device"}, 2: {Name: "eth0", MTU: 1450, Kind: "veth", PeerIndex: hostIfindex}}}
+}
+
+func newTestView(t *testing.T, src Source, links []Link, c *clock) *View {
+	t.Helper()
+	v, err := New(Options{Own: 4026531840, Source: src, Links: NewStatic(links), Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// Pods are joined to their namespaces by address, and through the veth's
+// peer index to the host end; interface names and far-end MTUs come from
+// the namespace's one dump.
+func TestSnapshotJoinsPodsAndNames(t *testing.T) {
+	src := newFakeSource()
+	src.set(100, pod("10.0.0.5", 3, 17))
+	src.set(200, Inspection{NsID: -1, Links: map[int]NsLink{1: {Name: "lo"}}}) // no pod
+	c := &clock{t: time.Unix(1000, 0)}
+	host := []Link{{Index: 17, Name: "cali17", Kind: "veth", MTU: 1500, NetNsID: 3, ParentIndex: 2}}
+	v := newTestView(t, src, host, c)
+	v.SetPods(podsByIP{netip.MustParseAddr("10.0.0.5"): {Namespace: "shop", Name: "web-1"}})
+	v.refresh(true)
+
+	s := v.Snapshot()
+	if p, ok := s.ByNetns(100); !ok || p.Name != "web-1" {
+		t.Errorf("ByNetns(100) = %v %v, want web-1", p, ok)
+	}
+	if p, ok := v.ByHostInterface(17); !ok || p.Namespace != "shop" {
+		t.Errorf("ByHostInterface(17) = %v %v, want shop/web-1", p, ok)
+	}
+	if _, ok := s.ByNetns(200); ok {
+		t.Errorf("a namespace without a pod's address was attributed")
+	}
+	if s.Attributed() != 1 {
+		t.Errorf("Attributed = %d, want 1", s.Attributed())
+	}
+	n, state, _ := s.Lookup(100)
+	if state != Present || n.Links[2].Name != "eth0" {
+		t.Errorf("Lookup(100) = %v %v", n, state)
+	}
+	if m, ok := s.PeerMTU(host[0]); !ok || m != 1450 {
+		t.Errorf("PeerMTU = %d %v, want 1450", m, ok)
+	}
+	if got := v.PeerNodes(); len(got) != 1 {
+		t.Errorf("PeerNodes = %v", got)
+	}
+}
+
+// A namespace that vanishes is Gone since the refresh that missed it; one
+// a collector asks for (Miss) and no walk finds is Gone since it was asked
+// for; gone entries expire after GoneTTL. A partial refresh reads only
+// what is new or incomplete; a full one reads everything.
+func TestGoneMissAndPartialRefresh(t *testing.T) {
+	src := newFakeSource()
+	src.set(100, pod("10.0.0.5", 3, 17))
+	c := &clock{t: time.Unix(1000, 0)}
+	v := newTestView(t, src, nil, c)
+	v.refresh(true)
+
+	src.set(300, pod("10.0.0.6", 4, 18))
+	c.t = c.t.Add(time.Second)
+	v.refresh(false)
+	if src.inspects[100] != 1 || src.inspects[300] != 1 {
+		t.Errorf("partial refresh read %v; want only the new namespace", src.inspects)
+	}
+	v.refresh(true)
+	if src.inspects[100] != 2 || src.inspects[300] != 2 {
+		t.Errorf("full refresh read %v; want every namespace again", src.inspects)
+	}
+
+	src.del(100)
+	c.t = c.t.Add(time.Second)
+	v.refresh(false)
+	if _, state, since := v.Snapshot().Lookup(100); state != Gone || !since.Equal(c.t) {
+		t.Errorf("deleted namespace: state %v since %v, want Gone since %v", state, since, c.t)
+	}
+
+	asked := c.t.Add(time.Second)
+	c.t = asked
+	v.Miss(999)
+	c.t = c.t.Add(time.Second)
+	v.refresh(false)
+	if _, state, since := v.Snapshot().Lookup(999); state != Gone || !since.Equal(asked) {
+		t.Errorf("asked-for namespace never found: state %v since %v, want Gone since %v", state, since, asked)
+	}
+	if _, state, _ := v.Snapshot().Lookup(12345); state != Unknown {
+		t.Errorf("never-seen namespace: state %v, want Unknown", state)
+	}
+
+	c.t = c.t.Add(31 * time.Minute)
+	v.refresh(false)
+	if _, state, _ := v.Snapshot().Lookup(100); state != Unknown {
+		t.Errorf("gone namespace past GoneTTL: state %v, want Unknown", state)
+	}
+}
+
+// A link change in the agent's namespace makes a partial refresh read the
+// namespace behind it again (a pod's eth0 renamed or its MTU changed).
+func TestLinkChangeRereadsItsPeerNamespace(t *testing.T) {
+	src := newFakeSource()
+	src.set(100, pod("10.0.0.5", 3, 17))
+	src.set(300, pod("10.0.0.6", 4, 18))
+	w := NewStatic([]Link{{Index: 17, Kind: "veth", NetNsID: 3, MTU: 1500}, {Index: 18, Kind: "veth", NetNsID: 4, MTU: 1500}})
+	c := &clock{t: time.Unix(1000, 0)}
+	v, err := New(Options{Own: 1, Source: src, Links: w, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.refresh(true)
+	w.mu.Lock()
+	l := w.links[17]
+	l.MTU = 1400
+	w.links[17] = l
+	w.sorted = nil
+	w.mu.Unlock()
+	v.refresh(false)
+	if src.inspects[100] != 2 || src.inspects[300] != 1 {
+		t.Errorf("after a change of the host end of nsid 3: reads %v, want namespace 100 read again, 300 not", src.inspects)
+	}
+}
+
+// Reading a snapshot never calls the source: 100 rounds of every lookup a
+// scrape makes, at 1,000 interfaces and 110 namespaces, make 0 calls.
+func TestSnapshotReadsMakeNoCalls(t *testing.T) {
+	src := newFakeSource()
+	var links []Link
+	for i := range 1000 {
+		links = append(links, Link{Index: i + 2, Name: fmt.Sprintf("v%d", i), Kind: "veth", NetNsID: i, ParentIndex: 2})
+	}
+	for i := range 110 {
+		src.set(uint64(1000+i), pod(fmt.Sprintf("10.1.%d.%d", i/200, i%200+1), i, i+2))
+	}
+	c := &clock{t: time.Unix(1000, 0)}
+	v := newTestView(t, src, links, c)
+	v.refresh(true)
+	walks, inspects := src.walks, len(src.inspects)
+	for range 100 {
+		s := v.Snapshot()
+		for _, l := range v.Links() {
+			s.PeerMTU(l)
+			v.ByHostInterface(l.Index)
+		}
+		for i := range 110 {
+			s.Lookup(uint64(1000 + i))
+			s.ByNetns(uint64(1000 + i))
+		}
+	}
+	if src.walks != walks || len(src.inspects) != inspects {
+		t.Errorf("snapshot reads called the source: walks %d→%d", walks, src.walks)
+	}
+}
