@@ -78,10 +78,10 @@ type podIndex struct{}
 func (podIndex) ByIP(a netip.Addr) (cluster.Pod, bool) { return WebPod, a == PodAddr }
 func (podIndex) PeerNodes() []cluster.Node             { return []cluster.Node{PeerNode} }
 
-// Node is the fixture node's view: Deps.Net, and Deps.Pods as the agent
-// gives it (pods joined by address).
-func Node() *hostnet.View {
-	return hostnet.Fixed(OwnNetns, Links(), podIndex{}, Namespaces()...)
+// Node is the fixture node's view, with extra links if given: Deps.Net,
+// and Deps.Pods as the agent gives it (pods joined by address).
+func Node(extra ...hostnet.Link) *hostnet.View {
+	return hostnet.Fixed(OwnNetns, append(Links(), extra...), podIndex{}, Namespaces()...)
 }
 
 // Clock is a clock stopped at Now.
