@@ -69,10 +69,22 @@ func setup(app *kingpin.Application) collectors.Factory {
 	}
 }
 
+// source is where Collect reads the table's statistics: ctnetlink, or
+// fixed counts in a test.
+type source interface {
+	stats() (stats, error)
+	Close() error
+}
+
+// ctnetlink is the kernel's source.
+type ctnetlink struct{ *ct.Nfct }
+
+func (c ctnetlink) stats() (stats, error) { return readStats(c.Nfct) }
+
 type collector struct {
 	deps collectors.Deps
 	mu   sync.Mutex // one request at a time on the connection
-	nfct *ct.Nfct
+	src  source
 
 	bmu  sync.Mutex
 	last *breakdown
@@ -88,7 +100,7 @@ func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Coll
 	if err != nil {
 		return nil, collectors.Down(reasonFor(err), fmt.Errorf("open ctnetlink: %w", err))
 	}
-	col := &collector{deps: deps, nfct: nfct, done: make(chan struct{})}
+	col := &collector{deps: deps, src: ctnetlink{nfct}, done: make(chan struct{})}
 	if _, err := readStats(nfct); err != nil {
 		nfct.Close()
 		return nil, collectors.Down(reasonFor(err), err)
@@ -138,7 +150,7 @@ func (c *collector) breakdownLoop(ctx context.Context, every time.Duration, topN
 
 func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
 	c.mu.Lock()
-	s, err := readStats(c.nfct)
+	s, err := c.src.stats()
 	c.mu.Unlock()
 	if err != nil {
 		return collectors.Down(reasonFor(err), err)
@@ -186,5 +198,5 @@ func (c *collector) Close() error {
 	<-c.done
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.nfct.Close()
+	return c.src.Close()
 }

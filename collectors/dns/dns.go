@@ -173,9 +173,21 @@ func setup(app *kingpin.Application) collectors.Factory {
 	}
 }
 
+// probe is what the collector uses of the loaded programs after start
+// (*bpfdns.Probe), so that a test can serve fixed counts.
+type probe interface {
+	Hooks() map[string]string
+	Read() (bpfdns.Counts, error)
+	Sweep(timeout time.Duration) (bpfdns.Swept, error)
+	Forget(c bpfdns.Counts, gone map[uint32]bool)
+	NXDomainByName() (map[uint64]uint64, error)
+	Name(hash uint64) (string, bool)
+	Close() error
+}
+
 type collector struct {
 	deps    collectors.Deps
-	probe   *bpfdns.Probe
+	probe   probe
 	reason  func(uint32) string
 	own     uint32
 	timeout time.Duration

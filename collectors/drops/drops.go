@@ -64,9 +64,18 @@ func setup(app *kingpin.Application) collectors.Factory {
 	}
 }
 
+// probe is what Collect uses of the loaded program (*bpfdrops.Probe), so
+// that a test can serve fixed counts.
+type probe interface {
+	Read() (bpfdrops.Counts, error)
+	Hooks() map[string]string
+	Forget(keys []bpfdrops.Key)
+	Close() error
+}
+
 type collector struct {
 	deps      collectors.Deps
-	probe     *bpfdrops.Probe
+	probe     probe
 	reasons   reasonNames
 	forgetFor time.Duration
 	mu        sync.Mutex // one Collect at a time: it deletes stale keys
@@ -107,10 +116,14 @@ func start(deps collectors.Deps, c config) (collectors.Collector, error) {
 		probe.Close()
 		return nil, collectors.Down("no_netlink", errors.New("the agent has no view of the host's network to name interfaces"))
 	}
-	return &collector{deps: deps, probe: probe, reasons: reasons, forgetFor: *c.forgetFor,
+	return newCollector(deps, probe, reasons, *c.forgetFor), nil
+}
+
+func newCollector(deps collectors.Deps, p probe, reasons reasonNames, forgetFor time.Duration) *collector {
+	return &collector{deps: deps, probe: p, reasons: reasons, forgetFor: forgetFor,
 		series: collectors.NewSeriesCache[labels](dropsDesc, prometheus.CounterValue),
 		last:   map[bpfdrops.Key]labels{}, missing: map[bpfdrops.Key]time.Time{}, retired: map[labels]uint64{},
-		sums: map[labels]uint64{}, alive: map[uint64]bool{}, spare: map[bpfdrops.Key]labels{}, live: map[labels]bool{}}, nil
+		sums: map[labels]uint64{}, alive: map[uint64]bool{}, spare: map[bpfdrops.Key]labels{}, live: map[labels]bool{}}
 }
 
 type labels struct{ reason, protocol, iface, namespace, pod string }

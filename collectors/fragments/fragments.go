@@ -76,10 +76,23 @@ func setup(app *kingpin.Application) collectors.Factory {
 // instead of 35 s one after another.
 const attachWorkers = 64
 
+// counter is what the collector uses of the loaded programs after start
+// (*bpffrag.Counter), so that a test can serve fixed counts.
+type counter interface {
+	Attach(ifindex int, l3 bool) error
+	Detach(ifindex int)
+	Attached() map[int]bool
+	InterfaceHooks() map[string]int
+	Hooks() map[string]string
+	Read() (map[bpffrag.Key]uint64, error)
+	Forget(keys []bpffrag.Key)
+	Close() error
+}
+
 type collector struct {
 	deps     collectors.Deps
 	cfg      config
-	c        *bpffrag.Counter
+	c        counter
 	failures atomic.Uint64
 	wanted   atomic.Int64
 	lastErr  atomic.Value // string: the last attach failure, for the log

@@ -88,9 +88,19 @@ var (
 
 var results = [4]string{"established", "refused", "timeout", "error"}
 
+// counter is what Collect uses of the loaded programs (*bpftc.Counter),
+// so that a test can serve fixed counts.
+type counter interface {
+	Hooks() map[string]string
+	Read() (map[uint32]bpftc.Stats, error)
+	InFlight() (map[uint32]int, error)
+	Forget(netns []uint32)
+	Close() error
+}
+
 type collector struct {
 	deps        collectors.Deps
-	c           *bpftc.Counter
+	c           counter
 	own         uint32
 	ownOnly     bool
 	forgetAfter time.Duration

@@ -57,9 +57,17 @@ var tcpStates = map[uint8]string{
 	6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV",
 }
 
+// counter is what Collect uses of the loaded programs (*bpftcp.Counter),
+// so that a test can serve fixed counts.
+type counter interface {
+	Hooks() map[string]string
+	Read() (map[bpftcp.Key]uint64, error)
+	Close() error
+}
+
 type collector struct {
 	deps    collectors.Deps
-	c       *bpftcp.Counter
+	c       counter
 	own     uint64
 	ownOnly bool
 }

@@ -1,0 +1,63 @@
+package drops
+
+import (
+	"log/slog"
+	"math/bits"
+	"testing"
+	"time"
+
+	bpfdrops "github.com/netsonde/netsonde/bpf/drops"
+	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/golden"
+)
+
+// fixedProbe serves fixed counts.
+type fixedProbe struct {
+	counts bpfdrops.Counts
+	forgot []bpfdrops.Key
+}
+
+func (p *fixedProbe) Read() (bpfdrops.Counts, error) { return p.counts, nil }
+func (p *fixedProbe) Hooks() map[string]string       { return map[string]string{bpfdrops.Program: "tp_btf"} }
+func (p *fixedProbe) Forget(keys []bpfdrops.Key)     { p.forgot = append(p.forgot, keys...) }
+func (p *fixedProbe) Close() error                   { return nil }
+
+// be is an ethertype as skb->protocol holds it (network byte order).
+func be(ethertype uint16) uint16 { return bits.ReverseBytes16(ethertype) }
+
+// TestGoldenMetrics: drops on the fixture node's interfaces, in the pod's
+// namespace (named after the pod), in a namespace no pod owns, in one the
+// view has not met (left for a later scrape), on a vanished ifindex, with
+// no interface or namespace at all, and the overflow slots.
+func TestGoldenMetrics(t *testing.T) {
+	const (
+		noSocket, csum, netfilter, otherhost, unnamed = 2, 5, 6, 16, 200
+	)
+	key := func(reason uint32, netns uint64, ifindex int, proto uint16) bpfdrops.Key {
+		return bpfdrops.Key{Reason: reason, Netns: uint32(netns), Ifindex: uint32(ifindex), Protocol: proto}
+	}
+	p := &fixedProbe{counts: bpfdrops.Counts{
+		ByKey: map[bpfdrops.Key]uint64{
+			key(noSocket, golden.OwnNetns, golden.IfEth0, be(0x0800)):       17,
+			key(otherhost, golden.OwnNetns, golden.IfCNI0, be(0x86dd)):      4,
+			key(netfilter, golden.OwnNetns, golden.IfPodVeth, be(0x0806)):   2,
+			key(noSocket, golden.OwnNetns, 0, be(0x0800)):                   3,
+			key(noSocket, golden.OwnNetns, golden.IfGone, be(0x0800)):       5, // summed with the one above
+			key(netfilter, golden.PodNetns, golden.IfNsEth0, be(0x0800)):    9,
+			key(csum, golden.OtherNetns, golden.IfNsEth0, be(0x86dd)):       1,
+			key(unnamed, golden.OtherNetns, golden.IfNsEth0, be(0x88cc)):    6,
+			key(noSocket, golden.UnknownNetns, golden.IfNsEth0, be(0x0800)): 11, // not yet: asked for
+			key(otherhost, 0, 0, 0):                                         8,
+		},
+		Overflow: map[uint32]uint64{netfilter: 40, noSocket: 7},
+		Lost:     12,
+	}}
+	view := golden.Node()
+	deps := collectors.Deps{Logger: slog.New(slog.DiscardHandler), Net: view, Pods: view, Clock: &golden.Clock{T: golden.Now}}
+	reasons := reasonNames{noSocket: "NO_SOCKET", csum: "TCP_CSUM", netfilter: "NETFILTER_DROP", otherhost: "OTHERHOST"}
+	c := newCollector(deps, p, reasons, 2*time.Minute)
+	golden.Check(t, c)
+	if len(p.forgot) != 0 {
+		t.Errorf("forgot %v on the first scrape", p.forgot)
+	}
+}
