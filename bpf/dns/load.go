@@ -99,6 +99,11 @@ type Options struct {
 	// DropHooks are tried in order for the drop counter; empty: tp_btf
 	// then raw_tp.
 	DropHooks []string
+	// Object, if set, is an object file loaded instead of the embedded
+	// one: an older build of dns.c, for benchmarks that compare two
+	// builds in one run (hack/bench/dnscost -before). Its programs, maps
+	// and variables must have the names this build's have.
+	Object string
 }
 
 // Probe is the loaded object.
@@ -115,8 +120,11 @@ func Load(opts Options) (*Probe, error) {
 		return nil, fmt.Errorf("at most %d extra DNS ports, got %d", MaxPorts, len(opts.Ports))
 	}
 	spec, err := loadBpf()
+	if opts.Object != "" {
+		spec, err = ebpf.LoadCollectionSpec(opts.Object)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("parse embedded object: %w", err)
+		return nil, fmt.Errorf("parse object: %w", err)
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Second
