@@ -26,8 +26,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,6 +101,33 @@ func run(rounds int, seconds float64, only, before string) error {
 	}
 	defer func() { dnsmasq.Process.Kill(); dnsmasq.Wait() }()
 	time.Sleep(500 * time.Millisecond)
+	// The CPU time the test's own work takes: this process (the DNS
+	// client, and the packets' softirq work done in its context),
+	// iperf3 clients (waited children), the servers, and ksoftirqd.
+	// Another load on the machine changes how much CPU the test gets,
+	// much less what each answer costs.
+	ksoftirqd, _ := filepath.Glob("/proc/[0-9]*/comm")
+	pids := []int{iperfSrv.Process.Pid, dnsmasq.Process.Pid}
+	for _, f := range ksoftirqd {
+		if b, err := os.ReadFile(f); err == nil && strings.HasPrefix(string(b), "ksoftirqd/") {
+			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f))); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	cpu := func() time.Duration {
+		var t time.Duration
+		for _, who := range []int{unix.RUSAGE_SELF, unix.RUSAGE_CHILDREN} {
+			var ru unix.Rusage
+			if unix.Getrusage(who, &ru) == nil {
+				t += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+			}
+		}
+		for _, pid := range pids {
+			t += schedstat(pid)
+		}
+		return t
+	}
 	socks, err := dnsSockets(a, 8)
 	if err != nil {
 		return err
@@ -154,11 +183,12 @@ func run(rounds int, seconds float64, only, before string) error {
 	configs = append(configs, config{"netsonde's (this build)", load(bpfdns.Options{})})
 	type res struct {
 		vals, ratios [][]float64 // by configuration, one per round
+		effRatios    [][]float64 // ratios of work per CPU-second
 		nsPerRun     []float64   // by configuration with programs
 	}
 	results := make([]*res, len(tests))
 	for ti, tc := range tests {
-		r := &res{vals: make([][]float64, len(configs)), ratios: make([][]float64, len(configs)), nsPerRun: make([]float64, len(configs))}
+		r := &res{vals: make([][]float64, len(configs)), ratios: make([][]float64, len(configs)), nsPerRun: make([]float64, len(configs)), effRatios: make([][]float64, len(configs))}
 		results[ti] = r
 		for i := 0; i < rounds; i++ {
 			// Rotate which configuration goes first, so drift hits all
@@ -169,12 +199,15 @@ func run(rounds int, seconds float64, only, before string) error {
 				order[k] = (k + i) % len(configs)
 			}
 			v := make([]float64, len(configs))
+			eff := make([]float64, len(configs))
 			for _, cfg := range order {
 				closer, err := configs[cfg].attach()
 				if err != nil {
 					return err
 				}
+				c0 := cpu()
 				x, err := tc.run()
+				eff[cfg] = x / (cpu() - c0).Seconds()
 				closer()
 				if err != nil {
 					return err
@@ -184,10 +217,11 @@ func run(rounds int, seconds float64, only, before string) error {
 			for c := range configs {
 				r.vals[c] = append(r.vals[c], v[c])
 				r.ratios[c] = append(r.ratios[c], v[c]/v[0])
+				r.effRatios[c] = append(r.effRatios[c], eff[c]/eff[0])
 			}
 			fmt.Fprintf(os.Stderr, "%s round %d:", tc.key, i+1)
 			for c := range configs {
-				fmt.Fprintf(os.Stderr, " %.3f", v[c]/v[0])
+				fmt.Fprintf(os.Stderr, " %.3f (%.3f)", v[c]/v[0], eff[c]/eff[0])
 			}
 			fmt.Fprintln(os.Stderr)
 		}
@@ -210,23 +244,26 @@ func run(rounds int, seconds float64, only, before string) error {
 		sort.Float64s(s)
 		return (s[(len(s)-1)/2] + s[len(s)/2]) / 2
 	}
+	spread := func(v []float64) string {
+		s := append([]float64(nil), v...)
+		sort.Float64s(s)
+		return fmt.Sprintf("%.3f [%.3f–%.3f]", med(s), s[0], s[len(s)-1])
+	}
 	fmt.Printf("%d rounds per test, %g s each run, configurations in rotating order, over a veth pair between two namespaces, programs on the cgroup v2 root (every socket of the machine); medians, ratios against the same round's run without programs (min–max in brackets); %s\n\n",
 		rounds, seconds, time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Println("| test | configuration | median | median ratio to without [min–max] | kernel accounting, ns per program run |")
-	fmt.Println("| --- | --- | --- | --- | --- |")
+	fmt.Println("| test | configuration | median | median ratio to without [min–max] | per CPU-second: median ratio to without [min–max] | kernel accounting, ns per program run |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- |")
 	for ti, tc := range tests {
 		r := results[ti]
 		for c, cf := range configs {
-			ratio, ns := "", ""
+			ratio, eff, ns := "", "", ""
 			if c > 0 {
-				s := append([]float64(nil), r.ratios[c]...)
-				sort.Float64s(s)
-				ratio = fmt.Sprintf("%.3f [%.3f–%.3f]", med(s), s[0], s[len(s)-1])
+				ratio, eff = spread(r.ratios[c]), spread(r.effRatios[c])
 			}
 			if c >= 2 {
 				ns = fmt.Sprintf("%.0f", r.nsPerRun[c])
 			}
-			fmt.Printf("| %s | %s | %.2f %s | %s | %s |\n", tc.name, cf.name, med(r.vals[c])/tc.scale, tc.unit, ratio, ns)
+			fmt.Printf("| %s | %s | %.2f %s | %s | %s | %s |\n", tc.name, cf.name, med(r.vals[c])/tc.scale, tc.unit, ratio, eff, ns)
 		}
 	}
 	return nil
@@ -362,6 +399,21 @@ func queries(socks []*net.UDPConn, d time.Duration) float64 {
 	}
 	wg.Wait()
 	return float64(answered.Load()) / d.Seconds()
+}
+
+// schedstat returns the time a task has run (the first field of
+// /proc/PID/schedstat, in ns, exact where /proc/PID/stat counts ticks).
+func schedstat(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(f[0], 10, 64)
+	return time.Duration(n)
 }
 
 func iperf(ns string, args ...string) (float64, error) {
