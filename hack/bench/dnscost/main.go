@@ -4,7 +4,7 @@
 // check), and DNS queries per second answered by dnsmasq at full rate.
 // Each round runs every configuration once, in an order that rotates from
 // round to round: no programs, an empty cgroup_skb program (the hook's own
-// cost), with -before an older build's object file, and this build's
+// cost), with -before older builds' object files, and this build's
 // programs; each configuration's ratio is against the same round's run
 // without programs, and the median of the rounds' ratios is reported with
 // their spread (the per-round ratios go to stderr). The kernel's own
@@ -55,7 +55,7 @@ func main() {
 	rounds := flag.Int("pairs", 6, "rounds per test, each running every configuration once in rotating order")
 	seconds := flag.Float64("seconds", 2, "length of each run (iperf3 rounds it up to whole seconds)")
 	only := flag.String("tests", "tcp,udp,dns", "tests to run, comma-separated: tcp, udp, dns")
-	before := flag.String("before", "", "also run an older build's object file, e.g. from git show main:bpf/dns/bpf_bpfel.o > /tmp/before.o")
+	before := flag.String("before", "", "also run older builds' object files, comma-separated, e.g. from git show main:bpf/dns/bpf_bpfel.o > /tmp/before.o")
 	flag.Parse()
 	if err := run(*rounds, *seconds, *only, *before); err != nil {
 		log.Fatal(err)
@@ -158,7 +158,7 @@ func run(rounds int, seconds float64, only, before string) error {
 		}
 	}
 	// The configurations: none, an empty cgroup_skb program (the hook's
-	// own cost), with -before an older build's object, and this build's
+	// own cost), with -before older builds' objects, and this build's
 	// programs.
 	type config struct {
 		name   string
@@ -177,18 +177,23 @@ func run(rounds int, seconds float64, only, before string) error {
 		{"without", func() (func(), error) { return func() {}, nil }},
 		{"empty cgroup_skb programs", attachEmpty},
 	}
+	opts := []bpfdns.Options{{}, {}}
 	if before != "" {
-		configs = append(configs, config{"before (" + before + ")", load(bpfdns.Options{Object: before})})
+		for _, o := range strings.Split(before, ",") {
+			configs = append(configs, config{"netsonde's, " + o, load(bpfdns.Options{Object: o})})
+			opts = append(opts, bpfdns.Options{Object: o})
+		}
 	}
 	configs = append(configs, config{"netsonde's (this build)", load(bpfdns.Options{})})
+	opts = append(opts, bpfdns.Options{})
 	type res struct {
 		vals, ratios [][]float64 // by configuration, one per round
 		effRatios    [][]float64 // ratios of work per CPU-second
-		nsPerRun     []float64   // by configuration with programs
+		nsPerRun     [][]float64 // by configuration with programs
 	}
 	results := make([]*res, len(tests))
 	for ti, tc := range tests {
-		r := &res{vals: make([][]float64, len(configs)), ratios: make([][]float64, len(configs)), nsPerRun: make([]float64, len(configs)), effRatios: make([][]float64, len(configs))}
+		r := &res{vals: make([][]float64, len(configs)), ratios: make([][]float64, len(configs)), nsPerRun: make([][]float64, len(configs)), effRatios: make([][]float64, len(configs))}
 		results[ti] = r
 		for i := 0; i < rounds; i++ {
 			// Rotate which configuration goes first, so drift hits all
@@ -226,17 +231,16 @@ func run(rounds int, seconds float64, only, before string) error {
 			fmt.Fprintln(os.Stderr)
 		}
 		// Per-run cost apart: the accounting adds two clock reads to
-		// every run, which must not weigh on the rounds above.
-		for c := 2; c < len(configs); c++ {
-			o := bpfdns.Options{}
-			if c == 2 && before != "" {
-				o.Object = before
+		// every run, which must not weigh on the rounds above. Three
+		// rounds of it, the median reported.
+		for i := 0; i < 3; i++ {
+			for c := 2; c < len(configs); c++ {
+				ns, err := nsPerRun(opts[c], tc.run)
+				if err != nil {
+					return err
+				}
+				r.nsPerRun[c] = append(r.nsPerRun[c], ns)
 			}
-			ns, err := nsPerRun(o, tc.run)
-			if err != nil {
-				return err
-			}
-			r.nsPerRun[c] = ns
 		}
 	}
 	med := func(v []float64) float64 {
@@ -261,7 +265,9 @@ func run(rounds int, seconds float64, only, before string) error {
 				ratio, eff = spread(r.ratios[c]), spread(r.effRatios[c])
 			}
 			if c >= 2 {
-				ns = fmt.Sprintf("%.0f", r.nsPerRun[c])
+				s := append([]float64(nil), r.nsPerRun[c]...)
+				sort.Float64s(s)
+				ns = fmt.Sprintf("%.0f [%.0f–%.0f]", med(s), s[0], s[len(s)-1])
 			}
 			fmt.Printf("| %s | %s | %.2f %s | %s | %s | %s |\n", tc.name, cf.name, med(r.vals[c])/tc.scale, tc.unit, ratio, eff, ns)
 		}
