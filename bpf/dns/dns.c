@@ -610,19 +610,27 @@ static __always_inline int egress(struct __sk_buff *skb, const int cast)
 
 	__u64 now = bpf_ktime_get_ns();
 	struct flow_val v = {.ts = now, .qtype = t, .name = nh};
-	struct flow_val *old = bpf_map_lookup_elem(&inflight, &p.key);
-	if (old) {
-		/* The same query again on the same socket and ID (a stub
-		 * resolver's retry): the earlier one timed out if it is past
-		 * the timeout, and the retry's latency counts from now. */
-		if (now - old->ts > timeout_ns)
-			count_timeout(p.key.netns);
-		else
-			stat(STAT_RETRANSMITTED);
-		old->ts = now;
-		return 1;
+	/* Insert first: nearly every query is new, and the lookup for a
+	 * retry is only needed when the key is already there. */
+	long err2 = bpf_map_update_elem(&inflight, &p.key, &v, BPF_NOEXIST);
+	if (err2 == -NETSONDE_EEXIST) {
+		struct flow_val *old = bpf_map_lookup_elem(&inflight, &p.key);
+		if (old) {
+			/* The same query again on the same socket and ID (a
+			 * stub resolver's retry): the earlier one timed out if
+			 * it is past the timeout, and the retry's latency
+			 * counts from now. */
+			if (now - old->ts > timeout_ns)
+				count_timeout(p.key.netns);
+			else
+				stat(STAT_RETRANSMITTED);
+			old->ts = now;
+			return 1;
+		}
+		/* Answered or swept in between: a new query after all. */
+		err2 = bpf_map_update_elem(&inflight, &p.key, &v, BPF_NOEXIST);
 	}
-	if (bpf_map_update_elem(&inflight, &p.key, &v, BPF_NOEXIST))
+	if (err2)
 		stat(STAT_NOT_TRACKED);
 	else
 		stat(STAT_TRACKED);
