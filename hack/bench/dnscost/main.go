@@ -28,6 +28,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -189,6 +190,7 @@ func run(rounds int, seconds float64, only, before string) error {
 	type res struct {
 		vals, ratios [][]float64 // by configuration, one per round
 		effRatios    [][]float64 // ratios of work per CPU-second
+		skipped      int         // rounds left out: a run measured 0
 		nsPerRun     [][]float64 // by configuration with programs
 	}
 	results := make([]*res, len(tests))
@@ -218,6 +220,13 @@ func run(rounds int, seconds float64, only, before string) error {
 					return err
 				}
 				v[cfg] = x
+			}
+			if slices.Contains(v, 0) {
+				// iperf3 measured nothing (it happens with 1 s runs
+				// on a loaded machine): no ratio from this round.
+				fmt.Fprintf(os.Stderr, "%s round %d: a run measured 0, round left out\n", tc.key, i+1)
+				r.skipped++
+				continue
 			}
 			for c := range configs {
 				r.vals[c] = append(r.vals[c], v[c])
@@ -259,6 +268,13 @@ func run(rounds int, seconds float64, only, before string) error {
 	fmt.Println("| --- | --- | --- | --- | --- | --- |")
 	for ti, tc := range tests {
 		r := results[ti]
+		if len(r.vals[0]) == 0 {
+			fmt.Printf("| %s | every round left out | | | | |\n", tc.name)
+			continue
+		}
+		if r.skipped > 0 {
+			fmt.Printf("| %s | %d of %d rounds left out (a run measured 0) | | | | |\n", tc.name, r.skipped, rounds)
+		}
 		for c, cf := range configs {
 			ratio, eff, ns := "", "", ""
 			if c > 0 {
