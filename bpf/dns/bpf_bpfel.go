@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type bpfAnsVal struct {
+	_      structs.HostLayout
+	Rcode  [16]uint64
+	Bucket [13]uint64
+	Sum    uint64
+}
+
 type bpfDropKey struct {
 	_      structs.HostLayout
 	Netns  uint32
@@ -40,12 +47,6 @@ type bpfFlowVal struct {
 	Name  uint64
 }
 
-type bpfHistKey struct {
-	_      structs.HostLayout
-	Netns  uint32
-	Bucket uint32
-}
-
 type bpfNameVal struct {
 	_    structs.HostLayout
 	Name [128]uint8
@@ -58,25 +59,17 @@ type bpfQueryKey struct {
 	Pad   uint16
 }
 
-type bpfRespKey struct {
-	_     structs.HostLayout
-	Netns uint32
-	Rcode uint16
-	Pad   uint16
-}
-
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	bpfMapAnswers         = "answers"
 	bpfMapDrops           = "drops"
 	bpfMapInflight        = "inflight"
-	bpfMapLatency         = "latency"
 	bpfMapNameNxdomain    = "name_nxdomain"
 	bpfMapNames           = "names"
 	bpfMapOnlyNetns       = "only_netns"
 	bpfMapQueries         = "queries"
-	bpfMapResponses       = "responses"
 	bpfMapSkScratch       = "sk_scratch"
 	bpfMapStats           = "stats"
 	bpfMapTimeouts        = "timeouts"
@@ -146,14 +139,13 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
+	Answers      *ebpf.MapSpec `ebpf:"answers"`
 	Drops        *ebpf.MapSpec `ebpf:"drops"`
 	Inflight     *ebpf.MapSpec `ebpf:"inflight"`
-	Latency      *ebpf.MapSpec `ebpf:"latency"`
 	NameNxdomain *ebpf.MapSpec `ebpf:"name_nxdomain"`
 	Names        *ebpf.MapSpec `ebpf:"names"`
 	OnlyNetns    *ebpf.MapSpec `ebpf:"only_netns"`
 	Queries      *ebpf.MapSpec `ebpf:"queries"`
-	Responses    *ebpf.MapSpec `ebpf:"responses"`
 	SkScratch    *ebpf.MapSpec `ebpf:"sk_scratch"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	Timeouts     *ebpf.MapSpec `ebpf:"timeouts"`
@@ -189,14 +181,13 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
+	Answers      *ebpf.Map `ebpf:"answers"`
 	Drops        *ebpf.Map `ebpf:"drops"`
 	Inflight     *ebpf.Map `ebpf:"inflight"`
-	Latency      *ebpf.Map `ebpf:"latency"`
 	NameNxdomain *ebpf.Map `ebpf:"name_nxdomain"`
 	Names        *ebpf.Map `ebpf:"names"`
 	OnlyNetns    *ebpf.Map `ebpf:"only_netns"`
 	Queries      *ebpf.Map `ebpf:"queries"`
-	Responses    *ebpf.Map `ebpf:"responses"`
 	SkScratch    *ebpf.Map `ebpf:"sk_scratch"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	Timeouts     *ebpf.Map `ebpf:"timeouts"`
@@ -204,14 +195,13 @@ type bpfMaps struct {
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
+		m.Answers,
 		m.Drops,
 		m.Inflight,
-		m.Latency,
 		m.NameNxdomain,
 		m.Names,
 		m.OnlyNetns,
 		m.Queries,
-		m.Responses,
 		m.SkScratch,
 		m.Stats,
 		m.Timeouts,

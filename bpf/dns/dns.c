@@ -52,19 +52,6 @@ struct query_key {
 	__u16 pad;
 };
 
-struct resp_key {
-	__u32 netns;
-	__u16 rcode; /* the header's 4-bit RCODE */
-	__u16 pad;
-};
-
-/* One histogram bucket of one namespace; bucket NBUCKETS holds the sum of
- * the latencies in nanoseconds. */
-struct hist_key {
-	__u32 netns;
-	__u32 bucket;
-};
-
 struct drop_key {
 	__u32 netns;
 	__u32 reason;
@@ -131,19 +118,23 @@ struct {
 	__type(value, __u64);
 } queries SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 8192);
-	__type(key, struct resp_key);
-	__type(value, __u64);
-} responses SEC(".maps");
+/* What an answer counts, in one value per namespace: its rcode, its
+ * latency's bucket and the latencies' sum, with one lookup instead of one
+ * per counter. Allocated when a namespace gets its first answer (no
+ * prealloc: 240 bytes per CPU per namespace that has answers). */
+struct ans_val {
+	__u64 rcode[16];          /* by the header's 4-bit RCODE */
+	__u64 bucket[NBUCKETS];   /* latency histogram, not cumulative */
+	__u64 sum;                /* sum of the latencies, ns */
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct hist_key);
-	__type(value, __u64);
-} latency SEC(".maps");
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct ans_val);
+} answers SEC(".maps");
 
 /* Timeouts found in the kernel: an answer that came after the timeout but
  * before the sweep, or a query re-sent on the same key after it. The rest
@@ -233,6 +224,23 @@ static __always_inline __u32 sock_netns(struct __sk_buff *skb, const int cast)
 	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 }
 
+/* load reads len (a constant) bytes at off: with direct packet access when
+ * they are in the linear part, as they nearly always are for DNS, else
+ * with bpf_skb_load_bytes. Same result either way. */
+static __always_inline int load(struct __sk_buff *skb, __u32 off, void *to, const __u32 len)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	if (off < 0x1000) {
+		__u8 *s = data + off;
+		if ((void *)(s + len) <= end) {
+			__builtin_memcpy(to, s, len);
+			return 0;
+		}
+	}
+	return bpf_skb_load_bytes(skb, off, to, len);
+}
+
 struct pkt {
 	struct flow_key key; /* lport/laddr: source; user code swaps for answers */
 	__u32 dns_off;       /* offset of the DNS header */
@@ -248,7 +256,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	__u8 ip[40];
 	__u32 l4;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		if (bpf_skb_load_bytes(skb, 0, ip, 20))
+		if (load(skb, 0, ip, 20))
 			return -1;
 		if ((ip[0] >> 4) != 4)
 			return -1;
@@ -261,7 +269,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		__builtin_memcpy(p->key.laddr, &ip[12], 4);
 		__builtin_memcpy(p->key.raddr, &ip[16], 4);
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		if (bpf_skb_load_bytes(skb, 0, ip, 40))
+		if (load(skb, 0, ip, 40))
 			return -1;
 		/* Extension headers before UDP/TCP are not walked. */
 		l4 = 40;
@@ -275,7 +283,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	if (p->key.proto != IPPROTO_UDP && p->key.proto != IPPROTO_TCP)
 		return -1;
 	__be16 ports[2];
-	if (bpf_skb_load_bytes(skb, l4, ports, 4))
+	if (load(skb, l4, ports, 4))
 		return -1;
 	p->key.lport = ports[0];
 	p->key.rport = ports[1];
@@ -285,7 +293,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		p->dns_off = l4 + 8;
 	} else {
 		__u8 doff;
-		if (bpf_skb_load_bytes(skb, l4 + 12, &doff, 1))
+		if (load(skb, l4 + 12, &doff, 1))
 			return -1;
 		p->dns_off = l4 + (doff >> 4) * 4;
 	}
@@ -345,7 +353,7 @@ static __always_inline int dns_header(struct __sk_buff *skb, struct pkt *p, stru
 			return 1;
 		if (p->dns_len < 2 + sizeof(*h))
 			return -1;
-		if (bpf_skb_load_bytes(skb, p->dns_off, &len, 2))
+		if (load(skb, p->dns_off, &len, 2))
 			return -1;
 		if (bpf_ntohs(len) != p->dns_len - 2)
 			return -1;
@@ -354,7 +362,7 @@ static __always_inline int dns_header(struct __sk_buff *skb, struct pkt *p, stru
 	}
 	if (p->dns_len < sizeof(*h))
 		return -1;
-	if (bpf_skb_load_bytes(skb, p->dns_off, h, sizeof(*h)))
+	if (load(skb, p->dns_off, h, sizeof(*h)))
 		return -1;
 	return 0;
 }
@@ -413,6 +421,41 @@ static __always_inline __u16 qtype_slow(struct __sk_buff *skb, struct pkt *p)
 		off += l;
 	}
 	return 0;
+}
+
+/* qtype_pkt is qtype_slow with direct packet access: the name is walked
+ * where it lies, without a copy or a helper call. A name not all in the
+ * linear part is left to qtype_slow. */
+static __always_inline __u16 qtype_pkt(struct __sk_buff *skb, struct pkt *p)
+{
+	void *data = (void *)(long)skb->data;
+	void *dend = (void *)(long)skb->data_end;
+	__u32 off = p->dns_off + sizeof(struct dnshdr);
+	__u32 end = p->dns_off + p->dns_len;
+	__u32 name = 0;
+	for (int i = 0; i < MAX_LABELS; i++) {
+		if (off >= end || off > 0x1000)
+			return 0;
+		__u8 *q = data + off;
+		if ((void *)(q + 3) > dend)
+			break;
+		__u8 l = q[0];
+		off++;
+		if (l == 0) {
+			if (off + 2 > end)
+				return 0;
+			return fold_qtype((__u16)q[1] << 8 | q[2]);
+		}
+		if (l & 0xc0)
+			return 0;
+		name += l + 1;
+		if (name > 255)
+			return 0;
+		off += l;
+	}
+	if (off >= end || off > 0x1000)
+		return 0;
+	return qtype_slow(skb, p);
 }
 
 /* QBUF bytes of question are read with one helper call and walked on the
@@ -539,31 +582,46 @@ static __always_inline int egress(struct __sk_buff *skb, const int cast)
 	if (ignored(p.key.netns))
 		return 1;
 	p.key.id = h.id;
-	__u8 buf[QBUF] = {};
-	__u32 namelen = 0;
-	__u16 t = bpf_ntohs(h.qdcount) ? qtype(skb, &p, buf, &namelen) : 0;
+	__u16 t = 0;
+	__u64 nh = 0;
+	if (top_names) {
+		__u8 buf[QBUF] = {};
+		__u32 namelen = 0;
+		t = bpf_ntohs(h.qdcount) ? qtype(skb, &p, buf, &namelen) : 0;
+		if (namelen) {
+			nh = name_hash(buf, namelen);
+			bpf_map_update_elem(&names, &nh, buf, BPF_ANY);
+		}
+	} else if (bpf_ntohs(h.qdcount)) {
+		/* No name kept: walk the name in the packet itself, no copy. */
+		t = qtype_pkt(skb, &p);
+	}
 	struct query_key qk = {.netns = p.key.netns, .qtype = t};
 	count(&queries, &qk, 1);
 
 	__u64 now = bpf_ktime_get_ns();
-	struct flow_val v = {.ts = now, .qtype = t};
-	if (top_names && namelen) {
-		v.name = name_hash(buf, namelen);
-		bpf_map_update_elem(&names, &v.name, buf, BPF_ANY);
+	struct flow_val v = {.ts = now, .qtype = t, .name = nh};
+	/* Insert first: nearly every query is new, and the lookup for a
+	 * retry is only needed when the key is already there. */
+	long err2 = bpf_map_update_elem(&inflight, &p.key, &v, BPF_NOEXIST);
+	if (err2 == -NETSONDE_EEXIST) {
+		struct flow_val *old = bpf_map_lookup_elem(&inflight, &p.key);
+		if (old) {
+			/* The same query again on the same socket and ID (a
+			 * stub resolver's retry): the earlier one timed out if
+			 * it is past the timeout, and the retry's latency
+			 * counts from now. */
+			if (now - old->ts > timeout_ns)
+				count_timeout(p.key.netns);
+			else
+				stat(STAT_RETRANSMITTED);
+			old->ts = now;
+			return 1;
+		}
+		/* Answered or swept in between: a new query after all. */
+		err2 = bpf_map_update_elem(&inflight, &p.key, &v, BPF_NOEXIST);
 	}
-	struct flow_val *old = bpf_map_lookup_elem(&inflight, &p.key);
-	if (old) {
-		/* The same query again on the same socket and ID (a stub
-		 * resolver's retry): the earlier one timed out if it is past
-		 * the timeout, and the retry's latency counts from now. */
-		if (now - old->ts > timeout_ns)
-			count_timeout(p.key.netns);
-		else
-			stat(STAT_RETRANSMITTED);
-		old->ts = now;
-		return 1;
-	}
-	if (bpf_map_update_elem(&inflight, &p.key, &v, BPF_NOEXIST))
+	if (err2)
 		stat(STAT_NOT_TRACKED);
 	else
 		stat(STAT_TRACKED);
@@ -620,8 +678,8 @@ static __always_inline int ingress(struct __sk_buff *skb, const int cast)
 		return 1;
 	}
 	stat(STAT_ANSWERED);
-	struct resp_key rk = {.netns = k.netns, .rcode = flags & 0xf};
-	if (top_names && nh && rk.rcode == 3) {
+	__u16 rcode = flags & 0xf;
+	if (top_names && nh && rcode == 3) {
 		__u64 *n = bpf_map_lookup_elem(&name_nxdomain, &nh);
 		if (n) {
 			__sync_fetch_and_add(n, 1);
@@ -630,11 +688,25 @@ static __always_inline int ingress(struct __sk_buff *skb, const int cast)
 			bpf_map_update_elem(&name_nxdomain, &nh, &one, BPF_NOEXIST);
 		}
 	}
-	count(&responses, &rk, 1);
-	struct hist_key hk = {.netns = k.netns, .bucket = bucket_of(d)};
-	count(&latency, &hk, 1);
-	hk.bucket = NBUCKETS;
-	count(&latency, &hk, d);
+	struct ans_val *a = bpf_map_lookup_elem(&answers, &k.netns);
+	if (!a) {
+		struct ans_val zero = {};
+		long err = bpf_map_update_elem(&answers, &k.netns, &zero, BPF_NOEXIST);
+		/* -EEXIST: another CPU inserted it first. */
+		if (err && err != -NETSONDE_EEXIST) {
+			stat(STAT_LOST);
+			return 1;
+		}
+		a = bpf_map_lookup_elem(&answers, &k.netns);
+		if (!a)
+			return 1;
+	}
+	/* Per-CPU value: no other CPU writes it. */
+	a->rcode[rcode & 15] += 1;
+	__u32 b = bucket_of(d);
+	if (b < NBUCKETS)
+		a->bucket[b] += 1;
+	a->sum += d;
 	return 1;
 }
 

@@ -165,13 +165,19 @@ func testParser(t *testing.T, form string) {
 	if n := stat(t, obj, StatUnmatched); n != 2 {
 		t.Errorf("unmatched: %d, want 2", n)
 	}
-	var k RespKey
-	var per []uint64
-	it := obj.Map("responses").Iterate()
-	for it.Next(&k, &per) {
+	resp, _, err := readAnswers(obj.Map("answers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for k, v := range resp {
 		if k.Rcode != 3 {
 			t.Errorf("response rcode %d, want 3", k.Rcode)
 		}
+		n += v
+	}
+	if n != 1 {
+		t.Errorf("responses: %d, want 1 (%v)", n, resp)
 	}
 }
 

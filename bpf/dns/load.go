@@ -68,9 +68,21 @@ type (
 	FlowKey  = bpfFlowKey
 	FlowVal  = bpfFlowVal
 	QueryKey = bpfQueryKey
-	RespKey  = bpfRespKey
-	HistKey  = bpfHistKey
 	DropKey  = bpfDropKey
+)
+
+// RespKey keys the answers of one namespace by rcode, and HistKey their
+// latency by bucket (SumBucket: the sum in ns), as Read gives them; the
+// kernel keeps both in one value per namespace (struct ans_val).
+type (
+	RespKey struct {
+		Netns uint32
+		Rcode uint16
+	}
+	HistKey struct {
+		Netns  uint32
+		Bucket uint32
+	}
 )
 
 // Options for Load.
@@ -99,6 +111,11 @@ type Options struct {
 	// DropHooks are tried in order for the drop counter; empty: tp_btf
 	// then raw_tp.
 	DropHooks []string
+	// Object, if set, is an object file loaded instead of the embedded
+	// one: an older build of dns.c, for benchmarks that compare two
+	// builds in one run (hack/bench/dnscost -before). Its programs, maps
+	// and variables must have the names this build's have.
+	Object string
 }
 
 // Probe is the loaded object.
@@ -115,8 +132,11 @@ func Load(opts Options) (*Probe, error) {
 		return nil, fmt.Errorf("at most %d extra DNS ports, got %d", MaxPorts, len(opts.Ports))
 	}
 	spec, err := loadBpf()
+	if opts.Object != "" {
+		spec, err = ebpf.LoadCollectionSpec(opts.Object)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("parse embedded object: %w", err)
+		return nil, fmt.Errorf("parse object: %w", err)
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Second
@@ -290,10 +310,7 @@ func (p *Probe) Read() (Counts, error) {
 	if c.Queries, err = nbpf.SumPerCPU[QueryKey](p.Map("queries")); err != nil {
 		return c, err
 	}
-	if c.Responses, err = nbpf.SumPerCPU[RespKey](p.Map("responses")); err != nil {
-		return c, err
-	}
-	if c.Latency, err = nbpf.SumPerCPU[HistKey](p.Map("latency")); err != nil {
+	if c.Responses, c.Latency, err = readAnswers(p.Map("answers")); err != nil {
 		return c, err
 	}
 	if c.Timeouts, err = nbpf.SumPerCPU[uint32](p.Map("timeouts")); err != nil {
@@ -308,6 +325,47 @@ func (p *Probe) Read() (Counts, error) {
 		}
 	}
 	return c, nil
+}
+
+// readAnswers sums the answers map's per-CPU values and spreads them into
+// counts by rcode and by latency bucket, with only the non-zero ones (and
+// the sum's bucket with any bucket), as if each were its own key.
+func readAnswers(m *ebpf.Map) (map[RespKey]uint64, map[HistKey]uint64, error) {
+	resp, lat := map[RespKey]uint64{}, map[HistKey]uint64{}
+	var ns uint32
+	var per []bpfAnsVal
+	it := m.Iterate()
+	for it.Next(&ns, &per) {
+		var sum bpfAnsVal
+		for _, v := range per {
+			for i := range sum.Rcode {
+				sum.Rcode[i] += v.Rcode[i]
+			}
+			for i := range sum.Bucket {
+				sum.Bucket[i] += v.Bucket[i]
+			}
+			sum.Sum += v.Sum
+		}
+		for i, n := range sum.Rcode {
+			if n > 0 {
+				resp[RespKey{Netns: ns, Rcode: uint16(i)}] = n
+			}
+		}
+		any := false
+		for i, n := range sum.Bucket {
+			if n > 0 {
+				lat[HistKey{Netns: ns, Bucket: uint32(i)}] = n
+				any = true
+			}
+		}
+		if any {
+			lat[HistKey{Netns: ns, Bucket: SumBucket}] = sum.Sum
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, nil, fmt.Errorf("read answers: %w", err)
+	}
+	return resp, lat, nil
 }
 
 // Swept is what one sweep closed as timeouts, per network namespace and
@@ -469,12 +527,7 @@ func (p *Probe) Forget(c Counts, gone map[uint32]bool) {
 	}
 	for k := range c.Responses {
 		if gone[k.Netns] {
-			_ = p.Map("responses").Delete(k)
-		}
-	}
-	for k := range c.Latency {
-		if gone[k.Netns] {
-			_ = p.Map("latency").Delete(k)
+			_ = p.Map("answers").Delete(k.Netns)
 		}
 	}
 	for k := range c.Timeouts {

@@ -1,13 +1,19 @@
 // Command dnscost measures what netsonde's DNS programs (cgroup_skb on the
 // cgroup v2 root) cost, in one run: iperf3 TCP and 64-byte UDP throughput
 // over a veth pair (non-DNS traffic: the programs return after the port
-// check), and DNS queries per second answered by dnsmasq at full rate,
-// each with and without the programs in alternating pairs, median of the
-// per-pair ratios; and the kernel's own per-run accounting
-// (BPF_ENABLE_STATS) in separate runs. Prints a markdown table for
-// BENCHMARKS.md. Needs root, iperf3 and dnsmasq.
+// check), and DNS queries per second answered by dnsmasq at full rate.
+// Each round runs every configuration once, in an order that rotates from
+// round to round: no programs, an empty cgroup_skb program (the hook's own
+// cost), with -before older builds' object files, and this build's
+// programs; each configuration's ratio is against the same round's run
+// without programs, and the median of the rounds' ratios is reported with
+// their spread (the per-round ratios go to stderr). The kernel's own
+// per-run accounting (BPF_ENABLE_STATS) is taken in separate runs. Prints
+// a markdown table for BENCHMARKS.md. Needs root, iperf3 and dnsmasq.
 //
 //	go run ./hack/bench/dnscost -pairs 6 -seconds 2
+//	git show main:bpf/dns/bpf_bpfel.o > /tmp/before.o
+//	go run ./hack/bench/dnscost -tests dns -pairs 20 -seconds 1 -before /tmp/before.o
 package main
 
 import (
@@ -16,11 +22,16 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"math"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,10 +53,12 @@ func sh(args ...string) error {
 }
 
 func main() {
-	pairs := flag.Int("pairs", 6, "rounds per test, each running the three configurations in rotating order")
-	seconds := flag.Int("seconds", 2, "length of each run")
+	rounds := flag.Int("pairs", 6, "rounds per test, each running every configuration once in rotating order")
+	seconds := flag.Float64("seconds", 2, "length of each run (iperf3 rounds it up to whole seconds)")
+	only := flag.String("tests", "tcp,udp,dns", "tests to run, comma-separated: tcp, udp, dns")
+	before := flag.String("before", "", "also run older builds' object files, comma-separated, e.g. from git show main:bpf/dns/bpf_bpfel.o > /tmp/before.o")
 	flag.Parse()
-	if err := run(*pairs, *seconds); err != nil {
+	if err := run(*rounds, *seconds, *only, *before); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -55,7 +68,7 @@ const (
 	serverIP = "198.18.91.2"
 )
 
-func run(pairs, seconds int) error {
+func run(rounds int, seconds float64, only, before string) error {
 	sfx := fmt.Sprint(os.Getpid())
 	a, b := "dnsa"+sfx, "dnsb"+sfx
 	for _, ns := range []string{a, b} {
@@ -89,6 +102,33 @@ func run(pairs, seconds int) error {
 	}
 	defer func() { dnsmasq.Process.Kill(); dnsmasq.Wait() }()
 	time.Sleep(500 * time.Millisecond)
+	// The CPU time the test's own work takes: this process (the DNS
+	// client, and the packets' softirq work done in its context),
+	// iperf3 clients (waited children), the servers, and ksoftirqd.
+	// Another load on the machine changes how much CPU the test gets,
+	// much less what each answer costs.
+	ksoftirqd, _ := filepath.Glob("/proc/[0-9]*/comm")
+	pids := []int{iperfSrv.Process.Pid, dnsmasq.Process.Pid}
+	for _, f := range ksoftirqd {
+		if b, err := os.ReadFile(f); err == nil && strings.HasPrefix(string(b), "ksoftirqd/") {
+			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f))); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	cpu := func() time.Duration {
+		var t time.Duration
+		for _, who := range []int{unix.RUSAGE_SELF, unix.RUSAGE_CHILDREN} {
+			var ru unix.Rusage
+			if unix.Getrusage(who, &ru) == nil {
+				t += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+			}
+		}
+		for _, pid := range pids {
+			t += schedstat(pid)
+		}
+		return t
+	}
 	socks, err := dnsSockets(a, 8)
 	if err != nil {
 		return err
@@ -99,103 +139,186 @@ func run(pairs, seconds int) error {
 		}
 	}()
 
-	d := time.Duration(seconds) * time.Second
-	tests := []struct {
-		name, unit string
-		scale      float64
-		run        func() (float64, error)
+	d := time.Duration(seconds * float64(time.Second))
+	secs := fmt.Sprint(int(math.Ceil(seconds)))
+	all := []struct {
+		key, name, unit string
+		scale           float64
+		run             func() (float64, error)
 	}{
-		{"TCP (iperf3)", "Gbit/s", 1e9, func() (float64, error) { return iperf(a, "-t", fmt.Sprint(seconds)) }},
-		{"UDP 64-byte (iperf3)", "Gbit/s", 1e9, func() (float64, error) {
-			return iperf(a, "-u", "-b", "0", "-l", "64", "-t", fmt.Sprint(seconds))
+		{"tcp", "TCP (iperf3)", "Gbit/s", 1e9, func() (float64, error) { return iperf(a, "-t", secs) }},
+		{"udp", "UDP 64-byte (iperf3)", "Gbit/s", 1e9, func() (float64, error) {
+			return iperf(a, "-u", "-b", "0", "-l", "64", "-t", secs)
 		}},
-		{"DNS queries through dnsmasq", "answers/s", 1, func() (float64, error) { return queries(socks, d), nil }},
+		{"dns", "DNS queries through dnsmasq", "answers/s", 1, func() (float64, error) { return queries(socks, d), nil }},
 	}
-	type res struct{ ratios, emptyRatios, off, empty, on, nsPerRun []float64 }
+	tests := all[:0:0]
+	for _, tc := range all {
+		if strings.Contains(","+only+",", ","+tc.key+",") {
+			tests = append(tests, tc)
+		}
+	}
+	// The configurations: none, an empty cgroup_skb program (the hook's
+	// own cost), with -before older builds' objects, and this build's
+	// programs.
+	type config struct {
+		name   string
+		attach func() (func(), error)
+	}
+	load := func(o bpfdns.Options) func() (func(), error) {
+		return func() (func(), error) {
+			p, err := bpfdns.Load(o)
+			if err != nil {
+				return nil, err
+			}
+			return func() { p.Close() }, nil
+		}
+	}
+	configs := []config{
+		{"without", func() (func(), error) { return func() {}, nil }},
+		{"empty cgroup_skb programs", attachEmpty},
+	}
+	opts := []bpfdns.Options{{}, {}}
+	if before != "" {
+		for _, o := range strings.Split(before, ",") {
+			configs = append(configs, config{"netsonde's, " + o, load(bpfdns.Options{Object: o})})
+			opts = append(opts, bpfdns.Options{Object: o})
+		}
+	}
+	configs = append(configs, config{"netsonde's (this build)", load(bpfdns.Options{})})
+	opts = append(opts, bpfdns.Options{})
+	type res struct {
+		vals, ratios [][]float64 // by configuration, one per round
+		effRatios    [][]float64 // ratios of work per CPU-second
+		skipped      int         // rounds left out: a run measured 0
+		nsPerRun     [][]float64 // by configuration with programs
+	}
 	results := make([]*res, len(tests))
 	for ti, tc := range tests {
-		r := &res{}
+		r := &res{vals: make([][]float64, len(configs)), ratios: make([][]float64, len(configs)), nsPerRun: make([][]float64, len(configs)), effRatios: make([][]float64, len(configs))}
 		results[ti] = r
-		for i := 0; i < pairs; i++ {
+		for i := 0; i < rounds; i++ {
 			// Rotate which configuration goes first, so drift hits all
-			// alike: none, an empty cgroup_skb program (the hook's own
-			// cost), netsonde's programs.
-			order := []int{0, 1, 2}
-			for k := 0; k < i%3; k++ {
-				order = append(order[1:], order[0])
+			// alike; each round's ratios are against that round's run
+			// without programs.
+			order := make([]int, len(configs))
+			for k := range order {
+				order[k] = (k + i) % len(configs)
 			}
-			var v [3]float64
+			v := make([]float64, len(configs))
+			eff := make([]float64, len(configs))
 			for _, cfg := range order {
-				var closer func()
-				switch cfg {
-				case 1:
-					c, err := attachEmpty()
-					if err != nil {
-						return err
-					}
-					closer = c
-				case 2:
-					p, err := bpfdns.Load(bpfdns.Options{})
-					if err != nil {
-						return err
-					}
-					closer = func() { p.Close() }
+				closer, err := configs[cfg].attach()
+				if err != nil {
+					return err
 				}
+				c0 := cpu()
 				x, err := tc.run()
-				if closer != nil {
-					closer()
-				}
+				eff[cfg] = x / (cpu() - c0).Seconds()
+				closer()
 				if err != nil {
 					return err
 				}
 				v[cfg] = x
 			}
-			r.off, r.empty, r.on = append(r.off, v[0]), append(r.empty, v[1]), append(r.on, v[2])
-			r.ratios = append(r.ratios, v[2]/v[0])
-			r.emptyRatios = append(r.emptyRatios, v[1]/v[0])
+			if slices.Contains(v, 0) {
+				// iperf3 measured nothing (it happens with 1 s runs
+				// on a loaded machine): no ratio from this round.
+				fmt.Fprintf(os.Stderr, "%s round %d: a run measured 0, round left out\n", tc.key, i+1)
+				r.skipped++
+				continue
+			}
+			for c := range configs {
+				r.vals[c] = append(r.vals[c], v[c])
+				r.ratios[c] = append(r.ratios[c], v[c]/v[0])
+				r.effRatios[c] = append(r.effRatios[c], eff[c]/eff[0])
+			}
+			fmt.Fprintf(os.Stderr, "%s round %d:", tc.key, i+1)
+			for c := range configs {
+				fmt.Fprintf(os.Stderr, " %.3f (%.3f)", v[c]/v[0], eff[c]/eff[0])
+			}
+			fmt.Fprintln(os.Stderr)
 		}
 		// Per-run cost apart: the accounting adds two clock reads to
-		// every run, which must not weigh on the pairs above.
-		stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
-		if err != nil {
-			return fmt.Errorf("enable BPF stats: %w", err)
-		}
-		p, err := bpfdns.Load(bpfdns.Options{})
-		if err != nil {
-			stats.Close()
-			return err
-		}
-		if _, err := tc.run(); err != nil {
-			return err
-		}
-		var ns, n uint64
-		for _, name := range []string{bpfdns.ProgramEgress, bpfdns.ProgramIngress} {
-			if st, err := p.Active(name).Stats(); err == nil {
-				ns += uint64(st.Runtime)
-				n += st.RunCount
+		// every run, which must not weigh on the rounds above. Three
+		// rounds of it, the median reported.
+		for i := 0; i < 3; i++ {
+			for c := 2; c < len(configs); c++ {
+				ns, err := nsPerRun(opts[c], tc.run)
+				if err != nil {
+					return err
+				}
+				r.nsPerRun[c] = append(r.nsPerRun[c], ns)
 			}
 		}
-		if n > 0 {
-			r.nsPerRun = append(r.nsPerRun, float64(ns)/float64(n))
-		}
-		p.Close()
-		stats.Close()
 	}
 	med := func(v []float64) float64 {
 		s := append([]float64(nil), v...)
 		sort.Float64s(s)
 		return (s[(len(s)-1)/2] + s[len(s)/2]) / 2
 	}
-	fmt.Printf("%d alternating pairs per test, %d s each, over a veth pair between two namespaces, programs on the cgroup v2 root (every socket of the machine); medians; %s\n\n",
-		pairs, seconds, time.Now().UTC().Format("2006-01-02"))
-	fmt.Println("| test | without | empty cgroup_skb programs | netsonde's | median ratio empty/without | median ratio netsonde/without | kernel accounting, ns per netsonde program run |")
-	fmt.Println("| --- | --- | --- | --- | --- | --- | --- |")
+	spread := func(v []float64) string {
+		s := append([]float64(nil), v...)
+		sort.Float64s(s)
+		return fmt.Sprintf("%.3f [%.3f–%.3f]", med(s), s[0], s[len(s)-1])
+	}
+	fmt.Printf("%d rounds per test, %g s each run, configurations in rotating order, over a veth pair between two namespaces, programs on the cgroup v2 root (every socket of the machine); medians, ratios against the same round's run without programs (min–max in brackets); %s\n\n",
+		rounds, seconds, time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Println("| test | configuration | median | median ratio to without [min–max] | per CPU-second: median ratio to without [min–max] | kernel accounting, ns per program run |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- |")
 	for ti, tc := range tests {
 		r := results[ti]
-		fmt.Printf("| %s | %.2f %s | %.2f %s | %.2f %s | %.3f | %.3f | %.0f |\n", tc.name, med(r.off)/tc.scale, tc.unit, med(r.empty)/tc.scale, tc.unit,
-			med(r.on)/tc.scale, tc.unit, med(r.emptyRatios), med(r.ratios), med(r.nsPerRun))
+		if len(r.vals[0]) == 0 {
+			fmt.Printf("| %s | every round left out | | | | |\n", tc.name)
+			continue
+		}
+		if r.skipped > 0 {
+			fmt.Printf("| %s | %d of %d rounds left out (a run measured 0) | | | | |\n", tc.name, r.skipped, rounds)
+		}
+		for c, cf := range configs {
+			ratio, eff, ns := "", "", ""
+			if c > 0 {
+				ratio, eff = spread(r.ratios[c]), spread(r.effRatios[c])
+			}
+			if c >= 2 {
+				s := append([]float64(nil), r.nsPerRun[c]...)
+				sort.Float64s(s)
+				ns = fmt.Sprintf("%.0f [%.0f–%.0f]", med(s), s[0], s[len(s)-1])
+			}
+			fmt.Printf("| %s | %s | %.2f %s | %s | %s | %s |\n", tc.name, cf.name, med(r.vals[c])/tc.scale, tc.unit, ratio, eff, ns)
+		}
 	}
 	return nil
+}
+
+// nsPerRun loads the programs with BPF_ENABLE_STATS on, runs the test
+// once and returns the kernel's accounting: ns per run of the egress and
+// ingress programs together.
+func nsPerRun(o bpfdns.Options, run func() (float64, error)) (float64, error) {
+	stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+	if err != nil {
+		return 0, fmt.Errorf("enable BPF stats: %w", err)
+	}
+	defer stats.Close()
+	p, err := bpfdns.Load(o)
+	if err != nil {
+		return 0, err
+	}
+	defer p.Close()
+	if _, err := run(); err != nil {
+		return 0, err
+	}
+	var ns, n uint64
+	for _, name := range []string{bpfdns.ProgramEgress, bpfdns.ProgramIngress} {
+		if st, err := p.Active(name).Stats(); err == nil {
+			ns += uint64(st.Runtime)
+			n += st.RunCount
+		}
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	return float64(ns) / float64(n), nil
 }
 
 // attachEmpty attaches programs that only return 1 to the cgroup v2
@@ -298,6 +421,21 @@ func queries(socks []*net.UDPConn, d time.Duration) float64 {
 	}
 	wg.Wait()
 	return float64(answered.Load()) / d.Seconds()
+}
+
+// schedstat returns the time a task has run (the first field of
+// /proc/PID/schedstat, in ns, exact where /proc/PID/stat counts ticks).
+func schedstat(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(f[0], 10, 64)
+	return time.Duration(n)
 }
 
 func iperf(ns string, args ...string) (float64, error) {
