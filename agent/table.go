@@ -6,7 +6,8 @@ import (
 	"github.com/netsonde/netsonde/collectors/dns"
 	"github.com/netsonde/netsonde/collectors/drops"
 	"github.com/netsonde/netsonde/collectors/fragments"
-	"github.com/netsonde/netsonde/collectors/fsync"
+	"github.com/netsonde/netsonde/collectors/fsyncprobe"
+	"github.com/netsonde/netsonde/collectors/fsynctrace"
 	"github.com/netsonde/netsonde/collectors/mesh"
 	"github.com/netsonde/netsonde/collectors/mtu"
 	"github.com/netsonde/netsonde/collectors/mtucheck"
@@ -21,8 +22,8 @@ func Collectors() []collectors.Spec {
 		conntrack.Spec,
 		dns.Spec,
 		drops.Spec,
-		fsync.ProbeSpec,
-		fsync.TraceSpec,
+		fsyncprobe.Spec,
+		fsynctrace.Spec,
 		fragments.Spec,
 		tcpconnect.Spec,
 		tcpretrans.Spec,
