@@ -44,6 +44,9 @@ type Config struct {
 	Kube *kube.Config
 	// ShutdownTimeout bounds how long in-flight requests may finish.
 	ShutdownTimeout time.Duration
+	// Deprecations are what the flags asked for in a way that will stop
+	// working: Run logs each once, as a warning.
+	Deprecations []string
 }
 
 // The HTTP server's bounds. Scrapers send a few hundred bytes of headers at
@@ -69,6 +72,9 @@ const (
 // only for what must stop the agent: a bad web config file or an address it
 // cannot listen on. Collectors that fail are reported, not fatal.
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	for _, d := range cfg.Deprecations {
+		logger.Warn("deprecated: " + d)
+	}
 	if cfg.Web.WebConfigFile != nil && *cfg.Web.WebConfigFile != "" {
 		if err := web.Validate(*cfg.Web.WebConfigFile); err != nil {
 			return fmt.Errorf("web config file %s: %w", *cfg.Web.WebConfigFile, err)

@@ -45,6 +45,8 @@ func budget(n, p int) map[string]int {
 		// counters.
 		"fragments": 4*n + 32,
 		"mtucheck":  2*n + 16,
+		// Four per target (--pmtu.target and peer nodes): none here.
+		"pmtu": 16,
 		// Per pod namespace and the host's: 4 results, 2 reset directions,
 		// two histograms (connect duration, srtt at close) of at most 16
 		// buckets each with sum and count; the in-flight gauge.
@@ -53,7 +55,10 @@ func budget(n, p int) map[string]int {
 		// and an unreachable counter; per peer only with --mesh.per-peer.
 		"mesh":      2*(24+2+1) + 8,
 		"conntrack": 64,
-		"fsync":     128,
+		// A histogram and an up gauge per probed path; a histogram per
+		// traced process and device.
+		"fsyncprobe": 64,
+		"fsynctrace": 64,
 		// netsonde_collector_up, _duration_seconds, bpf_program_attached,
 		// Go and process metrics, build info; plus one
 		// netsonde_collector_timeout_total per collector and
@@ -77,10 +82,10 @@ func collectorOf(name string) string {
 		{"netsonde_interface_expected_mtu", "mtucheck"},
 		{"netsonde_mtu_mismatch", "mtucheck"},
 		{"netsonde_cni_config_mtu", "mtucheck"},
-		{"netsonde_path_mtu", "mtucheck"},
+		{"netsonde_path_mtu", "pmtu"},
 		{"netsonde_conntrack", "conntrack"},
-		{"netsonde_disk_fsync", "fsync"},
-		{"netsonde_process_fsync", "fsync"},
+		{"netsonde_disk_fsync", "fsyncprobe"},
+		{"netsonde_process_fsync", "fsynctrace"},
 	} {
 		if strings.HasPrefix(name, p.prefix) {
 			return p.collector

@@ -11,6 +11,7 @@ import (
 	"github.com/netsonde/netsonde/collectors/mesh"
 	"github.com/netsonde/netsonde/collectors/mtu"
 	"github.com/netsonde/netsonde/collectors/mtucheck"
+	"github.com/netsonde/netsonde/collectors/pmtu"
 	"github.com/netsonde/netsonde/collectors/tcpconnect"
 	"github.com/netsonde/netsonde/collectors/tcpretrans"
 )
@@ -29,6 +30,7 @@ func Collectors() []collectors.Spec {
 		tcpretrans.Spec,
 		mesh.Spec,
 		mtucheck.Spec,
+		pmtu.Spec,
 		mtu.Spec,
 	}
 }

@@ -2,7 +2,7 @@
 // it: a tunnel larger than its underlay leaves room for, a pod interface
 // larger than the overlay it routes through, an interface that differs from
 // the CNI configuration. It reads the agent's live link view, so a fix
-// shows on the next scrape. The active path-MTU probe lives in pmtu.go.
+// shows on the next scrape. The active path-MTU probe is collectors/pmtu.
 package mtucheck
 
 import (
@@ -23,7 +23,7 @@ import (
 // Spec is the MTU checker's line in the agent's table.
 var Spec = collectors.Spec{
 	Name:           "mtucheck",
-	Help:           "MTU mismatches: tunnels vs their underlay, pod interfaces vs the overlay and the CNI config; active path-MTU probes.",
+	Help:           "MTU mismatches: tunnels vs their underlay, pod interfaces vs the overlay and the CNI config.",
 	DefaultEnabled: true,
 	Setup:          setup,
 }
@@ -43,7 +43,6 @@ var (
 type config struct {
 	cniDir    *string
 	peerEvery *time.Duration
-	pmtu      pmtuConfig
 }
 
 func setup(app *kingpin.Application) collectors.Factory {
@@ -52,7 +51,6 @@ func setup(app *kingpin.Application) collectors.Factory {
 			Default("/etc/cni/net.d").String(),
 		peerEvery: app.Flag("mtucheck.peer-interval", "How often the far ends of veths in other namespaces (pods' eth0) are read, for differs_from_peer.").
 			Default("30s").Duration(),
-		pmtu: pmtuFlags(app),
 	}
 	return func(ctx context.Context, deps collectors.Deps) (collectors.Collector, error) {
 		if deps.Links == nil {
@@ -67,12 +65,6 @@ func setup(app *kingpin.Application) collectors.Factory {
 		peerCtx, stopPeers := context.WithCancel(ctx)
 		col.stopPeers = stopPeers
 		go col.peers.run(peerCtx)
-		col.prober, err = startProber(ctx, deps, c.pmtu)
-		if err != nil {
-			stopPeers()
-			h.Close()
-			return nil, collectors.Down("bad_flag", err)
-		}
 		return col, nil
 	}
 }
@@ -81,7 +73,6 @@ type collector struct {
 	deps   collectors.Deps
 	cniDir string
 	nl     *netlink.Handle
-	prober *prober
 	peers  *peerMTUs
 	// stopPeers ends the peer refresher.
 	stopPeers context.CancelFunc
@@ -123,7 +114,6 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 			ch <- prometheus.MustNewConstMetric(mismatchDesc, prometheus.GaugeValue, val, v.iface, reason)
 		}
 	}
-	c.prober.collect(ch)
 	return nil
 }
 
@@ -151,7 +141,6 @@ func (c *collector) route(dst net.IP) int {
 
 func (c *collector) Close() error {
 	c.stopPeers()
-	c.prober.stop()
 	c.nl.Close()
 	return nil
 }
