@@ -62,6 +62,16 @@ func AddFlags(app *kingpin.Application) *Flags {
 	return f
 }
 
+// splitFrom names, for a collector split out of another, the one it was
+// part of. For one release, turning the old one off explicitly
+// (--no-collector.OLD) turns the new one off too unless it is named itself
+// (--collector.NEW or --no-collector.NEW), with a deprecation warning: a
+// DaemonSet that had --no-collector.mtucheck ran no path-MTU probes, and
+// must not start sending them on upgrade.
+var splitFrom = map[string]string{
+	"pmtu": "mtucheck", // the path-MTU probe was part of mtucheck up to 0.1.0
+}
+
 // Config turns the parsed flags into the agent's configuration (without
 // its web part) and the names of the enabled collectors.
 func (f *Flags) Config() (Config, []string, error) {
@@ -94,11 +104,23 @@ func (f *Flags) Config() (Config, []string, error) {
 		cfg.HostNetInterval = min(cfg.HostNetInterval, old.v)
 		cfg.Deprecations = append(cfg.Deprecations, fmt.Sprintf("%s is deprecated and will be removed in the next release: use --hostnet.refresh-interval (now %v)", old.name, cfg.HostNetInterval))
 	}
+	byName := map[string]*choice{}
+	for _, c := range f.choices {
+		byName[c.spec.Name] = c
+	}
 	var names []string
 	for _, c := range f.choices {
 		on := *c.enabled
 		if *f.disableDefaults && !c.explicit {
 			on = false
+		}
+		if from, ok := splitFrom[c.spec.Name]; ok && on && !c.explicit {
+			if old := byName[from]; old != nil && old.explicit && !*old.enabled {
+				on = false
+				cfg.Deprecations = append(cfg.Deprecations, fmt.Sprintf(
+					"--no-collector.%[1]s turns the %[2]s collector off too, as when %[2]s was part of %[1]s; in the next release it will not: add --no-collector.%[2]s to keep it off, or --collector.%[2]s to turn it on",
+					from, c.spec.Name))
+			}
 		}
 		if on {
 			cfg.Collectors = append(cfg.Collectors, collectors.Enabled{Name: c.spec.Name, Help: c.spec.Help, Factory: c.factory})

@@ -6,10 +6,12 @@ import (
 	"github.com/netsonde/netsonde/collectors/dns"
 	"github.com/netsonde/netsonde/collectors/drops"
 	"github.com/netsonde/netsonde/collectors/fragments"
-	"github.com/netsonde/netsonde/collectors/fsync"
+	"github.com/netsonde/netsonde/collectors/fsyncprobe"
+	"github.com/netsonde/netsonde/collectors/fsynctrace"
 	"github.com/netsonde/netsonde/collectors/mesh"
 	"github.com/netsonde/netsonde/collectors/mtu"
 	"github.com/netsonde/netsonde/collectors/mtucheck"
+	"github.com/netsonde/netsonde/collectors/pmtu"
 	"github.com/netsonde/netsonde/collectors/tcpconnect"
 	"github.com/netsonde/netsonde/collectors/tcpretrans"
 )
@@ -21,13 +23,14 @@ func Collectors() []collectors.Spec {
 		conntrack.Spec,
 		dns.Spec,
 		drops.Spec,
-		fsync.ProbeSpec,
-		fsync.TraceSpec,
+		fsyncprobe.Spec,
+		fsynctrace.Spec,
 		fragments.Spec,
 		tcpconnect.Spec,
 		tcpretrans.Spec,
 		mesh.Spec,
 		mtucheck.Spec,
+		pmtu.Spec,
 		mtu.Spec,
 	}
 }

@@ -396,15 +396,49 @@ func (v *View) refresh(full bool) {
 	pods := v.pods
 	v.mu.Unlock()
 	if pods != nil {
+		v.join(next, pods)
+	}
+	v.snap.Store(next)
+}
+
+// join attributes namespaces and host-side veths to pods by address. A
+// veth's peer index means an interface of the agent's namespace only when
+// that interface names this namespace by its nsid; and when two namespaces
+// carry a pod's address (other agents' test namespaces, a stale one), the
+// one wired to the agent's namespace wins.
+func (v *View) join(next *Snapshot, pods PodIndex) {
+	host := map[int]Link{}
+	for _, l := range v.Links() {
+		host[l.Index] = l
+	}
+	wired := func(n *Namespace, l NsLink) bool {
+		h, ok := host[l.PeerIndex]
+		return ok && n.NsID >= 0 && h.NetNsID == n.NsID
+	}
+	claimed := map[cluster.Pod]bool{}
+	for _, pass := range []bool{true, false} {
 		for ino, n := range next.ns {
+			if _, done := next.podByNetns[ino]; done {
+				continue
+			}
+			isWired := false
+			for _, l := range n.Links {
+				if l.PeerIndex > 0 && wired(n, l) {
+					isWired = true
+				}
+			}
+			if isWired != pass {
+				continue
+			}
 			for _, a := range n.Addrs {
 				pod, ok := pods.ByIP(a)
-				if !ok {
+				if !ok || claimed[pod] {
 					continue
 				}
+				claimed[pod] = true
 				next.podByNetns[ino] = pod
 				for _, l := range n.Links {
-					if l.PeerIndex > 0 {
+					if l.PeerIndex > 0 && wired(n, l) {
 						next.podByIface[l.PeerIndex] = pod
 					}
 				}
@@ -412,7 +446,6 @@ func (v *View) refresh(full bool) {
 			}
 		}
 	}
-	v.snap.Store(next)
 }
 
 // Fixed is a view of fixed links and namespaces that never reads the

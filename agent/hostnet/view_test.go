@@ -222,3 +222,38 @@ func TestSnapshotReadsMakeNoCalls(t *testing.T) {
 		t.Errorf("snapshot reads called the source: walks %d→%d", walks, src.walks)
 	}
 }
+
+// Two namespaces carry a pod's address (another agent's test namespace,
+// or one not yet cleaned up): the one whose veth is wired to the agent's
+// namespace is the pod's, and a veth peer index that only happens to equal
+// one of the agent's ifindexes names nothing.
+func TestJoinPrefersTheNamespaceWiredToTheAgent(t *testing.T) {
+	src := newFakeSource()
+	src.set(100, pod("10.0.0.5", -1, 17)) // elsewhere: no nsid here
+	src.set(200, pod("10.0.0.5", 3, 17))  // wired: host link 17 names nsid 3
+	src.set(300, pod("10.0.0.6", 9, 18))  // its peer 18 is not host link 18's peer
+	host := []Link{{Index: 17, Kind: "veth", NetNsID: 3}, {Index: 18, Kind: "veth", NetNsID: 4}}
+	c := &clock{t: time.Unix(1000, 0)}
+	v := newTestView(t, src, host, c)
+	v.SetPods(podsByIP{
+		netip.MustParseAddr("10.0.0.5"): {Namespace: "shop", Name: "web"},
+		netip.MustParseAddr("10.0.0.6"): {Namespace: "shop", Name: "db"},
+	})
+	v.refresh(true)
+	s := v.Snapshot()
+	if p, ok := s.ByNetns(200); !ok || p.Name != "web" {
+		t.Errorf("wired namespace: %v %v, want web", p, ok)
+	}
+	if p, ok := s.ByNetns(100); ok {
+		t.Errorf("the unwired namespace with the same address got %v", p)
+	}
+	if p, ok := s.ByHostInterface(17); !ok || p.Name != "web" {
+		t.Errorf("host link 17: %v %v, want web", p, ok)
+	}
+	if p, ok := s.ByHostInterface(18); ok {
+		t.Errorf("host link 18 named %v through a peer index of another namespace", p)
+	}
+	if p, ok := s.ByNetns(300); !ok || p.Name != "db" {
+		t.Errorf("namespace 300 by address: %v %v, want db", p, ok)
+	}
+}

@@ -69,7 +69,7 @@ func TestPodAttributionAgainstRealAPIServer(t *testing.T) {
 	node.Exec(t, "ping", "-c1", "-W2", "198.18.96.2")
 
 	agent := testenv.StartAgent(t, node, "--kubeconfig="+k.Kubeconfig, "--node-name=node-a",
-		"--collector.disable-defaults", "--collector.drops", "--collector.mtu", "--collector.mtucheck",
+		"--collector.disable-defaults", "--collector.drops", "--collector.mtu", "--collector.pmtu",
 		"--pmtu.interval=1h", "--pmtu.timeout=100ms", "--pmtu.gap=10ms")
 	testenv.Eventually(t, 15*time.Second, "pod shop/web found in its namespace", func() bool {
 		m := agent.Scrape(t)

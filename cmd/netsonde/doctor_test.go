@@ -464,7 +464,7 @@ func TestDoctorScenarioConntrackFilling(t *testing.T) {
 
 // A—R—B, the R—B link at 1,400 and R dropping its ICMP errors: probes
 // above 1,400 vanish without "fragmentation needed", a path-MTU black
-// hole (the probe of collectors/mtucheck's test, read by doctor).
+// hole (the probe of collectors/pmtu's test, read by doctor).
 func TestDoctorScenarioPMTUBlackHole(t *testing.T) {
 	testenv.RequireCommand(t, "nft")
 	a, r, b := testenv.NewNetns(t), testenv.NewNetns(t), testenv.NewNetns(t)
@@ -487,7 +487,7 @@ func TestDoctorScenarioPMTUBlackHole(t *testing.T) {
 	r.Exec(t, "nft", "add table inet bh; add chain inet bh out { type filter hook output priority 0; }; "+
 		"add rule inet bh out icmp type destination-unreachable drop")
 
-	d := startDoctor(t, a, false, "--duration=8s", "--output=json", "--collector.disable-defaults", "--collector.mtucheck",
+	d := startDoctor(t, a, false, "--duration=8s", "--output=json", "--collector.disable-defaults", "--collector.pmtu",
 		"--pmtu.target=198.18.74.2", "--pmtu.interval=1h", "--pmtu.gap=10ms", "--pmtu.timeout=300ms")
 	code, out := d.wait(t)
 	if code != 1 {

@@ -3,7 +3,6 @@ package mtucheck
 import (
 	"log/slog"
 	"net"
-	"net/netip"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -16,7 +15,7 @@ import (
 // TestGoldenMetrics: the fixture node (flannel.1 over eth0, the pod's veth
 // fitting, veth4d5e6f larger than the overlay, its peer and the CNI
 // config) with a GRE tunnel routed to its remote by eth0 and too large for
-// it, the CNI config of testdata/cni, and three path-MTU results.
+// it, and the CNI config of testdata/cni.
 func TestGoldenMetrics(t *testing.T) {
 	remote := net.ParseIP(golden.PeerNode.InternalIP.String())
 	gre := hostnet.Link{Index: 7, Name: "gre1", Kind: "gre", MTU: 1480, NetNsID: -1, Up: true,
@@ -29,12 +28,7 @@ func TestGoldenMetrics(t *testing.T) {
 		return 0
 	}
 	deps := collectors.Deps{Logger: slog.New(slog.DiscardHandler), Net: view, Pods: view, Clock: &golden.Clock{T: golden.Now}}
-	c := &collector{deps: deps, cniDir: "testdata/cni", routes: newRouteCache(routes),
-		prober: &prober{deps: deps, results: map[netip.Addr]*pathResult{
-			golden.PeerNode.InternalIP:          {pmtu: 1500, probes: 9, finished: golden.Now},
-			golden.PeerNode.OverlayIP:           {pmtu: 1400, blackhole: true, probes: 16, finished: golden.Now},
-			netip.MustParseAddr("192.168.1.99"): {probes: 16, finished: golden.Now},
-		}}}
+	c := &collector{deps: deps, cniDir: "testdata/cni", routes: newRouteCache(routes)}
 	c.background() // reads the CNI config, routes the tunnel's remote
 	golden.Check(t, c)
 }

@@ -2,7 +2,7 @@
 // it: a tunnel larger than its underlay leaves room for, a pod interface
 // larger than the overlay it routes through, an interface that differs from
 // the CNI configuration. It reads the agent's live link view, so a fix
-// shows on the next scrape. The active path-MTU probe lives in pmtu.go.
+// shows on the next scrape. The active path-MTU probe is collectors/pmtu.
 package mtucheck
 
 import (
@@ -23,7 +23,7 @@ import (
 // Spec is the MTU checker's line in the agent's table.
 var Spec = collectors.Spec{
 	Name:           "mtucheck",
-	Help:           "MTU mismatches: tunnels vs their underlay, pod interfaces vs the overlay and the CNI config; active path-MTU probes.",
+	Help:           "MTU mismatches: tunnels vs their underlay, pod interfaces vs the overlay and the CNI config.",
 	DefaultEnabled: true,
 	Setup:          setup,
 }
@@ -42,14 +42,12 @@ var (
 
 type config struct {
 	cniDir *string
-	pmtu   pmtuConfig
 }
 
 func setup(app *kingpin.Application) collectors.Factory {
 	c := config{
 		cniDir: app.Flag("mtucheck.cni-dir", "CNI configuration directory; its first config's mtu is compared with pod interfaces.").
 			Default("/etc/cni/net.d").String(),
-		pmtu: pmtuFlags(app),
 	}
 	return func(ctx context.Context, deps collectors.Deps) (collectors.Collector, error) {
 		if deps.Net == nil {
@@ -68,13 +66,6 @@ func setup(app *kingpin.Application) collectors.Factory {
 		col.stop = stop
 		col.done = make(chan struct{})
 		go col.run(bgCtx)
-		col.prober, err = startProber(ctx, deps, c.pmtu)
-		if err != nil {
-			stop()
-			<-col.done
-			h.Close()
-			return nil, collectors.Down("bad_flag", err)
-		}
 		return col, nil
 	}
 }
@@ -83,7 +74,6 @@ type collector struct {
 	deps   collectors.Deps
 	cniDir string
 	nl     *netlink.Handle
-	prober *prober
 	routes *routeCache
 	stop   context.CancelFunc
 	done   chan struct{}
@@ -160,7 +150,6 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 			ch <- prometheus.MustNewConstMetric(mismatchDesc, prometheus.GaugeValue, val, v.iface, reason)
 		}
 	}
-	c.prober.collect(ch)
 	return nil
 }
 
@@ -238,7 +227,6 @@ func (c *collector) route(dst net.IP) int {
 func (c *collector) Close() error {
 	c.stop()
 	<-c.done
-	c.prober.stop()
 	c.nl.Close()
 	return nil
 }

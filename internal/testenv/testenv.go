@@ -69,6 +69,18 @@ func RandomName(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
+// DiskDir is a fresh directory on the root (ext4) filesystem, removed
+// after the test: /tmp may be a tmpfs, where fdatasync costs nothing and
+// ext4's tracepoints never fire.
+func DiskDir(t testing.TB) string {
+	d, err := os.MkdirTemp("/var/tmp", "netsonde-fsync-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
 var (
 	buildOnce sync.Once
 	buildPath string

@@ -111,7 +111,7 @@ func TestKernelEventToPage(t *testing.T) {
 		time.Sleep(2 * time.Second) // two scrapes after the load
 		checkDashboard(t, hc, prom, have)
 		// The far host's path, as Prometheus sees it from node-a and node-b.
-		if have["mtucheck"] {
+		if have["pmtu"] {
 			v, err := query(hc, prom, `netsonde_path_mtu_bytes{target="`+farAddr+`",node=~"node-a|node-b"}`)
 			if err != nil || len(v) != 2 || v[0].Value[1] != "1400" || v[1].Value[1] != "1400" {
 				t.Errorf("path MTU to the far host: %v %v, want 1400 from node-a and node-b", v, err)
@@ -441,7 +441,7 @@ var collectorOf = []struct{ prefix, collector string }{
 	{"netsonde_conntrack", "conntrack"},
 	{"netsonde_interface_expected_mtu", "mtucheck"},
 	{"netsonde_mtu_mismatch", "mtucheck"},
-	{"netsonde_path_mtu", "mtucheck"},
+	{"netsonde_path_mtu", "pmtu"},
 	{"netsonde_disk_fsync", "fsyncprobe"},
 	{"netsonde_process_fsync", "fsynctrace"},
 	{"netsonde_dns", "dns"},

@@ -1,4 +1,9 @@
-package fsync
+// Package fsyncprobe measures fsync latency on the etcd disk with an
+// active probe that writes and fdatasyncs the way
+// `fio --rw=write --ioengine=sync --fdatasync=1 --bs=2300` does, in the
+// same histogram as the fsync tracer (collectors/fsynctrace), so the two
+// read side by side, and beside etcd's etcd_disk_wal_fsync_duration_seconds.
+package fsyncprobe
 
 import (
 	"context"
@@ -19,10 +24,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/collectors/fsynctrace"
 )
 
-// ProbeSpec is the active probe's line in the agent's table.
-var ProbeSpec = collectors.Spec{
+// Spec is the active probe's line in the agent's table.
+var Spec = collectors.Spec{
 	Name:           "fsyncprobe",
 	Help:           "Active fsync probe: 2,300-byte writes, each followed by fdatasync, as fio --fdatasync=1 --bs=2300 does, on the etcd disk.",
 	DefaultEnabled: true,
@@ -175,7 +181,7 @@ func probeSetup(app *kingpin.Application) collectors.Factory {
 
 type pathState struct {
 	target
-	hist   histogram
+	hist   fsynctrace.Histogram
 	reason string // "" while working
 	file   *os.File
 	offset int64
@@ -247,7 +253,7 @@ func (p *prober) round(path string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, d := range durations {
-		st.hist.observe(d)
+		st.hist.Observe(d)
 	}
 	old := st.reason
 	st.reason = reasonOf(err)
@@ -398,7 +404,7 @@ func (p *prober) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
 	var down []string
 	for _, path := range paths {
 		st := p.state[path]
-		n, sum, buckets := st.hist.cumulative()
+		n, sum, buckets := st.hist.Cumulative()
 		ch <- prometheus.MustNewConstHistogram(probeDesc, n, sum, buckets, path)
 		up := 1.0
 		if st.reason != "" {

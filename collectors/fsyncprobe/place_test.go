@@ -1,4 +1,4 @@
-package fsync
+package fsyncprobe
 
 import (
 	"fmt"

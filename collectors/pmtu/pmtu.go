@@ -1,4 +1,7 @@
-package mtucheck
+// Package pmtu probes the path MTU to chosen targets and the cluster's
+// other nodes, tracepath-style, and flags PMTU black holes: probes larger
+// than the path that vanish with no ICMP "fragmentation needed" back.
+package pmtu
 
 import (
 	"context"
@@ -17,6 +20,14 @@ import (
 
 	"github.com/netsonde/netsonde/collectors"
 )
+
+// Spec is the path-MTU prober's line in the agent's table.
+var Spec = collectors.Spec{
+	Name:           "pmtu",
+	Help:           "Active path-MTU probes to --pmtu.target and peer nodes; PMTU black holes.",
+	DefaultEnabled: true,
+	Setup:          setup,
+}
 
 var (
 	pathMTUDesc = prometheus.NewDesc(collectors.Namespace+"_path_mtu_bytes",
@@ -49,8 +60,8 @@ type pmtuConfig struct {
 	timeout  *time.Duration
 }
 
-func pmtuFlags(app *kingpin.Application) pmtuConfig {
-	return pmtuConfig{
+func setup(app *kingpin.Application) collectors.Factory {
+	c := pmtuConfig{
 		targets: app.Flag("pmtu.target", "IPv4 address to probe the path MTU to (repeatable); peer nodes from the cluster are added.").Strings(),
 		interval: app.Flag("pmtu.interval", "How often to probe each target.").
 			Default("5m").Duration(),
@@ -58,6 +69,13 @@ func pmtuFlags(app *kingpin.Application) pmtuConfig {
 			Default("1s").Duration(),
 		timeout: app.Flag("pmtu.timeout", "How long to wait for a probe's answer before counting it lost.").
 			Default("1s").Duration(),
+	}
+	return func(ctx context.Context, deps collectors.Deps) (collectors.Collector, error) {
+		p, err := startProber(ctx, deps, c)
+		if err != nil {
+			return nil, collectors.Down("bad_flag", err)
+		}
+		return p, nil
 	}
 }
 
@@ -341,7 +359,7 @@ func probe(dst netip.Addr, size int, timeout time.Duration) (outcome, int) {
 	}
 }
 
-func (p *prober) collect(ch chan<- prometheus.Metric) {
+func (p *prober) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	targets := make([]netip.Addr, 0, len(p.results))
@@ -364,9 +382,12 @@ func (p *prober) collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(pathMTUDesc, prometheus.GaugeValue, float64(r.pmtu), s)
 		ch <- prometheus.MustNewConstMetric(blackholeDesc, prometheus.GaugeValue, bh, s)
 	}
+	return nil
 }
 
-func (p *prober) stop() {
+// Close stops the probe loop.
+func (p *prober) Close() error {
 	p.cancel()
 	<-p.done
+	return nil
 }

@@ -1,4 +1,8 @@
-package fsync
+// Package fsynctrace traces the fsyncs of chosen processes (etcd by
+// default) with eBPF, timed and bucketed in the kernel, with histogram
+// bounds chosen to be read beside etcd's
+// etcd_disk_wal_fsync_duration_seconds.
+package fsynctrace
 
 import (
 	"context"
@@ -16,8 +20,8 @@ import (
 	"github.com/netsonde/netsonde/collectors"
 )
 
-// TraceSpec is the fsync tracer's line in the agent's table.
-var TraceSpec = collectors.Spec{
+// Spec is the fsync tracer's line in the agent's table.
+var Spec = collectors.Spec{
 	Name:           "fsynctrace",
 	Help:           "eBPF trace of the fsyncs of chosen processes (etcd by default), timed and bucketed in the kernel.",
 	DefaultEnabled: true,
@@ -78,12 +82,12 @@ func (tr *tracer) Collect(_ context.Context, ch chan<- prometheus.Metric) error 
 		return collectors.Down("map_read", err)
 	}
 	type series struct{ comm, device string }
-	hists := map[series]*histogram{}
-	get := func(comm []int8, dev uint32) *histogram {
+	hists := map[series]*Histogram{}
+	get := func(comm []int8, dev uint32) *Histogram {
 		s := series{comm: cString(comm), device: tr.devName(dev)}
 		h := hists[s]
 		if h == nil {
-			h = &histogram{}
+			h = &Histogram{}
 			hists[s] = h
 		}
 		return h
@@ -97,7 +101,7 @@ func (tr *tracer) Collect(_ context.Context, ch chan<- prometheus.Metric) error 
 		get(k.Comm[:], k.Dev).sum += time.Duration(ns)
 	}
 	for s, h := range hists {
-		n, sum, buckets := h.cumulative()
+		n, sum, buckets := h.Cumulative()
 		ch <- prometheus.MustNewConstHistogram(traceDesc, n, sum, buckets, s.comm, s.device)
 	}
 	return nil

@@ -1,10 +1,4 @@
-// Package fsync measures fsync latency on the etcd disk two ways: an
-// active probe that writes and fdatasyncs the way
-// `fio --rw=write --ioengine=sync --fdatasync=1 --bs=2300` does, and an
-// eBPF trace of etcd's own fsyncs, timed and bucketed in the kernel. Both
-// use the same histogram bounds, chosen to be read beside etcd's
-// etcd_disk_wal_fsync_duration_seconds.
-package fsync
+package fsynctrace
 
 import (
 	"time"
@@ -12,11 +6,12 @@ import (
 	bpffsync "github.com/netsonde/netsonde/bpf/fsynctrace"
 )
 
-// Bounds, in seconds: 125, 250 and 500 µs (an NVMe fdatasync is well under
-// a millisecond), then etcd's own WAL fsync buckets (1 ms doubling, 14
-// buckets, up to 8.192 s) with an edge at exactly 10 ms inserted, since
-// etcd's buckets jump from 8 to 16 ms and "p99 below 10 ms" could otherwise
-// only be read by interpolation.
+// bounds of the fsync histograms, the tracer's and the active probe's
+// (collectors/fsyncprobe uses Histogram), in seconds: 125, 250 and 500 µs
+// (an NVMe fdatasync is well under a millisecond), then etcd's own WAL
+// fsync buckets (1 ms doubling, 14 buckets, up to 8.192 s) with an edge at
+// exactly 10 ms inserted, since etcd's buckets jump from 8 to 16 ms and
+// "p99 below 10 ms" could otherwise only be read by interpolation.
 var bounds = [bpffsync.NumBounds]time.Duration{
 	125 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
 	1 * time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond, 8 * time.Millisecond,
@@ -26,14 +21,15 @@ var bounds = [bpffsync.NumBounds]time.Duration{
 	4096 * time.Millisecond, 8192 * time.Millisecond,
 }
 
-// histogram is counts per bound (index NumBounds: above the last), plus the
+// Histogram is counts per bound (index NumBounds: above the last), plus the
 // sum, turned into Prometheus' cumulative form on demand.
-type histogram struct {
+type Histogram struct {
 	counts [bpffsync.NumBounds + 1]uint64
 	sum    time.Duration
 }
 
-func (h *histogram) observe(d time.Duration) {
+// Observe counts one sample.
+func (h *Histogram) Observe(d time.Duration) {
 	i := 0
 	for i < len(bounds) && d > bounds[i] {
 		i++
@@ -42,9 +38,9 @@ func (h *histogram) observe(d time.Duration) {
 	h.sum += d
 }
 
-// cumulative returns the count, the sum in seconds and the cumulative
+// Cumulative returns the count, the sum in seconds and the cumulative
 // buckets keyed by upper bound in seconds.
-func (h *histogram) cumulative() (uint64, float64, map[float64]uint64) {
+func (h *Histogram) Cumulative() (uint64, float64, map[float64]uint64) {
 	buckets := make(map[float64]uint64, len(bounds))
 	var n uint64
 	for i, b := range bounds {

@@ -1,4 +1,4 @@
-package fsync_test
+package fsyncprobe_test
 
 import "golang.org/x/sys/unix"
 

@@ -1,4 +1,4 @@
-package fsync_test
+package fsyncprobe_test
 
 import (
 	"fmt"
@@ -19,7 +19,7 @@ import (
 // (--fsyncprobe.host-root), on the root (ext4) disk: the layouts below are
 // built inside it.
 func nodeRoot(t *testing.T) string {
-	root := diskDir(t)
+	root := testenv.DiskDir(t)
 	if err := os.MkdirAll(filepath.Join(root, "var/lib/etcd/member/wal"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestProbeInsideEtcdMount(t *testing.T) {
 func TestProbeOffWithReason(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Run("worker", func(t *testing.T) {
-		root := diskDir(t)
+		root := testenv.DiskDir(t)
 		ns := testenv.NewNetns(t)
 		a := testenv.StartAgent(t, ns, "--collector.disable-defaults", "--collector.fsyncprobe", "--collector.mtu",
 			"--fsyncprobe.host-root="+root)
@@ -236,7 +236,7 @@ func TestProbeOffWithReason(t *testing.T) {
 		}
 	})
 	t.Run("read-only", func(t *testing.T) {
-		root := diskDir(t)
+		root := testenv.DiskDir(t)
 		varlib := filepath.Join(root, "var/lib")
 		if err := os.MkdirAll(varlib, 0o755); err != nil {
 			t.Fatal(err)
