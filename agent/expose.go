@@ -98,7 +98,7 @@ func (h *scrapeHandler) serveRendered(ctx context.Context, w http.ResponseWriter
 		}
 		f := families[rd.Family.Name]
 		if f == nil {
-			f = &renderedFamily{info: rd.Family}
+			f = &renderedFamily{info: rd.Family, series: getRendered(0)}
 			families[rd.Family.Name] = f
 		} else if f.info != rd.Family && *f.info != *rd.Family {
 			f.conflict = true
@@ -114,10 +114,17 @@ func (h *scrapeHandler) serveRendered(ctx context.Context, w http.ResponseWriter
 	names := make([]string, 0, len(families))
 	for name, f := range families {
 		names = append(names, name)
-		var dups []error
-		f.series, dups = h.order(name).sort(f.series)
+		sorted, dups := h.order(name).sort(f.series)
+		putRendered(f.series)
+		f.series = sorted
 		errs = append(errs, dups...)
 	}
+	// The series' slices go back to the pool once the page is written.
+	defer func() {
+		for _, f := range families {
+			putRendered(f.series)
+		}
+	}()
 	slices.Sort(names)
 	if len(errs) > 0 {
 		h.opts.ErrorLog.Println("error gathering metrics:", errs)
@@ -384,7 +391,7 @@ func (o *seriesOrder) sort(series []rendered) ([]rendered, []error) {
 	if len(o.rank) == len(series) {
 		// The same texts as then, each once: their order is known, and
 		// they are distinct (the ranks were given after removing copies).
-		out := make([]rendered, len(series))
+		out := getRendered(len(series))[:len(series)]
 		ok := true
 		for _, s := range series {
 			r, known := o.rank[&s.series[0]]
@@ -397,13 +404,14 @@ func (o *seriesOrder) sort(series []rendered) ([]rendered, []error) {
 		if ok {
 			return out, nil
 		}
+		putRendered(out)
 	}
 	idx := make([]int32, len(series))
 	for i := range idx {
 		idx[i] = int32(i)
 	}
 	slices.SortFunc(idx, func(a, b int32) int { return compareSeries(series[a], series[b]) })
-	out := make([]rendered, 0, len(series))
+	out := getRendered(len(series))
 	var errs []error
 	for _, i := range idx {
 		s := series[i]
@@ -433,4 +441,22 @@ func compareSeries(a, b rendered) int {
 		}
 	}
 	return bytes.Compare(a.series, b.series)
+}
+
+// renderedPool holds the slices of rendered series of past scrapes: at
+// 1,000 interfaces each is about 100 KB, two per family per scrape.
+var renderedPool sync.Pool // *[]rendered
+
+func getRendered(n int) []rendered {
+	if p, ok := renderedPool.Get().(*[]rendered); ok && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]rendered, 0, max(n, 64))
+}
+
+func putRendered(s []rendered) {
+	s = s[:cap(s)]
+	clear(s) // no metric kept alive by the pool
+	s = s[:0]
+	renderedPool.Put(&s)
 }

@@ -36,7 +36,9 @@ var (
 
 // odd renders series whose label values need escaping and sort
 // differently as text than as values ("a b" before "a" as text).
-type odd struct{ series *collectors.SeriesCache[string] }
+type odd struct {
+	series *collectors.SeriesCache[string]
+}
 
 func (o odd) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
 	for i, v := range []string{"a", "a b", `q"uote`, `back\slash`, "new\nline", "", "ünïcode", "a!"} {
@@ -93,7 +95,7 @@ func exposeFixture(t testing.TB, withMTUAgain bool) (*prometheus.Registry, *coll
 
 type collectorFunc func(chan<- prometheus.Metric)
 
-func (f collectorFunc) Describe(chan<- *prometheus.Desc)   {}
+func (f collectorFunc) Describe(chan<- *prometheus.Desc)    {}
 func (f collectorFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
 
 // registryPage is the page as the handler served it before it wrote
