@@ -66,7 +66,8 @@ type rendered struct {
 type renderedFamily struct {
 	info     *collectors.Family
 	series   []rendered
-	conflict bool // another cache exports the name with other help or type
+	lines    *lines // the series' text, once sorted
+	conflict bool   // another cache exports the name with other help or type
 }
 
 // gathered is what a Gatherer returned.
@@ -114,9 +115,9 @@ func (h *scrapeHandler) serveRendered(ctx context.Context, w http.ResponseWriter
 	names := make([]string, 0, len(families))
 	for name, f := range families {
 		names = append(names, name)
-		sorted, dups := h.order(name).sort(f.series)
+		sorted, lines, dups := h.order(name).sort(f.series)
 		putRendered(f.series)
-		f.series = sorted
+		f.series, f.lines = sorted, lines
 		errs = append(errs, dups...)
 	}
 	// The series' slices go back to the pool once the page is written.
@@ -137,11 +138,15 @@ func (h *scrapeHandler) serveRendered(ctx context.Context, w http.ResponseWriter
 	w.Header().Add("Vary", "Accept")
 	w.Header().Add("Vary", "Accept-Encoding")
 	w.Header().Set("Content-Type", string(format))
-	out := io.Writer(w)
+	// The page is built in memory and sent in one write with its length
+	// when it fits in the buffer (a few hundred KB at 1,000 interfaces):
+	// one system call and no chunked encoding, rather than a dozen.
+	sent := &sentWriter{w: w}
+	out := io.Writer(sent)
 	if acceptsGzip(r) {
 		w.Header().Set("Content-Encoding", "gzip")
 		gz := gzipPool.Get().(*gzip.Writer)
-		gz.Reset(w)
+		gz.Reset(sent)
 		defer func() {
 			gz.Close()
 			gzipPool.Put(gz)
@@ -177,6 +182,9 @@ func (h *scrapeHandler) serveRendered(ctx context.Context, w http.ResponseWriter
 	}
 	if c, ok := enc.(expfmt.Closer); ok {
 		encErr(c.Close()) // OpenMetrics' "# EOF"
+	}
+	if out == sent && sent.n == 0 {
+		w.Header().Set("Content-Length", strconv.Itoa(bw.Buffered()))
 	}
 	encErr(bw.Flush())
 }
@@ -231,10 +239,12 @@ func writeRendered(bw *bufio.Writer, format expfmt.Format, om bool, f *renderedF
 		return err
 	}
 	bw.Write(header)
-	for _, s := range f.series {
+	start := 0
+	for i, s := range f.series {
+		end := f.lines.ends[i]
 		b := bw.AvailableBuffer()
-		b = append(b, s.series...)
-		b = append(b, ' ')
+		b = append(b, f.lines.text[start:end]...)
+		start = end
 		b = appendValue(b, s.value, om)
 		b = append(b, '\n')
 		bw.Write(b)
@@ -355,7 +365,7 @@ func acceptsGzip(r *http.Request) bool {
 
 var (
 	gzipPool = sync.Pool{New: func() any { w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed); return w }}
-	bufPool  = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+	bufPool  = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 512<<10) }}
 )
 
 // seriesOrder is the order of one rendered family's series in the last
@@ -366,6 +376,19 @@ var (
 type seriesOrder struct {
 	mu   sync.Mutex
 	rank map[*byte]int
+	// lines is the texts in that order, one after the other, each with
+	// the space before its value: written from one block of memory, not
+	// from 1,000 small ones the scrape would otherwise read from cold
+	// caches. Never modified once made: a scrape still writing it may
+	// hold it while the next one makes another.
+	lines *lines
+}
+
+// lines is the text of a family's series before their values: line i is
+// text[ends[i-1]:ends[i]].
+type lines struct {
+	text []byte
+	ends []int
 }
 
 func (h *scrapeHandler) order(name string) *seriesOrder {
@@ -385,7 +408,7 @@ func (h *scrapeHandler) order(name string) *seriesOrder {
 // sort returns the series sorted as the registry sorts a family's metrics,
 // without the second and later copies of a series, each an error, as in a
 // registry.
-func (o *seriesOrder) sort(series []rendered) ([]rendered, []error) {
+func (o *seriesOrder) sort(series []rendered) ([]rendered, *lines, []error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if len(o.rank) == len(series) {
@@ -402,7 +425,7 @@ func (o *seriesOrder) sort(series []rendered) ([]rendered, []error) {
 			out[r] = s
 		}
 		if ok {
-			return out, nil
+			return out, o.lines, nil
 		}
 		putRendered(out)
 	}
@@ -422,10 +445,15 @@ func (o *seriesOrder) sort(series []rendered) ([]rendered, []error) {
 		out = append(out, s)
 	}
 	o.rank = make(map[*byte]int, len(out))
+	l := &lines{ends: make([]int, len(out))}
 	for i, s := range out {
 		o.rank[&s.series[0]] = i
+		l.text = append(l.text, s.series...)
+		l.text = append(l.text, ' ')
+		l.ends[i] = len(l.text)
 	}
-	return out, errs
+	o.lines = l
+	return out, l, errs
 }
 
 // compareSeries orders series as client_golang's registry does (fewer
@@ -459,4 +487,16 @@ func putRendered(s []rendered) {
 	clear(s) // no metric kept alive by the pool
 	s = s[:0]
 	renderedPool.Put(&s)
+}
+
+// sentWriter counts what went to the client.
+type sentWriter struct {
+	w io.Writer
+	n int
+}
+
+func (s *sentWriter) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	s.n += n
+	return n, err
 }
