@@ -138,15 +138,11 @@ func (h *scrapeHandler) serveRendered(ctx context.Context, w http.ResponseWriter
 	w.Header().Add("Vary", "Accept")
 	w.Header().Add("Vary", "Accept-Encoding")
 	w.Header().Set("Content-Type", string(format))
-	// The page is built in memory and sent in one write with its length
-	// when it fits in the buffer (a few hundred KB at 1,000 interfaces):
-	// one system call and no chunked encoding, rather than a dozen.
-	sent := &sentWriter{w: w}
-	out := io.Writer(sent)
+	out := io.Writer(w)
 	if acceptsGzip(r) {
 		w.Header().Set("Content-Encoding", "gzip")
 		gz := gzipPool.Get().(*gzip.Writer)
-		gz.Reset(sent)
+		gz.Reset(w)
 		defer func() {
 			gz.Close()
 			gzipPool.Put(gz)
@@ -182,9 +178,6 @@ func (h *scrapeHandler) serveRendered(ctx context.Context, w http.ResponseWriter
 	}
 	if c, ok := enc.(expfmt.Closer); ok {
 		encErr(c.Close()) // OpenMetrics' "# EOF"
-	}
-	if out == sent && sent.n == 0 {
-		w.Header().Set("Content-Length", strconv.Itoa(bw.Buffered()))
 	}
 	encErr(bw.Flush())
 }
@@ -365,7 +358,7 @@ func acceptsGzip(r *http.Request) bool {
 
 var (
 	gzipPool = sync.Pool{New: func() any { w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed); return w }}
-	bufPool  = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 512<<10) }}
+	bufPool  = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
 )
 
 // seriesOrder is the order of one rendered family's series in the last
@@ -487,16 +480,4 @@ func putRendered(s []rendered) {
 	clear(s) // no metric kept alive by the pool
 	s = s[:0]
 	renderedPool.Put(&s)
-}
-
-// sentWriter counts what went to the client.
-type sentWriter struct {
-	w io.Writer
-	n int
-}
-
-func (s *sentWriter) Write(p []byte) (int, error) {
-	n, err := s.w.Write(p)
-	s.n += n
-	return n, err
 }

@@ -122,6 +122,9 @@ func get(t *testing.T, h http.Handler, accept, encoding string) (string, string)
 		t.Fatalf("HTTP %d: %s", rec.Code, rec.Body)
 	}
 	body := rec.Body.Bytes()
+	if cl := rec.Header().Get("Content-Length"); cl != "" && cl != fmt.Sprint(len(body)) {
+		t.Errorf("Content-Length %s for %d bytes", cl, len(body))
+	}
 	if rec.Header().Get("Content-Encoding") == "gzip" {
 		zr, err := gzip.NewReader(bytes.NewReader(body))
 		if err != nil {
