@@ -7,10 +7,12 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/version"
 
 	"github.com/netsonde/netsonde/collectors"
@@ -88,6 +90,9 @@ type scrapeHandler struct {
 	set    *collectors.Set
 	opts   promhttp.HandlerOpts
 	logger *slog.Logger
+
+	ordersMu sync.Mutex
+	orders   map[string]*seriesOrder // by rendered family name
 }
 
 func newScrapeHandler(maxRequests int, reg prometheus.Gatherer, set *collectors.Set, logger *slog.Logger) *scrapeHandler {
@@ -132,6 +137,11 @@ func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithDeadline(r.Context(), begin.Add(timeout-collectMargin(timeout)))
 	defer cancel()
+	if format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultOpenMetricsAcceptedFormats()...); rendersItself(format) {
+		h.serveRendered(ctx, w, r, format)
+		return
+	}
+	// Other formats go through promhttp whole, as they always did.
 	// The Set is registered per scrape, in a registry of its own, so its
 	// collectors get this scrape's deadline: Gatherer has no context.
 	own := prometheus.NewRegistry()
