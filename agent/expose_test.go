@@ -19,9 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/collectors/mtu"
-	"github.com/netsonde/netsonde/linkwatch"
 )
 
 var (
@@ -67,9 +67,9 @@ func collector(c collectors.Collector) collectors.Factory {
 // rendered handler; withMTUAgain adds a collector that exports the mtu
 // family without rendering it.
 func exposeFixture(t testing.TB, withMTUAgain bool) (*prometheus.Registry, *collectors.Set) {
-	links := make([]linkwatch.Link, 40)
+	links := make([]hostnet.Link, 40)
 	for i := range links {
-		links[i] = linkwatch.Link{Index: i + 1, Name: fmt.Sprintf("f%d%c", i/2, "ab"[i%2]), Kind: "veth", MTU: 1500 + i%3*100}
+		links[i] = hostnet.Link{Index: i + 1, Name: fmt.Sprintf("f%d%c", i/2, "ab"[i%2]), Kind: "veth", MTU: 1500 + i%3*100}
 	}
 	logger := slog.New(slog.DiscardHandler)
 	enabled := []collectors.Enabled{
@@ -84,7 +84,7 @@ func exposeFixture(t testing.TB, withMTUAgain bool) (*prometheus.Registry, *coll
 		})})
 	}
 	set := collectors.NewSet(logger, enabled)
-	set.Start(context.Background(), collectors.Deps{Logger: logger, Links: linkwatch.NewStatic(links), Pods: benchPods{}})
+	set.Start(context.Background(), collectors.Deps{Logger: logger, Net: hostnet.Fixed(1, links, nil), Pods: benchPods{}})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aaa_first", Help: "Sorted before everything."}, func() float64 { return 1e21 }))
 	reg.MustRegister(collectorFunc(func(ch chan<- prometheus.Metric) {

@@ -15,10 +15,10 @@ import (
 	promcollectors "github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 
+	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/collectors/mtu"
-	"github.com/netsonde/netsonde/linkwatch"
 )
 
 // benchPods names the host ends of the first 110 interfaces.
@@ -95,9 +95,9 @@ func (benchSmall) Close() error { return nil }
 // stand-in with 500 series, a small collector, and the agent's registry
 // (build info, Go runtime, process).
 func benchHandler(b testing.TB) http.Handler {
-	links := make([]linkwatch.Link, 1000)
+	links := make([]hostnet.Link, 1000)
 	for i := range links {
-		links[i] = linkwatch.Link{Index: i + 1, Name: fmt.Sprintf("f%d%c", i/2, "ab"[i%2]), Kind: "veth", MTU: 1500}
+		links[i] = hostnet.Link{Index: i + 1, Name: fmt.Sprintf("f%d%c", i/2, "ab"[i%2]), Kind: "veth", MTU: 1500}
 	}
 	logger := slog.New(slog.DiscardHandler)
 	set := collectors.NewSet(logger, []collectors.Enabled{
@@ -107,7 +107,7 @@ func benchHandler(b testing.TB) http.Handler {
 		}},
 		{Name: "small", Factory: func(context.Context, collectors.Deps) (collectors.Collector, error) { return benchSmall{}, nil }},
 	})
-	set.Start(context.Background(), collectors.Deps{Logger: logger, Links: linkwatch.NewStatic(links), Pods: benchPods{}})
+	set.Start(context.Background(), collectors.Deps{Logger: logger, Net: hostnet.Fixed(1, links, nil), Pods: benchPods{}})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		versioncollector.NewCollector(collectors.Namespace),
