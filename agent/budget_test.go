@@ -30,71 +30,55 @@ import (
 )
 
 // The series budget (README, "Series budget"): how many series a node with
-// N interfaces and P pods exports, per collector, at most. Terms that
-// depend on traffic (drop reasons seen, retransmit states) are bounded by
-// the kernel-side maps or by the kernel's enums, not by N or P.
+// N interfaces and P pods exports, per collector, at most: each collector's
+// Spec.Budget, and the agent's own below. Terms that depend on traffic
+// (drop reasons seen, retransmit states) are bounded by the kernel-side
+// maps or by the kernel's enums, not by N or P.
 func budget(n, p int) map[string]int {
-	return map[string]int{
-		// One per interface, whoever's it is.
-		"mtu": n,
-		// One series per (reason, protocol, interface or pod namespace)
-		// seen dropping: bounded by the map (--drops.map-size, 8192)
-		// plus the per-CPU fast-path table; here: the reasons a quiet
-		// node shows, per interface.
-		"drops": 2*(n+p) + 64,
-		// state x family per pod namespace and the host's.
-		"tcpretrans": 2 * 12 * (p + 1),
-		// Per interface that fragments (here: none) plus the node-wide
-		// counters.
-		"fragments": 4*n + 32,
-		"mtucheck":  2*n + 16,
-		// Four per target (--pmtu.target and peer nodes): none here.
-		"pmtu": 16,
-		// Per pod namespace and the host's: 4 results, 2 reset directions,
-		// two histograms (connect duration, srtt at close) of at most 16
-		// buckets each with sum and count; the in-flight gauge.
-		"tcpconnect": (4+2+2*(16+2))*(p+1) + 16,
-		// Two paths x one RTT histogram (at most 24 buckets, sum, count)
-		// and an unreachable counter; per peer only with --mesh.per-peer.
-		"mesh":      2*(24+2+1) + 8,
-		"conntrack": 64,
-		// A histogram and an up gauge per probed path; a histogram per
-		// traced process and device.
-		"fsyncprobe": 64,
-		"fsynctrace": 64,
+	out := map[string]int{
 		// netsonde_collector_up, _duration_seconds, bpf_program_attached,
 		// Go and process metrics, build info; plus one
 		// netsonde_collector_timeout_total per collector and
 		// netsonde_bpf_map_full_total of the drops maps (2).
 		"agent": 128 + len(agent.Collectors()) + 2,
 	}
+	for _, s := range agent.Collectors() {
+		out[s.Name] = s.Budget(n, p)
+	}
+	return out
 }
 
-// collectorOf maps a metric name to the collector that exports it.
+// collectorOf names the collector that exports a metric: the one with the
+// longest prefix of its name in Spec.Metrics, else the agent.
 func collectorOf(name string) string {
-	for _, p := range []struct{ prefix, collector string }{
-		{"netsonde_interface_mtu_bytes", "mtu"},
-		{"netsonde_packet_drops", "drops"},
-		{"netsonde_tcp_retransmits", "tcpretrans"},
-		{"netsonde_tcp_", "tcpconnect"},
-		{"netsonde_node_", "mesh"},
-		{"netsonde_mesh_", "mesh"},
-		{"netsonde_ip_fragment", "fragments"},
-		{"netsonde_icmp_frag", "fragments"},
-		{"netsonde_fragments_", "fragments"},
-		{"netsonde_interface_expected_mtu", "mtucheck"},
-		{"netsonde_mtu_mismatch", "mtucheck"},
-		{"netsonde_cni_config_mtu", "mtucheck"},
-		{"netsonde_path_mtu", "pmtu"},
-		{"netsonde_conntrack", "conntrack"},
-		{"netsonde_disk_fsync", "fsyncprobe"},
-		{"netsonde_process_fsync", "fsynctrace"},
-	} {
-		if strings.HasPrefix(name, p.prefix) {
-			return p.collector
+	best, of := 0, "agent"
+	for _, s := range agent.Collectors() {
+		for _, p := range s.Metrics {
+			if strings.HasPrefix(name, p) && len(p) > best {
+				best, of = len(p), s.Name
+			}
 		}
 	}
-	return "agent"
+	return of
+}
+
+// Every collector states its metrics and its budget, so a new one is
+// counted against its own budget, not the agent's.
+func TestEveryCollectorHasABudget(t *testing.T) {
+	for _, s := range agent.Collectors() {
+		if len(s.Metrics) == 0 || s.Budget == nil {
+			t.Errorf("collector %s: Spec.Metrics %q, Spec.Budget set %v; want both", s.Name, s.Metrics, s.Budget != nil)
+			continue
+		}
+		for _, p := range s.Metrics {
+			if !strings.HasPrefix(p, "netsonde_") {
+				t.Errorf("collector %s: metric prefix %q outside netsonde_", s.Name, p)
+			}
+		}
+		if b := s.Budget(1001, 110); b <= 0 {
+			t.Errorf("collector %s: budget %d at 1,001 interfaces and 110 pods", s.Name, b)
+		}
+	}
 }
 
 const (

@@ -51,6 +51,13 @@ type Spec struct {
 	Help string
 	// DefaultEnabled is the default of --collector.NAME.
 	DefaultEnabled bool
+	// Metrics are the prefixes of the names of the metrics it exports
+	// (the longest matching prefix names a series' collector).
+	Metrics []string
+	// Budget is the most series it exports on a node with n interfaces
+	// and p pods, with its default flags (README, "Series budget";
+	// agent's TestSeriesBudget enforces it at 1,001 and 110).
+	Budget func(n, p int) int
 	// Setup registers the collector's own flags (named "NAME.something")
 	// on app and returns the Factory, which reads them once they are parsed.
 	Setup func(app *kingpin.Application) Factory

@@ -27,7 +27,10 @@ var Spec = collectors.Spec{
 	Name:           "conntrack",
 	Help:           "Conntrack table fill, per-CPU statistics (drops, insert failures, ...) and an opt-in breakdown of who fills it, over ctnetlink.",
 	DefaultEnabled: true,
-	Setup:          setup,
+	Metrics:        []string{"netsonde_conntrack"},
+	// Fixed, plus the breakdown's top sources when asked for.
+	Budget: func(_, _ int) int { return 64 },
+	Setup:  setup,
 }
 
 var (

@@ -31,7 +31,12 @@ var Spec = collectors.Spec{
 	Name:           "dns",
 	Help:           "DNS queries, answers by rcode, latency, timeouts and drops per pod, matched in the kernel at the client's socket (eBPF cgroup_skb on the cgroup v2 root).",
 	DefaultEnabled: true,
-	Setup:          setup,
+	Metrics:        []string{"netsonde_dns_"},
+	// Per pod namespace and the host's: 11 query types, 7 rcodes, the
+	// timeouts, a histogram of 13 buckets (+Inf, sum, count) and the drop
+	// reasons seen (a handful); node-wide counters; the opt-in top names.
+	Budget: func(_, p int) int { return (11+7+1+16+8)*(p+1) + 16 },
+	Setup:  setup,
 }
 
 var labelsPod = []string{"namespace", "pod"}

@@ -26,7 +26,12 @@ var Spec = collectors.Spec{
 	Name:           "drops",
 	Help:           "Packets dropped by the kernel, by drop reason, protocol, interface and pod (eBPF on kfree_skb).",
 	DefaultEnabled: true,
-	Setup:          setup,
+	Metrics:        []string{"netsonde_packet_drops"},
+	// One per (reason, protocol, interface or pod namespace) seen
+	// dropping, bounded by --drops.map-size plus the per-CPU fast path;
+	// a quiet node shows one or two reasons per interface.
+	Budget: func(n, p int) int { return 2*(n+p) + 64 },
+	Setup:  setup,
 }
 
 var (

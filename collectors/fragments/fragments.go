@@ -30,7 +30,10 @@ var Spec = collectors.Spec{
 	Name:           "fragments",
 	Help:           "IP fragments and ICMP frag-needed per interface (eBPF TCX and icmp:icmp_send), and the kernel's fragmentation/reassembly counters.",
 	DefaultEnabled: true,
-	Setup:          setup,
+	Metrics:        []string{"netsonde_ip_fragment", "netsonde_icmp_frag", "netsonde_fragments_"},
+	// Direction × family per interface that fragments, node-wide counters.
+	Budget: func(n, _ int) int { return 4*n + 32 },
+	Setup:  setup,
 }
 
 var (

@@ -32,7 +32,10 @@ var Spec = collectors.Spec{
 	Name:           "fsyncprobe",
 	Help:           "Active fsync probe: 2,300-byte writes, each followed by fdatasync, as fio --fdatasync=1 --bs=2300 does, on the etcd disk.",
 	DefaultEnabled: true,
-	Setup:          probeSetup,
+	Metrics:        []string{"netsonde_disk_fsync"},
+	// A histogram and an up gauge per probed path.
+	Budget: func(_, _ int) int { return 64 },
+	Setup:  probeSetup,
 }
 
 var (

@@ -25,7 +25,10 @@ var Spec = collectors.Spec{
 	Name:           "fsynctrace",
 	Help:           "eBPF trace of the fsyncs of chosen processes (etcd by default), timed and bucketed in the kernel.",
 	DefaultEnabled: true,
-	Setup:          traceSetup,
+	Metrics:        []string{"netsonde_process_fsync"},
+	// A histogram per traced process and device.
+	Budget: func(_, _ int) int { return 64 },
+	Setup:  traceSetup,
 }
 
 var traceDesc = prometheus.NewDesc(collectors.Namespace+"_process_fsync_duration_seconds",

@@ -36,6 +36,10 @@ var Spec = collectors.Spec{
 	Name:           "mesh",
 	Help:           "Node-to-node ICMP round-trip time over the underlay and the overlay to a bounded set of peer nodes (rendezvous hashing).",
 	DefaultEnabled: true,
+	Metrics:        []string{"netsonde_node_", "netsonde_mesh_"},
+	// Two paths × one RTT histogram (at most 24 buckets, sum, count) and
+	// an unreachable counter; per peer only with --mesh.per-peer.
+	Budget: func(_, _ int) int { return 2*(24+2+1) + 8 },
 	Setup: func(app *kingpin.Application) collectors.Factory {
 		var cfg Config
 		peers := app.Flag("mesh.peer", "A peer to probe, NAME=UNDERLAY_IP[,OVERLAY_IP] (repeatable); with Kubernetes, the cluster's nodes are added.").Strings()

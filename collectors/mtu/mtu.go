@@ -18,7 +18,10 @@ var Spec = collectors.Spec{
 	Name:           "mtu",
 	Help:           "MTU of every network interface, kept current from netlink link events.",
 	DefaultEnabled: true,
-	Setup:          func(*kingpin.Application) collectors.Factory { return New },
+	Metrics:        []string{"netsonde_interface_mtu_bytes"},
+	// One per interface, whoever's it is.
+	Budget: func(n, _ int) int { return n },
+	Setup:  func(*kingpin.Application) collectors.Factory { return New },
 }
 
 var mtuDesc = prometheus.NewDesc(collectors.Namespace+"_interface_mtu_bytes",

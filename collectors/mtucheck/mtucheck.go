@@ -25,7 +25,10 @@ var Spec = collectors.Spec{
 	Name:           "mtucheck",
 	Help:           "MTU mismatches: tunnels vs their underlay, pod interfaces vs the overlay and the CNI config.",
 	DefaultEnabled: true,
-	Setup:          setup,
+	Metrics:        []string{"netsonde_interface_expected_mtu", "netsonde_mtu_mismatch", "netsonde_cni_config_mtu"},
+	// Expected MTU and mismatch per checked interface.
+	Budget: func(n, _ int) int { return 2*n + 16 },
+	Setup:  setup,
 }
 
 var (

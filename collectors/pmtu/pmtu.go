@@ -26,7 +26,10 @@ var Spec = collectors.Spec{
 	Name:           "pmtu",
 	Help:           "Active path-MTU probes to --pmtu.target and peer nodes; PMTU black holes.",
 	DefaultEnabled: true,
-	Setup:          setup,
+	Metrics:        []string{"netsonde_path_mtu"},
+	// Four per target (--pmtu.target and peer nodes).
+	Budget: func(_, _ int) int { return 16 },
+	Setup:  setup,
 }
 
 var (

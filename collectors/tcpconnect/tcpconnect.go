@@ -26,6 +26,11 @@ var Spec = collectors.Spec{
 	Name:           "tcpconnect",
 	Help:           "TCP connect outcomes, handshake duration, resets and smoothed RTT per pod (eBPF on sock:inet_sock_set_state, sock:inet_sk_error_report, tcp:tcp_send_reset, tcp:tcp_receive_reset).",
 	DefaultEnabled: true,
+	Metrics:        []string{"netsonde_tcp_"},
+	// Per pod namespace and the host's: 4 results, 2 reset directions,
+	// two histograms (connect duration, srtt at close) of at most 16
+	// buckets each with sum and count; the in-flight gauge.
+	Budget: func(_, p int) int { return (4+2+2*(16+2))*(p+1) + 16 },
 	Setup: func(app *kingpin.Application) collectors.Factory {
 		attach := app.Flag("tcpconnect.attach", "How to attach: auto (tp_btf, then raw_tp), tp_btf or raw_tp.").
 			Default("auto").Enum("auto", loader.HookTPBTF, loader.HookRawTP)

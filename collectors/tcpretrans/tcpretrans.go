@@ -21,6 +21,9 @@ var Spec = collectors.Spec{
 	Name:           "tcpretrans",
 	Help:           "TCP retransmits by TCP state, family and pod (eBPF on tcp:tcp_retransmit_skb and tcp_retransmit_synack).",
 	DefaultEnabled: true,
+	Metrics:        []string{"netsonde_tcp_retransmits"},
+	// State × family per pod namespace and the host's.
+	Budget: func(_, p int) int { return 2 * 12 * (p + 1) },
 	Setup: func(app *kingpin.Application) collectors.Factory {
 		group := app.Flag("tcpretrans.tracepoint-group", "Tracepoint group of the classic retransmit tracepoints (for testing a missing hook, with --tcpretrans.attach=tracepoint).").
 			Default("tcp").Hidden().String()

@@ -84,7 +84,24 @@ func render(root string) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	names := collectorNames()
+	schema, err := os.ReadFile(filepath.Join(root, helmSchemaPath))
+	if err != nil {
+		return nil, err
+	}
+	if schema, err = helmSchema(schema, names); err != nil {
+		return nil, err
+	}
+	values, err := os.ReadFile(filepath.Join(root, helmValuesPath))
+	if err != nil {
+		return nil, err
+	}
+	if values, err = helmValues(values, names); err != nil {
+		return nil, err
+	}
 	return map[string][]byte{
+		helmSchemaPath:    schema,
+		helmValuesPath:    values,
 		kustomizeRulePath: kustomizePrometheusRule(groups),
 		helmRulePath:      helmPrometheusRule(groups),
 		dashboardPath:     dash,
