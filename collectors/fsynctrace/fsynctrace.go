@@ -70,9 +70,17 @@ func traceSetup(app *kingpin.Application) collectors.Factory {
 	}
 }
 
+// reader is what Collect uses of the loaded tracer (*bpffsync.Tracer), so
+// that a test can serve fixed counts.
+type reader interface {
+	Hooks() map[string]string
+	Read() (map[bpffsync.HistKey]uint64, map[bpffsync.SumKey]uint64, error)
+	Close() error
+}
+
 type tracer struct {
 	deps collectors.Deps
-	t    *bpffsync.Tracer
+	t    reader
 
 	mu       sync.Mutex
 	devNames map[uint32]string
