@@ -168,9 +168,19 @@ func Load(opts Options) (*Probe, error) {
 		spec.Maps["name_nxdomain"].MaxEntries = n
 	}
 	cg := opts.CgroupPath
+	var cgRoot *os.File // the privately opened root, while attaching
 	if cg == "" {
 		if cg, err = CgroupRoot("/proc/self/mountinfo"); err != nil {
-			return nil, err
+			// No cgroup2 mount in sight: open the hierarchy's root
+			// through a private mount. The links keep the cgroup once
+			// attached, so the file is closed after.
+			f, perr := loader.PrivateCgroupRoot()
+			if perr != nil {
+				return nil, fmt.Errorf("%w; %w", err, perr)
+			}
+			cgRoot = f
+			defer cgRoot.Close()
+			cg = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
 		}
 	}
 	obj, err := loader.New(spec, loader.Options{BTF: opts.BTF})
@@ -178,6 +188,9 @@ func Load(opts Options) (*Probe, error) {
 		return nil, err
 	}
 	p := &Probe{Object: obj, Cgroup: cg}
+	if cgRoot != nil {
+		p.Cgroup = "/ (cgroup2 root, mounted privately)"
+	}
 	for _, ns := range opts.OnlyNetns {
 		if err := obj.Map("only_netns").Put(ns, uint8(1)); err != nil {
 			obj.Close()

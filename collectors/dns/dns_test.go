@@ -55,12 +55,17 @@ func with(m map[string]string, k, v string) map[string]string {
 // the given namespaces' sockets.
 func startAgent(t *testing.T, tp topo, args []string, watch ...*testenv.Netns) *testenv.Agent {
 	t.Helper()
+	return startAgentWith(t, testenv.StartAgent, tp, args, watch...)
+}
+
+func startAgentWith(t *testing.T, start func(testing.TB, *testenv.Netns, ...string) *testenv.Agent, tp topo, args []string, watch ...*testenv.Netns) *testenv.Agent {
+	t.Helper()
 	var inodes []string
 	for _, ns := range watch {
 		inodes = append(inodes, "--dns.only-netns="+strconv.FormatUint(ns.Inode(t), 10))
 	}
 	all := append([]string{"--collector.disable-defaults", "--collector.dns"}, inodes...)
-	return testenv.StartAgent(t, tp.agent, append(all, args...)...)
+	return start(t, tp.agent, append(all, args...)...)
 }
 
 // startDnsmasq runs dnsmasq in ns as an authoritative-only server: ok.test
@@ -305,11 +310,20 @@ func TestDoneWhen(t *testing.T) { testDoneWhen(t) }
 // before 6.2 load.
 func TestDoneWhenProbeRead(t *testing.T) { testDoneWhen(t, "--dns.netns-read=probe_read") }
 
-func testDoneWhen(t *testing.T, args ...string) {
+// TestDoneWhenUnderIPNetnsExec is the same with the agent started by `ip
+// netns exec`, which mounts a sysfs of its own without cgroup2 on it: the
+// agent opens the cgroup root through a private mount and counts the same.
+func TestDoneWhenUnderIPNetnsExec(t *testing.T) {
+	testDoneWhenWith(t, testenv.StartAgentIPNetnsExec)
+}
+
+func testDoneWhen(t *testing.T, args ...string) { testDoneWhenWith(t, testenv.StartAgent, args...) }
+
+func testDoneWhenWith(t *testing.T, start func(testing.TB, *testenv.Netns, ...string) *testenv.Agent, args ...string) {
 	tp := newTopo(t)
 	srv := resolverIP + ":53"
 	startServer(t, tp.resolver, srv)
-	a := startAgent(t, tp, append([]string{"--dns.timeout=2s"}, args...), tp.client)
+	a := startAgentWith(t, start, tp, append([]string{"--dns.timeout=2s"}, args...), tp.client)
 	p := pod(t, tp.client)
 	before := a.Scrape(t)
 
