@@ -22,6 +22,7 @@ import (
 	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/collectors/mtu"
+	"github.com/netsonde/netsonde/internal/testenv"
 )
 
 var (
@@ -196,14 +197,11 @@ func diff(want, got string) string {
 
 // promtool accepts the page.
 func TestRenderedPagePromtool(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skip("no promtool")
-	}
+	testenv.RequireCommand(t, "promtool")
 	reg, set := exposeFixture(t, true)
 	h := newScrapeHandler(0, reg, set, slog.New(slog.DiscardHandler))
 	page, _ := get(t, h, "", "")
-	cmd := exec.Command(promtool, "check", "metrics")
+	cmd := exec.Command("promtool", "check", "metrics")
 	cmd.Stdin = strings.NewReader(page)
 	out, err := cmd.CombinedOutput()
 	// Exit status 3 is lint advice (no unit suffix and the like), not
