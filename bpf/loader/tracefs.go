@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 
@@ -81,32 +80,13 @@ func readEvent(root, group, name string) (Event, error) {
 const privateMountPoint = "/sys/kernel/tracing"
 
 func readEventPrivately(group, name string) (Event, error) {
-	type result struct {
-		ev  Event
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		// Never unlocked: Go ends a locked thread when its goroutine
-		// returns, and with it the private mount namespace.
-		runtime.LockOSThread()
-		ev, err := func() (Event, error) {
-			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-				return Event{}, fmt.Errorf("no tracefs mounted, and cannot make a private mount namespace to mount one: unshare: %w", err)
-			}
-			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-				return Event{}, fmt.Errorf("no tracefs mounted: make mounts private: %w", err)
-			}
-			if err := unix.Mount("tracefs", privateMountPoint, "tracefs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-				return Event{}, fmt.Errorf("no tracefs mounted, and mounting one privately failed: %w", err)
-			}
-			defer unix.Unmount(privateMountPoint, unix.MNT_DETACH)
-			return readEvent(privateMountPoint, group, name)
-		}()
-		done <- result{ev, err}
-	}()
-	r := <-done
-	return r.ev, r.err
+	var ev Event
+	err := withPrivateMount("tracefs", "tracefs", privateMountPoint, unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, func() error {
+		var err error
+		ev, err = readEvent(privateMountPoint, group, name)
+		return err
+	})
+	return ev, err
 }
 
 // FieldOffset returns the offset and size of a field in a tracepoint's
