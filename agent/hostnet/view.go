@@ -407,27 +407,28 @@ func (v *View) refresh(full bool) {
 // carry a pod's address (other agents' test namespaces, a stale one), the
 // one wired to the agent's namespace wins.
 func (v *View) join(next *Snapshot, pods PodIndex) {
-	host := map[int]Link{}
-	for _, l := range v.Links() {
-		host[l.Index] = l
-	}
-	wired := func(n *Namespace, l NsLink) bool {
-		h, ok := host[l.PeerIndex]
-		return ok && n.NsID >= 0 && h.NetNsID == n.NsID
+	// hostEnds are the host-side ifindexes of a namespace's veths whose
+	// host end (in the link view) names that namespace by its nsid.
+	hostEnds := func(n *Namespace) []int {
+		var out []int
+		for _, l := range n.Links {
+			if l.PeerIndex <= 0 || n.NsID < 0 {
+				continue
+			}
+			if h, ok := v.ByIndex(l.PeerIndex); ok && h.NetNsID == n.NsID {
+				out = append(out, l.PeerIndex)
+			}
+		}
+		return out
 	}
 	claimed := map[cluster.Pod]bool{}
-	for _, pass := range []bool{true, false} {
+	for _, wiredPass := range []bool{true, false} {
 		for ino, n := range next.ns {
 			if _, done := next.podByNetns[ino]; done {
 				continue
 			}
-			isWired := false
-			for _, l := range n.Links {
-				if l.PeerIndex > 0 && wired(n, l) {
-					isWired = true
-				}
-			}
-			if isWired != pass {
+			ends := hostEnds(n)
+			if (len(ends) > 0) != wiredPass {
 				continue
 			}
 			for _, a := range n.Addrs {
@@ -437,10 +438,8 @@ func (v *View) join(next *Snapshot, pods PodIndex) {
 				}
 				claimed[pod] = true
 				next.podByNetns[ino] = pod
-				for _, l := range n.Links {
-					if l.PeerIndex > 0 && wired(n, l) {
-						next.podByIface[l.PeerIndex] = pod
-					}
+				for _, i := range ends {
+					next.podByIface[i] = pod
 				}
 				break
 			}
