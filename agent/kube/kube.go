@@ -12,8 +12,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -453,9 +455,12 @@ func (r *Resolver) rebuild() {
 	}
 	sort.Slice(peers, func(i, j int) bool { return peers[i].Name < peers[j].Name })
 	r.mu.Lock()
+	changed := !maps.Equal(r.byIP, byIP) || !slices.Equal(r.peers, peers)
 	r.byIP, r.peers, r.podCount = byIP, peers, len(pods)
 	r.mu.Unlock()
-	if r.cfg.Changed != nil {
+	// The periodic rebuild mostly finds nothing new: the host network
+	// view is asked to join again only when there is something to join.
+	if changed && r.cfg.Changed != nil {
 		r.cfg.Changed()
 	}
 }
