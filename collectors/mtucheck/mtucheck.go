@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/collectors"
 )
 
@@ -120,7 +121,7 @@ func (c *collector) background() {
 	// A dry run of the check records every destination it routes now;
 	// destinations only gone links asked for are dropped.
 	c.routes.forget()
-	check(c.deps.Net.Links(), c.routes.record, mtu, func(int) (int, bool) { return 0, false })
+	check(c.deps.Net.Links(), c.routes.record, mtu, func(hostnet.Link) (int, bool) { return 0, false })
 	c.routes.refresh()
 }
 
@@ -133,15 +134,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	}
 	// The far ends of veths (pods' eth0) as the host network view last
 	// read them.
-	snap := c.deps.Net.Snapshot()
-	peerMTU := func(ifindex int) (int, bool) {
-		l, ok := c.deps.Net.ByIndex(ifindex)
-		if !ok {
-			return 0, false
-		}
-		return snap.PeerMTU(l)
-	}
-	for _, v := range check(c.deps.Net.Links(), c.routes.record, cni, peerMTU) {
+	for _, v := range check(c.deps.Net.Links(), c.routes.record, cni, c.deps.Net.Snapshot().PeerMTU) {
 		if v.expected > 0 {
 			ch <- prometheus.MustNewConstMetric(expectedDesc, prometheus.GaugeValue, float64(v.expected), v.iface)
 		}

@@ -59,7 +59,7 @@ const (
 
 // check judges every interface of one namespace. cniMTU is the MTU the
 // node's CNI configuration declares (0 if none).
-func check(links []hostnet.Link, route routeLookup, cniMTU int, peerMTU func(ifindex int) (int, bool)) []verdict {
+func check(links []hostnet.Link, route routeLookup, cniMTU int, peerMTU func(l hostnet.Link) (int, bool)) []verdict {
 	byIndex := make(map[int]hostnet.Link, len(links))
 	for _, l := range links {
 		byIndex[l.Index] = l
@@ -110,7 +110,7 @@ func check(links []hostnet.Link, route routeLookup, cniMTU int, peerMTU func(ifi
 			v.expected = fit
 			v.reasons[reasonExceedsOverlay] = l.MTU > fit
 		}
-		if m, ok := peerMTU(l.Index); ok {
+		if m, ok := peerMTU(l); ok {
 			v.reasons[reasonDiffersFromPeer] = l.MTU != m
 		}
 		if cniMTU > 0 {
