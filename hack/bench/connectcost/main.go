@@ -10,7 +10,6 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -18,23 +17,16 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"sort"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	bpftc "github.com/netsonde/netsonde/bpf/tcpconnect"
-)
 
-func sh(args ...string) error {
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		return fmt.Errorf("%v: %v\n%s", args, err, out)
-	}
-	return nil
-}
+	"github.com/netsonde/netsonde/hack/bench/benchkit"
+)
 
 func main() {
 	pairs := flag.Int("pairs", 10, "alternating with/without pairs per test")
@@ -46,45 +38,14 @@ func main() {
 	}
 }
 
-// inNetns runs fn on a thread switched into the named namespace.
-func inNetns(name string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		target, err := netns.GetFromName(name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- err // the thread stays locked and is retired
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
 func run(pairs, conns, seconds int) error {
 	sfx := fmt.Sprint(os.Getpid())
 	a, b := "tcca"+sfx, "tccb"+sfx
 	for _, ns := range []string{a, b} {
-		if err := sh("ip", "netns", "add", ns); err != nil {
+		if err := benchkit.Sh("ip", "netns", "add", ns); err != nil {
 			return err
 		}
-		defer sh("ip", "netns", "del", ns)
+		defer benchkit.Sh("ip", "netns", "del", ns)
 	}
 	for _, c := range [][]string{
 		{"ip", "link", "add", "cc0", "netns", a, "type", "veth", "peer", "name", "cc1", "netns", b},
@@ -95,12 +56,12 @@ func run(pairs, conns, seconds int) error {
 		{"ip", "-n", a, "link", "set", "lo", "up"},
 		{"ip", "-n", b, "link", "set", "lo", "up"},
 	} {
-		if err := sh(c...); err != nil {
+		if err := benchkit.Sh(c...); err != nil {
 			return err
 		}
 	}
 	var ln net.Listener
-	if err := inNetns(b, func() error {
+	if err := benchkit.InNetns(b, func() error {
 		var err error
 		ln, err = net.Listen("tcp4", "198.18.96.2:80")
 		return err
@@ -126,7 +87,7 @@ func run(pairs, conns, seconds int) error {
 
 	loop := func() (float64, error) {
 		var rate float64
-		err := inNetns(a, func() error {
+		err := benchkit.InNetns(a, func() error {
 			start := time.Now()
 			for i := 0; i < conns; i++ {
 				c, err := net.Dial("tcp4", "198.18.96.2:80")
@@ -147,7 +108,7 @@ func run(pairs, conns, seconds int) error {
 		fn         func() (float64, error)
 	}{
 		{"connect/close loop", "connections/s", 1, loop},
-		{"iperf3 TCP", "Gbit/s", 1e9, func() (float64, error) { return iperf(a, seconds) }},
+		{"iperf3 TCP", "Gbit/s", 1e9, func() (float64, error) { return benchkit.Iperf(a, "198.18.96.2", "-t", fmt.Sprint(seconds)) }},
 	}
 	med := func(v []float64) float64 {
 		s := append([]float64(nil), v...)
@@ -214,22 +175,4 @@ func run(pairs, conns, seconds int) error {
 		fmt.Printf("| %s | %.1f %s | %.1f %s | %.3f | %.0f |\n", tc.name, med(off)/tc.scale, tc.unit, med(on)/tc.scale, tc.unit, med(ratios), perRun)
 	}
 	return nil
-}
-
-func iperf(ns string, seconds int) (float64, error) {
-	out, err := exec.Command("ip", "netns", "exec", ns, "iperf3", "-J", "-c", "198.18.96.2", "-t", fmt.Sprint(seconds)).Output()
-	if err != nil {
-		return 0, fmt.Errorf("iperf3: %w", err)
-	}
-	var r struct {
-		End struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal(out, &r); err != nil {
-		return 0, fmt.Errorf("iperf3 output: %w", err)
-	}
-	return r.End.SumReceived.BitsPerSecond, nil
 }

@@ -18,7 +18,6 @@ package main
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -43,14 +42,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	bpfdns "github.com/netsonde/netsonde/bpf/dns"
-)
 
-func sh(args ...string) error {
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		return fmt.Errorf("%v: %v\n%s", args, err, out)
-	}
-	return nil
-}
+	"github.com/netsonde/netsonde/hack/bench/benchkit"
+)
 
 func main() {
 	rounds := flag.Int("pairs", 6, "rounds per test, each running every configuration once in rotating order")
@@ -72,10 +66,10 @@ func run(rounds int, seconds float64, only, before string) error {
 	sfx := fmt.Sprint(os.Getpid())
 	a, b := "dnsa"+sfx, "dnsb"+sfx
 	for _, ns := range []string{a, b} {
-		if err := sh("ip", "netns", "add", ns); err != nil {
+		if err := benchkit.Sh("ip", "netns", "add", ns); err != nil {
 			return err
 		}
-		defer sh("ip", "netns", "del", ns)
+		defer benchkit.Sh("ip", "netns", "del", ns)
 	}
 	for _, c := range [][]string{
 		{"ip", "link", "add", "dx0", "netns", a, "type", "veth", "peer", "name", "dx1", "netns", b},
@@ -85,7 +79,7 @@ func run(rounds int, seconds float64, only, before string) error {
 		{"ip", "-n", b, "link", "set", "dx1", "up"},
 		{"ip", "-n", b, "link", "set", "lo", "up"},
 	} {
-		if err := sh(c...); err != nil {
+		if err := benchkit.Sh(c...); err != nil {
 			return err
 		}
 	}
@@ -146,9 +140,9 @@ func run(rounds int, seconds float64, only, before string) error {
 		scale           float64
 		run             func() (float64, error)
 	}{
-		{"tcp", "TCP (iperf3)", "Gbit/s", 1e9, func() (float64, error) { return iperf(a, "-t", secs) }},
+		{"tcp", "TCP (iperf3)", "Gbit/s", 1e9, func() (float64, error) { return benchkit.Iperf(a, serverIP, "-t", secs) }},
 		{"udp", "UDP 64-byte (iperf3)", "Gbit/s", 1e9, func() (float64, error) {
-			return iperf(a, "-u", "-b", "0", "-l", "64", "-t", secs)
+			return benchkit.Iperf(a, serverIP, "-u", "-b", "0", "-l", "64", "-t", secs)
 		}},
 		{"dns", "DNS queries through dnsmasq", "answers/s", 1, func() (float64, error) { return queries(socks, d), nil }},
 	}
@@ -436,28 +430,4 @@ func schedstat(pid int) time.Duration {
 	}
 	n, _ := strconv.ParseInt(f[0], 10, 64)
 	return time.Duration(n)
-}
-
-func iperf(ns string, args ...string) (float64, error) {
-	out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "iperf3", "-c", serverIP, "-J"}, args...)...).Output()
-	if err != nil {
-		return 0, fmt.Errorf("iperf3: %v\n%s", err, out)
-	}
-	var j struct {
-		End struct {
-			SumReceived struct {
-				BPS float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-			Sum struct {
-				BPS float64 `json:"bits_per_second"`
-			} `json:"sum"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal(out, &j); err != nil {
-		return 0, err
-	}
-	if j.End.SumReceived.BPS > 0 {
-		return j.End.SumReceived.BPS, nil
-	}
-	return j.End.Sum.BPS, nil
 }

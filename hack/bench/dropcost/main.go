@@ -14,7 +14,6 @@ import (
 	"log"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"sort"
 	"time"
@@ -25,6 +24,7 @@ import (
 
 	bpfdrops "github.com/netsonde/netsonde/bpf/drops"
 	"github.com/netsonde/netsonde/bpf/loader"
+	"github.com/netsonde/netsonde/hack/bench/benchkit"
 )
 
 func main() {
@@ -36,21 +36,14 @@ func main() {
 	}
 }
 
-func sh(args ...string) error {
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		return fmt.Errorf("%v: %v\n%s", args, err, out)
-	}
-	return nil
-}
-
 func run(packets, rounds int) error {
 	suffix := fmt.Sprint(os.Getpid())
 	src, dst := "dcsrc"+suffix, "dcdst"+suffix
 	for _, ns := range []string{src, dst} {
-		if err := sh("ip", "netns", "add", ns); err != nil {
+		if err := benchkit.Sh("ip", "netns", "add", ns); err != nil {
 			return err
 		}
-		defer sh("ip", "netns", "del", ns)
+		defer benchkit.Sh("ip", "netns", "del", ns)
 	}
 	for _, c := range [][]string{
 		{"ip", "link", "add", "dc0", "netns", src, "type", "veth", "peer", "name", "dc1", "netns", dst},
@@ -61,7 +54,7 @@ func run(packets, rounds int) error {
 		{"ip", "netns", "exec", dst, "nft", "add table inet b; add chain inet b in { type filter hook input priority 0; }; add rule inet b in udp dport 9999 drop"},
 		{"ip", "netns", "exec", src, "ping", "-c1", "-W2", "198.18.77.2"},
 	} {
-		if err := sh(c...); err != nil {
+		if err := benchkit.Sh(c...); err != nil {
 			return err
 		}
 	}
@@ -104,7 +97,7 @@ func run(packets, rounds int) error {
 			var t0 time.Duration
 			var n0 uint64
 			if prog != nil {
-				t0, n0 = progStats(prog)
+				t0, n0 = benchkit.ProgStats(prog)
 			}
 			start := time.Now()
 			if err := storm(src, packets); err != nil {
@@ -113,7 +106,7 @@ func run(packets, rounds int) error {
 			wall := time.Since(start)
 			res[c].wall = append(res[c].wall, wall)
 			if prog != nil {
-				t1, n1 := progStats(prog)
+				t1, n1 := benchkit.ProgStats(prog)
 				if n1 > n0 {
 					res[c].nsPerRun = append(res[c].nsPerRun, float64(t1-t0)/float64(n1-n0))
 					res[c].runsPerPkt = append(res[c].runsPerPkt, float64(n1-n0)/float64(packets))
@@ -142,14 +135,6 @@ func run(packets, rounds int) error {
 	fmt.Printf("| storm wall time | %v | %v | %v |\n", wNone.Round(time.Millisecond), wEmpty.Round(time.Millisecond), wNs.Round(time.Millisecond))
 	fmt.Printf("| storm slowdown vs no program | 1.000 | %.3f | %.3f |\n", float64(wEmpty)/float64(wNone), float64(wNs)/float64(wNone))
 	return nil
-}
-
-func progStats(p *ebpf.Program) (time.Duration, uint64) {
-	st, err := p.Stats()
-	if err != nil {
-		return 0, 0
-	}
-	return st.Runtime, st.RunCount
 }
 
 // storm sends n datagrams from namespace ns to the dropping port as fast

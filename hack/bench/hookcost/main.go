@@ -23,12 +23,12 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/netsonde/netsonde/bpf/fsynctrace"
 	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/bpf/tcpretrans"
+	"github.com/netsonde/netsonde/hack/bench/benchkit"
 )
 
 func main() {
@@ -66,27 +66,19 @@ type pair struct {
 }
 
 func (p *pair) start() {
-	p.t0, p.n0 = progStats(p.prog)
-	p.c0, p.m0 = progStats(p.control)
+	p.t0, p.n0 = benchkit.ProgStats(p.prog)
+	p.c0, p.m0 = benchkit.ProgStats(p.control)
 }
 
 func (p *pair) row() string {
-	t1, n1 := progStats(p.prog)
-	c1, m1 := progStats(p.control)
+	t1, n1 := benchkit.ProgStats(p.prog)
+	c1, m1 := benchkit.ProgStats(p.control)
 	if n1 == p.n0 || m1 == p.m0 {
 		return fmt.Sprintf("| %s | %s | no events | | | |", p.name, p.hook)
 	}
 	ns := float64(t1-p.t0) / float64(n1-p.n0)
 	cs := float64(c1-p.c0) / float64(m1-p.m0)
 	return fmt.Sprintf("| %s | %s | %d | %.0f | %.0f | %.2f |", p.name, p.hook, n1-p.n0, cs, ns, ns/cs)
-}
-
-func progStats(p *ebpf.Program) (time.Duration, uint64) {
-	st, err := p.Stats()
-	if err != nil {
-		return 0, 0
-	}
-	return st.Runtime, st.RunCount
 }
 
 func run(conns, fsyncs int, dir string) error {
@@ -169,7 +161,7 @@ func retransmits(conns int) error {
 	}
 	var ln net.Listener
 	var cs []net.Conn
-	err := in(b, func() (err error) { ln, err = net.Listen("tcp4", "198.18.78.2:9000"); return err })
+	err := benchkit.InNetns(b, func() (err error) { ln, err = net.Listen("tcp4", "198.18.78.2:9000"); return err })
 	if err != nil {
 		return err
 	}
@@ -183,7 +175,7 @@ func retransmits(conns int) error {
 			defer c.Close()
 		}
 	}()
-	if err := in(a, func() error {
+	if err := benchkit.InNetns(a, func() error {
 		for range conns {
 			c, err := net.Dial("tcp4", "198.18.78.2:9000")
 			if err != nil {
@@ -208,26 +200,6 @@ func retransmits(conns int) error {
 	}
 	time.Sleep(3 * time.Second)
 	return nil
-}
-
-// in runs fn on a thread in the named namespace.
-func in(name string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // not unlocked: the thread dies with its namespace
-		h, err := netns.GetFromName(name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			errc <- err
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
 }
 
 // fsyncAs writes and fdatasyncs on a thread named comm, as etcd would.

@@ -9,7 +9,6 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -25,14 +24,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	bpffrag "github.com/netsonde/netsonde/bpf/fragments"
-)
 
-func sh(args ...string) error {
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		return fmt.Errorf("%v: %v\n%s", args, err, out)
-	}
-	return nil
-}
+	"github.com/netsonde/netsonde/hack/bench/benchkit"
+)
 
 func main() {
 	pairs := flag.Int("pairs", 10, "alternating with/without pairs per test")
@@ -50,10 +44,10 @@ func run(pairs, seconds int) error {
 	sfx := fmt.Sprint(os.Getpid())
 	a, b := "tcxa"+sfx, "tcxb"+sfx
 	for _, ns := range []string{a, b} {
-		if err := sh("ip", "netns", "add", ns); err != nil {
+		if err := benchkit.Sh("ip", "netns", "add", ns); err != nil {
 			return err
 		}
-		defer sh("ip", "netns", "del", ns)
+		defer benchkit.Sh("ip", "netns", "del", ns)
 	}
 	for _, c := range [][]string{
 		{"ip", "link", "add", "tx0", "netns", a, "type", "veth", "peer", "name", "tx1", "netns", b},
@@ -63,7 +57,7 @@ func run(pairs, seconds int) error {
 		{"ip", "-n", b, "link", "set", "tx1", "up"},
 		{"ip", "-n", b, "link", "set", "lo", "up"},
 	} {
-		if err := sh(c...); err != nil {
+		if err := benchkit.Sh(c...); err != nil {
 			return err
 		}
 	}
@@ -101,7 +95,7 @@ func run(pairs, seconds int) error {
 						return err
 					}
 				}
-				bps, err := iperf(a, tc.args)
+				bps, err := benchkit.Iperf(a, "198.18.90.2", tc.args...)
 				if err != nil {
 					return err
 				}
@@ -127,7 +121,7 @@ func run(pairs, seconds int) error {
 			stats.Close()
 			return err
 		}
-		if _, err := iperf(a, tc.args); err != nil {
+		if _, err := benchkit.Iperf(a, "198.18.90.2", tc.args...); err != nil {
 			return err
 		}
 		if ns, n := c.RunStats(); n > 0 {
@@ -189,28 +183,4 @@ func attachIn(ns, ifname string) (*bpffrag.Counter, error) {
 	}()
 	r := <-ch
 	return r.c, r.err
-}
-
-func iperf(ns string, args []string) (float64, error) {
-	out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "iperf3", "-c", "198.18.90.2", "-J"}, args...)...).Output()
-	if err != nil {
-		return 0, fmt.Errorf("iperf3: %v\n%s", err, out)
-	}
-	var j struct {
-		End struct {
-			SumReceived struct {
-				BPS float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-			Sum struct {
-				BPS float64 `json:"bits_per_second"`
-			} `json:"sum"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal(out, &j); err != nil {
-		return 0, err
-	}
-	if j.End.SumReceived.BPS > 0 {
-		return j.End.SumReceived.BPS, nil
-	}
-	return j.End.Sum.BPS, nil
 }
