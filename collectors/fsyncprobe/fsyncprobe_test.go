@@ -37,8 +37,13 @@ type fioResult struct {
 // the same directory and traces fio's own fdatasyncs; the probe's samples
 // taken during fio's run are compared with fio's.
 //
-// Tolerance: the probe's p50 must fall in fio's p50 bucket or the next one
-// either side, and its p99 within three buckets. The histogram resolves no
+// Tolerance: the probe's p50 must lie within fio's own spread, from the
+// bucket below fio's p50 to the bucket above fio's p99, and its p99 within
+// three buckets of fio's. The upper bound is fio's p99, not its p50: on a
+// loaded machine a run of fio lasts under two seconds, so the probe may
+// take a single round of 200 samples during it, all of them queued
+// behind fio's syncs on the same journal (CI once saw fio's p50 at 114 µs,
+// p99 317 µs, and the probe's p50 at 250-500 µs). The histogram resolves no
 // finer than its bounds (a factor of 2 apart, 1.25 around 10 ms); the two
 // write different files, interleaved, so each sees the other's syncs queue
 // ahead of its own now and then; and this disk is shared with every other
@@ -80,8 +85,8 @@ func TestProbeAgreesWithFio(t *testing.T) {
 	p50, p99 := during.quantileBucket(0.5), during.quantileBucket(0.99)
 	t.Logf("fio: %d syncs, p50 %.0f µs (bucket %d), p99 %.0f µs (bucket %d); probe during fio: %d samples, p50 bucket %d, p99 bucket %d",
 		syncs.LatNS.N, fioP50*1e6, bucketOf(fioP50), fioP99*1e6, bucketOf(fioP99), during.total, p50, p99)
-	if d := p50 - bucketOf(fioP50); d < -1 || d > 1 {
-		t.Errorf("probe p50 bucket %d vs fio's %d: more than one bucket apart", p50, bucketOf(fioP50))
+	if p50 < bucketOf(fioP50)-1 || p50 > bucketOf(fioP99)+1 {
+		t.Errorf("probe p50 bucket %d outside fio's spread: p50 bucket %d, p99 bucket %d, one bucket of slack either side", p50, bucketOf(fioP50), bucketOf(fioP99))
 	}
 	if d := p99 - bucketOf(fioP99); d < -3 || d > 3 {
 		t.Errorf("probe p99 bucket %d vs fio's %d: more than three buckets apart", p99, bucketOf(fioP99))
