@@ -51,8 +51,12 @@ func main() {
 	seconds := flag.Float64("seconds", 2, "length of each run (iperf3 rounds it up to whole seconds)")
 	only := flag.String("tests", "tcp,udp,dns", "tests to run, comma-separated: tcp, udp, dns")
 	before := flag.String("before", "", "also run older builds' object files, comma-separated, e.g. from git show main:bpf/dns/bpf_bpfel.o > /tmp/before.o")
+	topology := flag.String("topology", "node", "veth: client and server namespaces joined by one veth pair; node: each behind its own veth to a third namespace that routes between them, as two pods on one node")
 	flag.Parse()
-	if err := run(*rounds, *seconds, *only, *before); err != nil {
+	if *topology != "veth" && *topology != "node" {
+		log.Fatalf("-topology: want veth or node, got %q", *topology)
+	}
+	if err := run(*rounds, *seconds, *only, *before, *topology); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -60,25 +64,56 @@ func main() {
 const (
 	clientIP = "198.18.91.1"
 	serverIP = "198.18.91.2"
+	nodeIP   = "198.18.91.254"
 )
 
-func run(rounds int, seconds float64, only, before string) error {
+func run(rounds int, seconds float64, only, before, topology string) error {
 	sfx := fmt.Sprint(os.Getpid())
-	a, b := "dnsa"+sfx, "dnsb"+sfx
-	for _, ns := range []string{a, b} {
+	a, b, node := "dnsa"+sfx, "dnsb"+sfx, "dnsn"+sfx
+	spaces := []string{a, b}
+	if topology == "node" {
+		spaces = append(spaces, node)
+	}
+	for _, ns := range spaces {
 		if err := benchkit.Sh("ip", "netns", "add", ns); err != nil {
 			return err
 		}
 		defer benchkit.Sh("ip", "netns", "del", ns)
 	}
-	for _, c := range [][]string{
+	setup := [][]string{
 		{"ip", "link", "add", "dx0", "netns", a, "type", "veth", "peer", "name", "dx1", "netns", b},
 		{"ip", "-n", a, "addr", "add", clientIP + "/24", "dev", "dx0"},
 		{"ip", "-n", b, "addr", "add", serverIP + "/24", "dev", "dx1"},
-		{"ip", "-n", a, "link", "set", "dx0", "up"},
-		{"ip", "-n", b, "link", "set", "dx1", "up"},
-		{"ip", "-n", b, "link", "set", "lo", "up"},
-	} {
+	}
+	if topology == "node" {
+		// Two pods on one node: each namespace's eth0 is a veth whose
+		// other end is in the node's namespace, which routes between
+		// them (/32 routes to each pod, as CNIs like Calico set up).
+		setup = [][]string{
+			{"ip", "link", "add", "dx0", "netns", a, "type", "veth", "peer", "name", "vpa", "netns", node},
+			{"ip", "link", "add", "dx1", "netns", b, "type", "veth", "peer", "name", "vpb", "netns", node},
+			{"ip", "-n", a, "addr", "add", clientIP + "/32", "dev", "dx0"},
+			{"ip", "-n", b, "addr", "add", serverIP + "/32", "dev", "dx1"},
+			{"ip", "-n", node, "addr", "add", nodeIP + "/32", "dev", "vpa"},
+			{"ip", "-n", node, "addr", "add", nodeIP + "/32", "dev", "vpb"},
+			{"ip", "-n", node, "link", "set", "vpa", "up"},
+			{"ip", "-n", node, "link", "set", "vpb", "up"},
+			{"ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
+			{"ip", "-n", node, "route", "add", clientIP + "/32", "dev", "vpa"},
+			{"ip", "-n", node, "route", "add", serverIP + "/32", "dev", "vpb"},
+			{"ip", "-n", a, "link", "set", "dx0", "up"},
+			{"ip", "-n", b, "link", "set", "dx1", "up"},
+			{"ip", "-n", a, "route", "add", nodeIP + "/32", "dev", "dx0"},
+			{"ip", "-n", b, "route", "add", nodeIP + "/32", "dev", "dx1"},
+			{"ip", "-n", a, "route", "add", "default", "via", nodeIP, "dev", "dx0", "onlink"},
+			{"ip", "-n", b, "route", "add", "default", "via", nodeIP, "dev", "dx1", "onlink"},
+		}
+	}
+	setup = append(setup,
+		[]string{"ip", "-n", a, "link", "set", "dx0", "up"},
+		[]string{"ip", "-n", b, "link", "set", "dx1", "up"},
+		[]string{"ip", "-n", b, "link", "set", "lo", "up"})
+	for _, c := range setup {
 		if err := benchkit.Sh(c...); err != nil {
 			return err
 		}
@@ -173,6 +208,11 @@ func run(rounds int, seconds float64, only, before string) error {
 		{"empty cgroup_skb programs", attachEmpty},
 	}
 	opts := []bpfdns.Options{{}, {}}
+	if topology == "node" {
+		configs = append(configs, config{"empty TCX programs on the node's two veths", func() (func(), error) { return attachEmptyTCX(node, "vpa", "vpb") }})
+		opts = append(opts, bpfdns.Options{})
+	}
+	firstLoaded := len(configs)
 	if before != "" {
 		for _, o := range strings.Split(before, ",") {
 			configs = append(configs, config{"netsonde's, " + o, load(bpfdns.Options{Object: o})})
@@ -237,7 +277,7 @@ func run(rounds int, seconds float64, only, before string) error {
 		// every run, which must not weigh on the rounds above. Three
 		// rounds of it, the median reported.
 		for i := 0; i < 3; i++ {
-			for c := 2; c < len(configs); c++ {
+			for c := firstLoaded; c < len(configs); c++ {
 				ns, err := nsPerRun(opts[c], tc.run)
 				if err != nil {
 					return err
@@ -274,7 +314,7 @@ func run(rounds int, seconds float64, only, before string) error {
 			if c > 0 {
 				ratio, eff = spread(r.ratios[c]), spread(r.effRatios[c])
 			}
-			if c >= 2 {
+			if c >= firstLoaded {
 				s := append([]float64(nil), r.nsPerRun[c]...)
 				sort.Float64s(s)
 				ns = fmt.Sprintf("%.0f [%.0f–%.0f]", med(s), s[0], s[len(s)-1])
@@ -342,6 +382,49 @@ func attachEmpty() (func(), error) {
 			return nil, err
 		}
 		closers = append(closers, func() { l.Close(); prog.Close() })
+	}
+	return undo, nil
+}
+
+// attachEmptyTCX attaches programs that only return TCX_NEXT to the
+// ingress and egress of the named interfaces of namespace ns: the cost of
+// the TCX hook on a pod's veth, where a TCX design would count.
+func attachEmptyTCX(ns string, ifaces ...string) (func(), error) {
+	var links []link.Link
+	var progs []*ebpf.Program
+	undo := func() {
+		for _, l := range links {
+			l.Close()
+		}
+		for _, p := range progs {
+			p.Close()
+		}
+	}
+	err := benchkit.InNetns(ns, func() error {
+		for _, name := range ifaces {
+			ifc, err := net.InterfaceByName(name)
+			if err != nil {
+				return err
+			}
+			for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+				prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, License: "GPL",
+					Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, -1), asm.Return()}})
+				if err != nil {
+					return err
+				}
+				progs = append(progs, prog)
+				l, err := link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: prog, Attach: at})
+				if err != nil {
+					return err
+				}
+				links = append(links, l)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		undo()
+		return nil, err
 	}
 	return undo, nil
 }
