@@ -34,9 +34,9 @@ func TestPodAttributionAgainstRealAPIServer(t *testing.T) {
 	k := testenv.StartKubeAPI(t, node)
 	k.Kubectl(t, dnsPodYAML, "create", "-f", "-")
 	k.Kubectl(t, "", "patch", "pod", "web", "-n", "shop", "--subresource=status", "--type=merge",
-		"-p", `{"status":{"podIP":"198.18.97.2","podIPs":[{"ip":"198.18.97.2"}]}}`)
-	testenv.Veth(t, node, pod, "vweb", "eth0", "198.18.97.1/24", "198.18.97.2/24", 0)
-	srv := "198.18.97.1:53"
+		"-p", `{"status":{"podIP":"198.18.102.2","podIPs":[{"ip":"198.18.102.2"}]}}`)
+	testenv.Veth(t, node, pod, "vweb", "eth0", "198.18.102.1/24", "198.18.102.2/24", 0)
+	srv := "198.18.102.1:53"
 	startServer(t, node, srv)
 	a := testenv.StartAgent(t, node, "--kubeconfig="+k.Kubeconfig, "--node-name=node-a",
 		"--collector.disable-defaults", "--collector.dns", "--dns.timeout=1s")

@@ -26,6 +26,7 @@ type fioResult struct {
 			LatNS struct {
 				// N counts the syncs (total_ios stays 0 for syncs).
 				N          int                `json:"N"`
+				Max        float64            `json:"max"`
 				Percentile map[string]float64 `json:"percentile"`
 			} `json:"lat_ns"`
 		} `json:"sync"`
@@ -33,22 +34,26 @@ type fioResult struct {
 }
 
 // The probe next to the yardstick, at the same time on one directory: fio
-// with the seed's parameters (scaled to 24 MiB, a few seconds) runs while the agent probes
-// the same directory and traces fio's own fdatasyncs; the probe's samples
-// taken during fio's run are compared with fio's.
+// with the seed's parameters (scaled to 24 MiB, a few seconds) runs while
+// the agent probes the same directory and traces fio's own fdatasyncs; the
+// probe's samples taken during fio's run are compared with fio's.
 //
-// Tolerance: the probe's p50 must lie within fio's own spread, from the
-// bucket below fio's p50 to the bucket above fio's p99, and its p99 within
-// three buckets of fio's. The upper bound is fio's p99, not its p50: on a
-// loaded machine a run of fio lasts under two seconds, so the probe may
-// take a single round of 200 samples during it, all of them queued
-// behind fio's syncs on the same journal (CI once saw fio's p50 at 114 µs,
-// p99 317 µs, and the probe's p50 at 250-500 µs). The histogram resolves no
-// finer than its bounds (a factor of 2 apart, 1.25 around 10 ms); the two
-// write different files, interleaved, so each sees the other's syncs queue
-// ahead of its own now and then; and this disk is shared with every other
-// test of the run (a real etcd among them), so a p99 of a few hundred
-// samples is decided by the handful that meet someone else's burst.
+// Tolerance: the probe's distribution must lie within what fio itself saw
+// on the same disk at the same time, with one bucket of slack either side:
+// the probe's p50 between fio's p50 and fio's p99, its p99 between fio's
+// p50 and fio's slowest sync. Not p50 against p50 and p99 against p99,
+// which failed under load although both measured the same disk:
+//   - a run of fio lasts about two seconds, so the probe may take a single
+//     round of 200 samples during it, all queued behind fio's syncs on the
+//     same journal (fio's p50 114 µs and p99 317 µs, the probe's p50 in
+//     250-500 µs);
+//   - with another process busy on the CPUs, a sync's wake-up waits for a
+//     CPU, and the probe's 8 slowest of 800 samples met 16-32 ms where
+//     fio's p99 was 2-4 ms.
+//
+// The histogram resolves no finer than its bounds (a factor of 2 apart,
+// 1.25 around 10 ms), and this disk is shared with every other test of the
+// run (a real etcd among them).
 //
 // The trace has no such slack: it must count exactly fio's fdatasyncs.
 func TestProbeAgreesWithFio(t *testing.T) {
@@ -83,13 +88,13 @@ func TestProbeAgreesWithFio(t *testing.T) {
 		t.Fatalf("only %d probe samples during fio's run", during.total)
 	}
 	p50, p99 := during.quantileBucket(0.5), during.quantileBucket(0.99)
-	t.Logf("fio: %d syncs, p50 %.0f µs (bucket %d), p99 %.0f µs (bucket %d); probe during fio: %d samples, p50 bucket %d, p99 bucket %d",
-		syncs.LatNS.N, fioP50*1e6, bucketOf(fioP50), fioP99*1e6, bucketOf(fioP99), during.total, p50, p99)
+	t.Logf("fio: %d syncs, p50 %.0f µs (bucket %d), p99 %.0f µs (bucket %d), slowest %.0f µs (bucket %d); probe during fio: %d samples, p50 bucket %d, p99 bucket %d",
+		syncs.LatNS.N, fioP50*1e6, bucketOf(fioP50), fioP99*1e6, bucketOf(fioP99), syncs.LatNS.Max/1e3, bucketOf(syncs.LatNS.Max/1e9), during.total, p50, p99)
 	if p50 < bucketOf(fioP50)-1 || p50 > bucketOf(fioP99)+1 {
 		t.Errorf("probe p50 bucket %d outside fio's spread: p50 bucket %d, p99 bucket %d, one bucket of slack either side", p50, bucketOf(fioP50), bucketOf(fioP99))
 	}
-	if d := p99 - bucketOf(fioP99); d < -3 || d > 3 {
-		t.Errorf("probe p99 bucket %d vs fio's %d: more than three buckets apart", p99, bucketOf(fioP99))
+	if fioMax := syncs.LatNS.Max / 1e9; p99 < bucketOf(fioP50)-1 || p99 > bucketOf(fioMax)+1 {
+		t.Errorf("probe p99 bucket %d outside fio's range: p50 bucket %d, slowest %.0f µs (bucket %d), one bucket of slack either side", p99, bucketOf(fioP50), fioMax*1e6, bucketOf(fioMax))
 	}
 
 	traced, ok := a.Scrape(t).Value("netsonde_process_fsync_duration_seconds", map[string]string{"comm": "fio", "device": rootDevice(t)})
