@@ -211,7 +211,7 @@ func BPFLoadDown(err error, fallback string) error {
 }
 
 var bpfMapFullDesc = prometheus.NewDesc(Namespace+"_bpf_map_full_total",
-	"Events a kernel map had no room for (an insert into a full hash map): each is still counted in a coarser form where the collector says so, but the detail is lost. Size the map with the collector's map-size flag.",
+	"Events a kernel map had no room for (an insert into a full hash map, or an entry pushed out of a full LRU table): the detail is lost, and so is the count unless the collector keeps a coarser one (drops by reason alone, connects in an overflow slot). Where the collector has a map-size flag, raise it.",
 	[]string{"map"}, nil)
 
 // BPFMapFull reports how many events found the kernel map full.

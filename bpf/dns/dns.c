@@ -90,18 +90,7 @@ volatile const __u16 extra_ports[MAX_PORTS];
 
 /* Tests count only the namespaces they made (--dns.only-netns, hidden):
  * the node's other DNS traffic must not change their exact counts. */
-volatile const __u8 netns_filter;
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 64);
-	__type(key, __u32);
-	__type(value, __u8);
-} only_netns SEC(".maps");
-
-static __always_inline int ignored(__u32 netns)
-{
-	return netns_filter && !bpf_map_lookup_elem(&only_netns, &netns);
-}
+NETSONDE_ONLY_NETNS
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -149,11 +149,6 @@ func Load(opts Options) (*Probe, error) {
 	if err := spec.Variables["extra_ports"].Set(ports); err != nil {
 		return nil, fmt.Errorf("set ports: %w", err)
 	}
-	if len(opts.OnlyNetns) > 0 {
-		if err := spec.Variables["netns_filter"].Set(uint8(1)); err != nil {
-			return nil, fmt.Errorf("set netns filter: %w", err)
-		}
-	}
 	if opts.MaxInflight > 0 {
 		spec.Maps["inflight"].MaxEntries = opts.MaxInflight
 	}
@@ -183,19 +178,13 @@ func Load(opts Options) (*Probe, error) {
 			cg = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
 		}
 	}
-	obj, err := loader.New(spec, loader.Options{BTF: opts.BTF})
+	obj, err := loader.New(spec, loader.Options{BTF: opts.BTF, OnlyNetns: opts.OnlyNetns})
 	if err != nil {
 		return nil, err
 	}
 	p := &Probe{Object: obj, Cgroup: cg}
 	if cgRoot != nil {
 		p.Cgroup = "/ (cgroup2 root, mounted privately)"
-	}
-	for _, ns := range opts.OnlyNetns {
-		if err := obj.Map("only_netns").Put(ns, uint8(1)); err != nil {
-			obj.Close()
-			return nil, fmt.Errorf("netns filter: %w", err)
-		}
 	}
 	// Each logical program has two forms, by how it reads the socket's
 	// network namespace: bpf_rdonly_cast (6.2+), then

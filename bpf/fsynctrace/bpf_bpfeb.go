@@ -44,6 +44,7 @@ type bpfSumKey struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	bpfMapComms              = "comms"
+	bpfMapFull               = "full"
 	bpfMapHist               = "hist"
 	bpfMapStarts             = "starts"
 	bpfMapSums               = "sums"
@@ -119,6 +120,7 @@ type bpfProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
 	Comms  *ebpf.MapSpec `ebpf:"comms"`
+	Full   *ebpf.MapSpec `ebpf:"full"`
 	Hist   *ebpf.MapSpec `ebpf:"hist"`
 	Starts *ebpf.MapSpec `ebpf:"starts"`
 	Sums   *ebpf.MapSpec `ebpf:"sums"`
@@ -152,6 +154,7 @@ func (o *bpfObjects) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
 	Comms  *ebpf.Map `ebpf:"comms"`
+	Full   *ebpf.Map `ebpf:"full"`
 	Hist   *ebpf.Map `ebpf:"hist"`
 	Starts *ebpf.Map `ebpf:"starts"`
 	Sums   *ebpf.Map `ebpf:"sums"`
@@ -160,6 +163,7 @@ type bpfMaps struct {
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Comms,
+		m.Full,
 		m.Hist,
 		m.Starts,
 		m.Sums,

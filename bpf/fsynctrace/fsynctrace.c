@@ -71,6 +71,12 @@ struct {
 	__type(value, __u64);
 } sums SEC(".maps");
 
+/* Events that found a map full (netsonde_bpf_map_full_total), by slot:
+ * FULL_STARTS (a sync not timed), FULL_HIST and FULL_SUMS (a timed sync
+ * not counted there). */
+enum { FULL_STARTS = 0, FULL_HIST, FULL_SUMS, FULL_MAX };
+NETSONDE_FULL_MAP(FULL_MAX);
+
 /* Bounds in ns, set by user space before load from the same table the
  * active probe's histogram uses, so the two can never drift apart. */
 volatile const __u64 bounds[NBOUNDS];
@@ -89,7 +95,8 @@ static __always_inline void begin(__u32 dev)
 		return;
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct start s = {.ts = bpf_ktime_get_ns(), .dev = dev};
-	bpf_map_update_elem(&starts, &tid, &s, BPF_ANY);
+	if (bpf_map_update_elem(&starts, &tid, &s, BPF_ANY))
+		count_full(&full, FULL_STARTS);
 }
 
 static __always_inline void end(void)
@@ -109,10 +116,12 @@ static __always_inline void end(void)
 			break;
 		}
 	}
-	counter_add(&hist, &hk, 1);
+	if (counter_add(&hist, &hk, 1))
+		count_full(&full, FULL_HIST);
 	struct sum_key sk = {.dev = hk.dev};
 	__builtin_memcpy(sk.comm, hk.comm, COMM_LEN);
-	counter_add(&sums, &sk, d);
+	if (counter_add(&sums, &sk, d))
+		count_full(&full, FULL_SUMS);
 }
 
 /* ext4_sync_file_enter(struct file *file, int datasync): the device is the

@@ -44,6 +44,8 @@ type Options struct {
 	TracefsRoot string
 	// BTF is the kernel BTF shared by the objects loaded at start-up.
 	BTF *loader.KernelBTF
+	// MapSizes: see loader.Options (tests).
+	MapSizes map[string]uint32
 }
 
 // Tracer is the loaded and attached tracer.
@@ -60,7 +62,7 @@ func Load(opts Options) (*Tracer, error) {
 	if err := spec.Variables["bounds"].Set(opts.Bounds); err != nil {
 		return nil, fmt.Errorf("set bounds: %w", err)
 	}
-	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF})
+	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF, MapSizes: opts.MapSizes})
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +131,21 @@ func rungs(opts Options) (map[string][]loader.Rung, error) {
 	default:
 		return nil, fmt.Errorf("unknown fsync source %q", opts.Source)
 	}
+}
+
+// Full returns, by map (as netsonde_bpf_map_full_total names it), how
+// many events found it full: fsynctrace_starts, syncs not timed;
+// fsynctrace_hist and fsynctrace_sums, timed syncs not counted there.
+func (t *Tracer) Full() (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for i, name := range []string{"fsynctrace_starts", "fsynctrace_hist", "fsynctrace_sums"} {
+		n, err := nbpf.SumArraySlot(t.Map("full"), uint32(i))
+		if err != nil {
+			return nil, err
+		}
+		out[name] = n
+	}
+	return out, nil
 }
 
 // Read returns the bucket counts and duration sums (ns) counted so far.

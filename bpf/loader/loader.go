@@ -94,6 +94,13 @@ type Options struct {
 	// BTF is the kernel BTF shared with other objects (nil: parse it for
 	// this object alone).
 	BTF *KernelBTF
+	// MapSizes overrides maps' max_entries by name: tests make a map
+	// small to overflow it with a known number of events.
+	MapSizes map[string]uint32
+	// OnlyNetns, if set, switches on the object's namespace filter
+	// (NETSONDE_ONLY_NETNS in netsonde.h) for these network namespaces:
+	// tests count only the namespaces they made.
+	OnlyNetns []uint32
 }
 
 // Object is one eBPF object: its maps, created once and shared by every
@@ -120,11 +127,38 @@ func New(spec *ebpf.CollectionSpec, opts Options) (*Object, error) {
 	if err := removeMemlock(); err != nil {
 		return nil, fmt.Errorf("remove memlock limit: %w", err)
 	}
+	if len(opts.MapSizes) > 0 || len(opts.OnlyNetns) > 0 {
+		// The programs are loaded from spec later, against these maps:
+		// their specs must agree.
+		spec = spec.Copy()
+		for name, n := range opts.MapSizes {
+			m, ok := spec.Maps[name]
+			if !ok {
+				return nil, fmt.Errorf("size of map %q: the object has no such map", name)
+			}
+			m.MaxEntries = n
+		}
+		if len(opts.OnlyNetns) > 0 {
+			v, ok := spec.Variables["netns_filter"]
+			if !ok {
+				return nil, errors.New("namespace filter: the object has none (NETSONDE_ONLY_NETNS)")
+			}
+			if err := v.Set(uint8(1)); err != nil {
+				return nil, fmt.Errorf("namespace filter: %w", err)
+			}
+		}
+	}
 	mapsOnly := spec.Copy()
 	mapsOnly.Programs = map[string]*ebpf.ProgramSpec{}
 	maps, err := ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{Cache: opts.BTF.cache()})
 	if err != nil {
 		return nil, fmt.Errorf("create maps: %w", err)
+	}
+	for _, ns := range opts.OnlyNetns {
+		if err := maps.Maps["only_netns"].Put(ns, uint8(1)); err != nil {
+			maps.Close()
+			return nil, fmt.Errorf("namespace filter: %w", err)
+		}
 	}
 	return &Object{spec: spec, maps: maps, opts: opts,
 		hooks: map[string]string{}, tried: map[string][]string{}, active: map[string]*ebpf.Program{}}, nil

@@ -34,7 +34,9 @@ type bpfNsStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	bpfMapFull             = "full"
 	bpfMapInflight         = "inflight"
+	bpfMapOnlyNetns        = "only_netns"
 	bpfMapStats            = "stats"
 	bpfProgErrorReportBtf  = "error_report_btf"
 	bpfProgErrorReportRaw  = "error_report_raw"
@@ -44,6 +46,7 @@ const (
 	bpfProgSendResetRaw    = "send_reset_raw"
 	bpfProgSetStateBtf     = "set_state_btf"
 	bpfProgSetStateRaw     = "set_state_raw"
+	bpfVarNetnsFilter      = "netns_filter"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -102,14 +105,17 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Inflight *ebpf.MapSpec `ebpf:"inflight"`
-	Stats    *ebpf.MapSpec `ebpf:"stats"`
+	Full      *ebpf.MapSpec `ebpf:"full"`
+	Inflight  *ebpf.MapSpec `ebpf:"inflight"`
+	OnlyNetns *ebpf.MapSpec `ebpf:"only_netns"`
+	Stats     *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
+	NetnsFilter *ebpf.VariableSpec `ebpf:"netns_filter"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -132,13 +138,17 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Inflight *ebpf.Map `ebpf:"inflight"`
-	Stats    *ebpf.Map `ebpf:"stats"`
+	Full      *ebpf.Map `ebpf:"full"`
+	Inflight  *ebpf.Map `ebpf:"inflight"`
+	OnlyNetns *ebpf.Map `ebpf:"only_netns"`
+	Stats     *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
+		m.Full,
 		m.Inflight,
+		m.OnlyNetns,
 		m.Stats,
 	)
 }
@@ -147,6 +157,7 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
+	NetnsFilter *ebpf.Variable `ebpf:"netns_filter"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

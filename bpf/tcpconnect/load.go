@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	nbpf "github.com/netsonde/netsonde/bpf"
 	"github.com/netsonde/netsonde/bpf/loader"
 )
 
@@ -44,6 +45,11 @@ type Options struct {
 	Hooks []string
 	// BTF is the kernel BTF shared by the objects loaded at start-up.
 	BTF *loader.KernelBTF
+	// MapSizes: see loader.Options (tests).
+	MapSizes map[string]uint32
+	// OnlyNetns, if set, restricts counting to these network namespaces
+	// (tests, which must not count the machine's other connects).
+	OnlyNetns []uint32
 }
 
 // Counter is the loaded and attached counter.
@@ -64,7 +70,7 @@ func Load(opts Options) (*Counter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded object: %w", err)
 	}
-	obj, err := loader.New(spec, loader.Options{BTF: opts.BTF})
+	obj, err := loader.New(spec, loader.Options{BTF: opts.BTF, MapSizes: opts.MapSizes, OnlyNetns: opts.OnlyNetns})
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +112,21 @@ func Load(opts Options) (*Counter, error) {
 		return nil, err
 	}
 	return &Counter{obj}, nil
+}
+
+// Full returns, by map (as netsonde_bpf_map_full_total names it), how
+// many events found it full: tcpconnect_stats, events counted in the
+// overflow slot; tcpconnect_inflight, connects whose outcome was lost.
+func (c *Counter) Full() (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for i, name := range []string{"tcpconnect_stats", "tcpconnect_inflight"} {
+		n, err := nbpf.SumArraySlot(c.Map("full"), uint32(i))
+		if err != nil {
+			return nil, err
+		}
+		out[name] = n
+	}
+	return out, nil
 }
 
 // Read returns each namespace's counters (by inode), summed over CPUs.

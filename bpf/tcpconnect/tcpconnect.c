@@ -95,8 +95,21 @@ static const struct ns_stats zero;
  * is full, counts go there rather than nowhere. */
 static const __u32 overflow_key = 0;
 
+/* Events that found a map full (netsonde_bpf_map_full_total): FULL_STATS,
+ * counted in the overflow slot instead of their namespace's; FULL_INFLIGHT,
+ * a connect whose entry was pushed out of the LRU table (or never got in)
+ * before it ended, so its outcome is not counted. A connect already in
+ * flight when the agent started also ends with no entry, and counts there
+ * too: at most the connects in flight at that moment. */
+enum { FULL_STATS = 0, FULL_INFLIGHT, FULL_MAX };
+NETSONDE_FULL_MAP(FULL_MAX);
+
+NETSONDE_ONLY_NETNS
+
 static __always_inline struct ns_stats *stats_of(__u32 netns)
 {
+	if (ignored(netns))
+		return 0;
 	struct ns_stats *s = bpf_map_lookup_elem(&stats, &netns);
 	if (s)
 		return s;
@@ -105,6 +118,7 @@ static __always_inline struct ns_stats *stats_of(__u32 netns)
 	s = bpf_map_lookup_elem(&stats, &netns);
 	if (s)
 		return s;
+	count_full(&full, FULL_STATS);
 	return bpf_map_lookup_elem(&stats, &overflow_key);
 }
 
@@ -165,6 +179,8 @@ static __always_inline void set_state(const struct sock *sk, int oldstate, int n
 {
 	if (BPF_CORE_READ(SK(sk), sk_protocol) != IPPROTO_TCP_)
 		return;
+	if (netns_filter && ignored(netns_of(sk)))
+		return;
 	__u64 key = (__u64)sk;
 
 	if (newstate == TCP_SYN_SENT) {
@@ -179,8 +195,11 @@ static __always_inline void set_state(const struct sock *sk, int oldstate, int n
 		if (newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE)
 			return;
 		struct inflight_conn *f = bpf_map_lookup_elem(&inflight, &key);
-		if (!f)
+		if (!f) {
+			if (oldstate == TCP_SYN_SENT)
+				count_full(&full, FULL_INFLIGHT);
 			return;
+		}
 		__u64 start = f->start_ns;
 		int answered = f->answered;
 		bpf_map_delete_elem(&inflight, &key);

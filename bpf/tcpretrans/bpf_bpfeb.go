@@ -25,6 +25,8 @@ type bpfRetransKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	bpfMapFull                 = "full"
+	bpfMapOnlyNetns            = "only_netns"
 	bpfMapRetrans              = "retrans"
 	bpfProgRetransmitSkbBtf    = "retransmit_skb_btf"
 	bpfProgRetransmitSkbBtfErr = "retransmit_skb_btf_err"
@@ -33,6 +35,7 @@ const (
 	bpfProgRetransmitSynackBtf = "retransmit_synack_btf"
 	bpfProgRetransmitSynackRaw = "retransmit_synack_raw"
 	bpfProgRetransmitSynackTp  = "retransmit_synack_tp"
+	bpfVarNetnsFilter          = "netns_filter"
 	bpfVarTpOffErr             = "tp_off_err"
 )
 
@@ -91,14 +94,17 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Retrans *ebpf.MapSpec `ebpf:"retrans"`
+	Full      *ebpf.MapSpec `ebpf:"full"`
+	OnlyNetns *ebpf.MapSpec `ebpf:"only_netns"`
+	Retrans   *ebpf.MapSpec `ebpf:"retrans"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
-	TpOffErr *ebpf.VariableSpec `ebpf:"tp_off_err"`
+	NetnsFilter *ebpf.VariableSpec `ebpf:"netns_filter"`
+	TpOffErr    *ebpf.VariableSpec `ebpf:"tp_off_err"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -121,11 +127,15 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Retrans *ebpf.Map `ebpf:"retrans"`
+	Full      *ebpf.Map `ebpf:"full"`
+	OnlyNetns *ebpf.Map `ebpf:"only_netns"`
+	Retrans   *ebpf.Map `ebpf:"retrans"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
+		m.Full,
+		m.OnlyNetns,
 		m.Retrans,
 	)
 }
@@ -134,7 +144,8 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
-	TpOffErr *ebpf.Variable `ebpf:"tp_off_err"`
+	NetnsFilter *ebpf.Variable `ebpf:"netns_filter"`
+	TpOffErr    *ebpf.Variable `ebpf:"tp_off_err"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

@@ -30,6 +30,11 @@ type Options struct {
 	TracefsRoot string
 	// BTF is the kernel BTF shared by the objects loaded at start-up.
 	BTF *loader.KernelBTF
+	// MapSizes: see loader.Options (tests).
+	MapSizes map[string]uint32
+	// OnlyNetns, if set, restricts counting to these network namespaces
+	// (tests, which must not count the machine's other retransmits).
+	OnlyNetns []uint32
 }
 
 // Counter is the loaded and attached counter.
@@ -46,7 +51,8 @@ func Load(opts Options) (*Counter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded object: %w", err)
 	}
-	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF})
+	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF,
+		MapSizes: opts.MapSizes, OnlyNetns: opts.OnlyNetns})
 	if err != nil {
 		return nil, err
 	}
@@ -96,4 +102,10 @@ func setErrOffset(obj *loader.Object, format string) error {
 // Read returns the counts since load.
 func (c *Counter) Read() (map[Key]uint64, error) {
 	return nbpf.SumPerCPU[Key](c.Map("retrans"))
+}
+
+// Full returns how many retransmit events found the counter map full
+// (each one's count is lost).
+func (c *Counter) Full() (uint64, error) {
+	return nbpf.SumArraySlot(c.Map("full"), 0)
 }

@@ -24,9 +24,17 @@ struct {
 	__type(value, __u64);
 } retrans SEC(".maps");
 
+/* Retransmit events that found retrans full (netsonde_bpf_map_full_total). */
+NETSONDE_FULL_MAP(1);
+
+NETSONDE_ONLY_NETNS
+
 static __always_inline void count(struct retrans_key *k, __u64 n)
 {
-	counter_add(&retrans, k, n);
+	if (ignored(k->netns))
+		return;
+	if (counter_add(&retrans, k, n))
+		count_full(&full, 0);
 }
 
 /* Retransmits that exit before the kernel counts them (RetransSegs,

@@ -75,6 +75,7 @@ func traceSetup(app *kingpin.Application) collectors.Factory {
 type reader interface {
 	Hooks() map[string]string
 	Read() (map[bpffsync.HistKey]uint64, map[bpffsync.SumKey]uint64, error)
+	Full() (map[string]uint64, error)
 	Close() error
 }
 
@@ -114,6 +115,13 @@ func (tr *tracer) Collect(_ context.Context, ch chan<- prometheus.Metric) error 
 	for s, h := range hists {
 		n, sum, buckets := h.Cumulative()
 		ch <- prometheus.MustNewConstHistogram(traceDesc, n, sum, buckets, s.comm, s.device)
+	}
+	full, err := tr.t.Full()
+	if err != nil {
+		return collectors.Down("map_read", err)
+	}
+	for m, n := range full {
+		collectors.BPFMapFull(ch, m, n)
 	}
 	return nil
 }

@@ -23,8 +23,11 @@ func (f *fixedCounter) Hooks() map[string]string {
 }
 func (f *fixedCounter) Read() (map[uint32]bpftc.Stats, error) { return f.stats, nil }
 func (f *fixedCounter) InFlight() (map[uint32]int, error)     { return f.inflight, nil }
-func (f *fixedCounter) Forget(netns []uint32)                 { f.forgot = append(f.forgot, netns...) }
-func (f *fixedCounter) Close() error                          { return nil }
+func (f *fixedCounter) Full() (map[string]uint64, error) {
+	return map[string]uint64{"tcpconnect_stats": 4, "tcpconnect_inflight": 0}, nil
+}
+func (f *fixedCounter) Forget(netns []uint32) { f.forgot = append(f.forgot, netns...) }
+func (f *fixedCounter) Close() error          { return nil }
 
 // stats makes distinct counts from a seed.
 func stats(n uint64) bpftc.Stats {

@@ -235,7 +235,7 @@ func TestChurnLeavesNothingInFlight(t *testing.T) {
 	testenv.RequireCommand(t, "nft")
 	client, server := testenv.NewNetns(t), testenv.NewNetns(t)
 	testenv.Veth(t, client, server, "c0", "s0", "198.18.94.2/24", "198.18.94.1/24", 0)
-	server.Exec(t, "nft", "add table inet syn; add chain inet syn in { type filter hook input priority 0; }; add rule inet syn in tcp dport 82 drop")
+	testenv.DropSYNs(t, server, 82)
 	listen(t, server, "198.18.94.1:80")
 	scrape := startInProcess(t, named(t, client, server))
 

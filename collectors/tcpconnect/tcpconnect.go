@@ -99,6 +99,7 @@ type counter interface {
 	Hooks() map[string]string
 	Read() (map[uint32]bpftc.Stats, error)
 	InFlight() (map[uint32]int, error)
+	Full() (map[string]uint64, error)
 	Forget(netns []uint32)
 	Close() error
 }
@@ -124,6 +125,13 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	all, err := c.c.Read()
 	if err != nil {
 		return collectors.Down("map_read", err)
+	}
+	full, err := c.c.Full()
+	if err != nil {
+		return collectors.Down("map_read", err)
+	}
+	for m, n := range full {
+		collectors.BPFMapFull(ch, m, n)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

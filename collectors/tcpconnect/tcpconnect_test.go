@@ -97,7 +97,7 @@ func TestConnectOutcomes(t *testing.T) {
 	testenv.RequireCommand(t, "nft")
 	host, pod := testenv.NewNetns(t), testenv.NewNetns(t)
 	testenv.Veth(t, host, pod, "h0", "p0", "198.18.90.1/24", "198.18.90.2/24", 0)
-	host.Exec(t, "nft", "add table inet syn; add chain inet syn in { type filter hook input priority 0; }; add rule inet syn in tcp dport 82 drop")
+	testenv.DropSYNs(t, host, 82)
 	listen(t, host, "198.18.90.1:80")
 	agent := testenv.StartAgent(t, pod, "--collector.disable-defaults", "--collector.tcpconnect", "--tcpconnect.netns=own")
 

@@ -19,6 +19,9 @@ func (f fixedCounter) Hooks() map[string]string {
 func (f fixedCounter) Read() (map[bpftcp.Key]uint64, error) { return f, nil }
 func (f fixedCounter) Close() error                         { return nil }
 
+// Full: events that found the map full, as the kernel would count them.
+func (f fixedCounter) Full() (uint64, error) { return 7, nil }
+
 // TestGoldenMetrics: retransmits in the agent's namespace, the pod's
 // (named after it), one no pod owns and one the view has not met (both
 // the host's labels, summed), an unknown state and an unknown family.

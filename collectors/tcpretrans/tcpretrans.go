@@ -65,6 +65,7 @@ var tcpStates = map[uint8]string{
 type counter interface {
 	Hooks() map[string]string
 	Read() (map[bpftcp.Key]uint64, error)
+	Full() (uint64, error)
 	Close() error
 }
 
@@ -100,6 +101,11 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	for l, v := range sums {
 		ch <- prometheus.MustNewConstMetric(retransDesc, prometheus.CounterValue, float64(v), l.state, l.family, l.namespace, l.pod)
 	}
+	full, err := c.c.Full()
+	if err != nil {
+		return collectors.Down("map_read", err)
+	}
+	collectors.BPFMapFull(ch, "tcpretrans", full)
 	return nil
 }
 

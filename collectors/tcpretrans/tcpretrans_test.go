@@ -3,11 +3,8 @@ package tcpretrans_test
 import (
 	"io"
 	"net"
-	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/netsonde/netsonde/internal/testenv"
 )
@@ -23,17 +20,12 @@ func TestSynSentRetransmits(t *testing.T) {
 	testenv.RequireCommand(t, "nft")
 	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
 	testenv.Veth(t, a, b, "ta0", "tb0", "198.18.80.1/24", "198.18.80.2/24", 0)
-	b.Exec(t, "nft", "add table inet syn; add chain inet syn in { type filter hook input priority 0; }; add rule inet syn in tcp dport 80 drop")
+	testenv.DropSYNs(t, b, 80)
 	agent := testenv.StartAgent(t, a, "--collector.disable-defaults", "--collector.tcpretrans", "--tcpretrans.netns=own")
 	before := testenv.Netstat(t, a, "netstat", "TcpExt", "TCPSynRetrans")
 
 	err := a.Do(func() error {
-		d := net.Dialer{Timeout: 20 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_SYNCNT, 2) })
-			return serr
-		}}
-		c, err := d.Dial("tcp4", "198.18.80.2:80")
+		c, err := testenv.SYNDialer(20*time.Second, 2).Dial("tcp4", "198.18.80.2:80")
 		if err == nil {
 			c.Close()
 		}

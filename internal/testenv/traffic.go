@@ -6,8 +6,11 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Veth links namespace a (interface ifa, address ipa as CIDR) to b (ifb,
@@ -88,4 +91,24 @@ func Netstat(t testing.TB, ns *Netns, file, group, name string) float64 {
 	}
 	t.Fatalf("%s %s not in /proc/net/%s", group, name, file)
 	return 0
+}
+
+// SYNDialer returns a dialer whose connects send an unanswered SYN again
+// retries times (TCP_SYNCNT) before they fail, within timeout.
+func SYNDialer(timeout time.Duration, retries int) *net.Dialer {
+	return &net.Dialer{Timeout: timeout, Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_SYNCNT, retries) }); err != nil {
+			return err
+		}
+		return serr
+	}}
+}
+
+// DropSYNs makes ns drop every TCP segment arriving for port (nftables,
+// in the namespace's own ruleset): a connect to it is never answered.
+func DropSYNs(t testing.TB, ns *Netns, port int) {
+	t.Helper()
+	RequireCommand(t, "nft")
+	ns.Exec(t, "nft", fmt.Sprintf("add table inet syn; add chain inet syn in { type filter hook input priority 0; }; add rule inet syn in tcp dport %d drop", port))
 }

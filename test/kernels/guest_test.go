@@ -284,7 +284,7 @@ func TestSynRetransmits(t *testing.T) {
 	guest(t)
 	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
 	testenv.Veth(t, a, b, "ta0", "tb0", "198.18.44.1/24", "198.18.44.2/24", 0)
-	b.Exec(t, "nft", "add table inet syn; add chain inet syn in { type filter hook input priority 0; }; add rule inet syn in tcp dport 80 drop")
+	testenv.DropSYNs(t, b, 80)
 	agent := testenv.StartAgent(t, a, "--collector.disable-defaults", "--collector.tcpretrans", "--tcpretrans.netns=own")
 	recordHooks("tcpretrans", agent.Scrape(t))
 	// SYN_SENT retransmits against the kernel's TCPSynRetrans, both as
