@@ -27,6 +27,7 @@ type bpfFragKey struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	bpfMapFrags                   = "frags"
+	bpfMapFull                    = "full"
 	bpfMapGate                    = "gate"
 	bpfProgFragEgressEth          = "frag_egress_eth"
 	bpfProgFragEgressEthTcGated   = "frag_egress_eth_tc_gated"
@@ -114,6 +115,7 @@ type bpfProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
 	Frags *ebpf.MapSpec `ebpf:"frags"`
+	Full  *ebpf.MapSpec `ebpf:"full"`
 	Gate  *ebpf.MapSpec `ebpf:"gate"`
 }
 
@@ -147,12 +149,14 @@ func (o *bpfObjects) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
 	Frags *ebpf.Map `ebpf:"frags"`
+	Full  *ebpf.Map `ebpf:"full"`
 	Gate  *ebpf.Map `ebpf:"gate"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Frags,
+		m.Full,
 		m.Gate,
 	)
 }

@@ -46,10 +46,14 @@ struct {
  * and only the agent's interfaces are named here. */
 volatile const __u32 own_netns;
 
+/* Packets that found frags full (netsonde_bpf_map_full_total). */
+NETSONDE_FULL_MAP(1);
+
 static __always_inline void count(__u32 ifindex, __u8 dir, __u8 family, __u8 what)
 {
 	struct frag_key k = {.ifindex = ifindex, .direction = dir, .family = family, .what = what};
-	counter_add(&frags, &k, 1);
+	if (counter_add(&frags, &k, 1))
+		count_full(&full, 0);
 }
 
 struct iphdr_min {
@@ -157,6 +161,38 @@ static __always_inline int open_for(struct __sk_buff *skb, __u8 kind)
 	return *g == kind;
 }
 
+/* The gate is read once per packet and hook. On both hooks TCX runs
+ * before tc; a flip of the gate between the two runs would otherwise
+ * leave the packet counted by neither (TCX read "tc", tc then read "tcx").
+ * So the gated TCX program leaves its decision in the packet's control
+ * block, with the hook it was made at, and the gated tc program after it
+ * follows that decision; with no decision there (no gated TCX program on
+ * this hook yet), tc reads the gate itself. */
+#define GATE_MAGIC 0x6e736467 /* "nsdg" */
+
+static __always_inline __u32 gate_hook(struct __sk_buff *skb, __u8 dir)
+{
+	return skb->ifindex << 1 | dir;
+}
+
+static __always_inline int tcx_gated(struct __sk_buff *skb, __u8 dir)
+{
+	int open = open_for(skb, GATE_TCX);
+	skb->cb[0] = GATE_MAGIC;
+	skb->cb[1] = gate_hook(skb, dir);
+	skb->cb[2] = open;
+	return open;
+}
+
+static __always_inline int tc_gated(struct __sk_buff *skb, __u8 dir)
+{
+	if (skb->cb[0] == GATE_MAGIC && skb->cb[1] == gate_hook(skb, dir)) {
+		skb->cb[0] = 0; /* consumed: never read at another hook */
+		return !skb->cb[2];
+	}
+	return open_for(skb, GATE_TC);
+}
+
 /* Ethernet devices (veth, physical, bridge ports, vxlan) and L3 devices
  * (tun, wireguard, ipip) put the network header at different offsets; the
  * loader picks the program by the device's link type. Plain "tc" programs:
@@ -178,28 +214,28 @@ static __always_inline int open_for(struct __sk_buff *skb, __u8 kind)
 	SEC("tc")                                                    \
 	int frag_ingress_##suffix##_tc_gated(struct __sk_buff *skb)  \
 	{                                                            \
-		if (open_for(skb, GATE_TC))                              \
+		if (tc_gated(skb, INGRESS))                         \
 			inspect(skb, l3, INGRESS);                           \
 		return TCX_NEXT;                                         \
 	}                                                            \
 	SEC("tc")                                                    \
 	int frag_egress_##suffix##_tc_gated(struct __sk_buff *skb)   \
 	{                                                            \
-		if (open_for(skb, GATE_TC))                              \
+		if (tc_gated(skb, EGRESS))                          \
 			inspect(skb, l3, EGRESS);                            \
 		return TCX_NEXT;                                         \
 	}                                                            \
 	SEC("tc")                                                    \
 	int frag_ingress_##suffix##_tcx_gated(struct __sk_buff *skb) \
 	{                                                            \
-		if (open_for(skb, GATE_TCX))                             \
+		if (tcx_gated(skb, INGRESS))                        \
 			inspect(skb, l3, INGRESS);                           \
 		return TCX_NEXT;                                         \
 	}                                                            \
 	SEC("tc")                                                    \
 	int frag_egress_##suffix##_tcx_gated(struct __sk_buff *skb)  \
 	{                                                            \
-		if (open_for(skb, GATE_TCX))                             \
+		if (tcx_gated(skb, EGRESS))                         \
 			inspect(skb, l3, EGRESS);                            \
 		return TCX_NEXT;                                         \
 	}

@@ -57,6 +57,8 @@ type Options struct {
 	TracefsRoot string
 	// BTF is the kernel BTF shared by the objects loaded at start-up.
 	BTF *loader.KernelBTF
+	// MapSizes: see loader.Options (tests).
+	MapSizes map[string]uint32
 }
 
 // Counter is the loaded object: the icmp_send counter attached once, and
@@ -120,7 +122,7 @@ func Load(opts Options) (*Counter, error) {
 	default:
 		return nil, fmt.Errorf("unknown attach mode %q", opts.Mode)
 	}
-	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF})
+	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF, MapSizes: opts.MapSizes})
 	if err != nil {
 		return nil, err
 	}
@@ -303,9 +305,10 @@ func (c *Counter) handOver(ifindex int) error {
 		return err
 	}
 	// 2. The flip: from here TCX counts and tc does not. A packet whose
-	// TCX run was before the flip and tc run after it is the one case
-	// that is not counted: a window of one packet's trip between two
-	// programs on the same hook.
+	// TCX run was before the flip and tc run after it is counted once
+	// all the same: the gated TCX program leaves its decision in the
+	// packet's control block for the tc program (fragments.c,
+	// TestGateFlipsCountOnce).
 	if err := gate.Put(key, uint8(gateTCX)); err != nil {
 		l.Close()
 		return fmt.Errorf("gate: %w", err)
@@ -350,6 +353,12 @@ func (c *Counter) Attached() map[int]bool {
 // Read returns the counts since load.
 func (c *Counter) Read() (map[Key]uint64, error) {
 	return nbpf.SumPerCPU[Key](c.Map("frags"))
+}
+
+// Full returns how many packets found the counter map full (each one's
+// count is lost).
+func (c *Counter) Full() (uint64, error) {
+	return nbpf.SumArraySlot(c.Map("full"), 0)
 }
 
 // Forget deletes the counters of an interface that is gone.

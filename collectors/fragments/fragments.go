@@ -88,6 +88,7 @@ type counter interface {
 	InterfaceHooks() map[string]int
 	Hooks() map[string]string
 	Read() (map[bpffrag.Key]uint64, error)
+	Full() (uint64, error)
 	Forget(keys []bpffrag.Key)
 	Close() error
 }
@@ -264,6 +265,11 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	if len(stale) > 0 {
 		c.c.Forget(stale)
 	}
+	full, err := c.c.Full()
+	if err != nil {
+		return collectors.Down("map_read", err)
+	}
+	collectors.BPFMapFull(ch, "fragments", full)
 	events, err := readSNMP(c.deps.Proc)
 	if err != nil {
 		return collectors.Down("snmp", err)

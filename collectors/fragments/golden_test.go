@@ -22,6 +22,7 @@ func (f *fixedCounter) Hooks() map[string]string {
 	return map[string]string{bpffrag.ProgramICMPSend: "tp_btf"}
 }
 func (f *fixedCounter) Read() (map[bpffrag.Key]uint64, error) { return f.counts, nil }
+func (f *fixedCounter) Full() (uint64, error)                 { return 5, nil }
 func (f *fixedCounter) Forget(keys []bpffrag.Key)             { f.forgot = append(f.forgot, keys...) }
 func (f *fixedCounter) Close() error                          { return nil }
 
