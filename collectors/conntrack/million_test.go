@@ -38,7 +38,7 @@ func sendFlows(t *testing.T, ns *testenv.Netns, src, dst netip.Addr, n int) {
 		const ports = 62500
 		for i := range n {
 			binary.BigEndian.PutUint16(pkt[20:], uint16(1024+i%ports)) // source port
-			binary.BigEndian.PutUint16(pkt[22:], uint16(1+i/ports))     // destination port
+			binary.BigEndian.PutUint16(pkt[22:], uint16(1+i/ports))    // destination port
 			for {
 				err := unix.Sendto(fd, pkt, 0, to)
 				if err == unix.ENOBUFS || err == unix.EAGAIN {
