@@ -266,7 +266,12 @@ func TestDropsCountedWhenMapFull(t *testing.T) {
 func TestSeriesOfDeletedInterfaceGoes(t *testing.T) {
 	nsAgent := testenv.NewNetns(t)
 	nsA := testenv.NewNetns(t)
-	a := testenv.StartAgent(t, nsAgent, "--collector.disable-defaults", "--collector.drops", "--drops.forget-after=2s", "--hostnet.refresh-interval=500ms")
+	// A map with room to spare: the agent counts every namespace of the
+	// machine, and the other packages' tests running meanwhile (1,000
+	// interfaces coming up, a million conntrack flows dropped) add keys of
+	// their own, which must not push this test's drops into the
+	// by-reason-only count.
+	a := testenv.StartAgent(t, nsAgent, "--collector.disable-defaults", "--collector.drops", "--drops.forget-after=2s", "--hostnet.refresh-interval=500ms", "--drops.map-size=65536")
 	p := newPair(t, nsAgent, nsA, 4)
 	dropRule(t, nsA, 9999)
 	p.send(t, 9999, 200)
@@ -427,6 +432,13 @@ func TestNetnsChurnBounded(t *testing.T) {
 		}
 		return nil
 	}
+	defer func() {
+		if t.Failed() {
+			for _, s := range a.Scrape(t).Series(dropsMetric, nil) {
+				t.Logf("%v %v", s.Labels, s.Value)
+			}
+		}
+	}()
 	begin := time.Now()
 	var counted float64
 	for w := range n / wave {
@@ -483,7 +495,7 @@ func TestNetnsChurnBounded(t *testing.T) {
 		if err := <-errc; err != nil {
 			t.Fatal(err)
 		}
-		testenv.Eventually(t, 10*time.Second, "every drop of the wave's namespaces counted", func() bool {
+		testenv.Eventually(t, 30*time.Second, fmt.Sprintf("every drop of wave %d's namespaces counted", w+1), func() bool {
 			m := a.Scrape(t)
 			rssMax = max(rssMax, gauge(m, "process_resident_memory_bytes"))
 			counted = m.Sum(dropsMetric, lo)
@@ -495,14 +507,9 @@ func TestNetnsChurnBounded(t *testing.T) {
 		deleted = true
 	}
 	countedIn := time.Since(begin)
-	defer func() {
-		if t.Failed() {
-			for _, s := range a.Scrape(t).Series(dropsMetric, nil) {
-				t.Logf("%v %v", s.Labels, s.Value)
-			}
-		}
-	}()
-	if counted-before != float64(n*each) {
+	// At least: other tests' namespaces may drop on their loopback too,
+	// under the same labels (no pod names them).
+	if counted-before < float64(n*each) {
 		t.Errorf("%v drops counted, want %d", counted-before, n*each)
 	}
 	gone := time.Now()
