@@ -180,21 +180,42 @@ func (p *Probe) readSlots(f func(slotRef, uint64)) error {
 	return nil
 }
 
-// Forget deletes counters, for label sets that are gone for good.
-func (p *Probe) Forget(keys []Key) {
+// Forget deletes counters, for label sets that are gone for good, and
+// returns each key's final count: what the hash held when it was deleted
+// (read and deleted in one step) plus its slots' counts since they were
+// last forgotten. A count above the one the caller last read is a drop
+// counted in between: a key's namespace inode can be reused by a new
+// namespace, whose drops then land on the same key until it is deleted,
+// and a caller that dropped them would lose them.
+func (p *Probe) Forget(keys []Key) map[Key]uint64 {
 	m := p.Map("drops")
+	final := make(map[Key]uint64, len(keys))
 	gone := make(map[Key]bool, len(keys))
 	for _, k := range keys {
-		_ = m.Delete(k)
 		gone[k] = true
+		var per []uint64
+		if err := m.LookupAndDelete(k, &per); err == nil {
+			for _, v := range per {
+				final[k] += v
+			}
+		} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+			// LookupAndDelete on a per-CPU hash needs 5.14: delete alone.
+			_ = m.Delete(k)
+		}
 	}
 	// Slots cannot be freed from user space without racing the program
 	// on other CPUs: remember their counts instead.
 	_ = p.readSlots(func(ref slotRef, count uint64) {
-		if gone[ref.key] {
-			p.forgotten[ref] = count
+		if !gone[ref.key] {
+			return
 		}
+		base := p.forgotten[ref]
+		if count > base {
+			final[ref.key] += count - base
+		}
+		p.forgotten[ref] = count
 	})
+	return final
 }
 
 // Program returns the attached program (for its run statistics), or nil.

@@ -74,7 +74,7 @@ func setup(app *kingpin.Application) collectors.Factory {
 type probe interface {
 	Read() (bpfdrops.Counts, error)
 	Hooks() map[string]string
-	Forget(keys []bpfdrops.Key)
+	Forget(keys []bpfdrops.Key) map[bpfdrops.Key]uint64
 	Close() error
 }
 
@@ -151,6 +151,11 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		sums[l] += v
 	}
 	var stale []bpfdrops.Key
+	type read struct {
+		l labels
+		v uint64
+	}
+	staleRead := map[bpfdrops.Key]read{}
 	forgotten := map[labels]uint64{}
 	now := c.deps.Now()
 	snap := c.deps.Net.Snapshot()
@@ -180,6 +185,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 				}
 				if now.Sub(since) > c.forgetFor {
 					stale = append(stale, k)
+					staleRead[k] = read{l, v}
 					delete(c.missing, k)
 					forgotten[l] += v
 					sums[l] += v // shown one last time, then gone
@@ -198,6 +204,20 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		sums[l] += v
 	}
 	c.last, c.spare = seen, c.last
+	if len(stale) > 0 {
+		// Deleted now, not after the page is written: a drop counted
+		// on a stale key since the read above (its namespace inode
+		// reused by a new namespace) comes back in its final count and
+		// is kept under the key's labels, not lost with the key.
+		for k, final := range c.probe.Forget(stale) {
+			r := staleRead[k]
+			if final > r.v {
+				forgotten[r.l] += final - r.v
+				sums[r.l] += final - r.v
+			}
+		}
+		c.deps.Logger.Debug("forgot drop counters of vanished namespaces", "keys", len(stale))
+	}
 	// A series made of several keys (standalone: the same interface name
 	// in many namespaces) keeps the counts of the keys forgotten under it
 	// while any key of it lives, so it never decreases; once none does,
@@ -237,10 +257,6 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	// keyed by reason alone, "drops_overflow" full means not even that.
 	collectors.BPFMapFull(ch, "drops", overflowed)
 	collectors.BPFMapFull(ch, "drops_overflow", counts.Lost)
-	if len(stale) > 0 {
-		c.probe.Forget(stale)
-		c.deps.Logger.Debug("forgot drop counters of vanished namespaces", "keys", len(stale))
-	}
 	return nil
 }
 

@@ -19,8 +19,11 @@ type fixedProbe struct {
 
 func (p *fixedProbe) Read() (bpfdrops.Counts, error) { return p.counts, nil }
 func (p *fixedProbe) Hooks() map[string]string       { return map[string]string{bpfdrops.Program: "tp_btf"} }
-func (p *fixedProbe) Forget(keys []bpfdrops.Key)     { p.forgot = append(p.forgot, keys...) }
-func (p *fixedProbe) Close() error                   { return nil }
+func (p *fixedProbe) Forget(keys []bpfdrops.Key) map[bpfdrops.Key]uint64 {
+	p.forgot = append(p.forgot, keys...)
+	return nil
+}
+func (p *fixedProbe) Close() error { return nil }
 
 // be is an ethertype as skb->protocol holds it (network byte order).
 func be(ethertype uint16) uint16 { return bits.ReverseBytes16(ethertype) }
