@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	bpfdrops "github.com/netsonde/netsonde/bpf/drops"
@@ -140,23 +139,10 @@ func run(packets, rounds int) error {
 // storm sends n datagrams from namespace ns to the dropping port as fast
 // as one thread can.
 func storm(ns string, n int) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies in the namespace
-		h, err := netns.GetFromName(ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			errc <- err
-			return
-		}
+	return benchkit.InNetns(ns, func() error {
 		c, err := net.ListenPacket("udp4", ":0")
 		if err != nil {
-			errc <- err
-			return
+			return err
 		}
 		defer c.Close()
 		to := &net.UDPAddr{IP: net.ParseIP("198.18.77.2"), Port: 9999}
@@ -164,7 +150,6 @@ func storm(ns string, n int) error {
 		for i := 0; i < n; i++ {
 			c.WriteTo(buf, to)
 		}
-		errc <- nil
-	}()
-	return <-errc
+		return nil
+	})
 }
