@@ -77,3 +77,18 @@ func SumArraySlot(m *ebpf.Map, idx uint32) (uint64, error) {
 	}
 	return sum, nil
 }
+
+// SumArraySlots returns slots 0, 1, ... of a per-CPU array of uint64,
+// summed, under the names given in slot order (an object's full map:
+// netsonde_bpf_map_full_total by map name).
+func SumArraySlots(m *ebpf.Map, names ...string) (map[string]uint64, error) {
+	out := make(map[string]uint64, len(names))
+	for i, name := range names {
+		n, err := SumArraySlot(m, uint32(i))
+		if err != nil {
+			return nil, err
+		}
+		out[name] = n
+	}
+	return out, nil
+}

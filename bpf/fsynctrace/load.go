@@ -137,15 +137,7 @@ func rungs(opts Options) (map[string][]loader.Rung, error) {
 // many events found it full: fsynctrace_starts, syncs not timed;
 // fsynctrace_hist and fsynctrace_sums, timed syncs not counted there.
 func (t *Tracer) Full() (map[string]uint64, error) {
-	out := map[string]uint64{}
-	for i, name := range []string{"fsynctrace_starts", "fsynctrace_hist", "fsynctrace_sums"} {
-		n, err := nbpf.SumArraySlot(t.Map("full"), uint32(i))
-		if err != nil {
-			return nil, err
-		}
-		out[name] = n
-	}
-	return out, nil
+	return nbpf.SumArraySlots(t.Map("full"), "fsynctrace_starts", "fsynctrace_hist", "fsynctrace_sums")
 }
 
 // Read returns the bucket counts and duration sums (ns) counted so far.

@@ -118,15 +118,7 @@ func Load(opts Options) (*Counter, error) {
 // many events found it full: tcpconnect_stats, events counted in the
 // overflow slot; tcpconnect_inflight, connects whose outcome was lost.
 func (c *Counter) Full() (map[string]uint64, error) {
-	out := map[string]uint64{}
-	for i, name := range []string{"tcpconnect_stats", "tcpconnect_inflight"} {
-		n, err := nbpf.SumArraySlot(c.Map("full"), uint32(i))
-		if err != nil {
-			return nil, err
-		}
-		out[name] = n
-	}
-	return out, nil
+	return nbpf.SumArraySlots(c.Map("full"), "tcpconnect_stats", "tcpconnect_inflight")
 }
 
 // Read returns each namespace's counters (by inode), summed over CPUs.
