@@ -65,6 +65,7 @@ type bpfQueryKey struct {
 const (
 	bpfMapAnswers         = "answers"
 	bpfMapDrops           = "drops"
+	bpfMapIfaces          = "ifaces"
 	bpfMapInflight        = "inflight"
 	bpfMapNameNxdomain    = "name_nxdomain"
 	bpfMapNames           = "names"
@@ -79,6 +80,10 @@ const (
 	bpfProgDnsEgressRead  = "dns_egress_read"
 	bpfProgDnsIngress     = "dns_ingress"
 	bpfProgDnsIngressRead = "dns_ingress_read"
+	bpfProgDnsTcEgress    = "dns_tc_egress"
+	bpfProgDnsTcEgressL3  = "dns_tc_egress_l3"
+	bpfProgDnsTcIngress   = "dns_tc_ingress"
+	bpfProgDnsTcIngressL3 = "dns_tc_ingress_l3"
 	bpfVarExtraPorts      = "extra_ports"
 	bpfVarNetnsFilter     = "netns_filter"
 	bpfVarTimeoutNs       = "timeout_ns"
@@ -133,6 +138,10 @@ type bpfProgramSpecs struct {
 	DnsEgressRead  *ebpf.ProgramSpec `ebpf:"dns_egress_read"`
 	DnsIngress     *ebpf.ProgramSpec `ebpf:"dns_ingress"`
 	DnsIngressRead *ebpf.ProgramSpec `ebpf:"dns_ingress_read"`
+	DnsTcEgress    *ebpf.ProgramSpec `ebpf:"dns_tc_egress"`
+	DnsTcEgressL3  *ebpf.ProgramSpec `ebpf:"dns_tc_egress_l3"`
+	DnsTcIngress   *ebpf.ProgramSpec `ebpf:"dns_tc_ingress"`
+	DnsTcIngressL3 *ebpf.ProgramSpec `ebpf:"dns_tc_ingress_l3"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
@@ -141,6 +150,7 @@ type bpfProgramSpecs struct {
 type bpfMapSpecs struct {
 	Answers      *ebpf.MapSpec `ebpf:"answers"`
 	Drops        *ebpf.MapSpec `ebpf:"drops"`
+	Ifaces       *ebpf.MapSpec `ebpf:"ifaces"`
 	Inflight     *ebpf.MapSpec `ebpf:"inflight"`
 	NameNxdomain *ebpf.MapSpec `ebpf:"name_nxdomain"`
 	Names        *ebpf.MapSpec `ebpf:"names"`
@@ -183,6 +193,7 @@ func (o *bpfObjects) Close() error {
 type bpfMaps struct {
 	Answers      *ebpf.Map `ebpf:"answers"`
 	Drops        *ebpf.Map `ebpf:"drops"`
+	Ifaces       *ebpf.Map `ebpf:"ifaces"`
 	Inflight     *ebpf.Map `ebpf:"inflight"`
 	NameNxdomain *ebpf.Map `ebpf:"name_nxdomain"`
 	Names        *ebpf.Map `ebpf:"names"`
@@ -197,6 +208,7 @@ func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Answers,
 		m.Drops,
+		m.Ifaces,
 		m.Inflight,
 		m.NameNxdomain,
 		m.Names,
@@ -228,6 +240,10 @@ type bpfPrograms struct {
 	DnsEgressRead  *ebpf.Program `ebpf:"dns_egress_read"`
 	DnsIngress     *ebpf.Program `ebpf:"dns_ingress"`
 	DnsIngressRead *ebpf.Program `ebpf:"dns_ingress_read"`
+	DnsTcEgress    *ebpf.Program `ebpf:"dns_tc_egress"`
+	DnsTcEgressL3  *ebpf.Program `ebpf:"dns_tc_egress_l3"`
+	DnsTcIngress   *ebpf.Program `ebpf:"dns_tc_ingress"`
+	DnsTcIngressL3 *ebpf.Program `ebpf:"dns_tc_ingress_l3"`
 }
 
 func (p *bpfPrograms) Close() error {
@@ -238,6 +254,10 @@ func (p *bpfPrograms) Close() error {
 		p.DnsEgressRead,
 		p.DnsIngress,
 		p.DnsIngressRead,
+		p.DnsTcEgress,
+		p.DnsTcEgressL3,
+		p.DnsTcIngress,
+		p.DnsTcIngressL3,
 	)
 }
 

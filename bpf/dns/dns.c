@@ -2,23 +2,31 @@
 
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * DNS health seen from the client's socket. Two cgroup_skb programs on the
- * cgroup v2 root see every packet of every socket on the node, in every
- * network namespace, exactly once and on the client's side: egress with a
- * destination port of a DNS server is a query, ingress with such a source
- * port is an answer. Pod to pod on one node the packet crosses two veths
- * but one client socket, so it is counted once; the resolver's own
- * sockets see the query arrive with destination port 53 on ingress and
- * answer with source port 53 on egress, which neither program counts.
+ * DNS health seen from the client's side, counted once per query and
+ * answer, in one of two places (the loader attaches one set):
+ *
+ * - TC programs on every interface of the node's namespace (the default):
+ *   a pod's query is what its veth receives with a DNS destination port,
+ *   its answer what the veth sends with a DNS source port, keyed by the
+ *   veth's index; the host's own sockets' queries are what they send, keyed
+ *   0. Only pod veths and the host's own packets cost more than a port
+ *   check. See tc_ingress below.
+ * - Two cgroup_skb programs on the cgroup v2 root, which see every packet
+ *   of every socket on the node, in every network namespace, once and on
+ *   the client's side: egress with a destination port of a DNS server is a
+ *   query, ingress with such a source port is an answer, keyed by the
+ *   socket's network namespace. For pods without a veth (netkit, ipvlan)
+ *   or a dataplane that delivers to pods past their veth (bpf_redirect_peer),
+ *   at the price of a program run for every packet of every socket.
  *
  * A query is remembered in an LRU hash of queries in flight, keyed by the
- * socket's network namespace, the 5-tuple and the DNS ID; the answer that
+ * interface or namespace, the 5-tuple and the DNS ID; the answer that
  * matches closes it and its latency goes into a per-CPU histogram. Queries
  * never answered are found by user space, which sweeps the table for
  * entries older than the timeout: nothing is sent to user space per packet.
  *
- * A third program on kfree_skb counts the DNS packets the kernel drops, by
- * the kernel's drop reason and the network namespace they were dropped in.
+ * A program on kfree_skb counts the DNS packets the kernel drops, by the
+ * kernel's drop reason and the network namespace they were dropped in.
  */
 #include "../include/netsonde.h"
 
@@ -28,7 +36,7 @@
 #define IPPROTO_UDP 17
 
 struct flow_key {
-	__u32 netns;   /* inode of the client socket's network namespace */
+	__u32 netns;   /* the client's: its socket's namespace's inode (cgroup_skb), its veth's ifindex or 0 (TC) */
 	__u16 id;      /* DNS ID, as on the wire */
 	__u16 lport;   /* the client's port, network byte order */
 	__u16 rport;   /* the server's port, network byte order */
@@ -213,6 +221,13 @@ static __always_inline __u32 sock_netns(struct __sk_buff *skb, const int cast)
 	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 }
 
+/* L2 is where the network header starts: 0 for cgroup_skb, whose data
+ * starts there, and for TC on a device without a link-layer header;
+ * ETH_HLEN for TC on an Ethernet device (a veth, lo), whose data starts at
+ * the Ethernet header. Every offset below is from the start
+ * of the data, so only parse() and maybe_dns() add it. */
+#define ETH_HLEN 14
+
 /* load reads len (a constant) bytes at off: with direct packet access when
  * they are in the linear part, as they nearly always are for DNS, else
  * with bpf_skb_load_bytes. Same result either way. */
@@ -237,31 +252,32 @@ struct pkt {
 	__u16 sport, dport;  /* host byte order */
 };
 
-/* parse reads the IP and transport headers of a packet whose data starts
- * at the network header (cgroup_skb). It returns 0 for a UDP datagram or a
- * TCP segment whose ports are to be looked at, filling p. */
-static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
+/* parse reads the IP and transport headers of a packet whose network
+ * header is at l2 (0 for cgroup_skb, ETH_HLEN for TCX). It returns 0 for a
+ * UDP datagram or a TCP segment whose ports are to be looked at, filling
+ * p; p's offsets are from the start of the data. */
+static __always_inline int parse(struct __sk_buff *skb, struct pkt *p, const __u32 l2)
 {
 	__u8 ip[40];
 	__u32 l4;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		if (load(skb, 0, ip, 20))
+		if (load(skb, l2, ip, 20))
 			return -1;
 		if ((ip[0] >> 4) != 4)
 			return -1;
 		/* A later fragment has no ports; the first has them. */
 		if (((ip[6] & 0x1f) | ip[7]) != 0)
 			return -1;
-		l4 = (ip[0] & 0xf) * 4;
+		l4 = l2 + (ip[0] & 0xf) * 4;
 		p->key.proto = ip[9];
 		p->key.family = 4;
 		__builtin_memcpy(p->key.laddr, &ip[12], 4);
 		__builtin_memcpy(p->key.raddr, &ip[16], 4);
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		if (load(skb, 0, ip, 40))
+		if (load(skb, l2, ip, 40))
 			return -1;
 		/* Extension headers before UDP/TCP are not walked. */
-		l4 = 40;
+		l4 = l2 + 40;
 		p->key.proto = ip[6];
 		p->key.family = 6;
 		__builtin_memcpy(p->key.laddr, &ip[8], 16);
@@ -290,35 +306,41 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	return 0;
 }
 
-/* maybe_dns is the fast path every packet of every socket takes: with
- * direct packet access (no helper call), is the server-side port a DNS
- * port? 0: certainly not, return at once; 1: it is, or the headers are
- * not in the linear part and parse() must look. */
-static __always_inline int maybe_dns(struct __sk_buff *skb, const int egress)
+/* Which port maybe_dns looks at. */
+#define PORT_SRC 1
+#define PORT_DST 2
+
+/* maybe_dns is the fast path every packet takes: with direct packet
+ * access (no helper call), is the source or destination port (which, one
+ * or both PORT_*) a DNS port? 0: certainly not, return at once; 1: it is,
+ * or the headers are not in the linear part and parse() must look. The
+ * network header is at l2, as for parse(). */
+static __always_inline int maybe_dns(struct __sk_buff *skb, const int which, const __u32 l2)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
-	__u8 *ip = data;
+	__u8 *ip = data + l2;
 	__u32 l4;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		if (data + 20 > end)
+		if ((void *)(ip + 20) > end)
 			return 1;
 		if (ip[9] != IPPROTO_UDP && ip[9] != IPPROTO_TCP)
 			return 0;
-		l4 = (ip[0] & 0xf) * 4;
+		l4 = l2 + (ip[0] & 0xf) * 4;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		if (data + 40 > end)
+		if ((void *)(ip + 40) > end)
 			return 1;
 		if (ip[6] != IPPROTO_UDP && ip[6] != IPPROTO_TCP)
 			return 0;
-		l4 = 40;
+		l4 = l2 + 40;
 	} else {
 		return 0;
 	}
 	__be16 *ports = data + l4;
 	if ((void *)(ports + 2) > end)
 		return 1;
-	return dns_port(bpf_ntohs(egress ? ports[1] : ports[0]));
+	return ((which & PORT_SRC) && dns_port(bpf_ntohs(ports[0]))) ||
+	       ((which & PORT_DST) && dns_port(bpf_ntohs(ports[1])));
 }
 
 struct dnshdr {
@@ -546,15 +568,17 @@ static __always_inline void count_timeout(__u32 netns)
 	count(&timeouts, &netns, 1);
 }
 
-static __always_inline int egress(struct __sk_buff *skb, const int cast)
+/* Where the programs run, which decides what keys a query and how its
+ * network namespace filter (tests) applies. */
+#define AT_CGROUP 0 /* cgroup_skb: keyed by the socket's namespace's inode */
+#define AT_TC 1     /* TCX/tc on an interface: keyed by the interface (0: the host's sockets) */
+
+/* query counts a query (destination port a DNS port, p parsed) under key
+ * and remembers it in the in-flight table. */
+static __always_inline int query(struct __sk_buff *skb, struct pkt *p, __u32 key, const int at)
 {
-	if (!maybe_dns(skb, 1))
-		return 1;
-	struct pkt p = {};
-	if (parse(skb, &p) || !dns_port(p.dport))
-		return 1;
 	struct dnshdr h;
-	int err = dns_header(skb, &p, &h);
+	int err = dns_header(skb, p, &h);
 	if (err) {
 		if (err < 0)
 			stat(STAT_MALFORMED);
@@ -567,48 +591,48 @@ static __always_inline int egress(struct __sk_buff *skb, const int cast)
 		stat(STAT_MALFORMED);
 		return 1;
 	}
-	p.key.netns = sock_netns(skb, cast);
-	if (ignored(p.key.netns))
+	p->key.netns = key;
+	if (at == AT_CGROUP && ignored(key))
 		return 1;
-	p.key.id = h.id;
+	p->key.id = h.id;
 	__u16 t = 0;
 	__u64 nh = 0;
 	if (top_names) {
 		__u8 buf[QBUF] = {};
 		__u32 namelen = 0;
-		t = bpf_ntohs(h.qdcount) ? qtype(skb, &p, buf, &namelen) : 0;
+		t = bpf_ntohs(h.qdcount) ? qtype(skb, p, buf, &namelen) : 0;
 		if (namelen) {
 			nh = name_hash(buf, namelen);
 			bpf_map_update_elem(&names, &nh, buf, BPF_ANY);
 		}
 	} else if (bpf_ntohs(h.qdcount)) {
 		/* No name kept: walk the name in the packet itself, no copy. */
-		t = qtype_pkt(skb, &p);
+		t = qtype_pkt(skb, p);
 	}
-	struct query_key qk = {.netns = p.key.netns, .qtype = t};
+	struct query_key qk = {.netns = key, .qtype = t};
 	count(&queries, &qk, 1);
 
 	__u64 now = bpf_ktime_get_ns();
 	struct flow_val v = {.ts = now, .qtype = t, .name = nh};
 	/* Insert first: nearly every query is new, and the lookup for a
 	 * retry is only needed when the key is already there. */
-	long err2 = bpf_map_update_elem(&inflight, &p.key, &v, BPF_NOEXIST);
+	long err2 = bpf_map_update_elem(&inflight, &p->key, &v, BPF_NOEXIST);
 	if (err2 == -NETSONDE_EEXIST) {
-		struct flow_val *old = bpf_map_lookup_elem(&inflight, &p.key);
+		struct flow_val *old = bpf_map_lookup_elem(&inflight, &p->key);
 		if (old) {
 			/* The same query again on the same socket and ID (a
 			 * stub resolver's retry): the earlier one timed out if
 			 * it is past the timeout, and the retry's latency
 			 * counts from now. */
 			if (now - old->ts > timeout_ns)
-				count_timeout(p.key.netns);
+				count_timeout(key);
 			else
 				stat(STAT_RETRANSMITTED);
 			old->ts = now;
 			return 1;
 		}
 		/* Answered or swept in between: a new query after all. */
-		err2 = bpf_map_update_elem(&inflight, &p.key, &v, BPF_NOEXIST);
+		err2 = bpf_map_update_elem(&inflight, &p->key, &v, BPF_NOEXIST);
 	}
 	if (err2)
 		stat(STAT_NOT_TRACKED);
@@ -617,41 +641,42 @@ static __always_inline int egress(struct __sk_buff *skb, const int cast)
 	return 1;
 }
 
-static __always_inline int ingress(struct __sk_buff *skb, const int cast)
+/* answer matches an answer (source port a DNS port, p parsed) with the
+ * query in flight under key. quiet: an answer that matches nothing is not
+ * counted as unmatched (TC's look for the host's own queries, which most
+ * answers crossing an interface are not). */
+static __always_inline int answer(struct __sk_buff *skb, struct pkt *p, __u32 key, const int at, const int quiet)
 {
-	if (!maybe_dns(skb, 0))
-		return 1;
-	struct pkt p = {};
-	if (parse(skb, &p) || !dns_port(p.sport))
-		return 1;
 	struct dnshdr h;
-	int err = dns_header(skb, &p, &h);
+	int err = dns_header(skb, p, &h);
 	if (err) {
-		if (err < 0)
+		if (err < 0 && !quiet)
 			stat(STAT_MALFORMED);
 		return 1;
 	}
 	__u16 flags = bpf_ntohs(h.flags);
 	if (!(flags & 0x8000)) {
-		stat(STAT_MALFORMED);
+		if (!quiet)
+			stat(STAT_MALFORMED);
 		return 1;
 	}
 	/* The query's key had the client as source: swap. */
 	struct flow_key k = {
-		.netns = sock_netns(skb, cast),
+		.netns = key,
 		.id = h.id,
-		.lport = p.key.rport,
-		.rport = p.key.lport,
-		.family = p.key.family,
-		.proto = p.key.proto,
+		.lport = p->key.rport,
+		.rport = p->key.lport,
+		.family = p->key.family,
+		.proto = p->key.proto,
 	};
-	if (ignored(k.netns))
+	if (at == AT_CGROUP && ignored(k.netns))
 		return 1;
-	__builtin_memcpy(k.laddr, p.key.raddr, 16);
-	__builtin_memcpy(k.raddr, p.key.laddr, 16);
+	__builtin_memcpy(k.laddr, p->key.raddr, 16);
+	__builtin_memcpy(k.raddr, p->key.laddr, 16);
 	struct flow_val *v = bpf_map_lookup_elem(&inflight, &k);
 	if (!v) {
-		stat(STAT_UNMATCHED);
+		if (!quiet)
+			stat(STAT_UNMATCHED);
 		return 1;
 	}
 	__u64 d = bpf_ktime_get_ns() - v->ts;
@@ -699,6 +724,29 @@ static __always_inline int ingress(struct __sk_buff *skb, const int cast)
 	return 1;
 }
 
+/* The cgroup_skb programs: egress of a socket with a DNS destination port
+ * is a query, ingress with a DNS source port an answer, keyed by the
+ * socket's network namespace. */
+static __always_inline int egress(struct __sk_buff *skb, const int cast)
+{
+	if (!maybe_dns(skb, PORT_DST, 0))
+		return 1;
+	struct pkt p = {};
+	if (parse(skb, &p, 0) || !dns_port(p.dport))
+		return 1;
+	return query(skb, &p, sock_netns(skb, cast), AT_CGROUP);
+}
+
+static __always_inline int ingress(struct __sk_buff *skb, const int cast)
+{
+	if (!maybe_dns(skb, PORT_SRC, 0))
+		return 1;
+	struct pkt p = {};
+	if (parse(skb, &p, 0) || !dns_port(p.sport))
+		return 1;
+	return answer(skb, &p, sock_netns(skb, cast), AT_CGROUP, 0);
+}
+
 /* Two forms of each program, by how the socket's namespace is read: with
  * bpf_rdonly_cast (6.2+, plain loads) or through bpf_probe_read_kernel
  * (older kernels). The loader tries them in that order. */
@@ -713,6 +761,93 @@ int dns_egress_read(struct __sk_buff *skb) { return egress(skb, 0); }
 
 SEC("cgroup_skb/ingress")
 int dns_ingress_read(struct __sk_buff *skb) { return ingress(skb, 0); }
+
+/* The TC programs, on every interface of the node's namespace (TCX, or a
+ * clsact filter before 6.6). User space marks in ifaces what each
+ * interface is:
+ *
+ * IFACE_POD: the host side of a veth whose peer is in another namespace,
+ * a pod's. What it receives (ingress) left the pod: a query there is the
+ * pod's, keyed by the interface. What it sends (egress) goes to the pod: an
+ * answer there closes the pod's query. Pod to pod on one node, the query
+ * also leaves through the resolver pod's veth and the answer comes in
+ * through it, where neither is looked at in that role (a query going into
+ * a pod, an answer coming out of one): each is counted once.
+ *
+ * The host's own sockets (node processes, hostNetwork pods) have no veth:
+ * their query is the one a socket of this namespace sends (skb->sk set at
+ * egress; a forwarded packet has none, since crossing into this namespace
+ * orphaned it), keyed 0, and its answer the one that comes in on any
+ * interface and matches such a query (the lookup is all it costs an answer
+ * to somebody else). IFACE_BRPORT: a bridge's port, whose egress sees the
+ * host's packets the bridge device's egress has already seen. */
+#define IFACE_POD 1
+#define IFACE_BRPORT 2
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);   /* ifindex */
+	__type(value, __u32); /* IFACE_* */
+} ifaces SEC(".maps");
+
+static __always_inline __u32 iface_flags(struct __sk_buff *skb)
+{
+	__u32 idx = skb->ifindex;
+	__u32 *f = bpf_map_lookup_elem(&ifaces, &idx);
+	return f ? *f : 0;
+}
+
+/* TC_NEXT: the packet goes on as if no program were there (TCX_NEXT for
+ * TCX, TC_ACT_UNSPEC for a clsact filter: both -1). */
+#define TC_NEXT -1
+
+static __always_inline int tc_ingress(struct __sk_buff *skb, const __u32 l2)
+{
+	if (!maybe_dns(skb, PORT_SRC | PORT_DST, l2))
+		return TC_NEXT;
+	struct pkt p = {};
+	if (parse(skb, &p, l2))
+		return TC_NEXT;
+	if (dns_port(p.dport)) {
+		if (iface_flags(skb) & IFACE_POD)
+			query(skb, &p, skb->ifindex, AT_TC);
+	} else if (dns_port(p.sport)) {
+		answer(skb, &p, 0, AT_TC, 1);
+	}
+	return TC_NEXT;
+}
+
+static __always_inline int tc_egress(struct __sk_buff *skb, const __u32 l2)
+{
+	if (!maybe_dns(skb, PORT_SRC | PORT_DST, l2))
+		return TC_NEXT;
+	struct pkt p = {};
+	if (parse(skb, &p, l2))
+		return TC_NEXT;
+	if (dns_port(p.dport)) {
+		if (skb->sk && !(iface_flags(skb) & IFACE_BRPORT))
+			query(skb, &p, 0, AT_TC);
+	} else if (dns_port(p.sport)) {
+		if (iface_flags(skb) & IFACE_POD)
+			answer(skb, &p, skb->ifindex, AT_TC, 0);
+	}
+	return TC_NEXT;
+}
+
+/* Devices with an Ethernet header (veth, the uplinks, bridges, lo) and
+ * without one (wireguard, tun, ipip): where the network header starts. */
+SEC("tc")
+int dns_tc_ingress(struct __sk_buff *skb) { return tc_ingress(skb, ETH_HLEN); }
+
+SEC("tc")
+int dns_tc_egress(struct __sk_buff *skb) { return tc_egress(skb, ETH_HLEN); }
+
+SEC("tc")
+int dns_tc_ingress_l3(struct __sk_buff *skb) { return tc_ingress(skb, 0); }
+
+SEC("tc")
+int dns_tc_egress_l3(struct __sk_buff *skb) { return tc_egress(skb, 0); }
 
 /* Where a dropped packet's headers are. A flavour (the ___dns suffix is
  * ignored by CO-RE) rather than fields added to the shared header, whose

@@ -1,8 +1,9 @@
-// Package dns loads netsonde's DNS programs: two cgroup_skb programs on
-// the cgroup v2 root that count queries and answers at the client's socket
-// and match them in an in-flight table, and a kfree_skb program that counts
-// dropped DNS packets. It reads their counts and sweeps the in-flight table
-// for queries that were never answered.
+// Package dns loads netsonde's DNS programs: TC programs on the node's
+// interfaces (or, with HookCgroup, two cgroup_skb programs on the cgroup v2
+// root) that count queries and answers on the client's side and match them
+// in an in-flight table, and a kfree_skb program that counts dropped DNS
+// packets. It reads their counts and sweeps the in-flight table for
+// queries that were never answered.
 package dns
 
 import (
@@ -87,6 +88,9 @@ type (
 
 // Options for Load.
 type Options struct {
+	// Hook is where the programs look: HookTC (the default; interfaces
+	// are then attached one by one with Probe.Attach) or HookCgroup.
+	Hook string
 	// BTF is the kernel BTF shared by the objects loaded at start-up.
 	BTF *loader.KernelBTF
 	// Timeout is how long a query waits for its answer (default 5 s).
@@ -95,11 +99,13 @@ type Options struct {
 	Ports []uint16
 	// MaxInflight is the size of the in-flight table (default 16384).
 	MaxInflight uint32
-	// CgroupPath is the cgroup v2 directory to attach to; empty: the
+	// CgroupPath (HookCgroup) is the cgroup v2 directory to attach to; empty: the
 	// root of the first cgroup2 mount in /proc/self/mountinfo.
 	CgroupPath string
-	// OnlyNetns, if set, restricts counting to these network namespaces
-	// (tests, which must not count the node's other DNS traffic).
+	// OnlyNetns, if set, restricts the cgroup_skb programs' counting to
+	// these network namespaces (tests, which must not count the node's
+	// other DNS traffic). The TC programs see only the interfaces of the
+	// namespace they are attached in, which tests make their own.
 	OnlyNetns []uint32
 	// TopNames, when above 0, keeps the names of queries and counts
 	// NXDOMAIN answers per name in bounded kernel tables
@@ -121,7 +127,10 @@ type Options struct {
 // Probe is the loaded object.
 type Probe struct {
 	*loader.Object
+	// Cgroup is where the cgroup_skb programs are attached (HookCgroup).
 	Cgroup string
+	// tc is the TC programs and their interfaces (HookTC), else nil.
+	tc *tcState
 }
 
 // Load loads the programs and attaches them. The drop counter is optional:
@@ -161,6 +170,13 @@ func Load(opts Options) (*Probe, error) {
 		n := uint32(min(max(64*opts.TopNames, 1024), 65536))
 		spec.Maps["names"].MaxEntries = n
 		spec.Maps["name_nxdomain"].MaxEntries = n
+	}
+	switch opts.Hook {
+	case "", HookTC:
+		return loadTCHook(spec, opts)
+	case HookCgroup:
+	default:
+		return nil, fmt.Errorf("unknown hook %q (want %s or %s)", opts.Hook, HookTC, HookCgroup)
 	}
 	cg := opts.CgroupPath
 	var cgRoot *os.File // the privately opened root, while attaching
@@ -216,16 +232,44 @@ func Load(opts Options) (*Probe, error) {
 			return nil, err
 		}
 	}
-	rungs, err := loader.Ladder(opts.DropHooks,
+	if err := attachDrops(obj, opts.DropHooks); err != nil {
+		obj.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// loadTCHook is Load for HookTC: the TC programs are loaded, and attached
+// to interfaces by Probe.Attach.
+func loadTCHook(spec *ebpf.CollectionSpec, opts Options) (*Probe, error) {
+	obj, err := loader.New(spec, loader.Options{BTF: opts.BTF})
+	if err != nil {
+		return nil, err
+	}
+	t, err := loadTC(obj)
+	if err != nil {
+		obj.Close()
+		return nil, err
+	}
+	p := &Probe{Object: obj, tc: t}
+	if err := attachDrops(obj, opts.DropHooks); err != nil {
+		obj.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// attachDrops attaches the drop counter, which is optional: its failure
+// is visible as dns_kfree_skb attached 0. Only a bad hook list fails.
+func attachDrops(obj *loader.Object, hooks []string) error {
+	rungs, err := loader.Ladder(hooks,
 		loader.Rung{Hook: loader.HookTPBTF, Program: "dns_drop_btf", Target: "kfree_skb"},
 		loader.Rung{Hook: loader.HookRawTP, Program: "dns_drop_raw", Target: "kfree_skb"})
 	if err != nil {
-		obj.Close()
-		return nil, fmt.Errorf("drop hook: %w", err)
+		return fmt.Errorf("drop hook: %w", err)
 	}
-	// Its failure is visible as dns_kfree_skb attached 0.
 	_ = obj.AttachFirst(ProgramDrops, rungs)
-	return p, nil
+	return nil
 }
 
 // CgroupRoot returns the mount point of the cgroup v2 hierarchy whose root

@@ -382,25 +382,7 @@ func (c *Counter) Close() error {
 		delete(c.attached, i)
 	}
 	c.mu.Unlock()
-	// Each detach waits for an RCU grace period in the kernel (about
-	// 3 ms here): one after the other, 1,000 interfaces took 7 s to let
-	// go, past the kubelet's patience and the tests'. Concurrent detaches
-	// share their grace periods.
-	errs := make([]error, len(closers))
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range min(64, len(closers)) {
-		wg.Go(func() {
-			for i := range next {
-				errs[i] = closers[i].Close()
-			}
-		})
-	}
-	for i := range closers {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	errs := []error{loader.CloseAll(closers)}
 	errs = append(errs, c.Object.Close(), c.owner.Close())
 	return errors.Join(errs...)
 }

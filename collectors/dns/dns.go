@@ -246,7 +246,7 @@ func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Coll
 	if err != nil {
 		return nil, collectors.Down("netns", err)
 	}
-	probe, err := bpfdns.Load(bpfdns.Options{BTF: deps.BTF, Timeout: *c.timeout, Ports: ports, MaxInflight: *c.maxInflight,
+	probe, err := bpfdns.Load(bpfdns.Options{Hook: bpfdns.HookCgroup, BTF: deps.BTF, Timeout: *c.timeout, Ports: ports, MaxInflight: *c.maxInflight,
 		CgroupPath: *c.cgroup, OnlyNetns: *c.onlyNetns, NetnsRead: *c.netnsRead, TopNames: *c.topNames})
 	if err != nil {
 		return nil, collectors.BPFLoadDown(err, "attach_failed")

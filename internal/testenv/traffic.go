@@ -33,6 +33,31 @@ func Veth(t testing.TB, a, b *Netns, ifa, ifb, ipa, ipb string, mtu int) {
 	b.Exec(t, "ip", "link", "set", ifb, "up")
 }
 
+// Pod makes a namespace behind a veth from node, as a CNI wires a pod:
+// its eth0 has podIP (a /24) and a default route to gwIP, which is the
+// address of hostIf, the veth's end in node. node forwards between its
+// pods (its own ip_forward, a per-namespace setting). It returns the pod's
+// namespace and hostIf's index in node.
+func Pod(t testing.TB, node *Netns, hostIf, podIP, gwIP string) (*Netns, int) {
+	t.Helper()
+	pod := NewNetns(t)
+	Veth(t, pod, node, "eth0", hostIf, podIP+"/24", gwIP+"/24", 0)
+	pod.Exec(t, "ip", "route", "add", "default", "via", gwIP)
+	node.Exec(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	var idx int
+	if err := node.Do(func() error {
+		i, err := net.InterfaceByName(hostIf)
+		if err != nil {
+			return err
+		}
+		idx = i.Index
+		return nil
+	}); err != nil {
+		t.Fatalf("index of %s: %v", hostIf, err)
+	}
+	return pod, idx
+}
+
 // SendUDP sends n datagrams of size bytes from an unconnected socket in ns
 // to dst (host:port), pausing 1 ms every pace datagrams (0: never) so no
 // receive backlog overflows: only the drops a test means to cause happen.

@@ -207,20 +207,20 @@ func run(rounds int, seconds float64, only, before, topology string) error {
 		{"without", func() (func(), error) { return func() {}, nil }},
 		{"empty cgroup_skb programs", attachEmpty},
 	}
-	opts := []bpfdns.Options{{}, {}}
+	opts := []bpfdns.Options{{Hook: bpfdns.HookCgroup}, {Hook: bpfdns.HookCgroup}}
 	if topology == "node" {
 		configs = append(configs, config{"empty TCX programs on the node's two veths", func() (func(), error) { return attachEmptyTCX(node, "vpa", "vpb") }})
-		opts = append(opts, bpfdns.Options{})
+		opts = append(opts, bpfdns.Options{Hook: bpfdns.HookCgroup})
 	}
 	firstLoaded := len(configs)
 	if before != "" {
 		for _, o := range strings.Split(before, ",") {
-			configs = append(configs, config{"netsonde's, " + o, load(bpfdns.Options{Object: o})})
-			opts = append(opts, bpfdns.Options{Object: o})
+			configs = append(configs, config{"netsonde's, " + o, load(bpfdns.Options{Hook: bpfdns.HookCgroup, Object: o})})
+			opts = append(opts, bpfdns.Options{Hook: bpfdns.HookCgroup, Object: o})
 		}
 	}
-	configs = append(configs, config{"netsonde's (this build)", load(bpfdns.Options{})})
-	opts = append(opts, bpfdns.Options{})
+	configs = append(configs, config{"netsonde's (this build)", load(bpfdns.Options{Hook: bpfdns.HookCgroup})})
+	opts = append(opts, bpfdns.Options{Hook: bpfdns.HookCgroup})
 	type res struct {
 		vals, ratios [][]float64 // by configuration, one per round
 		effRatios    [][]float64 // ratios of work per CPU-second
