@@ -102,10 +102,11 @@ type Options struct {
 	// CgroupPath (HookCgroup) is the cgroup v2 directory to attach to; empty: the
 	// root of the first cgroup2 mount in /proc/self/mountinfo.
 	CgroupPath string
-	// OnlyNetns, if set, restricts the cgroup_skb programs' counting to
-	// these network namespaces (tests, which must not count the node's
-	// other DNS traffic). The TC programs see only the interfaces of the
-	// namespace they are attached in, which tests make their own.
+	// OnlyNetns, if set, restricts the cgroup_skb programs' and the drop
+	// counter's counting to these network namespaces (tests, which must
+	// not count the machine's other DNS traffic). The TC programs see only
+	// the interfaces of the namespace they are attached in, which tests
+	// make their own.
 	OnlyNetns []uint32
 	// TopNames, when above 0, keeps the names of queries and counts
 	// NXDOMAIN answers per name in bounded kernel tables
@@ -242,7 +243,8 @@ func Load(opts Options) (*Probe, error) {
 // loadTCHook is Load for HookTC: the TC programs are loaded, and attached
 // to interfaces by Probe.Attach.
 func loadTCHook(spec *ebpf.CollectionSpec, opts Options) (*Probe, error) {
-	obj, err := loader.New(spec, loader.Options{BTF: opts.BTF})
+	// OnlyNetns still filters the drop counter, which sees the machine.
+	obj, err := loader.New(spec, loader.Options{BTF: opts.BTF, OnlyNetns: opts.OnlyNetns})
 	if err != nil {
 		return nil, err
 	}
@@ -563,8 +565,10 @@ func DecodeName(wire []byte) (string, bool) {
 	return "", false
 }
 
-// Forget deletes every counter of the given network namespaces (gone for
-// good), so their series end and their room in the maps is freed.
+// Forget deletes every counter of the given owners (network namespaces,
+// or with HookTC interfaces, gone for good), so their series end and their
+// room in the maps is freed. An interface's index and a namespace's inode
+// never meet: indexes are small, inodes above 2^31.
 func (p *Probe) Forget(c Counts, gone map[uint32]bool) {
 	for k := range c.Queries {
 		if gone[k.Netns] {
@@ -588,8 +592,9 @@ func (p *Probe) Forget(c Counts, gone map[uint32]bool) {
 	}
 }
 
-// Namespaces returns every network namespace the counts name.
-func (c Counts) Namespaces() map[uint32]bool {
+// Owners returns every owner the counts of queries, answers and timeouts
+// name: network namespaces (HookCgroup) or interfaces (HookTC).
+func (c Counts) Owners() map[uint32]bool {
 	out := map[uint32]bool{}
 	for k := range c.Queries {
 		out[k.Netns] = true
@@ -603,6 +608,13 @@ func (c Counts) Namespaces() map[uint32]bool {
 	for k := range c.Timeouts {
 		out[k] = true
 	}
+	return out
+}
+
+// DropNamespaces returns every network namespace the drop counts name
+// (the namespace a packet was dropped in, whatever the hook).
+func (c Counts) DropNamespaces() map[uint32]bool {
+	out := map[uint32]bool{}
 	for k := range c.Drops {
 		out[k.Netns] = true
 	}

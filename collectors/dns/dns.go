@@ -1,4 +1,5 @@
-// Package dns exports DNS health per pod, seen from the client's socket:
+// Package dns exports DNS health per pod, seen from the client's side
+// (its pod's veth, or the node's own sockets):
 // queries by type, answers by rcode, answer latency, the queries that got
 // no answer in time, and the DNS packets the kernel dropped. Queries and
 // answers are matched in the kernel (bpf/dns); the only work in user space
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -29,7 +31,7 @@ import (
 // Spec is the dns collector's line in the agent's table.
 var Spec = collectors.Spec{
 	Name:           "dns",
-	Help:           "DNS queries, answers by rcode, latency, timeouts and drops per pod, matched in the kernel at the client's socket (eBPF cgroup_skb on the cgroup v2 root).",
+	Help:           "DNS queries, answers by rcode, latency, timeouts and drops per pod, matched in the kernel on the client's side (eBPF TCX on every interface of the node, or cgroup_skb on the cgroup v2 root).",
 	DefaultEnabled: true,
 	Metrics:        []string{"netsonde_dns_"},
 	// Per pod namespace and the host's: 11 query types, 7 rcodes, the
@@ -74,6 +76,12 @@ var (
 		[]string{"name", "result"}, nil)
 	inflightDesc = prometheus.NewDesc(collectors.Namespace+"_dns_inflight_queries",
 		"Queries waiting for an answer, as of the last sweep.",
+		nil, nil)
+	interfacesDesc = prometheus.NewDesc(collectors.Namespace+"_dns_interfaces",
+		"Interfaces of the node's namespace with the DNS programs (--dns.hook=tc), by role: pod (a pod's veth) or node (every other).",
+		[]string{"role"}, nil)
+	attachFailuresDesc = prometheus.NewDesc(collectors.Namespace+"_dns_interface_attach_failures_total",
+		"Interfaces the DNS programs could not be put on (--dns.hook=tc): their pods' DNS is not seen (the log names them).",
 		nil, nil)
 )
 
@@ -141,6 +149,7 @@ type config struct {
 	timeout     *time.Duration
 	ports       *[]string
 	maxInflight *uint32
+	hook        *string
 	cgroup      *string
 	btfDir      *string
 	sweepEvery  *time.Duration
@@ -158,7 +167,9 @@ func setup(app *kingpin.Application) collectors.Factory {
 			Strings(),
 		maxInflight: app.Flag("dns.max-inflight", "Queries in flight the kernel table holds; beyond it the oldest are evicted (and counted in netsonde_dns_inflight_evictions_total).").
 			Default("16384").Uint32(),
-		cgroup: app.Flag("dns.cgroup-path", "cgroup v2 directory whose sockets are watched; default: the root of the cgroup2 mount in /proc/self/mountinfo (in a container: mount the host's /sys/fs/cgroup).").
+		hook: app.Flag("dns.hook", "Where DNS is watched: tc (programs on every interface of the node: pods' veths and the node's own sockets; non-DNS packets cost a port check), cgroup (cgroup_skb on the cgroup v2 root: every socket, pods without a veth included, at the cost of a program run per packet of every socket) or auto (cgroup on a node whose dataplane delivers to pods past their veths or has none: Cilium, Calico's eBPF mode, netkit; else tc).").
+			Default(hookAuto).Enum(hookAuto, bpfdns.HookTC, bpfdns.HookCgroup),
+		cgroup: app.Flag("dns.cgroup-path", "With --dns.hook=cgroup: the cgroup v2 directory whose sockets are watched; default: the root of the cgroup2 mount in /proc/self/mountinfo (in a container: mount the host's /sys/fs/cgroup).").
 			Default("").String(),
 		btfDir: app.Flag("dns.btf-dir", "Where the kernel's BTF is (drop reason names).").
 			Default("/sys/kernel/btf").String(),
@@ -170,7 +181,7 @@ func setup(app *kingpin.Application) collectors.Factory {
 			Default("2m").Duration(),
 		netnsRead: app.Flag("dns.netns-read", "How the programs read a socket's network namespace: auto (bpf_rdonly_cast on 6.2+, else bpf_probe_read_kernel), cast or probe_read.").
 			Default(bpfdns.NetnsReadAuto).Hidden().Enum(bpfdns.NetnsReadAuto, bpfdns.NetnsReadCast, bpfdns.NetnsReadProbe),
-		onlyNetns: app.Flag("dns.only-netns", "For tests: count only the sockets of these network namespaces (inodes), labelled namespace=\"netns\", pod=INODE.").
+		onlyNetns: app.Flag("dns.only-netns", "For tests: label pods by the inode of their network namespace, namespace=\"netns\", pod=INODE, and with --dns.hook=cgroup count only the sockets of these namespaces.").
 			Hidden().Uint32List(),
 	}
 	return func(ctx context.Context, deps collectors.Deps) (collectors.Collector, error) {
@@ -185,18 +196,30 @@ type probe interface {
 	Read() (bpfdns.Counts, error)
 	Sweep(timeout time.Duration) (bpfdns.Swept, error)
 	Forget(c bpfdns.Counts, gone map[uint32]bool)
+	// Attach, Detach and Attached: the interfaces of the TC hook.
+	Attach(ifindex int, l3 bool, flags uint32) error
+	Detach(ifindex int)
+	Attached() map[int]uint32
 	NXDomainByName() (map[uint64]uint64, error)
 	Name(hash uint64) (string, bool)
 	Close() error
 }
 
 type collector struct {
-	deps    collectors.Deps
-	probe   probe
-	reason  func(uint32) string
-	own     uint32
-	timeout time.Duration
-	cancel  context.CancelFunc
+	deps  collectors.Deps
+	probe probe
+	// tc: the TC hook, whose keys are interfaces (a pod's veth, 0 the
+	// host's sockets); else the cgroup hook's, network namespaces.
+	tc bool
+	// ifacePod remembers whom an interface's counts belong to, so the
+	// pod keeps them after its veth is gone, until they are forgotten.
+	ifacePod map[uint32]pod
+	// attachFailures counts interfaces the programs could not go on.
+	attachFailures atomic.Uint64
+	reason         func(uint32) string
+	own            uint32
+	timeout        time.Duration
+	cancel         context.CancelFunc
 	// testNetns labels namespaces by inode (--dns.only-netns).
 	testNetns bool
 	done      chan struct{}
@@ -246,29 +269,130 @@ func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Coll
 	if err != nil {
 		return nil, collectors.Down("netns", err)
 	}
-	probe, err := bpfdns.Load(bpfdns.Options{Hook: bpfdns.HookCgroup, BTF: deps.BTF, Timeout: *c.timeout, Ports: ports, MaxInflight: *c.maxInflight,
+	hook := *c.hook
+	if hook == hookAuto {
+		var why string
+		hook, why = autoHook(deps.Net)
+		if hook == bpfdns.HookCgroup {
+			deps.Logger.Info("dns: watching every socket (cgroup_skb) instead of the interfaces", "why", why)
+		}
+	}
+	if hook == bpfdns.HookTC && deps.Net == nil {
+		return nil, collectors.Down("no_netlink", fmt.Errorf("--dns.hook=tc needs the agent's link view"))
+	}
+	probe, err := bpfdns.Load(bpfdns.Options{Hook: hook, BTF: deps.BTF, Timeout: *c.timeout, Ports: ports, MaxInflight: *c.maxInflight,
 		CgroupPath: *c.cgroup, OnlyNetns: *c.onlyNetns, NetnsRead: *c.netnsRead, TopNames: *c.topNames})
 	if err != nil {
 		return nil, collectors.BPFLoadDown(err, "attach_failed")
 	}
-	deps.Logger.Info("dns counter attached", "cgroup", probe.Cgroup, "hooks", probe.Hooks(), "tried", probe.Tried())
+	deps.Logger.Info("dns counter loaded", "hook", hook, "cgroup", probe.Cgroup, "hooks", probe.Hooks(), "tried", probe.Tried())
 	every := *c.sweepEvery
 	if every <= 0 {
 		every = min(*c.timeout/4, time.Second)
 		every = max(every, 50*time.Millisecond)
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	col := &collector{deps: deps, probe: probe, reason: reason, own: uint32(own), timeout: *c.timeout, testNetns: len(*c.onlyNetns) > 0,
+	col := &collector{deps: deps, probe: probe, tc: hook == bpfdns.HookTC, ifacePod: map[uint32]pod{}, reason: reason, own: uint32(own), timeout: *c.timeout, testNetns: len(*c.onlyNetns) > 0,
 		cancel: cancel, done: make(chan struct{}), swept: map[uint32]uint64{},
 		forgetAfter: *c.forgetAfter, missing: map[uint32]time.Time{},
 		topNames: *c.topNames, nameTimeouts: map[uint64]uint64{}}
-	go col.sweeper(sctx, every)
+	var changed <-chan struct{}
+	if col.tc {
+		var stop func()
+		changed, stop = deps.Net.Subscribe()
+		col.sync()
+		go func() {
+			<-col.done
+			stop()
+		}()
+	}
+	go col.sweeper(sctx, every, changed)
 	return col, nil
+}
+
+// hookAuto picks the hook by the node (--dns.hook=auto).
+const hookAuto = "auto"
+
+// autoHook is tc unless the node's dataplane hides pods' packets from
+// their veths' TC hooks or has no veths: Cilium's BPF host routing and
+// Calico's eBPF mode deliver to a pod with bpf_redirect_peer, past its
+// veth's egress, so answers would go unseen and every query time out;
+// netkit pods have no veth. Those take the cgroup hook.
+func autoHook(net collectors.HostNet) (string, string) {
+	if net == nil {
+		return bpfdns.HookCgroup, "no link view"
+	}
+	for _, l := range net.Links() {
+		switch {
+		case l.Name == "cilium_host":
+			return bpfdns.HookCgroup, "Cilium (cilium_host) may deliver to pods past their veths"
+		case l.Name == "bpfin.cali" || l.Name == "bpfout.cali":
+			return bpfdns.HookCgroup, "Calico's eBPF dataplane (" + l.Name + ") may deliver to pods past their veths"
+		case l.Kind == "netkit":
+			return bpfdns.HookCgroup, "netkit pods (" + l.Name + ") have no veth"
+		}
+	}
+	return bpfdns.HookTC, ""
+}
+
+// ifaceFlags is how the TC programs treat an interface (bpfdns.Iface*)
+// and whether it has no Ethernet header.
+func ifaceFlags(l hostnet.Link, master func(int) (hostnet.Link, bool)) (uint32, bool) {
+	var flags uint32
+	// A veth whose peer is in another namespace: a pod's (or a test's
+	// namespace's). NetNsID is -1 when the peer is in this one.
+	if l.Kind == "veth" && l.NetNsID >= 0 {
+		flags |= bpfdns.IfacePod
+	}
+	if l.MasterIndex > 0 {
+		if m, ok := master(l.MasterIndex); ok && m.Kind == "bridge" {
+			flags |= bpfdns.IfaceBridgePort
+		}
+	}
+	l3 := false
+	if l.Attrs != nil {
+		// lo has an Ethernet header at TC, as veths and NICs do.
+		enc := l.Attrs.Attrs().EncapType
+		l3 = enc != "ether" && enc != "loopback" && enc != ""
+	}
+	return flags, l3
+}
+
+// sync puts the TC programs on every interface of the node's namespace
+// that has none, updates the flags of those whose role changed, and takes
+// them off the interfaces that are gone: one pass over the link view per
+// batch of link events.
+func (c *collector) sync() {
+	links := c.deps.Net.Links()
+	want := make(map[int]hostnet.Link, len(links))
+	for _, l := range links {
+		want[l.Index] = l
+	}
+	have := c.probe.Attached()
+	for idx := range have {
+		if _, ok := want[idx]; !ok {
+			c.probe.Detach(idx)
+		}
+	}
+	for idx, l := range want {
+		flags, l3 := ifaceFlags(l, c.deps.Net.ByIndex)
+		if f, ok := have[idx]; ok && f == flags {
+			continue
+		}
+		if err := c.probe.Attach(idx, l3, flags); err != nil {
+			// Deleted while we attached: not a failure.
+			if _, still := c.deps.Net.ByIndex(idx); still {
+				c.attachFailures.Add(1)
+				c.deps.Logger.Warn("cannot watch DNS on interface", "interface", l.Name, "err", err)
+			}
+		}
+	}
 }
 
 // sweeper closes, every interval, the queries older than the timeout. A
 // query is a timeout at most one interval after its deadline.
-func (c *collector) sweeper(ctx context.Context, every time.Duration) {
+// With the TC hook it also follows the node's interfaces (changed).
+func (c *collector) sweeper(ctx context.Context, every time.Duration, changed <-chan struct{}) {
 	defer close(c.done)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -276,6 +400,8 @@ func (c *collector) sweeper(ctx context.Context, every time.Duration) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-changed:
+			c.sync()
 		case <-t.C:
 			c.sweep()
 		}
@@ -319,44 +445,60 @@ func (c *collector) sweep() {
 	}
 }
 
-// forgetGone deletes the counters of namespaces gone for forgetAfter, as
-// the host network view sees them; it looks at most every few seconds.
-// Called with c.mu held.
+// forgetGone deletes the counters of owners gone for forgetAfter:
+// network namespaces as the host network view sees them, and with the TC
+// hook, interfaces as the link view does. It looks at most every few
+// seconds. Called with c.mu held.
 func (c *collector) forgetGone(counts bpfdns.Counts) {
 	now := c.deps.Now()
 	if c.deps.Net == nil || now.Sub(c.lastCheck) < min(c.forgetAfter/2, 10*time.Second) {
 		return
 	}
 	c.lastCheck = now
-	used := counts.Namespaces()
-	for ns := range c.swept {
-		used[ns] = true
+	owners := counts.Owners()
+	for k := range c.swept {
+		owners[k] = true
+	}
+	namespaces := counts.DropNamespaces()
+	if !c.tc {
+		maps.Copy(namespaces, owners)
+		owners = nil
+	}
+	gone := map[uint32]bool{}
+	// missing says whether an owner not present now has been missing for
+	// forgetAfter, and notes since when it is.
+	missing := func(key uint32, present bool) {
+		if present {
+			delete(c.missing, key)
+			return
+		}
+		since, ok := c.missing[key]
+		if !ok {
+			c.missing[key] = now
+			return
+		}
+		if now.Sub(since) >= c.forgetAfter {
+			gone[key] = true
+			delete(c.missing, key)
+			delete(c.swept, key)
+			delete(c.ifacePod, key)
+		}
 	}
 	snap := c.deps.Net.Snapshot()
-	gone := map[uint32]bool{}
-	for ns := range used {
+	for ns := range namespaces {
 		_, state, _ := snap.Lookup(uint64(ns))
 		if state == hostnet.Unknown && ns != 0 && ns != c.own {
 			c.deps.Net.Miss(uint64(ns))
 		}
-		if ns == 0 || ns == c.own || state == hostnet.Present {
-			delete(c.missing, ns)
-			continue
-		}
-		since, ok := c.missing[ns]
-		if !ok {
-			c.missing[ns] = now
-			continue
-		}
-		if now.Sub(since) >= c.forgetAfter {
-			gone[ns] = true
-			delete(c.missing, ns)
-			delete(c.swept, ns)
-		}
+		missing(ns, ns == 0 || ns == c.own || state == hostnet.Present)
+	}
+	for idx := range owners {
+		_, present := c.deps.Net.ByIndex(int(idx))
+		missing(idx, idx == 0 || present)
 	}
 	if len(gone) > 0 {
 		c.probe.Forget(counts, gone)
-		c.deps.Logger.Debug("forgot DNS counters of vanished namespaces", "namespaces", len(gone))
+		c.deps.Logger.Debug("forgot DNS counters of vanished pods", "owners", len(gone))
 	}
 }
 
@@ -414,6 +556,59 @@ func TopFailing(timeouts, nxdomain map[uint64]uint64, n int) []uint64 {
 }
 
 type pod struct{ namespace, name string }
+
+// keyPod attributes a flow key's owner: an interface with the TC hook,
+// a network namespace with the cgroup one. ok false: not known yet (a
+// pod's veth whose namespace the host view has not read): its counts wait
+// in the kernel rather than show under the wrong pod.
+func (c *collector) keyPod(key uint32) (pod, bool) {
+	if !c.tc {
+		return c.podOf(key), true
+	}
+	return c.ifaceOwner(key)
+}
+
+// ifaceOwner attributes an interface (the TC hook's keys): 0, the node's
+// own sockets, is the empty pod; a pod's veth is its pod, found through
+// the host view, and remembered, as the veth may go before its counts are
+// read; a veth whose namespace the view knows and no pod owns is the
+// empty pod, for now (the pod index may learn of it later).
+func (c *collector) ifaceOwner(ifindex uint32) (pod, bool) {
+	if ifindex == 0 {
+		return pod{}, true
+	}
+	c.mu.Lock()
+	p, ok := c.ifacePod[ifindex]
+	c.mu.Unlock()
+	if ok {
+		return p, true
+	}
+	if c.deps.Net == nil {
+		return pod{}, true
+	}
+	var ns *hostnet.Namespace
+	if l, ok := c.deps.Net.ByIndex(int(ifindex)); ok && l.NetNsID >= 0 {
+		ns, _ = c.deps.Net.Snapshot().ByNsID(l.NetNsID)
+	}
+	switch {
+	case c.testNetns && ns != nil:
+		p = pod{"netns", strconv.FormatUint(ns.Inode, 10)}
+	case c.testNetns:
+		return pod{}, false
+	case c.deps.Pods != nil:
+		cp, found := c.deps.Pods.ByHostInterface(int(ifindex))
+		if !found {
+			return pod{}, ns != nil
+		}
+		p = pod{cp.Namespace, cp.Name}
+	default:
+		return pod{}, true
+	}
+	c.mu.Lock()
+	c.ifacePod[ifindex] = p
+	c.mu.Unlock()
+	return p, true
+}
 
 // podOf attributes a network namespace: the agent's own (the host's, for
 // a DaemonSet with hostNetwork) and unknown ones are the empty pod.
@@ -477,15 +672,22 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	}
 	qs := map[qk]uint64{}
 	for k, v := range counts.Queries {
-		qs[qk{c.podOf(k.Netns), QtypeName(k.Qtype)}] += v
+		if p, ok := c.keyPod(k.Netns); ok {
+			qs[qk{p, QtypeName(k.Qtype)}] += v
+		}
 	}
 	rs := map[rk]uint64{}
 	for k, v := range counts.Responses {
-		rs[rk{c.podOf(k.Netns), RcodeName(k.Rcode)}] += v
+		if p, ok := c.keyPod(k.Netns); ok {
+			rs[rk{p, RcodeName(k.Rcode)}] += v
+		}
 	}
 	hs := map[pod]*hist{}
 	for k, v := range counts.Latency {
-		p := c.podOf(k.Netns)
+		p, ok := c.keyPod(k.Netns)
+		if !ok {
+			continue
+		}
 		h := hs[p]
 		if h == nil {
 			h = &hist{}
@@ -503,19 +705,24 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		ds[dk{c.podOf(k.Netns), c.reason(k.Reason)}] += v
 	}
 	ts := map[pod]uint64{}
-	for ns, v := range counts.Timeouts {
-		ts[c.podOf(ns)] += v
+	for k, v := range counts.Timeouts {
+		if p, ok := c.keyPod(k); ok {
+			ts[p] += v
+		}
 	}
 	c.mu.Lock()
-	for ns, v := range c.swept {
-		ts[c.podOf(ns)] += v
-	}
+	swept := maps.Clone(c.swept)
 	live, evicted := c.live, c.evicted
 	var nameTimeouts map[uint64]uint64
 	if c.topNames > 0 {
 		nameTimeouts = maps.Clone(c.nameTimeouts)
 	}
 	c.mu.Unlock()
+	for k, v := range swept {
+		if p, ok := c.keyPod(k); ok {
+			ts[p] += v
+		}
+	}
 	if c.topNames > 0 {
 		nx, err := c.probe.NXDomainByName()
 		if err != nil {
@@ -560,6 +767,19 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	ch <- prometheus.MustNewConstMetric(evictionsDesc, prometheus.CounterValue, float64(evicted))
 	ch <- prometheus.MustNewConstMetric(lostDesc, prometheus.CounterValue, float64(st[bpfdns.StatLost]))
 	ch <- prometheus.MustNewConstMetric(inflightDesc, prometheus.GaugeValue, float64(live))
+	if c.tc {
+		var pods, node int
+		for _, f := range c.probe.Attached() {
+			if f&bpfdns.IfacePod != 0 {
+				pods++
+			} else {
+				node++
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(interfacesDesc, prometheus.GaugeValue, float64(pods), "pod")
+		ch <- prometheus.MustNewConstMetric(interfacesDesc, prometheus.GaugeValue, float64(node), "node")
+		ch <- prometheus.MustNewConstMetric(attachFailuresDesc, prometheus.CounterValue, float64(c.attachFailures.Load()))
+	}
 	return nil
 }
 

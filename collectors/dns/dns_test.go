@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,18 +24,21 @@ const (
 	durationMetric  = "netsonde_dns_response_duration_seconds"
 	droppedMetric   = "netsonde_dns_dropped_total"
 	resolverIP      = "198.18.53.1"
-	clientIP        = "198.18.53.2"
+	clientIP        = "198.18.54.2"
 )
 
-// topo is a client namespace and a resolver namespace joined by a veth.
+// topo is a node (the agent's namespace) with two pods behind veths, a
+// client and a resolver, routing between them: the path two pods on one
+// node take, where the query and the answer each cross two veths.
 type topo struct {
 	client, resolver, agent *testenv.Netns
 }
 
 func newTopo(t *testing.T) topo {
 	t.Helper()
-	tp := topo{client: testenv.NewNetns(t), resolver: testenv.NewNetns(t), agent: testenv.NewNetns(t)}
-	testenv.Veth(t, tp.client, tp.resolver, "dnsc", "dnsr", clientIP+"/24", resolverIP+"/24", 0)
+	tp := topo{agent: testenv.NewNetns(t)}
+	tp.client, _ = testenv.Pod(t, tp.agent, "vclient", clientIP, "198.18.54.1")
+	tp.resolver, _ = testenv.Pod(t, tp.agent, "vresolver", resolverIP, "198.18.53.254")
 	return tp
 }
 
@@ -51,8 +55,9 @@ func with(m map[string]string, k, v string) map[string]string {
 	return out
 }
 
-// startAgent runs the agent with only the dns collector, counting only
-// the given namespaces' sockets.
+// startAgent runs the agent in tp.agent with only the dns collector,
+// labelling the given namespaces by inode (and with --dns.hook=cgroup,
+// counting only their sockets).
 func startAgent(t *testing.T, tp topo, args []string, watch ...*testenv.Netns) *testenv.Agent {
 	t.Helper()
 	return startAgentWith(t, testenv.StartAgent, tp, args, watch...)
@@ -305,16 +310,23 @@ func exchanges(t *testing.T, ns *testenv.Netns, server, kind string, n int, wait
 // TestDoneWhen is the issue's acceptance scenario, between two scrapes.
 func TestDoneWhen(t *testing.T) { testDoneWhen(t) }
 
-// TestDoneWhenProbeRead is the same with the programs' second form, which
-// reads the socket's namespace with bpf_probe_read_kernel: the one kernels
-// before 6.2 load.
-func TestDoneWhenProbeRead(t *testing.T) { testDoneWhen(t, "--dns.netns-read=probe_read") }
+// TestDoneWhenCgroupHook is the same with the cgroup_skb programs on the
+// cgroup v2 root (--dns.hook=cgroup), which count at the client's socket.
+func TestDoneWhenCgroupHook(t *testing.T) { testDoneWhen(t, "--dns.hook=cgroup") }
 
-// TestDoneWhenUnderIPNetnsExec is the same with the agent started by `ip
-// netns exec`, which mounts a sysfs of its own without cgroup2 on it: the
-// agent opens the cgroup root through a private mount and counts the same.
+// TestDoneWhenProbeRead is the cgroup hook with the programs' second form,
+// which reads the socket's namespace with bpf_probe_read_kernel: the one
+// kernels before 6.2 load.
+func TestDoneWhenProbeRead(t *testing.T) {
+	testDoneWhen(t, "--dns.hook=cgroup", "--dns.netns-read=probe_read")
+}
+
+// TestDoneWhenUnderIPNetnsExec is the cgroup hook with the agent started
+// by `ip netns exec`, which mounts a sysfs of its own without cgroup2 on
+// it: the agent opens the cgroup root through a private mount and counts
+// the same.
 func TestDoneWhenUnderIPNetnsExec(t *testing.T) {
-	testDoneWhenWith(t, testenv.StartAgentIPNetnsExec)
+	testDoneWhenWith(t, testenv.StartAgentIPNetnsExec, "--dns.hook=cgroup")
 }
 
 func testDoneWhen(t *testing.T, args ...string) { testDoneWhenWith(t, testenv.StartAgent, args...) }
@@ -363,9 +375,13 @@ func testDoneWhenWith(t *testing.T, start func(testing.TB, *testenv.Netns, ...st
 	if s := after.Series("netsonde_dns_top_failing_names", nil); len(s) > 0 {
 		t.Errorf("names shown without --dns.top-failing-names: %v", s)
 	}
-	for _, prog := range []string{"dns_egress", "dns_ingress"} {
-		if v, ok := after.Value("netsonde_bpf_program_attached", map[string]string{"program": prog, "hook": "cgroup_skb"}); !ok || v != 1 {
-			t.Errorf("%s not attached by cgroup_skb", prog)
+	attached := map[string]string{"dns_tc": "tcx"}
+	if slices.Contains(args, "--dns.hook=cgroup") {
+		attached = map[string]string{"dns_egress": "cgroup_skb", "dns_ingress": "cgroup_skb"}
+	}
+	for prog, hook := range attached {
+		if v, ok := after.Value("netsonde_bpf_program_attached", map[string]string{"program": prog, "hook": hook}); !ok || v != 1 {
+			t.Errorf("%s not attached by %s", prog, hook)
 		}
 	}
 }

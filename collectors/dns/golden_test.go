@@ -2,6 +2,7 @@ package dns
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,9 +13,10 @@ import (
 
 // fixedProbe serves fixed counts and names.
 type fixedProbe struct {
-	counts bpfdns.Counts
-	nx     map[uint64]uint64
-	names  map[uint64]string
+	counts   bpfdns.Counts
+	attached map[int]uint32
+	nx       map[uint64]uint64
+	names    map[uint64]string
 }
 
 func (p *fixedProbe) Hooks() map[string]string {
@@ -26,53 +28,108 @@ func (p *fixedProbe) Forget(bpfdns.Counts, map[uint32]bool)      {}
 func (p *fixedProbe) NXDomainByName() (map[uint64]uint64, error) { return p.nx, nil }
 func (p *fixedProbe) Name(h uint64) (string, bool)               { n, ok := p.names[h]; return n, ok }
 func (p *fixedProbe) Close() error                               { return nil }
+func (p *fixedProbe) Attach(int, bool, uint32) error             { return nil }
+func (p *fixedProbe) Detach(int)                                 {}
+func (p *fixedProbe) Attached() map[int]uint32                   { return p.attached }
 
-// TestGoldenMetrics: DNS of the agent's namespace, the pod's (named after
-// it), one no pod owns and one the view has not met (both the host's,
-// summed), timeouts from the kernel and from the sweep, drops by reason,
-// and the top failing names (one pushed out of the kernel's name table).
+// TestGoldenMetrics: with the TC hook, DNS of the node's own sockets
+// (key 0), a pod's veth (the pod named after it), a veth no pod owns and
+// an interface the view does not know (both the host's, summed), timeouts
+// from the kernel and from the sweep, drops by reason (by namespace,
+// whatever the hook), and the top failing names (one pushed out of the
+// kernel's name table).
 func TestGoldenMetrics(t *testing.T) {
-	own, pod, other, unknown := uint32(golden.OwnNetns), uint32(golden.PodNetns), uint32(golden.OtherNetns), uint32(golden.UnknownNetns)
+	golden.Check(t, goldenCollector(true))
+}
+
+// TestGoldenMetricsCgroupHook: the same counts keyed by network namespace,
+// as the cgroup hook keys them, give the same page.
+func TestGoldenMetricsCgroupHook(t *testing.T) {
+	tc, cg := golden.Render(t, goldenCollector(true)), golden.Render(t, goldenCollector(false))
+	// Less the TC hook's own series: the interfaces it watches.
+	var keep []string
+	for _, l := range strings.SplitAfter(tc, "\n") {
+		if !strings.Contains(l, "netsonde_dns_interface") {
+			keep = append(keep, l)
+		}
+	}
+	tc = strings.Join(keep, "")
+	if tc != cg {
+		t.Errorf("cgroup hook's page differs from the TC hook's:\n%s\nwant:\n%s", cg, tc)
+	}
+}
+
+func goldenCollector(tc bool) *collector {
+	own, podK, other, unknown := uint32(golden.OwnNetns), uint32(golden.PodNetns), uint32(golden.OtherNetns), uint32(golden.UnknownNetns)
+	if tc {
+		// Keys are pods' veths and 0, the node's own sockets (where
+		// the cgroup hook's unknown namespace goes too).
+		own, podK, other, unknown = 0, golden.IfPodVeth, golden.IfOtherVeth, 0
+	}
+	podNs, ownNs := uint32(golden.PodNetns), uint32(golden.OwnNetns)
 	const a, aaaa, srv, servfail, nxdomain = 1, 28, 33, 2, 3
 	latency := map[bpfdns.HistKey]uint64{
-		{Netns: own, Bucket: bpfdns.SumBucket}: 1_250_000_000,
-		{Netns: pod, Bucket: bpfdns.SumBucket}: 7_000_000_000,
+		{Netns: own, Bucket: bpfdns.SumBucket}:  1_250_000_000,
+		{Netns: podK, Bucket: bpfdns.SumBucket}: 7_000_000_000,
 	}
 	for b := range uint32(bpfdns.NBuckets) {
 		latency[bpfdns.HistKey{Netns: own, Bucket: b}] = uint64(b % 3)
-		latency[bpfdns.HistKey{Netns: pod, Bucket: b}] = uint64(b + 1)
+		latency[bpfdns.HistKey{Netns: podK, Bucket: b}] = uint64(b + 1)
 	}
+	queries := map[bpfdns.QueryKey]uint64{}
+	for k, v := range map[bpfdns.QueryKey]uint64{
+		{Netns: own, Qtype: a}: 100, {Netns: own, Qtype: aaaa}: 100, {Netns: other, Qtype: a}: 7,
+		{Netns: podK, Qtype: a}: 50, {Netns: podK, Qtype: srv}: 5, {Netns: podK, Qtype: 0}: 2,
+	} {
+		queries[k] += v
+	}
+	queries[bpfdns.QueryKey{Netns: unknown, Qtype: a}] += 3
 	var stats [len(bpfdns.Counts{}.Stats)]uint64
 	stats[bpfdns.StatTracked], stats[bpfdns.StatAnswered], stats[bpfdns.StatUnmatched], stats[bpfdns.StatMalformed], stats[bpfdns.StatLost] = 400, 380, 3, 1, 2
 	p := &fixedProbe{
 		counts: bpfdns.Counts{
-			Queries: map[bpfdns.QueryKey]uint64{
-				{Netns: own, Qtype: a}: 100, {Netns: own, Qtype: aaaa}: 100, {Netns: other, Qtype: a}: 7, {Netns: unknown, Qtype: a}: 3,
-				{Netns: pod, Qtype: a}: 50, {Netns: pod, Qtype: srv}: 5, {Netns: pod, Qtype: 0}: 2,
-			},
+			Queries: queries,
 			Responses: map[bpfdns.RespKey]uint64{
 				{Netns: own, Rcode: 0}: 190, {Netns: other, Rcode: 0}: 6,
-				{Netns: pod, Rcode: 0}: 45, {Netns: pod, Rcode: nxdomain}: 4, {Netns: pod, Rcode: servfail}: 1,
+				{Netns: podK, Rcode: 0}: 45, {Netns: podK, Rcode: nxdomain}: 4, {Netns: podK, Rcode: servfail}: 1,
 			},
 			Latency:  latency,
-			Timeouts: map[uint32]uint64{pod: 1},
-			Drops:    map[bpfdns.DropKey]uint64{{Netns: pod, Reason: 2}: 3, {Netns: own, Reason: 6}: 1, {Netns: 0, Reason: 99}: 4},
+			Timeouts: map[uint32]uint64{podK: 1},
+			Drops:    map[bpfdns.DropKey]uint64{{Netns: podNs, Reason: 2}: 3, {Netns: ownNs, Reason: 6}: 1, {Netns: 0, Reason: 99}: 4},
 			Stats:    stats,
 		},
 		nx:    map[uint64]uint64{0x22: 3, 0x33: 6, 0x44: 1},
 		names: map[uint64]string{0x11: "api.shop.svc.cluster.local", 0x22: "db.example.com", 0x33: "nonexistent.example.com"},
 	}
+	if tc {
+		p.attached = map[int]uint32{golden.IfLo: 0, golden.IfEth0: 0, golden.IfFlannel: 0, golden.IfCNI0: 0,
+			golden.IfPodVeth: bpfdns.IfacePod | bpfdns.IfaceBridgePort, golden.IfOtherVeth: bpfdns.IfacePod}
+	}
 	view := golden.Node()
 	reasons := map[uint32]string{2: "NO_SOCKET", 6: "NETFILTER_DROP"}
-	c := &collector{deps: collectors.Deps{Net: view, Pods: view, Clock: &golden.Clock{T: golden.Now}}, probe: p,
+	return &collector{deps: collectors.Deps{Net: view, Pods: view, Clock: &golden.Clock{T: golden.Now}}, probe: p, tc: tc, ifacePod: map[uint32]pod{},
 		reason: func(r uint32) string {
 			if n, ok := reasons[r]; ok {
 				return n
 			}
 			return fmt.Sprint(r)
 		},
-		own: own, timeout: 5 * time.Second, swept: map[uint32]uint64{pod: 2, other: 1}, sweptAll: 3, live: 3, evicted: 2,
+		own: ownNs, timeout: 5 * time.Second, swept: map[uint32]uint64{podK: 2, other: 1}, sweptAll: 3, live: 3, evicted: 2,
 		forgetAfter: 2 * time.Minute, missing: map[uint32]time.Time{},
 		topNames: 4, nameTimeouts: map[uint64]uint64{0x11: 4, 0x22: 1, 0x44: 2}}
-	golden.Check(t, c)
+}
+
+// TestUnresolvedInterfaceWaits: with the TC hook, the counts of an
+// interface whose pod cannot be told (gone before the host view read its
+// namespace) are not shown, rather than shown as the node's.
+func TestUnresolvedInterfaceWaits(t *testing.T) {
+	want := golden.Render(t, goldenCollector(true))
+	c := goldenCollector(true)
+	p := c.probe.(*fixedProbe)
+	p.counts.Queries[bpfdns.QueryKey{Netns: golden.IfGone, Qtype: 1}] = 9
+	p.counts.Responses[bpfdns.RespKey{Netns: golden.IfGone}] = 9
+	p.counts.Timeouts[golden.IfGone] = 1
+	if got := golden.Render(t, c); got != want {
+		t.Errorf("an unresolved interface's counts changed the page:\n%s", got)
+	}
 }

@@ -39,27 +39,46 @@ func TestNftDropsQueries(t *testing.T) {
 	a.WaitSum(t, timeoutsMetric, pc, 10)
 }
 
-// TestSamePortAndIDInTwoNamespaces: two clients with the same address,
-// source port and DNS ID, each to its own resolver with the same address.
-// Client 1's query is answered, client 2's is not: the answer must close
-// client 1's query only, and client 2's must time out.
+// TestSamePortAndIDInTwoNamespaces: two pods of one node, with the same
+// source port and DNS ID, to one resolver pod. Client 1's query is
+// answered, client 2's is not: the answer must close client 1's query
+// only, and client 2's must time out. (Two pods of one node cannot share
+// an address; TestSamePortAndIDInTwoNamespacesCgroupHook has them share
+// that too.)
 func TestSamePortAndIDInTwoNamespaces(t *testing.T) {
+	tp := newTopo(t)
+	c2, _ := testenv.Pod(t, tp.agent, "vclient2", "198.18.55.2", "198.18.55.1")
+	srv := resolverIP + ":53"
+	startServer(t, tp.resolver, srv)
+	a := startAgent(t, tp, []string{"--dns.timeout=1s"}, tp.client, c2)
+	samePortAndID(t, a, tp.client, clientIP, c2, "198.18.55.2")
+}
+
+// TestSamePortAndIDInTwoNamespacesCgroupHook: with the cgroup hook, two
+// clients with the same address too, source port and DNS ID, each to its
+// own resolver with the same address, are not mixed up.
+func TestSamePortAndIDInTwoNamespacesCgroupHook(t *testing.T) {
 	c1, r1 := testenv.NewNetns(t), testenv.NewNetns(t)
 	c2, r2 := testenv.NewNetns(t), testenv.NewNetns(t)
 	agentNS := testenv.NewNetns(t)
-	testenv.Veth(t, c1, r1, "dnsc", "dnsr", clientIP+"/24", resolverIP+"/24", 0)
-	testenv.Veth(t, c2, r2, "dnsc", "dnsr", clientIP+"/24", resolverIP+"/24", 0)
+	const ip = "198.18.53.2"
+	testenv.Veth(t, c1, r1, "dnsc", "dnsr", ip+"/24", resolverIP+"/24", 0)
+	testenv.Veth(t, c2, r2, "dnsc", "dnsr", ip+"/24", resolverIP+"/24", 0)
 	srv := resolverIP + ":53"
 	startServer(t, r1, srv)
 	startServer(t, r2, srv)
-	a := startAgent(t, topo{agent: agentNS}, []string{"--dns.timeout=1s"}, c1, c2)
+	a := startAgent(t, topo{agent: agentNS}, []string{"--dns.timeout=1s", "--dns.hook=cgroup"}, c1, c2)
+	samePortAndID(t, a, c1, ip, c2, ip)
+}
+
+func samePortAndID(t *testing.T, a *testenv.Agent, c1 *testenv.Netns, ip1 string, c2 *testenv.Netns, ip2 string) {
 	p1, p2 := pod(t, c1), pod(t, c2)
 
 	const id, port = 0x4242, 40053
-	send := func(ns *testenv.Netns, name string) (int, error) {
+	send := func(ns *testenv.Netns, ip, name string) (int, error) {
 		rcode := -1
 		err := ns.Do(func() error {
-			c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(clientIP), Port: port}, &net.UDPAddr{IP: net.ParseIP(resolverIP), Port: 53})
+			c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip), Port: port}, &net.UDPAddr{IP: net.ParseIP(resolverIP), Port: 53})
 			if err != nil {
 				return err
 			}
@@ -77,9 +96,9 @@ func TestSamePortAndIDInTwoNamespaces(t *testing.T) {
 		return rcode, err
 	}
 	done := make(chan error, 1)
-	go func() { _, err := send(c2, "drop-1.test"); done <- err }()
+	go func() { _, err := send(c2, ip2, "drop-1.test"); done <- err }()
 	time.Sleep(50 * time.Millisecond) // c2's query is in flight first
-	rc, err := send(c1, "slow-1.test")
+	rc, err := send(c1, ip1, "slow-1.test")
 	if err != nil || rc != 0 {
 		t.Fatalf("client 1: rcode %d, %v", rc, err)
 	}
@@ -204,10 +223,8 @@ func TestMalformedAndUnmatched(t *testing.T) {
 	if got := d("netsonde_dns_unmatched_responses_total", nil); got != 2 {
 		t.Errorf("unmatched answers: +%v, want +2 (other ID, unsolicited)", got)
 	}
-	for _, prog := range []string{"dns_egress", "dns_ingress"} {
-		if v, _ := after.Value("netsonde_bpf_program_attached", map[string]string{"program": prog}); v != 1 {
-			t.Errorf("%s not attached", prog)
-		}
+	if v, _ := after.Value("netsonde_bpf_program_attached", map[string]string{"program": "dns_tc"}); v != 1 {
+		t.Errorf("dns_tc not attached")
 	}
 }
 
@@ -216,7 +233,7 @@ func TestMalformedAndUnmatched(t *testing.T) {
 // a second address of the resolver.
 func spoofFrom(t *testing.T, tp topo, lport int) {
 	t.Helper()
-	tp.resolver.Exec(t, "ip", "addr", "add", "198.18.53.3/24", "dev", "dnsr")
+	tp.resolver.Exec(t, "ip", "addr", "add", "198.18.53.3/24", "dev", "eth0")
 	err := tp.resolver.Do(func() error {
 		c, err := net.ListenPacket("udp", "198.18.53.3:53")
 		if err != nil {
@@ -386,15 +403,17 @@ func TestServfailAndManyNames(t *testing.T) {
 // series end after --dns.forget-after, and its counters leave the maps.
 func TestSeriesOfDeletedNamespaceGo(t *testing.T) {
 	testenv.RequireRoot(t)
-	resolver, agentNS := testenv.NewNetns(t), testenv.NewNetns(t)
-	// Made by hand, not by NewNetns: the test deletes it itself.
+	tp := newTopo(t)
+	// Made by hand, not by NewNetns: the test deletes it itself, and
+	// with it its veth.
 	client := &testenv.Netns{Name: testenv.RandomName("nsd-")}
 	testenv.Run(t, "ip", "netns", "add", client.Name)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", client.Name).Run() })
-	testenv.Veth(t, client, resolver, "dnsc", "dnsr", clientIP+"/24", resolverIP+"/24", 0)
+	testenv.Veth(t, client, tp.agent, "eth0", "vgone", "198.18.56.2/24", "198.18.56.1/24", 0)
+	client.Exec(t, "ip", "route", "add", "default", "via", "198.18.56.1")
 	srv := resolverIP + ":53"
-	startServer(t, resolver, srv)
-	a := startAgent(t, topo{agent: agentNS}, []string{"--dns.forget-after=1s", "--dns.timeout=1s"}, client)
+	startServer(t, tp.resolver, srv)
+	a := startAgent(t, tp, []string{"--dns.forget-after=1s", "--dns.timeout=1s"}, client)
 	p := pod(t, client)
 	exchanges(t, client, srv, "ok", 3, 2*time.Second, 0)
 	exchanges(t, client, srv, "drop", 2, 0, -1)
@@ -427,18 +446,32 @@ func TestSeriesOfDeletedNamespaceGo(t *testing.T) {
 
 // TestHostClientHasNoPod: a client in the agent's own network namespace
 // (the host's, for the DaemonSet: hostNetwork pods and node processes) is
-// counted with empty namespace and pod.
+// counted with empty namespace and pod, whether its resolver is a pod or
+// on the node's loopback.
 func TestHostClientHasNoPod(t *testing.T) {
+	testHostClientHasNoPod(t)
+}
+
+// TestHostClientHasNoPodCgroupHook is the same with the cgroup hook.
+func TestHostClientHasNoPodCgroupHook(t *testing.T) { testHostClientHasNoPod(t, "--dns.hook=cgroup") }
+
+func testHostClientHasNoPod(t *testing.T, args ...string) {
 	tp := newTopo(t)
 	srv := resolverIP + ":53"
 	startServer(t, tp.resolver, srv)
-	a := testenv.StartAgent(t, tp.client, "--collector.disable-defaults", "--collector.dns",
-		"--dns.only-netns="+strconv.FormatUint(tp.client.Inode(t), 10))
+	a := startAgent(t, tp, append([]string{"--dns.timeout=1s"}, args...), tp.agent)
 	host := map[string]string{"namespace": "", "pod": ""}
-	exchanges(t, tp.client, srv, "ok", 4, 2*time.Second, 0)
-	a.WaitSum(t, queriesMetric, host, 4)
-	a.WaitSum(t, responsesMetric, with(host, "rcode", "NOERROR"), 4)
-	a.WaitSum(t, queriesMetric, nil, 4)
+	exchanges(t, tp.agent, srv, "ok", 4, 2*time.Second, 0)
+	// And to a resolver of the node itself, over its loopback (a
+	// node-local cache, systemd-resolved's 127.0.0.53).
+	tp.agent.Exec(t, "ip", "link", "set", "lo", "up")
+	startServer(t, tp.agent, "127.0.0.1:53")
+	exchanges(t, tp.agent, "127.0.0.1:53", "ok", 3, 2*time.Second, 0)
+	exchanges(t, tp.agent, "127.0.0.1:53", "drop", 2, 0, -1)
+	a.WaitSum(t, queriesMetric, host, 9)
+	a.WaitSum(t, responsesMetric, with(host, "rcode", "NOERROR"), 7)
+	a.WaitSum(t, queriesMetric, nil, 9)
+	a.WaitSum(t, timeoutsMetric, host, 2)
 }
 
 // TestTopFailingNames: with --dns.top-failing-names=2, the two names with
@@ -475,12 +508,22 @@ func TestTopFailingNames(t *testing.T) {
 // with --dns.ports, are counted like the others; a server on a port not
 // given is not DNS to netsonde.
 func TestIPv6AndExtraPort(t *testing.T) {
-	client, resolver, agentNS := testenv.NewNetns(t), testenv.NewNetns(t), testenv.NewNetns(t)
-	testenv.Run(t, "ip", "link", "add", "dnsc", "netns", client.Name, "type", "veth", "peer", "name", "dnsr", "netns", resolver.Name)
-	client.Exec(t, "ip", "addr", "add", "fd00:5e::2/64", "dev", "dnsc", "nodad")
-	resolver.Exec(t, "ip", "addr", "add", "fd00:5e::1/64", "dev", "dnsr", "nodad")
-	client.Exec(t, "ip", "link", "set", "dnsc", "up")
-	resolver.Exec(t, "ip", "link", "set", "dnsr", "up")
+	// Two pods of a node, on two /112s of fd00:5e::/64, routed by it.
+	tp := topo{agent: testenv.NewNetns(t), client: testenv.NewNetns(t), resolver: testenv.NewNetns(t)}
+	client, resolver := tp.client, tp.resolver
+	for _, x := range []struct {
+		pod          *testenv.Netns
+		hostIf, addr string
+		gw           string
+	}{{client, "vclient", "fd00:5e::100:2", "fd00:5e::100:1"}, {resolver, "vresolver", "fd00:5e::1", "fd00:5e::fffe"}} {
+		testenv.Run(t, "ip", "link", "add", "eth0", "netns", x.pod.Name, "type", "veth", "peer", "name", x.hostIf, "netns", tp.agent.Name)
+		x.pod.Exec(t, "ip", "addr", "add", x.addr+"/112", "dev", "eth0", "nodad")
+		tp.agent.Exec(t, "ip", "addr", "add", x.gw+"/112", "dev", x.hostIf, "nodad")
+		x.pod.Exec(t, "ip", "link", "set", "eth0", "up")
+		tp.agent.Exec(t, "ip", "link", "set", x.hostIf, "up")
+		x.pod.Exec(t, "ip", "-6", "route", "add", "default", "via", x.gw)
+	}
+	tp.agent.Exec(t, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
 	// Right after the link comes up, the first IPv6 neighbour
 	// solicitation can go unanswered and the next is sent a second later:
 	// the first answers would then come after this test's 1 s timeout,
@@ -491,7 +534,7 @@ func TestIPv6AndExtraPort(t *testing.T) {
 	startServer(t, resolver, "[fd00:5e::1]:53")
 	startServer(t, resolver, "[fd00:5e::1]:5353")
 	startServer(t, resolver, "[fd00:5e::1]:5354")
-	a := startAgent(t, topo{agent: agentNS}, []string{"--dns.timeout=1s", "--dns.ports=5353"}, client)
+	a := startAgent(t, tp, []string{"--dns.timeout=1s", "--dns.ports=5353"}, client)
 	p := pod(t, client)
 	exchanges(t, client, "[fd00:5e::1]:53", "ok", 5, 2*time.Second, 0)
 	exchanges(t, client, "[fd00:5e::1]:5353", "nx", 3, 2*time.Second, 3)
@@ -511,4 +554,32 @@ func TestIPv6AndExtraPort(t *testing.T) {
 	a.WaitSum(t, responsesMetric, with(p, "rcode", "NOERROR"), 5)
 	a.WaitSum(t, responsesMetric, with(p, "rcode", "NXDOMAIN"), 3)
 	a.WaitSum(t, timeoutsMetric, p, 2)
+}
+
+// TestPodAddedAfterStart: the TC programs follow the node's interfaces. A
+// pod whose veth appears after the agent started is watched as soon as
+// netsonde_dns_interfaces{role="pod"} counts it, and its DNS is then
+// counted exactly; when the pod goes, its veth leaves the count.
+func TestPodAddedAfterStart(t *testing.T) {
+	tp := newTopo(t)
+	srv := resolverIP + ":53"
+	startServer(t, tp.resolver, srv)
+	// --dns.only-netns names a namespace only to label pods by inode.
+	a := startAgent(t, tp, []string{"--dns.timeout=1s"}, tp.client)
+	role := map[string]string{"role": "pod"}
+	a.WaitSum(t, "netsonde_dns_interfaces", role, 2)
+	late := &testenv.Netns{Name: testenv.RandomName("nsl-")}
+	testenv.Run(t, "ip", "netns", "add", late.Name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", late.Name).Run() })
+	testenv.Veth(t, late, tp.agent, "eth0", "vlate", "198.18.57.2/24", "198.18.57.1/24", 0)
+	late.Exec(t, "ip", "route", "add", "default", "via", "198.18.57.1")
+	a.WaitSum(t, "netsonde_dns_interfaces", role, 3)
+	p := map[string]string{"namespace": "netns", "pod": strconv.FormatUint(late.Inode(t), 10)}
+	exchanges(t, late, srv, "ok", 7, 2*time.Second, 0)
+	exchanges(t, late, srv, "drop", 2, 0, -1)
+	a.WaitSum(t, queriesMetric, p, 9)
+	a.WaitSum(t, responsesMetric, with(p, "rcode", "NOERROR"), 7)
+	a.WaitSum(t, timeoutsMetric, p, 2)
+	testenv.Run(t, "ip", "netns", "del", late.Name)
+	a.WaitSum(t, "netsonde_dns_interfaces", role, 2)
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,9 +44,12 @@ func Pod(t testing.TB, node *Netns, hostIf, podIP, gwIP string) (*Netns, int) {
 	pod := NewNetns(t)
 	Veth(t, pod, node, "eth0", hostIf, podIP+"/24", gwIP+"/24", 0)
 	pod.Exec(t, "ip", "route", "add", "default", "via", gwIP)
-	node.Exec(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	var idx int
 	if err := node.Do(func() error {
+		// /proc/sys/net is the thread's namespace's: not a global setting.
+		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
+			return err
+		}
 		i, err := net.InterfaceByName(hostIf)
 		if err != nil {
 			return err

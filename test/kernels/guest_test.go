@@ -413,17 +413,24 @@ func TestExt4Fdatasyncs(t *testing.T) {
 }
 
 // DNS on this kernel: 10 queries answered NOERROR and 3 never answered,
-// from a client namespace to a resolver namespace behind a veth, counted
-// exactly (before 6.2 the programs read the socket's namespace with
-// bpf_probe_read_kernel: this checks that form where it is the one used).
-func TestDNSCounts(t *testing.T) {
+// from a client pod to a resolver pod of a node, counted exactly: with
+// the default TC hook (a clsact filter before 6.6, TCX after), and with
+// the cgroup hook (before 6.2 its programs read the socket's namespace
+// with bpf_probe_read_kernel: this checks that form where it is the one
+// used).
+func TestDNSCounts(t *testing.T) { testDNSCounts(t) }
+
+func TestDNSCountsCgroupHook(t *testing.T) { testDNSCounts(t, "--dns.hook=cgroup") }
+
+func testDNSCounts(t *testing.T, args ...string) {
 	guest(t)
-	client, resolver, agentNS := testenv.NewNetns(t), testenv.NewNetns(t), testenv.NewNetns(t)
-	testenv.Veth(t, client, resolver, "kd0", "kd1", "198.18.42.2/24", "198.18.42.1/24", 0)
+	agentNS := testenv.NewNetns(t)
+	client, _ := testenv.Pod(t, agentNS, "kd0", "198.18.42.2", "198.18.42.254")
+	resolver, _ := testenv.Pod(t, agentNS, "kd1", "198.18.43.1", "198.18.43.254")
 	var srv net.PacketConn
 	if err := resolver.Do(func() error {
 		var err error
-		srv, err = net.ListenPacket("udp4", "198.18.42.1:53")
+		srv, err = net.ListenPacket("udp4", "198.18.43.1:53")
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -444,7 +451,7 @@ func TestDNSCounts(t *testing.T) {
 		}
 	}()
 	ino := strconv.FormatUint(client.Inode(t), 10)
-	a := testenv.StartAgent(t, agentNS, "--collector.disable-defaults", "--collector.dns", "--dns.timeout=1s", "--dns.only-netns="+ino)
+	a := testenv.StartAgent(t, agentNS, append([]string{"--collector.disable-defaults", "--collector.dns", "--dns.timeout=1s", "--dns.only-netns=" + ino}, args...)...)
 	q := []byte{0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 2, 'o', 'k', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1}
 	for i := 0; i < 13; i++ {
 		id := uint16(i)
@@ -452,7 +459,7 @@ func TestDNSCounts(t *testing.T) {
 			id = 1000 + uint16(i)
 		}
 		err := client.Do(func() error {
-			c, err := net.Dial("udp4", "198.18.42.1:53")
+			c, err := net.Dial("udp4", "198.18.43.1:53")
 			if err != nil {
 				return err
 			}

@@ -1,7 +1,9 @@
-// Command dnscost measures what netsonde's DNS programs (cgroup_skb on the
-// cgroup v2 root) cost, in one run: iperf3 TCP and 64-byte UDP throughput
-// over a veth pair (non-DNS traffic: the programs return after the port
-// check), and DNS queries per second answered by dnsmasq at full rate.
+// Command dnscost measures what netsonde's DNS programs cost, in one run:
+// iperf3 TCP and 64-byte UDP throughput between two pods of a node
+// (non-DNS traffic: the programs return after the port check), and DNS
+// queries per second answered by dnsmasq at full rate, with the TC hook
+// (the agent's default: TCX on the node's interfaces) and the cgroup hook
+// (cgroup_skb on the cgroup v2 root).
 // Each round runs every configuration once, in an order that rotates from
 // round to round: no programs, an empty cgroup_skb program (the hook's own
 // cost), with -before older builds' object files, and this build's
@@ -196,7 +198,7 @@ func run(rounds int, seconds float64, only, before, topology string) error {
 	}
 	load := func(o bpfdns.Options) func() (func(), error) {
 		return func() (func(), error) {
-			p, err := bpfdns.Load(o)
+			p, err := loadProbe(o, node)
 			if err != nil {
 				return nil, err
 			}
@@ -207,20 +209,28 @@ func run(rounds int, seconds float64, only, before, topology string) error {
 		{"without", func() (func(), error) { return func() {}, nil }},
 		{"empty cgroup_skb programs", attachEmpty},
 	}
-	opts := []bpfdns.Options{{Hook: bpfdns.HookCgroup}, {Hook: bpfdns.HookCgroup}}
+	opts := []bpfdns.Options{{}, {}}
+	// The agent's hook for this topology: tc on the node's interfaces
+	// (there is no node namespace with -topology veth: cgroup).
+	hook := bpfdns.HookCgroup
 	if topology == "node" {
+		hook = bpfdns.HookTC
 		configs = append(configs, config{"empty TCX programs on the node's two veths", func() (func(), error) { return attachEmptyTCX(node, "vpa", "vpb") }})
-		opts = append(opts, bpfdns.Options{Hook: bpfdns.HookCgroup})
+		opts = append(opts, bpfdns.Options{})
 	}
 	firstLoaded := len(configs)
 	if before != "" {
 		for _, o := range strings.Split(before, ",") {
-			configs = append(configs, config{"netsonde's, " + o, load(bpfdns.Options{Hook: bpfdns.HookCgroup, Object: o})})
-			opts = append(opts, bpfdns.Options{Hook: bpfdns.HookCgroup, Object: o})
+			configs = append(configs, config{"netsonde's, " + o, load(bpfdns.Options{Hook: hook, Object: o})})
+			opts = append(opts, bpfdns.Options{Hook: hook, Object: o})
 		}
 	}
-	configs = append(configs, config{"netsonde's (this build)", load(bpfdns.Options{Hook: bpfdns.HookCgroup})})
-	opts = append(opts, bpfdns.Options{Hook: bpfdns.HookCgroup})
+	if hook == bpfdns.HookTC {
+		configs = append(configs, config{"netsonde's, cgroup hook (this build)", load(bpfdns.Options{Hook: bpfdns.HookCgroup})})
+		opts = append(opts, bpfdns.Options{Hook: bpfdns.HookCgroup})
+	}
+	configs = append(configs, config{"netsonde's, " + hook + " hook (this build)", load(bpfdns.Options{Hook: hook})})
+	opts = append(opts, bpfdns.Options{Hook: hook})
 	type res struct {
 		vals, ratios [][]float64 // by configuration, one per round
 		effRatios    [][]float64 // ratios of work per CPU-second
@@ -278,7 +288,7 @@ func run(rounds int, seconds float64, only, before, topology string) error {
 		// rounds of it, the median reported.
 		for i := 0; i < 3; i++ {
 			for c := firstLoaded; c < len(configs); c++ {
-				ns, err := nsPerRun(opts[c], tc.run)
+				ns, err := nsPerRun(opts[c], node, tc.run)
 				if err != nil {
 					return err
 				}
@@ -328,13 +338,13 @@ func run(rounds int, seconds float64, only, before, topology string) error {
 // nsPerRun loads the programs with BPF_ENABLE_STATS on, runs the test
 // once and returns the kernel's accounting: ns per run of the egress and
 // ingress programs together.
-func nsPerRun(o bpfdns.Options, run func() (float64, error)) (float64, error) {
+func nsPerRun(o bpfdns.Options, node string, run func() (float64, error)) (float64, error) {
 	stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
 	if err != nil {
 		return 0, fmt.Errorf("enable BPF stats: %w", err)
 	}
 	defer stats.Close()
-	p, err := bpfdns.Load(o)
+	p, err := loadProbe(o, node)
 	if err != nil {
 		return 0, err
 	}
@@ -342,13 +352,7 @@ func nsPerRun(o bpfdns.Options, run func() (float64, error)) (float64, error) {
 	if _, err := run(); err != nil {
 		return 0, err
 	}
-	var ns, n uint64
-	for _, name := range []string{bpfdns.ProgramEgress, bpfdns.ProgramIngress} {
-		if st, err := p.Active(name).Stats(); err == nil {
-			ns += uint64(st.Runtime)
-			n += st.RunCount
-		}
-	}
+	ns, n := p.RunStats()
 	if n == 0 {
 		return 0, nil
 	}
@@ -384,6 +388,37 @@ func attachEmpty() (func(), error) {
 		closers = append(closers, func() { l.Close(); prog.Close() })
 	}
 	return undo, nil
+}
+
+// loadProbe loads this build's programs (or o.Object's) as the agent
+// does: with the TC hook, on every interface of the node's namespace, a
+// veth to a pod marked as a pod's.
+func loadProbe(o bpfdns.Options, node string) (*bpfdns.Probe, error) {
+	p, err := bpfdns.Load(o)
+	if err != nil || o.Hook != bpfdns.HookTC {
+		return p, err
+	}
+	err = benchkit.InNetns(node, func() error {
+		ifs, err := net.Interfaces()
+		if err != nil {
+			return err
+		}
+		for _, i := range ifs {
+			flags := uint32(0)
+			if strings.HasPrefix(i.Name, "vp") {
+				flags = bpfdns.IfacePod
+			}
+			if err := p.Attach(i.Index, false, flags); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
 }
 
 // attachEmptyTCX attaches programs that only return TCX_NEXT to the
