@@ -65,6 +65,7 @@ type bpfQueryKey struct {
 const (
 	bpfMapAnswers         = "answers"
 	bpfMapDrops           = "drops"
+	bpfMapHostPorts       = "host_ports"
 	bpfMapIfaces          = "ifaces"
 	bpfMapInflight        = "inflight"
 	bpfMapNameNxdomain    = "name_nxdomain"
@@ -150,6 +151,7 @@ type bpfProgramSpecs struct {
 type bpfMapSpecs struct {
 	Answers      *ebpf.MapSpec `ebpf:"answers"`
 	Drops        *ebpf.MapSpec `ebpf:"drops"`
+	HostPorts    *ebpf.MapSpec `ebpf:"host_ports"`
 	Ifaces       *ebpf.MapSpec `ebpf:"ifaces"`
 	Inflight     *ebpf.MapSpec `ebpf:"inflight"`
 	NameNxdomain *ebpf.MapSpec `ebpf:"name_nxdomain"`
@@ -193,6 +195,7 @@ func (o *bpfObjects) Close() error {
 type bpfMaps struct {
 	Answers      *ebpf.Map `ebpf:"answers"`
 	Drops        *ebpf.Map `ebpf:"drops"`
+	HostPorts    *ebpf.Map `ebpf:"host_ports"`
 	Ifaces       *ebpf.Map `ebpf:"ifaces"`
 	Inflight     *ebpf.Map `ebpf:"inflight"`
 	NameNxdomain *ebpf.Map `ebpf:"name_nxdomain"`
@@ -208,6 +211,7 @@ func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Answers,
 		m.Drops,
+		m.HostPorts,
 		m.Ifaces,
 		m.Inflight,
 		m.NameNxdomain,

@@ -306,16 +306,17 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p, const __u
 	return 0;
 }
 
-/* Which port maybe_dns looks at. */
+/* Which port maybe_dns looks at, and what it found. */
 #define PORT_SRC 1
 #define PORT_DST 2
+#define PORT_UNKNOWN 4 /* headers not in the linear part: parse() must look */
 
 /* maybe_dns is the fast path every packet takes: with direct packet
  * access (no helper call), is the source or destination port (which, one
- * or both PORT_*) a DNS port? 0: certainly not, return at once; 1: it is,
- * or the headers are not in the linear part and parse() must look. The
- * network header is at l2, as for parse(). */
-static __always_inline int maybe_dns(struct __sk_buff *skb, const int which, const __u32 l2)
+ * or both PORT_*) a DNS port? 0: certainly not, return at once; else the
+ * PORT_* that are, or PORT_UNKNOWN. *dport is the destination port (host
+ * order) when known. The network header is at l2, as for parse(). */
+static __always_inline int maybe_dns(struct __sk_buff *skb, const int which, const __u32 l2, __u16 *dport)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
@@ -323,13 +324,13 @@ static __always_inline int maybe_dns(struct __sk_buff *skb, const int which, con
 	__u32 l4;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		if ((void *)(ip + 20) > end)
-			return 1;
+			return PORT_UNKNOWN;
 		if (ip[9] != IPPROTO_UDP && ip[9] != IPPROTO_TCP)
 			return 0;
 		l4 = l2 + (ip[0] & 0xf) * 4;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		if ((void *)(ip + 40) > end)
-			return 1;
+			return PORT_UNKNOWN;
 		if (ip[6] != IPPROTO_UDP && ip[6] != IPPROTO_TCP)
 			return 0;
 		l4 = l2 + 40;
@@ -338,9 +339,14 @@ static __always_inline int maybe_dns(struct __sk_buff *skb, const int which, con
 	}
 	__be16 *ports = data + l4;
 	if ((void *)(ports + 2) > end)
-		return 1;
-	return ((which & PORT_SRC) && dns_port(bpf_ntohs(ports[0]))) ||
-	       ((which & PORT_DST) && dns_port(bpf_ntohs(ports[1])));
+		return PORT_UNKNOWN;
+	*dport = bpf_ntohs(ports[1]);
+	int m = 0;
+	if ((which & PORT_SRC) && dns_port(bpf_ntohs(ports[0])))
+		m |= PORT_SRC;
+	if ((which & PORT_DST) && dns_port(*dport))
+		m |= PORT_DST;
+	return m;
 }
 
 struct dnshdr {
@@ -729,7 +735,8 @@ static __always_inline int answer(struct __sk_buff *skb, struct pkt *p, __u32 ke
  * socket's network namespace. */
 static __always_inline int egress(struct __sk_buff *skb, const int cast)
 {
-	if (!maybe_dns(skb, PORT_DST, 0))
+	__u16 dport;
+	if (!maybe_dns(skb, PORT_DST, 0, &dport))
 		return 1;
 	struct pkt p = {};
 	if (parse(skb, &p, 0) || !dns_port(p.dport))
@@ -739,7 +746,8 @@ static __always_inline int egress(struct __sk_buff *skb, const int cast)
 
 static __always_inline int ingress(struct __sk_buff *skb, const int cast)
 {
-	if (!maybe_dns(skb, PORT_SRC, 0))
+	__u16 dport;
+	if (!maybe_dns(skb, PORT_SRC, 0, &dport))
 		return 1;
 	struct pkt p = {};
 	if (parse(skb, &p, 0) || !dns_port(p.sport))
@@ -779,10 +787,12 @@ int dns_ingress_read(struct __sk_buff *skb) { return ingress(skb, 0); }
  * egress; a forwarded packet has none, since crossing into this namespace
  * orphaned it), keyed 0, and its answer the one that comes in on any
  * interface and matches such a query (the lookup is all it costs an answer
- * to somebody else). IFACE_BRPORT: a bridge's port, whose egress sees the
- * host's packets the bridge device's egress has already seen. */
+ * to somebody else). IFACE_ENSLAVED: a port of a bridge, bond, team or
+ * VRF, whose egress sees the host's packets its master's egress has
+ * already seen; a VLAN device's packets come to its lower device tagged,
+ * in the data (not IP to the parser) or in skb->vlan_present. */
 #define IFACE_POD 1
-#define IFACE_BRPORT 2
+#define IFACE_ENSLAVED 2
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -802,15 +812,47 @@ static __always_inline __u32 iface_flags(struct __sk_buff *skb)
  * TCX, TC_ACT_UNSPEC for a clsact filter: both -1). */
 #define TC_NEXT -1
 
+/* host_ports: when a socket of the node last sent a query from each
+ * local port. Most answers crossing an interface's ingress are not the
+ * node's (a resolver pod's answers to other pods leave through its veth's
+ * ingress): only one to a port that sent a query within the timeout is
+ * looked up in the in-flight table. A port's slot is only ever moved
+ * forward, so a query in flight is never passed over; a stale slot costs
+ * a lookup, nothing else. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u64);
+} host_ports SEC(".maps");
+
 static __always_inline int tc_ingress(struct __sk_buff *skb, const __u32 l2)
 {
-	if (!maybe_dns(skb, PORT_SRC | PORT_DST, l2))
+	__u16 dport = 0;
+	int m = maybe_dns(skb, PORT_SRC | PORT_DST, l2, &dport);
+	if (!m)
 		return TC_NEXT;
+	/* An answer, the node's only if one of its sockets asked lately. */
+	if (m == PORT_SRC) {
+		__u32 idx = dport;
+		__u64 *ts = bpf_map_lookup_elem(&host_ports, &idx);
+		if (!ts || bpf_ktime_get_ns() - *ts > timeout_ns)
+			return TC_NEXT;
+	}
+	__u32 flags = 0;
+	if (m & PORT_DST) {
+		/* A query, a pod's if it leaves one. */
+		flags = iface_flags(skb);
+		if (!(flags & IFACE_POD) && !(m & (PORT_SRC | PORT_UNKNOWN)))
+			return TC_NEXT;
+	}
 	struct pkt p = {};
 	if (parse(skb, &p, l2))
 		return TC_NEXT;
 	if (dns_port(p.dport)) {
-		if (iface_flags(skb) & IFACE_POD)
+		if (m == PORT_UNKNOWN)
+			flags = iface_flags(skb);
+		if (flags & IFACE_POD)
 			query(skb, &p, skb->ifindex, AT_TC);
 	} else if (dns_port(p.sport)) {
 		answer(skb, &p, 0, AT_TC, 1);
@@ -820,14 +862,25 @@ static __always_inline int tc_ingress(struct __sk_buff *skb, const __u32 l2)
 
 static __always_inline int tc_egress(struct __sk_buff *skb, const __u32 l2)
 {
-	if (!maybe_dns(skb, PORT_SRC | PORT_DST, l2))
+	__u16 dport = 0;
+	int m = maybe_dns(skb, PORT_SRC | PORT_DST, l2, &dport);
+	if (!m)
+		return TC_NEXT;
+	/* A query going out is the node's only from a socket of its own: a
+	 * forwarded one (into a resolver pod) is done with here. */
+	if (m == PORT_DST && !skb->sk)
 		return TC_NEXT;
 	struct pkt p = {};
 	if (parse(skb, &p, l2))
 		return TC_NEXT;
 	if (dns_port(p.dport)) {
-		if (skb->sk && !(iface_flags(skb) & IFACE_BRPORT))
+		if (skb->sk && !skb->vlan_present && !(iface_flags(skb) & IFACE_ENSLAVED)) {
+			__u32 idx = p.sport;
+			__u64 *ts = bpf_map_lookup_elem(&host_ports, &idx);
+			if (ts)
+				*ts = bpf_ktime_get_ns();
 			query(skb, &p, 0, AT_TC);
+		}
 	} else if (dns_port(p.sport)) {
 		if (iface_flags(skb) & IFACE_POD)
 			answer(skb, &p, skb->ifindex, AT_TC, 0);

@@ -34,9 +34,9 @@ const (
 	// namespace. Its ingress carries the pod's queries, its egress the
 	// answers to them.
 	IfacePod uint32 = 1
-	// IfaceBridgePort: enslaved to a bridge, whose own egress has already
-	// seen the host's packets.
-	IfaceBridgePort uint32 = 2
+	// IfaceEnslaved: a port of a bridge, bond, team or VRF, whose master's
+	// egress has already seen the host's packets.
+	IfaceEnslaved uint32 = 2
 )
 
 // tcState is a Probe's TC programs and where they are attached.

@@ -204,7 +204,7 @@ func testTCOnANode(t *testing.T, bridge bool) {
 			if i.Index == vpa || i.Index == vpb {
 				flags = IfacePod
 				if bridge {
-					flags |= IfaceBridgePort
+					flags |= IfaceEnslaved
 				}
 			}
 			if err := p.Attach(i.Index, false, flags); err != nil {

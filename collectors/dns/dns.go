@@ -337,17 +337,17 @@ func autoHook(net collectors.HostNet) (string, string) {
 
 // ifaceFlags is how the TC programs treat an interface (bpfdns.Iface*)
 // and whether it has no Ethernet header.
-func ifaceFlags(l hostnet.Link, master func(int) (hostnet.Link, bool)) (uint32, bool) {
+func ifaceFlags(l hostnet.Link) (uint32, bool) {
 	var flags uint32
 	// A veth whose peer is in another namespace: a pod's (or a test's
 	// namespace's). NetNsID is -1 when the peer is in this one.
 	if l.Kind == "veth" && l.NetNsID >= 0 {
 		flags |= bpfdns.IfacePod
 	}
+	// A bridge's, bond's, team's or VRF's port: its master sent the
+	// node's packets first.
 	if l.MasterIndex > 0 {
-		if m, ok := master(l.MasterIndex); ok && m.Kind == "bridge" {
-			flags |= bpfdns.IfaceBridgePort
-		}
+		flags |= bpfdns.IfaceEnslaved
 	}
 	l3 := false
 	if l.Attrs != nil {
@@ -375,7 +375,7 @@ func (c *collector) sync() {
 		}
 	}
 	for idx, l := range want {
-		flags, l3 := ifaceFlags(l, c.deps.Net.ByIndex)
+		flags, l3 := ifaceFlags(l)
 		if f, ok := have[idx]; ok && f == flags {
 			continue
 		}

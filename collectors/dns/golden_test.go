@@ -103,7 +103,7 @@ func goldenCollector(tc bool) *collector {
 	}
 	if tc {
 		p.attached = map[int]uint32{golden.IfLo: 0, golden.IfEth0: 0, golden.IfFlannel: 0, golden.IfCNI0: 0,
-			golden.IfPodVeth: bpfdns.IfacePod | bpfdns.IfaceBridgePort, golden.IfOtherVeth: bpfdns.IfacePod}
+			golden.IfPodVeth: bpfdns.IfacePod | bpfdns.IfaceEnslaved, golden.IfOtherVeth: bpfdns.IfacePod}
 	}
 	view := golden.Node()
 	reasons := map[uint32]string{2: "NO_SOCKET", 6: "NETFILTER_DROP"}

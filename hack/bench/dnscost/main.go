@@ -236,10 +236,11 @@ func run(rounds int, seconds float64, only, before, topology string) error {
 		effRatios    [][]float64 // ratios of work per CPU-second
 		skipped      int         // rounds left out: a run measured 0
 		nsPerRun     [][]float64 // by configuration with programs
+		share        [][]float64 // programs' run time / the run's CPU time
 	}
 	results := make([]*res, len(tests))
 	for ti, tc := range tests {
-		r := &res{vals: make([][]float64, len(configs)), ratios: make([][]float64, len(configs)), nsPerRun: make([][]float64, len(configs)), effRatios: make([][]float64, len(configs))}
+		r := &res{vals: make([][]float64, len(configs)), ratios: make([][]float64, len(configs)), nsPerRun: make([][]float64, len(configs)), share: make([][]float64, len(configs)), effRatios: make([][]float64, len(configs))}
 		results[ti] = r
 		for i := 0; i < rounds; i++ {
 			// Rotate which configuration goes first, so drift hits all
@@ -288,11 +289,12 @@ func run(rounds int, seconds float64, only, before, topology string) error {
 		// rounds of it, the median reported.
 		for i := 0; i < 3; i++ {
 			for c := firstLoaded; c < len(configs); c++ {
-				ns, err := nsPerRun(opts[c], node, tc.run)
+				ns, share, err := nsPerRun(opts[c], node, tc.run, cpu)
 				if err != nil {
 					return err
 				}
 				r.nsPerRun[c] = append(r.nsPerRun[c], ns)
+				r.share[c] = append(r.share[c], share)
 			}
 		}
 	}
@@ -306,21 +308,21 @@ func run(rounds int, seconds float64, only, before, topology string) error {
 		sort.Float64s(s)
 		return fmt.Sprintf("%.3f [%.3f–%.3f]", med(s), s[0], s[len(s)-1])
 	}
-	fmt.Printf("%d rounds per test, %g s each run, configurations in rotating order, over a veth pair between two namespaces, programs on the cgroup v2 root (every socket of the machine); medians, ratios against the same round's run without programs (min–max in brackets); %s\n\n",
-		rounds, seconds, time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Println("| test | configuration | median | median ratio to without [min–max] | per CPU-second: median ratio to without [min–max] | kernel accounting, ns per program run |")
-	fmt.Println("| --- | --- | --- | --- | --- | --- |")
+	fmt.Printf("%d rounds per test, %g s each run, configurations in rotating order, topology %s (node: two pods behind veths of a node namespace; veth: one veth pair), cgroup_skb programs on the cgroup v2 root (every socket of the machine), TC programs on every interface of the node; medians, ratios against the same round's run without programs (min–max in brackets); %s\n\n",
+		rounds, seconds, topology, time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Println("| test | configuration | median | median ratio to without [min–max] | per CPU-second: median ratio to without [min–max] | kernel accounting, ns per program run | programs' share of the work's CPU time [min–max] (1 − share) |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- |")
 	for ti, tc := range tests {
 		r := results[ti]
 		if len(r.vals[0]) == 0 {
-			fmt.Printf("| %s | every round left out | | | | |\n", tc.name)
+			fmt.Printf("| %s | every round left out | | | | | |\n", tc.name)
 			continue
 		}
 		if r.skipped > 0 {
-			fmt.Printf("| %s | %d of %d rounds left out (a run measured 0) | | | | |\n", tc.name, r.skipped, rounds)
+			fmt.Printf("| %s | %d of %d rounds left out (a run measured 0) | | | | | |\n", tc.name, r.skipped, rounds)
 		}
 		for c, cf := range configs {
-			ratio, eff, ns := "", "", ""
+			ratio, eff, ns, share := "", "", "", ""
 			if c > 0 {
 				ratio, eff = spread(r.ratios[c]), spread(r.effRatios[c])
 			}
@@ -328,35 +330,42 @@ func run(rounds int, seconds float64, only, before, topology string) error {
 				s := append([]float64(nil), r.nsPerRun[c]...)
 				sort.Float64s(s)
 				ns = fmt.Sprintf("%.0f [%.0f–%.0f]", med(s), s[0], s[len(s)-1])
+				sh := append([]float64(nil), r.share[c]...)
+				sort.Float64s(sh)
+				share = fmt.Sprintf("%.1f%% [%.1f–%.1f] (%.3f)", 100*med(sh), 100*sh[0], 100*sh[len(sh)-1], 1-med(sh))
 			}
-			fmt.Printf("| %s | %s | %.2f %s | %s | %s | %s |\n", tc.name, cf.name, med(r.vals[c])/tc.scale, tc.unit, ratio, eff, ns)
+			fmt.Printf("| %s | %s | %.2f %s | %s | %s | %s | %s |\n", tc.name, cf.name, med(r.vals[c])/tc.scale, tc.unit, ratio, eff, ns, share)
 		}
 	}
 	return nil
 }
 
 // nsPerRun loads the programs with BPF_ENABLE_STATS on, runs the test
-// once and returns the kernel's accounting: ns per run of the egress and
-// ingress programs together.
-func nsPerRun(o bpfdns.Options, node string, run func() (float64, error)) (float64, error) {
+// once and returns the kernel's accounting: ns per run of the programs
+// that look at packets, and their total run time as a share of the CPU
+// time the run's work took (cpu): what they take from a CPU-bound rate,
+// an upper bound, as the accounting's own clock reads are in it.
+func nsPerRun(o bpfdns.Options, node string, run func() (float64, error), cpu func() time.Duration) (float64, float64, error) {
 	stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
 	if err != nil {
-		return 0, fmt.Errorf("enable BPF stats: %w", err)
+		return 0, 0, fmt.Errorf("enable BPF stats: %w", err)
 	}
 	defer stats.Close()
 	p, err := loadProbe(o, node)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer p.Close()
+	c0 := cpu()
 	if _, err := run(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
+	used := cpu() - c0
 	ns, n := p.RunStats()
-	if n == 0 {
-		return 0, nil
+	if n == 0 || used <= 0 {
+		return 0, 0, nil
 	}
-	return float64(ns) / float64(n), nil
+	return float64(ns) / float64(n), float64(ns) / float64(used.Nanoseconds()), nil
 }
 
 // attachEmpty attaches programs that only return 1 to the cgroup v2
