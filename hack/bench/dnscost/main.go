@@ -195,42 +195,51 @@ func run(rounds int, seconds float64, only, before, topology string) error {
 	type config struct {
 		name   string
 		attach func() (func(), error)
+		// measured attaches as attach does, and also returns the
+		// kernel's run accounting of the programs (nil: none taken).
+		measured func() (func(), runStats, error)
 	}
-	load := func(o bpfdns.Options) func() (func(), error) {
-		return func() (func(), error) {
+	loadMeasured := func(o bpfdns.Options) func() (func(), runStats, error) {
+		return func() (func(), runStats, error) {
 			p, err := loadProbe(o, node)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
-			return func() { p.Close() }, nil
+			return func() { p.Close() }, p.RunStats, nil
 		}
 	}
-	configs := []config{
-		{"without", func() (func(), error) { return func() {}, nil }},
-		{"empty cgroup_skb programs", attachEmpty},
+	load := func(o bpfdns.Options) config {
+		m := loadMeasured(o)
+		return config{attach: func() (func(), error) { c, _, err := m(); return c, err }, measured: m}
 	}
-	opts := []bpfdns.Options{{}, {}}
+	named := func(name string, c config) config { c.name = name; return c }
+	configs := []config{
+		{name: "without", attach: func() (func(), error) { return func() {}, nil }},
+		{name: "empty cgroup_skb programs", attach: attachEmpty},
+	}
 	// The agent's hook for this topology: tc on the node's interfaces
 	// (there is no node namespace with -topology veth: cgroup).
 	hook := bpfdns.HookCgroup
 	if topology == "node" {
 		hook = bpfdns.HookTC
-		configs = append(configs, config{"empty TCX programs on the node's two veths", func() (func(), error) { return attachEmptyTCX(node, "vpa", "vpb") }})
-		opts = append(opts, bpfdns.Options{})
+		// Its accounting is the accounting's own cost on a TCX run.
+		empty := func() (func(), runStats, error) { return attachEmptyTCX(node, "vpa", "vpb") }
+		configs = append(configs, config{name: "empty TCX programs on the node's two veths",
+			attach: func() (func(), error) { c, _, err := empty(); return c, err }, measured: empty})
 	}
-	firstLoaded := len(configs)
+	emptyIdx := len(configs) - 1 // the empty TCX programs, if any
+	if topology != "node" {
+		emptyIdx = -1
+	}
 	if before != "" {
 		for _, o := range strings.Split(before, ",") {
-			configs = append(configs, config{"netsonde's, " + o, load(bpfdns.Options{Hook: hook, Object: o})})
-			opts = append(opts, bpfdns.Options{Hook: hook, Object: o})
+			configs = append(configs, named("netsonde's, "+o, load(bpfdns.Options{Hook: hook, Object: o})))
 		}
 	}
 	if hook == bpfdns.HookTC {
-		configs = append(configs, config{"netsonde's, cgroup hook (this build)", load(bpfdns.Options{Hook: bpfdns.HookCgroup})})
-		opts = append(opts, bpfdns.Options{Hook: bpfdns.HookCgroup})
+		configs = append(configs, named("netsonde's, cgroup hook (this build)", load(bpfdns.Options{Hook: bpfdns.HookCgroup})))
 	}
-	configs = append(configs, config{"netsonde's, " + hook + " hook (this build)", load(bpfdns.Options{Hook: hook})})
-	opts = append(opts, bpfdns.Options{Hook: hook})
+	configs = append(configs, named("netsonde's, "+hook+" hook (this build)", load(bpfdns.Options{Hook: hook})))
 	type res struct {
 		vals, ratios [][]float64 // by configuration, one per round
 		effRatios    [][]float64 // ratios of work per CPU-second
@@ -288,8 +297,11 @@ func run(rounds int, seconds float64, only, before, topology string) error {
 		// every run, which must not weigh on the rounds above. Three
 		// rounds of it, the median reported.
 		for i := 0; i < 3; i++ {
-			for c := firstLoaded; c < len(configs); c++ {
-				ns, share, err := nsPerRun(opts[c], node, tc.run, cpu)
+			for c := range configs {
+				if configs[c].measured == nil {
+					continue
+				}
+				ns, share, err := nsPerRun(configs[c].measured, tc.run, cpu)
 				if err != nil {
 					return err
 				}
@@ -326,13 +338,22 @@ func run(rounds int, seconds float64, only, before, topology string) error {
 			if c > 0 {
 				ratio, eff = spread(r.ratios[c]), spread(r.effRatios[c])
 			}
-			if c >= firstLoaded {
+			if configs[c].measured != nil && len(r.nsPerRun[c]) > 0 {
 				s := append([]float64(nil), r.nsPerRun[c]...)
 				sort.Float64s(s)
 				ns = fmt.Sprintf("%.0f [%.0f–%.0f]", med(s), s[0], s[len(s)-1])
 				sh := append([]float64(nil), r.share[c]...)
 				sort.Float64s(sh)
 				share = fmt.Sprintf("%.1f%% [%.1f–%.1f] (%.3f)", 100*med(sh), 100*sh[0], 100*sh[len(sh)-1], 1-med(sh))
+				// Less what an empty program's run costs under the
+				// accounting (its clock reads and the dispatch).
+				if e := emptyIdx; e >= 0 && e != c && len(r.nsPerRun[e]) > 0 {
+					base := med(r.nsPerRun[e])
+					if n := med(s); n > base {
+						net := med(sh) * (n - base) / n
+						share += fmt.Sprintf("; less an empty program's %.0f ns per run: %.1f%% (%.3f)", base, 100*net, 1-net)
+					}
+				}
 			}
 			fmt.Printf("| %s | %s | %.2f %s | %s | %s | %s | %s |\n", tc.name, cf.name, med(r.vals[c])/tc.scale, tc.unit, ratio, eff, ns, share)
 		}
@@ -345,23 +366,23 @@ func run(rounds int, seconds float64, only, before, topology string) error {
 // that look at packets, and their total run time as a share of the CPU
 // time the run's work took (cpu): what they take from a CPU-bound rate,
 // an upper bound, as the accounting's own clock reads are in it.
-func nsPerRun(o bpfdns.Options, node string, run func() (float64, error), cpu func() time.Duration) (float64, float64, error) {
+func nsPerRun(attach func() (func(), runStats, error), run func() (float64, error), cpu func() time.Duration) (float64, float64, error) {
 	stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
 	if err != nil {
 		return 0, 0, fmt.Errorf("enable BPF stats: %w", err)
 	}
 	defer stats.Close()
-	p, err := loadProbe(o, node)
+	closer, runs, err := attach()
 	if err != nil {
 		return 0, 0, err
 	}
-	defer p.Close()
+	defer closer()
 	c0 := cpu()
 	if _, err := run(); err != nil {
 		return 0, 0, err
 	}
 	used := cpu() - c0
-	ns, n := p.RunStats()
+	ns, n := runs()
 	if n == 0 || used <= 0 {
 		return 0, 0, nil
 	}
@@ -430,10 +451,15 @@ func loadProbe(o bpfdns.Options, node string) (*bpfdns.Probe, error) {
 	return p, nil
 }
 
+// runStats returns the kernel's accounting of some programs: total run
+// time in ns and runs.
+type runStats func() (uint64, uint64)
+
 // attachEmptyTCX attaches programs that only return TCX_NEXT to the
 // ingress and egress of the named interfaces of namespace ns: the cost of
-// the TCX hook on a pod's veth, where a TCX design would count.
-func attachEmptyTCX(ns string, ifaces ...string) (func(), error) {
+// the TCX hook on a pod's veth, and with BPF_ENABLE_STATS the
+// accounting's own cost per run.
+func attachEmptyTCX(ns string, ifaces ...string) (func(), runStats, error) {
 	var links []link.Link
 	var progs []*ebpf.Program
 	undo := func() {
@@ -468,9 +494,19 @@ func attachEmptyTCX(ns string, ifaces ...string) (func(), error) {
 	})
 	if err != nil {
 		undo()
-		return nil, err
+		return nil, nil, err
 	}
-	return undo, nil
+	stats := func() (uint64, uint64) {
+		var ns, n uint64
+		for _, p := range progs {
+			if st, err := p.Stats(); err == nil {
+				ns += uint64(st.Runtime.Nanoseconds())
+				n += st.RunCount
+			}
+		}
+		return ns, n
+	}
+	return undo, stats, nil
 }
 
 // dnsSockets opens n UDP sockets in namespace ns, connected to dnsmasq.
