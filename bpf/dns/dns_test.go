@@ -52,6 +52,18 @@ func packet(sport, dport uint16, payload []byte) []byte {
 	return append(b, payload...)
 }
 
+// answerPacket is the answer to packet(40000, 53, dnsQuery(id, name,
+// qtype)): ports and addresses swapped, the header's flags set (QR and
+// the rcode).
+func answerPacket(id uint16, name string, qtype, flags uint16) []byte {
+	ans := dnsQuery(id, name, qtype)
+	binary.BigEndian.PutUint16(ans[2:], flags)
+	b := packet(53, 40000, ans)
+	copy(b[14+12:], []byte{198, 18, 53, 1})
+	copy(b[14+16:], []byte{198, 18, 53, 2})
+	return b
+}
+
 func dnsQuery(id uint16, name string, qtype uint16) []byte {
 	b := make([]byte, 12)
 	binary.BigEndian.PutUint16(b[0:], id)
