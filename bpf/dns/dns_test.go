@@ -16,10 +16,21 @@ import (
 // count (no other traffic of the machine).
 func loadForTest(t testing.TB, form string) (*loader.Object, map[string]*ebpf.Program) {
 	t.Helper()
+	return loadSpecForTest(t, form, nil)
+}
+
+// loadSpecForTest is loadForTest with the spec changed by edit first.
+func loadSpecForTest(t testing.TB, form string, edit func(*ebpf.CollectionSpec) error) (*loader.Object, map[string]*ebpf.Program) {
+	t.Helper()
 	testenv.RequireRoot(t)
 	spec, err := loadBpf()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if edit != nil {
+		if err := edit(spec); err != nil {
+			t.Fatal(err)
+		}
 	}
 	obj, err := loader.New(spec, loader.Options{})
 	if err != nil {

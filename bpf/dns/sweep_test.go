@@ -3,6 +3,8 @@ package dns
 import (
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
 )
 
 // TestSweepArray: queries run through the egress program fill slots of
@@ -72,4 +74,71 @@ func TestSizeInflight(t *testing.T) {
 			t.Errorf("MaxInflight %d: mask %d (%v), want %d", c.max, mask, err, c.want-1)
 		}
 	}
+}
+
+// TestBucketOfTwo: in a table of one bucket (two slots), two queries are
+// both in flight and answered; a retry finds its own slot; a third query
+// displaces the older one in time (evicted, its answer then matches
+// nothing), and one after its timeout is counted as a timeout, not an
+// eviction.
+func TestBucketOfTwo(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	obj, progs := loadSpecForTest(t, "", func(spec *ebpf.CollectionSpec) error {
+		if err := spec.Variables["timeout_ns"].Set(uint64(timeout)); err != nil {
+			return err
+		}
+		return sizeInflight(spec, 2)
+	})
+	eg, in := progs[ProgramEgress], progs[ProgramIngress]
+	p := &Probe{Object: obj}
+	query := func(id uint16) { run(t, eg, packet(40000, 53, dnsQuery(id, "ok.test", 1))) }
+	answer := func(id uint16) { run(t, in, answerPacket(id, "ok.test", 1, 0x8000)) }
+	want := func(when string, stats map[int]uint64, timeouts uint64) {
+		t.Helper()
+		c, err := p.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, n := range stats {
+			if c.Stats[i] != n {
+				t.Errorf("%s: stat %d is %d, want %d", when, i, c.Stats[i], n)
+			}
+		}
+		var to uint64
+		for _, n := range c.Timeouts {
+			to += n
+		}
+		if to != timeouts {
+			t.Errorf("%s: %d timeouts, want %d", when, to, timeouts)
+		}
+	}
+	query(1)
+	query(2)
+	query(1) // a retry: its own slot, not the other's
+	want("two queries and a retry", map[int]uint64{StatTracked: 2, StatRetransmitted: 1, StatEvicted: 0, StatNotTracked: 0}, 0)
+	query(3) // displaces 2, older than 1's retry
+	want("a third query", map[int]uint64{StatTracked: 3, StatEvicted: 1}, 0)
+	answer(2)
+	answer(1)
+	answer(3)
+	want("answers", map[int]uint64{StatAnswered: 2, StatUnmatched: 1}, 0)
+
+	query(4)
+	query(5)
+	time.Sleep(timeout + 50*time.Millisecond)
+	query(6) // displaces 4, past its timeout: a timeout
+	want("a query displacing an expired one", map[int]uint64{StatTracked: 6, StatEvicted: 1}, 1)
+	sw, err := p.Sweep(timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range sw.ByNetns {
+		n += int(c)
+	}
+	if n != 1 || sw.Live != 1 {
+		t.Errorf("sweep: %+v, want 5 closed and 6 live", sw)
+	}
+	answer(6)
+	want("the last answer", map[int]uint64{StatAnswered: 3, StatUnmatched: 1, StatEvicted: 1}, 1)
 }
