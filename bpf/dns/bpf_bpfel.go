@@ -41,9 +41,9 @@ type bpfFlowKey struct {
 type bpfFlowVal struct {
 	_     structs.HostLayout
 	Ts    uint64
+	Key   bpfFlowKey
 	Qtype uint16
 	Pad   uint16
-	Pad2  uint32
 	Name  uint64
 }
 
@@ -86,6 +86,7 @@ const (
 	bpfProgDnsTcIngress   = "dns_tc_ingress"
 	bpfProgDnsTcIngressL3 = "dns_tc_ingress_l3"
 	bpfVarExtraPorts      = "extra_ports"
+	bpfVarInflightMask    = "inflight_mask"
 	bpfVarNetnsFilter     = "netns_filter"
 	bpfVarTimeoutNs       = "timeout_ns"
 	bpfVarTopNames        = "top_names"
@@ -167,10 +168,11 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
-	ExtraPorts  *ebpf.VariableSpec `ebpf:"extra_ports"`
-	NetnsFilter *ebpf.VariableSpec `ebpf:"netns_filter"`
-	TimeoutNs   *ebpf.VariableSpec `ebpf:"timeout_ns"`
-	TopNames    *ebpf.VariableSpec `ebpf:"top_names"`
+	ExtraPorts   *ebpf.VariableSpec `ebpf:"extra_ports"`
+	InflightMask *ebpf.VariableSpec `ebpf:"inflight_mask"`
+	NetnsFilter  *ebpf.VariableSpec `ebpf:"netns_filter"`
+	TimeoutNs    *ebpf.VariableSpec `ebpf:"timeout_ns"`
+	TopNames     *ebpf.VariableSpec `ebpf:"top_names"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -228,10 +230,11 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
-	ExtraPorts  *ebpf.Variable `ebpf:"extra_ports"`
-	NetnsFilter *ebpf.Variable `ebpf:"netns_filter"`
-	TimeoutNs   *ebpf.Variable `ebpf:"timeout_ns"`
-	TopNames    *ebpf.Variable `ebpf:"top_names"`
+	ExtraPorts   *ebpf.Variable `ebpf:"extra_ports"`
+	InflightMask *ebpf.Variable `ebpf:"inflight_mask"`
+	NetnsFilter  *ebpf.Variable `ebpf:"netns_filter"`
+	TimeoutNs    *ebpf.Variable `ebpf:"timeout_ns"`
+	TopNames     *ebpf.Variable `ebpf:"top_names"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

@@ -19,9 +19,11 @@
  *   or a dataplane that delivers to pods past their veth (bpf_redirect_peer),
  *   at the price of a program run for every packet of every socket.
  *
- * A query is remembered in an LRU hash of queries in flight, keyed by the
- * interface or namespace, the 5-tuple and the DNS ID; the answer that
- * matches closes it and its latency goes into a per-CPU histogram. Queries
+ * A query is remembered in an array of queries in flight, 2-way set
+ * associative: a hash of its key (the interface or namespace, the 5-tuple
+ * and the DNS ID) picks a pair of adjacent slots, and it takes a free or
+ * the older one. The answer that matches closes it and its latency goes
+ * into a per-CPU histogram. Queries
  * never answered are found by user space, which sweeps the table for
  * entries older than the timeout: nothing is sent to user space per packet.
  *
@@ -46,11 +48,13 @@ struct flow_key {
 	__u8 raddr[16]; /* the server's address */
 };
 
+/* A slot of the in-flight array. ts: 0 free, 1 being written by the CPU
+ * that claimed it, else bpf_ktime_get_ns() when the query left. */
 struct flow_val {
-	__u64 ts; /* bpf_ktime_get_ns() when the query left */
+	__u64 ts;
+	struct flow_key key;
 	__u16 qtype;
 	__u16 pad;
-	__u32 pad2;
 	__u64 name; /* hash of the question's name (--dns.top-failing-names), else 0 */
 };
 
@@ -73,8 +77,9 @@ enum {
 	STAT_UNMATCHED,     /* answers to no query in flight */
 	STAT_MALFORMED,     /* port-53 packets too short or not DNS */
 	STAT_RETRANSMITTED, /* a query sent again while still in flight */
-	STAT_NOT_TRACKED,   /* queries the table refused (never for an LRU) */
+	STAT_NOT_TRACKED,   /* queries not tracked: their slots were being written */
 	STAT_LOST,          /* counts lost: a counter map was full */
+	STAT_EVICTED,       /* queries displaced in time by another (both slots live) */
 	STAT_MAX,
 };
 
@@ -100,12 +105,60 @@ volatile const __u16 extra_ports[MAX_PORTS];
  * the node's other DNS traffic must not change their exact counts. */
 NETSONDE_ONLY_NETNS
 
+/* Queries in flight: an array of a power of two slots (--dns.max-inflight,
+ * rounded up by the loader, which sets inflight_mask to their number less
+ * one), in buckets of two adjacent slots. A query's bucket is a hash of
+ * its key; it takes a free slot of the two, else the older query's. Array
+ * lookups are inlined by the verifier: no helper call per query or
+ * answer. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	/* User space's sweep claims old slots by compare-and-swap on ts in
+	 * a shared mapping of the values. */
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 16384); /* --dns.max-inflight */
-	__type(key, struct flow_key);
+	__type(key, __u32);
 	__type(value, struct flow_val);
 } inflight SEC(".maps");
+
+volatile const __u32 inflight_mask = 16384 - 1;
+
+#define KEY_WORDS (sizeof(struct flow_key) / 4)
+_Static_assert(sizeof(struct flow_key) == 44, "flow_key has padding");
+
+/* flow_bucket: the first slot of the key's bucket. The key's 11 32-bit
+ * words are taken two at a time, each pair mixed in with a multiply, then
+ * a final avalanche (murmur3's fmix64). */
+static __always_inline __u32 flow_bucket(const struct flow_key *k)
+{
+	const __u32 *w = (const __u32 *)k;
+	__u64 h = 0x9e3779b97f4a7c15ULL;
+#pragma clang loop unroll(full)
+	for (int i = 0; i + 1 < KEY_WORDS; i += 2) {
+		h ^= (__u64)w[i] | (__u64)w[i + 1] << 32;
+		h *= 0xff51afd7ed558ccdULL;
+		h ^= h >> 32;
+	}
+	h ^= w[KEY_WORDS - 1];
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return (__u32)h & inflight_mask & ~1u;
+}
+
+static __always_inline int flow_eq(const struct flow_key *a, const struct flow_key *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+	__u32 d = 0;
+#pragma clang loop unroll(full)
+	for (int i = 0; i < KEY_WORDS; i++)
+		d |= x[i] ^ y[i];
+	return d == 0;
+}
+
+/* slot_ts reads a slot's ts once (another CPU or the sweep may change it). */
+#define slot_ts(v) (*(volatile __u64 *)&(v)->ts)
 
 /* Label sets: namespaces (hundreds) x the few named types or rcodes. */
 struct {
@@ -619,31 +672,70 @@ static __always_inline int query(struct __sk_buff *skb, struct pkt *p, __u32 key
 	count(&queries, &qk, 1);
 
 	__u64 now = bpf_ktime_get_ns();
-	struct flow_val v = {.ts = now, .qtype = t, .name = nh};
-	/* Insert first: nearly every query is new, and the lookup for a
-	 * retry is only needed when the key is already there. */
-	long err2 = bpf_map_update_elem(&inflight, &p->key, &v, BPF_NOEXIST);
-	if (err2 == -NETSONDE_EEXIST) {
-		struct flow_val *old = bpf_map_lookup_elem(&inflight, &p->key);
-		if (old) {
-			/* The same query again on the same socket and ID (a
-			 * stub resolver's retry): the earlier one timed out if
-			 * it is past the timeout, and the retry's latency
-			 * counts from now. */
-			if (now - old->ts > timeout_ns)
-				count_timeout(key);
-			else
-				stat(STAT_RETRANSMITTED);
-			old->ts = now;
+	__u32 idx = flow_bucket(&p->key);
+	struct flow_val *s0 = bpf_map_lookup_elem(&inflight, &idx);
+	idx++;
+	struct flow_val *s1 = bpf_map_lookup_elem(&inflight, &idx);
+	if (!s0 || !s1) {
+		stat(STAT_NOT_TRACKED);
+		return 1;
+	}
+	__u64 t0 = slot_ts(s0), t1 = slot_ts(s1);
+	struct flow_val *v;
+	__u64 old;
+	/* The same key first, in either slot: otherwise a retry would take
+	 * the other slot and leave its first sending to time out. */
+	int m0 = t0 > 1 && flow_eq(&s0->key, &p->key);
+	if (m0 || (t1 > 1 && flow_eq(&s1->key, &p->key))) {
+		v = m0 ? s0 : s1;
+		old = m0 ? t0 : t1;
+		/* The same query again on the same socket and ID (a stub
+		 * resolver's retry): the earlier one timed out if it is past
+		 * the timeout, and the retry's latency counts from now. The
+		 * slot is this CPU's only if it is unchanged. */
+		if (__sync_val_compare_and_swap(&v->ts, old, now) != old) {
+			stat(STAT_NOT_TRACKED);
 			return 1;
 		}
-		/* Answered or swept in between: a new query after all. */
-		err2 = bpf_map_update_elem(&inflight, &p->key, &v, BPF_NOEXIST);
+		if (now > old && now - old > timeout_ns)
+			count_timeout(key);
+		else
+			stat(STAT_RETRANSMITTED);
+		return 1;
 	}
-	if (err2)
+	/* A free slot, else the older query's (an expired one is older than
+	 * any live one), never one being written (1) by another CPU. */
+	if (t0 == 0 || (t0 > 1 && (t1 == 1 || t0 <= t1))) {
+		v = s0;
+		old = t0;
+	} else if (t1 != 1) {
+		v = s1;
+		old = t1;
+	} else {
 		stat(STAT_NOT_TRACKED);
-	else
-		stat(STAT_TRACKED);
+		return 1;
+	}
+	if (__sync_val_compare_and_swap(&v->ts, old, 1) != old) {
+		stat(STAT_NOT_TRACKED);
+		return 1;
+	}
+	if (old) {
+		/* Another query held the slot: past the timeout it is a
+		 * timeout, as the sweep would have counted it; else it is
+		 * evicted. Its key is stable: this CPU owns the slot. */
+		if (now > old && now - old > timeout_ns)
+			count_timeout(v->key.netns);
+		else
+			stat(STAT_EVICTED);
+	}
+	v->key = p->key;
+	v->qtype = t;
+	v->pad = 0;
+	v->name = nh;
+	/* Publish: an atomic exchange orders the writes above before it
+	 * (a plain store would on x86, not on arm64). */
+	__sync_lock_test_and_set(&v->ts, now);
+	stat(STAT_TRACKED);
 	return 1;
 }
 
@@ -679,16 +771,35 @@ static __always_inline int answer(struct __sk_buff *skb, struct pkt *p, __u32 ke
 		return 1;
 	__builtin_memcpy(k.laddr, p->key.raddr, 16);
 	__builtin_memcpy(k.raddr, p->key.laddr, 16);
-	struct flow_val *v = bpf_map_lookup_elem(&inflight, &k);
+	__u32 idx = flow_bucket(&k);
+	struct flow_val *v = bpf_map_lookup_elem(&inflight, &idx);
 	if (!v) {
 		if (!quiet)
 			stat(STAT_UNMATCHED);
 		return 1;
 	}
-	__u64 d = bpf_ktime_get_ns() - v->ts;
+	__u64 ts = slot_ts(v);
+	if (ts <= 1 || !flow_eq(&v->key, &k)) {
+		idx++;
+		v = bpf_map_lookup_elem(&inflight, &idx);
+		if (!v) {
+			if (!quiet)
+				stat(STAT_UNMATCHED);
+			return 1;
+		}
+		ts = slot_ts(v);
+		if (ts <= 1 || !flow_eq(&v->key, &k)) {
+			if (!quiet)
+				stat(STAT_UNMATCHED);
+			return 1;
+		}
+	}
+	__u64 d = bpf_ktime_get_ns() - ts;
 	__u64 nh = v->name;
-	/* Whoever deletes the entry owns it: this answer, or the sweep. */
-	if (bpf_map_delete_elem(&inflight, &k)) {
+	/* Whoever zeroes ts owns the entry: this answer, a query that
+	 * displaces it, or the sweep. Unchanged ts: the name read above is
+	 * this query's. */
+	if (__sync_val_compare_and_swap(&v->ts, ts, 0) != ts) {
 		stat(STAT_UNMATCHED);
 		return 1;
 	}

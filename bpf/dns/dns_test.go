@@ -16,10 +16,21 @@ import (
 // count (no other traffic of the machine).
 func loadForTest(t testing.TB, form string) (*loader.Object, map[string]*ebpf.Program) {
 	t.Helper()
+	return loadSpecForTest(t, form, nil)
+}
+
+// loadSpecForTest is loadForTest with the spec changed by edit first.
+func loadSpecForTest(t testing.TB, form string, edit func(*ebpf.CollectionSpec) error) (*loader.Object, map[string]*ebpf.Program) {
+	t.Helper()
 	testenv.RequireRoot(t)
 	spec, err := loadBpf()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if edit != nil {
+		if err := edit(spec); err != nil {
+			t.Fatal(err)
+		}
 	}
 	obj, err := loader.New(spec, loader.Options{})
 	if err != nil {
@@ -50,6 +61,18 @@ func packet(sport, dport uint16, payload []byte) []byte {
 	binary.BigEndian.PutUint16(udp[2:], dport)
 	binary.BigEndian.PutUint16(udp[4:], uint16(8+len(payload)))
 	return append(b, payload...)
+}
+
+// answerPacket is the answer to packet(40000, 53, dnsQuery(id, name,
+// qtype)): ports and addresses swapped, the header's flags set (QR and
+// the rcode).
+func answerPacket(id uint16, name string, qtype, flags uint16) []byte {
+	ans := dnsQuery(id, name, qtype)
+	binary.BigEndian.PutUint16(ans[2:], flags)
+	b := packet(53, 40000, ans)
+	copy(b[14+12:], []byte{198, 18, 53, 1})
+	copy(b[14+16:], []byte{198, 18, 53, 2})
+	return b
 }
 
 func dnsQuery(id uint16, name string, qtype uint16) []byte {

@@ -61,6 +61,7 @@ const (
 	StatRetransmitted
 	StatNotTracked
 	StatLost
+	StatEvicted
 	statMax
 )
 
@@ -97,7 +98,8 @@ type Options struct {
 	Timeout time.Duration
 	// Ports are DNS server ports besides 53 (at most MaxPorts).
 	Ports []uint16
-	// MaxInflight is the size of the in-flight table (default 16384).
+	// MaxInflight is the size of the in-flight table (default 16384),
+	// rounded up to a power of two (at least 2): buckets of two slots.
 	MaxInflight uint32
 	// CgroupPath (HookCgroup) is the cgroup v2 directory to attach to; empty: the
 	// root of the first cgroup2 mount in /proc/self/mountinfo.
@@ -159,8 +161,8 @@ func Load(opts Options) (*Probe, error) {
 	if err := spec.Variables["extra_ports"].Set(ports); err != nil {
 		return nil, fmt.Errorf("set ports: %w", err)
 	}
-	if opts.MaxInflight > 0 {
-		spec.Maps["inflight"].MaxEntries = opts.MaxInflight
+	if err := sizeInflight(spec, opts.MaxInflight); err != nil {
+		return nil, err
 	}
 	if opts.TopNames > 0 {
 		if err := spec.Variables["top_names"].Set(uint8(1)); err != nil {
@@ -238,6 +240,39 @@ func Load(opts Options) (*Probe, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// DefaultMaxInflight is the in-flight table's size without
+// Options.MaxInflight.
+const DefaultMaxInflight = 16384
+
+// sizeInflight sizes the in-flight table: an array of max slots rounded
+// up to a power of two (at least 2: one bucket of two slots), whose mask
+// the programs get in inflight_mask. An older object (Options.Object)
+// whose table is an LRU hash takes max as is.
+func sizeInflight(spec *ebpf.CollectionSpec, max uint32) error {
+	m := spec.Maps["inflight"]
+	if m == nil {
+		return errors.New("object has no inflight map")
+	}
+	if m.Type != ebpf.Array {
+		if max > 0 {
+			m.MaxEntries = max
+		}
+		return nil
+	}
+	if max == 0 {
+		max = DefaultMaxInflight
+	}
+	n := uint32(2)
+	for n < max && n < 1<<30 {
+		n <<= 1
+	}
+	m.MaxEntries = n
+	if err := spec.Variables["inflight_mask"].Set(n - 1); err != nil {
+		return fmt.Errorf("set inflight mask: %w", err)
+	}
+	return nil
 }
 
 // loadTCHook is Load for HookTC: the TC programs are loaded, and attached
@@ -367,7 +402,9 @@ func (p *Probe) Read() (Counts, error) {
 	if c.Drops, err = nbpf.SumPerCPU[DropKey](p.Map("drops")); err != nil {
 		return c, err
 	}
-	for i := range c.Stats {
+	// An older object (Options.Object) may have fewer counters.
+	n := min(len(c.Stats), int(p.Map("stats").MaxEntries()))
+	for i := range n {
 		if c.Stats[i], err = nbpf.SumArraySlot(p.Map("stats"), uint32(i)); err != nil {
 			return c, err
 		}
@@ -424,9 +461,9 @@ type Swept struct {
 	Live    int
 }
 
-// Sweep deletes the queries older than timeout from the in-flight table.
-// A query is closed once: by its answer or by this sweep, whichever
-// deletes it first.
+// Sweep closes the queries older than timeout in the in-flight table.
+// A query is closed once: by its answer, by a query that displaces it
+// from its slot, or by this sweep, whichever frees its slot first.
 func (p *Probe) Sweep(timeout time.Duration) (Swept, error) {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
@@ -435,6 +472,10 @@ func (p *Probe) Sweep(timeout time.Duration) (Swept, error) {
 	now := uint64(ts.Nano())
 	limit := uint64(timeout.Nanoseconds())
 	m := p.Map("inflight")
+	if m.Type() == ebpf.Array {
+		return p.sweepArray(now, limit)
+	}
+	// An older object's LRU hash (Options.Object).
 	const batch = 256
 	keys := make([]FlowKey, batch)
 	vals := make([]FlowVal, batch)

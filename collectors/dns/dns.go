@@ -66,7 +66,7 @@ var (
 		"Packets to or from a DNS port that are not a DNS message netsonde reads (too short, wrong direction, not opcode QUERY, a TCP segment without exactly one whole message).",
 		nil, nil)
 	evictionsDesc = prometheus.NewDesc(collectors.Namespace+"_dns_inflight_evictions_total",
-		"Queries pushed out of the full in-flight table (--dns.max-inflight) before an answer or a timeout; neither is counted for them.",
+		"Queries pushed out of the in-flight table (--dns.max-inflight) by newer ones before their answer or timeout, when both slots of their bucket held queries in time; neither is counted for them. A query pushed out after its timeout is counted as a timeout instead.",
 		nil, nil)
 	lostDesc = prometheus.NewDesc(collectors.Namespace+"_dns_lost_counts_total",
 		"Counts the kernel could not keep because a counter map was full (too many pods with DNS traffic at once).",
@@ -165,7 +165,7 @@ func setup(app *kingpin.Application) collectors.Factory {
 			Default("5s").Duration(),
 		ports: app.Flag("dns.ports", "DNS server ports to watch besides 53 (comma-separated or repeated; at most 8).").
 			Strings(),
-		maxInflight: app.Flag("dns.max-inflight", "Queries in flight the kernel table holds; beyond it the oldest are evicted (and counted in netsonde_dns_inflight_evictions_total).").
+		maxInflight: app.Flag("dns.max-inflight", "Slots of the kernel's in-flight query table, rounded up to a power of two; a query's hash picks two of them, and when both hold queries in time the older is evicted (counted in netsonde_dns_inflight_evictions_total).").
 			Default("16384").Uint32(),
 		hook: app.Flag("dns.hook", "Where DNS is watched: tc (programs on every interface of the node: pods' veths and the node's own sockets; non-DNS packets cost a port check), cgroup (cgroup_skb on the cgroup v2 root: every socket, pods without a veth included, at the cost of a program run per packet of every socket) or auto (cgroup on a node whose dataplane delivers to pods past their veths or has none: Cilium, Calico's eBPF mode, netkit; else tc).").
 			Default(hookAuto).Enum(hookAuto, bpfdns.HookTC, bpfdns.HookCgroup),
@@ -226,11 +226,9 @@ type collector struct {
 
 	mu sync.Mutex
 	// swept counts, per network namespace, the timeouts found by the
-	// sweep; sweptAll is their total.
+	// sweep.
 	swept    map[uint32]uint64
-	sweptAll uint64
 	live     int
-	evicted  uint64
 	sweepErr error
 
 	// forgetAfter: counters of a namespace missing this long are deleted;
@@ -419,7 +417,6 @@ func (c *collector) sweep() {
 	}
 	for ns, n := range sw.ByNetns {
 		c.swept[ns] += n
-		c.sweptAll += n
 	}
 	if c.topNames > 0 {
 		for h, n := range sw.ByName {
@@ -427,22 +424,12 @@ func (c *collector) sweep() {
 		}
 		c.nameTimeouts = Prune(c.nameTimeouts, c.maxNames())
 	}
-	live := sw.Live
-	c.live = live
+	c.live = sw.Live
 	counts, err := c.probe.Read()
 	if err != nil {
 		return
 	}
-	// Every query inserted leaves the table by an answer, the sweep, or
-	// eviction; what is neither answered, swept nor still there was
-	// evicted. Races with the kernel between the read and the walk can
-	// only make this lag, so it is kept monotonic.
 	c.forgetGone(counts)
-	st := counts.Stats
-	closedAll := st[bpfdns.StatAnswered] + st[bpfdns.StatLate] + c.sweptAll + uint64(live)
-	if st[bpfdns.StatTracked] > closedAll {
-		c.evicted = max(c.evicted, st[bpfdns.StatTracked]-closedAll)
-	}
 }
 
 // forgetGone deletes the counters of owners gone for forgetAfter:
@@ -712,7 +699,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	}
 	c.mu.Lock()
 	swept := maps.Clone(c.swept)
-	live, evicted := c.live, c.evicted
+	live := c.live
 	var nameTimeouts map[uint64]uint64
 	if c.topNames > 0 {
 		nameTimeouts = maps.Clone(c.nameTimeouts)
@@ -764,7 +751,10 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	st := counts.Stats
 	ch <- prometheus.MustNewConstMetric(unmatchedDesc, prometheus.CounterValue, float64(st[bpfdns.StatUnmatched]))
 	ch <- prometheus.MustNewConstMetric(malformedDesc, prometheus.CounterValue, float64(st[bpfdns.StatMalformed]))
-	ch <- prometheus.MustNewConstMetric(evictionsDesc, prometheus.CounterValue, float64(evicted))
+	// The kernel counts a query displaced in time from its slot as
+	// evicted, and one displaced after its timeout as a timeout (in
+	// counts.Timeouts, as the sweep would have): each once.
+	ch <- prometheus.MustNewConstMetric(evictionsDesc, prometheus.CounterValue, float64(counts.Stats[bpfdns.StatEvicted]))
 	ch <- prometheus.MustNewConstMetric(lostDesc, prometheus.CounterValue, float64(st[bpfdns.StatLost]))
 	ch <- prometheus.MustNewConstMetric(inflightDesc, prometheus.GaugeValue, float64(live))
 	if c.tc {

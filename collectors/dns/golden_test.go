@@ -85,7 +85,7 @@ func goldenCollector(tc bool) *collector {
 	}
 	queries[bpfdns.QueryKey{Netns: unknown, Qtype: a}] += 3
 	var stats [len(bpfdns.Counts{}.Stats)]uint64
-	stats[bpfdns.StatTracked], stats[bpfdns.StatAnswered], stats[bpfdns.StatUnmatched], stats[bpfdns.StatMalformed], stats[bpfdns.StatLost] = 400, 380, 3, 1, 2
+	stats[bpfdns.StatTracked], stats[bpfdns.StatAnswered], stats[bpfdns.StatUnmatched], stats[bpfdns.StatMalformed], stats[bpfdns.StatLost], stats[bpfdns.StatEvicted] = 400, 380, 3, 1, 2, 2
 	p := &fixedProbe{
 		counts: bpfdns.Counts{
 			Queries: queries,
@@ -114,7 +114,7 @@ func goldenCollector(tc bool) *collector {
 			}
 			return fmt.Sprint(r)
 		},
-		own: ownNs, timeout: 5 * time.Second, swept: map[uint32]uint64{podK: 2, other: 1}, sweptAll: 3, live: 3, evicted: 2,
+		own: ownNs, timeout: 5 * time.Second, swept: map[uint32]uint64{podK: 2, other: 1}, live: 3,
 		forgetAfter: 2 * time.Minute, missing: map[uint32]time.Time{},
 		topNames: 4, nameTimeouts: map[uint64]uint64{0x11: 4, 0x22: 1, 0x44: 2}}
 }

@@ -250,7 +250,10 @@ func spoofFrom(t *testing.T, tp topo, lport int) {
 
 // TestFloodKeepsTableBounded: 100,000 queries that are never answered,
 // with room for 1,024 in flight. The table stays at its size, every query
-// ends as a timeout or an eviction, and the agent's memory stays small.
+// ends as a timeout or an eviction, exactly once (the kernel counts a
+// query displaced before its timeout as evicted, one displaced after it as
+// a timeout, and the sweep the rest as timeouts), and the agent's memory
+// stays small.
 func TestFloodKeepsTableBounded(t *testing.T) {
 	tp := newTopo(t)
 	srv := resolverIP + ":53"

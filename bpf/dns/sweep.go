@@ -1,0 +1,60 @@
+package dns
+
+import (
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// sweepArray is Sweep for the in-flight array (BPF_F_MMAPABLE): its
+// slots are read in place, through a shared mapping of the map's memory,
+// and an old one is closed by a compare-and-swap of its ts to 0, as an
+// answer closes it in the kernel: whoever zeroes ts owns the query.
+//
+// cilium/ebpf's Map.Memory gives only ReadAt and WriteAt (copies), with
+// which a slot cannot be claimed only if unchanged, and its typed
+// pointers are for global variables behind a build tag; so the map is
+// mapped here with mmap(2) on its descriptor. The mapping is outside Go's
+// heap and lives only for this call.
+func (p *Probe) sweepArray(now, limit uint64) (Swept, error) {
+	m := p.Map("inflight")
+	const slotSize = int(unsafe.Sizeof(FlowVal{}))
+	if int(m.ValueSize()) != slotSize {
+		return Swept{}, fmt.Errorf("in-flight slot is %d bytes, want %d", m.ValueSize(), slotSize)
+	}
+	n := int(m.MaxEntries())
+	size := n * slotSize
+	if pg := unix.Getpagesize(); size%pg != 0 {
+		size += pg - size%pg
+	}
+	mem, err := unix.Mmap(m.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return Swept{}, fmt.Errorf("map in-flight queries: %w", err)
+	}
+	defer unix.Munmap(mem)
+	out := Swept{ByNetns: map[uint32]uint64{}, ByName: map[uint64]uint64{}}
+	for i := 0; i < n; i++ {
+		slot := (*FlowVal)(unsafe.Pointer(&mem[i*slotSize]))
+		ts := atomic.LoadUint64(&slot.Ts)
+		if ts == 0 {
+			continue
+		}
+		// 1: being written, a query that has just left.
+		if ts == 1 || now <= ts || now-ts <= limit {
+			out.Live++
+			continue
+		}
+		// Read before the claim: an unchanged ts means they are this
+		// query's (a slot rewritten in between has another ts).
+		netns, name := slot.Key.Netns, slot.Name
+		if atomic.CompareAndSwapUint64(&slot.Ts, ts, 0) {
+			out.ByNetns[netns]++
+			if name != 0 {
+				out.ByName[name]++
+			}
+		}
+	}
+	return out, nil
+}
