@@ -26,22 +26,11 @@ type bpfDropKey struct {
 	Reason uint32
 }
 
-type bpfFlowKey struct {
-	_      structs.HostLayout
-	Netns  uint32
-	Id     uint16
-	Lport  uint16
-	Rport  uint16
-	Family uint8
-	Proto  uint8
-	Laddr  [16]uint8
-	Raddr  [16]uint8
-}
-
 type bpfFlowVal struct {
 	_     structs.HostLayout
 	Ts    uint64
-	Key   bpfFlowKey
+	Fp    uint64
+	Netns uint32
 	Qtype uint16
 	Pad   uint16
 	Name  uint64

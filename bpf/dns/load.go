@@ -67,7 +67,6 @@ const (
 
 // Key types as the kernel keys its maps.
 type (
-	FlowKey  = bpfFlowKey
 	FlowVal  = bpfFlowVal
 	QueryKey = bpfQueryKey
 	DropKey  = bpfDropKey
@@ -471,76 +470,12 @@ func (p *Probe) Sweep(timeout time.Duration) (Swept, error) {
 	}
 	now := uint64(ts.Nano())
 	limit := uint64(timeout.Nanoseconds())
-	m := p.Map("inflight")
-	if m.Type() == ebpf.Array {
-		return p.sweepArray(now, limit)
+	if m := p.Map("inflight"); m.Type() != ebpf.Array {
+		// An older build's object (Options.Object, for benchmarks):
+		// its table is not this build's.
+		return Swept{}, fmt.Errorf("in-flight table is a %s, not this build's array", m.Type())
 	}
-	// An older object's LRU hash (Options.Object).
-	const batch = 256
-	keys := make([]FlowKey, batch)
-	vals := make([]FlowVal, batch)
-	var old []FlowKey
-	var oldNames []uint64
-	live := 0
-	var cursor ebpf.MapBatchCursor
-	for {
-		n, err := m.BatchLookup(&cursor, keys, vals, nil)
-		for i := 0; i < n; i++ {
-			if now > vals[i].Ts && now-vals[i].Ts > limit {
-				old = append(old, keys[i])
-				oldNames = append(oldNames, vals[i].Name)
-			} else {
-				live++
-			}
-		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			break
-		}
-		if errors.Is(err, ebpf.ErrNotSupported) {
-			return p.sweepIterate(now, limit)
-		}
-		if err != nil {
-			return Swept{}, fmt.Errorf("batch lookup in-flight queries: %w", err)
-		}
-	}
-	return p.close(old, oldNames, live), nil
-}
-
-// close deletes the entries found old; an answer that deleted one first
-// owns it.
-func (p *Probe) close(old []FlowKey, names []uint64, live int) Swept {
-	m := p.Map("inflight")
-	out := Swept{ByNetns: map[uint32]uint64{}, ByName: map[uint64]uint64{}, Live: live}
-	for i, k := range old {
-		if m.Delete(k) == nil {
-			out.ByNetns[k.Netns]++
-			if names[i] != 0 {
-				out.ByName[names[i]]++
-			}
-		}
-	}
-	return out
-}
-
-func (p *Probe) sweepIterate(now, limit uint64) (Swept, error) {
-	var k FlowKey
-	var v FlowVal
-	var old []FlowKey
-	var names []uint64
-	live := 0
-	it := p.Map("inflight").Iterate()
-	for it.Next(&k, &v) {
-		if now > v.Ts && now-v.Ts > limit {
-			old = append(old, k)
-			names = append(names, v.Name)
-		} else {
-			live++
-		}
-	}
-	if err := it.Err(); err != nil {
-		return Swept{}, fmt.Errorf("iterate in-flight queries: %w", err)
-	}
-	return p.close(old, names, live), nil
+	return p.sweepArray(now, limit)
 }
 
 // NXDomainByName returns the NXDOMAIN answers counted per name hash

@@ -48,7 +48,7 @@ func (p *Probe) sweepArray(now, limit uint64) (Swept, error) {
 		}
 		// Read before the claim: an unchanged ts means they are this
 		// query's (a slot rewritten in between has another ts).
-		netns, name := slot.Key.Netns, slot.Name
+		netns, name := slot.Netns, slot.Name
 		if atomic.CompareAndSwapUint64(&slot.Ts, ts, 0) {
 			out.ByNetns[netns]++
 			if name != 0 {

@@ -66,7 +66,7 @@ var (
 		"Packets to or from a DNS port that are not a DNS message netsonde reads (too short, wrong direction, not opcode QUERY, a TCP segment without exactly one whole message).",
 		nil, nil)
 	evictionsDesc = prometheus.NewDesc(collectors.Namespace+"_dns_inflight_evictions_total",
-		"Queries pushed out of the in-flight table (--dns.max-inflight) by newer ones before their answer or timeout, when both slots of their bucket held queries in time; neither is counted for them. A query pushed out after its timeout is counted as a timeout instead.",
+		"Queries the in-flight table (--dns.max-inflight) could not keep: pushed out by newer ones before their answer or timeout, when both slots of their bucket held queries in time, or not let in, both slots being written by other CPUs at that moment; neither an answer nor a timeout is counted for them. A query pushed out after its timeout is counted as a timeout instead.",
 		nil, nil)
 	lostDesc = prometheus.NewDesc(collectors.Namespace+"_dns_lost_counts_total",
 		"Counts the kernel could not keep because a counter map was full (too many pods with DNS traffic at once).",
@@ -754,7 +754,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	// The kernel counts a query displaced in time from its slot as
 	// evicted, and one displaced after its timeout as a timeout (in
 	// counts.Timeouts, as the sweep would have): each once.
-	ch <- prometheus.MustNewConstMetric(evictionsDesc, prometheus.CounterValue, float64(counts.Stats[bpfdns.StatEvicted]))
+	ch <- prometheus.MustNewConstMetric(evictionsDesc, prometheus.CounterValue, float64(counts.Stats[bpfdns.StatEvicted]+counts.Stats[bpfdns.StatNotTracked]))
 	ch <- prometheus.MustNewConstMetric(lostDesc, prometheus.CounterValue, float64(st[bpfdns.StatLost]))
 	ch <- prometheus.MustNewConstMetric(inflightDesc, prometheus.GaugeValue, float64(live))
 	if c.tc {

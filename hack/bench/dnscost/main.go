@@ -53,12 +53,13 @@ func main() {
 	seconds := flag.Float64("seconds", 2, "length of each run (iperf3 rounds it up to whole seconds)")
 	only := flag.String("tests", "tcp,udp,dns", "tests to run, comma-separated: tcp, udp, dns")
 	before := flag.String("before", "", "also run older builds' object files, comma-separated, e.g. from git show main:bpf/dns/bpf_bpfel.o > /tmp/before.o")
+	maxInflight := flag.Uint("max-inflight", 0, "size of the in-flight table (--dns.max-inflight); 0: the agent's default")
 	topology := flag.String("topology", "node", "veth: client and server namespaces joined by one veth pair; node: each behind its own veth to a third namespace that routes between them, as two pods on one node")
 	flag.Parse()
 	if *topology != "veth" && *topology != "node" {
 		log.Fatalf("-topology: want veth or node, got %q", *topology)
 	}
-	if err := run(*rounds, *seconds, *only, *before, *topology); err != nil {
+	if err := run(*rounds, *seconds, *only, *before, *topology, uint32(*maxInflight)); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -69,7 +70,7 @@ const (
 	nodeIP   = "198.18.91.254"
 )
 
-func run(rounds int, seconds float64, only, before, topology string) error {
+func run(rounds int, seconds float64, only, before, topology string, maxInflight uint32) error {
 	sfx := fmt.Sprint(os.Getpid())
 	a, b, node := "dnsa"+sfx, "dnsb"+sfx, "dnsn"+sfx
 	spaces := []string{a, b}
@@ -200,6 +201,7 @@ func run(rounds int, seconds float64, only, before, topology string) error {
 		measured func() (func(), runStats, error)
 	}
 	loadMeasured := func(o bpfdns.Options) func() (func(), runStats, error) {
+		o.MaxInflight = maxInflight
 		return func() (func(), runStats, error) {
 			p, err := loadProbe(o, node)
 			if err != nil {
