@@ -91,6 +91,9 @@ type Options struct {
 	// Hook is where the programs look: HookTC (the default; interfaces
 	// are then attached one by one with Probe.Attach) or HookCgroup.
 	Hook string
+	// Attach is how HookTC's programs go on an interface: AttachTC (the
+	// default) or AttachTCX.
+	Attach string
 	// BTF is the kernel BTF shared by the objects loaded at start-up.
 	BTF *loader.KernelBTF
 	// Timeout is how long a query waits for its answer (default 5 s).
@@ -282,7 +285,7 @@ func loadTCHook(spec *ebpf.CollectionSpec, opts Options) (*Probe, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := loadTC(obj)
+	t, err := loadTC(obj, opts.Attach)
 	if err != nil {
 		obj.Close()
 		return nil, err

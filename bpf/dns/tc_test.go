@@ -10,7 +10,6 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/internal/testenv"
 )
 
@@ -92,15 +91,18 @@ func TestTCProgramsInKernel(t *testing.T) {
 // counted exactly: 100 queries and NOERROR answers under the client
 // pod's veth, 40 under the host (key 0), nothing under the resolver pod's
 // veth, nothing unmatched, malformed or left in flight.
-func TestTCOnANode(t *testing.T) { testTCOnANode(t, false) }
+func TestTCOnANode(t *testing.T) { testTCOnANode(t, false, AttachTC) }
+
+// TestTCOnANodeByTCX is TestTCOnANode with the programs attached by TCX.
+func TestTCOnANodeByTCX(t *testing.T) { testTCOnANode(t, false, AttachTCX) }
 
 // TestTCOnABridge is TestTCOnANode with the pods' veths ports of a bridge
 // that has the node's address, as the bridge CNI plugin wires them: the
 // node's own queries leave through the bridge and then through the
 // resolver pod's veth, and are counted once.
-func TestTCOnABridge(t *testing.T) { testTCOnANode(t, true) }
+func TestTCOnABridge(t *testing.T) { testTCOnANode(t, true, AttachTC) }
 
-func testTCOnANode(t *testing.T, bridge bool) {
+func testTCOnANode(t *testing.T, bridge bool, attach string) {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "ip", "dnsmasq")
 	serverIP := "198.18.95.2"
@@ -189,7 +191,7 @@ func testTCOnANode(t *testing.T, bridge bool) {
 	// Answered before the programs are attached: not counted.
 	testenv.Eventually(t, 5*time.Second, "dnsmasq answers", func() bool { return ask(fromPod, 1) == nil && ask(fromHost, 1) == nil })
 
-	p, err := Load(Options{Hook: HookTC})
+	p, err := Load(Options{Hook: HookTC, Attach: attach})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,8 +217,8 @@ func testTCOnANode(t *testing.T, bridge bool) {
 	}); err != nil {
 		t.Fatalf("attach in the node: %v", err)
 	}
-	if h := p.Hooks()[ProgramInterfaces]; h != loader.HookTCX {
-		t.Fatalf("%s attached by %q, want tcx", ProgramInterfaces, h)
+	if h := p.Hooks()[ProgramInterfaces]; h != attach {
+		t.Fatalf("%s attached by %q, want %s", ProgramInterfaces, h, attach)
 	}
 	if h := p.Hooks()[ProgramEgress]; h != "" {
 		t.Fatalf("cgroup program %s attached by %q with the TC hook", ProgramEgress, h)

@@ -31,7 +31,7 @@ import (
 // Spec is the dns collector's line in the agent's table.
 var Spec = collectors.Spec{
 	Name:           "dns",
-	Help:           "DNS queries, answers by rcode, latency, timeouts and drops per pod, matched in the kernel on the client's side (eBPF TCX on every interface of the node, or cgroup_skb on the cgroup v2 root).",
+	Help:           "DNS queries, answers by rcode, latency, timeouts and drops per pod, matched in the kernel on the client's side (eBPF tc on every interface of the node, or cgroup_skb on the cgroup v2 root).",
 	DefaultEnabled: true,
 	Metrics:        []string{"netsonde_dns_"},
 	// Per pod namespace and the host's: 11 query types, 7 rcodes, the
@@ -150,6 +150,7 @@ type config struct {
 	ports       *[]string
 	maxInflight *uint32
 	hook        *string
+	attach      *string
 	cgroup      *string
 	btfDir      *string
 	sweepEvery  *time.Duration
@@ -169,6 +170,8 @@ func setup(app *kingpin.Application) collectors.Factory {
 			Default("16384").Uint32(),
 		hook: app.Flag("dns.hook", "Where DNS is watched: tc (programs on every interface of the node: pods' veths and the node's own sockets; non-DNS packets cost a port check), cgroup (cgroup_skb on the cgroup v2 root: every socket, pods without a veth included, at the cost of a program run per packet of every socket) or auto (cgroup on a node whose dataplane delivers to pods past their veths or has none: Cilium, Calico's eBPF mode, netkit; else tc).").
 			Default(hookAuto).Enum(hookAuto, bpfdns.HookTC, bpfdns.HookCgroup),
+		attach: app.Flag("dns.attach", "With --dns.hook=tc, how the programs go on each interface: tc (a clsact filter; well under a millisecond per interface) or tcx (TCX links ahead of every other program on the interface, 6.6+; each attach and detach waits for an RCU grace period, one interface after another: tens of seconds for 1,000 interfaces).").
+			Default(bpfdns.AttachTC).Enum(bpfdns.AttachTC, bpfdns.AttachTCX),
 		cgroup: app.Flag("dns.cgroup-path", "With --dns.hook=cgroup: the cgroup v2 directory whose sockets are watched; default: the root of the cgroup2 mount in /proc/self/mountinfo (in a container: mount the host's /sys/fs/cgroup).").
 			Default("").String(),
 		btfDir: app.Flag("dns.btf-dir", "Where the kernel's BTF is (drop reason names).").
@@ -278,7 +281,7 @@ func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Coll
 	if hook == bpfdns.HookTC && deps.Net == nil {
 		return nil, collectors.Down("no_netlink", fmt.Errorf("--dns.hook=tc needs the agent's link view"))
 	}
-	probe, err := bpfdns.Load(bpfdns.Options{Hook: hook, BTF: deps.BTF, Timeout: *c.timeout, Ports: ports, MaxInflight: *c.maxInflight,
+	probe, err := bpfdns.Load(bpfdns.Options{Hook: hook, Attach: *c.attach, BTF: deps.BTF, Timeout: *c.timeout, Ports: ports, MaxInflight: *c.maxInflight,
 		CgroupPath: *c.cgroup, OnlyNetns: *c.onlyNetns, NetnsRead: *c.netnsRead, TopNames: *c.topNames})
 	if err != nil {
 		return nil, collectors.BPFLoadDown(err, "attach_failed")
@@ -356,6 +359,14 @@ func ifaceFlags(l hostnet.Link) (uint32, bool) {
 	return flags, l3
 }
 
+// attachWorkers bounds the attaches and detaches in flight: a clsact
+// filter's takes a few netlink round trips, which overlap (1,001
+// interfaces one after another took 7 s at start-up, past the agent's
+// readiness; fragments attaches the same way, 64 at a time, in 0.3 s).
+// TCX attaches do not overlap: the kernel makes each wait for an RCU grace
+// period under the RTNL lock.
+const attachWorkers = 64
+
 // sync puts the TC programs on every interface of the node's namespace
 // that has none, updates the flags of those whose role changed, and takes
 // them off the interfaces that are gone: one pass over the link view per
@@ -367,9 +378,10 @@ func (c *collector) sync() {
 		want[l.Index] = l
 	}
 	have := c.probe.Attached()
+	var jobs []func()
 	for idx := range have {
 		if _, ok := want[idx]; !ok {
-			c.probe.Detach(idx)
+			jobs = append(jobs, func() { c.probe.Detach(idx) })
 		}
 	}
 	for idx, l := range want {
@@ -377,14 +389,30 @@ func (c *collector) sync() {
 		if f, ok := have[idx]; ok && f == flags {
 			continue
 		}
-		if err := c.probe.Attach(idx, l3, flags); err != nil {
-			// Deleted while we attached: not a failure.
-			if _, still := c.deps.Net.ByIndex(idx); still {
-				c.attachFailures.Add(1)
-				c.deps.Logger.Warn("cannot watch DNS on interface", "interface", l.Name, "err", err)
+		jobs = append(jobs, func() {
+			if err := c.probe.Attach(idx, l3, flags); err != nil {
+				// Deleted while we attached: not a failure.
+				if _, still := c.deps.Net.ByIndex(idx); still {
+					c.attachFailures.Add(1)
+					c.deps.Logger.Warn("cannot watch DNS on interface", "interface", l.Name, "err", err)
+				}
 			}
-		}
+		})
 	}
+	next := make(chan func())
+	var wg sync.WaitGroup
+	for range min(attachWorkers, len(jobs)) {
+		wg.Go(func() {
+			for job := range next {
+				job()
+			}
+		})
+	}
+	for _, job := range jobs {
+		next <- job
+	}
+	close(next)
+	wg.Wait()
 }
 
 // sweeper closes, every interval, the queries older than the timeout. A

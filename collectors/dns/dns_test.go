@@ -310,6 +310,9 @@ func exchanges(t *testing.T, ns *testenv.Netns, server, kind string, n int, wait
 // TestDoneWhen is the acceptance scenario, between two scrapes.
 func TestDoneWhen(t *testing.T) { testDoneWhen(t) }
 
+// TestDoneWhenTCX is the same with the TC programs attached by TCX.
+func TestDoneWhenTCX(t *testing.T) { testDoneWhen(t, "--dns.attach=tcx") }
+
 // TestDoneWhenCgroupHook is the same with the cgroup_skb programs on the
 // cgroup v2 root (--dns.hook=cgroup), which count at the client's socket.
 func TestDoneWhenCgroupHook(t *testing.T) { testDoneWhen(t, "--dns.hook=cgroup") }
@@ -375,7 +378,10 @@ func testDoneWhenWith(t *testing.T, start func(testing.TB, *testenv.Netns, ...st
 	if s := after.Series("netsonde_dns_top_failing_names", nil); len(s) > 0 {
 		t.Errorf("names shown without --dns.top-failing-names: %v", s)
 	}
-	attached := map[string]string{"dns_tc": "tcx"}
+	attached := map[string]string{"dns_tc": "tc"}
+	if slices.Contains(args, "--dns.attach=tcx") {
+		attached = map[string]string{"dns_tc": "tcx"}
+	}
 	if slices.Contains(args, "--dns.hook=cgroup") {
 		attached = map[string]string{"dns_egress": "cgroup_skb", "dns_ingress": "cgroup_skb"}
 	}

@@ -22,6 +22,7 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"math"
 	"net"
@@ -44,6 +45,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	bpfdns "github.com/netsonde/netsonde/bpf/dns"
+	"github.com/netsonde/netsonde/bpf/loader"
 
 	"github.com/netsonde/netsonde/hack/bench/benchkit"
 )
@@ -224,12 +226,14 @@ func run(rounds int, seconds float64, only, before, topology string, maxInflight
 	hook := bpfdns.HookCgroup
 	if topology == "node" {
 		hook = bpfdns.HookTC
-		// Its accounting is the accounting's own cost on a TCX run.
-		empty := func() (func(), runStats, error) { return attachEmptyTCX(node, "vpa", "vpb") }
-		configs = append(configs, config{name: "empty TCX programs on the node's two veths",
-			attach: func() (func(), error) { c, _, err := empty(); return c, err }, measured: empty})
+		// Their accounting is the accounting's own cost on a run.
+		for _, mode := range []string{bpfdns.AttachTC, bpfdns.AttachTCX} {
+			empty := func() (func(), runStats, error) { return attachEmptyTC(node, mode, "vpa", "vpb") }
+			configs = append(configs, config{name: "empty programs on the node's two veths by " + mode,
+				attach: func() (func(), error) { c, _, err := empty(); return c, err }, measured: empty})
+		}
 	}
-	emptyIdx := len(configs) - 1 // the empty TCX programs, if any
+	emptyIdx := len(configs) - 2 // the empty programs by tc, if any
 	if topology != "node" {
 		emptyIdx = -1
 	}
@@ -242,6 +246,9 @@ func run(rounds int, seconds float64, only, before, topology string, maxInflight
 		configs = append(configs, named("netsonde's, cgroup hook (this build)", load(bpfdns.Options{Hook: bpfdns.HookCgroup})))
 	}
 	configs = append(configs, named("netsonde's, "+hook+" hook (this build)", load(bpfdns.Options{Hook: hook})))
+	if hook == bpfdns.HookTC {
+		configs = append(configs, named("netsonde's, tc hook by tcx (this build)", load(bpfdns.Options{Hook: hook, Attach: bpfdns.AttachTCX})))
+	}
 	type res struct {
 		vals, ratios [][]float64 // by configuration, one per round
 		effRatios    [][]float64 // ratios of work per CPU-second
@@ -457,12 +464,18 @@ func loadProbe(o bpfdns.Options, node string) (*bpfdns.Probe, error) {
 // time in ns and runs.
 type runStats func() (uint64, uint64)
 
-// attachEmptyTCX attaches programs that only return TCX_NEXT to the
-// ingress and egress of the named interfaces of namespace ns: the cost of
-// the TCX hook on a pod's veth, and with BPF_ENABLE_STATS the
-// accounting's own cost per run.
-func attachEmptyTCX(ns string, ifaces ...string) (func(), runStats, error) {
-	var links []link.Link
+// attachEmptyTC attaches programs that only return TCX_NEXT (TC_ACT_UNSPEC)
+// to the ingress and egress of the named interfaces of namespace ns, by
+// mode (bpfdns.AttachTC: clsact filters, or AttachTCX): the cost of the
+// hook on a pod's veth, and with BPF_ENABLE_STATS the accounting's own
+// cost per run.
+func attachEmptyTC(ns, mode string, ifaces ...string) (func(), runStats, error) {
+	owner, err := loader.NewOwner()
+	if err != nil {
+		return nil, nil, err
+	}
+	tc := loader.NewTC(owner, "bench")
+	var links []io.Closer
 	var progs []*ebpf.Program
 	undo := func() {
 		for _, l := range links {
@@ -471,26 +484,34 @@ func attachEmptyTCX(ns string, ifaces ...string) (func(), runStats, error) {
 		for _, p := range progs {
 			p.Close()
 		}
+		owner.Close()
 	}
-	err := benchkit.InNetns(ns, func() error {
+	err = benchkit.InNetns(ns, func() error {
 		for _, name := range ifaces {
 			ifc, err := net.InterfaceByName(name)
 			if err != nil {
 				return err
 			}
-			for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+			var pair [2]*ebpf.Program
+			for i := range pair {
 				prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, License: "GPL",
 					Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, -1), asm.Return()}})
 				if err != nil {
 					return err
 				}
 				progs = append(progs, prog)
-				l, err := link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: prog, Attach: at})
-				if err != nil {
-					return err
-				}
-				links = append(links, l)
+				pair[i] = prog
 			}
+			var l io.Closer
+			if mode == bpfdns.AttachTCX {
+				l, err = loader.AttachTCX(ifc.Index, loader.Pair{Ingress: pair[0], Egress: pair[1]})
+			} else {
+				l, err = tc.Attach(ifc.Index, loader.Pair{Ingress: pair[0], Egress: pair[1]})
+			}
+			if err != nil {
+				return err
+			}
+			links = append(links, l)
 		}
 		return nil
 	})
