@@ -24,6 +24,7 @@ import (
 
 	"github.com/netsonde/netsonde/agent/hostnet"
 	bpfdns "github.com/netsonde/netsonde/bpf/dns"
+	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/collectors/drops"
 )
@@ -298,16 +299,12 @@ func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Coll
 		forgetAfter: *c.forgetAfter, missing: map[uint32]time.Time{},
 		topNames: *c.topNames, nameTimeouts: map[uint64]uint64{}}
 	var changed <-chan struct{}
+	stop := func() {}
 	if col.tc {
-		var stop func()
 		changed, stop = deps.Net.Subscribe()
 		col.sync()
-		go func() {
-			<-col.done
-			stop()
-		}()
 	}
-	go col.sweeper(sctx, every, changed)
+	go col.sweeper(sctx, every, changed, stop)
 	return col, nil
 }
 
@@ -359,18 +356,11 @@ func ifaceFlags(l hostnet.Link) (uint32, bool) {
 	return flags, l3
 }
 
-// attachWorkers bounds the attaches and detaches in flight: a clsact
-// filter's takes a few netlink round trips, which overlap (1,001
-// interfaces one after another took 7 s at start-up, past the agent's
-// readiness; fragments attaches the same way, 64 at a time, in 0.3 s).
-// TCX attaches do not overlap: the kernel makes each wait for an RCU grace
-// period under the RTNL lock.
-const attachWorkers = 64
-
 // sync puts the TC programs on every interface of the node's namespace
 // that has none, updates the flags of those whose role changed, and takes
 // them off the interfaces that are gone: one pass over the link view per
-// batch of link events.
+// batch of link events, the attaches overlapped (one after another, 1,001
+// interfaces took 7 s at start-up, past the agent's readiness).
 func (c *collector) sync() {
 	links := c.deps.Net.Links()
 	want := make(map[int]hostnet.Link, len(links))
@@ -399,27 +389,16 @@ func (c *collector) sync() {
 			}
 		})
 	}
-	next := make(chan func())
-	var wg sync.WaitGroup
-	for range min(attachWorkers, len(jobs)) {
-		wg.Go(func() {
-			for job := range next {
-				job()
-			}
-		})
-	}
-	for _, job := range jobs {
-		next <- job
-	}
-	close(next)
-	wg.Wait()
+	loader.Overlap(jobs)
 }
 
 // sweeper closes, every interval, the queries older than the timeout. A
 // query is a timeout at most one interval after its deadline.
-// With the TC hook it also follows the node's interfaces (changed).
-func (c *collector) sweeper(ctx context.Context, every time.Duration, changed <-chan struct{}) {
+// With the TC hook it also follows the node's interfaces (changed, until
+// stop).
+func (c *collector) sweeper(ctx context.Context, every time.Duration, changed <-chan struct{}, stop func()) {
 	defer close(c.done)
+	defer stop()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -685,21 +664,36 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		pod
 		reason string
 	}
+	// Each owner is named once per scrape: its keys are many (types,
+	// rcodes, buckets).
+	type named struct {
+		p  pod
+		ok bool
+	}
+	owners := map[uint32]named{}
+	keyPod := func(k uint32) (pod, bool) {
+		n, seen := owners[k]
+		if !seen {
+			n.p, n.ok = c.keyPod(k)
+			owners[k] = n
+		}
+		return n.p, n.ok
+	}
 	qs := map[qk]uint64{}
 	for k, v := range counts.Queries {
-		if p, ok := c.keyPod(k.Netns); ok {
+		if p, ok := keyPod(k.Netns); ok {
 			qs[qk{p, QtypeName(k.Qtype)}] += v
 		}
 	}
 	rs := map[rk]uint64{}
 	for k, v := range counts.Responses {
-		if p, ok := c.keyPod(k.Netns); ok {
+		if p, ok := keyPod(k.Netns); ok {
 			rs[rk{p, RcodeName(k.Rcode)}] += v
 		}
 	}
 	hs := map[pod]*hist{}
 	for k, v := range counts.Latency {
-		p, ok := c.keyPod(k.Netns)
+		p, ok := keyPod(k.Netns)
 		if !ok {
 			continue
 		}
@@ -721,7 +715,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	}
 	ts := map[pod]uint64{}
 	for k, v := range counts.Timeouts {
-		if p, ok := c.keyPod(k); ok {
+		if p, ok := keyPod(k); ok {
 			ts[p] += v
 		}
 	}
@@ -734,7 +728,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	}
 	c.mu.Unlock()
 	for k, v := range swept {
-		if p, ok := c.keyPod(k); ok {
+		if p, ok := keyPod(k); ok {
 			ts[p] += v
 		}
 	}

@@ -57,7 +57,6 @@ type config struct {
 	icmpGroup        *string
 	icmpAttach       *string
 	attach           *string
-	workers          int
 }
 
 func setup(app *kingpin.Application) collectors.Factory {
@@ -69,15 +68,9 @@ func setup(app *kingpin.Application) collectors.Factory {
 	icmpAttach := app.Flag("fragments.icmp-attach", "How to attach the icmp_send counter: auto (tp_btf, raw_tp, fentry, then the classic tracepoint) or one of them.").
 		Default("auto").Hidden().Enum("auto", loader.HookTPBTF, loader.HookRawTP, loader.HookFentry, loader.HookTracepoint)
 	return func(ctx context.Context, deps collectors.Deps) (collectors.Collector, error) {
-		return start(ctx, deps, config{include: *include, exclude: *exclude, icmpGroup: group, icmpAttach: icmpAttach, attach: attach, workers: attachWorkers})
+		return start(ctx, deps, config{include: *include, exclude: *exclude, icmpGroup: group, icmpAttach: icmpAttach, attach: attach})
 	}
 }
-
-// attachWorkers bounds the attaches in flight. Each TCX or tc attach waits
-// on the kernel (RTNL, an RCU grace period) far more than it computes, so
-// overlapping them is what makes 1,000 interfaces ready in a second or two
-// instead of 35 s one after another.
-const attachWorkers = 64
 
 // counter is what the collector uses of the loaded programs after start
 // (*bpffrag.Counter), so that a test can serve fixed counts.
@@ -164,32 +157,21 @@ func (c *collector) sync(first bool) {
 			c.c.Detach(idx)
 		}
 	}
-	todo := make(chan hostnet.Link)
-	var wg sync.WaitGroup
-	for range c.cfg.workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for l := range todo {
-				c.attach(l)
-			}
-		}()
-	}
+	var jobs []func()
 	for idx, l := range want {
 		if have[idx] {
 			continue
 		}
 		if first {
 			first = false
-			// Alone, before the workers: in auto mode the first attach
+			// Alone, before the others: in auto mode the first attach
 			// is by TCX and settles whether the kernel has it.
 			c.attach(l)
 			continue
 		}
-		todo <- l
+		jobs = append(jobs, func() { c.attach(l) })
 	}
-	close(todo)
-	wg.Wait()
+	loader.Overlap(jobs)
 	c.wanted.Store(int64(len(want)))
 }
 
