@@ -177,35 +177,54 @@ func Load(opts Options) (*Probe, error) {
 		spec.Maps["name_nxdomain"].MaxEntries = n
 	}
 	switch opts.Hook {
-	case "", HookTC:
-		return loadTCHook(spec, opts)
-	case HookCgroup:
+	case "", HookTC, HookCgroup:
 	default:
 		return nil, fmt.Errorf("unknown hook %q (want %s or %s)", opts.Hook, HookTC, HookCgroup)
 	}
+	// OnlyNetns filters the cgroup_skb programs and the drop counter,
+	// which see the whole machine.
+	obj, err := loader.New(spec, loader.Options{BTF: opts.BTF, OnlyNetns: opts.OnlyNetns})
+	if err != nil {
+		return nil, err
+	}
+	p := &Probe{Object: obj}
+	if opts.Hook == HookCgroup {
+		err = p.attachCgroup(opts)
+	} else {
+		// Attached to interfaces later, by Probe.Attach.
+		p.tc, err = loadTC(obj, opts.Attach)
+	}
+	if err == nil {
+		err = attachDrops(obj, opts.DropHooks)
+	}
+	if err != nil {
+		obj.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// attachCgroup attaches the cgroup_skb programs to opts.CgroupPath, or the
+// root of the cgroup v2 hierarchy.
+func (p *Probe) attachCgroup(opts Options) error {
 	cg := opts.CgroupPath
-	var cgRoot *os.File // the privately opened root, while attaching
 	if cg == "" {
+		var err error
 		if cg, err = CgroupRoot("/proc/self/mountinfo"); err != nil {
 			// No cgroup2 mount in sight: open the hierarchy's root
 			// through a private mount. The links keep the cgroup once
 			// attached, so the file is closed after.
 			f, perr := loader.PrivateCgroupRoot()
 			if perr != nil {
-				return nil, fmt.Errorf("%w; %w", err, perr)
+				return fmt.Errorf("%w; %w", err, perr)
 			}
-			cgRoot = f
-			defer cgRoot.Close()
+			defer f.Close()
 			cg = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+			p.Cgroup = "/ (cgroup2 root, mounted privately)"
 		}
 	}
-	obj, err := loader.New(spec, loader.Options{BTF: opts.BTF, OnlyNetns: opts.OnlyNetns})
-	if err != nil {
-		return nil, err
-	}
-	p := &Probe{Object: obj, Cgroup: cg}
-	if cgRoot != nil {
-		p.Cgroup = "/ (cgroup2 root, mounted privately)"
+	if p.Cgroup == "" {
+		p.Cgroup = cg
 	}
 	// Each logical program has two forms, by how it reads the socket's
 	// network namespace: bpf_rdonly_cast (6.2+), then
@@ -232,16 +251,11 @@ func Load(opts Options) (*Probe, error) {
 		for _, f := range forms {
 			rungs = append(rungs, loader.Rung{Hook: loader.HookCgroupSkb, Program: d.prog + f, Target: cg, Attach: attach})
 		}
-		if err := obj.AttachFirst(d.prog, rungs); err != nil {
-			obj.Close()
-			return nil, err
+		if err := p.AttachFirst(d.prog, rungs); err != nil {
+			return err
 		}
 	}
-	if err := attachDrops(obj, opts.DropHooks); err != nil {
-		obj.Close()
-		return nil, err
-	}
-	return p, nil
+	return nil
 }
 
 // DefaultMaxInflight is the in-flight table's size without
@@ -275,27 +289,6 @@ func sizeInflight(spec *ebpf.CollectionSpec, max uint32) error {
 		return fmt.Errorf("set inflight mask: %w", err)
 	}
 	return nil
-}
-
-// loadTCHook is Load for HookTC: the TC programs are loaded, and attached
-// to interfaces by Probe.Attach.
-func loadTCHook(spec *ebpf.CollectionSpec, opts Options) (*Probe, error) {
-	// OnlyNetns still filters the drop counter, which sees the machine.
-	obj, err := loader.New(spec, loader.Options{BTF: opts.BTF, OnlyNetns: opts.OnlyNetns})
-	if err != nil {
-		return nil, err
-	}
-	t, err := loadTC(obj, opts.Attach)
-	if err != nil {
-		obj.Close()
-		return nil, err
-	}
-	p := &Probe{Object: obj, tc: t}
-	if err := attachDrops(obj, opts.DropHooks); err != nil {
-		obj.Close()
-		return nil, err
-	}
-	return p, nil
 }
 
 // attachDrops attaches the drop counter, which is optional: its failure
