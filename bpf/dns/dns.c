@@ -369,28 +369,29 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p, const __u
 /* Which port maybe_dns looks at, and what it found. */
 #define PORT_SRC 1
 #define PORT_DST 2
-#define PORT_UNKNOWN 4 /* headers not in the linear part: parse() must look */
+#define PORT_UNKNOWN 4 /* headers not in the linear part: either port may be, parse() must look */
 
 /* maybe_dns is the fast path every packet takes: with direct packet
  * access (no helper call), is the source or destination port (which, one
  * or both PORT_*) a DNS port? 0: certainly not, return at once; else the
- * PORT_* that are, or PORT_UNKNOWN. *dport is the destination port (host
- * order) when known. The network header is at l2, as for parse(). */
+ * PORT_* that are, or every one asked with PORT_UNKNOWN. *dport is the
+ * destination port (host order) when known. The network header is at l2, as for parse(). */
 static __always_inline int maybe_dns(struct __sk_buff *skb, const int which, const __u32 l2, __u16 *dport)
 {
+	const int unknown = which | PORT_UNKNOWN;
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	__u8 *ip = data + l2;
 	__u32 l4;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		if ((void *)(ip + 20) > end)
-			return PORT_UNKNOWN;
+			return unknown;
 		if (ip[9] != IPPROTO_UDP && ip[9] != IPPROTO_TCP)
 			return 0;
 		l4 = l2 + (ip[0] & 0xf) * 4;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		if ((void *)(ip + 40) > end)
-			return PORT_UNKNOWN;
+			return unknown;
 		if (ip[6] != IPPROTO_UDP && ip[6] != IPPROTO_TCP)
 			return 0;
 		l4 = l2 + 40;
@@ -399,7 +400,7 @@ static __always_inline int maybe_dns(struct __sk_buff *skb, const int which, con
 	}
 	__be16 *ports = data + l4;
 	if ((void *)(ports + 2) > end)
-		return PORT_UNKNOWN;
+		return unknown;
 	*dport = bpf_ntohs(ports[1]);
 	int m = 0;
 	if ((which & PORT_SRC) && dns_port(bpf_ntohs(ports[0])))
@@ -964,15 +965,13 @@ static __always_inline int tc_ingress(struct __sk_buff *skb, const __u32 l2)
 	if (m & PORT_DST) {
 		/* A query, a pod's if it leaves one. */
 		flags = iface_flags(skb);
-		if (!(flags & IFACE_POD) && !(m & (PORT_SRC | PORT_UNKNOWN)))
+		if (!(flags & IFACE_POD) && !(m & PORT_SRC))
 			return TC_NEXT;
 	}
 	struct pkt p = {};
 	if (parse(skb, &p, l2))
 		return TC_NEXT;
 	if (dns_port(p.dport)) {
-		if (m == PORT_UNKNOWN)
-			flags = iface_flags(skb);
 		if (flags & IFACE_POD)
 			query(skb, &p, skb->ifindex, AT_TC);
 	} else if (dns_port(p.sport)) {
