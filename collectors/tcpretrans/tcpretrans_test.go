@@ -3,6 +3,8 @@ package tcpretrans_test
 import (
 	"io"
 	"net"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,6 +25,29 @@ func TestSynSentRetransmits(t *testing.T) {
 	testenv.DropSYNs(t, b, 80)
 	agent := testenv.StartAgent(t, a, "--collector.disable-defaults", "--collector.tcpretrans", "--tcpretrans.netns=own")
 	before := testenv.Netstat(t, a, "netstat", "TcpExt", "TCPSynRetrans")
+	failBefore := testenv.Netstat(t, a, "netstat", "TcpExt", "TCPRetransFail")
+	// Once in about 50 loaded runs netsonde has counted one SYN retransmit
+	// fewer than TCPSynRetrans, with TCPRetransFail unchanged (every send
+	// went out). Not yet explained: on failure, say what would tell the
+	// two ways a tracing program loses an event apart, a failed insert
+	// of the map's first key (netsonde_bpf_map_full_total) and the
+	// kernel skipping a nested run (bpftool's recursion_misses).
+	defer func() {
+		if !t.Failed() {
+			return
+		}
+		t.Logf("TCPRetransFail +%v", testenv.Netstat(t, a, "netstat", "TcpExt", "TCPRetransFail")-failBefore)
+		m := agent.Scrape(t)
+		for _, s := range m.Series("netsonde_bpf_map_full_total", nil) {
+			t.Logf("netsonde_bpf_map_full_total%v %v", s.Labels, s.Value)
+		}
+		out, _ := exec.Command("bpftool", "prog", "show").CombinedOutput()
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, "retransmit") {
+				t.Logf("bpftool: %s", l)
+			}
+		}
+	}()
 
 	err := a.Do(func() error {
 		c, err := testenv.SYNDialer(20*time.Second, 2).Dial("tcp4", "198.18.80.2:80")
@@ -41,8 +66,8 @@ func TestSynSentRetransmits(t *testing.T) {
 	if kernel < 2 {
 		t.Fatalf("kernel counted %v SYN retransmits, want at least 2", kernel)
 	}
-	agent.WaitSum(t, "netsonde_tcp_retransmits_total", map[string]string{"state": "SYN_SENT", "family": "ipv4"}, kernel)
 	t.Logf("%v SYN retransmits", kernel)
+	agent.WaitSum(t, "netsonde_tcp_retransmits_total", map[string]string{"state": "SYN_SENT", "family": "ipv4"}, kernel)
 }
 
 // A TCP stream while nftables drops every 20th packet on the receiver: the
