@@ -23,7 +23,7 @@ type Agent struct {
 	URL    string // http://127.0.0.1:PORT, reachable through Client
 	Client *http.Client
 	Cmd    *exec.Cmd
-	Log    *bytes.Buffer
+	Log    *SyncBuffer
 	// Ready is how long the agent took from start to /readyz 200.
 	Ready time.Duration
 	stop  func()
@@ -88,7 +88,7 @@ func startAgent(t testing.TB, launcher []string, ns *Netns, args []string) *Agen
 	cmdline := append(append(launcher[1:], bin), all...)
 	cmd := exec.Command(launcher[0], cmdline...)
 	begin := time.Now()
-	a := &Agent{URL: "http://" + addr, Client: ns.HTTPClient(), Cmd: cmd, Log: &bytes.Buffer{}}
+	a := &Agent{URL: "http://" + addr, Client: ns.HTTPClient(), Cmd: cmd, Log: &SyncBuffer{}}
 	cmd.Stdout, cmd.Stderr = a.Log, a.Log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start agent: %v", err)
@@ -281,8 +281,39 @@ func (a *Agent) WaitSum(t testing.TB, metric string, labels map[string]string, w
 		time.Sleep(50 * time.Millisecond)
 	}
 	var all []string
-	for _, s := range a.Scrape(t).Series(metric, nil) {
+	m := a.Scrape(t)
+	for _, s := range m.Series(metric, nil) {
 		all = append(all, fmt.Sprintf("%v %v", s.Labels, s.Value))
 	}
+	// What tells a count lost in the kernel from one never made: a map
+	// insert that failed (full, or its bucket lock not taken) is counted
+	// there, and the agent logs what it could not attach or hand over.
+	for _, s := range m.Series("netsonde_bpf_map_full_total", nil) {
+		all = append(all, fmt.Sprintf("netsonde_bpf_map_full_total%v %v", s.Labels, s.Value))
+	}
+	for _, l := range strings.Split(a.Log.String(), "\n") {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			all = append(all, "agent log: "+l)
+		}
+	}
 	t.Fatalf("%s%v = %v, want exactly %v; all series:\n%s", metric, labels, got, want, strings.Join(all, "\n"))
+}
+
+// SyncBuffer is the agent's output: the process writes it while a test
+// reads it (a failure's diagnostics), so both go through a lock.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
