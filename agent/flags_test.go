@@ -1,17 +1,17 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/netsonde/netsonde/internal/testenv"
 )
 
 // pmtu was part of mtucheck: for one release --no-collector.mtucheck turns
@@ -122,7 +122,7 @@ func TestRunLogsDeprecation(t *testing.T) {
 	systemd, webConfig := false, ""
 	cfg.Web = &web.FlagConfig{WebListenAddresses: &[]string{"127.0.0.1:0"}, WebSystemdSocket: &systemd, WebConfigFile: &webConfig}
 	cfg.TelemetryPath = "/metrics"
-	var buf syncBuffer
+	var buf testenv.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&buf, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
@@ -138,22 +138,4 @@ func TestRunLogsDeprecation(t *testing.T) {
 	if len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], "--no-collector.mtucheck") {
 		t.Errorf("want one warning about --no-collector.mtucheck, got %q", lines)
 	}
-}
-
-// syncBuffer is a bytes.Buffer the agent's goroutines may log to at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
