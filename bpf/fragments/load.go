@@ -313,17 +313,17 @@ func (c *Counter) handOver(ifindex int) error {
 		l.Close()
 		return fmt.Errorf("gate: %w", err)
 	}
-	// 3. Only TCX is left; 4. it gets the plain programs; 5. the gate goes.
+	// 3. Only TCX is left; 4. it gets the plain programs. The gate entry
+	// stays (it says TCX) until Detach: a link update replaces the
+	// program in place without waiting for packets still in the gated
+	// one (unlike an attach, no RCU grace period), and such a packet
+	// reading the gate after a delete would take it for tc's, which is
+	// gone, and be counted nowhere.
 	c.mu.Lock()
 	old := f.closer
 	f.closer, f.hook, f.gated = l, ModeTCX, false
 	c.mu.Unlock()
-	errs := []error{old.Close()}
-	errs = append(errs, l.Update(c.pair(f.l3, "")))
-	if err := gate.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	return errors.Join(old.Close(), l.Update(c.pair(f.l3, "")))
 }
 
 // Detach removes the programs from an interface (a deleted interface's
