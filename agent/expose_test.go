@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -229,7 +228,7 @@ func TestRenderedDuplicatesAndFilter(t *testing.T) {
 	})
 	set.Start(context.Background(), collectors.Deps{Logger: logger})
 	h := newScrapeHandler(0, prometheus.NewRegistry(), set, logger)
-	var logged lockedBuffer
+	var logged testenv.SyncBuffer
 	h.opts.ErrorLog = log.New(&logged, "", 0)
 	for range 2 {
 		page, _ := get(t, h, "", "")
@@ -264,23 +263,6 @@ func (f constCollectorFunc) Collect(_ context.Context, ch chan<- prometheus.Metr
 	return nil
 }
 func (constCollectorFunc) Close() error { return nil }
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestAcceptsGzip(t *testing.T) {
 	for header, want := range map[string]bool{
