@@ -2,7 +2,8 @@
 // of its own namespace (from the netlink subscription), the node's other
 // network namespaces (pinned under /run/netns or held by a process, found
 // by one walker), their interfaces, nsids and addresses, and the pods they
-// belong to (joined with agent/kube's index by address). It is refreshed
+// belong to (joined with agent/kube's index by the node's route to each
+// pod's address, which a pod cannot change). It is refreshed
 // in the background and published as immutable snapshots, so a scrape
 // reads memory only: no netlink dump, no walk of /proc.
 package hostnet
