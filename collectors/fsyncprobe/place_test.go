@@ -35,12 +35,12 @@ func TestPlaceProbe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := target{label: "/var/lib/netsonde-fsync-probe", dir: filepath.Join(root, "var/lib/netsonde-fsync-probe"), sameDevAs: filepath.Join(root, "var/lib/etcd")}
+	want := target{root: root, label: "/var/lib/netsonde-fsync-probe", parent: "/var/lib", name: "netsonde-fsync-probe", sameDevAs: "/var/lib/etcd"}
 	if got != want {
 		t.Errorf("plain directory: %+v, want %+v", got, want)
 	}
-	if _, err := os.Stat(want.dir); !os.IsNotExist(err) {
-		t.Errorf("placing the probe made %s (%v): directories are made by a round", want.dir, err)
+	if _, err := os.Stat(filepath.Join(root, "var/lib/netsonde-fsync-probe")); !os.IsNotExist(err) {
+		t.Errorf("placing the probe made its directory (%v): directories are made by a round", err)
 	}
 }
 
@@ -64,7 +64,12 @@ func TestRemoveStaleAndShare(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	removeStale(dir, slog.New(slog.DiscardHandler))
+	parent, err := os.Open(filepath.Dir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parent.Close()
+	removeStale(parent, filepath.Base(dir), slog.New(slog.DiscardHandler))
 	for n, kept := range files {
 		if _, err := os.Stat(filepath.Join(dir, n)); (err == nil) != kept {
 			t.Errorf("%s: kept %v, want %v", n, err == nil, kept)
@@ -73,8 +78,9 @@ func TestRemoveStaleAndShare(t *testing.T) {
 
 	// Two agents in one directory: the first out leaves the other's file
 	// and the directory; the last out removes the directory.
-	shared := filepath.Join(t.TempDir(), "probe")
-	a, b := &pathState{target: target{label: "a", dir: shared}}, &pathState{target: target{label: "b", dir: shared}}
+	base := t.TempDir()
+	shared := filepath.Join(base, "probe")
+	a, b := &pathState{target: target{root: "/", label: "a", parent: base, name: "probe"}}, &pathState{target: target{root: "/", label: "b", parent: base, name: "probe"}}
 	buf := make([]byte, blockSize)
 	p := &prober{}
 	if err := p.newFile(a, buf); err != nil {
@@ -84,13 +90,13 @@ func TestRemoveStaleAndShare(t *testing.T) {
 	if err := p.newFile(b, buf); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.removeDir(); err != nil {
+	if err := a.release(true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(b.file.Name()); err != nil {
+	if _, err := os.Stat(filepath.Join(shared, b.fileName)); err != nil {
 		t.Errorf("the other agent's file went: %v", err)
 	}
-	if err := b.removeDir(); err != nil {
+	if err := b.release(true); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(shared); !os.IsNotExist(err) {
