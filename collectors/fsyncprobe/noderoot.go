@@ -85,10 +85,16 @@ func openInRoot(root, p string) (*os.File, error) {
 		return nil, &os.PathError{Op: "open", Path: root, Err: err}
 	}
 	defer unix.Close(rfd)
-	fd, err := unix.Openat2(rfd, p, &unix.OpenHow{
+	how := &unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-	})
+	}
+	fd, err := unix.Openat2(rfd, p, how)
+	for try := 0; errors.Is(err, unix.EAGAIN) && try < 3; try++ {
+		// A rename or mount on the node raced the lookup, which
+		// RESOLVE_IN_ROOT then refuses to guess about.
+		fd, err = unix.Openat2(rfd, p, how)
+	}
 	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
 		fd, err = walkNoFollow(rfd, p)
 	}
