@@ -74,7 +74,7 @@ func TestPodCannotClaimItsNeighboursAddress(t *testing.T) {
 		return a && b
 	})
 	a, b := cluster.Pod{Namespace: "shop", Name: "a"}, cluster.Pod{Namespace: "shop", Name: "b"}
-	v.pods = podsByIP{netip.MustParseAddr(ipA): a, netip.MustParseAddr(ipB): b}
+	v.SetPods(podsByIP{netip.MustParseAddr(ipA): a, netip.MustParseAddr(ipB): b})
 	inoA, inoB := podA.Inode(t), podB.Inode(t)
 
 	check := func(phase string, wantB cluster.Pod, bAttributed bool) {
