@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sort"
 	"sync"
@@ -46,6 +47,12 @@ type Watcher struct {
 	// from any goroutine (any OS thread) watches the same one.
 	ns     netns.NsHandle
 	handle *netlink.Handle
+	// handleMu keeps RouteTo, called from the view's goroutine, off the
+	// handle once run has closed it (its fd number may be reused).
+	handleMu sync.RWMutex
+	closed   bool
+	// routes answers RouteTo for a static watcher (tests).
+	routes map[netip.Addr]int
 
 	mu    sync.RWMutex
 	links map[int]Link
@@ -90,8 +97,7 @@ func (w *Watcher) Start(ctx context.Context) error {
 		err = w.resync()
 	}
 	if err != nil {
-		w.handle.Close()
-		w.ns.Close()
+		w.close()
 		return err
 	}
 	go w.run(ctx, updates, errc)
@@ -125,13 +131,20 @@ func (w *Watcher) subscribe(ctx context.Context) (chan netlink.LinkUpdate, chan 
 	return updates, errc, nil
 }
 
+func (w *Watcher) close() {
+	w.handleMu.Lock()
+	defer w.handleMu.Unlock()
+	w.closed = true
+	w.handle.Close()
+	w.ns.Close()
+}
+
 // run applies events. The subscription is made before the full read, so an
 // event that raced the read is applied after it: every change after
 // subscribing arrives in order, and the view converges. When the event
 // socket fails (ENOBUFS on overflow), it subscribes again and re-reads all.
 func (w *Watcher) run(ctx context.Context, updates chan netlink.LinkUpdate, errc chan error) {
-	defer w.ns.Close()
-	defer w.handle.Close()
+	defer w.close()
 	for {
 		select {
 		case <-ctx.Done():
@@ -265,6 +278,29 @@ func (w *Watcher) ByIndex(index int) (Link, bool) {
 	return l, ok
 }
 
+// RouteTo returns the ifindex of the link the watched namespace sends addr
+// out of, by the kernel's own lookup (RTM_GETROUTE: policy rules, /32
+// routes and connected subnets alike). A CNI routes each pod's address to
+// the host end of that pod's veth, which the pod cannot change from inside
+// its namespace: it is how the view tells a pod's namespace from one that
+// merely added the pod's address.
+func (w *Watcher) RouteTo(addr netip.Addr) (int, bool) {
+	if w.routes != nil || w.handle == nil {
+		i, ok := w.routes[addr]
+		return i, ok
+	}
+	w.handleMu.RLock()
+	defer w.handleMu.RUnlock()
+	if w.closed {
+		return 0, false
+	}
+	routes, err := w.handle.RouteGet(addr.AsSlice())
+	if err != nil || len(routes) == 0 || routes[0].LinkIndex <= 0 {
+		return 0, false
+	}
+	return routes[0].LinkIndex, true
+}
+
 // Resyncs counts full re-reads since start (the first included).
 func (w *Watcher) Resyncs() int {
 	w.mu.RLock()
@@ -304,5 +340,12 @@ func NewStatic(links []Link) *Watcher {
 	for _, l := range links {
 		w.links[l.Index] = l
 	}
+	return w
+}
+
+// WithRoutes gives a static watcher the answers of RouteTo (address to
+// ifindex); a static watcher without them routes nothing.
+func (w *Watcher) WithRoutes(routes map[netip.Addr]int) *Watcher {
+	w.routes = routes
 	return w
 }

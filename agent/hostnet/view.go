@@ -2,7 +2,8 @@
 // of its own namespace (from the netlink subscription), the node's other
 // network namespaces (pinned under /run/netns or held by a process, found
 // by one walker), their interfaces, nsids and addresses, and the pods they
-// belong to (joined with agent/kube's index by address). It is refreshed
+// belong to (joined with agent/kube's index by the node's route to each
+// pod's address, which a pod cannot change). It is refreshed
 // in the background and published as immutable snapshots, so a scrape
 // reads memory only: no netlink dump, no walk of /proc.
 package hostnet
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -401,14 +403,23 @@ func (v *View) refresh(full bool) {
 	v.snap.Store(next)
 }
 
-// join attributes namespaces and host-side veths to pods by address. A
-// veth's peer index means an interface of the agent's namespace only when
-// that interface names this namespace by its nsid; and when two namespaces
-// carry a pod's address (other agents' test namespaces, a stale one), the
-// one wired to the agent's namespace wins.
+// join attributes namespaces and host-side veths to pods. A pod can add
+// any address inside its own namespace (CAP_NET_ADMIN there is enough), so
+// an address alone does not say whose namespace it is: the host side does.
+// First, the namespace the node routes a pod's address into (the route's
+// link is a host-side veth whose nsid names it), which nothing inside a
+// pod can change. Then, for what routes do not decide (a bridge CNI, no
+// link view), a pod carried by one namespace only: the wired ones first
+// (other agents' test namespaces, a stale one, carry the same address
+// unwired), and a namespace taken by a pod no longer counts for another.
+// A pod two namespaces still claim, or a namespace left as the only claim
+// of two pods, is attributed to none: map order would be a guess that a
+// pod adding its neighbour's address could win.
 func (v *View) join(next *Snapshot, pods PodIndex) {
 	// hostEnds are the host-side ifindexes of a namespace's veths whose
-	// host end (in the link view) names that namespace by its nsid.
+	// host end (in the link view) names that namespace by its nsid: a
+	// veth's peer index means an interface of the agent's namespace only
+	// when that interface names this namespace.
 	hostEnds := func(n *Namespace) []int {
 		var out []int
 		for _, l := range n.Links {
@@ -421,28 +432,88 @@ func (v *View) join(next *Snapshot, pods PodIndex) {
 		}
 		return out
 	}
-	claimed := map[cluster.Pod]bool{}
-	for _, wiredPass := range []bool{true, false} {
-		for ino, n := range next.ns {
-			if _, done := next.podByNetns[ino]; done {
+	ends := map[uint64][]int{}
+	claims := map[cluster.Pod][]uint64{}
+	addrs := map[cluster.Pod][]netip.Addr{}
+	for ino, n := range next.ns {
+		ends[ino] = hostEnds(n)
+		for _, a := range n.Addrs {
+			pod, ok := pods.ByIP(a)
+			if !ok {
 				continue
 			}
-			ends := hostEnds(n)
-			if (len(ends) > 0) != wiredPass {
+			if !slices.Contains(claims[pod], ino) {
+				claims[pod] = append(claims[pod], ino)
+			}
+			if !slices.Contains(addrs[pod], a) {
+				addrs[pod] = append(addrs[pod], a)
+			}
+		}
+	}
+	// assign gives each namespace chosen for exactly one pod that pod.
+	assign := func(choice map[cluster.Pod]uint64) bool {
+		chosen := map[uint64]int{}
+		for _, ino := range choice {
+			chosen[ino]++
+		}
+		progress := false
+		for pod, ino := range choice {
+			if chosen[ino] != 1 {
 				continue
 			}
-			for _, a := range n.Addrs {
-				pod, ok := pods.ByIP(a)
-				if !ok || claimed[pod] {
+			next.podByNetns[ino] = pod
+			for _, i := range ends[ino] {
+				next.podByIface[i] = pod
+			}
+			delete(claims, pod)
+			progress = true
+		}
+		return progress
+	}
+	routed := map[cluster.Pod]uint64{}
+	if v.opts.Links != nil {
+		for pod, inos := range claims {
+			slices.SortFunc(addrs[pod], netip.Addr.Compare)
+			for _, a := range addrs[pod] {
+				idx, ok := v.opts.Links.RouteTo(a)
+				if !ok {
 					continue
 				}
-				claimed[pod] = true
-				next.podByNetns[ino] = pod
-				for _, i := range ends {
-					next.podByIface[i] = pod
+				l, ok := v.ByIndex(idx)
+				if !ok || l.NetNsID < 0 {
+					continue
 				}
-				break
+				if n, ok := next.byID[l.NetNsID]; ok && slices.Contains(inos, n.Inode) {
+					routed[pod] = n.Inode
+					break
+				}
 			}
+		}
+	}
+	assign(routed)
+	for {
+		choice := map[cluster.Pod]uint64{}
+		for pod, inos := range claims {
+			var wired, unwired []uint64
+			for _, ino := range inos {
+				if _, taken := next.podByNetns[ino]; taken {
+					continue
+				}
+				if len(ends[ino]) > 0 {
+					wired = append(wired, ino)
+				} else {
+					unwired = append(unwired, ino)
+				}
+			}
+			switch {
+			case len(wired) == 1:
+				choice[pod] = wired[0]
+			case len(wired) == 0 && len(unwired) == 1:
+				choice[pod] = unwired[0]
+			}
+		}
+		if !assign(choice) {
+			break
 		}
 	}
 }

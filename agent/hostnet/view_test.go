@@ -257,3 +257,49 @@ func TestJoinPrefersTheNamespaceWiredToTheAgent(t *testing.T) {
 		t.Errorf("namespace 300 by address: %v %v, want db", p, ok)
 	}
 }
+
+// Without a route to decide (a bridge CNI), a pod's address in a second
+// wired namespace is resolved by what else is known: B's namespace is the
+// only one with B's address, so A's is A's. When B holds only A's address,
+// nothing tells the two apart and neither is attributed; the node's route
+// to A's address through A's veth tells them apart. Map order never does
+// (50 refreshes of each).
+func TestJoinNeverByMapOrder(t *testing.T) {
+	a, b := cluster.Pod{Namespace: "shop", Name: "a"}, cluster.Pod{Namespace: "shop", Name: "b"}
+	ipA, ipB := netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("10.0.0.6")
+	host := []Link{{Index: 17, Kind: "veth", NetNsID: 3}, {Index: 18, Kind: "veth", NetNsID: 4}}
+	for _, tc := range []struct {
+		name   string
+		bAddrs []netip.Addr
+		routes map[netip.Addr]int
+		wantA  bool
+		wantB  cluster.Pod
+	}{
+		{"B adds A's address, no routes", []netip.Addr{ipA, ipB}, nil, true, b},
+		{"B has only A's address, no routes", []netip.Addr{ipA}, nil, false, cluster.Pod{}},
+		{"B has only A's address, routed", []netip.Addr{ipA}, map[netip.Addr]int{ipA: 17, ipB: 18}, true, cluster.Pod{}},
+		{"B adds A's address, routed", []netip.Addr{ipA, ipB}, map[netip.Addr]int{ipA: 17, ipB: 18}, true, b},
+	} {
+		src := newFakeSource()
+		src.set(100, pod("10.0.0.5", 3, 17))
+		inB := pod("10.0.0.6", 4, 18)
+		inB.Addrs = tc.bAddrs
+		src.set(200, inB)
+		v, err := New(Options{Own: 1, Source: src, Links: NewStatic(host).WithRoutes(tc.routes)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.SetPods(podsByIP{ipA: a, ipB: b})
+		for i := range 50 {
+			v.refresh(true)
+			s := v.Snapshot()
+			gotA, okA := s.ByNetns(100)
+			gotB, _ := s.ByNetns(200)
+			ifB, _ := s.ByHostInterface(18)
+			if okA != tc.wantA || (okA && gotA != a) || gotB != tc.wantB || ifB != tc.wantB {
+				t.Errorf("%s, refresh %d: A's namespace %v %v, B's %v (veth %v); want A's attributed %v, B's %v", tc.name, i, gotA, okA, gotB, ifB, tc.wantA, tc.wantB)
+				break
+			}
+		}
+	}
+}

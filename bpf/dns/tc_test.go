@@ -120,17 +120,7 @@ func testTCOnANode(t *testing.T, bridge bool, attach string) {
 			pod.Exec(t, "ip", "addr", "add", podIP+"/24", "dev", "eth0")
 			pod.Exec(t, "ip", "link", "set", "eth0", "up")
 			node.Exec(t, "ip", "link", "set", hostIf, "master", "br0", "up")
-			var idx int
-			if err := node.Do(func() error {
-				i, err := net.InterfaceByName(hostIf)
-				if err == nil {
-					idx = i.Index
-				}
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			return pod, idx
+			return pod, node.IfIndex(t, hostIf)
 		}
 		client, vpa = port("vpa", "198.18.96.2")
 		server, vpb = port("vpb", serverIP)

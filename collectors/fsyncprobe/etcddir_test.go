@@ -80,6 +80,20 @@ func watch(f func(), stop <-chan struct{}) *sync.WaitGroup {
 	return &wg
 }
 
+// mountDisk loop-mounts a fresh 64 MiB ext4 image, img, at dir (a disk of
+// its own) until the test ends.
+func mountDisk(t *testing.T, img, dir string) {
+	testenv.RequireCommand(t, "mkfs.ext4", "losetup")
+	testenv.Run(t, "truncate", "-s", "64M", img)
+	testenv.Run(t, "mkfs.ext4", "-q", "-F", img)
+	testenv.Run(t, "mount", "-o", "loop", img, dir)
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v\n%s", dir, err, out)
+		}
+	})
+}
+
 func probeSamples(t *testing.T, a *testenv.Agent, path string) float64 {
 	s := a.Scrape(t).Series("netsonde_disk_fsync_duration_seconds", map[string]string{"path": path})
 	if len(s) != 1 {
@@ -152,18 +166,9 @@ func TestProbeBesideEtcdDir(t *testing.T) {
 // the disk etcd writes to.
 func TestProbeInsideEtcdMount(t *testing.T) {
 	testenv.RequireRoot(t)
-	testenv.RequireCommand(t, "mkfs.ext4", "losetup")
 	root := nodeRoot(t)
 	etcd := filepath.Join(root, "var/lib/etcd")
-	img := filepath.Join(root, "etcd.img")
-	testenv.Run(t, "truncate", "-s", "64M", img)
-	testenv.Run(t, "mkfs.ext4", "-q", "-F", img)
-	testenv.Run(t, "mount", "-o", "loop", img, etcd)
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", etcd).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v\n%s", etcd, err, out)
-		}
-	})
+	mountDisk(t, filepath.Join(root, "etcd.img"), etcd)
 	if err := os.MkdirAll(filepath.Join(etcd, "member/snap"), 0o700); err != nil {
 		t.Fatal(err)
 	}

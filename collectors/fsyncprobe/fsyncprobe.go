@@ -22,6 +22,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/collectors/fsynctrace"
@@ -43,7 +44,7 @@ var (
 		"fdatasync latency of the active probe's 2,300-byte sequential writes (fio --fdatasync=1 --bs=2300), with etcd's WAL fsync buckets plus 125/250/500 µs and 10 ms.",
 		[]string{"path"}, nil)
 	probeUpDesc = prometheus.NewDesc(collectors.Namespace+"_disk_fsync_probe_up",
-		"1 if the last probe round on the path succeeded, 0 with the reason if not (missing, read_only, disk_full, not_permitted, other_filesystem, io_error).",
+		"1 if the last probe round on the path succeeded, 0 with the reason if not (missing, read_only, disk_full, not_permitted, other_filesystem, not_a_directory, io_error).",
 		[]string{"path", "reason"}, nil)
 )
 
@@ -72,15 +73,20 @@ type probeConfig struct {
 	maxBytes *int64
 }
 
-// target is one directory the probe writes in.
+// target is one directory the probe writes in: name in the node's
+// directory parent, the agent's own (it makes it, and follows no symlink
+// to it).
 type target struct {
+	// root is the node's root as the agent sees it (--fsyncprobe.host-root).
+	root string
 	// label is the directory as the node names it (the path label).
 	label string
-	// dir is where the agent writes: label under --fsyncprobe.host-root.
-	dir string
-	// sameDevAs, when set, is a directory (under the host root) whose
-	// filesystem the probe must be on: dir is checked by st_dev against it
-	// each time dir is made.
+	// parent is a node path, resolved in root each time the probe's
+	// directory is made; name is the probe's directory in it.
+	parent, name string
+	// sameDevAs, when set, is a node directory whose filesystem the probe
+	// must be on: the probe's directory is checked by st_dev against it
+	// each time it is made.
 	sameDevAs string
 	// transient: dir is inside etcd's own mount, so it exists only during
 	// a round and is removed after every one, leaving nothing between
@@ -95,39 +101,42 @@ var errOtherFilesystem = errors.New("not on the filesystem of etcd's data direct
 // placeProbe decides where the probe writes when no --fsyncprobe.path is
 // given, from etcd's data directory as the node has it (hostRoot is the
 // node's root as the agent sees it: "/" on the host, /host/proc/1/root in
-// the DaemonSet). It never creates or writes etcdDir.
+// the DaemonSet). A symlinked etcd directory (/var/lib/etcd ->
+// /mnt/etcd-disk) is followed as the node follows it, and the probe goes
+// beside or inside where it leads, named by that path. It never creates or
+// writes etcdDir.
 func placeProbe(hostRoot, etcdDir string) (target, error) {
-	etcdDir = filepath.Clean(etcdDir)
-	onHost := func(p string) string { return filepath.Join(hostRoot, p) }
-	st, err := os.Stat(onHost(etcdDir))
-	if err != nil || !st.IsDir() {
-		if err == nil {
-			err = fmt.Errorf("%s is not a directory", etcdDir)
-		}
+	resolved, err := resolveInRoot(hostRoot, etcdDir)
+	var dir *os.File
+	if err == nil {
+		dir, err = openInRoot(hostRoot, resolved)
+	}
+	if err != nil {
 		// A worker: no etcd here, nothing to judge. Not an error.
 		return target{}, collectors.Down("no_path", fmt.Errorf("no etcd data directory %s on this node (%w): nothing to probe; --fsyncprobe.path names another directory", etcdDir, err))
 	}
-	parent := filepath.Dir(etcdDir)
-	pst, err := os.Stat(onHost(parent))
+	st, err := fstat(dir)
+	dir.Close()
+	if err != nil {
+		return target{}, collectors.Down(reasonOf(err), fmt.Errorf("stat %s: %w", resolved, err))
+	}
+	parent := filepath.Dir(resolved)
+	pdir, err := openInRoot(hostRoot, parent)
+	if err != nil {
+		return target{}, collectors.Down(reasonOf(err), err)
+	}
+	pst, err := fstat(pdir)
+	pdir.Close()
 	if err != nil {
 		return target{}, collectors.Down(reasonOf(err), fmt.Errorf("stat %s: %w", parent, err))
 	}
-	if devOf(st) != devOf(pst) {
+	if st.Dev != pst.Dev {
 		// etcd's directory is the root of its own filesystem (a dedicated
 		// disk): the only way onto that filesystem is inside it, so a
 		// hidden directory, for one round at a time.
-		hidden := filepath.Join(etcdDir, subdir)
-		return target{label: hidden, dir: onHost(hidden), transient: true}, nil
+		return target{root: hostRoot, label: filepath.Join(resolved, subdir), parent: resolved, name: subdir, transient: true}, nil
 	}
-	sibling := filepath.Join(parent, siblingName)
-	return target{label: sibling, dir: onHost(sibling), sameDevAs: onHost(etcdDir)}, nil
-}
-
-func devOf(fi os.FileInfo) uint64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return uint64(st.Dev)
-	}
-	return 0
+	return target{root: hostRoot, label: filepath.Join(parent, siblingName), parent: parent, name: siblingName, sameDevAs: resolved}, nil
 }
 
 func probeSetup(app *kingpin.Application) collectors.Factory {
@@ -135,7 +144,7 @@ func probeSetup(app *kingpin.Application) collectors.Factory {
 		paths: app.Flag("fsyncprobe.path", "Directory to probe, on the disk to judge (repeatable); the probe writes in a .netsonde-fsync-probe directory inside it. Default: the filesystem of --fsyncprobe.etcd-dir, from outside that directory.").Strings(),
 		etcdDir: app.Flag("fsyncprobe.etcd-dir", "etcd's data directory: without --fsyncprobe.path the probe measures its filesystem from a sibling directory (netsonde-fsync-probe beside it) or, when it is a mount point, from a hidden directory inside it removed after every round. Never created; absent means no probe.").
 			Default("/var/lib/etcd").String(),
-		hostRoot: app.Flag("fsyncprobe.host-root", "The node's root filesystem as the agent sees it (in the DaemonSet: /host/proc/1/root); --fsyncprobe.path and --fsyncprobe.etcd-dir are paths on the node.").
+		hostRoot: app.Flag("fsyncprobe.host-root", "The node's root filesystem as the agent sees it (in the DaemonSet: /host/proc/1/root); --fsyncprobe.path and --fsyncprobe.etcd-dir are paths on the node, their symlinks resolved within it (an absolute link from the node's root).").
 			Default("/").String(),
 		interval: app.Flag("fsyncprobe.interval", "A probe round every interval.").
 			Default("10s").Duration(),
@@ -150,8 +159,7 @@ func probeSetup(app *kingpin.Application) collectors.Factory {
 		}
 		var targets []target
 		for _, path := range *c.paths {
-			label := filepath.Join(path, subdir)
-			targets = append(targets, target{label: path, dir: filepath.Join(*c.hostRoot, label)})
+			targets = append(targets, target{root: *c.hostRoot, label: path, parent: path, name: subdir})
 		}
 		if len(targets) == 0 {
 			t, err := placeProbe(*c.hostRoot, *c.etcdDir)
@@ -161,19 +169,23 @@ func probeSetup(app *kingpin.Application) collectors.Factory {
 			// A hidden directory left inside etcd's directory by an agent
 			// killed during a round, or by a netsonde that probed there:
 			// its files go (all but a live agent's), and the directory once
-			// empty, before etcd's tools find it.
-			stale := filepath.Join(*c.hostRoot, *c.etcdDir, subdir)
-			if _, err := os.Lstat(stale); err == nil {
-				removeStale(stale, deps.Logger)
-				if err := os.Remove(stale); err == nil {
+			// empty, before etcd's tools find it. A symlink by that name is
+			// neither followed nor removed.
+			if etcd, err := openNodeDir(*c.hostRoot, *c.etcdDir); err == nil {
+				removeStale(etcd, subdir, deps.Logger)
+				if err := unix.Unlinkat(int(etcd.Fd()), subdir, unix.AT_REMOVEDIR); err == nil {
 					deps.Logger.Info("removed a stale fsync probe directory from etcd's data directory", "dir", filepath.Join(*c.etcdDir, subdir))
 				}
+				etcd.Close()
 			}
 			targets = []target{t}
 		}
 		p := &prober{deps: deps, cfg: c, state: map[string]*pathState{}, done: make(chan struct{})}
 		for _, t := range targets {
-			removeStale(t.dir, deps.Logger)
+			if parent, err := openNodeDir(t.root, t.parent); err == nil {
+				removeStale(parent, t.name, deps.Logger)
+				parent.Close()
+			}
 			p.state[t.label] = &pathState{target: t}
 		}
 		ctx, p.cancel = context.WithCancel(ctx)
@@ -186,9 +198,14 @@ type pathState struct {
 	target
 	hist   fsynctrace.Histogram
 	reason string // "" while working
-	file   *os.File
-	offset int64
-	seq    int
+	// parent and dir are open while file is: the probe's file is removed,
+	// and its directory, by these descriptors, never by a path that
+	// could have been swapped for a symlink since.
+	parentf, dirf *os.File
+	file          *os.File
+	fileName      string
+	offset        int64
+	seq           int
 }
 
 type prober struct {
@@ -249,7 +266,7 @@ func (p *prober) round(path string) {
 	if st.transient {
 		// Inside etcd's own mount: nothing of the probe's stays between
 		// rounds.
-		if cerr := st.removeDir(); cerr != nil && err == nil {
+		if cerr := st.release(true); cerr != nil && err == nil {
 			err = cerr
 		}
 	}
@@ -263,13 +280,10 @@ func (p *prober) round(path string) {
 	if err != nil && st.reason != old {
 		p.deps.Logger.Warn("fsync probe failing", "path", path, "reason", st.reason, "err", err)
 	}
-	if err != nil && st.file != nil {
+	if err != nil {
 		// The file goes with the error (a full disk keeps nothing of
 		// ours); the next round starts a new one.
-		name := st.file.Name()
-		st.file.Close()
-		os.Remove(name)
-		st.file = nil
+		st.release(false)
 	}
 }
 
@@ -277,46 +291,34 @@ func (p *prober) round(path string) {
 // writes, so each fdatasync also commits the size change, like a WAL. The
 // first write and fdatasync of a file are not timed: they also commit the
 // new directory entry and inode, which a WAL segment pays once per 64 MB,
-// not once per round.
+// not once per round. The directory is made afresh (or found again) each
+// time, in the node's parent directory resolved again, and neither it nor
+// the file is reached through a symlink: a symlink at the probe's name
+// (someone pointing it elsewhere) fails the round with not_a_directory.
 func (p *prober) newFile(st *pathState, buf []byte) error {
-	if st.file != nil {
-		st.file.Close()
-		os.Remove(st.file.Name())
-		st.file = nil
-	}
-	if err := os.Mkdir(st.dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("make probe directory %s: %w", st.label, err)
-	}
-	fi, err := os.Lstat(st.dir)
-	if err != nil {
-		return fmt.Errorf("stat probe directory %s: %w", st.label, err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("probe directory %s: %w", st.label, syscall.ENOTDIR)
-	}
-	if fi.Mode().Perm() != 0o700 {
-		// Made by someone else (a kubelet's hostPath, an older netsonde):
-		// the probe's files are nobody else's business.
-		if err := os.Chmod(st.dir, 0o700); err != nil {
-			return fmt.Errorf("chmod probe directory %s: %w", st.label, err)
-		}
-	}
-	if st.sameDevAs != "" {
-		ref, err := os.Stat(st.sameDevAs)
-		if err != nil {
-			return fmt.Errorf("stat %s: %w", st.sameDevAs, err)
-		}
-		if devOf(fi) != devOf(ref) {
-			return fmt.Errorf("probe directory %s: %w", st.label, errOtherFilesystem)
-		}
+	st.release(false)
+	if err := st.openDir(); err != nil {
+		st.release(false)
+		return err
 	}
 	st.seq++
 	// The pid in the name: two agents on one node (two releases) share the
-	// sibling directory, and must not truncate each other's file.
-	f, err := os.OpenFile(filepath.Join(st.dir, fmt.Sprintf("probe-%d-%d", os.Getpid(), st.seq)), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	// sibling directory, and must not truncate each other's file. O_EXCL:
+	// a name already there is not ours to write through (a file left by a
+	// predecessor with our pid is removed and made again, once).
+	st.fileName = fmt.Sprintf("probe-%d-%d", os.Getpid(), st.seq)
+	create := func() (int, error) {
+		return unix.Openat(int(st.dirf.Fd()), st.fileName, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	}
+	fd, err := create()
+	if errors.Is(err, unix.EEXIST) && unix.Unlinkat(int(st.dirf.Fd()), st.fileName, 0) == nil {
+		fd, err = create()
+	}
 	if err != nil {
+		st.release(false)
 		return fmt.Errorf("create probe file in %s: %w", st.label, err)
 	}
+	f := os.NewFile(uintptr(fd), filepath.Join(st.label, st.fileName))
 	st.file, st.offset = f, 0
 	if _, err := f.Write(buf); err != nil {
 		return fmt.Errorf("write probe file in %s: %w", st.label, err)
@@ -328,37 +330,110 @@ func (p *prober) newFile(st *pathState, buf []byte) error {
 	return nil
 }
 
-// removeDir closes the probe's file, removes it, and removes the
-// directory unless another agent's files are in it (two releases on one
-// node share the sibling directory; the last one out removes it).
-func (st *pathState) removeDir() error {
-	if st.file != nil {
-		name := st.file.Name()
-		st.file.Close()
-		st.file = nil
-		if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("remove probe file in %s: %w", st.label, err)
+// openDir opens the node's parent directory and makes (or finds) the
+// probe's directory in it, 0700 and the agent's, on the filesystem it
+// must be on.
+func (st *pathState) openDir() error {
+	parent, err := openNodeDir(st.root, st.parent)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", st.parent, err)
+	}
+	st.parentf = parent
+	if err := unix.Mkdirat(int(parent.Fd()), st.name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("make probe directory %s: %w", st.label, err)
+	}
+	dir, err := openOwnDir(parent, st.name)
+	if err != nil {
+		return fmt.Errorf("probe directory %s: %w", st.label, err)
+	}
+	st.dirf = dir
+	fi, err := fstat(dir)
+	if err != nil {
+		return fmt.Errorf("stat probe directory %s: %w", st.label, err)
+	}
+	if int(fi.Uid) != os.Geteuid() {
+		// Not made by an agent: someone else's directory, whose entries
+		// they could change under the probe.
+		return fmt.Errorf("probe directory %s belongs to uid %d: %w", st.label, fi.Uid, os.ErrPermission)
+	}
+	if fi.Mode&0o777 != 0o700 {
+		// Made by someone else (a kubelet's hostPath, an older netsonde):
+		// the probe's files are nobody else's business.
+		if err := unix.Fchmod(int(dir.Fd()), 0o700); err != nil {
+			return fmt.Errorf("chmod probe directory %s: %w", st.label, err)
 		}
 	}
-	if err := os.Remove(st.dir); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) && !errors.Is(err, syscall.EEXIST) {
-		return fmt.Errorf("remove probe directory %s: %w", st.label, err)
+	if st.sameDevAs != "" {
+		ref, err := openNodeDir(st.root, st.sameDevAs)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", st.sameDevAs, err)
+		}
+		rst, err := fstat(ref)
+		ref.Close()
+		if err != nil {
+			return fmt.Errorf("stat %s: %w", st.sameDevAs, err)
+		}
+		if fi.Dev != rst.Dev {
+			return fmt.Errorf("probe directory %s: %w", st.label, errOtherFilesystem)
+		}
 	}
 	return nil
+}
+
+// release closes the probe's file and removes it, and closes the
+// directories; rmdir also removes the probe's directory unless another
+// agent's files are in it (two releases on one node share the sibling
+// directory; the last one out removes it).
+func (st *pathState) release(rmdir bool) error {
+	var errs []error
+	if st.file != nil {
+		st.file.Close()
+		st.file = nil
+		if err := unix.Unlinkat(int(st.dirf.Fd()), st.fileName, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("remove probe file in %s: %w", st.label, err))
+		}
+	}
+	if st.dirf != nil {
+		st.dirf.Close()
+		st.dirf = nil
+	}
+	if rmdir && st.parentf == nil {
+		// Between rounds after a failure: find the directory again, if
+		// it is there.
+		st.parentf, _ = openNodeDir(st.root, st.parent)
+	}
+	if st.parentf != nil {
+		if rmdir {
+			err := unix.Unlinkat(int(st.parentf.Fd()), st.name, unix.AT_REMOVEDIR)
+			if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
+				errs = append(errs, fmt.Errorf("remove probe directory %s: %w", st.label, err))
+			}
+		}
+		st.parentf.Close()
+		st.parentf = nil
+	}
+	return errors.Join(errs...)
 }
 
 // probeFile matches the probe's file names: probe-PID-SEQ, and probe-SEQ
 // of netsonde versions before the pid was in the name.
 var probeFile = regexp.MustCompile(`^probe-(?:([0-9]+)-)?[0-9]+$`)
 
-// removeStale removes probe files in dir left by agents that are gone
-// (killed during a round, or an older version): a file whose pid no longer
-// runs. Files of a live agent sharing the directory are left alone. It
-// needs the host's pids (hostPID in the DaemonSet), which the pod-attribution
+// removeStale removes probe files in the directory name of parent left by
+// agents that are gone (killed during a round, or an older version): a
+// file whose pid no longer runs. Files of a live agent sharing the
+// directory are left alone. A symlink at name is not followed. It needs the
+// host's pids (hostPID in the DaemonSet), which the pod-attribution
 // collectors need as well.
-func removeStale(dir string, logger *slog.Logger) {
-	entries, err := os.ReadDir(dir)
+func removeStale(parent *os.File, name string, logger *slog.Logger) {
+	dir, err := openOwnDir(parent, name)
 	if err != nil {
-		return // nothing there yet, or unreadable: a round will say why
+		return // nothing there yet, or not a directory: a round will say why
+	}
+	defer dir.Close()
+	entries, err := dir.ReadDir(-1)
+	if err != nil {
+		return
 	}
 	for _, e := range entries {
 		m := probeFile.FindStringSubmatch(e.Name())
@@ -371,8 +446,8 @@ func removeStale(dir string, logger *slog.Logger) {
 				continue // a live process, maybe another agent
 			}
 		}
-		if err := os.Remove(filepath.Join(dir, e.Name())); err == nil {
-			logger.Info("removed a stale fsync probe file", "file", filepath.Join(dir, e.Name()))
+		if err := unix.Unlinkat(int(dir.Fd()), e.Name(), 0); err == nil {
+			logger.Info("removed a stale fsync probe file", "file", e.Name())
 		}
 	}
 }
@@ -391,6 +466,10 @@ func reasonOf(err error) string {
 		return "not_permitted"
 	case errors.Is(err, errOtherFilesystem):
 		return "other_filesystem"
+	case errors.Is(err, syscall.ELOOP), errors.Is(err, syscall.ENOTDIR):
+		// A symlink (or a file) where a directory was expected: in the
+		// path after it was resolved, or at the probe's own name.
+		return "not_a_directory"
 	default:
 		return "io_error"
 	}
@@ -434,7 +513,7 @@ func (p *prober) Close() error {
 	defer p.mu.Unlock()
 	var errs []error
 	for _, st := range p.state {
-		if err := st.removeDir(); err != nil {
+		if err := st.release(true); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -82,6 +82,22 @@ func (n *Netns) Do(fn func() error) error {
 	return <-errc
 }
 
+// IfIndex returns the index of the interface name in the namespace.
+func (n *Netns) IfIndex(t testing.TB, name string) int {
+	t.Helper()
+	var idx int
+	if err := n.Do(func() error {
+		i, err := net.InterfaceByName(name)
+		if err == nil {
+			idx = i.Index
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("index of %s in %s: %v", name, n.Name, err)
+	}
+	return idx
+}
+
 // HTTPClient returns a client whose connections are made inside the
 // namespace, so a test in the host namespace can reach 127.0.0.1 there.
 func (n *Netns) HTTPClient() *http.Client {

@@ -44,22 +44,13 @@ func Pod(t testing.TB, node *Netns, hostIf, podIP, gwIP string) (*Netns, int) {
 	pod := NewNetns(t)
 	Veth(t, pod, node, "eth0", hostIf, podIP+"/24", gwIP+"/24", 0)
 	pod.Exec(t, "ip", "route", "add", "default", "via", gwIP)
-	var idx int
 	if err := node.Do(func() error {
 		// /proc/sys/net is the thread's namespace's: not a global setting.
-		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
-			return err
-		}
-		i, err := net.InterfaceByName(hostIf)
-		if err != nil {
-			return err
-		}
-		idx = i.Index
-		return nil
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
 	}); err != nil {
-		t.Fatalf("index of %s: %v", hostIf, err)
+		t.Fatalf("forwarding in %s: %v", node.Name, err)
 	}
-	return pod, idx
+	return pod, node.IfIndex(t, hostIf)
 }
 
 // SendUDP sends n datagrams of size bytes from an unconnected socket in ns
