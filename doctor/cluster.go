@@ -105,7 +105,10 @@ type clusterFinding struct {
 }
 
 type evidenceQuery struct {
-	expr    string
+	expr string
+	// format prints a series of the result (its metric name and labels)
+	// as the expression it came from, "rate(%s[5m])"; "%s" when empty.
+	format  string
 	subject string // label that must equal the finding's subject ("" for none)
 	top     int
 }
@@ -126,13 +129,13 @@ var clusterFindings = map[string]clusterFinding{
 	alertPMTUBlackHole: {id: "pmtu-blackhole", subject: []string{"target"}},
 	alertPathMTUBelow:  {id: "path-mtu-below-interface", subject: []string{"target"}},
 	alertDrops: {id: "packet-drops", subject: []string{"reason"}, evidence: []evidenceQuery{
-		{expr: "sum without (protocol) (rate(netsonde_packet_drops_total[5m]))", subject: "reason", top: 5},
+		{expr: "sum without (protocol) (rate(netsonde_packet_drops_total[5m]))", format: "rate(netsonde_packet_drops_total%s[5m])", subject: "reason", top: 5},
 	}},
 	alertRetransmits: {id: "tcp-retransmits", subject: []string{"state"}, evidence: []evidenceQuery{
-		{expr: "sum without (family) (rate(netsonde_tcp_retransmits_total[5m]))", subject: "state", top: 5},
+		{expr: "sum without (family) (rate(netsonde_tcp_retransmits_total[5m]))", format: "rate(netsonde_tcp_retransmits_total%s[5m])", subject: "state", top: 5},
 	}},
 	alertConnectRetries: {id: "tcp-connect-retries", subject: []string{"state"}, evidence: []evidenceQuery{
-		{expr: "sum without (family) (rate(netsonde_tcp_retransmits_total[5m]))", subject: "state", top: 5},
+		{expr: "sum without (family) (rate(netsonde_tcp_retransmits_total[5m]))", format: "rate(netsonde_tcp_retransmits_total%s[5m])", subject: "state", top: 5},
 	}},
 	alertConnectFailures: {id: "tcp-connect-failures", subject: []string{"namespace"}},
 	alertMeshPathFailing: {id: "mesh-path-failing", subject: []string{"path"}},
@@ -355,7 +358,9 @@ func Cluster(ctx context.Context, q Querier, rules Rules, opts ClusterOptions) (
 			fs[i].Next += "; per node: " + nr.Doctor
 		}
 		rep.Nodes = append(rep.Nodes, nr)
-		known[node] = true
+		if !strings.HasPrefix(node, "instance=") {
+			known[node] = true
+		}
 	}
 	sort.Slice(rep.Nodes, func(i, j int) bool {
 		a, b := rep.Nodes[i], rep.Nodes[j]
@@ -370,7 +375,7 @@ func Cluster(ctx context.Context, q Querier, rules Rules, opts ClusterOptions) (
 	rep.NodesTotal = len(known)
 	rep.NodesWithFindings = len(rep.Nodes)
 	rep.Partial = len(c.partial) > 0
-	rep.Problems = append(c.partial, rep.Problems...)
+	rep.Problems = append(append([]string{}, c.partial...), rep.Problems...)
 	rep.Healthy = true
 	for _, n := range rep.Nodes {
 		if n.Worst >= Warning {
@@ -507,8 +512,8 @@ func (c *clusterRun) finding(cf clusterFinding, a promrules.Alert, node string, 
 	if !a.HasThreshold {
 		cmp = "below the other side of the comparison"
 	}
-	f.Evidence = append(f.Evidence, fmt.Sprintf("%s = %s, %s (%s fires after %s)",
-		SeriesString(a.Name, series), num(value), cmp, a.Name, fmtRange(a.For)))
+	f.Evidence = append(f.Evidence, fmt.Sprintf("%s: %s %s (fires after %s)",
+		SeriesString(a.Name, series), num(value), cmp, fmtRange(a.For)))
 	adv := advice[cf.id]
 	f.Why, f.Next = adv.Why, adv.Next
 	switch cf.id {
@@ -575,14 +580,14 @@ func (c *clusterRun) addEvidence(ctx context.Context, byNode map[string][]Findin
 								labels[string(k)] = string(v)
 							}
 						}
-						name := string(s.Metric["__name__"])
-						if name == "" {
-							name = shorten(eq.expr)
-						}
 						if eq.top > 0 && len(lines) == eq.top {
 							break
 						}
-						lines = append(lines, fmt.Sprintf("%s = %s", SeriesString(name, labels), num(float64(s.Value))))
+						series := SeriesString(string(s.Metric["__name__"]), labels)
+						if eq.format != "" {
+							series = fmt.Sprintf(eq.format, series)
+						}
+						lines = append(lines, fmt.Sprintf("%s = %s", series, num(float64(s.Value))))
 					}
 					fs[i].Evidence = append(fs[i].Evidence, lines...)
 				}
