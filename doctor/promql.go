@@ -91,7 +91,7 @@ func keepNode(expr, nodeLabel string) string {
 func exprForCluster(expr string, records []promrules.Record, recorded map[string]bool, nodeLabel string, matchers []string) (string, error) {
 	for _, r := range records {
 		if recorded[r.Name] {
-			expr = strings.ReplaceAll(expr, r.Expr, r.Name)
+			expr = useRecord(expr, r)
 		}
 	}
 	for _, r := range records {
@@ -104,6 +104,39 @@ func exprForCluster(expr string, records []promrules.Record, recorded map[string
 		}
 	}
 	return addMatchers(keepNode(expr, nodeLabel), matchers), nil
+}
+
+// sumRateRecord is the shape of the node aggregates (rules.yml's group
+// netsonde-node-aggregates): sum without (labels) (rate(metric[range])).
+var sumRateRecord = regexp.MustCompile(`^sum without \(([^)]*)\) \(rate\(([a-zA-Z_:][a-zA-Z0-9_:]*)\[(\w+)\]\)\)$`)
+
+// matcherLabel finds the label names of a selector's matchers.
+var matcherLabel = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)`)
+
+// useRecord puts a recording rule's name where expr computes what it
+// records. An aggregate also stands in for the same sum over a selection
+// of its series ({state="SYN_SENT"}), when the matchers are on labels the
+// sum keeps.
+func useRecord(expr string, r promrules.Record) string {
+	m := sumRateRecord.FindStringSubmatch(r.Expr)
+	if m == nil {
+		return strings.ReplaceAll(expr, r.Expr, r.Name)
+	}
+	removed := map[string]bool{}
+	for _, l := range strings.Split(m[1], ",") {
+		removed[strings.TrimSpace(l)] = true
+	}
+	pat := regexp.MustCompile(`sum without \(` + regexp.QuoteMeta(m[1]) + `\) \(rate\(` + regexp.QuoteMeta(m[2]) +
+		`(\{[^}]*\})?\[` + regexp.QuoteMeta(m[3]) + `\]\)\)`)
+	return pat.ReplaceAllStringFunc(expr, func(s string) string {
+		matchers := pat.FindStringSubmatch(s)[1]
+		for _, l := range matcherLabel.FindAllStringSubmatch(matchers, -1) {
+			if removed[l[1]] {
+				return s
+			}
+		}
+		return r.Name + matchers
+	})
 }
 
 // templateFuncs are the functions of Prometheus' alert templates that the
