@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"regexp"
@@ -38,6 +39,8 @@ type ClusterOptions struct {
 	Timeout time.Duration
 	// Time is the evaluation time (now when zero).
 	Time time.Time
+	// Logger logs each query at debug level (nil: none).
+	Logger *slog.Logger
 }
 
 // ClusterReport is the result of one doctor --prometheus run. Its JSON
@@ -170,7 +173,11 @@ type clusterRun struct {
 func (c *clusterRun) query(ctx context.Context, expr string) (model.Vector, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
+	start := time.Now()
 	v, warnings, _, err := c.q.Query(ctx, expr, c.at, v1.WithTimeout(c.opts.Timeout))
+	if c.opts.Logger != nil {
+		c.opts.Logger.Debug("query", "expr", expr, "duration", time.Since(start), "err", err)
+	}
 	if err != nil {
 		return nil, queryError(c.opts.Source, err)
 	}

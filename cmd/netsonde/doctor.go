@@ -67,7 +67,7 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "netsonde doctor: --from and --prometheus exclude each other: one node's agent, or a cluster's Prometheus (see --help)")
 			return exitCannot
 		}
-		return cl.run(*output, stdout, stderr)
+		return cl.run(*output, stdout, stderr, logger)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

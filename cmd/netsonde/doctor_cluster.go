@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os/signal"
@@ -54,7 +55,7 @@ func (c *clusterFlags) add(app *kingpin.Application) {
 // run evaluates the cluster and prints the report. Exit status as doctor's:
 // 0 healthy, 1 findings (an unreachable node is one), 2 could not run, or
 // the answer was partial without --partial-ok.
-func (c *clusterFlags) run(output string, stdout, stderr io.Writer) int {
+func (c *clusterFlags) run(output string, stdout, stderr io.Writer, logger *slog.Logger) int {
 	fail := func(format string, args ...any) int {
 		fmt.Fprintf(stderr, "netsonde doctor: "+format+"\n", args...)
 		return exitCannot
@@ -96,7 +97,7 @@ func (c *clusterFlags) run(output string, stdout, stderr io.Writer) int {
 	defer stop()
 	rep, err := doctor.Cluster(ctx, v1.NewAPI(client), rules, doctor.ClusterOptions{
 		Source: source, NodeLabel: c.nodeLabel, Matchers: matchers, Job: c.job,
-		Lookback: c.lookback, Timeout: c.timeout,
+		Lookback: c.lookback, Timeout: c.timeout, Logger: logger,
 	})
 	if err != nil {
 		if errors.Is(err, context.Canceled) {

@@ -134,11 +134,16 @@ func writeOpenMetrics(t *testing.T, path string, end time.Time, nodes []fleetNod
 }
 
 // startPrometheus runs Debian's Prometheus on a loopback port over dir's
-// TSDB (no scrape jobs, no rules: what it holds is what was backfilled).
-func startPrometheus(t *testing.T, dir string, extraArgs ...string) string {
+// TSDB, with no scrape jobs: what it holds is what was backfilled, and
+// what the rules files record (evaluated every second) if any are given.
+func startPrometheus(t *testing.T, dir string, ruleFiles ...string) string {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte("global:\n  evaluation_interval: 15s\n"), 0o644); err != nil {
+	text := "global:\n  evaluation_interval: 1s\n"
+	if len(ruleFiles) > 0 {
+		text += fmt.Sprintf("rule_files: [%s]\n", strings.Join(ruleFiles, ", "))
+	}
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -148,8 +153,8 @@ func startPrometheus(t *testing.T, dir string, extraArgs ...string) string {
 	addr := l.Addr().String()
 	l.Close()
 	var log bytes.Buffer
-	cmd := exec.Command("prometheus", append([]string{"--config.file=" + cfg, "--storage.tsdb.path=" + dir,
-		"--web.listen-address=" + addr, "--storage.tsdb.retention.time=30d", "--log.level=warn"}, extraArgs...)...)
+	cmd := exec.Command("prometheus", "--config.file="+cfg, "--storage.tsdb.path="+dir,
+		"--web.listen-address="+addr, "--storage.tsdb.retention.time=30d", "--log.level=warn")
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -174,6 +179,27 @@ func startPrometheus(t *testing.T, dir string, extraArgs ...string) string {
 			t.Fatalf("prometheus on %s not ready after 30s", addr)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitFor waits until Prometheus holds a series of metric (a rule has
+// been evaluated).
+func waitFor(t *testing.T, prom, metric string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(prom + "/api/v1/query?query=" + url.QueryEscape("count("+metric+")"))
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), `"value"`) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after 20s", metric)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -317,6 +343,17 @@ func TestDoctorPrometheus(t *testing.T) {
 		t.Fatalf("promtool create-blocks-from openmetrics: %v\n%s", err, out)
 	}
 	t.Logf("backfilled in %v", time.Since(start).Round(time.Millisecond))
+	// A second Prometheus over a copy of the blocks, with rules.yml
+	// loaded: the node aggregates are recorded from its first evaluation.
+	recData := filepath.Join(dir, "data-recorded")
+	if out, err := exec.Command("cp", "-a", data, recData).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	rules, err := filepath.Abs("../../deploy/prometheus/rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	promRecorded := startPrometheus(t, recData, rules)
 	prom := startPrometheus(t, data)
 	schema := clusterSchema(t)
 
@@ -360,6 +397,40 @@ func TestDoctorPrometheus(t *testing.T) {
 			t.Errorf("text, exit %d:\n%s", code, text)
 		}
 		t.Logf("text:\n%s", text)
+	})
+
+	t.Run("recorded aggregates read in place of the raw sums", func(t *testing.T) {
+		waitFor(t, promRecorded, "node_reason:netsonde_packet_drops:rate5m")
+		args := []string{`--selector=cluster="a"`, "--log.level=debug", "--output=json"}
+		out, stderr, code := runDoctorCmd(t, append([]string{"--prometheus", promRecorded}, args...)...)
+		rep := decodeValid[doctor.ClusterReport](t, schema, out)
+		if code != 1 {
+			t.Errorf("exit %d, want 1", code)
+		}
+		wantFindings(t, rep,
+			"node-017 critical conntrack-fill nf_conntrack NetsondeConntrackTableFull",
+			"node-042 warning mtu-mismatch flannel.1 NetsondeMTUMismatch",
+			"node-123 warning packet-drops NETFILTER_DROP NetsondePacketDropsHigh",
+		)
+		for _, want := range []string{
+			`node_reason:netsonde_packet_drops:rate5m{cluster=\"a\"} > 50`,
+			`node_state:netsonde_tcp_retransmits:rate5m{state=\"ESTABLISHED\",cluster=\"a\"} > 10`,
+			`max_over_time(node:netsonde_conntrack_fill:ratio{cluster=\"a\"}[1m]) > 0.95`,
+		} {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("with the rules loaded, no query %s:\n%s", want, stderr)
+			}
+		}
+		// Without them, the same sums come from the raw series.
+		_, stderr, _ = runDoctorCmd(t, append([]string{"--prometheus", prom}, args...)...)
+		for _, want := range []string{
+			`sum without (protocol, interface, namespace, pod) (rate(netsonde_packet_drops_total{cluster=\"a\"}[5m])) > 50`,
+			`max_over_time((netsonde_conntrack_entries{cluster=\"a\"} / netsonde_conntrack_entries_limit{cluster=\"a\"})[1m:]) > 0.95`,
+		} {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("from raw series, no query %s:\n%s", want, stderr)
+			}
+		}
 	})
 
 	t.Run("unreachable and unlabelled nodes", func(t *testing.T) {
