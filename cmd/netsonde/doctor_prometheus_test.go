@@ -3,6 +3,7 @@ package main_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/netsonde/netsonde/doctor"
 	"github.com/netsonde/netsonde/internal/testenv"
@@ -136,7 +138,9 @@ func writeOpenMetrics(t *testing.T, path string, end time.Time, nodes []fleetNod
 // startPrometheus runs Debian's Prometheus on a loopback port over dir's
 // TSDB, with no scrape jobs: what it holds is what was backfilled, and
 // what the rules files record (evaluated every second) if any are given.
-func startPrometheus(t *testing.T, dir string, ruleFiles ...string) string {
+// webConfig, if not empty, is its --web.config.file (TLS and basic auth
+// as user prom, password s3cret).
+func startPrometheus(t *testing.T, dir, webConfig string, ruleFiles ...string) string {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "prometheus.yml")
 	text := "global:\n  evaluation_interval: 1s\n"
@@ -154,7 +158,7 @@ func startPrometheus(t *testing.T, dir string, ruleFiles ...string) string {
 	l.Close()
 	var log bytes.Buffer
 	cmd := exec.Command("prometheus", "--config.file="+cfg, "--storage.tsdb.path="+dir,
-		"--web.listen-address="+addr, "--storage.tsdb.retention.time=30d", "--log.level=warn")
+		"--web.listen-address="+addr, "--storage.tsdb.retention.time=30d", "--log.level=warn", "--web.config.file="+webConfig)
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -166,19 +170,33 @@ func startPrometheus(t *testing.T, dir string, ruleFiles ...string) string {
 			t.Logf("prometheus log:\n%s", log.String())
 		}
 	})
-	base := "http://" + addr
+	base, client := "http://"+addr, http.DefaultClient
+	if webConfig != "" {
+		base = "https://" + addr
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if resp, err := http.Get(base + "/-/ready"); err == nil {
+		req, _ := http.NewRequest(http.MethodGet, base+"/-/ready", nil)
+		req.SetBasicAuth("prom", "s3cret")
+		resp, err := client.Do(req)
+		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return base
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("prometheus on %s not ready after 30s", addr)
+			t.Fatalf("prometheus on %s not ready after 30s: %v", addr, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func writeFile(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -353,8 +371,8 @@ func TestDoctorPrometheus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	promRecorded := startPrometheus(t, recData, rules)
-	prom := startPrometheus(t, data)
+	promRecorded := startPrometheus(t, recData, "", rules)
+	prom := startPrometheus(t, data, "")
 	schema := clusterSchema(t)
 
 	t.Run("three broken nodes of 300", func(t *testing.T) {
@@ -465,7 +483,7 @@ func TestDoctorPrometheus(t *testing.T) {
 	})
 
 	t.Run("errors", func(t *testing.T) {
-		empty := startPrometheus(t, t.TempDir())
+		empty := startPrometheus(t, t.TempDir(), "")
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -537,6 +555,50 @@ func TestDoctorPrometheus(t *testing.T) {
 		_, _, code = runDoctorCmd(t, append(args, "--partial-ok")...)
 		if code != 1 {
 			t.Errorf("--partial-ok: exit %d, want 1", code)
+		}
+	})
+	t.Run("TLS and basic auth", func(t *testing.T) {
+		// Prometheus behind --web.config.file, doctor with promtool's
+		// --http.config.file: the CA to trust and the password.
+		testenv.RequireCommand(t, "openssl")
+		tdir := t.TempDir()
+		testenv.Run(t, "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+			"-keyout", filepath.Join(tdir, "key.pem"), "-out", filepath.Join(tdir, "cert.pem"), "-days", "1",
+			"-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
+		hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		web := filepath.Join(tdir, "web.yml")
+		writeFile(t, web, fmt.Sprintf("tls_server_config:\n  cert_file: %s\n  key_file: %s\nbasic_auth_users:\n  prom: %s\n",
+			filepath.Join(tdir, "cert.pem"), filepath.Join(tdir, "key.pem"), hash))
+		authData := filepath.Join(tdir, "data")
+		if out, err := exec.Command("cp", "-a", data, authData).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v\n%s", err, out)
+		}
+		promTLS := startPrometheus(t, authData, web)
+		client := filepath.Join(tdir, "client.yml")
+		writeFile(t, client, fmt.Sprintf("basic_auth:\n  username: prom\n  password: s3cret\ntls_config:\n  ca_file: %s\n", filepath.Join(tdir, "cert.pem")))
+		noPassword := filepath.Join(tdir, "nopass.yml")
+		writeFile(t, noPassword, fmt.Sprintf("tls_config:\n  ca_file: %s\n", filepath.Join(tdir, "cert.pem")))
+
+		rep := clusterJSON(t, schema, 1, "--prometheus", promTLS, "--http.config.file", client, `--selector=cluster="a"`)
+		if rep.NodesTotal != 300 || rep.NodesWithFindings != 3 {
+			t.Errorf("through TLS and basic auth: %s", rep.Summary())
+		}
+		for _, c := range []struct {
+			name string
+			args []string
+			want string
+		}{
+			{"no CA", []string{"--prometheus", promTLS}, "does not answer: tls: failed to verify certificate"},
+			{"no password", []string{"--prometheus", promTLS, "--http.config.file", noPassword}, "answers an error: client_error: client error: 401"},
+			{"no such file", []string{"--prometheus", promTLS, "--http.config.file", filepath.Join(tdir, "none.yml")}, "--http.config.file: "},
+		} {
+			_, stderr, code := runDoctorCmd(t, c.args...)
+			if code != 2 || !strings.Contains(stderr, c.want) || strings.Count(stderr, "\n") != 1 {
+				t.Errorf("%s: exit %d, stderr %q; want 2 and one line with %q", c.name, code, stderr, c.want)
+			}
 		}
 	})
 	t.Logf("whole test %v", time.Since(start).Round(time.Millisecond))
