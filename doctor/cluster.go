@@ -288,6 +288,7 @@ func Cluster(ctx context.Context, q Querier, rules Rules, opts ClusterOptions) (
 	}
 
 	byNode := map[string][]Finding{}
+	instances := map[string]string{} // from the findings' series, for nodes up{} does not name
 	unlabelled := 0
 	seen := map[string]bool{}
 	for _, chk := range Checks() {
@@ -310,10 +311,7 @@ func Cluster(ctx context.Context, q Querier, rules Rules, opts ClusterOptions) (
 				continue
 			}
 			for _, s := range vec {
-				node, ok := c.node(s.Metric)
-				if !ok {
-					unlabelled++
-				}
+				node, labelled := c.node(s.Metric)
 				f := c.finding(cf, a, node, s)
 				// One finding per node and subject: the check lists its
 				// worst alert first (conntrack: full before filling).
@@ -322,13 +320,19 @@ func Cluster(ctx context.Context, q Querier, rules Rules, opts ClusterOptions) (
 					continue
 				}
 				seen[key] = true
+				if !labelled {
+					unlabelled++
+				}
+				if inst := string(s.Metric["instance"]); inst != "" && instances[node] == "" {
+					instances[node] = inst
+				}
 				byNode[node] = append(byNode[node], f)
 			}
 		}
 	}
 	if unlabelled > 0 {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("%s had no %s label; they are named by their instance (is --node-label right?)",
-			plural(unlabelled, "finding's series", "findings' series"), opts.NodeLabel))
+		rep.Problems = append(rep.Problems, fmt.Sprintf("%s without a %s label: named by their instance (is --node-label right?)",
+			plural(unlabelled, "finding", "findings"), opts.NodeLabel))
 	}
 	c.addEvidence(ctx, byNode)
 
@@ -357,12 +361,18 @@ func Cluster(ctx context.Context, q Querier, rules Rules, opts ClusterOptions) (
 	for node, fs := range byNode {
 		sort.SliceStable(fs, func(i, j int) bool { return fs[i].Severity > fs[j].Severity })
 		nr := NodeReport{Node: node, Instance: targets[node].instance, Findings: fs}
+		if nr.Instance == "" {
+			nr.Instance = instances[node]
+		}
 		for _, f := range fs {
 			nr.Worst = max(nr.Worst, f.Severity)
 		}
 		nr.Doctor = doctorCommand(nr.Instance)
 		for i := range fs {
-			fs[i].Next += "; per node: " + nr.Doctor
+			// An agent that does not answer cannot be asked.
+			if fs[i].ID != "node-unreachable" {
+				fs[i].Next += "; per node: " + nr.Doctor
+			}
 		}
 		rep.Nodes = append(rep.Nodes, nr)
 		if !strings.HasPrefix(node, "instance=") {
@@ -396,7 +406,7 @@ func Cluster(ctx context.Context, q Querier, rules Rules, opts ClusterOptions) (
 // doctor on any machine that reaches the instance.
 func doctorCommand(instance string) string {
 	if instance == "" {
-		instance = "<node>:10333"
+		instance = "<node address>:10333"
 	}
 	return "netsonde doctor --from http://" + instance + "/metrics"
 }

@@ -462,9 +462,19 @@ func TestDoctorPrometheus(t *testing.T) {
 		if rep.NodesTotal != 6 || rep.NodesUnreachable != 3 || rep.Healthy {
 			t.Errorf("total %d, unreachable %d, healthy %v; want 6, 3, false", rep.NodesTotal, rep.NodesUnreachable, rep.Healthy)
 		}
-		if len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0], "no node label") {
+		if len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0], "1 finding without a node label") {
 			t.Errorf("problems %q, want one about the node label", rep.Problems)
 		}
+		for _, n := range rep.Nodes {
+			if n.Node == "instance=10.2.0.5:10333" && n.Doctor != "netsonde doctor --from http://10.2.0.5:10333/metrics" {
+				t.Errorf("%s: doctor %q", n.Node, n.Doctor)
+			}
+		}
+		text, _, _ := runDoctorCmd(t, "--prometheus", prom, `--selector=cluster="b"`)
+		if !strings.HasPrefix(text, "netsonde doctor: 6 nodes, 4 with findings (3 unreachable) (") {
+			t.Errorf("text:\n%s", text)
+		}
+		t.Logf("text:\n%s", text)
 	})
 
 	t.Run("near misses", func(t *testing.T) {
