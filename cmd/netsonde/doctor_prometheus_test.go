@@ -36,8 +36,9 @@ type fleetNode struct {
 	dropsPerSec             float64 // NETFILTER_DROP on eth0
 	up                      float64 // up at the end (1, or 0: the last 10 minutes)
 	goneFor                 time.Duration
-	noNodeLabel             bool // netsonde's series lack the node label (up has it)
-	notScraped              bool // kube_node_info only
+	noNodeLabel             bool   // netsonde's series lack the node label (up has it)
+	notScraped              bool   // kube_node_info only
+	collectorDown           string // the reason fsyncprobe is down, if it is
 }
 
 // writeOpenMetrics writes span of the fleet's series, every 30 s, ending
@@ -94,6 +95,9 @@ func writeOpenMetrics(t testing.TB, path string, end time.Time, span time.Durati
 		}
 		add("netsonde_build_info", own+`,goversion="go1.26",revision="test",version="test"`, gauge(1))
 		add("netsonde_collector_up", own+`,collector="conntrack",reason=""`, gauge(1))
+		if n.collectorDown != "" {
+			add("netsonde_collector_up", own+`,collector="fsyncprobe",reason="`+n.collectorDown+`"`, gauge(0))
+		}
 		add("netsonde_conntrack_entries", own, gauge(n.conntrack))
 		add("netsonde_conntrack_entries_limit", own, gauge(100000))
 		add("netsonde_interface_mtu_bytes", own+`,interface="eth0",kind="device",namespace="",pod=""`, gauge(1500))
@@ -346,11 +350,13 @@ func fleetNodes() []fleetNode {
 		nodes = append(nodes, n)
 	}
 	for i, tweak := range []func(*fleetNode){
-		func(n *fleetNode) { n.conntrack = 75000 },  // fill 0.75: NetsondeConntrackTableFilling is > 0.75
-		func(n *fleetNode) { n.conntrack = 95000 },  // 0.95: not Full (> 0.95), but Filling
-		func(n *fleetNode) { n.dropsPerSec = 48 },   // 48 + 2 NO_SOCKET: per reason, 48 < 50
-		func(n *fleetNode) { n.vxlanMTU = 1450 },    // fits: mismatch 0
-		func(n *fleetNode) { n.dropsPerSec = 50.5 }, // just above 50/s
+		func(n *fleetNode) { n.conntrack = 75000 },         // fill 0.75: NetsondeConntrackTableFilling is > 0.75
+		func(n *fleetNode) { n.conntrack = 95000 },         // 0.95: not Full (> 0.95), but Filling
+		func(n *fleetNode) { n.dropsPerSec = 48 },          // 48 + 2 NO_SOCKET: per reason, 48 < 50
+		func(n *fleetNode) { n.vxlanMTU = 1450 },           // fits: mismatch 0
+		func(n *fleetNode) { n.dropsPerSec = 50.5 },        // just above 50/s
+		func(n *fleetNode) { n.collectorDown = "no_btf" },  // one node's share of a fleet-wide alert
+		func(n *fleetNode) { n.collectorDown = "no_path" }, // no etcd here: the alert's own exclusion
 	} {
 		n := healthy("c", fmt.Sprintf("c-%d", i), fmt.Sprintf("10.3.0.%d:10333", i+1))
 		tweak(&n)
@@ -490,7 +496,13 @@ func TestDoctorPrometheus(t *testing.T) {
 		wantFindings(t, rep,
 			"c-1 warning conntrack-fill nf_conntrack NetsondeConntrackTableFilling",
 			"c-4 warning packet-drops NETFILTER_DROP NetsondePacketDropsHigh",
+			"c-5 warning collector-down fsyncprobe NetsondeCollectorDown",
 		)
+		for _, n := range rep.Nodes {
+			if n.Node == "c-5" && n.Findings[0].Summary != "netsonde's fsyncprobe collector is down on 1 node(s) (no_btf)." {
+				t.Errorf("c-5: %q", n.Findings[0].Summary)
+			}
+		}
 	})
 
 	t.Run("a healthy selection", func(t *testing.T) {
