@@ -29,7 +29,7 @@ var advice = map[string]struct{ Why, Next string }{
 		"lower the interface or overlay MTU to the path's, or fix the hop"},
 	"packet-drops": {
 		"dropped packets are retransmits, timeouts and failed connections for whoever sent them",
-		"sum by (interface, namespace, pod) (rate(netsonde_packet_drops_total{node=\"<node>\",reason=\"<reason>\"}[5m]))"},
+		"break them down by interface and pod: sum by (interface, namespace, pod) (rate(netsonde_packet_drops_total[5m]))"},
 	"tcp-retransmits": {
 		"packets of established connections are being lost: latency and throughput suffer",
 		"look at packet drops by reason and interface, check MTUs (ip -d link show, tracepath -n <peer>)"},

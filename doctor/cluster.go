@@ -539,8 +539,10 @@ func (c *clusterRun) finding(cf clusterFinding, a promrules.Alert, node string, 
 	case "pmtu-blackhole", "path-mtu-below-interface":
 		f.Next = fmt.Sprintf("tracepath -n %s; %s", labels["target"], adv.Next)
 	case "packet-drops":
-		if n := dropNext[labels["reason"]]; n != "" {
-			f.Next = n
+		f.Next = dropNext[labels["reason"]]
+		if f.Next == "" {
+			f.Next = fmt.Sprintf(`sum by (interface, namespace, pod) (rate(netsonde_packet_drops_total{%s=%q,reason=%q}[5m]))`,
+				c.opts.NodeLabel, node, labels["reason"])
 		}
 	case "collector-down":
 		if w := downWhy[labels["reason"]]; w != "" {
@@ -555,8 +557,9 @@ func (c *clusterRun) finding(cf clusterFinding, a promrules.Alert, node string, 
 // finding (node=~"a|b|c"), not once per node: the cost stays with the
 // number of findings' kinds, not of nodes.
 func (c *clusterRun) addEvidence(ctx context.Context, byNode map[string][]Finding) {
-	for _, id := range sortedKeys(evidenceByID()) {
-		eqs := evidenceByID()[id]
+	byID := evidenceByID()
+	for _, id := range sortedKeys(byID) {
+		eqs := byID[id]
 		nodes := map[string]bool{}
 		for n, fs := range byNode {
 			for _, f := range fs {
