@@ -73,11 +73,11 @@ func TestPeersBoundedAgainstRealAPIServer(t *testing.T) {
 	// Every probe gets its answer (port unreachable) at once, and the
 	// kernel keeps the set of addresses probed.
 	peers.Exec(t, "sysctl", "-qw", "net.ipv4.icmp_ratelimit=0")
-	peers.Exec(t, "nft", "add table inet seen; add set inet seen dst { type ipv4_addr; flags dynamic; }; "+
+	peers.Exec(t, "nft", "add table inet seen; add set inet seen probed { type ipv4_addr; flags dynamic; }; "+
 		"add chain inet seen pre { type filter hook prerouting priority 0; }; "+
-		"add rule inet seen pre udp dport 33434 add @dst { ip daddr }")
+		"add rule inet seen pre udp dport 33434 add @probed { ip daddr }")
 	probed := func() map[string]bool {
-		out := peers.Exec(t, "nft", "list", "set", "inet", "seen", "dst")
+		out := peers.Exec(t, "nft", "list", "set", "inet", "seen", "probed")
 		got := map[string]bool{}
 		if _, elems, ok := strings.Cut(out, "elements = {"); ok {
 			for _, a := range regexp.MustCompile(`\d+\.\d+\.\d+\.\d+`).FindAllString(elems, -1) {
@@ -112,19 +112,26 @@ func TestPeersBoundedAgainstRealAPIServer(t *testing.T) {
 
 	args := []string{"--kubeconfig=" + k.Kubeconfig, "--node-name=node-a",
 		"--collector.disable-defaults", "--collector.pmtu",
-		"--pmtu.interval=1s", "--pmtu.timeout=1s", "--pmtu.gap=10ms"}
+		"--pmtu.interval=1s", "--pmtu.timeout=250ms", "--pmtu.gap=10ms"}
 	agent := testenv.StartAgent(t, node, args...)
 	testenv.Eventually(t, 30*time.Second, "the agent sees 50 peer nodes", func() bool {
 		n, _ := agent.Scrape(t).Value("netsonde_kube_peer_nodes", nil)
 		return n == 50
 	})
 	// waitFor waits until the targets with series are want, every one
-	// with a path MTU of 1,500 (an answer, not a lost probe), checking the
-	// gauge against the series at every scrape on the way.
-	waitFor := func(what string, want map[string]bool) (series int) {
+	// with a path MTU of 1,500 (an answer, not a lost probe) but those in
+	// lost, which have no path MTU, checking the gauge against the series
+	// at every scrape on the way.
+	waitFor := func(what string, want, lost map[string]bool) (series int) {
 		t.Helper()
 		var got map[string]bool
 		var n float64
+		defer func() {
+			if t.Failed() {
+				t.Logf("%s: at the last scrape netsonde_pmtu_targets %v, %d targets with series (want %d): %v",
+					what, n, len(got), len(want), slices.Sorted(maps.Keys(got)))
+			}
+		}()
 		testenv.Eventually(t, 30*time.Second, what, func() bool {
 			got, n, series = seriesTargets(t, agent)
 			if !maps.Equal(got, want) {
@@ -132,7 +139,8 @@ func TestPeersBoundedAgainstRealAPIServer(t *testing.T) {
 			}
 			m := agent.Scrape(t)
 			for a := range want {
-				if v, _ := m.Value("netsonde_path_mtu_bytes", map[string]string{"target": a}); v != 1500 {
+				v, ok := m.Value("netsonde_path_mtu_bytes", map[string]string{"target": a})
+				if lost[a] && ok || !lost[a] && v != 1500 {
 					return false
 				}
 			}
@@ -152,7 +160,7 @@ func TestPeersBoundedAgainstRealAPIServer(t *testing.T) {
 	want := addrs(chosen)
 	// At the defaults, with every target answering, the collector fills
 	// its series budget exactly.
-	if n, budget := waitFor("16 of 50 peers probed", want), pmtu.Spec.Budget(0, 0); n != budget {
+	if n, budget := waitFor("16 of 50 peers probed", want, nil), pmtu.Spec.Budget(0, 0); n != budget {
 		t.Errorf("%d series, want the budget's %d", n, budget)
 	}
 	if got := probed(); !maps.Equal(got, want) {
@@ -161,8 +169,9 @@ func TestPeersBoundedAgainstRealAPIServer(t *testing.T) {
 
 	// Half the chosen leave the cluster.
 	leaving := map[string]bool{}
+	del := []string{"delete", "node"}
 	for _, n := range chosen[:8] {
-		k.Kubectl(t, "", "delete", "node", n.Name)
+		del = append(del, n.Name)
 		leaving[n.Name] = true
 	}
 	var left []cluster.Node
@@ -171,8 +180,25 @@ func TestPeersBoundedAgainstRealAPIServer(t *testing.T) {
 			left = append(left, n)
 		}
 	}
-	now := addrs(pmtu.Peers("node-a", left, 16))
-	waitFor("16 of 42 peers probed after 8 chosen ones left", now)
+	nowChosen := pmtu.Peers("node-a", left, 16)
+	now := addrs(nowChosen)
+	// A round probes its targets in name order. The last one's probes
+	// vanish (dropped in the peers' namespace, after the set has seen
+	// them), so the first round after the churn lasts seconds after the
+	// new targets before it have their results: time for the scrapes to
+	// see the leavers' series next to theirs, were those kept until the
+	// round's end.
+	slow := nowChosen[15].InternalIP.String()
+	if !slices.ContainsFunc(nowChosen[:15], func(n cluster.Node) bool { return !want[n.InternalIP.String()] }) {
+		t.Fatalf("no new target before the last, %s: the test proves nothing", slow)
+	}
+	peers.Exec(t, "nft", "add chain inet seen slow { type filter hook prerouting priority 10; }; add rule inet seen slow ip daddr "+slow+" udp dport 33434 drop")
+	k.Kubectl(t, "", del...)
+	// 15 targets with 4 series, the lost one with its probes and their
+	// time, and the gauge.
+	if n := waitFor("16 of 42 peers probed after 8 chosen ones left", now, map[string]bool{slow: true}); n != 15*4+2+1 {
+		t.Errorf("%d series after the churn, want 63", n)
+	}
 	everProbed := maps.Clone(want)
 	maps.Copy(everProbed, now)
 	if len(everProbed) != 24 {
@@ -183,8 +209,9 @@ func TestPeersBoundedAgainstRealAPIServer(t *testing.T) {
 	}
 
 	testenv.StopAgent(t, agent)
+	peers.Exec(t, "nft", "flush chain inet seen slow")
 	agent = testenv.StartAgent(t, node, append(args, "--pmtu.max-peers=4", "--pmtu.target=198.18.100.200")...)
 	four := addrs(pmtu.Peers("node-a", left, 4))
 	four["198.18.100.200"] = true
-	waitFor("4 peers and one --pmtu.target", four)
+	waitFor("4 peers and one --pmtu.target", four, nil)
 }
