@@ -19,12 +19,11 @@ import (
 var targetSeries = []string{"netsonde_path_mtu_bytes", "netsonde_path_mtu_blackhole",
 	"netsonde_path_mtu_probes_total", "netsonde_path_mtu_probe_timestamp_seconds"}
 
-// seriesTargets returns the targets that have any series, the value of
-// netsonde_pmtu_targets and the collector's series in all; it fails the
-// test when more targets have series than the gauge says, at any scrape.
-func seriesTargets(t *testing.T, agent *testenv.Agent) (targets map[string]bool, gauge float64, series int) {
+// seriesTargets returns the targets that have any series in a scrape, the
+// value of netsonde_pmtu_targets and the collector's series in all; it
+// fails the test when more targets have series than the gauge says.
+func seriesTargets(t *testing.T, m testenv.Metrics) (targets map[string]bool, gauge float64, series int) {
 	t.Helper()
-	m := agent.Scrape(t)
 	gauge, ok := m.Value("netsonde_pmtu_targets", nil)
 	if !ok {
 		t.Fatal("no netsonde_pmtu_targets")
@@ -133,11 +132,11 @@ func TestPeersBoundedAgainstRealAPIServer(t *testing.T) {
 			}
 		}()
 		testenv.Eventually(t, 30*time.Second, what, func() bool {
-			got, n, series = seriesTargets(t, agent)
+			m := agent.Scrape(t)
+			got, n, series = seriesTargets(t, m)
 			if !maps.Equal(got, want) {
 				return false
 			}
-			m := agent.Scrape(t)
 			for a := range want {
 				v, ok := m.Value("netsonde_path_mtu_bytes", map[string]string{"target": a})
 				if lost[a] && ok || !lost[a] && v != 1500 {
