@@ -489,7 +489,7 @@ var (
 	attributedDesc = prometheus.NewDesc("netsonde_kube_pods_attributed",
 		"Pods whose network namespace the agent has found on this node.", nil, nil)
 	peersDesc = prometheus.NewDesc("netsonde_kube_peer_nodes",
-		"Other nodes of the cluster, probed for the path MTU.", nil, nil)
+		"Other nodes of the cluster, among which the mesh and the path-MTU probe choose their peers.", nil, nil)
 	podsOverflowDesc = prometheus.NewDesc("netsonde_kube_pods_overflow",
 		"Pods beyond --kube.max-pods, whose series carry pod=\"_overflow\" instead of their name (the index keeps the oldest pods named).", nil, nil)
 	syncOKDesc = prometheus.NewDesc("netsonde_kube_sync_ok",
