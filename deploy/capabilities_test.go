@@ -1,0 +1,159 @@
+package deploy_test
+
+import (
+	"fmt"
+	"os/exec"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netsonde/netsonde/internal/testenv"
+)
+
+// bundleCapabilities is the DaemonSet's capabilities.add in the kustomize
+// base (TestHelmAndKustomizeRenderTheSameObjects holds the chart to the
+// same), after checking that everything else is dropped.
+func bundleCapabilities(t *testing.T) []string {
+	t.Helper()
+	sc := container(daemonSet(t, objects(t, kustomize(t, "kubernetes"))))["securityContext"].(map[string]any)
+	caps := sc["capabilities"].(map[string]any)
+	if fmt.Sprint(caps["drop"]) != "[ALL]" {
+		t.Fatalf("capabilities.drop %v, want [ALL]", caps["drop"])
+	}
+	if sc["allowPrivilegeEscalation"] != false || sc["privileged"] == true {
+		t.Fatalf("securityContext %v: want allowPrivilegeEscalation false, not privileged", sc)
+	}
+	var add []string
+	for _, c := range caps["add"].([]any) {
+		add = append(add, c.(string))
+	}
+	return add
+}
+
+// setpriv runs the agent as a container runtime runs the DaemonSet's
+// container: root, with the capability bounding set limited to caps (a
+// process of uid 0 gets its bounding set as permitted and effective at
+// exec), nothing inheritable, and no_new_privs (allowPrivilegeEscalation:
+// false). caps nil: every capability this machine has.
+func setpriv(caps []string) []string {
+	set := "+all"
+	if caps != nil {
+		set = "-all"
+		for _, c := range caps {
+			set += ",+" + strings.ToLower(c)
+		}
+	}
+	return []string{"setpriv", "--bounding-set", set, "--inh-caps", "-all", "--no-new-privs", "--"}
+}
+
+// agentState is what an agent says of itself: each collector's up and
+// reason, each program's hook, and the fsync probe's rounds.
+func agentState(t *testing.T, a *testenv.Agent) map[string]string {
+	t.Helper()
+	m := a.Scrape(t)
+	out := map[string]string{}
+	for _, s := range m.Series("netsonde_collector_up", nil) {
+		out["collector "+s.Labels["collector"]] = fmt.Sprintf("%g %s", s.Value, s.Labels["reason"])
+	}
+	for _, s := range m.Series("netsonde_bpf_program_attached", nil) {
+		out["program "+s.Labels["program"]] = fmt.Sprintf("%g %s", s.Value, s.Labels["hook"])
+	}
+	return out
+}
+
+func diffState(want, got map[string]string) []string {
+	var d []string
+	for k, v := range want {
+		if got[k] != v {
+			d = append(d, fmt.Sprintf("%s: %q, was %q", k, got[k], v))
+		}
+	}
+	for k, v := range got {
+		if _, ok := want[k]; !ok {
+			d = append(d, fmt.Sprintf("%s: %q, was absent", k, v))
+		}
+	}
+	sort.Strings(d)
+	return d
+}
+
+// Least privilege, measured: the agent run with the bundle's capabilities
+// (and no_new_privs) is the agent run with every capability, collector
+// for collector and program for program, so each capability left out is
+// one it does without (BPF, PERFMON and DAC_READ_SEARCH among them: the
+// bundles listed them until this test showed they changed nothing);
+// and each capability the bundle keeps, dropped alone, takes down what its
+// comment in daemonset.yaml says.
+//
+// The fsync probe reaches the node's filesystem the DaemonSet's way,
+// through /proc/PID/root of a process holding every capability (a sleep
+// started here stands for the node's init, PID 1 under hostPID).
+func TestCapabilitiesEachJustified(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "setpriv", "kubectl")
+	bundle := bundleCapabilities(t)
+	if want := []string{"SYS_ADMIN", "NET_ADMIN", "NET_RAW", "SYS_PTRACE"}; !slices.Equal(bundle, want) {
+		t.Fatalf("the bundle adds %v; this test knows what breaks without each of %v: measure a new one before adding it", bundle, want)
+	}
+	// What each capability's absence takes down, as its comment says.
+	breaks := map[string]map[string]string{
+		"SYS_ADMIN": {
+			// No BPF without it...
+			"collector drops": "0 not_permitted", "collector tcpretrans": "0 not_permitted",
+			"collector fsynctrace": "0 not_permitted", "collector dns": "0 not_permitted",
+			// ...and no pods' network namespaces.
+			"collector fragments": "0 no_netlink", "collector mtu": "0 no_netlink",
+			"collector mtucheck": "0 no_netlink", "collector tcpconnect": "0 no_netlink",
+		},
+		"NET_ADMIN":  {"collector conntrack": "0 not_permitted", "program dns_tc": "0 none"},
+		"NET_RAW":    {"collector mesh": "0 no_icmp_socket"},
+		"SYS_PTRACE": {"collector fsyncprobe": "0 not_permitted"},
+	}
+
+	init := exec.Command("sleep", "3600")
+	if err := init.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { init.Process.Kill(); init.Wait() })
+	probeDir := t.TempDir()
+	args := []string{
+		"--fsyncprobe.host-root=/proc/" + fmt.Sprint(init.Process.Pid) + "/root",
+		"--fsyncprobe.path=" + probeDir,
+		"--fsyncprobe.interval=1s",
+	}
+	ns := testenv.NewNetns(t)
+	run := func(caps []string) map[string]string {
+		t.Helper()
+		a := testenv.StartAgentVia(t, ns, setpriv(caps), args...)
+		defer testenv.StopAgent(t, a)
+		// The fsync probe's first round and the hosts' first walk
+		// are done within a second of ready.
+		time.Sleep(2 * time.Second)
+		return agentState(t, a)
+	}
+
+	all := run(nil)
+	with := run(bundle)
+	if d := diffState(all, with); len(d) > 0 {
+		t.Errorf("with only %v, the agent differs from one with every capability:\n%s", bundle, strings.Join(d, "\n"))
+	}
+	for k, v := range with {
+		if strings.HasPrefix(k, "collector ") && v != "1 " {
+			t.Errorf("with the bundle's capabilities, %s is %q: the test setup should give every collector what it needs", k, v)
+		}
+	}
+	t.Logf("with %v: %d collectors and programs, as with every capability", bundle, len(with))
+
+	for _, c := range bundle {
+		less := run(slices.DeleteFunc(slices.Clone(bundle), func(s string) bool { return s == c }))
+		d := diffState(with, less)
+		t.Logf("without %s:\n%s", c, strings.Join(d, "\n"))
+		for k, v := range breaks[c] {
+			if less[k] != v {
+				t.Errorf("without %s, %s is %q, want %q; all that changed:\n%s", c, k, less[k], v, strings.Join(d, "\n"))
+			}
+		}
+	}
+}
