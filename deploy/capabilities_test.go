@@ -138,13 +138,14 @@ func TestCapabilitiesEachJustified(t *testing.T) {
 	with := run(bundle)
 	if d := diffState(all, with); len(d) > 0 {
 		t.Errorf("with only %v, the agent differs from one with every capability:\n%s", bundle, strings.Join(d, "\n"))
+	} else {
+		t.Logf("with %v: %d collectors and programs, as with every capability", bundle, len(with))
 	}
 	for k, v := range with {
 		if strings.HasPrefix(k, "collector ") && v != "1 " {
 			t.Errorf("with the bundle's capabilities, %s is %q: the test setup should give every collector what it needs", k, v)
 		}
 	}
-	t.Logf("with %v: %d collectors and programs, as with every capability", bundle, len(with))
 
 	for _, c := range bundle {
 		less := run(slices.DeleteFunc(slices.Clone(bundle), func(s string) bool { return s == c }))
@@ -155,5 +156,58 @@ func TestCapabilitiesEachJustified(t *testing.T) {
 				t.Errorf("without %s, %s is %q, want %q; all that changed:\n%s", c, k, less[k], v, strings.Join(d, "\n"))
 			}
 		}
+	}
+}
+
+// The DaemonSet mounts the node's /sys/kernel/tracing read-only. The agent
+// only reads tracefs (a classic tracepoint's id and format), so a
+// read-only tracefs is enough; where the node never mounted tracefs the
+// directory is empty, and the agent mounts one of its own in a mount
+// namespace of one thread. Both, with the bundle's capabilities, attach
+// drops and tcpretrans by their classic tracepoints; the test's own
+// mounts are the same afterwards.
+func TestTracefsReadOnly(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "setpriv", "unshare", "mount", "kubectl")
+	bundle := bundleCapabilities(t)
+	empty := t.TempDir()
+	// Other tests pin and unpin namespaces meanwhile: only /sys/kernel
+	// is compared.
+	sysKernel := func() string {
+		var own []string
+		for _, l := range strings.Split(testenv.Run(t, "cat", "/proc/self/mountinfo"), "\n") {
+			if strings.Contains(l, " /sys/kernel") {
+				own = append(own, l)
+			}
+		}
+		return strings.Join(own, "\n")
+	}
+	before := sysKernel()
+	for _, c := range []struct{ name, mount string }{
+		{"tracefs read-only", "mount -t tracefs -o ro,nosuid,nodev,noexec tracefs /sys/kernel/tracing"},
+		{"empty read-only directory", "mount --bind -o ro " + empty + " /sys/kernel/tracing"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// A mount namespace of the agent's own, as its container's:
+			// private, so nothing here reaches the test's.
+			wrapper := append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c", c.mount + ` && exec "$@"`, "sh"}, setpriv(bundle)...)
+			a := testenv.StartAgentVia(t, testenv.NewNetns(t), wrapper,
+				"--drops.attach=tracepoint", "--tcpretrans.attach=tracepoint", "--collector.disable-defaults", "--collector.drops", "--collector.tcpretrans")
+			st := agentState(t, a)
+			testenv.StopAgent(t, a)
+			for _, k := range []string{"program kfree_skb", "program tcp_retransmit_skb"} {
+				if st[k] != "1 tracepoint" {
+					t.Errorf("%s: %q, want attached by its classic tracepoint; agent log:\n%s", k, st[k], a.Log)
+				}
+			}
+			for _, k := range []string{"collector drops", "collector tcpretrans"} {
+				if st[k] != "1 " {
+					t.Errorf("%s: %q, want up", k, st[k])
+				}
+			}
+		})
+	}
+	if after := sysKernel(); after != before {
+		t.Errorf("the test's mounts under /sys/kernel changed:\n--- before\n%s\n--- after\n%s", before, after)
 	}
 }
