@@ -128,9 +128,15 @@ func TestCapabilitiesEachJustified(t *testing.T) {
 		t.Helper()
 		a := testenv.StartAgentVia(t, ns, setpriv(caps), args...)
 		defer testenv.StopAgent(t, a)
-		// The fsync probe's first round and the hosts' first walk
-		// are done within a second of ready.
-		time.Sleep(2 * time.Second)
+		// Until the fsync probe's first round has timed a write or
+		// failed; the collectors' own checks are done before ready.
+		path := map[string]string{"path": probeDir}
+		testenv.Eventually(t, 20*time.Second, "the fsync probe's first round", func() bool {
+			m := a.Scrape(t)
+			up, ok := m.Value("netsonde_disk_fsync_probe_up", path)
+			n, _ := m.Value("netsonde_disk_fsync_duration_seconds", path)
+			return ok && (up == 0 || n > 0)
+		})
 		return agentState(t, a)
 	}
 
