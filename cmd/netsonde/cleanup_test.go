@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"fmt"
 	"net"
 	"os/exec"
 	"regexp"
@@ -163,6 +164,7 @@ func TestCleanupAfterKillWithSquatter(t *testing.T) {
 
 	// A running agent's filters are kept.
 	code, out := cleanupIn(t, a)
+	keptRunning := strings.Count(out, "kept filter ")
 	if want := "removed 0 filters and 0 clsact qdiscs on 0 interfaces; kept 18 filters of running agents"; code != 0 || !strings.Contains(out, want) || strings.Count(out, "kept filter ") != 18 {
 		t.Errorf("cleanup beside a running agent: exit %d, output:\n%s\nwant 18 kept lines and %q", code, out, want)
 	}
@@ -173,6 +175,7 @@ func TestCleanupAfterKillWithSquatter(t *testing.T) {
 	begin := time.Now()
 	code, out = cleanupIn(t, a)
 	took := time.Since(begin)
+	removedFilters, removedQdiscs := strings.Count(out, "removed filter "), strings.Count(out, "removed clsact qdisc ")
 	t.Logf("netsonde cleanup after kill -9 (%v):\n%s", took.Round(time.Millisecond), out)
 	if want := "removed 18 filters and 4 clsact qdiscs on 5 interfaces; kept 0 filters of running agents\n"; code != 0 || !strings.HasSuffix(out, want) {
 		t.Errorf("cleanup: exit %d, want 0 and the summary %q", code, want)
@@ -194,4 +197,13 @@ func TestCleanupAfterKillWithSquatter(t *testing.T) {
 	if want := "removed 0 filters and 0 clsact qdiscs on 0 interfaces; kept 0 filters of running agents\n"; code != 0 || out != want {
 		t.Errorf("second cleanup: exit %d, output %q; want 0, %q", code, out, want)
 	}
+	testenv.RecordReliability(t, testenv.Reliability{
+		Scenario: "squat-and-cleanup",
+		Injected: "an agent with fragments' and DNS's tc filters on 4 veths and lo killed -9, another process bound to each filter's 0.1.0 liveness name; the next agent killed -9 likewise, then `netsonde cleanup` with no agent left, twice",
+		Lost: fmt.Sprintf("nothing left behind: the next agent removed every filter of the dead one despite the squatter; cleanup kept the %d filters of a running agent, and after its kill removed its %d filters and the %d clsact qdiscs they were alone on, leaving another tool's clsact and filter; the second run removed nothing",
+			keptRunning, removedFilters, removedQdiscs),
+		Recovery: fmt.Sprintf("the next agent ready in %v; cleanup took %v", second.Ready.Round(time.Millisecond), took.Round(time.Millisecond)),
+		Figures: map[string]any{"filters_removed": removedFilters, "clsact_removed": removedQdiscs, "filters_kept_running": keptRunning,
+			"next_agent_ready_ms": second.Ready.Milliseconds(), "cleanup_ms": took.Milliseconds()},
+	})
 }
