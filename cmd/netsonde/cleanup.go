@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/alecthomas/kingpin/v2"
 
@@ -39,7 +40,10 @@ func runCleanup(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "removed %d filters and %d clsact qdiscs on %d interfaces; kept %d filters of running agents\n", filters, qdiscs, len(ifaces), kept)
 	if err != nil {
-		fmt.Fprintf(stderr, "netsonde cleanup: %v\n", err)
+		// One line per interface that failed.
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(stderr, "netsonde cleanup: %s\n", line)
+		}
 		return 1
 	}
 	return 0

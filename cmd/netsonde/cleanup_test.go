@@ -79,19 +79,24 @@ func squat(t *testing.T, ns *testenv.Netns, ids []string) {
 	}
 }
 
-func cleanupIn(t *testing.T, ns *testenv.Netns) (code int, stdout string) {
+// cleanupIn runs netsonde cleanup in ns, as root or (asNobody) as a user
+// without capabilities.
+func cleanupIn(t *testing.T, ns *testenv.Netns, asNobody ...bool) (code int, stdout, stderr string) {
 	t.Helper()
-	cmd := exec.Command("nsenter", "--net=/run/netns/"+ns.Name, "--", testenv.AgentBinary(t), "cleanup")
+	enter := []string{"--net=/run/netns/" + ns.Name}
+	bin := testenv.AgentBinary(t)
+	if len(asNobody) > 0 && asNobody[0] {
+		enter = append(enter, "--setuid=65534", "--setgid=65534")
+		bin = binaryForNobody(t)
+	}
+	cmd := exec.Command("nsenter", append(enter, "--", bin, "cleanup")...)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	if _, ok := err.(*exec.ExitError); err != nil && !ok {
 		t.Fatal(err)
 	}
-	if errb.Len() > 0 {
-		t.Logf("netsonde cleanup stderr:\n%s", errb.String())
-	}
-	return cmd.ProcessState.ExitCode(), out.String()
+	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
 }
 
 // An agent with fragments and DNS on legacy tc filters is killed (-9) on a
@@ -163,7 +168,7 @@ func TestCleanupAfterKillWithSquatter(t *testing.T) {
 	check("second agent", live[0])
 
 	// A running agent's filters are kept.
-	code, out := cleanupIn(t, a)
+	code, out, _ := cleanupIn(t, a)
 	keptRunning := strings.Count(out, "kept filter ")
 	if want := "removed 0 filters and 0 clsact qdiscs on 0 interfaces; kept 18 filters of running agents"; code != 0 || !strings.Contains(out, want) || strings.Count(out, "kept filter ") != 18 {
 		t.Errorf("cleanup beside a running agent: exit %d, output:\n%s\nwant 18 kept lines and %q", code, out, want)
@@ -172,8 +177,14 @@ func TestCleanupAfterKillWithSquatter(t *testing.T) {
 
 	second.Kill(t)
 	squat(t, a, live)
+	// Without CAP_NET_ADMIN nothing can be removed: exit status 1 and the
+	// reason, nothing claimed.
+	code, out, stderr := cleanupIn(t, a, true)
+	if want := "removed 0 filters and 0 clsact qdiscs on 0 interfaces; kept 0 filters of running agents\n"; code != 1 || out != want || !strings.Contains(stderr, "operation not permitted") {
+		t.Errorf("cleanup without privileges: exit %d, stdout %q, stderr %q; want 1, %q and the reason", code, out, stderr, want)
+	}
 	begin := time.Now()
-	code, out = cleanupIn(t, a)
+	code, out, _ = cleanupIn(t, a)
 	took := time.Since(begin)
 	removedFilters, removedQdiscs := strings.Count(out, "removed filter "), strings.Count(out, "removed clsact qdisc ")
 	t.Logf("netsonde cleanup after kill -9 (%v):\n%s", took.Round(time.Millisecond), out)
@@ -193,7 +204,7 @@ func TestCleanupAfterKillWithSquatter(t *testing.T) {
 			t.Errorf("cleanup reported the clsact of %s removed %d times", dev, c)
 		}
 	}
-	code, out = cleanupIn(t, a)
+	code, out, _ = cleanupIn(t, a)
 	if want := "removed 0 filters and 0 clsact qdiscs on 0 interfaces; kept 0 filters of running agents\n"; code != 0 || out != want {
 		t.Errorf("second cleanup: exit %d, output %q; want 0, %q", code, out, want)
 	}
