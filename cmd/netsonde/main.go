@@ -26,13 +26,19 @@ func main() {
 }
 
 func run(args []string) int {
-	// doctor is dispatched before the agent's flags are parsed: it shares
-	// the collector flags but not the web server's, and the agent's command
-	// line (no subcommand) stays exactly what DaemonSets already run.
-	if len(args) > 0 && args[0] == "doctor" {
-		return runDoctor(args[1:], os.Stdout, os.Stderr)
+	// Subcommands are dispatched before the agent's flags are parsed:
+	// doctor shares the collector flags but not the web server's, cleanup
+	// neither, and the agent's command line (no subcommand) stays exactly
+	// what DaemonSets already run.
+	if len(args) > 0 {
+		switch args[0] {
+		case "doctor":
+			return runDoctor(args[1:], os.Stdout, os.Stderr)
+		case "cleanup":
+			return runCleanup(args[1:], os.Stdout, os.Stderr)
+		}
 	}
-	app := kingpin.New("netsonde", "Kubernetes network health agent: drops, retransmits, fragmentation, conntrack, MTUs and etcd fsync latency on /metrics. `netsonde doctor --help`: the same measurements as a diagnosis, in the terminal.")
+	app := kingpin.New("netsonde", "Kubernetes network health agent: drops, retransmits, fragmentation, conntrack, MTUs and etcd fsync latency on /metrics. `netsonde doctor --help`: the same measurements as a diagnosis, in the terminal. `netsonde cleanup --help`: remove what killed agents left on the node.")
 	app.Version(version.Print("netsonde"))
 	app.HelpFlag.Short('h')
 	app.UsageWriter(os.Stdout)
