@@ -348,12 +348,20 @@ func TestFloodKeepsTableBounded(t *testing.T) {
 // never displaced by it, so they are its 20 timeouts exactly. Without the
 // quota the flood pushed them out of the table before their timeout, and
 // they were counted as nothing but evictions.
-func TestFloodSparesOtherPods(t *testing.T) {
+func TestFloodSparesOtherPods(t *testing.T) { testFloodSparesOtherPods(t) }
+
+// TestFloodSparesOtherPodsCgroupHook: the same with the cgroup hook, whose
+// owners are network namespaces.
+func TestFloodSparesOtherPodsCgroupHook(t *testing.T) {
+	testFloodSparesOtherPods(t, "--dns.hook=cgroup")
+}
+
+func testFloodSparesOtherPods(t *testing.T, args ...string) {
 	tp := newTopo(t)
 	other, _ := testenv.Pod(t, tp.agent, "vclient2", "198.18.55.2", "198.18.55.1")
 	srv := resolverIP + ":53"
 	startServer(t, tp.resolver, srv)
-	a := startAgent(t, tp, []string{"--dns.timeout=1s", "--dns.max-inflight=8192"}, tp.client, other)
+	a := startAgent(t, tp, append([]string{"--dns.timeout=1s", "--dns.max-inflight=8192"}, args...), tp.client, other)
 	pf, po := pod(t, tp.client), pod(t, other)
 	const n, victims = 100000, 20
 
