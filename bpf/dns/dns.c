@@ -23,9 +23,10 @@
  * associative: a hash of its key (the interface or namespace, the 5-tuple
  * and the DNS ID) picks a pair of adjacent slots, and it takes a free or
  * an expired one, else the older one it may displace; each owner (pod,
- * namespace, node) has a quota of slots, and a query never displaces an
- * owner lighter than its own. The answer that matches closes it and its latency goes
- * into a per-CPU histogram. Queries
+ * namespace, node) has a quota of slots, and a query never displaces
+ * another owner's unless that owner has more in flight than its own. The
+ * answer that matches closes it and its latency goes into a per-CPU
+ * histogram. Queries
  * never answered are found by user space, which sweeps the table for
  * entries older than the timeout: nothing is sent to user space per packet.
  *
