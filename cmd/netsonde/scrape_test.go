@@ -180,6 +180,15 @@ func TestConcurrentScrapesWholePages(t *testing.T) {
 	})
 }
 
+// kibRange is "29" or "29-31": the least and most of n, in KiB.
+func kibRange(n []int) string {
+	lo, hi := slices.Min(n)>>10, slices.Max(n)>>10
+	if lo == hi {
+		return strconv.Itoa(lo)
+	}
+	return fmt.Sprintf("%d-%d", lo, hi)
+}
+
 // stalledReader connects from ns with a 1 KiB receive buffer, sends one
 // scrape request and never reads the answer.
 func stalledReader(t *testing.T, ns *testenv.Netns, addr string) net.Conn {
@@ -275,7 +284,7 @@ func TestStalledReadersHoldNoSlot(t *testing.T) {
 		Scenario: "stalled-readers",
 		Injected: fmt.Sprintf("%d clients across a veth with a 1 KiB receive buffer request the page (%d KiB, %d interfaces) and never read, --web.max-requests=%d", stalled, len(page)>>10, ifaces, stalled),
 		Lost:     fmt.Sprintf("nothing: a fifth scrape answered 200 in %v", took.Round(time.Millisecond)),
-		Recovery: fmt.Sprintf("slots given back once each page was rendered; the stalled connections closed by the scrape's write deadline (10 s), with %d to %d KiB of the page sent", slices.Min(got)>>10, slices.Max(got)>>10),
+		Recovery: fmt.Sprintf("slots given back once each page was rendered; the stalled connections closed by the scrape's write deadline (10 s), %s KiB of each page sent by then", kibRange(got)),
 		Figures: map[string]any{
 			"stalled_clients": stalled, "interfaces": ifaces, "page_bytes": len(page), "max_requests": stalled,
 			"fifth_scrape_ms": took.Milliseconds(), "stalled_bytes_sent": got,
