@@ -67,8 +67,9 @@ type member struct {
 }
 
 // run is one call of a collector's Collect, shared by every scrape that
-// overlaps it. Its fields other than waiters and abandoned are written
-// before done is closed and only read after.
+// overlaps it. Its results are written, with finished, under the member's
+// mu before done is closed; scrapes read finished under mu (is it still in
+// flight?) and the results only after done.
 type run struct {
 	began    time.Time
 	done     chan struct{}
