@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,9 @@ type Config struct {
 	TelemetryPath string
 	// MaxRequests bounds concurrent scrapes (0: no limit).
 	MaxRequests int
+	// MaxConnsPerClient bounds the connections one client address may
+	// have open (0: no limit).
+	MaxConnsPerClient int
 	// EnablePprof serves net/http/pprof under /debug/pprof/.
 	EnablePprof bool
 	Collectors  []collectors.Enabled
@@ -119,6 +123,13 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		promcollectors.NewGoCollector(),
 		promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}),
 	)
+	if cfg.MaxConnsPerClient > 0 {
+		var refused atomic.Uint64
+		for i, l := range listeners {
+			listeners[i] = capPerClient(l, cfg.MaxConnsPerClient, &refused, logger)
+		}
+		reg.MustRegister(refusedCollector{&refused})
+	}
 	// The collectors' Set is not in reg: the scrape handler gathers it
 	// per scrape, with the scraper's deadline.
 
