@@ -178,11 +178,15 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 				kcfg.Changed = view.Changed
 				kcfg.Attributed = func() int { return view.Snapshot().Attributed() }
 			}
+			// Start waits a moment for the API server at most: one that
+			// does not answer yet is joined in the background, and the
+			// resolver answers (with nothing) meanwhile, so the view
+			// takes it now and names pods from the first sync on.
 			switch r, err := kube.Start(ctx, kcfg, logger.With("component", "kube")); {
 			case errors.Is(err, kube.ErrNoCluster):
 				logger.Info("no cluster: running standalone, without pod labels or peer nodes")
 			case err != nil:
-				logger.Warn("cluster unavailable: running standalone, without pod labels or peer nodes", "err", err)
+				logger.Warn("cluster misconfigured: running standalone, without pod labels or peer nodes", "err", err)
 			default:
 				logger.Info("watching the cluster", "node", cfg.Kube.NodeName)
 				if view != nil {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"slices"
@@ -59,6 +60,9 @@ type Config struct {
 	// Probe is how often the agent checks that it may still list pods
 	// and nodes while all is well (default 15 s); see probeLoop.
 	Probe time.Duration
+	// StartWait bounds how long Start waits for the first sync (default
+	// 1 s): the agent's readiness must not wait for the API server.
+	StartWait time.Duration
 }
 
 // OverflowPod is the pod label of series of pods beyond Config.MaxPods.
@@ -74,13 +78,18 @@ type Resolver struct {
 	logger *slog.Logger
 
 	client *restClient
-	inf    atomic.Pointer[informers]
-	dirty  chan struct{}
+	// inf is nil until the informers first sync: the agent starts,
+	// and counts, without the API server.
+	inf   atomic.Pointer[informers]
+	dirty chan struct{}
 
-	// syncOK is the API server's state as last seen: it can be reached
-	// and lets this agent list pods and nodes (netsonde_kube_sync_ok).
-	syncOK   atomic.Bool
+	// up is the API server's state as last seen: the informers have
+	// synced, and it can be reached and lets this agent list pods and
+	// nodes (netsonde_kube_up).
+	up       atomic.Bool
 	syncLost chan struct{} // a watch failed: probe now
+	joined   chan struct{} // closed when the informers first sync
+	tried    chan struct{} // closed after the first attempt to join
 
 	mu    sync.RWMutex
 	byIP  map[netip.Addr]cluster.Pod
@@ -90,8 +99,14 @@ type Resolver struct {
 	podCount int
 }
 
-// Start connects to the API server, starts the informers and waits for
-// their first sync. It returns ErrNoCluster when there is no cluster.
+// Start checks the configuration and joins the cluster in the background:
+// the informers start as soon as the API server answers, and the agent
+// retries with backoff until it does. Start waits for the first sync at
+// most StartWait, so that with a healthy API server the first scrape
+// already names pods, and with none (a refused connection) the agent is
+// ready at once. It
+// returns ErrNoCluster when there is no cluster, and an error only for a
+// configuration that can never work.
 func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Resolver, error) {
 	rc, err := restConfig(cfg.Kubeconfig)
 	if err != nil {
@@ -109,23 +124,27 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Resolver, err
 	if cfg.Probe == 0 {
 		cfg.Probe = 15 * time.Second
 	}
+	if cfg.StartWait == 0 {
+		cfg.StartWait = time.Second
+	}
 	client, err := coreClient(rc)
 	if err != nil {
 		return nil, err
 	}
 	r := &Resolver{cfg: cfg, logger: logger, client: client, dirty: make(chan struct{}, 1), syncLost: make(chan struct{}, 1),
-		byIP: map[netip.Addr]cluster.Pod{}}
-	inf, err := r.startInformers(ctx)
-	if err != nil {
-		return nil, err
-	}
-	r.inf.Store(inf)
-	r.syncOK.Store(true)
-	r.rebuild()
+		joined: make(chan struct{}), tried: make(chan struct{}), byIP: map[netip.Addr]cluster.Pod{}}
 	go r.loop(ctx)
 	go r.probeLoop(ctx)
+	select {
+	case <-r.tried:
+	case <-ctx.Done():
+	case <-time.After(cfg.StartWait):
+	}
 	return r, nil
 }
+
+// Joined is closed once the informers have synced for the first time.
+func (r *Resolver) Joined() <-chan struct{} { return r.joined }
 
 // informers are the pod and node informers of one connection to the API
 // server, and the function that stops them.
@@ -196,14 +215,19 @@ func (r *Resolver) watchError(ctx context.Context, refl *cache.Reflector, err er
 	}
 }
 
-// probeLoop keeps netsonde_kube_sync_ok true to the state. Reflector
-// errors alone cannot: a reflector whose watch is refused retries inside
-// its watch loop without reporting it. So the agent lists one pod of its
-// node and one node (resourceVersion=0, served from the API server's watch
-// cache, not etcd) every Probe while all is well, and with backoff (1 s up
-// to 5 s) once it is not, which is also how soon recovery is seen.
+// probeLoop joins the cluster and keeps netsonde_kube_up true to the
+// state. It starts at once: while the API server cannot be reached (a
+// control plane still coming up, a node whose route to it is broken) the
+// agent counts without pod names, and joins when it answers, without a
+// restart. Reflector errors alone cannot tell the state: a reflector whose
+// watch is refused retries inside its watch loop without reporting it. So
+// the agent lists one pod of its node and one node (resourceVersion=0,
+// served from the API server's watch cache, not etcd) every Probe while
+// all is well, and with backoff (1 s up to 5 s, with jitter) once it is
+// not, which is also how soon recovery is seen.
 func (r *Resolver) probeLoop(ctx context.Context) {
-	wait := r.cfg.Probe
+	var wait time.Duration
+	first := true
 	for {
 		select {
 		case <-ctx.Done():
@@ -215,7 +239,7 @@ func (r *Resolver) probeLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		was := r.syncOK.Load()
+		was := r.up.Load()
 		if err == nil && !was {
 			// The reflectors retry on their own, but their backoff
 			// grows to 30 s during an outage and they relist only
@@ -224,25 +248,48 @@ func (r *Resolver) probeLoop(ctx context.Context) {
 			// turns good once they have listed, not before.
 			var inf *informers
 			if inf, err = r.startInformers(ctx); err == nil {
-				r.inf.Swap(inf).stop()
+				if old := r.inf.Swap(inf); old != nil {
+					old.stop()
+					r.logger.Info("API server reachable again: pod attribution resumes")
+				} else {
+					r.logger.Info("joined the cluster: pods are named from now on", "node", r.cfg.NodeName)
+				}
 				r.rebuild()
-				r.logger.Info("API server reachable again: pod attribution resumes")
 			}
 		}
-		r.syncOK.Store(err == nil)
-		if err != nil && was {
+		r.up.Store(err == nil)
+		if err == nil && !was && r.inf.Load() != nil {
+			select {
+			case <-r.joined:
+			default:
+				close(r.joined)
+			}
+		}
+		switch {
+		case err != nil && first:
+			r.logger.Warn("cannot reach the API server: running without pod labels or peer nodes, joining when it answers", "err", err)
+		case err != nil && was:
 			r.logger.Warn("cannot list pods and nodes from the API server: node-level metrics go on, pods created meanwhile are not named until it is back", "err", err)
 		}
+		if first {
+			close(r.tried)
+		}
+		first = false
 		// While the API server is away the probe backs off from 1 s to
 		// 5 s: a refused connection costs nothing, and recovery is
-		// seen at most 5 s late.
+		// seen at most 5 s late. The jitter spreads a fleet's agents,
+		// which all lost the API server at once, over the interval, so
+		// their relists do not reach it in one burst when it is back.
 		switch {
 		case err == nil:
 			wait = r.cfg.Probe
-		case was:
+		case was || wait == 0:
 			wait = time.Second
 		default:
 			wait = min(2*wait, 5*time.Second)
+		}
+		if err != nil {
+			wait += rand.N(wait / 4)
 		}
 	}
 }
@@ -412,6 +459,9 @@ func (r *Resolver) loop(ctx context.Context) {
 // rebuild recomputes the index from the informers' caches.
 func (r *Resolver) rebuild() {
 	inf := r.inf.Load()
+	if inf == nil {
+		return // not joined yet: nothing is known
+	}
 	var pods []*corev1.Pod
 	for _, o := range inf.pods.GetStore().List() {
 		if p, ok := o.(*corev1.Pod); ok && !p.Spec.HostNetwork && p.DeletionTimestamp == nil {
@@ -492,8 +542,8 @@ var (
 		"Other nodes of the cluster, probed for the path MTU.", nil, nil)
 	podsOverflowDesc = prometheus.NewDesc("netsonde_kube_pods_overflow",
 		"Pods beyond --kube.max-pods, whose series carry pod=\"_overflow\" instead of their name (the index keeps the oldest pods named).", nil, nil)
-	syncOKDesc = prometheus.NewDesc("netsonde_kube_sync_ok",
-		"Whether the API server is reachable and lets the agent list pods and nodes (1), or not (0): then pods created meanwhile have empty pod labels.", nil, nil)
+	upDesc = prometheus.NewDesc("netsonde_kube_up",
+		"Whether the agent's informers have synced and the API server answers its lists of pods and nodes (1), or not (0): then pods created meanwhile have empty pod labels, and before the first sync no pod is named and there are no peer nodes.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
@@ -501,7 +551,7 @@ func (r *Resolver) Describe(ch chan<- *prometheus.Desc) {
 	ch <- podsDesc
 	ch <- attributedDesc
 	ch <- peersDesc
-	ch <- syncOKDesc
+	ch <- upDesc
 	ch <- podsOverflowDesc
 }
 
@@ -516,11 +566,11 @@ func (r *Resolver) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(len(r.peers)))
 	ch <- prometheus.MustNewConstMetric(podsOverflowDesc, prometheus.GaugeValue, float64(max(0, r.podCount-r.cfg.MaxPods)))
-	ok := 0.0
-	if r.syncOK.Load() {
-		ok = 1
+	up := 0.0
+	if r.up.Load() {
+		up = 1
 	}
-	ch <- prometheus.MustNewConstMetric(syncOKDesc, prometheus.GaugeValue, ok)
+	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, up)
 }
 
 // ByIP implements hostnet.PodIndex.
