@@ -25,7 +25,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -150,8 +149,9 @@ func (r *Resolver) Joined() <-chan struct{} { return r.joined }
 // informers are the pod and node informers of one connection to the API
 // server, and the function that stops them.
 type informers struct {
-	pods, nodes cache.SharedIndexInformer
-	stop        context.CancelFunc
+	pods  cache.SharedIndexInformer
+	nodes *nodeStore
+	stop  context.CancelFunc
 }
 
 // startInformers starts a pod and a node informer and waits (30 s at
@@ -163,35 +163,31 @@ func (r *Resolver) startInformers(ctx context.Context) (*informers, error) {
 	// agent's memory, proportional to this node's pods, not the cluster's.
 	inf.pods = cache.NewSharedIndexInformer(r.client.listWatch("pods", &corev1.PodList{},
 		fields.OneTermEqualSelector("spec.nodeName", r.cfg.NodeName).String()), &corev1.Pod{}, 0, cache.Indexers{})
-	inf.nodes = cache.NewSharedIndexInformer(r.client.pagedListWatch("nodes", &corev1.NodeList{}, nodePage, slimNode), &corev1.Node{}, 0, cache.Indexers{})
 	// The caches hold only what rebuild reads: a pod's spec, managed
-	// fields, labels and container statuses are most of its size, and a
-	// node's images list alone can be tens of KiB.
+	// fields, labels and container statuses are most of its size.
 	if err := inf.pods.SetTransform(slimPod); err != nil {
 		stop()
 		return nil, fmt.Errorf("pod informer: %w", err)
 	}
-	if err := inf.nodes.SetTransform(slimNode); err != nil {
-		stop()
-		return nil, fmt.Errorf("node informer: %w", err)
-	}
+	inf.nodes = newNodeStore(r.markDirty)
+	nodes := cache.NewReflectorWithOptions(r.client.nodeLister(), &corev1.Node{}, inf.nodes, cache.ReflectorOptions{Name: "nodes"})
 	mark := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { r.markDirty() },
 		UpdateFunc: func(any, any) { r.markDirty() },
 		DeleteFunc: func(any) { r.markDirty() },
 	}
-	for _, i := range []cache.SharedIndexInformer{inf.pods, inf.nodes} {
-		if _, err := i.AddEventHandler(mark); err != nil {
-			stop()
-			return nil, err
-		}
-		if err := i.SetWatchErrorHandlerWithContext(r.watchError); err != nil {
-			stop()
-			return nil, fmt.Errorf("watch error handler: %w", err)
-		}
+	if _, err := inf.pods.AddEventHandler(mark); err != nil {
+		stop()
+		return nil, err
+	}
+	// The node reflector's errors are client-go's default (logged): the
+	// pod informer's, and the probe every Probe, tell the state.
+	if err := inf.pods.SetWatchErrorHandlerWithContext(r.watchError); err != nil {
+		stop()
+		return nil, fmt.Errorf("watch error handler: %w", err)
 	}
 	go inf.pods.RunWithContext(ctx)
-	go inf.nodes.RunWithContext(ctx)
+	go nodes.RunWithContext(ctx)
 	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if !cache.WaitForCacheSync(syncCtx.Done(), inf.pods.HasSynced, inf.nodes.HasSynced) {
@@ -370,70 +366,6 @@ func (c *restClient) listWatch(resource string, list runtime.Object, fieldSelect
 	}
 }
 
-// nodePage is how many nodes one list request asks for. A kubelet's Node
-// object is 15-25 KB (its images list most of it), so the whole list of a
-// 5,000-node cluster, decoded at once, was the agent's peak: 255 MB of
-// RSS against 30 without nodes (TestNodeListMemory). A page at a time,
-// slimmed before the next is asked for, the peak is one page.
-const nodePage = 100
-
-// pagedListWatch is listWatch for a resource whose full list is too big
-// to hold at once: the list is read nodePage objects at a time and every
-// object slimmed as its page arrives, so the informer receives a list of
-// slim objects. The watch is listWatch's: one object per event.
-func (c *restClient) pagedListWatch(resource string, list runtime.Object, page int64, slim cache.TransformFunc) *cache.ListWatch {
-	lw := c.listWatch(resource, list, "")
-	lw.ListWithContextFunc = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-		// The reflector's first list asks for resourceVersion "0", which
-		// the API server answers from its watch cache, ignoring the
-		// limit before 1.34 (ListFromCacheSnapshot): the whole list in
-		// one response, the peak this avoids. "" is a consistent read,
-		// paginated by every version (from the watch cache since 1.34,
-		// from etcd before); the watch starts from the list's version.
-		o = metav1.ListOptions{Limit: page}
-		var items []runtime.Object
-		var rv string
-		for {
-			got := list.DeepCopyObject()
-			if err := c.rest.Get().Resource(resource).VersionedParams(&o, c.params).Do(ctx).Into(got); err != nil {
-				return nil, fmt.Errorf("list %s: %w", resource, err)
-			}
-			err := meta.EachListItem(got, func(obj runtime.Object) error {
-				s, err := slim(obj)
-				if err != nil {
-					return err
-				}
-				items = append(items, s.(runtime.Object))
-				return nil
-			})
-			if err != nil {
-				return nil, fmt.Errorf("list %s: %w", resource, err)
-			}
-			lm, err := meta.ListAccessor(got)
-			if err != nil {
-				return nil, fmt.Errorf("list %s: %w", resource, err)
-			}
-			if rv == "" {
-				rv = lm.GetResourceVersion()
-			}
-			if o.Continue = lm.GetContinue(); o.Continue == "" {
-				break
-			}
-		}
-		out := list.DeepCopyObject()
-		if err := meta.SetList(out, items); err != nil {
-			return nil, fmt.Errorf("list %s: %w", resource, err)
-		}
-		lm, err := meta.ListAccessor(out)
-		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", resource, err)
-		}
-		lm.SetResourceVersion(rv)
-		return out, nil
-	}
-	return lw
-}
-
 // slimPod keeps what rebuild and the informer's store use: the key
 // (namespace, name), the age that orders the MaxPods cap, deletion, host
 // network and the addresses.
@@ -449,31 +381,6 @@ func slimPod(o any) (any, error) {
 		},
 		Spec:   corev1.PodSpec{NodeName: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork},
 		Status: corev1.PodStatus{PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
-	}, nil
-}
-
-// slimNode keeps what rebuild reads of a node: its name, internal
-// addresses and what names its overlay address (the annotation, the
-// podCIDR).
-func slimNode(o any) (any, error) {
-	n, ok := o.(*corev1.Node)
-	if !ok {
-		return o, nil
-	}
-	var addrs []corev1.NodeAddress
-	for _, a := range n.Status.Addresses {
-		if a.Type == corev1.NodeInternalIP {
-			addrs = append(addrs, a)
-		}
-	}
-	var annotations map[string]string
-	if v, ok := n.Annotations[OverlayAnnotation]; ok {
-		annotations = map[string]string{OverlayAnnotation: v}
-	}
-	return &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, Annotations: annotations},
-		Spec:       corev1.NodeSpec{PodCIDR: n.Spec.PodCIDR},
-		Status:     corev1.NodeStatus{Addresses: addrs},
 	}, nil
 }
 
@@ -563,22 +470,7 @@ func (r *Resolver) rebuild() {
 			byIP[a.Unmap()] = name
 		}
 	}
-	var peers []cluster.Node
-	for _, o := range inf.nodes.GetStore().List() {
-		n, ok := o.(*corev1.Node)
-		if !ok || n.Name == r.cfg.NodeName {
-			continue
-		}
-		for _, a := range n.Status.Addresses {
-			if a.Type != corev1.NodeInternalIP {
-				continue
-			}
-			if ip, err := netip.ParseAddr(a.Address); err == nil {
-				peers = append(peers, cluster.Node{Name: n.Name, InternalIP: ip, OverlayIP: overlayIP(n)})
-			}
-		}
-	}
-	sort.Slice(peers, func(i, j int) bool { return peers[i].Name < peers[j].Name })
+	peers := inf.nodes.peers(r.cfg.NodeName)
 	r.mu.Lock()
 	changed := !maps.Equal(r.byIP, byIP) || !slices.Equal(r.peers, peers)
 	r.byIP, r.peers, r.podCount = byIP, peers, len(pods)
