@@ -1,5 +1,6 @@
-// Package kube is the agent's view of the Kubernetes cluster: informers for
-// the pods on this node and for the nodes, and from them an index that
+// Package kube is the agent's view of the Kubernetes cluster: an informer
+// for the pods on this node and a reflector keeping the other nodes'
+// addresses (nodes.go), and from them an index that
 // names the pod behind an address and lists the peer nodes. agent/hostnet
 // joins it with the node's network namespaces (no netlink, no /proc here).
 // Every answer comes from maps rebuilt in the background, so the scrape
@@ -146,16 +147,16 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Resolver, err
 // Joined is closed once the informers have synced for the first time.
 func (r *Resolver) Joined() <-chan struct{} { return r.joined }
 
-// informers are the pod and node informers of one connection to the API
-// server, and the function that stops them.
+// informers are the pod informer and the node store of one connection to
+// the API server, and the function that stops them.
 type informers struct {
 	pods  cache.SharedIndexInformer
 	nodes *nodeStore
 	stop  context.CancelFunc
 }
 
-// startInformers starts a pod and a node informer and waits (30 s at
-// most) for their first list.
+// startInformers starts the pod informer and the node reflector and waits
+// (30 s at most) for their first list.
 func (r *Resolver) startInformers(ctx context.Context) (*informers, error) {
 	ctx, stop := context.WithCancel(ctx)
 	inf := &informers{stop: stop}
