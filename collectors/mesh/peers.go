@@ -1,10 +1,8 @@
 package mesh
 
 import (
-	"cmp"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 
 	"github.com/netsonde/netsonde/cluster"
@@ -61,73 +59,9 @@ func FromNodes(nodes []cluster.Node) []Peer {
 	return out
 }
 
-// score is the rendezvous (highest random weight) hash of a node pair:
-// each node ranks every other by it and probes the top k. A node joining
-// or leaving moves only the sets that rank it in their top k, and only
-// by that one node; since the scores are independent per prober, every
-// node is some prober's top-k with overwhelming probability, and each is
-// probed by about k others.
-func score(self, peer string) uint64 {
-	// FNV-1a over "self\x00peer", then splitmix64's finaliser: FNV alone
-	// leaves names that differ in their last byte too close together.
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(self); i++ {
-		h = (h ^ uint64(self[i])) * 1099511628211
-	}
-	h = (h ^ 0) * 1099511628211
-	for i := 0; i < len(peer); i++ {
-		h = (h ^ uint64(peer[i])) * 1099511628211
-	}
-	h ^= h >> 30
-	h *= 0xbf58476d1ce4e5b9
-	h ^= h >> 27
-	h *= 0x94d049bb133111eb
-	h ^= h >> 31
-	return h
-}
-
 // Select returns at most k of peers (never self), chosen by rendezvous
-// hashing from self's point of view, in name order. It costs one hash per
-// peer and keeps only the best k as it goes, so it runs every probe round
-// without a sorted copy of the node list.
+// hashing from self's point of view (cluster.Rendezvous, which the
+// path-MTU probe uses too), in name order.
 func Select(self string, peers []Peer, k int) []Peer {
-	type ranked struct {
-		p Peer
-		s uint64
-	}
-	if k <= 0 {
-		return nil
-	}
-	// top holds the best so far, best first; better means a higher
-	// score, ties broken by name so the choice is a function of the set.
-	better := func(a, b ranked) bool {
-		return a.s > b.s || (a.s == b.s && a.p.Name < b.p.Name)
-	}
-	top := make([]ranked, 0, k+1)
-	for _, p := range peers {
-		if p.Name == self {
-			continue
-		}
-		c := ranked{p, score(self, p.Name)}
-		if len(top) == k && !better(c, top[k-1]) {
-			continue
-		}
-		i := len(top)
-		for i > 0 && better(c, top[i-1]) {
-			i--
-		}
-		if i > 0 && top[i-1].p.Name == c.p.Name {
-			continue // listed twice
-		}
-		top = slices.Insert(top, i, c)
-		if len(top) > k {
-			top = top[:k]
-		}
-	}
-	out := make([]Peer, len(top))
-	for i := range top {
-		out[i] = top[i].p
-	}
-	slices.SortFunc(out, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
-	return out
+	return cluster.Rendezvous(self, peers, func(p Peer) string { return p.Name }, k)
 }

@@ -1,6 +1,10 @@
-// Package pmtu probes the path MTU to chosen targets and the cluster's
-// other nodes, tracepath-style, and flags PMTU black holes: probes larger
-// than the path that vanish with no ICMP "fragmentation needed" back.
+// Package pmtu probes the path MTU to chosen targets and to a bounded set
+// of the cluster's other nodes, tracepath-style, and flags PMTU black
+// holes: probes larger than the path that vanish with no ICMP
+// "fragmentation needed" back. The peer nodes are chosen by rendezvous
+// hashing, as the mesh chooses its own (cluster.Rendezvous): each node
+// probes at most --pmtu.max-peers of them, and the cluster's probes
+// together still reach every node.
 package pmtu
 
 import (
@@ -10,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -18,17 +23,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
+	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
 )
 
 // Spec is the path-MTU prober's line in the agent's table.
 var Spec = collectors.Spec{
 	Name:           "pmtu",
-	Help:           "Active path-MTU probes to --pmtu.target and peer nodes; PMTU black holes.",
+	Help:           "Active path-MTU probes to --pmtu.target and a bounded set of peer nodes (rendezvous hashing); PMTU black holes.",
 	DefaultEnabled: true,
-	Metrics:        []string{"netsonde_path_mtu"},
-	// Four per target (--pmtu.target and peer nodes).
-	Budget: func(_, _ int) int { return 16 },
+	Metrics:        []string{"netsonde_path_mtu", "netsonde_pmtu_"},
+	// Four per target and the targets gauge, at the defaults: no
+	// --pmtu.target and --pmtu.max-peers peer nodes. Each --pmtu.target
+	// adds four, as does each peer above the default.
+	Budget: func(_, _ int) int { return 4*DefaultMaxPeers + 1 },
 	Setup:  setup,
 }
 
@@ -43,7 +51,13 @@ var (
 		"Probe packets sent to the target.", []string{"target"}, nil)
 	probeTimeDesc = prometheus.NewDesc(collectors.Namespace+"_path_mtu_probe_timestamp_seconds",
 		"When the last probe run to the target finished (Unix time).", []string{"target"}, nil)
+	targetsDesc = prometheus.NewDesc(collectors.Namespace+"_pmtu_targets",
+		"Targets a path-MTU round probes: --pmtu.target and at most --pmtu.max-peers peer nodes.", nil, nil)
 )
+
+// DefaultMaxPeers is --pmtu.max-peers' default, the mesh's too: 16 peers
+// probed per node, each node probed by about 16 others.
+const DefaultMaxPeers = 16
 
 // Probing budget. Each run sends at most maxProbes packets to a target, one
 // every --pmtu.gap, and a run starts every --pmtu.interval: with the
@@ -58,6 +72,7 @@ const (
 
 type pmtuConfig struct {
 	targets  *[]string
+	maxPeers *int
 	interval *time.Duration
 	gap      *time.Duration
 	timeout  *time.Duration
@@ -65,7 +80,9 @@ type pmtuConfig struct {
 
 func setup(app *kingpin.Application) collectors.Factory {
 	c := pmtuConfig{
-		targets: app.Flag("pmtu.target", "IPv4 address to probe the path MTU to (repeatable); peer nodes from the cluster are added.").Strings(),
+		targets: app.Flag("pmtu.target", "IPv4 address to probe the path MTU to (repeatable); peer nodes from the cluster are added (--pmtu.max-peers).").Strings(),
+		maxPeers: app.Flag("pmtu.max-peers", "Peer nodes each node probes at most, chosen by rendezvous hashing over the node list as the mesh chooses its peers; 0 probes --pmtu.target only.").
+			Default(fmt.Sprint(DefaultMaxPeers)).Int(),
 		interval: app.Flag("pmtu.interval", "How often to probe each target.").
 			Default("5m").Duration(),
 		gap: app.Flag("pmtu.gap", "Pause between two probes of one run. Hosts rate-limit ICMP errors to about one per second after a burst of six, so shorter gaps can make answers look lost.").
@@ -90,23 +107,33 @@ type pathResult struct {
 }
 
 type prober struct {
-	deps    collectors.Deps
-	cfg     pmtuConfig
-	static  []netip.Addr
+	deps   collectors.Deps
+	cfg    pmtuConfig
+	self   string
+	static []netip.Addr
+
 	mu      sync.Mutex
 	results map[netip.Addr]*pathResult
-	cancel  context.CancelFunc
-	done    chan struct{}
+	ntarget int // targets of the current round
+
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 func startProber(ctx context.Context, deps collectors.Deps, cfg pmtuConfig) (*prober, error) {
-	p := &prober{deps: deps, cfg: cfg, results: map[netip.Addr]*pathResult{}, done: make(chan struct{})}
+	p := &prober{deps: deps, cfg: cfg, self: deps.NodeName, results: map[netip.Addr]*pathResult{}, done: make(chan struct{})}
+	if p.self == "" {
+		p.self, _ = os.Hostname() // as the mesh does: the node's name is its hostname on most clusters
+	}
 	for _, t := range *cfg.targets {
 		a, err := netip.ParseAddr(t)
 		if err != nil || !a.Is4() {
 			return nil, fmt.Errorf("--pmtu.target %q: not an IPv4 address", t)
 		}
 		p.static = append(p.static, a)
+	}
+	if *cfg.maxPeers < 0 {
+		return nil, fmt.Errorf("--pmtu.max-peers %d: below 0", *cfg.maxPeers)
 	}
 	if *cfg.interval < time.Second {
 		return nil, fmt.Errorf("--pmtu.interval %v: below 1s", *cfg.interval)
@@ -116,20 +143,37 @@ func startProber(ctx context.Context, deps collectors.Deps, cfg pmtuConfig) (*pr
 	return p, nil
 }
 
+// Peers returns the peer nodes self probes: at most k, one per node name,
+// each at its (first) IPv4 InternalIP, chosen by rendezvous hashing among
+// the nodes that have one (the probe is IPv4 only). Wherever every node
+// has an IPv4 address these are the nodes the mesh probes with
+// --mesh.max-peers=k, so one node's two probers look at the same peers.
+func Peers(self string, nodes []cluster.Node, k int) []cluster.Node {
+	v4 := make([]cluster.Node, 0, len(nodes))
+	for _, n := range nodes {
+		if n.InternalIP.Unmap().Is4() {
+			n.InternalIP = n.InternalIP.Unmap()
+			v4 = append(v4, n) // a name listed twice counts once, the first
+		}
+	}
+	return cluster.Rendezvous(self, v4, func(n cluster.Node) string { return n.Name }, k)
+}
+
+// targets are the --pmtu.target addresses, then the chosen peers'.
 func (p *prober) targets() []netip.Addr {
 	seen := map[netip.Addr]bool{}
 	var out []netip.Addr
-	for _, a := range p.static {
+	add := func(a netip.Addr) {
 		if !seen[a] {
 			seen[a] = true
 			out = append(out, a)
 		}
 	}
-	for _, n := range p.deps.Pods.PeerNodes() {
-		if a := n.InternalIP.Unmap(); a.Is4() && !seen[a] {
-			seen[a] = true
-			out = append(out, a)
-		}
+	for _, a := range p.static {
+		add(a)
+	}
+	for _, n := range Peers(p.self, p.deps.Pods.PeerNodes(), *p.cfg.maxPeers) {
+		add(n.InternalIP)
 	}
 	return out
 }
@@ -143,6 +187,21 @@ func (p *prober) loop(ctx context.Context) {
 		live := map[netip.Addr]bool{}
 		for _, t := range targets {
 			live[t] = true
+		}
+		// A target no longer chosen (a node that left the cluster, or
+		// one that another node's arrival pushed out of the top
+		// --pmtu.max-peers) takes its series with it now, not after a
+		// round that can take minutes: no more targets have series than
+		// netsonde_pmtu_targets says.
+		p.mu.Lock()
+		p.ntarget = len(targets)
+		for t := range p.results {
+			if !live[t] {
+				delete(p.results, t)
+			}
+		}
+		p.mu.Unlock()
+		for _, t := range targets {
 			res := p.run(ctx, t)
 			if ctx.Err() != nil {
 				return
@@ -156,13 +215,6 @@ func (p *prober) loop(ctx context.Context) {
 			p.mu.Unlock()
 			p.deps.Logger.Debug("path MTU probed", "target", t, "pmtu", res.pmtu, "blackhole", res.blackhole)
 		}
-		p.mu.Lock()
-		for t := range p.results {
-			if !live[t] { // a node that left the cluster
-				delete(p.results, t)
-			}
-		}
-		p.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
@@ -365,6 +417,7 @@ func probe(dst netip.Addr, size int, timeout time.Duration) (outcome, int) {
 func (p *prober) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(targetsDesc, prometheus.GaugeValue, float64(p.ntarget))
 	targets := make([]netip.Addr, 0, len(p.results))
 	for t := range p.results {
 		targets = append(targets, t)

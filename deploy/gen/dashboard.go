@@ -154,6 +154,9 @@ func sections() []section {
 				sumRate(20, "netsonde_dns_timeouts_total", "namespace", "pod")),
 			ts("Dropped DNS packets", "pps", "DNS packets the kernel dropped, by drop reason and the pod where they were dropped.",
 				sumRate(20, "netsonde_dns_dropped_total", "namespace", "pod", "reason")),
+			ts("DNS queries not tracked", "reqps", "Queries pushed out of netsonde's in-flight table before their answer or timeout, by node (NetsondeDNSInflightEvictions), and refused to a pod at its quota, --dns.max-inflight-per-pod (NetsondeDNSInflightQuota): their timeouts are not counted.",
+				sumRate(0, "netsonde_dns_inflight_evictions_total", "node"),
+				sumRate(20, "netsonde_dns_inflight_refused_total", "namespace", "pod")),
 		}},
 		{"Conntrack", []panel{
 			{title: "Conntrack table fill", kind: "timeseries", unit: "percentunit", thresholds: []float64{0.75, 0.95},
