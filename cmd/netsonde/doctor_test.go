@@ -510,3 +510,32 @@ func TestDoctorScenarioPMTUBlackHole(t *testing.T) {
 		t.Errorf("no critical pmtu-blackhole towards 198.18.74.2 with path MTU 1400:\n%s", out)
 	}
 }
+
+// The same over IPv6: A—R—B on fd00:5e::/112s, the R—B hop at 1,280 and
+// R dropping the ICMPv6 packet-too-big it sends. Doctor names the IPv6
+// black hole, with the path MTU the probe found and IPv6's next step.
+func TestDoctorScenarioPMTUBlackHoleIPv6(t *testing.T) {
+	p := testenv.NewPath6(t, 1280)
+	p.DropPacketTooBig(t)
+	d := startDoctor(t, p.A, false, "--duration=8s", "--output=json", "--collector.disable-defaults", "--collector.pmtu",
+		"--pmtu.target="+testenv.Path6B, "--pmtu.interval=1h", "--pmtu.gap=10ms", "--pmtu.timeout=300ms")
+	code, out := d.wait(t)
+	if code != 1 {
+		t.Errorf("exit status %d, want 1; log:\n%s", code, d.log())
+	}
+	rep := parseReport(t, compileSchema(t), out)
+	found := false
+	for _, f := range rep.Findings {
+		if f.ID == "pmtu-blackhole" && f.Subject == testenv.Path6B && f.Severity == doctor.Critical &&
+			strings.HasPrefix(f.Summary, "IPv6 path-MTU black hole") && strings.Contains(f.Next, "tracepath -6 -n "+testenv.Path6B) &&
+			slices.Contains(f.Evidence, `netsonde_path_mtu_bytes{target="`+testenv.Path6B+`"} = 1280`) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no critical IPv6 pmtu-blackhole towards %s with path MTU 1280:\n%s", testenv.Path6B, out)
+	}
+	if n := p.PacketTooBigDropped(t); n != 8 {
+		t.Errorf("R dropped %d packet-too-big, want 8 (one per probe above 1,280)", n)
+	}
+}
