@@ -4,7 +4,6 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/netsonde/netsonde/internal/testenv"
 )
@@ -29,22 +28,11 @@ func TestPathMTUProbeIPv6(t *testing.T) {
 		n, _ := strconv.Atoi(c[1])
 		return float64(n)
 	}
-	target := map[string]string{"target": testenv.Path6B}
 	run := func() (pmtu, blackhole, probes, seen float64) {
 		t.Helper()
 		before := counted()
-		agent := testenv.StartAgent(t, p.A, "--collector.disable-defaults", "--collector.pmtu", "--pmtu.target="+testenv.Path6B,
-			"--pmtu.interval=1h", "--pmtu.gap=10ms", "--pmtu.timeout=1s")
-		testenv.Eventually(t, 40*time.Second, "a probe run finished", func() bool {
-			_, ok := agent.Scrape(t).Value("netsonde_path_mtu_probe_timestamp_seconds", target)
-			return ok
-		})
-		m := agent.Scrape(t)
-		pmtu, _ = m.Value("netsonde_path_mtu_bytes", target)
-		blackhole, _ = m.Value("netsonde_path_mtu_blackhole", target)
-		probes, _ = m.Value("netsonde_path_mtu_probes_total", target)
-		testenv.StopAgent(t, agent)
-		return pmtu, blackhole, probes, counted() - before
+		r := testenv.ProbePathMTU(t, p.A, testenv.Path6B)
+		return r.PMTU, r.Blackhole, r.Probes, counted() - before
 	}
 
 	pmtu, bh, probes, seen := run()
