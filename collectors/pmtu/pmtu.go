@@ -314,7 +314,14 @@ func (p *prober) run(ctx context.Context, dst netip.Addr) *pathResult {
 			case <-time.After(*p.cfg.gap):
 			}
 		}
-		o, mtu := probe(dst, cand, *p.cfg.timeout)
+		o, mtu, err := probe(dst, cand, *p.cfg.timeout)
+		if err != nil {
+			// Nothing was sent (no ICMPv6 socket: no NET_RAW and no
+			// ping_group_range for the agent): say so, rather than
+			// count probes that never left as lost.
+			p.deps.Logger.Warn("path MTU: cannot probe", "target", dst, "err", err)
+			return res
+		}
 		if o != tooBig {
 			res.probes++
 		}
@@ -435,12 +442,14 @@ func dial(dst netip.Addr) (int, error) {
 	return fd, nil
 }
 
-// probe sends one packet of size bytes to dst and tells what became of it.
-func probe(dst netip.Addr, size int, timeout time.Duration) (outcome, int) {
+// probe sends one packet of size bytes to dst and tells what became of
+// it; an error means it could not be sent at all.
+func probe(dst netip.Addr, size int, timeout time.Duration) (outcome, int, error) {
 	if dst.Is6() {
 		return probe6(dst, size, timeout)
 	}
-	return probe4(dst, size, timeout)
+	o, mtu := probe4(dst, size, timeout)
+	return o, mtu, nil
 }
 
 // probe4 sends one UDP datagram that makes an IPv4 packet of size bytes,

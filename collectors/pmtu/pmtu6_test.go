@@ -62,3 +62,44 @@ func TestPathMTUProbeIPv6(t *testing.T) {
 		t.Errorf("R dropped %d packet-too-big, want one per probe above 1,280: 8", dropped)
 	}
 }
+
+// The IPv6 probe's two sockets, on the same A — R — B at 1,280, with an
+// agent that has no CAP_NET_RAW. Where net.ipv4.ping_group_range (which
+// governs ICMPv6 too) admits the agent, the ping socket does what the raw
+// one does: 1,280 in 2 probes, and with packet-too-big dropped the black
+// hole in 9. Where it does not (the kernel's default, "1 0"), the agent
+// can open neither: it sends nothing (R counts 0 echo requests), counts
+// no probe and reports no path MTU, rather than a target that never
+// answers.
+func TestPathMTUProbeIPv6Sockets(t *testing.T) {
+	testenv.RequireCommand(t, "nft")
+	p := testenv.NewPath6(t, 1280)
+	p.R.Exec(t, "nft", "add table inet probes; add chain inet probes countpre { type filter hook prerouting priority 0; }; "+
+		"add rule inet probes countpre ip6 daddr "+testenv.Path6B+" icmpv6 type echo-request counter")
+	counted := func() int {
+		out := p.R.Exec(t, "nft", "list", "chain", "inet", "probes", "countpre")
+		c := regexp.MustCompile(`packets (\d+)`).FindStringSubmatch(out)
+		n, _ := strconv.Atoi(c[1])
+		return n
+	}
+
+	r := testenv.ProbePathMTUWithoutNetRaw(t, p.A, testenv.Path6B)
+	t.Logf("no socket: %+v, R saw %d", r, counted())
+	if r != (testenv.PathMTU{}) || counted() != 0 {
+		t.Errorf("without NET_RAW or a ping socket: %+v, R saw %d echo requests; want nothing sent, counted or reported", r, counted())
+	}
+
+	p.A.Exec(t, "sysctl", "-qw", "net.ipv4.ping_group_range=0 0") // root's group: a per-namespace setting
+	r = testenv.ProbePathMTUWithoutNetRaw(t, p.A, testenv.Path6B)
+	t.Logf("ping socket: %+v, R saw %d", r, counted())
+	if r != (testenv.PathMTU{PMTU: 1280, Probes: 2}) || counted() != 2 {
+		t.Errorf("ping socket: %+v, R saw %d; want 1280, no black hole, 2 probes", r, counted())
+	}
+	p.DropPacketTooBig(t)
+	r = testenv.ProbePathMTUWithoutNetRaw(t, p.A, testenv.Path6B)
+	t.Logf("ping socket, black hole: %+v, R saw %d, %d packet-too-big dropped", r, counted(), p.PacketTooBigDropped(t))
+	if r != (testenv.PathMTU{PMTU: 1280, Blackhole: 1, Probes: 9}) || counted() != 11 || p.PacketTooBigDropped(t) != 8 {
+		t.Errorf("ping socket, black hole: %+v, R saw %d in all, %d packet-too-big dropped; want 1280, the black hole, 9 probes (11 in all), 8 dropped",
+			r, counted(), p.PacketTooBigDropped(t))
+	}
+}

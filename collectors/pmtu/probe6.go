@@ -3,6 +3,7 @@ package pmtu
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"time"
@@ -34,23 +35,28 @@ const (
 // itself whatever listens, with a reply as large as the request, and
 // ICMPv6 echo is what firewalls let through (RFC 4890), where a UDP port
 // unreachable may be filtered.
-func probe6(dst netip.Addr, size int, timeout time.Duration) (outcome, int) {
+func probe6(dst netip.Addr, size int, timeout time.Duration) (outcome, int, error) {
 	fd, raw, err := echoSocket6()
 	if err != nil {
-		return lost, 0
+		return lost, 0, err
 	}
 	defer unix.Close(fd)
-	for _, o := range [][2]int{
-		{unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_PROBE},
-		{unix.IPV6_DONTFRAG, 1},
-		{unix.IPV6_RECVERR, 1},
+	for _, o := range []struct {
+		name      string
+		opt, data int
+	}{
+		{"IPV6_MTU_DISCOVER", unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_PROBE},
+		{"IPV6_DONTFRAG", unix.IPV6_DONTFRAG, 1},
+		{"IPV6_RECVERR", unix.IPV6_RECVERR, 1},
 	} {
-		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, o[0], o[1]); err != nil {
-			return lost, 0
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, o.opt, o.data); err != nil {
+			return lost, 0, fmt.Errorf("%s: %w", o.name, err)
 		}
 	}
 	if err := unix.Connect(fd, &unix.SockaddrInet6{Addr: dst.As16()}); err != nil {
-		return lost, 0
+		// No route to dst: nothing can get there, as a UDP probe over
+		// IPv4 would find by its own error.
+		return lost, 0, nil
 	}
 	// On a ping socket the kernel writes its own identifier and matches
 	// replies by it; on a raw socket the identifier is ours to check.
@@ -62,21 +68,21 @@ func probe6(dst netip.Addr, size int, timeout time.Duration) (outcome, int) {
 	// The checksum (bytes 2-3) is the kernel's on both kinds of socket.
 	if _, err := unix.Write(fd, msg); err != nil {
 		if errors.Is(err, unix.EMSGSIZE) {
-			return tooBig, 0
+			return tooBig, 0, nil
 		}
-		return lost, 0
+		return lost, 0, nil
 	}
 	deadline := time.Now().Add(timeout)
 	buf := make([]byte, 64)
 	for {
 		revents, ok := waitReadable(fd, unix.POLLIN, deadline)
 		if !ok {
-			return lost, 0
+			return lost, 0, nil
 		}
 		if revents&unix.POLLERR != 0 {
 			ee, ok := readErrQueue(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVERR)
 			if ok && ee.errno == unix.EMSGSIZE && ee.origin == soEEOriginICMP6 {
-				return fragNeeded, int(ee.info)
+				return fragNeeded, int(ee.info), nil
 			}
 			// Anything else (an address unreachable, say) leaves the
 			// probe to time out as lost, as over IPv4.
@@ -89,7 +95,7 @@ func probe6(dst netip.Addr, size int, timeout time.Duration) (outcome, int) {
 		if raw && (binary.BigEndian.Uint16(buf[4:6]) != id || binary.BigEndian.Uint16(buf[6:8]) != seq) {
 			continue // another prober's reply, from the same peer
 		}
-		return passed, 0
+		return passed, 0, nil
 	}
 }
 
@@ -102,9 +108,9 @@ func echoSocket6() (fd int, raw bool, err error) {
 	if err == nil {
 		return fd, false, nil
 	}
-	fd, err = unix.Socket(unix.AF_INET6, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMPV6)
-	if err != nil {
-		return -1, false, err
+	fd, rerr := unix.Socket(unix.AF_INET6, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMPV6)
+	if rerr != nil {
+		return -1, false, fmt.Errorf("no ICMPv6 socket (ping socket: %v; raw socket: %w)", err, rerr)
 	}
 	// A raw ICMPv6 socket sees every ICMPv6 message of the namespace
 	// from its connected peer; only echo replies are read. Errors about
@@ -117,7 +123,7 @@ func echoSocket6() (fd int, raw bool, err error) {
 	f.Data[icmp6EchoReply>>5] &^= 1 << (icmp6EchoReply & 31)
 	if err := unix.SetsockoptICMPv6Filter(fd, unix.IPPROTO_ICMPV6, unix.ICMPV6_FILTER, &f); err != nil {
 		unix.Close(fd)
-		return -1, false, err
+		return -1, false, fmt.Errorf("ICMP6_FILTER: %w", err)
 	}
 	return fd, true, nil
 }

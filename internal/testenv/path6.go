@@ -103,8 +103,22 @@ type PathMTU struct {
 // 3 probes of an exact 2.
 func ProbePathMTU(t testing.TB, ns *Netns, target string) PathMTU {
 	t.Helper()
-	agent := StartAgent(t, ns, "--collector.disable-defaults", "--collector.pmtu", "--pmtu.target="+target,
-		"--pmtu.interval=1h", "--pmtu.gap=10ms", "--pmtu.timeout=2s")
+	return probePathMTU(t, []string{"nsenter", "--net=/run/netns/" + ns.Name, "--"}, ns, target)
+}
+
+// ProbePathMTUWithoutNetRaw is ProbePathMTU with an agent that lacks
+// CAP_NET_RAW (as in a pod whose securityContext drops it): out of its
+// bounding set, so the root the agent runs as cannot have it.
+func ProbePathMTUWithoutNetRaw(t testing.TB, ns *Netns, target string) PathMTU {
+	t.Helper()
+	RequireCommand(t, "setpriv")
+	return probePathMTU(t, []string{"nsenter", "--net=/run/netns/" + ns.Name, "--", "setpriv", "--bounding-set=-net_raw", "--"}, ns, target)
+}
+
+func probePathMTU(t testing.TB, launcher []string, ns *Netns, target string) PathMTU {
+	t.Helper()
+	agent := startAgent(t, launcher, ns, []string{"--collector.disable-defaults", "--collector.pmtu", "--pmtu.target=" + target,
+		"--pmtu.interval=1h", "--pmtu.gap=10ms", "--pmtu.timeout=2s"})
 	defer StopAgent(t, agent)
 	l := map[string]string{"target": target}
 	Eventually(t, 90*time.Second, "a probe run finished", func() bool {
