@@ -1,8 +1,6 @@
 package pmtu_test
 
 import (
-	"regexp"
-	"strconv"
 	"testing"
 
 	"github.com/netsonde/netsonde/internal/testenv"
@@ -19,15 +17,8 @@ import (
 func TestPathMTUProbeIPv6(t *testing.T) {
 	testenv.RequireCommand(t, "nft", "tracepath")
 	p := testenv.NewPath6(t, 1280)
-	// Count every echo request R forwards or refuses.
-	p.R.Exec(t, "nft", "add table inet probes; add chain inet probes countpre { type filter hook prerouting priority 0; }; "+
-		"add rule inet probes countpre ip6 daddr "+testenv.Path6B+" icmpv6 type echo-request counter")
-	counted := func() float64 {
-		out := p.R.Exec(t, "nft", "list", "chain", "inet", "probes", "countpre")
-		c := regexp.MustCompile(`packets (\d+)`).FindStringSubmatch(out)
-		n, _ := strconv.Atoi(c[1])
-		return float64(n)
-	}
+	p.CountEchoRequests(t)
+	counted := func() float64 { return float64(p.EchoRequests(t)) }
 	run := func() (pmtu, blackhole, probes, seen float64) {
 		t.Helper()
 		before := counted()
@@ -74,14 +65,8 @@ func TestPathMTUProbeIPv6(t *testing.T) {
 func TestPathMTUProbeIPv6Sockets(t *testing.T) {
 	testenv.RequireCommand(t, "nft")
 	p := testenv.NewPath6(t, 1280)
-	p.R.Exec(t, "nft", "add table inet probes; add chain inet probes countpre { type filter hook prerouting priority 0; }; "+
-		"add rule inet probes countpre ip6 daddr "+testenv.Path6B+" icmpv6 type echo-request counter")
-	counted := func() int {
-		out := p.R.Exec(t, "nft", "list", "chain", "inet", "probes", "countpre")
-		c := regexp.MustCompile(`packets (\d+)`).FindStringSubmatch(out)
-		n, _ := strconv.Atoi(c[1])
-		return n
-	}
+	p.CountEchoRequests(t)
+	counted := func() int { return p.EchoRequests(t) }
 
 	r := testenv.ProbePathMTUWithoutNetRaw(t, p.A, testenv.Path6B)
 	t.Logf("no socket: %+v, R saw %d", r, counted())

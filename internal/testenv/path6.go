@@ -65,13 +65,7 @@ func (p *Path6) DropPacketTooBig(t testing.TB) {
 // PacketTooBigDropped is how many packet-too-big R's rule has dropped.
 func (p *Path6) PacketTooBigDropped(t testing.TB) int {
 	t.Helper()
-	out := p.R.Exec(t, "nft", "list", "chain", "inet", "bh6", "out")
-	c := regexp.MustCompile(`packets (\d+)`).FindStringSubmatch(out)
-	if c == nil {
-		t.Fatalf("no counter in R's packet-too-big rule:\n%s", out)
-	}
-	n, _ := strconv.Atoi(c[1])
-	return n
+	return nftCounter(t, p.R, "bh6", "out")
 }
 
 // Tracepath6 runs `tracepath -6 -n` from ns to dst and returns the path
@@ -131,4 +125,32 @@ func probePathMTU(t testing.TB, launcher []string, ns *Netns, target string) Pat
 	r.Blackhole, _ = m.Value("netsonde_path_mtu_blackhole", l)
 	r.Probes, _ = m.Value("netsonde_path_mtu_probes_total", l)
 	return r
+}
+
+// CountEchoRequests makes R count the ICMPv6 echo requests to B it
+// forwards or refuses (the IPv6 path-MTU probes); EchoRequests reads the
+// count.
+func (p *Path6) CountEchoRequests(t testing.TB) {
+	t.Helper()
+	RequireCommand(t, "nft")
+	p.R.Exec(t, "nft", "add table inet probes; add chain inet probes countpre { type filter hook prerouting priority 0; }; "+
+		"add rule inet probes countpre ip6 daddr "+Path6B+" icmpv6 type echo-request counter")
+}
+
+// EchoRequests is how many echo requests to B R has counted.
+func (p *Path6) EchoRequests(t testing.TB) int {
+	t.Helper()
+	return nftCounter(t, p.R, "probes", "countpre")
+}
+
+// nftCounter reads the first counter of an inet chain in ns.
+func nftCounter(t testing.TB, ns *Netns, table, chain string) int {
+	t.Helper()
+	out := ns.Exec(t, "nft", "list", "chain", "inet", table, chain)
+	c := regexp.MustCompile(`packets (\d+)`).FindStringSubmatch(out)
+	if c == nil {
+		t.Fatalf("no counter in chain inet %s %s:\n%s", table, chain, out)
+	}
+	n, _ := strconv.Atoi(c[1])
+	return n
 }
