@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -108,19 +109,30 @@ func TestInstallOnRealAPIServer(t *testing.T) {
 		t.Errorf("kustomize with the component: %q", got)
 	}
 
-	// RBAC of every install: the agent may read pods and nodes, nothing else.
+	// RBAC of every install: the agent may read pods and nodes (list and
+	// watch for its informers, get for one node by name), nothing else:
+	// no write, no subresource (a node's proxy or a pod's exec would reach
+	// the kubelet's API), no other resource.
 	for _, sa := range []string{"netsonde:netsonde", "team-a:netsonde", "team-b:netsonde", "team-c:forced-netsonde"} {
 		for _, c := range []struct {
 			verb, resource string
 			allowed        bool
 		}{
 			{"list", "pods", true}, {"watch", "pods", true}, {"get", "pods", true},
-			{"list", "nodes", true}, {"watch", "nodes", true},
+			{"list", "nodes", true}, {"watch", "nodes", true}, {"get", "nodes", true},
 			{"get", "secrets", false}, {"list", "secrets", false},
-			{"create", "pods", false}, {"delete", "pods", false}, {"patch", "nodes", false},
-			{"list", "configmaps", false},
+			{"create", "pods", false}, {"delete", "pods", false}, {"update", "pods", false}, {"patch", "pods", false},
+			{"patch", "nodes", false}, {"update", "nodes", false}, {"delete", "nodes", false},
+			{"deletecollection", "pods", false},
+			// kubectl reads nodes/proxy as the node named proxy:
+			// subresources go in --subresource.
+			{"get", "nodes --subresource=proxy", false}, {"create", "pods --subresource=exec", false}, {"get", "pods --subresource=log", false},
+			{"patch", "nodes --subresource=status", false}, {"create", "pods --subresource=eviction", false},
+			{"list", "configmaps", false}, {"list", "services", false}, {"list", "endpointslices.discovery.k8s.io", false},
+			{"create", "events", false}, {"list", "namespaces", false},
 		} {
-			out, _ := api.KubectlErr("", "auth", "can-i", c.verb, c.resource, "--all-namespaces", "--as=system:serviceaccount:"+sa)
+			args := append(append([]string{"auth", "can-i", c.verb}, strings.Fields(c.resource)...), "--all-namespaces", "--as=system:serviceaccount:"+sa)
+			out, _ := api.KubectlErr("", args...)
 			if got := strings.TrimSpace(out) == "yes"; got != c.allowed {
 				t.Errorf("%s can %s %s: %q, want allowed=%v", sa, c.verb, c.resource, strings.TrimSpace(out), c.allowed)
 			}
@@ -134,4 +146,72 @@ func TestInstallOnRealAPIServer(t *testing.T) {
 		t.Errorf("ClusterRole of the uninstalled release remains:\n%s", out)
 	}
 	api.Kubectl(t, "", "get", "clusterrole/team-b-netsonde", "-n", "team-b", "daemonset/netsonde")
+}
+
+// podOf is a Pod with the DaemonSet's pod template, as the DaemonSet
+// controller would create it (no controller runs beside this API server).
+func podOf(t *testing.T, ds map[string]any) string {
+	t.Helper()
+	tmpl := ds["spec"].(map[string]any)["template"].(map[string]any)
+	b, err := json.Marshal(map[string]any{
+		"apiVersion": "v1", "kind": "Pod",
+		"metadata": map[string]any{"name": "netsonde-probe", "labels": tmpl["metadata"].(map[string]any)["labels"]},
+		"spec":     tmpl["spec"],
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// Pod Security Admission on a real API server: the agent's pod, from
+// either bundle, is refused where a namespace enforces baseline, for the
+// reasons deploy/kubernetes/namespace.yaml gives, and admitted in that
+// file's namespace. The chart, which cannot own the namespace it is
+// installed in, says in its notes to label one that lacks the label, and
+// says nothing where it is there.
+func TestPodSecurityAdmission(t *testing.T) {
+	testenv.RequireRoot(t)
+	ns := testenv.NewNetns(t)
+	api := testenv.StartKubeAPI(t, ns)
+	chart := chartDir(t)
+	file, _ := filepath.Abs("kubernetes/namespace.yaml")
+	api.Kubectl(t, "", "apply", "-f", file)
+	if got := api.Kubectl(t, "", "get", "namespace", "netsonde", "-o", "jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/enforce}"); got != "privileged" {
+		t.Fatalf("namespace.yaml's namespace enforces %q, want privileged", got)
+	}
+	if out := mustHelmOn(t, api, "install", "netsonde", chart, "--namespace", "netsonde", "--wait=false"); strings.Contains(out, "Pod Security") {
+		t.Errorf("helm install into the labelled namespace warns:\n%s", out)
+	}
+	out := mustHelmOn(t, api, "install", "netsonde", chart, "--namespace", "plain", "--create-namespace", "--wait=false")
+	if !strings.Contains(out, "kubectl label namespace plain pod-security.kubernetes.io/enforce=privileged") {
+		t.Errorf("helm install --create-namespace: the notes do not say to label the namespace:\n%s", out)
+	}
+	api.Kubectl(t, "", "create", "namespace", "strict")
+	api.Kubectl(t, "", "label", "namespace", "strict", "pod-security.kubernetes.io/enforce=baseline")
+
+	for name, ds := range map[string]map[string]any{
+		"kustomize": daemonSet(t, objects(t, kustomize(t, "kubernetes"))),
+		"helm":      daemonSet(t, objects(t, helmTemplate(t, "netsonde", "netsonde"))),
+	} {
+		pod := podOf(t, ds)
+		if out, err := api.KubectlErr(pod, "create", "--dry-run=server", "-n", "netsonde", "-f", "-"); err != nil {
+			t.Errorf("%s: the pod is refused in the privileged namespace: %v\n%s", name, err, out)
+		}
+		out, err := api.KubectlErr(pod, "create", "--dry-run=server", "-n", "strict", "-f", "-")
+		if err == nil {
+			t.Errorf("%s: the pod is admitted where baseline is enforced:\n%s", name, out)
+			continue
+		}
+		for _, want := range []string{
+			`violates PodSecurity "baseline:latest"`,
+			"host namespaces (hostNetwork=true, hostPID=true)",
+			`hostPath volumes (volumes "proc", "netns", "tracefs", "btf", "cni", "cgroup")`,
+			`non-default capabilities (container "netsonde" must not include "NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE" in securityContext.capabilities.add)`,
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: refused, but not for %s:\n%s", name, want, out)
+			}
+		}
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -92,43 +93,91 @@ func NewWatcher(logger *slog.Logger, opts WatcherOptions) (*Watcher, error) {
 
 // Start reads every link once and keeps the view current until ctx ends.
 func (w *Watcher) Start(ctx context.Context) error {
-	updates, errc, err := w.subscribe(ctx)
+	sub, err := w.subscribe(ctx)
 	if err == nil {
-		err = w.resync()
+		if err = w.resync(); err != nil {
+			sub.stop()
+		}
 	}
 	if err != nil {
 		w.close()
 		return err
 	}
-	go w.run(ctx, updates, errc)
+	go w.run(ctx, sub)
 	return nil
 }
 
-func (w *Watcher) subscribe(ctx context.Context) (chan netlink.LinkUpdate, chan error, error) {
-	updates := make(chan netlink.LinkUpdate, 1024)
-	errc := make(chan error, 1)
-	opts := netlink.LinkSubscribeOptions{
-		Namespace:         &w.ns,
-		ReceiveBufferSize: w.opts.ReceiveBufferSize,
-		// Forcing lifts the net.core.rmem_max cap (212 KiB by default)
-		// but needs CAP_NET_ADMIN; without it, take what rmem_max allows.
-		ReceiveBufferForceSize: true,
-		ErrorCallback: func(err error) {
-			select {
-			case errc <- err:
-			default:
+// subscription is one link-event socket and the goroutine that reads it.
+// It owns the socket: the socket is closed when the stream breaks, when
+// stop is called, or when the watcher's context ends. netlink's
+// LinkSubscribe closed its socket only on done, so each resubscribe after
+// an overflow left the broken socket open and subscribed, the kernel
+// queueing every later link event on it for nobody (3 overflows: 3 more
+// sockets, 24 MiB queued); and it leaked the socket whose forced buffer
+// size was refused.
+type subscription struct {
+	updates chan netlink.LinkUpdate
+	// err is why the stream ended; read it only after updates is closed.
+	err  error
+	stop context.CancelFunc
+}
+
+func (w *Watcher) subscribe(ctx context.Context) (*subscription, error) {
+	s, err := nl.SubscribeAt(w.ns, netns.None(), unix.NETLINK_ROUTE, unix.RTNLGRP_LINK)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to link events: %w", err)
+	}
+	// Forcing lifts the net.core.rmem_max cap (212 KiB by default) but
+	// needs CAP_NET_ADMIN; without it, take what rmem_max allows.
+	if err := s.SetReceiveBufferSize(w.opts.ReceiveBufferSize, true); err != nil {
+		if err := s.SetReceiveBufferSize(w.opts.ReceiveBufferSize, false); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("link event socket buffer: %w", err)
+		}
+	}
+	ctx, stop := context.WithCancel(ctx)
+	sub := &subscription{updates: make(chan netlink.LinkUpdate, 1024), stop: stop}
+	// Closing the socket wakes a Receive blocked on it (the socket is
+	// non-blocking, read through Go's poller).
+	go func() {
+		<-ctx.Done()
+		s.Close()
+	}()
+	go sub.read(ctx, s)
+	return sub, nil
+}
+
+// read delivers the socket's link messages until it fails (ENOBUFS when
+// the kernel dropped events) or ctx ends, then closes the socket and
+// updates.
+func (sub *subscription) read(ctx context.Context, s *nl.NetlinkSocket) {
+	defer close(sub.updates)
+	defer sub.stop()
+	for {
+		msgs, from, err := s.Receive()
+		if err != nil {
+			sub.err = err
+			return
+		}
+		if from.Pid != nl.PidKernel {
+			continue
+		}
+		for _, m := range msgs {
+			if m.Header.Type != unix.RTM_NEWLINK && m.Header.Type != unix.RTM_DELLINK {
+				continue
 			}
-		},
+			header := unix.NlMsghdr(m.Header)
+			l, err := netlink.LinkDeserialize(&header, m.Data)
+			if err != nil {
+				continue // a kind the library cannot parse; the next resync has it
+			}
+			select {
+			case sub.updates <- netlink.LinkUpdate{IfInfomsg: *nl.DeserializeIfInfomsg(m.Data), Header: header, Link: l}:
+			case <-ctx.Done():
+				return
+			}
+		}
 	}
-	err := netlink.LinkSubscribeWithOptions(updates, ctx.Done(), opts)
-	if err != nil {
-		opts.ReceiveBufferForceSize = false
-		err = netlink.LinkSubscribeWithOptions(updates, ctx.Done(), opts)
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("subscribe to link events: %w", err)
-	}
-	return updates, errc, nil
 }
 
 func (w *Watcher) close() {
@@ -143,13 +192,13 @@ func (w *Watcher) close() {
 // event that raced the read is applied after it: every change after
 // subscribing arrives in order, and the view converges. When the event
 // socket fails (ENOBUFS on overflow), it subscribes again and re-reads all.
-func (w *Watcher) run(ctx context.Context, updates chan netlink.LinkUpdate, errc chan error) {
+func (w *Watcher) run(ctx context.Context, sub *subscription) {
 	defer w.close()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case u, ok := <-updates:
+		case u, ok := <-sub.updates:
 			if ok {
 				w.apply(u)
 				continue
@@ -157,18 +206,14 @@ func (w *Watcher) run(ctx context.Context, updates chan netlink.LinkUpdate, errc
 			if ctx.Err() != nil {
 				return
 			}
-			var cause error
-			select {
-			case cause = <-errc:
-			default:
-				cause = errors.New("event channel closed")
-			}
-			w.logger.Warn("link event stream broke, resyncing", "err", cause)
+			w.logger.Warn("link event stream broke, resyncing", "err", sub.err)
 			for {
 				var err error
-				updates, errc, err = w.subscribe(ctx)
+				sub, err = w.subscribe(ctx)
 				if err == nil {
-					err = w.resync()
+					if err = w.resync(); err != nil {
+						sub.stop()
+					}
 				}
 				if err == nil {
 					break

@@ -60,7 +60,9 @@ const (
 	bpfMapNameNxdomain    = "name_nxdomain"
 	bpfMapNames           = "names"
 	bpfMapOnlyNetns       = "only_netns"
+	bpfMapOwnerInflight   = "owner_inflight"
 	bpfMapQueries         = "queries"
+	bpfMapRefused         = "refused"
 	bpfMapSkScratch       = "sk_scratch"
 	bpfMapStats           = "stats"
 	bpfMapTimeouts        = "timeouts"
@@ -77,6 +79,7 @@ const (
 	bpfVarExtraPorts      = "extra_ports"
 	bpfVarInflightMask    = "inflight_mask"
 	bpfVarNetnsFilter     = "netns_filter"
+	bpfVarOwnerQuota      = "owner_quota"
 	bpfVarTimeoutNs       = "timeout_ns"
 	bpfVarTopNames        = "top_names"
 )
@@ -139,18 +142,20 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Answers      *ebpf.MapSpec `ebpf:"answers"`
-	Drops        *ebpf.MapSpec `ebpf:"drops"`
-	HostPorts    *ebpf.MapSpec `ebpf:"host_ports"`
-	Ifaces       *ebpf.MapSpec `ebpf:"ifaces"`
-	Inflight     *ebpf.MapSpec `ebpf:"inflight"`
-	NameNxdomain *ebpf.MapSpec `ebpf:"name_nxdomain"`
-	Names        *ebpf.MapSpec `ebpf:"names"`
-	OnlyNetns    *ebpf.MapSpec `ebpf:"only_netns"`
-	Queries      *ebpf.MapSpec `ebpf:"queries"`
-	SkScratch    *ebpf.MapSpec `ebpf:"sk_scratch"`
-	Stats        *ebpf.MapSpec `ebpf:"stats"`
-	Timeouts     *ebpf.MapSpec `ebpf:"timeouts"`
+	Answers       *ebpf.MapSpec `ebpf:"answers"`
+	Drops         *ebpf.MapSpec `ebpf:"drops"`
+	HostPorts     *ebpf.MapSpec `ebpf:"host_ports"`
+	Ifaces        *ebpf.MapSpec `ebpf:"ifaces"`
+	Inflight      *ebpf.MapSpec `ebpf:"inflight"`
+	NameNxdomain  *ebpf.MapSpec `ebpf:"name_nxdomain"`
+	Names         *ebpf.MapSpec `ebpf:"names"`
+	OnlyNetns     *ebpf.MapSpec `ebpf:"only_netns"`
+	OwnerInflight *ebpf.MapSpec `ebpf:"owner_inflight"`
+	Queries       *ebpf.MapSpec `ebpf:"queries"`
+	Refused       *ebpf.MapSpec `ebpf:"refused"`
+	SkScratch     *ebpf.MapSpec `ebpf:"sk_scratch"`
+	Stats         *ebpf.MapSpec `ebpf:"stats"`
+	Timeouts      *ebpf.MapSpec `ebpf:"timeouts"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -160,6 +165,7 @@ type bpfVariableSpecs struct {
 	ExtraPorts   *ebpf.VariableSpec `ebpf:"extra_ports"`
 	InflightMask *ebpf.VariableSpec `ebpf:"inflight_mask"`
 	NetnsFilter  *ebpf.VariableSpec `ebpf:"netns_filter"`
+	OwnerQuota   *ebpf.VariableSpec `ebpf:"owner_quota"`
 	TimeoutNs    *ebpf.VariableSpec `ebpf:"timeout_ns"`
 	TopNames     *ebpf.VariableSpec `ebpf:"top_names"`
 }
@@ -184,18 +190,20 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Answers      *ebpf.Map `ebpf:"answers"`
-	Drops        *ebpf.Map `ebpf:"drops"`
-	HostPorts    *ebpf.Map `ebpf:"host_ports"`
-	Ifaces       *ebpf.Map `ebpf:"ifaces"`
-	Inflight     *ebpf.Map `ebpf:"inflight"`
-	NameNxdomain *ebpf.Map `ebpf:"name_nxdomain"`
-	Names        *ebpf.Map `ebpf:"names"`
-	OnlyNetns    *ebpf.Map `ebpf:"only_netns"`
-	Queries      *ebpf.Map `ebpf:"queries"`
-	SkScratch    *ebpf.Map `ebpf:"sk_scratch"`
-	Stats        *ebpf.Map `ebpf:"stats"`
-	Timeouts     *ebpf.Map `ebpf:"timeouts"`
+	Answers       *ebpf.Map `ebpf:"answers"`
+	Drops         *ebpf.Map `ebpf:"drops"`
+	HostPorts     *ebpf.Map `ebpf:"host_ports"`
+	Ifaces        *ebpf.Map `ebpf:"ifaces"`
+	Inflight      *ebpf.Map `ebpf:"inflight"`
+	NameNxdomain  *ebpf.Map `ebpf:"name_nxdomain"`
+	Names         *ebpf.Map `ebpf:"names"`
+	OnlyNetns     *ebpf.Map `ebpf:"only_netns"`
+	OwnerInflight *ebpf.Map `ebpf:"owner_inflight"`
+	Queries       *ebpf.Map `ebpf:"queries"`
+	Refused       *ebpf.Map `ebpf:"refused"`
+	SkScratch     *ebpf.Map `ebpf:"sk_scratch"`
+	Stats         *ebpf.Map `ebpf:"stats"`
+	Timeouts      *ebpf.Map `ebpf:"timeouts"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -208,7 +216,9 @@ func (m *bpfMaps) Close() error {
 		m.NameNxdomain,
 		m.Names,
 		m.OnlyNetns,
+		m.OwnerInflight,
 		m.Queries,
+		m.Refused,
 		m.SkScratch,
 		m.Stats,
 		m.Timeouts,
@@ -222,6 +232,7 @@ type bpfVariables struct {
 	ExtraPorts   *ebpf.Variable `ebpf:"extra_ports"`
 	InflightMask *ebpf.Variable `ebpf:"inflight_mask"`
 	NetnsFilter  *ebpf.Variable `ebpf:"netns_filter"`
+	OwnerQuota   *ebpf.Variable `ebpf:"owner_quota"`
 	TimeoutNs    *ebpf.Variable `ebpf:"timeout_ns"`
 	TopNames     *ebpf.Variable `ebpf:"top_names"`
 }

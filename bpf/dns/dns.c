@@ -22,8 +22,11 @@
  * A query is remembered in an array of queries in flight, 2-way set
  * associative: a hash of its key (the interface or namespace, the 5-tuple
  * and the DNS ID) picks a pair of adjacent slots, and it takes a free or
- * the older one. The answer that matches closes it and its latency goes
- * into a per-CPU histogram. Queries
+ * an expired one, else the older one it may displace; each owner (pod,
+ * namespace, node) has a quota of slots, and a query never displaces
+ * another owner's unless that owner has more in flight than its own. The
+ * answer that matches closes it and its latency goes into a per-CPU
+ * histogram. Queries
  * never answered are found by user space, which sweeps the table for
  * entries older than the timeout: nothing is sent to user space per packet.
  *
@@ -61,7 +64,7 @@ struct flow_key {
 struct flow_val {
 	__u64 ts;
 	__u64 fp;    /* the flow key's hash (flow_hash), never 0 */
-	__u32 netns; /* the flow key's netns: whom a timeout is counted for */
+	__u32 netns; /* the flow key's netns: whom a timeout and the slot are counted for */
 	__u16 qtype;
 	__u16 pad;
 	__u64 name; /* hash of the question's name (--dns.top-failing-names), else 0 */
@@ -90,6 +93,7 @@ enum {
 	STAT_NOT_TRACKED,   /* queries not tracked: their slots were being written */
 	STAT_LOST,          /* counts lost: a counter map was full */
 	STAT_EVICTED,       /* queries displaced in time by another (both slots live) */
+	STAT_REFUSED,       /* queries not tracked: their owner was at its quota (also in refused) */
 	STAT_MAX,
 };
 
@@ -118,7 +122,8 @@ NETSONDE_ONLY_NETNS
 /* Queries in flight: an array of a power of two slots (--dns.max-inflight,
  * rounded up by the loader, which sets inflight_mask to their number less
  * one), in buckets of two adjacent slots. A query's bucket is a hash of
- * its key; it takes a free slot of the two, else the older query's. Array
+ * its key; it takes a free slot of the two, else one it may displace
+ * (slot_rank, owner_inflight). Array
  * lookups are inlined by the verifier: no helper call per query or
  * answer. */
 struct {
@@ -132,6 +137,56 @@ struct {
 } inflight SEC(".maps");
 
 volatile const __u32 inflight_mask = 16384 - 1;
+
+/* Queries each owner (a pod's veth, a network namespace, the node: the
+ * flow key's netns) has in the in-flight table, so that one pod's flood
+ * cannot take the table from the others. An owner at owner_quota
+ * (--dns.max-inflight-per-pod) gets no new slot: its query is counted
+ * in refused and not tracked; it may only take back one of its own
+ * expired slots. A query displaces another owner's query in time only
+ * if that owner has more in flight than its own: a pod with a few
+ * queries out keeps them to their answer or timeout, whatever a heavier
+ * one sends. The count is incremented when a query is published in a
+ * slot and decremented by whoever frees the slot (an answer, a query
+ * displacing it, user space's sweep, all by compare-and-swap on ts), so
+ * it is an array user space maps as it maps the table.
+ *
+ * Indexed by the owner's low 15 bits (owner_count): interface indexes and
+ * namespace inodes are handed out densely, so the owners present at one
+ * time share a counter only if they are a multiple of 32,768 apart (two
+ * that do share one quota). 8 bytes a counter, the stride of an mmapable
+ * array's values anyway: 256 KiB. Signed: a count is never below 0, but a
+ * reader must not take a passing -1 for a huge one. About the quota:
+ * CPUs that check it at once may each pass it by one. */
+#define NOWNERS 32768
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, NOWNERS);
+	__type(key, __u32);
+	__type(value, __s64);
+} owner_inflight SEC(".maps");
+
+volatile const __s64 owner_quota = 16384 / 4;
+
+static __always_inline __s64 *owner_count(__u32 owner)
+{
+	__u32 i = owner & (NOWNERS - 1);
+	return bpf_map_lookup_elem(&owner_inflight, &i);
+}
+
+static __always_inline __s64 owner_load(__u32 owner)
+{
+	__s64 *c = owner_count(owner);
+	return c ? *(volatile __s64 *)c : 0;
+}
+
+static __always_inline void owner_add(__u32 owner, __s64 by)
+{
+	__s64 *c = owner_count(owner);
+	if (c)
+		__sync_fetch_and_add(c, by);
+}
 
 #define KEY_WORDS (sizeof(struct flow_key) / 4)
 _Static_assert(sizeof(struct flow_key) == 44, "flow_key has padding");
@@ -202,6 +257,15 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } timeouts SEC(".maps");
+
+/* Queries not tracked because their owner had owner_quota in flight,
+ * per owner. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} refused SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -635,6 +699,35 @@ static __always_inline void count_timeout(__u32 netns)
 	count(&timeouts, &netns, 1);
 }
 
+/* How good a slot of a query's bucket is to take, 0 not at all: a free
+ * one, else an expired one, else one holding in time the query of an
+ * owner with more in flight than this query's owner (have), else one
+ * holding this owner's own older query; never one another CPU is writing
+ * (ts 1). An owner at its quota (full) may take only its own expired
+ * slots, which leaves its count as it is. The slot's owner is read
+ * before the claim: if the slot changes in between, so does its ts, and
+ * the claim fails. */
+#define RANK_OWN 1
+#define RANK_HEAVIER 2
+#define RANK_EXPIRED 3
+#define RANK_FREE 4
+
+static __always_inline int slot_rank(struct flow_val *s, __u64 ts, __u64 now, __u32 key, __s64 have, int full)
+{
+	if (ts == 1)
+		return 0;
+	if (ts == 0)
+		return full ? 0 : RANK_FREE;
+	__u32 who = *(volatile __u32 *)&s->netns;
+	if (now > ts && now - ts > timeout_ns)
+		return !full || who == key ? RANK_EXPIRED : 0;
+	if (full)
+		return 0;
+	if (who == key)
+		return RANK_OWN;
+	return owner_load(who) > have ? RANK_HEAVIER : 0;
+}
+
 /* Where the programs run, which decides what keys a query and how its
  * network namespace filter (tests) applies. */
 #define AT_CGROUP 0 /* cgroup_skb: keyed by the socket's namespace's inode */
@@ -712,17 +805,27 @@ static __always_inline int query(struct __sk_buff *skb, struct pkt *p, __u32 key
 			stat(STAT_RETRANSMITTED);
 		return 1;
 	}
-	/* A free slot, else the older query's (an expired one is older than
-	 * any live one), never one being written (1) by another CPU. */
-	if (t0 == 0 || (t0 > 1 && (t1 == 1 || t0 <= t1))) {
+	/* An owner at its quota may only take back its own expired slot. */
+	__s64 have = owner_load(key);
+	int full = have >= owner_quota;
+	int r0 = slot_rank(s0, t0, now, key, have, full);
+	int r1 = slot_rank(s1, t1, now, key, have, full);
+	if (r0 == 0 && r1 == 0) {
+		if (full) {
+			count(&refused, &key, 1);
+			stat(STAT_REFUSED);
+		} else {
+			stat(STAT_NOT_TRACKED);
+		}
+		return 1;
+	}
+	/* The better slot; of two as good, the older query's. */
+	if (r0 > r1 || (r0 == r1 && t0 <= t1)) {
 		v = s0;
 		old = t0;
-	} else if (t1 != 1) {
+	} else {
 		v = s1;
 		old = t1;
-	} else {
-		stat(STAT_NOT_TRACKED);
-		return 1;
 	}
 	if (__sync_val_compare_and_swap(&v->ts, old, 1) != old) {
 		stat(STAT_NOT_TRACKED);
@@ -732,8 +835,10 @@ static __always_inline int query(struct __sk_buff *skb, struct pkt *p, __u32 key
 		/* Another query held the slot: past the timeout it is a
 		 * timeout, as the sweep would have counted it; else it is
 		 * evicted. Its key is stable: this CPU owns the slot. */
+		__u32 was = v->netns;
+		owner_add(was, -1);
 		if (now > old && now - old > timeout_ns)
-			count_timeout(v->netns);
+			count_timeout(was);
 		else
 			stat(STAT_EVICTED);
 	}
@@ -742,6 +847,7 @@ static __always_inline int query(struct __sk_buff *skb, struct pkt *p, __u32 key
 	v->qtype = t;
 	v->pad = 0;
 	v->name = nh;
+	owner_add(key, 1);
 	/* Publish: an atomic exchange orders the writes above before it
 	 * (a plain store would on x86, not on arm64). */
 	__sync_lock_test_and_set(&v->ts, now);
@@ -814,6 +920,7 @@ static __always_inline int answer(struct __sk_buff *skb, struct pkt *p, __u32 ke
 		stat(STAT_UNMATCHED);
 		return 1;
 	}
+	owner_add(k.netns, -1);
 	if (d > timeout_ns) {
 		stat(STAT_LATE);
 		count_timeout(k.netns);

@@ -62,6 +62,7 @@ const (
 	StatNotTracked
 	StatLost
 	StatEvicted
+	StatRefused
 	statMax
 )
 
@@ -103,6 +104,10 @@ type Options struct {
 	// MaxInflight is the size of the in-flight table (default 16384),
 	// rounded up to a power of two (at least 2): buckets of two slots.
 	MaxInflight uint32
+	// MaxInflightPerOwner is how many slots of the table one owner (a
+	// pod's interface or network namespace, the node) may hold
+	// (--dns.max-inflight-per-pod); 0: a quarter of the table, at least 1.
+	MaxInflightPerOwner uint32
 	// CgroupPath (HookCgroup) is the cgroup v2 directory to attach to; empty: the
 	// root of the first cgroup2 mount in /proc/self/mountinfo.
 	CgroupPath string
@@ -163,7 +168,7 @@ func Load(opts Options) (*Probe, error) {
 	if err := spec.Variables["extra_ports"].Set(ports); err != nil {
 		return nil, fmt.Errorf("set ports: %w", err)
 	}
-	if err := sizeInflight(spec, opts.MaxInflight); err != nil {
+	if err := sizeInflight(spec, opts.MaxInflight, opts.MaxInflightPerOwner); err != nil {
 		return nil, err
 	}
 	if opts.TopNames > 0 {
@@ -262,31 +267,41 @@ func (p *Probe) attachCgroup(opts Options) error {
 // Options.MaxInflight.
 const DefaultMaxInflight = 16384
 
-// sizeInflight sizes the in-flight table: an array of max slots rounded
+// sizeInflight sizes the in-flight table: an array of size slots rounded
 // up to a power of two (at least 2: one bucket of two slots), whose mask
-// the programs get in inflight_mask. An older object (Options.Object)
-// whose table is an LRU hash takes max as is.
-func sizeInflight(spec *ebpf.CollectionSpec, max uint32) error {
+// the programs get in inflight_mask, and sets each owner's quota of it
+// (perOwner, 0: a quarter of the slots). An older object (Options.Object)
+// whose table is an LRU hash takes size as is.
+func sizeInflight(spec *ebpf.CollectionSpec, size, perOwner uint32) error {
 	m := spec.Maps["inflight"]
 	if m == nil {
 		return errors.New("object has no inflight map")
 	}
 	if m.Type != ebpf.Array {
-		if max > 0 {
-			m.MaxEntries = max
+		if size > 0 {
+			m.MaxEntries = size
 		}
 		return nil
 	}
-	if max == 0 {
-		max = DefaultMaxInflight
+	if size == 0 {
+		size = DefaultMaxInflight
 	}
 	n := uint32(2)
-	for n < max && n < 1<<30 {
+	for n < size && n < 1<<30 {
 		n <<= 1
 	}
 	m.MaxEntries = n
 	if err := spec.Variables["inflight_mask"].Set(n - 1); err != nil {
 		return fmt.Errorf("set inflight mask: %w", err)
+	}
+	// An older object has no quota.
+	if q, ok := spec.Variables["owner_quota"]; ok {
+		if perOwner == 0 {
+			perOwner = max(n/4, 1)
+		}
+		if err := q.Set(int64(perOwner)); err != nil {
+			return fmt.Errorf("set in-flight quota: %w", err)
+		}
 	}
 	return nil
 }
@@ -377,8 +392,11 @@ type Counts struct {
 	Responses map[RespKey]uint64
 	Latency   map[HistKey]uint64
 	Timeouts  map[uint32]uint64
-	Drops     map[DropKey]uint64
-	Stats     [statMax]uint64
+	// Refused counts, per owner, the queries not tracked because the
+	// owner had its quota of the in-flight table.
+	Refused map[uint32]uint64
+	Drops   map[DropKey]uint64
+	Stats   [statMax]uint64
 }
 
 // Read returns the kernel's counts.
@@ -396,6 +414,12 @@ func (p *Probe) Read() (Counts, error) {
 	}
 	if c.Drops, err = nbpf.SumPerCPU[DropKey](p.Map("drops")); err != nil {
 		return c, err
+	}
+	// An older object (Options.Object) has no quota.
+	if m := p.Map("refused"); m != nil {
+		if c.Refused, err = nbpf.SumPerCPU[uint32](m); err != nil {
+			return c, err
+		}
 	}
 	// An older object (Options.Object) may have fewer counters.
 	n := min(len(c.Stats), int(p.Map("stats").MaxEntries()))
@@ -557,6 +581,11 @@ func (p *Probe) Forget(c Counts, gone map[uint32]bool) {
 			_ = p.Map("timeouts").Delete(k)
 		}
 	}
+	for k := range c.Refused {
+		if gone[k] {
+			_ = p.Map("refused").Delete(k)
+		}
+	}
 	for k := range c.Drops {
 		if gone[k.Netns] {
 			_ = p.Map("drops").Delete(k)
@@ -578,6 +607,9 @@ func (c Counts) Owners() map[uint32]bool {
 		out[k.Netns] = true
 	}
 	for k := range c.Timeouts {
+		out[k] = true
+	}
+	for k := range c.Refused {
 		out[k] = true
 	}
 	return out

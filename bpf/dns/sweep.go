@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -17,7 +18,9 @@ import (
 // which a slot cannot be claimed only if unchanged, and its typed
 // pointers are for global variables behind a build tag; so the map is
 // mapped here with mmap(2) on its descriptor. The mapping is outside Go's
-// heap and lives only for this call.
+// heap and lives only for this call. A closed query's slot is given back
+// to its owner's count (owner_inflight, mapped the same way) as the
+// kernel gives it back on an answer.
 func (p *Probe) sweepArray(now, limit uint64) (Swept, error) {
 	m := p.Map("inflight")
 	const slotSize = int(unsafe.Sizeof(FlowVal{}))
@@ -25,15 +28,24 @@ func (p *Probe) sweepArray(now, limit uint64) (Swept, error) {
 		return Swept{}, fmt.Errorf("in-flight slot is %d bytes, want %d", m.ValueSize(), slotSize)
 	}
 	n := int(m.MaxEntries())
-	size := n * slotSize
-	if pg := unix.Getpagesize(); size%pg != 0 {
-		size += pg - size%pg
-	}
-	mem, err := unix.Mmap(m.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	mem, err := mapShared(m, "in-flight queries")
 	if err != nil {
-		return Swept{}, fmt.Errorf("map in-flight queries: %w", err)
+		return Swept{}, err
 	}
 	defer unix.Munmap(mem)
+	// An older object (Options.Object) has no per-owner counts.
+	var owners []byte
+	ownerMask := 0
+	if om := p.Map("owner_inflight"); om != nil {
+		if om.ValueSize() != 8 || om.MaxEntries()&(om.MaxEntries()-1) != 0 {
+			return Swept{}, fmt.Errorf("owner_inflight: %d values of %d bytes, want a power of two of 8", om.MaxEntries(), om.ValueSize())
+		}
+		if owners, err = mapShared(om, "in-flight counts"); err != nil {
+			return Swept{}, err
+		}
+		defer unix.Munmap(owners)
+		ownerMask = int(om.MaxEntries()) - 1
+	}
 	out := Swept{ByNetns: map[uint32]uint64{}, ByName: map[uint64]uint64{}}
 	for i := 0; i < n; i++ {
 		slot := (*FlowVal)(unsafe.Pointer(&mem[i*slotSize]))
@@ -50,6 +62,11 @@ func (p *Probe) sweepArray(now, limit uint64) (Swept, error) {
 		// query's (a slot rewritten in between has another ts).
 		netns, name := slot.Netns, slot.Name
 		if atomic.CompareAndSwapUint64(&slot.Ts, ts, 0) {
+			if owners != nil {
+				// owner_count() in dns.c: the owner's low bits.
+				i := int(netns) & ownerMask
+				atomic.AddInt64((*int64)(unsafe.Pointer(&owners[i*8])), -1)
+			}
 			out.ByNetns[netns]++
 			if name != 0 {
 				out.ByName[name]++
@@ -57,4 +74,19 @@ func (p *Probe) sweepArray(now, limit uint64) (Swept, error) {
 		}
 	}
 	return out, nil
+}
+
+// mapShared maps an mmapable array's values, read and write, shared with
+// the kernel: the caller unmaps it. The kernel lays them out 8 bytes
+// apart at least (a value of 4 bytes takes 8).
+func mapShared(m *ebpf.Map, what string) ([]byte, error) {
+	size := int(m.MaxEntries()) * int((m.ValueSize()+7)&^7)
+	if pg := unix.Getpagesize(); size%pg != 0 {
+		size += pg - size%pg
+	}
+	mem, err := unix.Mmap(m.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("map %s: %w", what, err)
+	}
+	return mem, nil
 }

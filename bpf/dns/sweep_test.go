@@ -1,10 +1,13 @@
 package dns
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/netsonde/netsonde/internal/testenv"
 )
 
 // TestSweepArray: queries run through the egress program fill slots of
@@ -63,7 +66,7 @@ func TestSizeInflight(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := sizeInflight(spec, c.max); err != nil {
+		if err := sizeInflight(spec, c.max, 0); err != nil {
 			t.Fatal(err)
 		}
 		if got := spec.Maps["inflight"].MaxEntries; got != c.want {
@@ -73,37 +76,57 @@ func TestSizeInflight(t *testing.T) {
 		if err := spec.Variables["inflight_mask"].Get(&mask); err != nil || mask != c.want-1 {
 			t.Errorf("MaxInflight %d: mask %d (%v), want %d", c.max, mask, err, c.want-1)
 		}
+		// Each owner's quota: a quarter of the table by default.
+		var q int64
+		if err := spec.Variables["owner_quota"].Get(&q); err != nil || q != int64(max(c.want/4, 1)) {
+			t.Errorf("MaxInflight %d: quota %d (%v), want %d", c.max, q, err, max(c.want/4, 1))
+		}
 	}
+}
+
+// loadOneBucket loads the cgroup_skb programs for test runs with an
+// in-flight table of one bucket (two slots), the timeout and each
+// owner's quota.
+func loadOneBucket(t *testing.T, timeout time.Duration, quota uint32) (*Probe, *ebpf.Program, *ebpf.Program) {
+	t.Helper()
+	obj, progs := loadSpecForTest(t, "", func(spec *ebpf.CollectionSpec) error {
+		if err := spec.Variables["timeout_ns"].Set(uint64(timeout)); err != nil {
+			return err
+		}
+		return sizeInflight(spec, 2, quota)
+	})
+	return &Probe{Object: obj}, progs[ProgramEgress], progs[ProgramIngress]
+}
+
+// readStats reads the probe's counts and checks the given stats.
+func readStats(t *testing.T, p *Probe, when string, stats map[int]uint64) Counts {
+	t.Helper()
+	c, err := p.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range stats {
+		if c.Stats[i] != n {
+			t.Errorf("%s: stat %d is %d, want %d", when, i, c.Stats[i], n)
+		}
+	}
+	return c
 }
 
 // TestBucketOfTwo: in a table of one bucket (two slots), two queries are
 // both in flight and answered; a retry finds its own slot; a third query
 // displaces the older one in time (evicted, its answer then matches
 // nothing), and one after its timeout is counted as a timeout, not an
-// eviction.
+// eviction. One owner, whose quota is more than the table (TestOwnerQuota
+// has two, with quotas).
 func TestBucketOfTwo(t *testing.T) {
 	const timeout = 200 * time.Millisecond
-	obj, progs := loadSpecForTest(t, "", func(spec *ebpf.CollectionSpec) error {
-		if err := spec.Variables["timeout_ns"].Set(uint64(timeout)); err != nil {
-			return err
-		}
-		return sizeInflight(spec, 2)
-	})
-	eg, in := progs[ProgramEgress], progs[ProgramIngress]
-	p := &Probe{Object: obj}
+	p, eg, in := loadOneBucket(t, timeout, 3)
 	query := func(id uint16) { run(t, eg, packet(40000, 53, dnsQuery(id, "ok.test", 1))) }
 	answer := func(id uint16) { run(t, in, answerPacket(id, "ok.test", 1, 0x8000)) }
 	want := func(when string, stats map[int]uint64, timeouts uint64) {
 		t.Helper()
-		c, err := p.Read()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, n := range stats {
-			if c.Stats[i] != n {
-				t.Errorf("%s: stat %d is %d, want %d", when, i, c.Stats[i], n)
-			}
-		}
+		c := readStats(t, p, when, stats)
 		var to uint64
 		for _, n := range c.Timeouts {
 			to += n
@@ -141,4 +164,86 @@ func TestBucketOfTwo(t *testing.T) {
 	}
 	answer(6)
 	want("the last answer", map[int]uint64{StatAnswered: 3, StatUnmatched: 1, StatEvicted: 1}, 1)
+}
+
+// TestOwnerQuota: two owners (the network namespaces the test runs the
+// programs from) share a table of one bucket, with a quota of two slots
+// each. The first owner, at its quota, is refused (counted for it); the
+// second, with fewer in flight, displaces the first's older query; the
+// first's further queries then displace only its own, and the second's
+// query stays to be answered. An owner at its quota takes back its own
+// expired slot (a timeout), and the per-owner counts come back to 0 as
+// answers, displacements and the sweep free the slots.
+func TestOwnerQuota(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	p, eg, in := loadOneBucket(t, timeout, 2)
+	obj := p.Object
+	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
+	ia, ib := uint32(a.Inode(t)), uint32(b.Inode(t))
+	// A test run's socket is in the namespace of the thread that runs it.
+	in_ := func(ns *testenv.Netns, prog *ebpf.Program, pkt []byte) {
+		t.Helper()
+		if err := ns.Do(func() error {
+			ret, err := prog.Run(&ebpf.RunOptions{Data: pkt})
+			if err == nil && ret != 1 {
+				err = fmt.Errorf("program returned %d", ret)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	query := func(ns *testenv.Netns, id uint16) { in_(ns, eg, packet(40000, 53, dnsQuery(id, "ok.test", 1))) }
+	answer := func(ns *testenv.Netns, id uint16) {
+		in_(ns, in, answerPacket(id, "ok.test", 1, 0x8000))
+	}
+	owned := func(owner uint32) int64 {
+		t.Helper()
+		var n int64
+		if err := obj.Map("owner_inflight").Lookup(owner&0x7fff, &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	want := func(when string, stats map[int]uint64, inA, inB int64, refusedA uint64) {
+		t.Helper()
+		c := readStats(t, p, when, stats)
+		if c.Refused[ia] != refusedA || c.Refused[ib] != 0 {
+			t.Errorf("%s: refused %v, want %d for the first owner", when, c.Refused, refusedA)
+		}
+		if a, b := owned(ia), owned(ib); a != inA || b != inB {
+			t.Errorf("%s: in flight %d and %d, want %d and %d", when, a, b, inA, inB)
+		}
+	}
+	query(a, 1)
+	query(a, 2)
+	query(a, 3) // at its quota
+	want("the first owner at its quota", map[int]uint64{StatTracked: 2, StatRefused: 1, StatEvicted: 0}, 2, 0, 1)
+	query(b, 1) // displaces a's query 1: a has more in flight
+	want("the second owner", map[int]uint64{StatTracked: 3, StatRefused: 1, StatEvicted: 1}, 1, 1, 1)
+	for id := uint16(4); id < 9; id++ {
+		query(a, id) // each displaces a's own previous one, never b's
+	}
+	want("the first owner's flood", map[int]uint64{StatTracked: 8, StatEvicted: 6, StatNotTracked: 0}, 1, 1, 1)
+	answer(b, 1)
+	answer(a, 8)
+	want("answers", map[int]uint64{StatAnswered: 2, StatUnmatched: 0}, 0, 0, 1)
+
+	query(a, 10)
+	query(a, 11)
+	time.Sleep(timeout + 50*time.Millisecond)
+	query(a, 12) // at its quota, takes back its own expired slot
+	want("an owner at its quota with an expired query", map[int]uint64{StatTracked: 11, StatRefused: 1, StatEvicted: 6}, 2, 0, 1)
+	if c := readStats(t, p, "the expired query", nil); c.Timeouts[ia] != 1 {
+		t.Errorf("timeouts %v, want 1 for the first owner", c.Timeouts)
+	}
+	time.Sleep(timeout + 50*time.Millisecond)
+	sw, err := p.Sweep(timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sw.ByNetns[ia] != 2 || sw.Live != 0 {
+		t.Errorf("sweep: %+v, want 2 closed for the first owner", sw)
+	}
+	want("the sweep", map[int]uint64{StatTracked: 11}, 0, 0, 1)
 }

@@ -57,7 +57,6 @@ const (
 // tcState is a Probe's TC programs and where they are attached.
 type tcState struct {
 	progs map[string]*ebpf.Program
-	owner *loader.Owner
 	tc    *loader.TC
 
 	mu sync.Mutex
@@ -89,11 +88,11 @@ func loadTC(obj *loader.Object, attach string) (*tcState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load interface programs: %w", err)
 	}
-	owner, err := loader.NewOwner()
+	tc, err := loader.NewTC("dns")
 	if err != nil {
 		return nil, err
 	}
-	t := &tcState{progs: progs, owner: owner, tc: loader.NewTC(owner, "dns"), attached: map[int]*tcIface{}, tcx: tcx}
+	t := &tcState{progs: progs, tc: tc, attached: map[int]*tcIface{}, tcx: tcx}
 	// Detached before the programs and maps are freed.
 	obj.AddCloser(closeFunc(t.close))
 	return t, nil
@@ -229,7 +228,7 @@ func (t *tcState) close() error {
 		delete(t.attached, i)
 	}
 	t.mu.Unlock()
-	return errors.Join(loader.CloseAll(closers), t.owner.Close())
+	return loader.CloseAll(closers)
 }
 
 // RunStats sums the kernel's run-time accounting (BPF_ENABLE_STATS must be

@@ -77,7 +77,6 @@ type Options struct {
 type Counter struct {
 	*loader.Object
 	progs map[string]*ebpf.Program
-	owner *loader.Owner
 	tc    *loader.TC
 	mode  string // auto, tcx or tc
 
@@ -139,12 +138,12 @@ func Load(opts Options) (*Counter, error) {
 		obj.Close()
 		return nil, fmt.Errorf("load interface programs: %w", err)
 	}
-	owner, err := loader.NewOwner()
+	tc, err := loader.NewTC("fragments")
 	if err != nil {
 		obj.Close()
 		return nil, err
 	}
-	c := &Counter{Object: obj, progs: progs, owner: owner, tc: loader.NewTC(owner, "fragments"),
+	c := &Counter{Object: obj, progs: progs, tc: tc,
 		mode: mode, startup: true, attached: map[int]*iface{}}
 	rungs, err := icmpRungs(obj, opts)
 	if err != nil {
@@ -383,7 +382,7 @@ func (c *Counter) Close() error {
 	}
 	c.mu.Unlock()
 	errs := []error{loader.CloseAll(closers)}
-	errs = append(errs, c.Object.Close(), c.owner.Close())
+	errs = append(errs, c.Object.Close())
 	return errors.Join(errs...)
 }
 

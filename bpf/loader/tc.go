@@ -1,13 +1,9 @@
 package loader
 
 import (
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"sync"
 
@@ -21,71 +17,6 @@ import (
 // value, so that `tc filter show` tells them apart from other tools'.
 // Filters of two agents (a rolling update) share it and differ by handle.
 const tcPriority = 0x4e53 // "NS"
-
-// filterPrefix starts the name of every filter netsonde adds; the owner's
-// instance id follows, so a restarted agent can tell a dead predecessor's
-// filters from a live neighbour's.
-const filterPrefix = "netsonde:"
-
-// Owner identifies this agent's legacy tc filters. Filters outlive the
-// process that added them (a kill -9 leaves them in the kernel, counting
-// into maps nobody reads), so each carries the owner's instance id in its
-// name, and the owner holds an abstract unix socket named after that id in
-// the network namespace of the interfaces. The socket goes when the process
-// dies, whatever killed it: a filter whose owner's socket does not answer
-// is stale. Abstract sockets belong to the network namespace, not to a PID
-// namespace, so this works across containers sharing the host network.
-type Owner struct {
-	ID       string
-	handle   uint32
-	listener net.Listener
-}
-
-// NewOwner creates this agent's owner identity and its liveness socket.
-func NewOwner() (*Owner, error) {
-	b := make([]byte, 4)
-	if _, err := rand.Read(b); err != nil {
-		return nil, fmt.Errorf("owner id: %w", err)
-	}
-	id := hex.EncodeToString(b)
-	l, err := net.Listen("unix", "@"+ownerSocket(id))
-	if err != nil {
-		return nil, fmt.Errorf("owner socket: %w", err)
-	}
-	// Handles 1..0xfffe; two agents colliding on one is a 1/65534 chance,
-	// and the second agent's add then fails visibly (EEXIST), it does not
-	// replace the first's filter.
-	h := binary.BigEndian.Uint32(b)%0xfffe + 1
-	return &Owner{ID: id, handle: h, listener: l}, nil
-}
-
-func ownerSocket(id string) string { return "netsonde-owner-" + id }
-
-// Close releases the liveness socket.
-func (o *Owner) Close() error { return o.listener.Close() }
-
-// alive says whether the agent with instance id still runs.
-func alive(id string) bool {
-	c, err := net.Dial("unix", "@"+ownerSocket(id))
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
-}
-
-// ownerOf returns the instance id in a filter name of ours, or "".
-func ownerOf(name string) string {
-	rest, ok := strings.CutPrefix(name, filterPrefix)
-	if !ok {
-		return ""
-	}
-	i := strings.LastIndexByte(rest, ':')
-	if i < 0 {
-		return ""
-	}
-	return rest[i+1:]
-}
 
 // Pair is the programs for an interface's two directions.
 type Pair struct {
@@ -143,20 +74,25 @@ func (l *TCXLink) Close() error {
 // filters: the way before TCX. It creates the clsact qdisc only where none
 // exists, and removes on Close only what it created.
 type TC struct {
-	owner *Owner
+	owner owner
 	// what names the filters ("fragments"), after the prefix.
 	what string
 
 	mu      sync.Mutex
-	created map[int]bool // clsact qdiscs this agent created, by ifindex
+	created map[int]bool // clsact qdiscs this agent takes as its own, by ifindex
 }
 
-// NewTC prepares legacy tc attachment for owner's filters named what.
-func NewTC(owner *Owner, what string) *TC {
-	return &TC{owner: owner, what: what, created: map[int]bool{}}
+// NewTC prepares legacy tc attachment for this process's filters named
+// what ("fragments", "dns").
+func NewTC(what string) (*TC, error) {
+	o, err := newOwner()
+	if err != nil {
+		return nil, err
+	}
+	return &TC{owner: o, what: what, created: map[int]bool{}}, nil
 }
 
-func (t *TC) filterName() string { return filterPrefix + t.what + ":" + t.owner.ID }
+func (t *TC) filterName() string { return filterPrefix + t.what + ":" + t.owner.id }
 
 func linkOf(ifindex int) netlink.Link {
 	return &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: ifindex}}
@@ -166,11 +102,11 @@ func linkOf(ifindex int) netlink.Link {
 // then adds ours on ingress and egress.
 func (t *TC) Attach(ifindex int, p Pair) (io.Closer, error) {
 	ingress, egress := p.Ingress, p.Egress
-	removed, err := t.RemoveStale(ifindex)
+	onlyOurs, err := t.removeStale(ifindex)
 	if err != nil {
 		return nil, err
 	}
-	if err := t.ensureClsact(ifindex, removed > 0); err != nil {
+	if err := t.ensureClsact(ifindex, onlyOurs); err != nil {
 		return nil, err
 	}
 	var added []*netlink.BpfFilter
@@ -201,24 +137,29 @@ func (t *TC) Attach(ifindex int, p Pair) (io.Closer, error) {
 	return &tcLink{tc: t, ifindex: ifindex, filters: added}, nil
 }
 
-// ensureClsact adds a clsact qdisc where none is. adopt says a dead
-// predecessor's filters were just removed from the interface: if nothing
-// else is on its clsact, the predecessor made it, and this agent takes it
-// over, to remove it when it stops.
-func (t *TC) ensureClsact(ifindex int, adopt bool) error {
+// ensureClsact adds a clsact qdisc where none is. onlyOurs says every
+// filter on the interface's existing clsact, if any, is netsonde's (none at
+// all included): then netsonde made it, and this agent takes it as its
+// own, to remove it when it leaves it empty. An agent killed between adding
+// a clsact and its first filter leaves it empty, so an empty clsact counts
+// as netsonde's; the other way round, another tool's clsact left without
+// filters would be taken (and, left empty, removed): a clsact without
+// filters does nothing.
+//
+// Every netsonde TC of every agent on the interface (fragments', DNS's, a
+// rolling update's two agents) marks it so, and whichever leaves it empty
+// removes it; a mark of the first to attach only would leak it when that
+// one stops first.
+func (t *TC) ensureClsact(ifindex int, onlyOurs bool) error {
 	// An exclusive add both creates the qdisc and tells whether one was
 	// there. Listing qdiscs first cost a dump of every qdisc in the
 	// namespace per interface (the kernel does not filter a qdisc dump by
 	// interface): quadratic, 370 MB allocated and a 3 s start with 1,000
 	// veths.
-	q := &netlink.GenericQdisc{
-		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
-		QdiscType:  "clsact",
-	}
-	switch err := netlink.QdiscAdd(q); {
+	switch err := netlink.QdiscAdd(clsact(ifindex)); {
 	case err == nil:
 	case errors.Is(err, unix.EEXIST):
-		if !adopt || !(&tcLink{ifindex: ifindex}).empty() {
+		if !onlyOurs {
 			return nil
 		}
 	default:
@@ -230,45 +171,57 @@ func (t *TC) ensureClsact(ifindex int, adopt bool) error {
 	return nil
 }
 
+func clsact(ifindex int) *netlink.GenericQdisc {
+	return &netlink.GenericQdisc{
+		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
+		QdiscType:  "clsact",
+	}
+}
+
 // Filters lists netsonde's filters on an interface (both directions).
 func Filters(ifindex int) ([]*netlink.BpfFilter, error) {
-	var out []*netlink.BpfFilter
+	ours, _, err := filters(ifindex)
+	return ours, err
+}
+
+// filters lists netsonde's filters on an interface (both directions), and
+// counts the others.
+func filters(ifindex int) (ours []*netlink.BpfFilter, others int, err error) {
 	for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
 		fs, err := netlink.FilterList(linkOf(ifindex), parent)
 		if err != nil {
 			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
 				continue // no clsact qdisc: no filters
 			}
-			return nil, fmt.Errorf("list filters: %w", err)
+			return nil, 0, fmt.Errorf("list filters: %w", err)
 		}
 		for _, f := range fs {
 			if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, filterPrefix) {
-				out = append(out, bf)
+				ours = append(ours, bf)
+			} else {
+				others++
 			}
 		}
 	}
-	return out, nil
+	return ours, others, nil
 }
 
-// RemoveStale deletes netsonde filters on the interface whose owner is no
-// longer alive, and returns how many it removed.
-func (t *TC) RemoveStale(ifindex int) (int, error) {
-	fs, err := Filters(ifindex)
+// removeStale deletes netsonde filters on the interface whose owner is no
+// longer alive, and says whether every filter on it is netsonde's.
+func (t *TC) removeStale(ifindex int) (onlyOurs bool, err error) {
+	fs, others, err := filters(ifindex)
 	if err != nil {
-		return 0, err
+		return false, err
 	}
-	n := 0
 	for _, f := range fs {
-		id := ownerOf(f.Name)
-		if id == "" || id == t.owner.ID || alive(id) {
+		if id := ownerOf(f.Name); id == t.owner.id || alive(id) {
 			continue
 		}
 		if err := netlink.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) {
-			return n, fmt.Errorf("remove stale filter %s: %w", f.Name, err)
+			return false, fmt.Errorf("remove stale filter %s: %w", f.Name, err)
 		}
-		n++
 	}
-	return n, nil
+	return others == 0, nil
 }
 
 type tcLink struct {
@@ -277,8 +230,8 @@ type tcLink struct {
 	filters []*netlink.BpfFilter
 }
 
-// Close removes exactly our filters, and the clsact qdisc if we created it
-// and nobody else's filters are on it now.
+// Close removes exactly our filters, and the clsact qdisc if we took it as
+// ours and no filter is left on it.
 func (l *tcLink) Close() error {
 	var errs []error
 	for _, f := range l.filters {
@@ -290,27 +243,18 @@ func (l *tcLink) Close() error {
 	created := l.tc.created[l.ifindex]
 	delete(l.tc.created, l.ifindex)
 	l.tc.mu.Unlock()
-	if created && l.empty() {
-		q := &netlink.GenericQdisc{
-			QdiscAttrs: netlink.QdiscAttrs{LinkIndex: l.ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
-			QdiscType:  "clsact",
-		}
-		if err := netlink.QdiscDel(q); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.EINVAL) {
+	if created && empty(l.ifindex) {
+		if err := netlink.QdiscDel(clsact(l.ifindex)); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.EINVAL) {
 			errs = append(errs, fmt.Errorf("remove clsact qdisc: %w", err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// empty says whether the interface's clsact has no filters at all.
-func (l *tcLink) empty() bool {
-	for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
-		fs, err := netlink.FilterList(linkOf(l.ifindex), parent)
-		if err != nil || len(fs) > 0 {
-			return false
-		}
-	}
-	return true
+// empty says whether the interface has no filter at all (or no clsact).
+func empty(ifindex int) bool {
+	ours, others, err := filters(ifindex)
+	return err == nil && len(ours) == 0 && others == 0
 }
 
 // CloseAll closes every closer (interfaces' attachments), Overlap at a

@@ -78,20 +78,6 @@ func FuzzFieldOffset(f *testing.F) {
 	})
 }
 
-func TestOwnerOf(t *testing.T) {
-	for name, want := range map[string]string{
-		"netsonde:fragments:0a1b2c3d": "0a1b2c3d",
-		"netsonde:fragments":          "",
-		"cilium-from-container":       "",
-		"netsonde":                    "",
-		"":                            "",
-	} {
-		if got := ownerOf(name); got != want {
-			t.Errorf("ownerOf(%q) = %q, want %q", name, got, want)
-		}
-	}
-}
-
 // A forced hook picks that hook's rungs, in their order; none keeps the
 // ladder as given; a hook without a rung is an error.
 func TestLadder(t *testing.T) {

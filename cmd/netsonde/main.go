@@ -26,13 +26,19 @@ func main() {
 }
 
 func run(args []string) int {
-	// doctor is dispatched before the agent's flags are parsed: it shares
-	// the collector flags but not the web server's, and the agent's command
-	// line (no subcommand) stays exactly what DaemonSets already run.
-	if len(args) > 0 && args[0] == "doctor" {
-		return runDoctor(args[1:], os.Stdout, os.Stderr)
+	// Subcommands are dispatched before the agent's flags are parsed:
+	// doctor shares the collector flags but not the web server's, cleanup
+	// neither, and the agent's command line (no subcommand) stays exactly
+	// what DaemonSets already run.
+	if len(args) > 0 {
+		switch args[0] {
+		case "doctor":
+			return runDoctor(args[1:], os.Stdout, os.Stderr)
+		case "cleanup":
+			return runCleanup(args[1:], os.Stdout, os.Stderr)
+		}
 	}
-	app := kingpin.New("netsonde", "Kubernetes network health agent: drops, retransmits, fragmentation, conntrack, MTUs and etcd fsync latency on /metrics. `netsonde doctor --help`: the same measurements as a diagnosis, in the terminal.")
+	app := kingpin.New("netsonde", "Kubernetes network health agent: drops, retransmits, fragmentation, conntrack, MTUs and etcd fsync latency on /metrics. `netsonde doctor --help`: the same measurements as a diagnosis, in the terminal. `netsonde cleanup --help`: remove what killed agents left on the node.")
 	app.Version(version.Print("netsonde"))
 	app.HelpFlag.Short('h')
 	app.UsageWriter(os.Stdout)
@@ -40,6 +46,7 @@ func run(args []string) int {
 	webFlags := kingpinflag.AddFlags(app, defaultAddress)
 	telemetryPath := app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
 	maxRequests := app.Flag("web.max-requests", "Maximum number of parallel scrape requests; a scrape over it waits up to half its timeout for a slot, then gets 503. 0 disables the limit.").Default("40").Int()
+	maxConns := app.Flag("web.max-connections-per-client", "Maximum number of connections one client address may have open; more are closed as soon as accepted (netsonde_http_connections_refused_total). 0 disables the limit.").Default("32").Int()
 	enablePprof := app.Flag("web.enable-pprof", "Serve Go's profiles (heap, goroutines, CPU) under /debug/pprof/, behind the same TLS and auth as /metrics.").Default("false").Bool()
 	shared := agent.AddFlags(app)
 
@@ -59,6 +66,7 @@ func run(args []string) int {
 	cfg.Web = webFlags
 	cfg.TelemetryPath = *telemetryPath
 	cfg.MaxRequests = *maxRequests
+	cfg.MaxConnsPerClient = *maxConns
 	cfg.EnablePprof = *enablePprof
 	switch limit, err := agent.SetMemoryLimit("/sys/fs/cgroup"); {
 	case err != nil:

@@ -37,8 +37,9 @@ var Spec = collectors.Spec{
 	Metrics:        []string{"netsonde_dns_"},
 	// Per pod namespace and the host's: 11 query types, 7 rcodes, the
 	// timeouts, a histogram of 13 buckets (+Inf, sum, count) and the drop
-	// reasons seen (a handful); node-wide counters; the opt-in top names.
-	Budget: func(_, p int) int { return (11+7+1+16+8)*(p+1) + 16 },
+	// reasons seen (a handful), the queries refused by the quota;
+	// node-wide counters; the opt-in top names.
+	Budget: func(_, p int) int { return (11+7+1+16+8+1)*(p+1) + 16 },
 	Setup:  setup,
 }
 
@@ -67,8 +68,11 @@ var (
 		"Packets to or from a DNS port that are not a DNS message netsonde reads (too short, wrong direction, not opcode QUERY, a TCP segment without exactly one whole message).",
 		nil, nil)
 	evictionsDesc = prometheus.NewDesc(collectors.Namespace+"_dns_inflight_evictions_total",
-		"Queries the in-flight table (--dns.max-inflight) could not keep: pushed out by newer ones before their answer or timeout, when both slots of their bucket held queries in time, or not let in, both slots being written by other CPUs at that moment; neither an answer nor a timeout is counted for them. A query pushed out after its timeout is counted as a timeout instead.",
+		"Queries the in-flight table (--dns.max-inflight) could not keep: pushed out before their answer or timeout by a newer one of their own pod or of a pod with fewer queries in flight, when both slots of their bucket held queries in time, or not let in, both slots holding queries in time it may not displace or being written by other CPUs at that moment; neither an answer nor a timeout is counted for them. A query pushed out after its timeout is counted as a timeout instead.",
 		nil, nil)
+	refusedDesc = prometheus.NewDesc(collectors.Namespace+"_dns_inflight_refused_total",
+		"Queries not tracked because their pod (or the node's own sockets) already had --dns.max-inflight-per-pod queries in flight: neither an answer nor a timeout is counted for them. One pod's flood is refused here instead of pushing the other pods' queries out of the table.",
+		labelsPod, nil)
 	lostDesc = prometheus.NewDesc(collectors.Namespace+"_dns_lost_counts_total",
 		"Counts the kernel could not keep because a counter map was full (too many pods with DNS traffic at once).",
 		nil, nil)
@@ -150,6 +154,7 @@ type config struct {
 	timeout     *time.Duration
 	ports       *[]string
 	maxInflight *uint32
+	perPod      *uint32
 	hook        *string
 	attach      *string
 	cgroup      *string
@@ -169,6 +174,8 @@ func setup(app *kingpin.Application) collectors.Factory {
 			Strings(),
 		maxInflight: app.Flag("dns.max-inflight", "Slots of the kernel's in-flight query table, rounded up to a power of two; a query's hash picks two of them, and when both hold queries in time the older is evicted (counted in netsonde_dns_inflight_evictions_total).").
 			Default("16384").Uint32(),
+		perPod: app.Flag("dns.max-inflight-per-pod", "Slots of the in-flight table one pod (or the node's own sockets) may hold; its queries beyond them are not tracked (counted in netsonde_dns_inflight_refused_total), and a query never displaces one of a pod with fewer in flight than its own. 0: a quarter of --dns.max-inflight.").
+			Default("0").Uint32(),
 		hook: app.Flag("dns.hook", "Where DNS is watched: tc (programs on every interface of the node: pods' veths and the node's own sockets; non-DNS packets cost a port check), cgroup (cgroup_skb on the cgroup v2 root: every socket, pods without a veth included, at the cost of a program run per packet of every socket) or auto (cgroup on a node whose dataplane delivers to pods past their veths or has none: Cilium, Calico's eBPF mode, netkit; else tc).").
 			Default(hookAuto).Enum(hookAuto, bpfdns.HookTC, bpfdns.HookCgroup),
 		attach: app.Flag("dns.attach", "With --dns.hook=tc, how the programs go on each interface: tc (a clsact filter; well under a millisecond per interface) or tcx (TCX links ahead of every other program on the interface, 6.6+; each attach and detach waits for an RCU grace period, one interface after another: tens of seconds for 1,000 interfaces).").
@@ -282,7 +289,7 @@ func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Coll
 	if hook == bpfdns.HookTC && deps.Net == nil {
 		return nil, collectors.Down("no_netlink", fmt.Errorf("--dns.hook=tc needs the agent's link view"))
 	}
-	probe, err := bpfdns.Load(bpfdns.Options{Hook: hook, Attach: *c.attach, BTF: deps.BTF, Timeout: *c.timeout, Ports: ports, MaxInflight: *c.maxInflight,
+	probe, err := bpfdns.Load(bpfdns.Options{Hook: hook, Attach: *c.attach, BTF: deps.BTF, Timeout: *c.timeout, Ports: ports, MaxInflight: *c.maxInflight, MaxInflightPerOwner: *c.perPod,
 		CgroupPath: *c.cgroup, OnlyNetns: *c.onlyNetns, NetnsRead: *c.netnsRead, TopNames: *c.topNames})
 	if err != nil {
 		return nil, collectors.BPFLoadDown(err, "attach_failed")
@@ -713,6 +720,12 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	for k, v := range counts.Drops {
 		ds[dk{c.podOf(k.Netns), c.reason(k.Reason)}] += v
 	}
+	refused := map[pod]uint64{}
+	for k, v := range counts.Refused {
+		if p, ok := keyPod(k); ok {
+			refused[p] += v
+		}
+	}
 	ts := map[pod]uint64{}
 	for k, v := range counts.Timeouts {
 		if p, ok := keyPod(k); ok {
@@ -762,6 +775,9 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	}
 	for p, v := range ts {
 		ch <- prometheus.MustNewConstMetric(timeoutsDesc, prometheus.CounterValue, float64(v), p.namespace, p.name)
+	}
+	for p, v := range refused {
+		ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(v), p.namespace, p.name)
 	}
 	for p, h := range hs {
 		buckets, count, sum := Histogram(h.buckets[:], h.sumNs)

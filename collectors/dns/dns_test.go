@@ -23,6 +23,7 @@ const (
 	timeoutsMetric  = "netsonde_dns_timeouts_total"
 	durationMetric  = "netsonde_dns_response_duration_seconds"
 	droppedMetric   = "netsonde_dns_dropped_total"
+	refusedMetric   = "netsonde_dns_inflight_refused_total"
 	resolverIP      = "198.18.53.1"
 	clientIP        = "198.18.54.2"
 )

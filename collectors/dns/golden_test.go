@@ -95,6 +95,7 @@ func goldenCollector(tc bool) *collector {
 			},
 			Latency:  latency,
 			Timeouts: map[uint32]uint64{podK: 1},
+			Refused:  map[uint32]uint64{podK: 12},
 			Drops:    map[bpfdns.DropKey]uint64{{Netns: podNs, Reason: 2}: 3, {Netns: ownNs, Reason: 6}: 1, {Netns: 0, Reason: 99}: 4},
 			Stats:    stats,
 		},

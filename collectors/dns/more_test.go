@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -248,63 +249,160 @@ func spoofFrom(t *testing.T, tp topo, lport int) {
 	}
 }
 
-// TestFloodKeepsTableBounded: 100,000 queries that are never answered,
-// with room for 1,024 in flight. The table stays at its size, every query
-// ends as a timeout or an eviction, exactly once (the kernel counts a
-// query displaced before its timeout as evicted, one displaced after it as
-// a timeout, and the sweep the rest as timeouts), and the agent's memory
-// stays small.
-func TestFloodKeepsTableBounded(t *testing.T) {
-	tp := newTopo(t)
-	srv := resolverIP + ":53"
-	startServer(t, tp.resolver, srv)
-	a := startAgent(t, tp, []string{"--dns.timeout=1s", "--dns.max-inflight=1024"}, tp.client)
-	p := pod(t, tp.client)
-	const n = 100000
-	err := tp.client.Do(func() error {
-		// 4 sockets x 25,000 distinct IDs: no key repeats.
-		for s := 0; s < 4; s++ {
+// flooder sends queries that are never answered (drop-flood.test) from
+// sockets it keeps open to the test's end, so that no later socket gets
+// an earlier one's port, and its keys, back. Each socket sends the DNS
+// IDs in a random order, each once: a random-ID flood in which every
+// query is a new key of the in-flight table.
+type flooder struct {
+	conns []net.Conn
+	ids   [][]int
+	next  []int
+}
+
+func newFlooder(t *testing.T, ns *testenv.Netns, srv string, sockets int) *flooder {
+	t.Helper()
+	f := &flooder{}
+	err := ns.Do(func() error {
+		for range sockets {
 			c, err := net.Dial("udp", srv)
 			if err != nil {
 				return err
 			}
-			for i := 0; i < n/4; i++ {
-				if _, err := c.Write(query(uint16(i), "drop-flood.test", 1)); err != nil {
-					c.Close()
-					return err
-				}
-				if i%200 == 199 {
-					time.Sleep(time.Millisecond)
-				}
-			}
-			c.Close()
+			t.Cleanup(func() { c.Close() })
+			f.conns = append(f.conns, c)
+			f.ids = append(f.ids, rand.Perm(1<<16))
+			f.next = append(f.next, 0)
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return f
+}
+
+// send sends n more queries, spread evenly over the sockets (n a multiple
+// of their number), a millisecond's pause every 200.
+func (f *flooder) send(t *testing.T, n int) {
+	t.Helper()
+	for s, c := range f.conns {
+		for i := range n / len(f.conns) {
+			id := f.ids[s][f.next[s]]
+			f.next[s]++
+			if _, err := c.Write(query(uint16(id), "drop-flood.test", 1)); err != nil {
+				t.Fatal(err)
+			}
+			if i%200 == 199 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+}
+
+// TestFloodKeepsTableBounded: 100,000 queries that are never answered,
+// with room for 1,024 in flight and so a quota of 256 for the pod. The
+// pod never has more than its quota in the table, and every query ends
+// as a timeout, an eviction or a refusal, exactly once (the kernel
+// counts a query displaced before its timeout as evicted, one displaced
+// after it as a timeout, one over the quota as refused, and the sweep the
+// rest as timeouts), and the agent's memory stays small.
+func TestFloodKeepsTableBounded(t *testing.T) {
+	tp := newTopo(t)
+	srv := resolverIP + ":53"
+	startServer(t, tp.resolver, srv)
+	a := startAgent(t, tp, []string{"--dns.timeout=1s", "--dns.max-inflight=1024"}, tp.client)
+	p := pod(t, tp.client)
+	const n, quota = 100000, 1024 / 4
+	newFlooder(t, tp.client, srv, 4).send(t, n)
 	a.WaitSum(t, queriesMetric, p, n)
-	if v, _ := a.Scrape(t).Value("netsonde_dns_inflight_queries", nil); v > 1024 {
-		t.Errorf("%v queries in flight in a table of 1,024", v)
+	// CPUs that check the quota at the same moment may each pass it.
+	if v, _ := a.Scrape(t).Value("netsonde_dns_inflight_queries", nil); v > quota+float64(runtime.NumCPU()) {
+		t.Errorf("%v queries in flight, with a quota of %d", v, quota)
 	}
 	testenv.Eventually(t, 10*time.Second, "every query closed", func() bool {
 		m := a.Scrape(t)
 		v, _ := m.Value("netsonde_dns_inflight_queries", nil)
-		return v == 0 && m.Sum(timeoutsMetric, p)+m.Sum("netsonde_dns_inflight_evictions_total", nil) == n
+		return v == 0 && m.Sum(timeoutsMetric, p)+m.Sum("netsonde_dns_inflight_evictions_total", nil)+m.Sum(refusedMetric, p) == n
 	})
 	m := a.Scrape(t)
 	ev := m.Sum("netsonde_dns_inflight_evictions_total", nil)
 	to := m.Sum(timeoutsMetric, p)
-	if ev == 0 || to == 0 {
-		t.Errorf("timeouts %v, evictions %v: want both", to, ev)
+	ref := m.Sum(refusedMetric, p)
+	if to == 0 || ref == 0 {
+		t.Errorf("timeouts %v, refused %v: want both", to, ref)
 	}
-	t.Logf("100,000 unanswered queries: %v timeouts, %v evictions", to, ev)
+	t.Logf("100,000 unanswered queries: %v timeouts, %v evictions, %v refused", to, ev, ref)
 	rss := vmRSS(t, a.Cmd.Process.Pid)
 	t.Logf("agent RSS %d KiB", rss)
 	if rss > 100*1024 {
 		t.Errorf("agent RSS %d KiB after the flood, want under 100 MiB", rss)
 	}
+}
+
+// TestFloodSparesOtherPods (issue 24): one pod floods a resolver that
+// never answers with 100,000 random-ID queries, and in the middle of it
+// another pod sends 20 queries that are not answered either. The
+// flooder gets its quota of the table (2,048 of 8,192) and is refused the
+// rest; the other pod's queries, fewer in flight than the flooder's, are
+// never displaced by it, so they are its 20 timeouts exactly. Without the
+// quota the flood pushed them out of the table before their timeout, and
+// they were counted as nothing but evictions.
+func TestFloodSparesOtherPods(t *testing.T) { testFloodSparesOtherPods(t) }
+
+// TestFloodSparesOtherPodsCgroupHook: the same with the cgroup hook, whose
+// owners are network namespaces.
+func TestFloodSparesOtherPodsCgroupHook(t *testing.T) {
+	testFloodSparesOtherPods(t, "--dns.hook=cgroup")
+}
+
+func testFloodSparesOtherPods(t *testing.T, args ...string) {
+	tp := newTopo(t)
+	other, _ := testenv.Pod(t, tp.agent, "vclient2", "198.18.55.2", "198.18.55.1")
+	srv := resolverIP + ":53"
+	startServer(t, tp.resolver, srv)
+	a := startAgent(t, tp, append([]string{"--dns.timeout=1s", "--dns.max-inflight=8192"}, args...), tp.client, other)
+	pf, po := pod(t, tp.client), pod(t, other)
+	const n, victims = 100000, 20
+
+	f := newFlooder(t, tp.client, srv, 4)
+	f.send(t, n/2)
+	err := other.Do(func() error {
+		c, err := net.Dial("udp", srv)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for id := range victims {
+			if _, err := c.Write(query(uint16(id), "drop-victim.test", 1)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.send(t, n/2)
+
+	a.WaitSum(t, queriesMetric, pf, n)
+	a.WaitSum(t, queriesMetric, po, victims)
+	a.WaitSum(t, timeoutsMetric, po, victims)
+	testenv.Eventually(t, 10*time.Second, "every query closed", func() bool {
+		m := a.Scrape(t)
+		v, _ := m.Value("netsonde_dns_inflight_queries", nil)
+		return v == 0 && m.Sum(timeoutsMetric, pf)+m.Sum("netsonde_dns_inflight_evictions_total", nil)+m.Sum(refusedMetric, pf) == n
+	})
+	m := a.Scrape(t)
+	if v := m.Sum(refusedMetric, po); v != 0 {
+		t.Errorf("%v of the other pod's queries refused, want none", v)
+	}
+	if v := m.Sum(refusedMetric, pf); v == 0 {
+		t.Error("none of the flood refused: the quota did not bite")
+	}
+	a.WaitSum(t, timeoutsMetric, po, victims)
+	t.Logf("the flood: %v timeouts, %v evictions, %v refused; the other pod: %v timeouts", m.Sum(timeoutsMetric, pf),
+		m.Sum("netsonde_dns_inflight_evictions_total", nil), m.Sum(refusedMetric, pf), m.Sum(timeoutsMetric, po))
 }
 
 // vmRSS returns a process's resident set in KiB (of the agent, the child

@@ -2,7 +2,6 @@ package fragments_test
 
 import (
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"net"
 	"os/exec"
@@ -350,11 +349,14 @@ func TestStartupHandoverToTCX(t *testing.T) {
 	}
 }
 
-// kill -9 at random points of start-up (from exec to ready), 20 times, with 100 interfaces to
-// attach through tc filters: after each kill the next agent starts, and
-// once it has attached every interface each one carries exactly one set of
-// filters (ingress and egress), all of that agent's. A clean stop at the
-// end leaves none.
+// kill -9 at random points of start-up (from exec to ready), 20 times, with
+// 100 interfaces to attach through tc filters, fragments' and DNS's: after
+// each kill the next agent starts, and once it has attached every interface
+// each one carries exactly one set of filters of each (ingress and egress),
+// all of that agent's, lo DNS's alone. Every clean stop (half the loops,
+// and the end) leaves no filter and no clsact qdisc in the namespace: not
+// even those of a start-up killed between adding a clsact and its first
+// filter, nor those DNS added before fragments when fragments stops last.
 func TestKillDuringStartupLoop(t *testing.T) {
 	const (
 		n     = 100
@@ -370,15 +372,21 @@ func TestKillDuringStartupLoop(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ip -batch: %v\n%s", err, out)
 	}
-	args := []string{"--collector.disable-defaults", "--collector.fragments", "--fragments.attach=tc"}
+	args := []string{"--collector.disable-defaults", "--collector.fragments", "--fragments.attach=tc",
+		"--collector.dns", "--dns.hook=tc", "--dns.attach=tc"}
 	bin := testenv.AgentBinary(t)
+	ifnames := []string{"lo"}
+	for i := range n {
+		ifnames = append(ifnames, fmt.Sprintf("k%d", i))
+	}
 
-	// sets returns, per interface, the names of netsonde's filters on it.
+	// sets returns, per interface, the names of netsonde's filters on it,
+	// sorted.
 	sets := func() map[string][]string {
 		out := map[string][]string{}
 		err := a.Do(func() error {
-			for i := range n {
-				l, err := netlink.LinkByName(fmt.Sprintf("k%d", i))
+			for _, name := range ifnames {
+				l, err := netlink.LinkByName(name)
 				if err != nil {
 					return err
 				}
@@ -387,8 +395,9 @@ func TestKillDuringStartupLoop(t *testing.T) {
 					return err
 				}
 				for _, f := range fs {
-					out[l.Attrs().Name] = append(out[l.Attrs().Name], f.Name)
+					out[name] = append(out[name], f.Name)
 				}
+				slices.Sort(out[name])
 			}
 			return nil
 		})
@@ -397,14 +406,37 @@ func TestKillDuringStartupLoop(t *testing.T) {
 		}
 		return out
 	}
+	// clsacts counts the namespace's clsact qdiscs, as tc lists them.
+	clsacts := func() int {
+		return strings.Count(a.Exec(t, "tc", "qdisc", "show"), "qdisc clsact ")
+	}
+	attached := func(ag *testenv.Agent) {
+		t.Helper()
+		testenv.Eventually(t, 10*time.Second, "every interface attached", func() bool {
+			m := ag.Scrape(t)
+			frag, _ := m.Value("netsonde_fragments_attached_interfaces", nil)
+			return frag == n && m.Sum("netsonde_dns_interfaces", nil) == n+1
+		})
+	}
+	// A clean stop leaves nothing: no filter, no clsact.
+	var stops int
+	stop := func(ag *testenv.Agent, when string) {
+		t.Helper()
+		testenv.StopAgent(t, ag)
+		stops++
+		if s, q := sets(), clsacts(); len(s) != 0 || q != 0 {
+			t.Errorf("%s: a clean stop left filters on %d interfaces and %d clsact qdiscs", when, len(s), q)
+		}
+	}
 
 	// The window kills fall in is this machine's start-up time: a
 	// fixed one would mostly kill agents already attached.
 	probe := testenv.StartAgent(t, a, args...)
 	window := probe.Ready + probe.Ready/5
-	testenv.StopAgent(t, probe)
+	attached(probe)
+	stop(probe, "the first agent")
 
-	var leftMax int
+	var leftMax, emptyMax int
 	// How far start-up had gone when it was killed: no filter yet, some
 	// interfaces attached, all of them.
 	var killedBefore, killedDuring, killedAfter int
@@ -420,61 +452,66 @@ func TestKillDuringStartupLoop(t *testing.T) {
 		victim.Process.Kill()
 		victim.Wait()
 		left := 0
-		for _, fs := range sets() {
+		s := sets()
+		for _, fs := range s {
 			left += len(fs)
 		}
+		// clsact qdiscs without a filter of ours: killed between the two.
+		emptyMax = max(emptyMax, clsacts()-len(s))
 		leftMax = max(leftMax, left)
 		switch {
 		case left == 0:
 			killedBefore++
-		case left < 2*n:
+		case left < 4*n+2:
 			killedDuring++
 		default:
 			killedAfter++
 		}
 
 		next := testenv.StartAgent(t, a, args...)
-		testenv.Eventually(t, 10*time.Second, "every interface attached", func() bool {
-			return value(t, next, "netsonde_fragments_attached_interfaces", nil) == n
-		})
+		attached(next)
 		restarts = append(restarts, next.Ready)
-		for _, ifname := range slices.Sorted(maps.Keys(sets())) {
-			fs := sets()[ifname]
-			if len(fs) != 2 || fs[0] != fs[1] {
-				t.Errorf("loop %d (killed with %d filters in the kernel): %s has filters %v, want one set of the live agent's", i, left, ifname, fs)
+		s = sets()
+		for _, ifname := range ifnames {
+			fs := s[ifname]
+			id := ""
+			if len(fs) > 0 {
+				id = fs[0][strings.LastIndexByte(fs[0], ':')+1:]
+			}
+			want := []string{"netsonde:dns:" + id, "netsonde:dns:" + id, "netsonde:fragments:" + id, "netsonde:fragments:" + id}
+			if ifname == "lo" {
+				want = want[:2]
+			}
+			if !slices.Equal(fs, want) {
+				t.Errorf("loop %d (killed with %d filters in the kernel): %s has filters %v, want one set of fragments' and DNS's of the live agent", i, left, ifname, fs)
 			}
 		}
-		if got := len(sets()); got != n {
-			t.Errorf("loop %d: %d of %d interfaces have filters", i, got, n)
+		if q := clsacts(); q != n+1 {
+			t.Errorf("loop %d: %d clsact qdiscs, want one per interface, %d", i, q, n+1)
 		}
 		// Crash this one too, half the time, once started: the next
 		// loop's victim then also starts over a dead agent's filters.
 		if i%2 == 0 {
 			next.Kill(t)
 		} else {
-			testenv.StopAgent(t, next)
+			stop(next, fmt.Sprintf("loop %d", i))
 		}
 		if t.Failed() {
 			break
 		}
 	}
 	last := testenv.StartAgent(t, a, args...)
-	testenv.Eventually(t, 10*time.Second, "every interface attached", func() bool {
-		return value(t, last, "netsonde_fragments_attached_interfaces", nil) == n
-	})
-	testenv.StopAgent(t, last)
-	if s := sets(); len(s) != 0 {
-		t.Errorf("a clean stop left filters on %d interfaces", len(s))
-	}
+	attached(last)
+	stop(last, "the last agent")
 	slices.Sort(restarts)
-	t.Logf("%d kills during start-up with %d interfaces (%d before attaching, %d while attaching, %d after): up to %d filters left by a killed agent, each removed by the next; ready after a kill: median %v, worst %v",
-		loops, n, killedBefore, killedDuring, killedAfter, leftMax, restarts[len(restarts)/2], restarts[len(restarts)-1])
+	t.Logf("%d kills during start-up with %d interfaces (%d before attaching, %d while attaching, %d after): up to %d filters and %d clsact qdiscs without one left by a killed agent, each removed by the next; %d clean stops left nothing; ready after a kill: median %v, worst %v",
+		loops, n, killedBefore, killedDuring, killedAfter, leftMax, emptyMax, stops, restarts[len(restarts)/2], restarts[len(restarts)-1])
 	testenv.RecordReliability(t, testenv.Reliability{
 		Scenario: "kill-during-startup",
-		Injected: fmt.Sprintf("kill -9 at a random point of start-up (0 to %v), %d times (%d before attaching, %d while attaching, %d after), %d interfaces on --fragments.attach=tc", window.Round(time.Millisecond), loops, killedBefore, killedDuring, killedAfter, n),
-		Lost:     fmt.Sprintf("nothing left behind: up to %d filters of a dead agent removed by the next; one set per interface after every restart, none after a clean stop", leftMax),
+		Injected: fmt.Sprintf("kill -9 at a random point of start-up (0 to %v), %d times (%d before attaching, %d while attaching, %d after), %d interfaces on tc filters (--fragments.attach=tc, --dns.attach=tc)", window.Round(time.Millisecond), loops, killedBefore, killedDuring, killedAfter, n),
+		Lost:     fmt.Sprintf("nothing left behind: up to %d filters (fragments' and DNS's) and %d empty clsact qdiscs of a dead agent removed by the next; one set of each per interface after every restart; no filter and no clsact after each of %d clean stops", leftMax, emptyMax, stops),
 		Recovery: fmt.Sprintf("ready with every interface attached: median %v, worst %v after a kill", restarts[len(restarts)/2].Round(time.Millisecond), restarts[len(restarts)-1].Round(time.Millisecond)),
-		Figures: map[string]any{"kills": loops, "interfaces": n, "filters_left_max": leftMax, "kill_window_ms": window.Milliseconds(),
+		Figures: map[string]any{"kills": loops, "interfaces": n, "filters_left_max": leftMax, "empty_clsact_left_max": emptyMax, "clean_stops": stops, "kill_window_ms": window.Milliseconds(),
 			"killed_before_attach": killedBefore, "killed_while_attaching": killedDuring, "killed_after_attach": killedAfter,
 			"ready_median_ms": restarts[len(restarts)/2].Milliseconds(), "ready_worst_ms": restarts[len(restarts)-1].Milliseconds()},
 	})

@@ -62,6 +62,16 @@ func StartAgent(t testing.TB, ns *Netns, args ...string) *Agent {
 	return startAgent(t, []string{"nsenter", "--net=/run/netns/" + ns.Name, "--"}, ns, args)
 }
 
+// StartAgentVia is StartAgent with the agent run by a wrapper command, as
+// a container runtime would set the process up: wrapper is the command
+// and its arguments before the agent's path (e.g. setpriv with a
+// capability bounding set, or unshare with mounts of the test's).
+func StartAgentVia(t testing.TB, ns *Netns, wrapper []string, args ...string) *Agent {
+	t.Helper()
+	launcher := append([]string{"nsenter", "--net=/run/netns/" + ns.Name, "--"}, wrapper...)
+	return startAgent(t, launcher, ns, args)
+}
+
 // StartAgentIPNetnsExec is StartAgent through `ip netns exec`, which
 // remounts /sys for the namespace without tracefs or debugfs: the agent
 // must find its hooks without them.

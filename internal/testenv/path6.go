@@ -97,7 +97,7 @@ type PathMTU struct {
 // 3 probes of an exact 2.
 func ProbePathMTU(t testing.TB, ns *Netns, target string) PathMTU {
 	t.Helper()
-	return probePathMTU(t, []string{"nsenter", "--net=/run/netns/" + ns.Name, "--"}, ns, target)
+	return probePathMTU(t, ns, nil, target)
 }
 
 // ProbePathMTUWithoutNetRaw is ProbePathMTU with an agent that lacks
@@ -106,13 +106,13 @@ func ProbePathMTU(t testing.TB, ns *Netns, target string) PathMTU {
 func ProbePathMTUWithoutNetRaw(t testing.TB, ns *Netns, target string) PathMTU {
 	t.Helper()
 	RequireCommand(t, "setpriv")
-	return probePathMTU(t, []string{"nsenter", "--net=/run/netns/" + ns.Name, "--", "setpriv", "--bounding-set=-net_raw", "--"}, ns, target)
+	return probePathMTU(t, ns, []string{"setpriv", "--bounding-set=-net_raw", "--"}, target)
 }
 
-func probePathMTU(t testing.TB, launcher []string, ns *Netns, target string) PathMTU {
+func probePathMTU(t testing.TB, ns *Netns, wrapper []string, target string) PathMTU {
 	t.Helper()
-	agent := startAgent(t, launcher, ns, []string{"--collector.disable-defaults", "--collector.pmtu", "--pmtu.target=" + target,
-		"--pmtu.interval=1h", "--pmtu.gap=10ms", "--pmtu.timeout=2s"})
+	agent := StartAgentVia(t, ns, wrapper, "--collector.disable-defaults", "--collector.pmtu", "--pmtu.target="+target,
+		"--pmtu.interval=1h", "--pmtu.gap=10ms", "--pmtu.timeout=2s")
 	defer StopAgent(t, agent)
 	l := map[string]string{"target": target}
 	Eventually(t, 90*time.Second, "a probe run finished", func() bool {

@@ -470,11 +470,10 @@ type runStats func() (uint64, uint64)
 // hook on a pod's veth, and with BPF_ENABLE_STATS the accounting's own
 // cost per run.
 func attachEmptyTC(ns, mode string, ifaces ...string) (func(), runStats, error) {
-	owner, err := loader.NewOwner()
+	tc, err := loader.NewTC("bench")
 	if err != nil {
 		return nil, nil, err
 	}
-	tc := loader.NewTC(owner, "bench")
 	var links []io.Closer
 	var progs []*ebpf.Program
 	undo := func() {
@@ -484,7 +483,6 @@ func attachEmptyTC(ns, mode string, ifaces ...string) (func(), runStats, error) 
 		for _, p := range progs {
 			p.Close()
 		}
-		owner.Close()
 	}
 	err = benchkit.InNetns(ns, func() error {
 		for _, name := range ifaces {
