@@ -3,6 +3,7 @@ package doctor
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -194,12 +195,18 @@ func checkMTUMismatch(o Observation, r Rules) []Finding {
 		case "differs_from_peer":
 			f.Summary = fmt.Sprintf("%s: MTU %s differs from the other end of the veth pair", name, num(mtu))
 			f.Why = "each end sends what the other cannot take: one direction of large packets is dropped"
+		case "below_ipv6_minimum":
+			f.Summary = fmt.Sprintf("%s: MTU %s is below IPv6's minimum of 1280, so the kernel took IPv6 off it", name, num(mtu))
+			f.Why = "its IPv6 addresses and routes are gone with no error anywhere: a dual-stack pod or node reaches nothing over IPv6 through it"
 		default:
 			f.Summary = fmt.Sprintf("%s: MTU %s does not fit (%s)", name, num(mtu), reason)
 			f.Why = "packets of full size are dropped or fragmented"
 		}
 		f.Next = fmt.Sprintf("ip -d link show %s; compare with the underlay and grep -r mtu /etc/cni/net.d/", iface)
-		if expected != "" && reason != "differs_from_peer" {
+		switch {
+		case reason == "below_ipv6_minimum":
+			f.Next = fmt.Sprintf("ip -6 addr show dev %s (empty); fix: ip link set %s mtu 1280 or more, then restore its IPv6 addresses (the kernel does not)", iface, iface)
+		case expected != "" && reason != "differs_from_peer":
 			f.Next = fmt.Sprintf("ip -d link show %s; fix: ip link set %s mtu %s (and the CNI config)", iface, iface, expected)
 		}
 		out = append(out, f)
@@ -244,6 +251,11 @@ func checkPathMTU(o Observation, r Rules) []Finding {
 		}
 		f.Why = advice["pmtu-blackhole"].Why
 		f.Next = fmt.Sprintf("tracepath -n %s (it stalls at the hop that drops); let ICMP type 3 code 4 through, or clamp MSS", target)
+		if isIPv6(target) {
+			f.Summary = fmt.Sprintf("IPv6 path-MTU black hole towards %s: large packets vanish, no ICMPv6 packet-too-big comes back", target)
+			f.Why = "IPv6 routers never fragment: without packet-too-big every packet larger than the path is lost, and TCP connections hang after the handshake"
+			f.Next = fmt.Sprintf("tracepath -6 -n %s (it stalls at the hop that drops); look for a rule dropping ICMPv6 packet-too-big (type 2) there: nft list ruleset | grep -i icmpv6; ip6tables -S | grep -i icmpv6; let it through (RFC 4890), or clamp MSS", target)
+		}
 		out = append(out, f)
 	}
 	nic, nicName := nicMTU(o.After)
@@ -259,9 +271,19 @@ func checkPathMTU(o Observation, r Rules) []Finding {
 			fmt.Sprintf(`netsonde_interface_mtu_bytes{interface=%q} = %s`, nicName, num(nic)))
 		f.Why = advice["path-mtu-below-interface"].Why
 		f.Next = fmt.Sprintf("tracepath -n %s; lower the interface or overlay MTU to %s, or fix the hop", target, num(s.Value))
+		if isIPv6(target) {
+			f.Why = "this works only while ICMPv6 packet-too-big gets through every firewall on the path (IPv6 routers never fragment)"
+			f.Next = fmt.Sprintf("tracepath -6 -n %s; lower the interface or overlay MTU to %s, or fix the hop", target, num(s.Value))
+		}
 		out = append(out, f)
 	}
 	return out
+}
+
+// isIPv6 says whether a target label is an IPv6 address.
+func isIPv6(target string) bool {
+	a, err := netip.ParseAddr(target)
+	return err == nil && a.Is6() && !a.Is4In6()
 }
 
 // --- packets ---------------------------------------------------------------
