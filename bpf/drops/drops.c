@@ -4,7 +4,8 @@
 /*
  * Counts every packet the kernel drops, keyed by the kernel's own drop
  * reason, the packet's protocol (one of a fixed few, or "other"), and the
- * interface and network namespace it was on. Counting is in the kernel; user space reads the map at scrape.
+ * interface and network namespace it was on. Counting is in the kernel;
+ * user space reads the map at scrape.
  *
  * Three entry points share one map, tried in this order by the loader:
  * tp_btf/kfree_skb (direct pointer walks, about 3 ns per event for an empty

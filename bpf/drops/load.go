@@ -105,6 +105,13 @@ func Load(opts Options) (*Probe, error) {
 			spec.Maps[m].MaxEntries = 2 * max(opts.MapSize, 64)
 		}
 	}
+	if opts.MaxKeysPerInterface == 0 && opts.MaxKeysPerNetns == 0 {
+		// No quota: the programs never touch them (constants), so they
+		// need not take the kernel memory of a preallocated map.
+		for _, m := range []string{"quota_added", "quota_forgotten"} {
+			spec.Maps[m].MaxEntries = 1
+		}
+	}
 	for name, v := range map[string]uint32{"max_keys_per_iface": opts.MaxKeysPerInterface,
 		"max_keys_per_netns": opts.MaxKeysPerNetns, "own_netns": opts.OwnNetns} {
 		if err := spec.Variables[name].Set(v); err != nil {
