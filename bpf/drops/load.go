@@ -307,38 +307,31 @@ func (p *Probe) creditQuotas(credit map[bpfQuotaKey]uint64) {
 		return
 	}
 	added, forgotten := p.Map("quota_added"), p.Map("quota_forgotten")
+	gone, err := nbpf.ReadHash[bpfQuotaKey](forgotten)
+	if err != nil {
+		return // credited on the next Forget: its holders keep less room meanwhile
+	}
 	for q, n := range credit {
-		var was uint64
-		_ = forgotten.Lookup(q, &was)
+		gone[q] += n
 		// Cannot be full, with an entry per charged holder at most; if it
 		// were, the holder would keep less room than it has, no more.
-		_ = forgotten.Put(q, was+n)
+		_ = forgotten.Put(q, gone[q])
 	}
-	var q bpfQuotaKey
-	var a uint64
-	var idle []bpfQuotaKey
-	it := added.Iterate()
-	for it.Next(&q, &a) {
-		var f uint64
-		_ = forgotten.Lookup(q, &f)
-		if int64(a-f) <= 0 {
-			idle = append(idle, q)
+	charged, err := nbpf.ReadHash[bpfQuotaKey](added)
+	if err != nil {
+		return
+	}
+	for q, a := range charged {
+		if int64(a-gone[q]) <= 0 {
+			_ = added.Delete(q)
+			_ = forgotten.Delete(q)
 		}
 	}
-	for _, q := range idle {
-		_ = added.Delete(q)
-		_ = forgotten.Delete(q)
-	}
-	// Credits whose charges are gone already (the entry was idle-deleted
-	// and the kernel never charged it again).
-	var orphans []bpfQuotaKey
-	it = forgotten.Iterate()
-	for it.Next(&q, &a) {
-		if err := added.Lookup(q, new(uint64)); errors.Is(err, ebpf.ErrKeyNotExist) {
-			orphans = append(orphans, q)
+	// Credits whose charges are gone already (the entry was deleted idle
+	// and never charged again).
+	for q := range gone {
+		if _, ok := charged[q]; !ok {
+			_ = forgotten.Delete(q)
 		}
-	}
-	for _, q := range orphans {
-		_ = forgotten.Delete(q)
 	}
 }

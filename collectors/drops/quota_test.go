@@ -320,20 +320,7 @@ func TestQuotaCreditedWhenForgotten(t *testing.T) {
 	}
 	drop := func(i int) { // NETFILTER_DROP at POSTROUTING, on d<i>
 		t.Helper()
-		err := pod.Do(func() error {
-			c, err := net.Dial("udp4", fmt.Sprintf("198.19.%d.2:9999", i))
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			for range each {
-				c.Write([]byte("x")) // dropped: EPERM expected
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		testenv.SendDropped(t, pod, fmt.Sprintf("198.19.%d.2:9999", i), each)
 	}
 	on := func(i int) map[string]string { return map[string]string{"interface": fmt.Sprintf("d%d", i)} }
 	refused := func() float64 { v, _ := a.Scrape(t).Value("netsonde_packet_drops_quota_refused_total", nil); return v }
