@@ -43,6 +43,14 @@ type Options struct {
 	OnlyNetns []uint32
 }
 
+// The agent's default quotas: room for every (reason, protocol) an
+// interface plausibly drops with (tens of reasons, a few protocols), and
+// for a pod's few interfaces.
+const (
+	DefaultMaxKeysPerInterface = 64
+	DefaultMaxKeysPerNetns     = 256
+)
+
 // quotaNetns is drops.c's QUOTA_NETNS: the ifindex of a namespace's own
 // quota entry.
 const quotaNetns = 0xffffffff

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"time"
 
@@ -66,9 +67,9 @@ func setup(app *kingpin.Application) collectors.Factory {
 		mapSize: app.Flag("drops.map-size", "Distinct (reason, protocol, interface, namespace) keys the kernel map holds; drops beyond it are still counted by reason, without the other labels. At the default, a per-CPU table of 256 hot keys sits in front of the map (the fast path); below it, that table is off and this is the exact bound.").
 			Default("8192").Uint32(),
 		perIface: app.Flag("drops.max-keys-per-interface", "Distinct (reason, protocol) keys one interface may hold in the kernel map, so that one pod cannot take the map from the others; drops of keys past it are counted by reason alone (netsonde_packet_drops_quota_refused_total). 0: no limit.").
-			Default("64").Uint32(),
+			Default(strconv.Itoa(bpfdrops.DefaultMaxKeysPerInterface)).Uint32(),
 		perNetns: app.Flag("drops.max-keys-per-namespace", "Keys one network namespace (a pod, all its interfaces) may hold in the kernel map; the node's own namespace is exempt. Drops past it are counted as for --drops.max-keys-per-interface. 0: no limit.").
-			Default("256").Uint32(),
+			Default(strconv.Itoa(bpfdrops.DefaultMaxKeysPerNetns)).Uint32(),
 		onlyNetns: app.Flag("drops.only-netns", "For tests: count only the drops in these network namespaces (by inode), so that a test's figures are exact while the rest of the machine drops too.").
 			Hidden().Uint32List(),
 		forgetFor: app.Flag("drops.forget-after", "Forget counters of an interface or network namespace this long after it disappeared, so their series go with them.").
