@@ -2,6 +2,7 @@ package sockets_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -178,4 +179,69 @@ func (n *node) sameAsKernel(t *testing.T, file, group, name string, least float6
 	if s := n.agent.Scrape(t).Series(errorsMetric, podLabels("b", group+name)); len(s) != 0 {
 		t.Errorf("shop/b has %v, want no series", s)
 	}
+}
+
+// TestEphemeralPortsExhaustedAgainstRealAPIServer: pod A has 10 local
+// ports (its own net.ipv4.ip_local_port_range) and holds 10 connections
+// to one server on the node; 10 more connects fail with EADDRNOTAVAIL,
+// and shop/a's tcp_connects_total{result="no_port"} rises by exactly 10,
+// none of them an error or a timeout; shop/b has no no_port.
+func TestEphemeralPortsExhaustedAgainstRealAPIServer(t *testing.T) {
+	n := startNode(t, "--collector.tcpconnect")
+	n.a.Exec(t, "sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=40000 40009")
+	srv := socketIn(t, n.node, unix.SOCK_STREAM, [4]byte{198, 18, 121, 1}, 7000, nil)
+	if err := unix.Listen(srv, 64); err != nil {
+		t.Fatal(err)
+	}
+	const connects = "netsonde_tcp_connects_total"
+	result := func(pod, r string) map[string]string {
+		return map[string]string{"namespace": "shop", "pod": pod, "result": r}
+	}
+	before := n.agent.Scrape(t)
+	var held []int
+	t.Cleanup(func() {
+		for _, fd := range held {
+			unix.Close(fd)
+		}
+	})
+	var refusedPort int
+	if err := n.a.Do(func() error {
+		for i := range 20 {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			err = unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{198, 18, 121, 1}, Port: 7000})
+			switch {
+			case i < 10 && err == nil:
+				held = append(held, fd)
+			case i >= 10 && errors.Is(err, unix.EADDRNOTAVAIL):
+				refusedPort++
+				unix.Close(fd)
+			default:
+				unix.Close(fd)
+				return fmt.Errorf("connect %d of 20: %v (want 10 connected, then EADDRNOTAVAIL)", i+1, err)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if refusedPort != 10 {
+		t.Fatalf("%d connects failed with EADDRNOTAVAIL, want 10", refusedPort)
+	}
+	delta := func(m testenv.Metrics, pod, r string) float64 {
+		return m.Sum(connects, result(pod, r)) - before.Sum(connects, result(pod, r))
+	}
+	n.agent.WaitSum(t, connects, result("a", "no_port"), before.Sum(connects, result("a", "no_port"))+10)
+	m := n.agent.Scrape(t)
+	for r, want := range map[string]float64{"no_port": 10, "established": 10, "error": 0, "timeout": 0, "refused": 0} {
+		if got := delta(m, "a", r); got != want {
+			t.Errorf("shop/a %s +%v, want +%v", r, got, want)
+		}
+	}
+	if got := m.Sum(connects, result("b", "no_port")); got != 0 {
+		t.Errorf("shop/b no_port %v, want 0", got)
+	}
+	t.Logf("shop/a: no_port +%v, established +%v, error +%v", delta(m, "a", "no_port"), delta(m, "a", "established"), delta(m, "a", "error"))
 }
