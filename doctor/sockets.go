@@ -1,0 +1,111 @@
+package doctor
+
+import "fmt"
+
+// Alerts of the sockets collector's counters and tcpconnect's no_port
+// (deploy/prometheus/rules.yml, group netsonde.sockets).
+const (
+	alertListenOverflows = "NetsondeListenOverflows"
+	alertUDPErrors       = "NetsondeUDPReceiveErrors"
+	alertTCPMemory       = "NetsondeTCPMemoryPressure"
+	alertPortsExhausted  = "NetsondeEphemeralPortsExhausted"
+)
+
+// perPod sums the increases of a metric's series by pod ("the host" for
+// the node's own sockets).
+func perPod(o Observation, name string, match func(map[string]string) bool) map[string]float64 {
+	out := map[string]float64{}
+	for _, d := range o.Deltas(name, nil) {
+		if match(d.Labels) {
+			out[podOf(d.Labels)] += d.Increase
+		}
+	}
+	return out
+}
+
+func counterIn(names ...string) func(map[string]string) bool {
+	return func(l map[string]string) bool {
+		for _, n := range names {
+			if l["counter"] == n {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// checkSockets reports pods whose accept queue overflows, whose UDP
+// sockets drop datagrams, or that ran out of local ports, at the rates
+// their alerts page on, and TCP under socket memory pressure.
+func checkSockets(o Observation, r Rules) []Finding {
+	var out []Finding
+	overflows := perPod(o, "netsonde_socket_errors_total", counterIn("TcpExtListenOverflows"))
+	a := r[alertListenOverflows]
+	for _, who := range sortedKeys(overflows) {
+		n := overflows[who]
+		if n == 0 || !a.Exceeds(o.Rate(n)) {
+			continue
+		}
+		f := r.finding("listen-overflows", alertListenOverflows, who)
+		f.Summary = fmt.Sprintf("the accept queue of %s overflowed %s in %.1fs", who, counted(n, "time"), o.Elapsed)
+		f.Evidence = append(f.Evidence, fmt.Sprintf("TcpExtListenOverflows %.2f/s %s %s/s (%s)", o.Rate(n), a.Op, num(a.Threshold), alertListenOverflows))
+		f.Why = "the application does not accept() as fast as connections arrive: the kernel drops them and clients wait for SYN retransmits (1 s, 3 s...)"
+		f.Next = "in " + who + "'s network namespace (nsenter -t PID -n): nstat -az TcpExtListenOverflows; ss -ltn (Recv-Q at Send-Q, the backlog)"
+		out = append(out, f)
+	}
+	udp := perPod(o, "netsonde_socket_errors_total", counterIn("UdpInErrors", "Udp6InErrors"))
+	rcvbuf := perPod(o, "netsonde_socket_errors_total", counterIn("UdpRcvbufErrors", "Udp6RcvbufErrors"))
+	a = r[alertUDPErrors]
+	for _, who := range sortedKeys(udp) {
+		n := udp[who]
+		if n == 0 || !a.Exceeds(o.Rate(n)) {
+			continue
+		}
+		f := r.finding("udp-receive-errors", alertUDPErrors, who)
+		f.Summary = fmt.Sprintf("UDP sockets of %s failed to receive %s in %.1fs", who, counted(n, "datagram"), o.Elapsed)
+		f.Evidence = append(f.Evidence,
+			fmt.Sprintf("%s of them for a full receive buffer (RcvbufErrors)", num(rcvbuf[who])),
+			fmt.Sprintf("%.1f/s %s %s/s (%s)", o.Rate(n), a.Op, num(a.Threshold), alertUDPErrors))
+		f.Why = "datagrams are lost after they arrived: a metrics, log or DNS consumer loses data with no error on the wire"
+		f.Next = "in " + who + "'s network namespace: nstat -az UdpRcvbufErrors; ss -uanm (Recv-Q near rb); read faster or raise SO_RCVBUF and net.core.rmem_max"
+		out = append(out, f)
+	}
+	out = append(out, checkTCPMemory(o, r)...)
+	noPort := perPod(o, "netsonde_tcp_connects_total", func(l map[string]string) bool { return l["result"] == "no_port" })
+	a = r[alertPortsExhausted]
+	for _, who := range sortedKeys(noPort) {
+		n := noPort[who]
+		if n == 0 || !a.Exceeds(perRange(o, n, a.Range)) {
+			continue
+		}
+		f := r.finding("ephemeral-ports-exhausted", alertPortsExhausted, who)
+		f.Summary = fmt.Sprintf("%s of %s failed in %.1fs: no local port was free", counted(n, "TCP connect"), who, o.Elapsed)
+		f.Evidence = append(f.Evidence, fmt.Sprintf("netsonde_tcp_connects_total{result=\"no_port\"} +%s (%s per %s %s %s)",
+			num(n), num(perRange(o, n, a.Range)), fmtRange(a.Range), a.Op, num(a.Threshold)))
+		f.Why = "its new connections fail at once with EADDRNOTAVAIL: every port of ip_local_port_range is in use or in TIME_WAIT towards the destination"
+		f.Next = "in " + who + "'s network namespace: sysctl net.ipv4.ip_local_port_range; ss -tan state time-wait | wc -l; reuse connections or widen the range"
+		out = append(out, f)
+	}
+	return out
+}
+
+// checkTCPMemory compares TCP's socket memory with tcp_mem's pressure
+// level, as NetsondeTCPMemoryPressure does.
+func checkTCPMemory(o Observation, r Rules) []Finding {
+	pages := o.After.Samples("netsonde_socket_memory_pages", map[string]string{"protocol": "tcp"})
+	levels := o.After.Samples("netsonde_socket_memory_limit_pages", map[string]string{"protocol": "tcp", "level": "pressure"})
+	if len(pages) != 1 || len(levels) != 1 || levels[0].Value <= 0 {
+		return nil
+	}
+	a := r[alertTCPMemory]
+	ratio := pages[0].Value / levels[0].Value
+	if !a.Exceeds(ratio) {
+		return nil
+	}
+	f := r.finding("tcp-memory-pressure", alertTCPMemory, "tcp")
+	f.Summary = fmt.Sprintf("TCP sockets hold %s pages, %.0f%% of tcp_mem's pressure level (%s)", num(pages[0].Value), 100*ratio, num(levels[0].Value))
+	f.Evidence = append(f.Evidence, fmt.Sprintf("ratio %.3f %s %s (%s)", ratio, a.Op, num(a.Threshold), alertTCPMemory))
+	f.Why = "the kernel shrinks every TCP socket's buffers on the node; at tcp_mem's max it aborts connections"
+	f.Next = "cat /proc/net/sockstat; sysctl net.ipv4.tcp_mem; ss -tanm (sockets with large rb/tb, Recv-Q nobody reads)"
+	return []Finding{f}
+}
