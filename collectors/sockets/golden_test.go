@@ -9,10 +9,12 @@ import (
 	"github.com/netsonde/netsonde/internal/procnet"
 )
 
-// TestGoldenMetrics: the host's counters from procfs (non-zero ones only:
-// no TcpExtTCPBacklogDrop; not exported ones: no SyncookiesSent), the
-// pod's from the view's read of its namespace, none of the namespace no
-// pod owns, and socket memory against both limits.
+// TestGoldenMetrics: the host's counters from procfs, zeros included
+// (TcpExtTCPBacklogDrop 0), but only those its kernel has (the fixture's
+// netstat has no TcpExtTCPRcvQDrop: absent, as on an older kernel) and
+// only those exported (no SyncookiesSent); the pod's from the view's read
+// of its namespace, non-zero ones only (no UdpRcvbufErrors 0); none of
+// the namespace no pod owns; socket memory against both limits.
 func TestGoldenMetrics(t *testing.T) {
 	ns := golden.Namespaces()
 	ns[0].Counters = procnet.Counters{"TcpExtListenOverflows": 50, "TcpExtListenDrops": 50, "UdpRcvbufErrors": 0, "Udp6InErrors": 1}

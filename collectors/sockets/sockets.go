@@ -59,7 +59,7 @@ var Spec = collectors.Spec{
 
 var (
 	errorsDesc = prometheus.NewDesc(collectors.Namespace+"_socket_errors_total",
-		"Socket errors the kernel counted in the pod's network namespace (the host's: namespace and pod empty), by the counter's name as nstat prints it; a counter is exported once it is non-zero. Pods' values are as of the host view's last read of the namespace (--hostnet.refresh-interval).",
+		"Socket errors the kernel counted in the pod's network namespace (the host's: namespace and pod empty), by the counter's name as nstat prints it; a pod's counter is exported once it is non-zero (the host's always). Pods' values are as of the host view's last read of the namespace (--hostnet.refresh-interval).",
 		[]string{"namespace", "pod", "counter"}, nil)
 	memDesc = prometheus.NewDesc(collectors.Namespace+"_socket_memory_pages",
 		"Pages charged to the protocol's sockets on the node (/proc/net/sockstat mem).",
@@ -108,7 +108,9 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	if err != nil {
 		return collectors.Down("parse", err)
 	}
-	send(ch, "", "", host)
+	// The host's are all sent, zeros too: 16 series per node, and the
+	// dashboard and the alerts always have something to read.
+	send(ch, "", "", host, true)
 	if c.deps.Net != nil {
 		snap := c.deps.Net.Snapshot()
 		seen := map[[2]string]bool{}
@@ -122,16 +124,17 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 				continue // a pod has one namespace; never send a label set twice
 			}
 			seen[k] = true
-			send(ch, pod.Namespace, pod.Name, n.Counters)
+			send(ch, pod.Namespace, pod.Name, n.Counters, false)
 		}
 	}
 	return c.memory(ch)
 }
 
-// send exports the non-zero wanted counters: a quiet pod costs no series.
-func send(ch chan<- prometheus.Metric, namespace, pod string, counters procnet.Counters) {
+// send exports the wanted counters the kernel has, only the non-zero ones
+// unless zeros: a quiet pod costs no series.
+func send(ch chan<- prometheus.Metric, namespace, pod string, counters procnet.Counters, zeros bool) {
 	for _, name := range Counters {
-		if v := counters[name]; v > 0 {
+		if v, ok := counters[name]; ok && (v > 0 || zeros) {
 			ch <- prometheus.MustNewConstMetric(errorsDesc, prometheus.CounterValue, float64(v), namespace, pod, name)
 		}
 	}
