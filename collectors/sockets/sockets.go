@@ -147,8 +147,9 @@ func (c *collector) send(ch chan<- prometheus.Metric, namespace, pod string, cou
 	}
 }
 
-// memory sends socket memory and its limits. A kernel without udp_mem
-// (or a procfs without sys/) has that part absent, not an error.
+// memory sends socket memory and its limits. tcp_mem and udp_mem are
+// global sysctls the kernel shows in the initial network namespace only:
+// an agent in another (not hostNetwork) sends no limits, not an error.
 func (c *collector) memory(ch chan<- prometheus.Metric) error {
 	b, err := c.deps.Proc.ReadFile("net/sockstat")
 	if err != nil {
