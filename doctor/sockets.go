@@ -1,6 +1,9 @@
 package doctor
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Alerts of the sockets collector's counters and tcpconnect's no_port
 // (deploy/prometheus/rules.yml, group netsonde.sockets).
@@ -39,40 +42,45 @@ func counterIn(names ...string) func(map[string]string) bool {
 // their alerts page on, and TCP under socket memory pressure.
 func checkSockets(o Observation, r Rules) []Finding {
 	var out []Finding
-	overflows := perPod(o, "netsonde_socket_errors_total", counterIn("TcpExtListenOverflows"))
-	a := r[alertListenOverflows]
-	for _, who := range sortedKeys(overflows) {
-		n := overflows[who]
-		if n == 0 || !a.Exceeds(o.Rate(n)) {
-			continue
-		}
-		f := r.finding("listen-overflows", alertListenOverflows, who)
-		f.Summary = fmt.Sprintf("the accept queue of %s overflowed %s in %.1fs", who, counted(n, "time"), o.Elapsed)
-		f.Evidence = append(f.Evidence, fmt.Sprintf("TcpExtListenOverflows %.2f/s %s %s/s (%s)", o.Rate(n), a.Op, num(a.Threshold), alertListenOverflows))
-		f.Why = "the application does not accept() as fast as connections arrive: the kernel drops them and clients wait for SYN retransmits (1 s, 3 s...)"
-		f.Next = "in " + who + "'s network namespace (nsenter -t PID -n): nstat -az TcpExtListenOverflows; ss -ltn (Recv-Q at Send-Q, the backlog)"
-		out = append(out, f)
-	}
-	udp := perPod(o, "netsonde_socket_errors_total", counterIn("UdpInErrors", "Udp6InErrors"))
 	rcvbuf := perPod(o, "netsonde_socket_errors_total", counterIn("UdpRcvbufErrors", "Udp6RcvbufErrors"))
-	a = r[alertUDPErrors]
-	for _, who := range sortedKeys(udp) {
-		n := udp[who]
-		if n == 0 || !a.Exceeds(o.Rate(n)) {
-			continue
+	for _, c := range []struct {
+		id, alert, summary, noun, why, next string
+		counters                            []string
+		evidence                            func(who string) []string
+	}{
+		{"listen-overflows", alertListenOverflows, "the accept queue of %s overflowed %s in %.1fs", "time",
+			"the application does not accept() as fast as connections arrive: the kernel drops them and clients wait for SYN retransmits (1 s, 3 s...)",
+			"nstat -az TcpExtListenOverflows; ss -ltn (Recv-Q at Send-Q, the backlog)",
+			[]string{"TcpExtListenOverflows"}, nil},
+		{"udp-receive-errors", alertUDPErrors, "UDP sockets of %s failed to receive %s in %.1fs", "datagram",
+			"datagrams are lost after they arrived: a metrics, log or DNS consumer loses data with no error on the wire",
+			"nstat -az UdpRcvbufErrors; ss -uanm (Recv-Q near rb); read faster or raise SO_RCVBUF and net.core.rmem_max",
+			[]string{"UdpInErrors", "Udp6InErrors"},
+			func(who string) []string {
+				return []string{fmt.Sprintf("%s of them for a full receive buffer (RcvbufErrors)", num(rcvbuf[who]))}
+			}},
+	} {
+		a := r[c.alert]
+		counts := perPod(o, "netsonde_socket_errors_total", counterIn(c.counters...))
+		for _, who := range sortedKeys(counts) {
+			n := counts[who]
+			if n == 0 || !a.Exceeds(o.Rate(n)) {
+				continue
+			}
+			f := r.finding(c.id, c.alert, who)
+			f.Summary = fmt.Sprintf(c.summary, who, counted(n, c.noun), o.Elapsed)
+			if c.evidence != nil {
+				f.Evidence = append(f.Evidence, c.evidence(who)...)
+			}
+			f.Evidence = append(f.Evidence, fmt.Sprintf("%s %.2f/s %s %s/s (%s)", strings.Join(c.counters, " + "), o.Rate(n), a.Op, num(a.Threshold), c.alert))
+			f.Why = c.why
+			f.Next = "in " + who + "'s network namespace (nsenter -t PID -n): " + c.next
+			out = append(out, f)
 		}
-		f := r.finding("udp-receive-errors", alertUDPErrors, who)
-		f.Summary = fmt.Sprintf("UDP sockets of %s failed to receive %s in %.1fs", who, counted(n, "datagram"), o.Elapsed)
-		f.Evidence = append(f.Evidence,
-			fmt.Sprintf("%s of them for a full receive buffer (RcvbufErrors)", num(rcvbuf[who])),
-			fmt.Sprintf("%.1f/s %s %s/s (%s)", o.Rate(n), a.Op, num(a.Threshold), alertUDPErrors))
-		f.Why = "datagrams are lost after they arrived: a metrics, log or DNS consumer loses data with no error on the wire"
-		f.Next = "in " + who + "'s network namespace: nstat -az UdpRcvbufErrors; ss -uanm (Recv-Q near rb); read faster or raise SO_RCVBUF and net.core.rmem_max"
-		out = append(out, f)
 	}
 	out = append(out, checkTCPMemory(o, r)...)
 	noPort := perPod(o, "netsonde_tcp_connects_total", func(l map[string]string) bool { return l["result"] == "no_port" })
-	a = r[alertPortsExhausted]
+	a := r[alertPortsExhausted]
 	for _, who := range sortedKeys(noPort) {
 		n := noPort[who]
 		if n == 0 || !a.Exceeds(perRange(o, n, a.Range)) {
