@@ -419,6 +419,7 @@ var checkDesc = map[string]string{
 	"TestSynRetransmits":                     "SYN retransmits of a black-holed connect = the kernel's `TCPSynRetrans` delta",
 	"TestExt4Fdatasyncs":                     "traced ext4 fdatasyncs ≥ the 50 made",
 	"TestTCPConnectOutcomes":                 "connects: 5 established, 3 refused, 2 ICMP-unreachable errors, 1 kernel timeout, exactly",
+	"TestSocketCounters":                     "a full accept queue's `TcpExtListenOverflows` and a full UDP buffer's `UdpRcvbufErrors` equal to the kernel's; 10 connects with no local port left: `no_port` +10",
 	"TestDNSCounts":                          "13 DNS queries, 10 NOERROR answers with their durations and 3 timeouts counted exactly, per client namespace",
 }
 
@@ -433,6 +434,7 @@ var checkOrder = []string{
 	"TestForcedTCX",
 	"TestSynRetransmits",
 	"TestTCPConnectOutcomes",
+	"TestSocketCounters",
 	"TestExt4Fdatasyncs",
 	"TestDNSCounts",
 }
