@@ -110,8 +110,10 @@ func sections() []section {
 				queries: []query{{expr: "topk(20, sum by (namespace, pod, counter) (" + rate("netsonde_socket_errors_total", `counter=~"Udp6?(InErrors|RcvbufErrors)"`) + "))",
 					legend: "{{namespace}}/{{pod}} {{counter}}"}}},
 			ts("TCP socket memory against tcp_mem", "short", "Pages charged to TCP sockets (sockstat) and net.ipv4.tcp_mem's levels: above pressure the kernel shrinks buffers (NetsondeTCPMemoryPressure), at max it aborts connections.",
-				query{expr: "netsonde_socket_memory_pages" + sel(`protocol="tcp"`), legend: "{{node}} in use"},
-				query{expr: "netsonde_socket_memory_limit_pages" + sel(`protocol="tcp"`), legend: "{{node}} {{level}}"}),
+				// One query: the limits are absent where the agent is
+				// not in the node's namespace, the usage never is.
+				query{expr: `label_replace(netsonde_socket_memory_pages` + sel(`protocol="tcp"`) + `, "level", "in use", "", "") or netsonde_socket_memory_limit_pages` + sel(`protocol="tcp"`),
+					legend: "{{node}} {{level}}"}),
 			ts("Connects with no local port by pod", "ops", "Connects that failed with EADDRNOTAVAIL because every local port was taken (result=\"no_port\", counted in the kernel). NetsondeEphemeralPortsExhausted pages when it lasts 5 minutes.",
 				query{expr: "topk(20, sum by (namespace, pod) (" + rate("netsonde_tcp_connects_total", `result="no_port"`) + "))", legend: "{{namespace}}/{{pod}}"}),
 			{title: "Other socket errors by pod", kind: "timeseries", unit: "ops", width: 24,
