@@ -3,7 +3,6 @@ package main_test
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -291,18 +290,7 @@ func compileSchema(t *testing.T) *jsonschema.Schema {
 // parseReport validates doctor's JSON against its schema and decodes it.
 func parseReport(t *testing.T, schema *jsonschema.Schema, out string) doctor.Report {
 	t.Helper()
-	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(out))
-	if err != nil {
-		t.Fatalf("output is not JSON: %v\n%s", err, out)
-	}
-	if err := schema.Validate(doc); err != nil {
-		t.Fatalf("output does not validate against doctor/schema.json: %v\n%s", err, out)
-	}
-	var rep doctor.Report
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatal(err)
-	}
-	return rep
+	return decodeValid[doctor.Report](t, schema, out)
 }
 
 // The "done when": a VXLAN at 1500 over a 1500-byte veth, and nft
