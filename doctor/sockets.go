@@ -44,17 +44,13 @@ func checkSockets(o Observation, r Rules) []Finding {
 	var out []Finding
 	rcvbuf := perPod(o, "netsonde_socket_errors_total", counterIn("UdpRcvbufErrors", "Udp6RcvbufErrors"))
 	for _, c := range []struct {
-		id, alert, summary, noun, why, next string
-		counters                            []string
-		evidence                            func(who string) []string
+		id, alert, summary, noun string
+		counters                 []string
+		evidence                 func(who string) []string
 	}{
 		{"listen-overflows", alertListenOverflows, "the accept queue of %s overflowed %s in %.1fs", "time",
-			"the application does not accept() as fast as connections arrive: the kernel drops them and clients wait for SYN retransmits (1 s, 3 s...)",
-			"nstat -az TcpExtListenOverflows; ss -ltn (Recv-Q at Send-Q, the backlog)",
 			[]string{"TcpExtListenOverflows"}, nil},
 		{"udp-receive-errors", alertUDPErrors, "UDP sockets of %s failed to receive %s in %.1fs", "datagram",
-			"datagrams are lost after they arrived: a metrics, log or DNS consumer loses data with no error on the wire",
-			"nstat -az UdpRcvbufErrors; ss -uanm (Recv-Q near rb); read faster or raise SO_RCVBUF and net.core.rmem_max",
 			[]string{"UdpInErrors", "Udp6InErrors"},
 			func(who string) []string {
 				return []string{fmt.Sprintf("%s of them for a full receive buffer (RcvbufErrors)", num(rcvbuf[who]))}
@@ -73,8 +69,7 @@ func checkSockets(o Observation, r Rules) []Finding {
 				f.Evidence = append(f.Evidence, c.evidence(who)...)
 			}
 			f.Evidence = append(f.Evidence, fmt.Sprintf("%s %.2f/s %s %s/s (%s)", strings.Join(c.counters, " + "), o.Rate(n), a.Op, num(a.Threshold), c.alert))
-			f.Why = c.why
-			f.Next = "in " + who + "'s network namespace (nsenter -t PID -n): " + c.next
+			f.Why, f.Next = advice[c.id].Why, advice[c.id].Next
 			out = append(out, f)
 		}
 	}
@@ -90,8 +85,7 @@ func checkSockets(o Observation, r Rules) []Finding {
 		f.Summary = fmt.Sprintf("%s of %s failed in %.1fs: no local port was free", counted(n, "TCP connect"), who, o.Elapsed)
 		f.Evidence = append(f.Evidence, fmt.Sprintf("netsonde_tcp_connects_total{result=\"no_port\"} +%s (%s per %s %s %s)",
 			num(n), num(perRange(o, n, a.Range)), fmtRange(a.Range), a.Op, num(a.Threshold)))
-		f.Why = "its new connections fail at once with EADDRNOTAVAIL: every port of ip_local_port_range is in use or in TIME_WAIT towards the destination"
-		f.Next = "in " + who + "'s network namespace: sysctl net.ipv4.ip_local_port_range; ss -tan state time-wait | wc -l; reuse connections or widen the range"
+		f.Why, f.Next = advice["ephemeral-ports-exhausted"].Why, advice["ephemeral-ports-exhausted"].Next
 		out = append(out, f)
 	}
 	return out
@@ -113,7 +107,6 @@ func checkTCPMemory(o Observation, r Rules) []Finding {
 	f := r.finding("tcp-memory-pressure", alertTCPMemory, "tcp")
 	f.Summary = fmt.Sprintf("TCP sockets hold %s pages, %.0f%% of tcp_mem's pressure level (%s)", num(pages[0].Value), 100*ratio, num(levels[0].Value))
 	f.Evidence = append(f.Evidence, fmt.Sprintf("ratio %.3f %s %s (%s)", ratio, a.Op, num(a.Threshold), alertTCPMemory))
-	f.Why = "the kernel shrinks every TCP socket's buffers on the node; at tcp_mem's max it aborts connections"
-	f.Next = "cat /proc/net/sockstat; sysctl net.ipv4.tcp_mem; ss -tanm (sockets with large rb/tb, Recv-Q nobody reads)"
+	f.Why, f.Next = advice["tcp-memory-pressure"].Why, advice["tcp-memory-pressure"].Next
 	return []Finding{f}
 }
