@@ -64,6 +64,11 @@ type Config struct {
 	// StartWait bounds how long Start waits for the first sync (default
 	// 1 s): the agent's readiness must not wait for the API server.
 	StartWait time.Duration
+	// TuneREST, if set, adjusts the client configuration before the
+	// client is made. The scale benchmark (hack/bench/kubescale) counts
+	// each simulated agent's bytes with it and gives each its own
+	// connection, as separate nodes have.
+	TuneREST func(*rest.Config)
 }
 
 // OverflowPod is the pod label of series of pods beyond Config.MaxPods.
@@ -127,6 +132,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Resolver, err
 	}
 	if cfg.StartWait == 0 {
 		cfg.StartWait = time.Second
+	}
+	if cfg.TuneREST != nil {
+		cfg.TuneREST(rc)
 	}
 	client, err := coreClient(rc)
 	if err != nil {
