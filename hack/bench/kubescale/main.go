@@ -33,6 +33,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"sort"
@@ -40,6 +41,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -98,6 +100,14 @@ func main() {
 	}
 	t := &tb{}
 	defer t.cleanup()
+	// Interrupted, it still removes its namespace, etcd and API server.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		t.cleanup()
+		os.Exit(1)
+	}()
 	defer func() {
 		if r := recover(); r != nil && r != errFatal {
 			panic(r)
@@ -682,7 +692,11 @@ func (t *tb) TempDir() string {
 	return d
 }
 func (t *tb) cleanup() {
-	for i := len(t.cleanups) - 1; i >= 0; i-- {
-		t.cleanups[i]()
+	t.mu.Lock()
+	c := t.cleanups
+	t.cleanups = nil
+	t.mu.Unlock()
+	for i := len(c) - 1; i >= 0; i-- {
+		c[i]()
 	}
 }
