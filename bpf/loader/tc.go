@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -285,6 +286,14 @@ func Overlap(jobs []func()) {
 	var wg sync.WaitGroup
 	for range min(inFlight, len(jobs)) {
 		wg.Go(func() {
+			// Each worker blocks in the kernel on a thread of its
+			// own, and the runtime keeps every thread it ever made:
+			// two collectors attaching at once left about 128 idle
+			// threads, each with 48 KiB of Go stacks (g0 and signal),
+			// 6 MiB of the agent's RSS at 1,000 interfaces. A
+			// goroutine that ends locked to its thread takes the
+			// thread with it.
+			runtime.LockOSThread()
 			for job := range next {
 				job()
 			}
