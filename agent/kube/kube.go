@@ -64,6 +64,11 @@ type Config struct {
 	// StartWait bounds how long Start waits for the first sync (default
 	// 1 s): the agent's readiness must not wait for the API server.
 	StartWait time.Duration
+	// TuneREST, if set, adjusts the client configuration before the
+	// client is made. The scale benchmark (hack/bench/kubescale) counts
+	// each simulated agent's bytes with it and gives each its own
+	// connection, as separate nodes have.
+	TuneREST func(*rest.Config)
 }
 
 // OverflowPod is the pod label of series of pods beyond Config.MaxPods.
@@ -128,6 +133,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Resolver, err
 	if cfg.StartWait == 0 {
 		cfg.StartWait = time.Second
 	}
+	if cfg.TuneREST != nil {
+		cfg.TuneREST(rc)
+	}
 	client, err := coreClient(rc)
 	if err != nil {
 		return nil, err
@@ -155,8 +163,8 @@ type informers struct {
 	stop  context.CancelFunc
 }
 
-// startInformers starts the pod informer and the node reflector and waits
-// (30 s at most) for their first list.
+// startInformers starts the pod informer and the node reflector; synced
+// waits for their first list.
 func (r *Resolver) startInformers(ctx context.Context) (*informers, error) {
 	ctx, stop := context.WithCancel(ctx)
 	inf := &informers{stop: stop}
@@ -189,13 +197,27 @@ func (r *Resolver) startInformers(ctx context.Context) (*informers, error) {
 	}
 	go inf.pods.RunWithContext(ctx)
 	go nodes.RunWithContext(ctx)
+	return inf, nil
+}
+
+// synced waits, 30 s at most, for the informers' first list. A timeout
+// leaves them running: see pending in probeLoop.
+func (inf *informers) synced(ctx context.Context) error {
 	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if !cache.WaitForCacheSync(syncCtx.Done(), inf.pods.HasSynced, inf.nodes.HasSynced) {
-		stop()
-		return nil, errors.New("informers did not sync within 30s: is the API server reachable, and may this ServiceAccount list pods and nodes?")
+		return errNotSynced
 	}
-	return inf, nil
+	return nil
+}
+
+var errNotSynced = errors.New("informers did not sync within 30s: is the API server reachable, and may this ServiceAccount list pods and nodes?")
+
+// slow tells a probe that failed because the API server answered too
+// late (or asked to retry later) from one that could not reach it or was
+// refused.
+func slow(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err) || apierrors.IsTooManyRequests(err)
 }
 
 // watchError is told of every failed list or watch of the informers. The
@@ -226,6 +248,20 @@ func (r *Resolver) watchError(ctx context.Context, refl *cache.Reflector, err er
 func (r *Resolver) probeLoop(ctx context.Context) {
 	var wait time.Duration
 	first := true
+	// pending are informers started but not synced within 30 s: an API
+	// server busy with every agent of a fleet listing at once (a
+	// DaemonSet update, the end of an outage). They go on listing, and
+	// the next attempt waits for them again rather than starting over:
+	// 100 agents joining a 500-node cluster together, restarting their
+	// lists each time, read 1.6 node lists each and took 105 s
+	// (hack/bench/kubescale). They are dropped when the API server
+	// cannot be reached or refuses, for fresh ones once it answers.
+	var pending *informers
+	defer func() {
+		if pending != nil {
+			pending.stop()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -244,8 +280,15 @@ func (r *Resolver) probeLoop(ctx context.Context) {
 			// after it: fresh informers list now, so the index is
 			// complete again within a probe interval. The state
 			// turns good once they have listed, not before.
-			var inf *informers
-			if inf, err = r.startInformers(ctx); err == nil {
+			if pending == nil {
+				pending, err = r.startInformers(ctx)
+			}
+			if err == nil {
+				err = pending.synced(ctx)
+			}
+			if err == nil {
+				inf := pending
+				pending = nil
 				if old := r.inf.Swap(inf); old != nil {
 					old.stop()
 					r.logger.Info("API server reachable again: pod attribution resumes")
@@ -254,6 +297,10 @@ func (r *Resolver) probeLoop(ctx context.Context) {
 				}
 				r.rebuild()
 			}
+		}
+		if err != nil && pending != nil && !slow(err) && !errors.Is(err, errNotSynced) {
+			pending.stop()
+			pending = nil
 		}
 		r.up.Store(err == nil)
 		if err == nil && !was && r.inf.Load() != nil {
