@@ -11,8 +11,10 @@ import (
 	"github.com/netsonde/netsonde/collectors/mesh"
 	"github.com/netsonde/netsonde/collectors/mtu"
 	"github.com/netsonde/netsonde/collectors/mtucheck"
+	"github.com/netsonde/netsonde/collectors/neighbour"
 	"github.com/netsonde/netsonde/collectors/netdev"
 	"github.com/netsonde/netsonde/collectors/pmtu"
+	"github.com/netsonde/netsonde/collectors/softnet"
 	"github.com/netsonde/netsonde/collectors/tcpconnect"
 	"github.com/netsonde/netsonde/collectors/tcpretrans"
 )
@@ -33,6 +35,8 @@ func Collectors() []collectors.Spec {
 		mtucheck.Spec,
 		pmtu.Spec,
 		netdev.Spec,
+		neighbour.Spec,
+		softnet.Spec,
 		mtu.Spec,
 	}
 }
