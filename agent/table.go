@@ -5,6 +5,7 @@ import (
 	"github.com/netsonde/netsonde/collectors/conntrack"
 	"github.com/netsonde/netsonde/collectors/dns"
 	"github.com/netsonde/netsonde/collectors/drops"
+	"github.com/netsonde/netsonde/collectors/ethtool"
 	"github.com/netsonde/netsonde/collectors/fragments"
 	"github.com/netsonde/netsonde/collectors/fsyncprobe"
 	"github.com/netsonde/netsonde/collectors/fsynctrace"
@@ -35,6 +36,7 @@ func Collectors() []collectors.Spec {
 		mtucheck.Spec,
 		pmtu.Spec,
 		netdev.Spec,
+		ethtool.Spec,
 		neighbour.Spec,
 		softnet.Spec,
 		mtu.Spec,

@@ -91,7 +91,11 @@ func start(ctx context.Context, deps collectors.Deps, every time.Duration, read 
 		return nil, collectors.Down(reason, err)
 	}
 	ctx, c.stop = context.WithCancel(ctx)
-	go c.loop(ctx, every)
+	go collectors.Every(ctx, every, c.done, func() {
+		if err := c.refresh(); err != nil {
+			c.deps.Logger.Warn("neighbour: reading the tables failed; keeping the last read", "err", err)
+		}
+	})
 	return c, nil
 }
 
@@ -102,22 +106,6 @@ func (c *collector) refresh() error {
 	}
 	c.last.Store(&t)
 	return nil
-}
-
-func (c *collector) loop(ctx context.Context, every time.Duration) {
-	defer close(c.done)
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		if err := c.refresh(); err != nil {
-			c.deps.Logger.Warn("neighbour: reading the tables failed; keeping the last read", "err", err)
-		}
-	}
 }
 
 func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) error {

@@ -134,7 +134,12 @@ func start(ctx context.Context, deps collectors.Deps, every time.Duration, src s
 	}
 	ctx, c.stop = context.WithCancel(ctx)
 	c.done = make(chan struct{})
-	go c.loop(ctx, every)
+	go collectors.Every(ctx, every, c.done, func() {
+		if err := c.refresh(); err != nil {
+			// The last good round stays; the next tries again.
+			c.deps.Logger.Warn("netdev: reading interface counters failed", "err", err)
+		}
+	})
 	return c, nil
 }
 
@@ -148,23 +153,6 @@ func newCollector(deps collectors.Deps, src source) *collector {
 		qOverlimits: collectors.NewSeriesCache[qKey](qdiscOverlimitsDesc, prometheus.CounterValue),
 		qRequeues:   collectors.NewSeriesCache[qKey](qdiscRequeuesDesc, prometheus.CounterValue),
 		qLen:        collectors.NewSeriesCache[qKey](qdiscBacklogDesc, prometheus.GaugeValue),
-	}
-}
-
-func (c *collector) loop(ctx context.Context, every time.Duration) {
-	defer close(c.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := c.refresh(); err != nil {
-			// The last good round stays; the next tick tries again.
-			c.deps.Logger.Warn("netdev: reading interface counters failed", "err", err)
-		}
 	}
 }
 
