@@ -42,6 +42,8 @@ func Checks() []Check {
 		{Name: "tcp-connects", Alerts: []string{alertConnectFailures}, Run: checkConnects},
 		{Name: "mesh", VectorAlerts: []string{alertMeshPathFailing}, Run: checkMesh},
 		{Name: "dns", Alerts: []string{alertDNSTimeouts}, Run: checkDNS},
+		{Name: "neighbour", Alerts: []string{alertNeighbourFull}, Run: checkNeighbour},
+		{Name: "qdisc", Alerts: []string{alertQdiscDrops}, Run: checkQdisc},
 		{Name: "fsync", Alerts: []string{alertDiskFsync, alertProcessFsync}, Run: checkFsync},
 		{Name: "collectors", Alerts: []string{alertCollectorDown}, Run: checkCollectors},
 	}
