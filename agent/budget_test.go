@@ -234,8 +234,10 @@ func TestSeriesBudget(t *testing.T) {
 }
 
 // budgetCounterFiles are the procfs files of kernel counters a scrape reads
-// (as it reads BPF maps): conntrack's limit, the IP fragmentation counters.
+// (as it reads BPF maps): conntrack's limit, the IP fragmentation counters,
+// the softnet counters (one line per CPU).
 var budgetCounterFiles = map[string]bool{
+	"net/softnet_stat":                   true,
 	"sys/net/netfilter/nf_conntrack_max": true,
 	"net/snmp":                           true,
 	"net/snmp6":                          true,

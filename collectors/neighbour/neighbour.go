@@ -149,15 +149,30 @@ func dumpTables() ([]table, error) {
 	if err != nil && !errors.Is(err, nl.ErrDumpInterrupted) {
 		return nil, fmt.Errorf("dump neighbour tables: %w", err)
 	}
+	return tablesOf(msgs)
+}
+
+// tablesOf reads a dump's tables, one per family. A dump larger than one
+// netlink message (a node with hundreds of interfaces: one parameters
+// message each) repeats a table's own message at the head of each part,
+// counted a moment later: the last one is the newest.
+func tablesOf(msgs [][]byte) ([]table, error) {
 	var out []table
+	seen := map[string]int{}
 	for _, m := range msgs {
 		t, ok, err := parseTable(m)
 		if err != nil {
 			return nil, err
 		}
-		if ok {
-			out = append(out, t)
+		if !ok {
+			continue
 		}
+		if i, dup := seen[t.family]; dup {
+			out[i] = t
+			continue
+		}
+		seen[t.family] = len(out)
+		out = append(out, t)
 	}
 	return out, nil
 }

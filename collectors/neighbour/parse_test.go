@@ -70,6 +70,29 @@ func TestParseTable(t *testing.T) {
 	}
 }
 
+// A dump in parts repeats each table's message at the head of each part
+// (TestSeriesBudget's 1,000 interfaces found it): one table per family,
+// the newest.
+func TestTablesOfRepeatedParts(t *testing.T) {
+	msgs := [][]byte{
+		tableMsg(unix.AF_INET, 4, 1024, 0, 85), parmsMsg(unix.AF_INET),
+		tableMsg(unix.AF_INET, 5, 1024, 0, 86), parmsMsg(unix.AF_INET),
+		tableMsg(unix.AF_INET6, 921, 1024, 2, 0), parmsMsg(unix.AF_INET6),
+		tableMsg(unix.AF_INET6, 936, 1024, 2, 0),
+	}
+	tables, err := tablesOf(msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []table{
+		{family: "ipv4", entries: 5, thresh3: 1024, tableFulls: 86},
+		{family: "ipv6", entries: 936, thresh3: 1024, resFailed: 2},
+	}
+	if len(tables) != 2 || tables[0] != want[0] || tables[1] != want[1] {
+		t.Fatalf("tables %+v, want %+v", tables, want)
+	}
+}
+
 func FuzzParseTable(f *testing.F) {
 	f.Add(tableMsg(unix.AF_INET, 900, 1024, 7, 42))
 	f.Add(parmsMsg(unix.AF_INET6))
