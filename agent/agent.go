@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,9 @@ type Config struct {
 	TelemetryPath string
 	// MaxRequests bounds concurrent scrapes (0: no limit).
 	MaxRequests int
+	// MaxConnsPerClient bounds the connections one client address may
+	// have open (0: no limit).
+	MaxConnsPerClient int
 	// EnablePprof serves net/http/pprof under /debug/pprof/.
 	EnablePprof bool
 	Collectors  []collectors.Enabled
@@ -119,6 +123,13 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		promcollectors.NewGoCollector(),
 		promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}),
 	)
+	if cfg.MaxConnsPerClient > 0 {
+		var refused atomic.Uint64
+		for i, l := range listeners {
+			listeners[i] = capPerClient(l, cfg.MaxConnsPerClient, &refused, logger)
+		}
+		reg.MustRegister(refusedCollector{&refused})
+	}
 	// The collectors' Set is not in reg: the scrape handler gathers it
 	// per scrape, with the scraper's deadline.
 
@@ -178,16 +189,32 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 				kcfg.Changed = view.Changed
 				kcfg.Attributed = func() int { return view.Snapshot().Attributed() }
 			}
+			// Start waits a moment for the API server at most: one that
+			// does not answer yet is joined in the background, and the
+			// resolver answers (with nothing) meanwhile, so the view
+			// takes it now and names pods from the first sync on.
 			switch r, err := kube.Start(ctx, kcfg, logger.With("component", "kube")); {
 			case errors.Is(err, kube.ErrNoCluster):
 				logger.Info("no cluster: running standalone, without pod labels or peer nodes")
 			case err != nil:
-				logger.Warn("cluster unavailable: running standalone, without pod labels or peer nodes", "err", err)
+				logger.Warn("cluster misconfigured: running standalone, without pod labels or peer nodes", "err", err)
 			default:
 				logger.Info("watching the cluster", "node", cfg.Kube.NodeName)
 				if view != nil {
 					view.SetPods(r)
 				}
+				// The first list of the cluster's nodes is garbage
+				// once slimmed (a page of kubelet-sized Node objects
+				// at a time, but pages of a 5,000-node cluster add up
+				// to 100 MB decoded): hand it back to the OS at once
+				// rather than over the scavenger's minutes.
+				go func() {
+					select {
+					case <-r.Joined():
+						debug.FreeOSMemory()
+					case <-ctx.Done():
+					}
+				}()
 				if err := reg.Register(r); err != nil {
 					logger.Warn("cluster metrics not registered", "err", err)
 				}

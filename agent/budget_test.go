@@ -38,10 +38,12 @@ func budget(n, p int) map[string]int {
 	out := map[string]int{
 		// netsonde_collector_up, _duration_seconds, bpf_program_attached,
 		// Go and process metrics, build info; plus one
-		// netsonde_collector_timeout_total per collector and
+		// netsonde_collector_timeout_total and one
+		// netsonde_collector_collections_total per collector,
+		// netsonde_http_connections_refused_total, and
 		// netsonde_bpf_map_full_total of the drops (2), tcpretrans (1),
 		// fragments (1), fsynctrace (3) and tcpconnect (2) maps.
-		"agent": 128 + len(agent.Collectors()) + 9,
+		"agent": 128 + 2*len(agent.Collectors()) + 10,
 	}
 	for _, s := range agent.Collectors() {
 		out[s.Name] = s.Budget(n, p)

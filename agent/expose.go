@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -76,7 +77,7 @@ type gathered struct {
 	err error
 }
 
-func (h *scrapeHandler) serveRendered(ctx context.Context, w http.ResponseWriter, r *http.Request, format expfmt.Format) {
+func (h *scrapeHandler) serveRendered(ctx context.Context, since time.Time, w http.ResponseWriter, r *http.Request, format expfmt.Format) {
 	// The registry's collectors (the process collector reads /proc)
 	// run while the Set's do.
 	regc := make(chan gathered, 1)
@@ -86,7 +87,7 @@ func (h *scrapeHandler) serveRendered(ctx context.Context, w http.ResponseWriter
 	}()
 	ch := make(chan prometheus.Metric, 256)
 	go func() {
-		h.set.CollectContext(ctx, ch)
+		h.set.CollectSince(ctx, since, ch)
 		close(ch)
 	}()
 	families := map[string]*renderedFamily{}

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -102,7 +103,7 @@ func (f collectorFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
 // rendered series itself: everything through promhttp.
 func registryPage(t *testing.T, reg *prometheus.Registry, set *collectors.Set, accept string) (string, string) {
 	own := prometheus.NewRegistry()
-	own.MustRegister(set.WithContext(context.Background()))
+	own.MustRegister(set.WithContext(context.Background(), time.Now()))
 	h := promhttp.HandlerFor(prometheus.Gatherers{reg, own}, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, EnableOpenMetrics: true})
 	return get(t, h, accept, "")
 }
@@ -137,8 +138,9 @@ func get(t *testing.T, h http.Handler, accept, encoding string) (string, string)
 	return string(body), rec.Header().Get("Content-Type")
 }
 
-// durations are the lines whose values differ from one scrape to the next.
-var durations = regexp.MustCompile(`(?m)^netsonde_collector_duration_seconds\{.*\n`)
+// durations are the lines whose values differ from one scrape to the next:
+// durations, and the count of collections (one more per scrape).
+var durations = regexp.MustCompile(`(?m)^netsonde_collector_(duration_seconds|collections_total)\{.*\n`)
 
 var accepts = map[string]string{
 	"none":           "",

@@ -14,16 +14,23 @@ import (
 // The path-MTU probe and the mesh choose the same peer nodes from the same
 // node list (here, where collectors may meet, each against the other's own
 // code): 1,000 nodes, some dual-stack and listed once per address with
-// IPv6 first, each node choosing 16 (and 1, 3, 40) from its point of view.
+// IPv6 first, some IPv6-only, each node choosing 16 (and 1, 3, 40) from
+// its point of view. The path-MTU probe takes each chosen node at its
+// IPv4 address, the mesh's underlay, and at its IPv6 one: k nodes, k plus
+// the dual-stack and IPv6-only ones' IPv6 addresses.
 func TestPMTUPeersAreMeshPeers(t *testing.T) {
 	var nodes []cluster.Node
+	v6 := map[string]netip.Addr{}
 	for i := range 1000 {
 		name := fmt.Sprintf("ip-10-0-%d-%d.ec2.internal", i/256, i%256)
 		v4 := netip.AddrFrom4([4]byte{198, 18, byte(i / 256), byte(i % 256)})
-		if i%5 == 0 { // dual-stack: kubelet may list IPv6 first
-			nodes = append(nodes, cluster.Node{Name: name, InternalIP: netip.MustParseAddr(fmt.Sprintf("fd00:5e::%x", i))})
+		if i%5 == 0 || i%7 == 0 { // dual-stack (kubelet may list IPv6 first) or IPv6-only
+			v6[name] = netip.MustParseAddr(fmt.Sprintf("fd00:5e::%x", i))
+			nodes = append(nodes, cluster.Node{Name: name, InternalIP: v6[name]})
 		}
-		nodes = append(nodes, cluster.Node{Name: name, InternalIP: v4})
+		if i%7 != 0 || i%5 == 0 {
+			nodes = append(nodes, cluster.Node{Name: name, InternalIP: v4})
+		}
 	}
 	names := func(n int, name func(int) string) []string {
 		out := make([]string, n)
@@ -42,17 +49,30 @@ func TestPMTUPeersAreMeshPeers(t *testing.T) {
 			m := mesh.Select(self.Name, mesh.FromNodes(nodes), k)
 			p := pmtu.Peers(self.Name, nodes, k)
 			mn := names(len(m), func(i int) string { return m[i].Name })
-			pn := names(len(p), func(i int) string { return p[i].Name })
+			pn := slices.Compact(names(len(p), func(i int) string { return p[i].Name }))
 			if !slices.Equal(mn, pn) {
 				t.Fatalf("%s, k=%d: mesh probes %v, pmtu %v", self.Name, k, mn, pn)
 			}
 			if len(pn) != k {
 				t.Fatalf("%s, k=%d: %d peers", self.Name, k, len(pn))
 			}
-			for j := range p {
-				if !p[j].InternalIP.Is4() || p[j].InternalIP != m[j].Underlay {
-					t.Fatalf("%s: pmtu probes %s at %v, the mesh at %v", self.Name, p[j].Name, p[j].InternalIP, m[j].Underlay)
+			// Per node, in the mesh's order: its IPv4 address (the
+			// mesh's underlay) if it has one, then its IPv6 one.
+			var want []netip.Addr
+			for _, mp := range m {
+				if mp.Underlay.Is4() {
+					want = append(want, mp.Underlay)
 				}
+				if a, ok := v6[mp.Name]; ok {
+					want = append(want, a)
+				}
+			}
+			got := make([]netip.Addr, len(p))
+			for j := range p {
+				got[j] = p[j].InternalIP
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("%s, k=%d: pmtu probes %v, want %v", self.Name, k, got, want)
 			}
 			compared++
 		}

@@ -26,7 +26,8 @@ var probePaths = map[string]bool{"/healthz": true, "/readyz": true}
 // exporter-toolkit (TLS, basic_auth_users, http_server_config, rate_limit),
 // as web.ServeMultiple does, with one difference: the toolkit checks
 // credentials on every path, which makes the kubelet's probes fail with
-// 401 as soon as basic auth is on. Here the probe paths are exempt and
+// 401 as soon as basic auth is on, and its rate limit makes them fail with
+// 429 under a flood. Here the probe paths are exempt from both and
 // every other path (/metrics, /, anything added later) is not. The file
 // is read again on every request and TLS handshake, as the toolkit does,
 // so a rotated certificate or password applies without a restart.
@@ -104,7 +105,7 @@ func loadWebConfig(path string) (*web.Config, error) {
 }
 
 // guard is exporter-toolkit's web handler (rate limit, extra headers,
-// basic auth) with the probe paths exempt from basic auth.
+// basic auth) with the probe paths exempt from all of it.
 type guard struct {
 	path    string
 	next    http.Handler
@@ -129,6 +130,13 @@ const maxAuthCache = 1024
 const fakeHash = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi"
 
 func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if probePaths[r.URL.Path] {
+		// Before the rate limit, the file and bcrypt: a flood of
+		// strangers at /metrics, or a config file being rewritten,
+		// must not make the kubelet restart a working agent.
+		g.next.ServeHTTP(w, r)
+		return
+	}
 	c, err := loadWebConfig(g.path)
 	if err != nil {
 		g.logger.Error("unable to read the web config file", "err", err)
@@ -142,7 +150,7 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for k, v := range c.HTTPConfig.Header {
 		w.Header().Set(k, v)
 	}
-	if len(c.Users) == 0 || probePaths[r.URL.Path] || g.authorized(c, r) {
+	if len(c.Users) == 0 || g.authorized(c, r) {
 		g.next.ServeHTTP(w, r)
 		return
 	}

@@ -1,7 +1,10 @@
 package agent
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"errors"
 	"html/template"
 	"log/slog"
 	"net/http"
@@ -80,10 +83,13 @@ var landing = template.Must(template.New("landing").Parse(`<!DOCTYPE html>
 </body></html>
 `))
 
-// scrapeHandler serves the telemetry path: at most cap scrapes collect at
-// once (--web.max-requests, as node_exporter has), and each one's
+// scrapeHandler serves the telemetry path: at most cap scrapes collect and
+// render at once (--web.max-requests, as node_exporter has), and each one's
 // collectors are cut off before the scraper's own timeout, so the page
-// always comes back in time.
+// always comes back in time. A page is rendered into memory and its slot
+// given back before a byte is sent, so a client that reads slowly, or
+// never, holds its own connection only, not a slot another scraper needs;
+// the write has the scrape's deadline.
 type scrapeHandler struct {
 	slots  chan struct{} // nil: no cap
 	reg    prometheus.Gatherer
@@ -115,6 +121,23 @@ func newScrapeHandler(maxRequests int, reg prometheus.Gatherer, set *collectors.
 func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	timeout := scrapeTimeout(r)
 	begin := time.Now()
+	page := getPage()
+	defer putPage(page)
+	h.render(page, r, begin, timeout)
+	if r.Context().Err() != nil {
+		return // the client left
+	}
+	// The scraper gives up at its timeout: writing past it is for nobody.
+	// net/http sets the server's WriteTimeout again before the next
+	// request on this connection.
+	if err := http.NewResponseController(w).SetWriteDeadline(begin.Add(timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		h.logger.Debug("scrape write deadline", "err", err)
+	}
+	page.send(w)
+}
+
+// render writes the response into page, in a slot of --web.max-requests.
+func (h *scrapeHandler) render(page *pageWriter, r *http.Request, begin time.Time, timeout time.Duration) {
 	if h.slots != nil {
 		// A scrape over the cap waits for a slot for part of its
 		// budget rather than being turned away at once: Prometheus
@@ -127,8 +150,8 @@ func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			wait.Stop()
 			defer func() { <-h.slots }()
 		case <-wait.C:
-			w.Header().Set("Retry-After", "1")
-			http.Error(w, "too many concurrent scrapes (--web.max-requests)", http.StatusServiceUnavailable)
+			page.Header().Set("Retry-After", "1")
+			http.Error(page, "too many concurrent scrapes (--web.max-requests)", http.StatusServiceUnavailable)
 			return
 		case <-r.Context().Done():
 			wait.Stop()
@@ -138,19 +161,69 @@ func (h *scrapeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithDeadline(r.Context(), begin.Add(timeout-collectMargin(timeout)))
 	defer cancel()
 	if format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultOpenMetricsAcceptedFormats()...); rendersItself(format) {
-		h.serveRendered(ctx, w, r, format)
+		h.serveRendered(ctx, begin, page, r, format)
 		return
 	}
 	// Other formats go through promhttp whole, as they always did.
 	// The Set is registered per scrape, in a registry of its own, so its
 	// collectors get this scrape's deadline: Gatherer has no context.
 	own := prometheus.NewRegistry()
-	if err := own.Register(h.set.WithContext(ctx)); err != nil {
+	if err := own.Register(h.set.WithContext(ctx, begin)); err != nil {
 		h.logger.Error("registering collectors for a scrape", "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
+		http.Error(page, "internal error", http.StatusInternalServerError)
 		return
 	}
-	promhttp.HandlerFor(prometheus.Gatherers{h.reg, own}, h.opts).ServeHTTP(w, r)
+	promhttp.HandlerFor(prometheus.Gatherers{h.reg, own}, h.opts).ServeHTTP(page, r)
+}
+
+// pageWriter is a response kept in memory until it is whole.
+type pageWriter struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (p *pageWriter) Header() http.Header { return p.header }
+func (p *pageWriter) WriteHeader(code int) {
+	if p.code == 0 {
+		p.code = code
+	}
+}
+func (p *pageWriter) Write(b []byte) (int, error) {
+	p.WriteHeader(http.StatusOK)
+	return p.body.Write(b)
+}
+
+// send writes the response to w, with its length: the scraper knows how
+// much is coming, and nothing is chunked.
+func (p *pageWriter) send(w http.ResponseWriter) {
+	for k, v := range p.header {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(p.body.Len()))
+	w.WriteHeader(cmp.Or(p.code, http.StatusOK))
+	w.Write(p.body.Bytes())
+}
+
+// maxPooledPage keeps a page that grew unusually large (a burst of
+// series) from being held by the pool for good.
+const maxPooledPage = 8 << 20
+
+var pagePool = sync.Pool{New: func() any { return &pageWriter{} }}
+
+func getPage() *pageWriter {
+	p := pagePool.Get().(*pageWriter)
+	p.header, p.code = http.Header{}, 0
+	p.body.Reset()
+	return p
+}
+
+func putPage(p *pageWriter) {
+	if p.body.Cap() > maxPooledPage {
+		return
+	}
+	p.header = nil
+	pagePool.Put(p)
 }
 
 // scrapeTimeout is the scraper's timeout from Prometheus' header, or

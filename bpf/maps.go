@@ -92,3 +92,38 @@ func SumArraySlots(m *ebpf.Map, names ...string) (map[string]uint64, error) {
 	}
 	return out, nil
 }
+
+// ReadHash reads a (not per-CPU) hash map of uint64 values whole, by batch
+// lookups, or by iteration on kernels without them (before 5.6).
+func ReadHash[K comparable](m *ebpf.Map) (map[K]uint64, error) {
+	out := make(map[K]uint64)
+	keys := make([]K, batchSize)
+	vals := make([]uint64, batchSize)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
+		for i := range n {
+			out[keys[i]] = vals[i]
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return out, nil
+		}
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("batch lookup %s: %w", m, err)
+		}
+	}
+	clear(out)
+	var k K
+	var v uint64
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		out[k] = v
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("iterate %s: %w", m, err)
+	}
+	return out, nil
+}

@@ -39,6 +39,9 @@ var (
 	timeoutDesc = prometheus.NewDesc(Namespace+"_collector_timeout_total",
 		"Scrapes the collector did not finish before the scrape's deadline (X-Prometheus-Scrape-Timeout-Seconds, less a margin); its up is 0 with reason=\"timeout\" for those scrapes.",
 		[]string{"collector"}, nil)
+	collectionsDesc = prometheus.NewDesc(Namespace+"_collector_collections_total",
+		"Times the collector was called: scrapes that overlap share one collection, so with several scrapers this is below the scrapes served.",
+		[]string{"collector"}, nil)
 )
 
 // DefaultCollectTimeout bounds a collection when the scraper gives no
@@ -53,13 +56,36 @@ type member struct {
 	started bool
 	reason  string
 	err     error
+	// latest is the member's last collection, in flight or finished.
+	// Scrapes share it (see collectOne), and the collector is never
+	// called while it is in flight: a collector stuck for good costs one
+	// goroutine, not one per scrape.
+	latest *run
 
-	// running is set while a Collect call is in flight. A collector that
-	// overran a scrape may still be running at the next one; it is not
-	// called again until it returns, so a collector stuck for good costs
-	// one goroutine, not one per scrape.
-	running  atomic.Bool
-	timeouts atomic.Uint64
+	timeouts    atomic.Uint64
+	collections atomic.Uint64
+}
+
+// run is one call of a collector's Collect, shared by every scrape that
+// overlaps it. Its results are written, with finished, under the member's
+// mu before done is closed; scrapes read finished under mu (is it still in
+// flight?) and the results only after done.
+type run struct {
+	began    time.Time
+	done     chan struct{}
+	cancel   context.CancelFunc
+	metrics  []prometheus.Metric
+	err      error
+	took     time.Duration
+	finished time.Time
+
+	// Under the member's mu.
+	waiters int
+	// abandoned is set when every scrape waiting for the run gave up at
+	// its deadline before it finished: its context is cancelled then,
+	// and what it returns is served to no scrape, since a collector
+	// whose context ended may return a partial page without an error.
+	abandoned bool
 }
 
 // Set runs a group of collectors: it starts them, collects them in parallel
@@ -153,120 +179,182 @@ func (s *Set) Collect(ch chan<- prometheus.Metric) {
 	s.CollectContext(ctx, ch)
 }
 
-// CollectContext runs every started collector in its own goroutine, as
-// node_exporter does, so one slow collector does not serialise the rest.
-// It returns by ctx's deadline whatever the collectors do: a collector
-// still running then is reported down with reason="timeout" and counted in
-// netsonde_collector_timeout_total, and what it sends afterwards is
-// dropped, so the scrape answers in time with every other collector's
-// metrics.
+// CollectContext is CollectSince for a scrape arriving now.
 func (s *Set) CollectContext(ctx context.Context, ch chan<- prometheus.Metric) {
+	s.CollectSince(ctx, time.Now(), ch)
+}
+
+// CollectSince serves a scrape that arrived at since: every started
+// collector in its own goroutine, as node_exporter does, so one slow
+// collector does not serialise the rest.
+//
+// Overlapping scrapes share collections. A collector's collection still
+// in flight when the scrape gets to it, or one that finished after since
+// (the scrape was waiting for a --web.max-requests slot, say), is served
+// as it is; otherwise the collector is called anew. So a page is never
+// older than the moment its scrape arrived, a lone scraper always gets a
+// fresh collection, and N scrapes at once cost one collection and N
+// encodings, not N collections.
+//
+// It returns by ctx's deadline whatever the collectors do: a collector
+// whose collection has not finished by then is reported down with
+// reason="timeout" and counted in netsonde_collector_timeout_total, and
+// the scrape answers in time with every other collector's metrics. The
+// collection goes on for the other scrapes waiting for it, and is
+// cancelled once none is left.
+func (s *Set) CollectSince(ctx context.Context, since time.Time, ch chan<- prometheus.Metric) {
 	var wg sync.WaitGroup
 	for _, m := range s.members {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.collectOne(ctx, m, ch)
+			s.collectOne(ctx, since, m, ch)
 		}()
 	}
 	wg.Wait()
 }
 
-// WithContext is the Set as a prometheus.Collector whose collections end
-// at ctx's deadline: the HTTP handler registers one per scrape.
-func (s *Set) WithContext(ctx context.Context) prometheus.Collector {
-	return setWithContext{s, ctx}
+// WithContext is the Set as a prometheus.Collector for one scrape that
+// arrived at since and ends at ctx's deadline: the HTTP handler registers
+// one per scrape.
+func (s *Set) WithContext(ctx context.Context, since time.Time) prometheus.Collector {
+	return setWithContext{s, ctx, since}
 }
 
 type setWithContext struct {
-	s   *Set
-	ctx context.Context
+	s     *Set
+	ctx   context.Context
+	since time.Time
 }
 
 func (c setWithContext) Describe(chan<- *prometheus.Desc) {}
 func (c setWithContext) Collect(ch chan<- prometheus.Metric) {
-	c.s.CollectContext(c.ctx, ch)
+	c.s.CollectSince(c.ctx, c.since, ch)
 }
 
-func (s *Set) collectOne(ctx context.Context, m *member, ch chan<- prometheus.Metric) {
+func (s *Set) collectOne(ctx context.Context, since time.Time, m *member, ch chan<- prometheus.Metric) {
 	name := m.spec.Name
-	m.mu.Lock()
-	c, started, reason := m.c, m.started, m.reason
-	m.mu.Unlock()
-	if !started {
-		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 0, name, "starting")
+	for {
+		m.mu.Lock()
+		c, started, reason := m.c, m.started, m.reason
+		if !started || c == nil {
+			m.mu.Unlock()
+			if !started {
+				reason = "starting"
+			}
+			ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 0, name, reason)
+			return
+		}
+		r := m.latest
+		switch {
+		case r != nil && !r.abandoned && (r.finished.IsZero() || r.finished.After(since)):
+			// In flight, or finished after this scrape arrived: share it.
+		case r != nil && r.finished.IsZero():
+			// Abandoned and still in Collect: wait for it to return
+			// before calling the collector again.
+			m.mu.Unlock()
+			select {
+			case <-r.done:
+				continue
+			case <-ctx.Done():
+				s.timedOut(m, ch, time.Since(r.began))
+				return
+			}
+		default:
+			r = s.begin(ctx, m, c)
+		}
+		r.waiters++
+		m.mu.Unlock()
+
+		select {
+		case <-r.done:
+			m.mu.Lock()
+			r.waiters--
+			m.mu.Unlock()
+			s.serve(m, r, ch)
+		case <-ctx.Done():
+			m.mu.Lock()
+			r.waiters--
+			if r.waiters == 0 && r.finished.IsZero() {
+				r.abandoned = true
+				r.cancel()
+			}
+			m.mu.Unlock()
+			s.timedOut(m, ch, time.Since(r.began))
+		}
 		return
 	}
-	if c == nil {
-		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 0, name, reason)
-		return
-	}
-	if !m.running.CompareAndSwap(false, true) {
-		// Still in the Collect of a scrape it overran.
-		s.timedOut(m, ch, 0)
-		return
-	}
-	begin := time.Now()
-	// The collector sends into its own channel, forwarded to ch until the
-	// deadline: ch belongs to the registry, which closes it once
-	// CollectContext returns, so a late send there would panic.
+}
+
+// begin calls the collector in the background, its metrics kept for every
+// scrape that shares the run. The run's context carries the values of the
+// scrape that began it but not its deadline: it ends when the last scrape
+// waiting for it gives up. Called with m.mu held.
+func (s *Set) begin(ctx context.Context, m *member, c Collector) *run {
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r := &run{began: time.Now(), done: make(chan struct{}), cancel: cancel}
+	m.latest = r
+	m.collections.Add(1)
 	own := make(chan prometheus.Metric, 64)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- collectSafely(ctx, c, own)
+		errc <- collectSafely(runCtx, c, own)
 		close(own)
 	}()
-forward:
-	for {
-		select {
-		case metric, ok := <-own:
-			if !ok {
-				break forward
-			}
-			ch <- metric
-		case <-ctx.Done():
-			go func() {
-				for range own {
-				}
-				m.running.Store(false)
-			}()
-			s.timedOut(m, ch, time.Since(begin))
+	go func() {
+		var metrics []prometheus.Metric
+		for metric := range own {
+			metrics = append(metrics, metric)
+		}
+		err := <-errc
+		cancel()
+		now := time.Now()
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		r.metrics, r.err, r.took, r.finished = metrics, err, now.Sub(r.began), now
+		close(r.done)
+		if r.abandoned {
+			return // its scrapes reported it timed out; nobody reads it
+		}
+		if err != nil {
+			m.reason, m.err = ReasonOf(err, "collect_failed"), err
+			s.logger.Warn("collect failed", "collector", m.spec.Name, "reason", m.reason, "err", err)
 			return
 		}
-	}
-	err := <-errc
-	m.running.Store(false)
-	took := time.Since(begin).Seconds()
-	ch <- prometheus.MustNewConstMetric(durationDesc, prometheus.GaugeValue, took, name)
-	ch <- prometheus.MustNewConstMetric(timeoutDesc, prometheus.CounterValue, float64(m.timeouts.Load()), name)
+		if m.reason != "" {
+			s.logger.Info("collector recovered", "collector", m.spec.Name)
+		}
+		m.reason, m.err = "", nil
+	}()
+	return r
+}
 
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err != nil {
-		m.reason, m.err = ReasonOf(err, "collect_failed"), err
-		s.logger.Warn("collect failed", "collector", name, "reason", m.reason, "err", err)
-		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 0, name, m.reason)
+// serve sends a finished run's metrics and the collector's health.
+func (s *Set) serve(m *member, r *run, ch chan<- prometheus.Metric) {
+	name := m.spec.Name
+	for _, metric := range r.metrics {
+		ch <- metric
+	}
+	ch <- prometheus.MustNewConstMetric(durationDesc, prometheus.GaugeValue, r.took.Seconds(), name)
+	ch <- prometheus.MustNewConstMetric(timeoutDesc, prometheus.CounterValue, float64(m.timeouts.Load()), name)
+	ch <- prometheus.MustNewConstMetric(collectionsDesc, prometheus.CounterValue, float64(m.collections.Load()), name)
+	if r.err != nil {
+		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 0, name, ReasonOf(r.err, "collect_failed"))
 		return
 	}
-	if m.reason != "" {
-		s.logger.Info("collector recovered", "collector", name)
-	}
-	m.reason, m.err = "", nil
 	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 1, name, "")
 }
 
 // timedOut reports a collector that did not finish before the scrape's
-// deadline (took is 0 when it was not even called, still busy with an
-// earlier scrape). The reason is not kept as the collector's state: the
+// deadline; took is how long its collection had been running. The reason is not kept as the collector's state: the
 // next scrape that finishes in time reports it up again.
 func (s *Set) timedOut(m *member, ch chan<- prometheus.Metric, took time.Duration) {
 	name := m.spec.Name
 	n := m.timeouts.Add(1)
 	s.logger.Warn("collector overran the scrape's deadline", "collector", name, "took", took.Round(time.Millisecond), "timeouts", n)
-	if took > 0 {
-		ch <- prometheus.MustNewConstMetric(durationDesc, prometheus.GaugeValue, took.Seconds(), name)
-	}
+	ch <- prometheus.MustNewConstMetric(durationDesc, prometheus.GaugeValue, took.Seconds(), name)
 	ch <- prometheus.MustNewConstMetric(timeoutDesc, prometheus.CounterValue, float64(n), name)
+	ch <- prometheus.MustNewConstMetric(collectionsDesc, prometheus.CounterValue, float64(m.collections.Load()), name)
 	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 0, name, "timeout")
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/testenv"
 )
 
 var fakeDesc = prometheus.NewDesc("netsonde_fake_value", "A fake collector's value.", []string{"which"}, nil)
@@ -180,7 +181,7 @@ func TestCollectorTimeout(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(s.WithContext(ctx))
+		reg.MustRegister(s.WithContext(ctx, time.Now()))
 		begin := time.Now()
 		fams, err := reg.Gather()
 		took := time.Since(begin)
@@ -247,5 +248,127 @@ func TestCollectorTimeout(t *testing.T) {
 			t.Fatalf("released collector not up again:\n%s", page)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// gate is a collector that blocks in Collect until released, counting its
+// calls, with a value that tells one collection from the next.
+type gate struct {
+	release chan struct{}
+	calls   atomic.Int32
+}
+
+func (g *gate) Collect(ctx context.Context, ch chan<- prometheus.Metric) error {
+	n := g.calls.Add(1)
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	ch <- prometheus.MustNewConstMetric(fakeDesc, prometheus.GaugeValue, float64(n), "gate")
+	return nil
+}
+
+func (g *gate) Close() error { return nil }
+
+// scrapePage gathers the Set as one scrape that arrived at since and ends
+// after timeout, as "name labels value" lines.
+func scrapePage(t *testing.T, s *collectors.Set, since time.Time, timeout time.Duration) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.WithContext(ctx, since))
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Error(err)
+	}
+	var b strings.Builder
+	for _, f := range fams {
+		if f.GetName() == "netsonde_collector_duration_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			b.WriteString(f.GetName())
+			for _, l := range m.GetLabel() {
+				b.WriteString(" " + l.GetName() + "=" + l.GetValue())
+			}
+			fmt.Fprintf(&b, " %g\n", m.GetGauge().GetValue()+m.GetCounter().GetValue())
+		}
+	}
+	return b.String()
+}
+
+// Four scrapes at once share one collection: the collector is called once,
+// every page is whole (its metric, up 1, no timeout) and says so in
+// netsonde_collector_collections_total. A scrape arriving after that
+// collection finished gets a new one.
+func TestOverlappingScrapesShareOneCollection(t *testing.T) {
+	g := &gate{release: make(chan struct{})}
+	s := startSet(t, collectors.Enabled{Name: "gate", Factory: factory(g, nil)})
+	pages := make(chan string, 4)
+	for range 4 {
+		go func() { pages <- scrapePage(t, s, time.Now(), 5*time.Second) }()
+	}
+	testenv.Eventually(t, 5*time.Second, "the collector called", func() bool { return g.calls.Load() > 0 })
+	time.Sleep(100 * time.Millisecond) // the other three get to it
+	close(g.release)
+	want := "netsonde_collector_collections_total collector=gate 1\n" +
+		"netsonde_collector_timeout_total collector=gate 0\n" +
+		"netsonde_collector_up collector=gate reason= 1\n" +
+		"netsonde_fake_value which=gate 1\n"
+	for i := range 4 {
+		if page := <-pages; page != want {
+			t.Errorf("scrape %d of 4 at once:\n%s\nwant\n%s", i+1, page, want)
+		}
+	}
+	if n := g.calls.Load(); n != 1 {
+		t.Errorf("4 scrapes at once called the collector %d times; want 1", n)
+	}
+	want = strings.ReplaceAll(want, "gate 1\n", "gate 2\n")
+	if page := scrapePage(t, s, time.Now(), 5*time.Second); page != want {
+		t.Errorf("a scrape after the shared one:\n%s\nwant\n%s", page, want)
+	}
+}
+
+// A scrape is served a collection that finished after it arrived (it was
+// waiting for a --web.max-requests slot), and one that finished before it
+// arrived is never served: a page is never older than its scrape.
+func TestScrapeServedNothingOlderThanItsArrival(t *testing.T) {
+	g := &gate{release: make(chan struct{})}
+	close(g.release)
+	s := startSet(t, collectors.Enabled{Name: "gate", Factory: factory(g, nil)})
+	arrived := time.Now()
+	first := scrapePage(t, s, time.Now(), 5*time.Second)
+	late := scrapePage(t, s, arrived, 5*time.Second)
+	if !strings.Contains(first, "which=gate 1\n") || first != late {
+		t.Errorf("a scrape that arrived before the collection finished:\n%s\nwant the first's page:\n%s", late, first)
+	}
+	if page := scrapePage(t, s, time.Now(), 5*time.Second); !strings.Contains(page, "which=gate 2\n") {
+		t.Errorf("a scrape that arrived after it finished was served it:\n%s", page)
+	}
+}
+
+// Scrapers with different timeouts share a collection that takes 300 ms:
+// the one with 100 ms reports it timed out (and counts it), the one with
+// 5 s gets it whole. The collection is not cut at the first's deadline.
+func TestSharedCollectionCutOffPerScraper(t *testing.T) {
+	g := &gate{release: make(chan struct{})}
+	s := startSet(t, collectors.Enabled{Name: "gate", Factory: factory(g, nil)})
+	long := make(chan string, 1)
+	go func() { long <- scrapePage(t, s, time.Now(), 5*time.Second) }()
+	testenv.Eventually(t, 5*time.Second, "the collector called", func() bool { return g.calls.Load() > 0 })
+	short := scrapePage(t, s, time.Now(), 100*time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+	close(g.release)
+	if want := "netsonde_collector_up collector=gate reason=timeout 0\n"; !strings.Contains(short, want) {
+		t.Errorf("the 100 ms scrape: no %q in\n%s", want, short)
+	}
+	want := "netsonde_collector_collections_total collector=gate 1\n" +
+		"netsonde_collector_timeout_total collector=gate 1\n" +
+		"netsonde_collector_up collector=gate reason= 1\n" +
+		"netsonde_fake_value which=gate 1\n"
+	if page := <-long; page != want {
+		t.Errorf("the 5 s scrape:\n%s\nwant\n%s", page, want)
 	}
 }

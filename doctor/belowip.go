@@ -38,8 +38,7 @@ func checkNeighbour(o Observation, r Rules) []Finding {
 			fmt.Sprintf(`netsonde_neighbour_entries_limit{family=%q} = %s (gc_thresh3)`, family, num(l)),
 			fmt.Sprintf(`netsonde_neighbour_table_full_total{family=%q} +%s`, family, num(refused)),
 			fmt.Sprintf("fill %.3f %s %s, or any refusal (%s)", ratio, a.Op, num(a.Threshold), alertNeighbourFull))
-		f.Why = "a neighbour the kernel refuses (\"neighbor table overflow!\") is a connection that fails without an error"
-		f.Next = "ip -s ntable show (entries, thresh3, table_fulls); raise net.ipv4.neigh.default.gc_thresh1/2/3 (net.ipv6 for ipv6)"
+		f.Why, f.Next = advice["neighbour-table-full"].Why, advice["neighbour-table-full"].Next
 		out = append(out, f)
 	}
 	return out
@@ -64,7 +63,7 @@ func checkQdisc(o Observation, r Rules) []Finding {
 		f.Evidence = append(f.Evidence,
 			fmt.Sprintf(`netsonde_qdisc_drops_total{interface=%q,kind=%q} +%s`, iface, kind, num(d.Increase)),
 			fmt.Sprintf("%.1f/s; %s fires at %s %s/s for %s", rate, alertQdiscDrops, a.Op, num(a.Threshold), fmtRange(a.For)))
-		f.Why = "the device cannot send as fast as it is given packets, or a shaper's rate is reached: senders see loss and retransmit"
+		f.Why = advice["qdisc-drops"].Why
 		f.Next = fmt.Sprintf("tc -s qdisc show dev %s; ip -s link show %s; ethtool %s | grep Speed", iface, iface, iface)
 		out = append(out, f)
 	}

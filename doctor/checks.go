@@ -3,6 +3,7 @@ package doctor
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -91,9 +92,7 @@ func checkConntrackFill(o Observation, r Rules) []Finding {
 		fmt.Sprintf("netsonde_conntrack_entries = %s", num(e)),
 		fmt.Sprintf("netsonde_conntrack_entries_limit = %s (net.netfilter.nf_conntrack_max)", num(l)),
 		fmt.Sprintf("fill %.3f %s %s (%s)", ratio, r[alert].Op, num(r[alert].Threshold), alert))
-	f.Why = "at 100% the kernel drops every new connection without telling the application"
-	f.Next = "conntrack -S; conntrack -L | awk '{print $1}' | sort | uniq -c; " +
-		"then raise net.netfilter.nf_conntrack_max or shorten the timeouts of what fills it"
+	f.Why, f.Next = advice["conntrack-fill"].Why, advice["conntrack-fill"].Next
 	return []Finding{f}
 }
 
@@ -103,20 +102,11 @@ func checkConntrackEvents(o Observation, r Rules) []Finding {
 	}
 	var out []Finding
 	for _, c := range []struct {
-		event, alert, id, what, noun, why, next string
+		event, alert, id, what, noun string
 	}{
-		{"drop", alertConntrackDropping, "conntrack-drop",
-			"conntrack dropped %s in %.1fs", "packet",
-			"new connections fail silently: the table is full and nothing could be evicted",
-			"conntrack -S (drop=, early_drop=); dmesg | grep conntrack; compare conntrack -C with sysctl net.netfilter.nf_conntrack_max"},
-		{"insert_failed", alertConntrackInsert, "conntrack-insert-failed",
-			"conntrack failed %s in %.1fs", "insert",
-			"two packets of one flow raced (A and AAAA DNS queries on one socket): clients see 5-second DNS timeouts",
-			"conntrack -S (insert_failed=, clash_resolve=); options single-request-reopen in resolv.conf, or NodeLocal DNSCache"},
-		{"early_drop", alertConntrackEarly, "conntrack-early-drop",
-			"conntrack evicted %s in %.1fs to make room", "entry",
-			"the table runs at its limit; the next spike drops traffic",
-			"conntrack -S (early_drop=); conntrack -L | awk '{print $1}' | sort | uniq -c; raise net.netfilter.nf_conntrack_max"},
+		{"drop", alertConntrackDropping, "conntrack-drop", "conntrack dropped %s in %.1fs", "packet"},
+		{"insert_failed", alertConntrackInsert, "conntrack-insert-failed", "conntrack failed %s in %.1fs", "insert"},
+		{"early_drop", alertConntrackEarly, "conntrack-early-drop", "conntrack evicted %s in %.1fs to make room", "entry"},
 	} {
 		inc := o.Increase("netsonde_conntrack_events_total", map[string]string{"event": c.event})
 		a := r[c.alert]
@@ -129,7 +119,7 @@ func checkConntrackEvents(o Observation, r Rules) []Finding {
 		f.Evidence = append(f.Evidence,
 			fmt.Sprintf(`netsonde_conntrack_events_total{event=%q} +%s in %.1fs`, c.event, num(inc), o.Elapsed),
 			fmt.Sprintf("= %s per %s at this rate %s %s (%s)", num(per), fmtRange(a.Range), a.Op, num(a.Threshold), c.alert))
-		f.Why, f.Next = c.why, c.next
+		f.Why, f.Next = advice[c.id].Why, advice[c.id].Next
 		out = append(out, f)
 	}
 	return out
@@ -207,12 +197,18 @@ func checkMTUMismatch(o Observation, r Rules) []Finding {
 		case "differs_from_peer":
 			f.Summary = fmt.Sprintf("%s: MTU %s differs from the other end of the veth pair", name, num(mtu))
 			f.Why = "each end sends what the other cannot take: one direction of large packets is dropped"
+		case "below_ipv6_minimum":
+			f.Summary = fmt.Sprintf("%s: MTU %s is below IPv6's minimum of 1280, so the kernel took IPv6 off it", name, num(mtu))
+			f.Why = "its IPv6 addresses and routes are gone with no error anywhere: a dual-stack pod or node reaches nothing over IPv6 through it"
 		default:
 			f.Summary = fmt.Sprintf("%s: MTU %s does not fit (%s)", name, num(mtu), reason)
 			f.Why = "packets of full size are dropped or fragmented"
 		}
 		f.Next = fmt.Sprintf("ip -d link show %s; compare with the underlay and grep -r mtu /etc/cni/net.d/", iface)
-		if expected != "" && reason != "differs_from_peer" {
+		switch {
+		case reason == "below_ipv6_minimum":
+			f.Next = fmt.Sprintf("ip -6 addr show dev %s (empty); fix: ip link set %s mtu 1280 or more, then restore its IPv6 addresses (the kernel does not)", iface, iface)
+		case expected != "" && reason != "differs_from_peer":
 			f.Next = fmt.Sprintf("ip -d link show %s; fix: ip link set %s mtu %s (and the CNI config)", iface, iface, expected)
 		}
 		out = append(out, f)
@@ -255,8 +251,13 @@ func checkPathMTU(o Observation, r Rules) []Finding {
 		if p := o.After.Samples("netsonde_path_mtu_bytes", map[string]string{"target": target}); len(p) > 0 {
 			f.Evidence = append(f.Evidence, fmt.Sprintf("%s = %s", SeriesString("netsonde_path_mtu_bytes", p[0].Labels), num(p[0].Value)))
 		}
-		f.Why = "TCP connections hang after the handshake once they send a full-size segment"
+		f.Why = advice["pmtu-blackhole"].Why
 		f.Next = fmt.Sprintf("tracepath -n %s (it stalls at the hop that drops); let ICMP type 3 code 4 through, or clamp MSS", target)
+		if isIPv6(target) {
+			f.Summary = fmt.Sprintf("IPv6 path-MTU black hole towards %s: large packets vanish, no ICMPv6 packet-too-big comes back", target)
+			f.Why = "IPv6 routers never fragment: without packet-too-big every packet larger than the path is lost, and TCP connections hang after the handshake"
+			f.Next = fmt.Sprintf("tracepath -6 -n %s (it stalls at the hop that drops); look for a rule dropping ICMPv6 packet-too-big (type 2) there: nft list ruleset | grep -i icmpv6; ip6tables -S | grep -i icmpv6; let it through (RFC 4890), or clamp MSS", target)
+		}
 		out = append(out, f)
 	}
 	nic, nicName := nicMTU(o.After)
@@ -270,11 +271,21 @@ func checkPathMTU(o Observation, r Rules) []Finding {
 		f.Evidence = append(f.Evidence,
 			fmt.Sprintf("%s = %s", SeriesString("netsonde_path_mtu_bytes", s.Labels), num(s.Value)),
 			fmt.Sprintf(`netsonde_interface_mtu_bytes{interface=%q} = %s`, nicName, num(nic)))
-		f.Why = "this works only while ICMP fragmentation-needed gets through every firewall on the path"
+		f.Why = advice["path-mtu-below-interface"].Why
 		f.Next = fmt.Sprintf("tracepath -n %s; lower the interface or overlay MTU to %s, or fix the hop", target, num(s.Value))
+		if isIPv6(target) {
+			f.Why = "this works only while ICMPv6 packet-too-big gets through every firewall on the path (IPv6 routers never fragment)"
+			f.Next = fmt.Sprintf("tracepath -6 -n %s; lower the interface or overlay MTU to %s, or fix the hop", target, num(s.Value))
+		}
 		out = append(out, f)
 	}
 	return out
+}
+
+// isIPv6 says whether a target label is an IPv6 address.
+func isIPv6(target string) bool {
+	a, err := netip.ParseAddr(target)
+	return err == nil && a.Is6() && !a.Is4In6()
 }
 
 // --- packets ---------------------------------------------------------------
@@ -381,7 +392,7 @@ func checkDrops(o Observation, r Rules) []Finding {
 		f.Summary = fmt.Sprintf("%s dropped with reason %s in %.1fs (%.1f/s)", counted(total, "packet"), reason, o.Elapsed, rate)
 		f.Evidence = append(f.Evidence, topPlaces(byReason[reason], 5)...)
 		f.Evidence = append(f.Evidence, fmt.Sprintf("%.1f/s; %s fires at %s %s/s for %s", rate, alertDrops, a.Op, num(a.Threshold), fmtRange(a.For)))
-		f.Why = "dropped packets are retransmits, timeouts and failed connections for whoever sent them"
+		f.Why = advice["packet-drops"].Why
 		f.Next = dropNext[reason]
 		if f.Next == "" {
 			f.Next = fmt.Sprintf(`sum by (interface, namespace, pod) (rate(netsonde_packet_drops_total{reason=%q}[5m]))`, reason)
@@ -394,16 +405,12 @@ func checkDrops(o Observation, r Rules) []Finding {
 func checkRetransmits(o Observation, r Rules) []Finding {
 	var out []Finding
 	for _, c := range []struct {
-		state, alert, id, what, noun, why, next string
+		state, alert, id, what, noun string
 	}{
 		{"ESTABLISHED", alertRetransmits, "tcp-retransmits",
-			"TCP retransmitted %s of established connections in %.1fs (%.1f/s)", "segment",
-			"packets of established connections are being lost: latency and throughput suffer",
-			"look at packet drops by reason and interface, check MTUs (ip -d link show, tracepath -n <peer>)"},
+			"TCP retransmitted %s of established connections in %.1fs (%.1f/s)", "segment"},
 		{"SYN_SENT", alertConnectRetries, "tcp-connect-retries",
-			"TCP resent %s in %.1fs (%.1f/s): connection attempts go unanswered", "SYN",
-			"a dead backend, a full conntrack table or a firewall: connects hang for seconds, then fail",
-			"conntrack -S; the network policies and firewalls between the pods named above"},
+			"TCP resent %s in %.1fs (%.1f/s): connection attempts go unanswered", "SYN"},
 	} {
 		ds := o.Deltas("netsonde_tcp_retransmits_total", map[string]string{"state": c.state})
 		var inc float64
@@ -419,7 +426,7 @@ func checkRetransmits(o Observation, r Rules) []Finding {
 		f.Summary = fmt.Sprintf(c.what, counted(inc, c.noun), o.Elapsed, rate)
 		f.Evidence = append(f.Evidence, topPods(ds, 5)...)
 		f.Evidence = append(f.Evidence, fmt.Sprintf("%.1f/s %s %s/s (%s)", rate, a.Op, num(a.Threshold), c.alert))
-		f.Why, f.Next = c.why, c.next
+		f.Why, f.Next = advice[c.id].Why, advice[c.id].Next
 		out = append(out, f)
 	}
 	return out
@@ -539,8 +546,7 @@ func checkFsync(o Observation, r Rules) []Finding {
 			f.Summary = fmt.Sprintf("fsync p99 %s on %s, above etcd's %s", fmtSeconds(p99), strings.Join(subj, " "), fmtSeconds(a.Threshold))
 			f.Evidence = append(f.Evidence,
 				fmt.Sprintf("%s: %s in %.1fs, p99 %s %s %s", SeriesString(c.metric, s.Labels), counted(count, "fsync"), o.Elapsed, fmtSeconds(p99), a.Op, fmtSeconds(a.Threshold)))
-			f.Why = "etcd on this disk misses heartbeats: slow applies, leader elections, API timeouts"
-			f.Next = "fio --rw=write --ioengine=sync --fdatasync=1 --size=22m --bs=2300 --name=etcd_check --directory=<etcd disk>; iostat -x 1"
+			f.Why, f.Next = advice[c.id].Why, advice[c.id].Next
 			out = append(out, f)
 		}
 	}
@@ -581,9 +587,9 @@ func checkCollectors(o Observation, r Rules) []Finding {
 		f := r.finding("collector-down", alertCollectorDown, name)
 		f.Summary = fmt.Sprintf("collector %s is down on this node (%s)", name, reason)
 		f.Evidence = append(f.Evidence, fmt.Sprintf("%s = 0", SeriesString("netsonde_collector_up", s.Labels)))
-		f.Why = "its metrics are missing and its alerts cannot fire"
+		f.Why = advice["collector-down"].Why
 		if w := downWhy[reason]; w != "" {
-			f.Why = w + "; its metrics are missing and its alerts cannot fire"
+			f.Why = w + "; " + advice["collector-down"].Why
 		}
 		f.Next = fmt.Sprintf("the agent's log and landing page say why; --no-collector.%s where it does not apply", name)
 		out = append(out, f)

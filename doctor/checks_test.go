@@ -72,6 +72,18 @@ func TestChecksFromFixtures(t *testing.T) {
 		{"mtu-mismatch-near", 10, nil},
 		{"pmtu-blackhole", 10, []want{{"pmtu-blackhole", Critical, "198.18.62.2", []string{"black hole towards 198.18.62.2"}}}},
 		{"pmtu-blackhole-near", 10, nil},
+		// IPv6: the black hole says packet-too-big and tracepath -6; the
+		// path MTU of 1280 under eth0's 1500 is a finding of its own
+		{"pmtu-blackhole-ipv6", 10, []want{
+			{"pmtu-blackhole", Critical, "fd00:5e::2:2", []string{"IPv6 path-MTU black hole towards fd00:5e::2:2", "no ICMPv6 packet-too-big", `netsonde_path_mtu_bytes{target="fd00:5e::2:2"} = 1280`}},
+			{"path-mtu-below-interface", Warning, "fd00:5e::2:2", []string{"is 1280, below the 1500 bytes eth0 sends"}},
+		}},
+		// a VXLAN over IPv6 at 1500 where 1430 fits, and an interface
+		// below IPv6's minimum
+		{"mtu-mismatch-ipv6-minimum", 10, []want{
+			{"mtu-mismatch", Warning, "low0", []string{"low0 (bridge): MTU 1200 is below IPv6's minimum of 1280"}},
+			{"mtu-mismatch", Warning, "vx6", []string{"vx6 (vxlan)", "MTU 1500", "expected 1430"}},
+		}},
 		{"path-mtu-below", 10, []want{{"path-mtu-below-interface", Warning, "198.18.62.2", []string{"is 1400, below the 1500 bytes eth0 sends"}}}},
 		{"path-mtu-below-near", 10, nil},
 		// 4000 in 8 s = 500/s > 50/s
@@ -205,5 +217,28 @@ func TestAnalyseRefusesIncompleteRules(t *testing.T) {
 	r["NetsondeConntrackTableFull"] = a
 	if _, err := Analyse(o, r, "x"); err == nil || !strings.Contains(err.Error(), "NetsondeConntrackTableFull has no threshold") {
 		t.Errorf("alert without threshold: %v", err)
+	}
+}
+
+// The next step for an IPv6 black hole is IPv6's: tracepath -6, and the
+// firewall rule that drops packet-too-big; for an IPv4 one, IPv4's.
+func TestPMTUBlackHoleNextStepByFamily(t *testing.T) {
+	r := rules(t)
+	for fixture, want := range map[string][]string{
+		"pmtu-blackhole-ipv6": {"tracepath -6 -n fd00:5e::2:2", "ICMPv6 packet-too-big (type 2)", "ip6tables -S"},
+		"pmtu-blackhole":      {"tracepath -n 198.18.62.2", "ICMP type 3 code 4"},
+	} {
+		rep, err := Analyse(loadFixture(t, fixture, 10), r, "fixture")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Findings) == 0 || rep.Findings[0].ID != "pmtu-blackhole" {
+			t.Fatalf("%s: no pmtu-blackhole first: %+v", fixture, rep.Findings)
+		}
+		for _, w := range want {
+			if !strings.Contains(rep.Findings[0].Next, w) {
+				t.Errorf("%s: next step %q does not say %q", fixture, rep.Findings[0].Next, w)
+			}
+		}
 	}
 }

@@ -56,7 +56,7 @@ func checkConnects(o Observation, r Rules) []Finding {
 			num(failed[ns]), num(all[ns]), who, o.Elapsed, 100*share)
 		f.Evidence = append(f.Evidence, top(byResult[ns], 5, "%s %s")...)
 		f.Evidence = append(f.Evidence, fmt.Sprintf("failed share %.3f %s %s (%s)", share, a.Op, num(a.Threshold), alertConnectFailures))
-		f.Why = "refused: nothing listens (a backend down, a Service without endpoints); timeout: SYNs dropped by a policy, a firewall or a full conntrack table"
+		f.Why = advice["tcp-connect-failures"].Why
 		f.Next = "kubectl get endpoints for the Services they call; conntrack -S; the NetworkPolicies of " + who
 		out = append(out, f)
 	}
@@ -93,8 +93,7 @@ func checkMesh(o Observation, r Rules) []Finding {
 		f := r.finding("mesh-path-failing", alertMeshPathFailing, path)
 		f.Summary = fmt.Sprintf("%s probes to peer nodes were lost over the %s in %.1fs; the other path answers", num(lost[path]), path, o.Elapsed)
 		f.Evidence = append(f.Evidence, fmt.Sprintf("netsonde_node_unreachable_total{path=%q} +%s", path, num(lost[path])))
-		f.Why = "pods on this node cannot reach other nodes' pods (overlay) or the nodes themselves (underlay) while the other path works"
-		f.Next = "ip -d link show (the overlay device and its MTU); tracepath -n <peer>; the firewall between the nodes (VXLAN is UDP 8472 or 4789)"
+		f.Why, f.Next = advice["mesh-path-failing"].Why, advice["mesh-path-failing"].Next
 		out = append(out, f)
 	}
 	return out

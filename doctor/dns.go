@@ -50,8 +50,7 @@ func checkDNS(o Observation, r Rules) []Finding {
 		f.Summary = fmt.Sprintf("%s of %s DNS queries from %s got no answer in %.1fs (%.0f%%)", num(t), num(q), who, o.Elapsed, 100*share)
 		f.Evidence = append(f.Evidence, fmt.Sprintf("unanswered share %.3f %s %s (%s)", share, a.Op, num(a.Threshold), alertDNSTimeouts))
 		f.Evidence = append(f.Evidence, top(dropped, 3, "%s DNS packets dropped by the kernel: %s")...)
-		f.Why = "lookups stall for the resolver's timeout (5 s in glibc) and then fail: requests time out upstream of every call that resolves a name"
-		f.Next = "conntrack -S (insert_failed: the parallel A/AAAA race); the kernel's drops of DNS packets by reason; kubectl -n kube-system logs -l k8s-app=kube-dns"
+		f.Why, f.Next = advice["dns-timeouts"].Why, advice["dns-timeouts"].Next
 		out = append(out, f)
 	}
 	for _, who := range sortedKeys(servfail) {

@@ -69,6 +69,9 @@ type Finding struct {
 	// is its runbook section.
 	Alert      string `json:"alert"`
 	RunbookURL string `json:"runbook_url"`
+	// Node is the node the finding is about, in doctor --prometheus's
+	// report (absent on one node, where it is the node doctor ran on).
+	Node string `json:"node,omitempty"`
 }
 
 // Report is the result of one doctor run.

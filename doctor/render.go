@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -66,42 +67,99 @@ func WriteText(w io.Writer, rep Report, colour bool) error {
 	}
 	for _, f := range rep.Findings {
 		b.WriteString("\n")
-		label := strings.ToUpper(f.Severity.String())
-		first := wrap(label+" "+f.ID+": "+f.Summary, "", "  ", Width)
-		if colour {
-			first[0] = paint(f.Severity, label) + strings.TrimPrefix(first[0], label)
-		}
-		for _, l := range first {
-			b.WriteString(l + "\n")
-		}
-		// Fields are labelled in a column of 11, their text wrapped under
-		// itself, indented two more when one line of it is cut.
-		field := func(name string, lines ...string) {
-			for i, text := range lines {
-				lead := strings.Repeat(" ", 11)
-				if i == 0 {
-					lead = fmt.Sprintf("  %-9s", name)
-				}
-				for _, l := range wrap(text, lead, strings.Repeat(" ", 13), Width) {
-					b.WriteString(l + "\n")
-				}
+		writeFinding(&b, f, "", colour)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeFinding writes one finding: its headline, then its fields labelled
+// in a column, every line after indent.
+func writeFinding(b *strings.Builder, f Finding, indent string, colour bool) {
+	label := strings.ToUpper(f.Severity.String())
+	first := wrap(label+" "+f.ID+": "+f.Summary, indent, indent+"  ", Width)
+	if colour {
+		first[0] = indent + paint(f.Severity, label) + strings.TrimPrefix(first[0], indent+label)
+	}
+	for _, l := range first {
+		b.WriteString(l + "\n")
+	}
+	// Fields are labelled in a column of 11, their text wrapped under
+	// itself, indented two more when one line of it is cut.
+	field := func(name string, lines ...string) {
+		for i, text := range lines {
+			lead := strings.Repeat(" ", 11)
+			if i == 0 {
+				lead = fmt.Sprintf("  %-9s", name)
+			}
+			for _, l := range wrap(text, indent+lead, indent+strings.Repeat(" ", 13), Width) {
+				b.WriteString(l + "\n")
 			}
 		}
-		if len(f.Evidence) > 0 {
-			field("evidence", f.Evidence...)
+	}
+	if len(f.Evidence) > 0 {
+		field("evidence", f.Evidence...)
+	}
+	if f.Why != "" {
+		field("why", f.Why)
+	}
+	if f.Next != "" {
+		field("next", f.Next)
+	}
+	// A link is never cut, or a terminal cannot open it: when it does
+	// not fit beside its label, it goes on a line of its own.
+	if lead := fmt.Sprintf("  %-9s", "runbook"); len(indent)+len(lead)+len(f.RunbookURL) <= Width {
+		b.WriteString(indent + lead + f.RunbookURL + "\n")
+	} else {
+		b.WriteString(indent + "  runbook\n" + indent + "  " + f.RunbookURL + "\n")
+	}
+}
+
+// ClusterSchema is the JSON Schema of `netsonde doctor --prometheus
+// --output=json`; its findings are schema.json's.
+//
+//go:embed cluster_schema.json
+var ClusterSchema []byte
+
+type jsonClusterReport struct {
+	SchemaVersion int `json:"schema_version"`
+	ClusterReport
+}
+
+// WriteClusterJSON writes a cluster report in its stable JSON form.
+func WriteClusterJSON(w io.Writer, rep ClusterReport) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(jsonClusterReport{SchemaVersion, rep}); err != nil {
+		return fmt.Errorf("write JSON: %w", err)
+	}
+	return nil
+}
+
+// WriteClusterText writes a cluster report for a person: the summary line,
+// what made it partial, then each node with findings, worst first, with
+// the command that diagnoses it.
+func WriteClusterText(w io.Writer, rep ClusterReport, colour bool) error {
+	var b strings.Builder
+	for _, l := range wrap(fmt.Sprintf("netsonde doctor: %s (%s at %s)", rep.Summary(), rep.Source, rep.Time.Format(time.RFC3339)), "", "  ", Width) {
+		b.WriteString(l + "\n")
+	}
+	for _, p := range rep.Problems {
+		for _, l := range wrap(p, "  ! ", "    ", Width) {
+			b.WriteString(l + "\n")
 		}
-		if f.Why != "" {
-			field("why", f.Why)
+	}
+	for _, n := range rep.Nodes {
+		b.WriteString("\n")
+		head := n.Node
+		if n.Instance != "" {
+			head += " (" + n.Instance + ")"
 		}
-		if f.Next != "" {
-			field("next", f.Next)
+		for _, l := range wrap(fmt.Sprintf("%s: %s; %s", head, plural(len(n.Findings), "finding", "findings"), n.Doctor), "", "  ", Width) {
+			b.WriteString(l + "\n")
 		}
-		// A link is never cut, or a terminal cannot open it: when it does
-		// not fit beside its label, it goes on a line of its own.
-		if lead := fmt.Sprintf("  %-9s", "runbook"); len(lead)+len(f.RunbookURL) <= Width {
-			b.WriteString(lead + f.RunbookURL + "\n")
-		} else {
-			b.WriteString("  runbook\n  " + f.RunbookURL + "\n")
+		for _, f := range n.Findings {
+			writeFinding(&b, f, "  ", colour)
 		}
 	}
 	_, err := io.WriteString(w, b.String())

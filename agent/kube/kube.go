@@ -1,5 +1,6 @@
-// Package kube is the agent's view of the Kubernetes cluster: informers for
-// the pods on this node and for the nodes, and from them an index that
+// Package kube is the agent's view of the Kubernetes cluster: an informer
+// for the pods on this node and a reflector keeping the other nodes'
+// addresses (nodes.go), and from them an index that
 // names the pod behind an address and lists the peer nodes. agent/hostnet
 // joins it with the node's network namespaces (no netlink, no /proc here).
 // Every answer comes from maps rebuilt in the background, so the scrape
@@ -13,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"slices"
@@ -59,6 +61,9 @@ type Config struct {
 	// Probe is how often the agent checks that it may still list pods
 	// and nodes while all is well (default 15 s); see probeLoop.
 	Probe time.Duration
+	// StartWait bounds how long Start waits for the first sync (default
+	// 1 s): the agent's readiness must not wait for the API server.
+	StartWait time.Duration
 }
 
 // OverflowPod is the pod label of series of pods beyond Config.MaxPods.
@@ -74,13 +79,18 @@ type Resolver struct {
 	logger *slog.Logger
 
 	client *restClient
-	inf    atomic.Pointer[informers]
-	dirty  chan struct{}
+	// inf is nil until the informers first sync: the agent starts,
+	// and counts, without the API server.
+	inf   atomic.Pointer[informers]
+	dirty chan struct{}
 
-	// syncOK is the API server's state as last seen: it can be reached
-	// and lets this agent list pods and nodes (netsonde_kube_sync_ok).
-	syncOK   atomic.Bool
+	// up is the API server's state as last seen: the informers have
+	// synced, and it can be reached and lets this agent list pods and
+	// nodes (netsonde_kube_up).
+	up       atomic.Bool
 	syncLost chan struct{} // a watch failed: probe now
+	joined   chan struct{} // closed when the informers first sync
+	tried    chan struct{} // closed after the first attempt to join
 
 	mu    sync.RWMutex
 	byIP  map[netip.Addr]cluster.Pod
@@ -90,8 +100,14 @@ type Resolver struct {
 	podCount int
 }
 
-// Start connects to the API server, starts the informers and waits for
-// their first sync. It returns ErrNoCluster when there is no cluster.
+// Start checks the configuration and joins the cluster in the background:
+// the informers start as soon as the API server answers, and the agent
+// retries with backoff until it does. Start waits for the first sync at
+// most StartWait, so that with a healthy API server the first scrape
+// already names pods, and with none (a refused connection) the agent is
+// ready at once. It
+// returns ErrNoCluster when there is no cluster, and an error only for a
+// configuration that can never work.
 func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Resolver, error) {
 	rc, err := restConfig(cfg.Kubeconfig)
 	if err != nil {
@@ -109,33 +125,38 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Resolver, err
 	if cfg.Probe == 0 {
 		cfg.Probe = 15 * time.Second
 	}
+	if cfg.StartWait == 0 {
+		cfg.StartWait = time.Second
+	}
 	client, err := coreClient(rc)
 	if err != nil {
 		return nil, err
 	}
 	r := &Resolver{cfg: cfg, logger: logger, client: client, dirty: make(chan struct{}, 1), syncLost: make(chan struct{}, 1),
-		byIP: map[netip.Addr]cluster.Pod{}}
-	inf, err := r.startInformers(ctx)
-	if err != nil {
-		return nil, err
-	}
-	r.inf.Store(inf)
-	r.syncOK.Store(true)
-	r.rebuild()
+		joined: make(chan struct{}), tried: make(chan struct{}), byIP: map[netip.Addr]cluster.Pod{}}
 	go r.loop(ctx)
 	go r.probeLoop(ctx)
+	select {
+	case <-r.tried:
+	case <-ctx.Done():
+	case <-time.After(cfg.StartWait):
+	}
 	return r, nil
 }
 
-// informers are the pod and node informers of one connection to the API
-// server, and the function that stops them.
+// Joined is closed once the informers have synced for the first time.
+func (r *Resolver) Joined() <-chan struct{} { return r.joined }
+
+// informers are the pod informer and the node store of one connection to
+// the API server, and the function that stops them.
 type informers struct {
-	pods, nodes cache.SharedIndexInformer
-	stop        context.CancelFunc
+	pods  cache.SharedIndexInformer
+	nodes *nodeStore
+	stop  context.CancelFunc
 }
 
-// startInformers starts a pod and a node informer and waits (30 s at
-// most) for their first list.
+// startInformers starts the pod informer and the node reflector and waits
+// (30 s at most) for their first list.
 func (r *Resolver) startInformers(ctx context.Context) (*informers, error) {
 	ctx, stop := context.WithCancel(ctx)
 	inf := &informers{stop: stop}
@@ -143,35 +164,31 @@ func (r *Resolver) startInformers(ctx context.Context) (*informers, error) {
 	// agent's memory, proportional to this node's pods, not the cluster's.
 	inf.pods = cache.NewSharedIndexInformer(r.client.listWatch("pods", &corev1.PodList{},
 		fields.OneTermEqualSelector("spec.nodeName", r.cfg.NodeName).String()), &corev1.Pod{}, 0, cache.Indexers{})
-	inf.nodes = cache.NewSharedIndexInformer(r.client.listWatch("nodes", &corev1.NodeList{}, ""), &corev1.Node{}, 0, cache.Indexers{})
 	// The caches hold only what rebuild reads: a pod's spec, managed
-	// fields, labels and container statuses are most of its size, and a
-	// node's images list alone can be tens of KiB.
+	// fields, labels and container statuses are most of its size.
 	if err := inf.pods.SetTransform(slimPod); err != nil {
 		stop()
 		return nil, fmt.Errorf("pod informer: %w", err)
 	}
-	if err := inf.nodes.SetTransform(slimNode); err != nil {
-		stop()
-		return nil, fmt.Errorf("node informer: %w", err)
-	}
+	inf.nodes = newNodeStore(r.markDirty)
+	nodes := cache.NewReflectorWithOptions(r.client.nodeLister(), &corev1.Node{}, inf.nodes, cache.ReflectorOptions{Name: "nodes"})
 	mark := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { r.markDirty() },
 		UpdateFunc: func(any, any) { r.markDirty() },
 		DeleteFunc: func(any) { r.markDirty() },
 	}
-	for _, i := range []cache.SharedIndexInformer{inf.pods, inf.nodes} {
-		if _, err := i.AddEventHandler(mark); err != nil {
-			stop()
-			return nil, err
-		}
-		if err := i.SetWatchErrorHandlerWithContext(r.watchError); err != nil {
-			stop()
-			return nil, fmt.Errorf("watch error handler: %w", err)
-		}
+	if _, err := inf.pods.AddEventHandler(mark); err != nil {
+		stop()
+		return nil, err
+	}
+	// The node reflector's errors are client-go's default (logged): the
+	// pod informer's, and the probe every Probe, tell the state.
+	if err := inf.pods.SetWatchErrorHandlerWithContext(r.watchError); err != nil {
+		stop()
+		return nil, fmt.Errorf("watch error handler: %w", err)
 	}
 	go inf.pods.RunWithContext(ctx)
-	go inf.nodes.RunWithContext(ctx)
+	go nodes.RunWithContext(ctx)
 	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if !cache.WaitForCacheSync(syncCtx.Done(), inf.pods.HasSynced, inf.nodes.HasSynced) {
@@ -196,14 +213,19 @@ func (r *Resolver) watchError(ctx context.Context, refl *cache.Reflector, err er
 	}
 }
 
-// probeLoop keeps netsonde_kube_sync_ok true to the state. Reflector
-// errors alone cannot: a reflector whose watch is refused retries inside
-// its watch loop without reporting it. So the agent lists one pod of its
-// node and one node (resourceVersion=0, served from the API server's watch
-// cache, not etcd) every Probe while all is well, and with backoff (1 s up
-// to 5 s) once it is not, which is also how soon recovery is seen.
+// probeLoop joins the cluster and keeps netsonde_kube_up true to the
+// state. It starts at once: while the API server cannot be reached (a
+// control plane still coming up, a node whose route to it is broken) the
+// agent counts without pod names, and joins when it answers, without a
+// restart. Reflector errors alone cannot tell the state: a reflector whose
+// watch is refused retries inside its watch loop without reporting it. So
+// the agent lists its node's pods (resourceVersion=0, from the API
+// server's watch cache, which indexes pods by node) and one node every
+// Probe while all is well, and with backoff (1 s up to 5 s, with jitter) once it is
+// not, which is also how soon recovery is seen.
 func (r *Resolver) probeLoop(ctx context.Context) {
-	wait := r.cfg.Probe
+	var wait time.Duration
+	first := true
 	for {
 		select {
 		case <-ctx.Done():
@@ -215,7 +237,7 @@ func (r *Resolver) probeLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		was := r.syncOK.Load()
+		was := r.up.Load()
 		if err == nil && !was {
 			// The reflectors retry on their own, but their backoff
 			// grows to 30 s during an outage and they relist only
@@ -224,25 +246,48 @@ func (r *Resolver) probeLoop(ctx context.Context) {
 			// turns good once they have listed, not before.
 			var inf *informers
 			if inf, err = r.startInformers(ctx); err == nil {
-				r.inf.Swap(inf).stop()
+				if old := r.inf.Swap(inf); old != nil {
+					old.stop()
+					r.logger.Info("API server reachable again: pod attribution resumes")
+				} else {
+					r.logger.Info("joined the cluster: pods are named from now on", "node", r.cfg.NodeName)
+				}
 				r.rebuild()
-				r.logger.Info("API server reachable again: pod attribution resumes")
 			}
 		}
-		r.syncOK.Store(err == nil)
-		if err != nil && was {
+		r.up.Store(err == nil)
+		if err == nil && !was && r.inf.Load() != nil {
+			select {
+			case <-r.joined:
+			default:
+				close(r.joined)
+			}
+		}
+		switch {
+		case err != nil && first:
+			r.logger.Warn("cannot reach the API server: running without pod labels or peer nodes, joining when it answers", "err", err)
+		case err != nil && was:
 			r.logger.Warn("cannot list pods and nodes from the API server: node-level metrics go on, pods created meanwhile are not named until it is back", "err", err)
 		}
+		if first {
+			close(r.tried)
+		}
+		first = false
 		// While the API server is away the probe backs off from 1 s to
 		// 5 s: a refused connection costs nothing, and recovery is
-		// seen at most 5 s late.
+		// seen at most 5 s late. The jitter spreads a fleet's agents,
+		// which all lost the API server at once, over the interval, so
+		// their relists do not reach it in one burst when it is back.
 		switch {
 		case err == nil:
 			wait = r.cfg.Probe
-		case was:
+		case was || wait == 0:
 			wait = time.Second
 		default:
 			wait = min(2*wait, 5*time.Second)
+		}
+		if err != nil {
+			wait += rand.N(wait / 4)
 		}
 	}
 }
@@ -255,7 +300,10 @@ func (r *Resolver) probe(ctx context.Context) error {
 	if err := r.client.rest.Get().Resource("pods").VersionedParams(&pods, r.client.params).Do(ctx).Into(&corev1.PodList{}); err != nil {
 		return fmt.Errorf("list pods: %w", err)
 	}
-	nodes := metav1.ListOptions{Limit: 1, ResourceVersion: "0"}
+	// Not resourceVersion=0 for nodes: the watch cache ignores the limit
+	// then, and every probe read every Node of the cluster (9.5 MB for
+	// 500 kubelet-sized nodes). "" is a consistent read of one object.
+	nodes := metav1.ListOptions{Limit: 1}
 	if err := r.client.rest.Get().Resource("nodes").VersionedParams(&nodes, r.client.params).Do(ctx).Into(&corev1.NodeList{}); err != nil {
 		return fmt.Errorf("list nodes: %w", err)
 	}
@@ -337,24 +385,6 @@ func slimPod(o any) (any, error) {
 	}, nil
 }
 
-// slimNode keeps a node's name and its internal addresses.
-func slimNode(o any) (any, error) {
-	n, ok := o.(*corev1.Node)
-	if !ok {
-		return o, nil
-	}
-	var addrs []corev1.NodeAddress
-	for _, a := range n.Status.Addresses {
-		if a.Type == corev1.NodeInternalIP {
-			addrs = append(addrs, a)
-		}
-	}
-	return &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion},
-		Status:     corev1.NodeStatus{Addresses: addrs},
-	}, nil
-}
-
 // CheckKubeconfig tells whether a kubeconfig file can be used, so a bad
 // --kubeconfig stops the agent at start with a message naming it.
 func CheckKubeconfig(path string) error {
@@ -412,6 +442,9 @@ func (r *Resolver) loop(ctx context.Context) {
 // rebuild recomputes the index from the informers' caches.
 func (r *Resolver) rebuild() {
 	inf := r.inf.Load()
+	if inf == nil {
+		return // not joined yet: nothing is known
+	}
 	var pods []*corev1.Pod
 	for _, o := range inf.pods.GetStore().List() {
 		if p, ok := o.(*corev1.Pod); ok && !p.Spec.HostNetwork && p.DeletionTimestamp == nil {
@@ -438,22 +471,7 @@ func (r *Resolver) rebuild() {
 			byIP[a.Unmap()] = name
 		}
 	}
-	var peers []cluster.Node
-	for _, o := range inf.nodes.GetStore().List() {
-		n, ok := o.(*corev1.Node)
-		if !ok || n.Name == r.cfg.NodeName {
-			continue
-		}
-		for _, a := range n.Status.Addresses {
-			if a.Type != corev1.NodeInternalIP {
-				continue
-			}
-			if ip, err := netip.ParseAddr(a.Address); err == nil {
-				peers = append(peers, cluster.Node{Name: n.Name, InternalIP: ip, OverlayIP: overlayIP(n)})
-			}
-		}
-	}
-	sort.Slice(peers, func(i, j int) bool { return peers[i].Name < peers[j].Name })
+	peers := inf.nodes.peers(r.cfg.NodeName)
 	r.mu.Lock()
 	changed := !maps.Equal(r.byIP, byIP) || !slices.Equal(r.peers, peers)
 	r.byIP, r.peers, r.podCount = byIP, peers, len(pods)
@@ -492,8 +510,8 @@ var (
 		"Other nodes of the cluster, among which the mesh and the path-MTU probe choose their peers.", nil, nil)
 	podsOverflowDesc = prometheus.NewDesc("netsonde_kube_pods_overflow",
 		"Pods beyond --kube.max-pods, whose series carry pod=\"_overflow\" instead of their name (the index keeps the oldest pods named).", nil, nil)
-	syncOKDesc = prometheus.NewDesc("netsonde_kube_sync_ok",
-		"Whether the API server is reachable and lets the agent list pods and nodes (1), or not (0): then pods created meanwhile have empty pod labels.", nil, nil)
+	upDesc = prometheus.NewDesc("netsonde_kube_up",
+		"Whether the agent's informers have synced and the API server answers its lists of pods and nodes (1), or not (0): then pods created meanwhile have empty pod labels, and before the first sync no pod is named and there are no peer nodes.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
@@ -501,7 +519,7 @@ func (r *Resolver) Describe(ch chan<- *prometheus.Desc) {
 	ch <- podsDesc
 	ch <- attributedDesc
 	ch <- peersDesc
-	ch <- syncOKDesc
+	ch <- upDesc
 	ch <- podsOverflowDesc
 }
 
@@ -516,11 +534,11 @@ func (r *Resolver) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(len(r.peers)))
 	ch <- prometheus.MustNewConstMetric(podsOverflowDesc, prometheus.GaugeValue, float64(max(0, r.podCount-r.cfg.MaxPods)))
-	ok := 0.0
-	if r.syncOK.Load() {
-		ok = 1
+	up := 0.0
+	if r.up.Load() {
+		up = 1
 	}
-	ch <- prometheus.MustNewConstMetric(syncOKDesc, prometheus.GaugeValue, ok)
+	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, up)
 }
 
 // ByIP implements hostnet.PodIndex.

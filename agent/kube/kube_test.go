@@ -2,7 +2,6 @@ package kube_test
 
 import (
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -53,18 +52,13 @@ func nodes(t *testing.T, k *testenv.KubeAPI) {
 func TestPodAttributionAgainstRealAPIServer(t *testing.T) {
 	testenv.RequireCommand(t, "nft")
 	node := testenv.NewNetns(t)
-	pod := testenv.NewNetns(t)
 	k := testenv.StartKubeAPI(t, node)
 	nodes(t, k)
 	k.Kubectl(t, podYAML, "create", "-f", "-")
 	k.Kubectl(t, "", "patch", "pod", "web", "-n", "shop", "--subresource=status", "--type=merge",
 		"-p", `{"status":{"podIP":"198.18.96.2","podIPs":[{"ip":"198.18.96.2"}]}}`)
 
-	testenv.Run(t, "ip", "link", "add", "vweb", "netns", node.Name, "type", "veth", "peer", "name", "eth0", "netns", pod.Name)
-	node.Exec(t, "ip", "addr", "add", "198.18.96.1/24", "dev", "vweb")
-	pod.Exec(t, "ip", "addr", "add", "198.18.96.2/24", "dev", "eth0")
-	node.Exec(t, "ip", "link", "set", "vweb", "up")
-	pod.Exec(t, "ip", "link", "set", "eth0", "up")
+	pod := podNetns(t, node, "vweb", "198.18.96.1", "198.18.96.2")
 	pod.Exec(t, "nft", "add table inet t; add chain inet t in { type filter hook input priority 0; }; add rule inet t in udp dport 9999 drop")
 	node.Exec(t, "ping", "-c1", "-W2", "198.18.96.2")
 
@@ -78,22 +72,7 @@ func TestPodAttributionAgainstRealAPIServer(t *testing.T) {
 		return pods == 1 && found == 1 // hostNetwork and other nodes' pods excluded
 	})
 
-	err := node.Do(func() error {
-		c, err := net.ListenPacket("udp4", ":0")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		to := &net.UDPAddr{IP: net.ParseIP("198.18.96.2"), Port: 9999}
-		for i := 0; i < 100; i++ {
-			c.WriteTo([]byte("x"), to)
-			time.Sleep(time.Millisecond)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	testenv.SendUDP(t, node, "198.18.96.2:9999", 1, 100, 1)
 	agent.WaitSum(t, "netsonde_packet_drops_total",
 		map[string]string{"reason": "NETFILTER_DROP", "interface": "eth0", "namespace": "shop", "pod": "web"}, 100)
 	if _, ok := agent.Scrape(t).Value("netsonde_interface_mtu_bytes", map[string]string{"interface": "vweb", "namespace": "shop", "pod": "web"}); !ok {

@@ -25,7 +25,7 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: ` + testenv.A
 
 // podNetns makes a namespace holding ip on eth0, with the host end hostIf
 // in node, as a CNI plugin would for a pod.
-func podNetns(t *testing.T, node *testenv.Netns, hostIf, hostIP, ip string) {
+func podNetns(t *testing.T, node *testenv.Netns, hostIf, hostIP, ip string) *testenv.Netns {
 	t.Helper()
 	pod := testenv.NewNetns(t)
 	testenv.Run(t, "ip", "link", "add", hostIf, "netns", node.Name, "type", "veth", "peer", "name", "eth0", "netns", pod.Name)
@@ -33,6 +33,7 @@ func podNetns(t *testing.T, node *testenv.Netns, hostIf, hostIP, ip string) {
 	pod.Exec(t, "ip", "addr", "add", ip+"/24", "dev", "eth0")
 	node.Exec(t, "ip", "link", "set", hostIf, "up")
 	pod.Exec(t, "ip", "link", "set", "eth0", "up")
+	return pod
 }
 
 func createPod(t *testing.T, k *testenv.KubeAPI, name, ip string) {
@@ -44,7 +45,7 @@ func createPod(t *testing.T, k *testenv.KubeAPI, name, ip string) {
 
 // The API server goes away for 30 s, then the agent's rights to list pods
 // and nodes (RBAC) are removed and given back. Throughout, node-level
-// metrics keep answering; netsonde_kube_sync_ok follows the true state; a
+// metrics keep answering; netsonde_kube_up follows the true state; a
 // pod whose namespace appeared during the outage has empty pod labels
 // until the API server is back, then its own within one resync; client-go's
 // lines are JSON like every other line (--log.format=json) and its
@@ -73,16 +74,16 @@ func TestAPIServerOutageAndRBACRemoved(t *testing.T) {
 		}
 		return s[0].Labels["pod"], true
 	}
-	syncOK := func() float64 {
-		v, ok := agent.Scrape(t).Value("netsonde_kube_sync_ok", nil)
+	kubeUp := func() float64 {
+		v, ok := agent.Scrape(t).Value("netsonde_kube_up", nil)
 		if !ok {
-			t.Fatal("no netsonde_kube_sync_ok")
+			t.Fatal("no netsonde_kube_up")
 		}
 		return v
 	}
 	testenv.Eventually(t, 15*time.Second, "pod web attributed", func() bool { p, _ := podOf("vweb"); return p == "web" })
-	if v := syncOK(); v != 1 {
-		t.Fatalf("netsonde_kube_sync_ok %v with the API server up", v)
+	if v := kubeUp(); v != 1 {
+		t.Fatalf("netsonde_kube_up %v with the API server up", v)
 	}
 
 	// The outage.
@@ -105,13 +106,13 @@ func TestAPIServerOutageAndRBACRemoved(t *testing.T) {
 		if _, ok := m.Value("netsonde_interface_mtu_bytes", map[string]string{"interface": "vweb"}); !ok {
 			failed++ // a node-level series missing
 		}
-		if v, _ := m.Value("netsonde_kube_sync_ok", nil); v == 0 && detected == 0 {
+		if v, _ := m.Value("netsonde_kube_up", nil); v == 0 && detected == 0 {
 			detected = time.Since(stopped)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
 	if detected == 0 {
-		t.Errorf("netsonde_kube_sync_ok stayed 1 through a %v outage", outage)
+		t.Errorf("netsonde_kube_up stayed 1 through a %v outage", outage)
 	}
 	if failed > 0 {
 		t.Errorf("%d of %d scrapes during the outage failed or lacked node-level series", failed, scrapes)
@@ -132,20 +133,20 @@ func TestAPIServerOutageAndRBACRemoved(t *testing.T) {
 		return p == "web2"
 	})
 	attributed := time.Since(back)
-	testenv.Eventually(t, 30*time.Second, "netsonde_kube_sync_ok back to 1", func() bool { return syncOK() == 1 })
+	testenv.Eventually(t, 30*time.Second, "netsonde_kube_up back to 1", func() bool { return kubeUp() == 1 })
 	resynced := time.Since(back)
 
 	// RBAC removed: the API server answers 403.
 	k.Kubectl(t, "", "delete", "clusterrolebinding", "netsonde-test")
 	revoked := time.Now()
-	testenv.Eventually(t, 40*time.Second, "netsonde_kube_sync_ok 0 once RBAC is removed", func() bool { return syncOK() == 0 })
+	testenv.Eventually(t, 40*time.Second, "netsonde_kube_up 0 once RBAC is removed", func() bool { return kubeUp() == 0 })
 	forbiddenSeen := time.Since(revoked)
 	if p, _ := podOf("vweb"); p != "web" {
 		t.Errorf("pod web lost its name while the agent was forbidden: %q", p)
 	}
 	k.Kubectl(t, agentRBAC, "apply", "-f", "-")
 	granted := time.Now()
-	testenv.Eventually(t, 40*time.Second, "netsonde_kube_sync_ok 1 once RBAC is back", func() bool { return syncOK() == 1 })
+	testenv.Eventually(t, 40*time.Second, "netsonde_kube_up 1 once RBAC is back", func() bool { return kubeUp() == 1 })
 	regranted := time.Since(granted)
 
 	testenv.StopAgent(t, agent)
@@ -165,7 +166,7 @@ func TestAPIServerOutageAndRBACRemoved(t *testing.T) {
 		}
 	}
 	total := time.Since(stopped)
-	t.Logf("outage %v: %d scrapes, worst %v, %d failed; sync_ok 0 after %v; API server ready %v after start; web2 attributed %v and sync_ok 1 %v after it was back; 403 seen after %v, RBAC back seen after %v; %d log lines of client-go, %d of them at info or above (%d in all) over %v",
+	t.Logf("outage %v: %d scrapes, worst %v, %d failed; kube_up 0 after %v; API server ready %v after start; web2 attributed %v and kube_up 1 %v after it was back; 403 seen after %v, RBAC back seen after %v; %d log lines of client-go, %d of them at info or above (%d in all) over %v",
 		outage, scrapes, worst, failed, detected, restart, attributed, resynced, forbiddenSeen, regranted, clientGo, clientGoInfo, lines, total)
 	// Without rate limiting, the two reflectors log each retry (backoff
 	// up to 30 s): dozens of lines at debug, several at error. The bound
@@ -177,11 +178,11 @@ func TestAPIServerOutageAndRBACRemoved(t *testing.T) {
 		Scenario: "api-server-outage",
 		Injected: fmt.Sprintf("kube-apiserver stopped for %v (etcd kept), a pod's namespace created meanwhile; then the agent's ClusterRoleBinding deleted (403) and restored", outage),
 		Lost:     fmt.Sprintf("no scrape (%d during the outage, worst %v, %d failed); the new pod unlabelled until the API server returned", scrapes, worst.Round(time.Millisecond), failed),
-		Recovery: fmt.Sprintf("sync_ok 0 after %v; pod attributed %v after the API server was ready, sync_ok 1 after %v; 403 seen after %v, recovery %v after RBAC was restored", detected.Round(time.Second), attributed.Round(time.Second), resynced.Round(time.Second), forbiddenSeen.Round(time.Second), regranted.Round(time.Second)),
+		Recovery: fmt.Sprintf("kube_up 0 after %v; pod attributed %v after the API server was ready, kube_up 1 after %v; 403 seen after %v, recovery %v after RBAC was restored", detected.Round(time.Second), attributed.Round(time.Second), resynced.Round(time.Second), forbiddenSeen.Round(time.Second), regranted.Round(time.Second)),
 		Figures: map[string]any{
 			"outage_s": outage.Seconds(), "scrapes": scrapes, "scrapes_failed": failed, "scrape_worst_ms": worst.Milliseconds(),
-			"sync_lost_detected_s": detected.Seconds(), "apiserver_restart_s": restart.Seconds(),
-			"pod_attributed_after_return_s": attributed.Seconds(), "sync_ok_after_return_s": resynced.Seconds(),
+			"kube_down_detected_s": detected.Seconds(), "apiserver_restart_s": restart.Seconds(),
+			"pod_attributed_after_return_s": attributed.Seconds(), "kube_up_after_return_s": resynced.Seconds(),
 			"forbidden_detected_s": forbiddenSeen.Seconds(), "rbac_restored_detected_s": regranted.Seconds(),
 			"client_go_log_lines": clientGo, "client_go_log_lines_info": clientGoInfo,
 		},

@@ -28,21 +28,35 @@ type bpfDropSlot struct {
 	Count uint64
 }
 
+type bpfQuotaKey struct {
+	_       structs.HostLayout
+	Netns   uint32
+	Ifindex uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapDrops         = "drops"
-	bpfMapLost          = "lost"
-	bpfMapOverflow      = "overflow"
-	bpfMapSlots         = "slots"
-	bpfProgKfreeSkbBtf  = "kfree_skb_btf"
-	bpfProgKfreeSkbRaw  = "kfree_skb_raw"
-	bpfProgKfreeSkbTp   = "kfree_skb_tp"
-	bpfVarSlotsOn       = "slots_on"
-	bpfVarTpOffProtocol = "tp_off_protocol"
-	bpfVarTpOffReason   = "tp_off_reason"
-	bpfVarTpOffSkbaddr  = "tp_off_skbaddr"
+	bpfMapDrops           = "drops"
+	bpfMapLost            = "lost"
+	bpfMapOnlyNetns       = "only_netns"
+	bpfMapOverflow        = "overflow"
+	bpfMapQuotaAdded      = "quota_added"
+	bpfMapQuotaForgotten  = "quota_forgotten"
+	bpfMapRefused         = "refused"
+	bpfMapSlots           = "slots"
+	bpfProgKfreeSkbBtf    = "kfree_skb_btf"
+	bpfProgKfreeSkbRaw    = "kfree_skb_raw"
+	bpfProgKfreeSkbTp     = "kfree_skb_tp"
+	bpfVarMaxKeysPerIface = "max_keys_per_iface"
+	bpfVarMaxKeysPerNetns = "max_keys_per_netns"
+	bpfVarNetnsFilter     = "netns_filter"
+	bpfVarOwnNetns        = "own_netns"
+	bpfVarSlotsOn         = "slots_on"
+	bpfVarTpOffProtocol   = "tp_off_protocol"
+	bpfVarTpOffReason     = "tp_off_reason"
+	bpfVarTpOffSkbaddr    = "tp_off_skbaddr"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -96,20 +110,28 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Drops    *ebpf.MapSpec `ebpf:"drops"`
-	Lost     *ebpf.MapSpec `ebpf:"lost"`
-	Overflow *ebpf.MapSpec `ebpf:"overflow"`
-	Slots    *ebpf.MapSpec `ebpf:"slots"`
+	Drops          *ebpf.MapSpec `ebpf:"drops"`
+	Lost           *ebpf.MapSpec `ebpf:"lost"`
+	OnlyNetns      *ebpf.MapSpec `ebpf:"only_netns"`
+	Overflow       *ebpf.MapSpec `ebpf:"overflow"`
+	QuotaAdded     *ebpf.MapSpec `ebpf:"quota_added"`
+	QuotaForgotten *ebpf.MapSpec `ebpf:"quota_forgotten"`
+	Refused        *ebpf.MapSpec `ebpf:"refused"`
+	Slots          *ebpf.MapSpec `ebpf:"slots"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
-	SlotsOn       *ebpf.VariableSpec `ebpf:"slots_on"`
-	TpOffProtocol *ebpf.VariableSpec `ebpf:"tp_off_protocol"`
-	TpOffReason   *ebpf.VariableSpec `ebpf:"tp_off_reason"`
-	TpOffSkbaddr  *ebpf.VariableSpec `ebpf:"tp_off_skbaddr"`
+	MaxKeysPerIface *ebpf.VariableSpec `ebpf:"max_keys_per_iface"`
+	MaxKeysPerNetns *ebpf.VariableSpec `ebpf:"max_keys_per_netns"`
+	NetnsFilter     *ebpf.VariableSpec `ebpf:"netns_filter"`
+	OwnNetns        *ebpf.VariableSpec `ebpf:"own_netns"`
+	SlotsOn         *ebpf.VariableSpec `ebpf:"slots_on"`
+	TpOffProtocol   *ebpf.VariableSpec `ebpf:"tp_off_protocol"`
+	TpOffReason     *ebpf.VariableSpec `ebpf:"tp_off_reason"`
+	TpOffSkbaddr    *ebpf.VariableSpec `ebpf:"tp_off_skbaddr"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -132,17 +154,25 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Drops    *ebpf.Map `ebpf:"drops"`
-	Lost     *ebpf.Map `ebpf:"lost"`
-	Overflow *ebpf.Map `ebpf:"overflow"`
-	Slots    *ebpf.Map `ebpf:"slots"`
+	Drops          *ebpf.Map `ebpf:"drops"`
+	Lost           *ebpf.Map `ebpf:"lost"`
+	OnlyNetns      *ebpf.Map `ebpf:"only_netns"`
+	Overflow       *ebpf.Map `ebpf:"overflow"`
+	QuotaAdded     *ebpf.Map `ebpf:"quota_added"`
+	QuotaForgotten *ebpf.Map `ebpf:"quota_forgotten"`
+	Refused        *ebpf.Map `ebpf:"refused"`
+	Slots          *ebpf.Map `ebpf:"slots"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Drops,
 		m.Lost,
+		m.OnlyNetns,
 		m.Overflow,
+		m.QuotaAdded,
+		m.QuotaForgotten,
+		m.Refused,
 		m.Slots,
 	)
 }
@@ -151,10 +181,14 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
-	SlotsOn       *ebpf.Variable `ebpf:"slots_on"`
-	TpOffProtocol *ebpf.Variable `ebpf:"tp_off_protocol"`
-	TpOffReason   *ebpf.Variable `ebpf:"tp_off_reason"`
-	TpOffSkbaddr  *ebpf.Variable `ebpf:"tp_off_skbaddr"`
+	MaxKeysPerIface *ebpf.Variable `ebpf:"max_keys_per_iface"`
+	MaxKeysPerNetns *ebpf.Variable `ebpf:"max_keys_per_netns"`
+	NetnsFilter     *ebpf.Variable `ebpf:"netns_filter"`
+	OwnNetns        *ebpf.Variable `ebpf:"own_netns"`
+	SlotsOn         *ebpf.Variable `ebpf:"slots_on"`
+	TpOffProtocol   *ebpf.Variable `ebpf:"tp_off_protocol"`
+	TpOffReason     *ebpf.Variable `ebpf:"tp_off_reason"`
+	TpOffSkbaddr    *ebpf.Variable `ebpf:"tp_off_skbaddr"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

@@ -3,8 +3,9 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * Counts every packet the kernel drops, keyed by the kernel's own drop
- * reason, the packet's protocol, and the interface and network namespace it
- * was on. Counting is in the kernel; user space reads the map at scrape.
+ * reason, the packet's protocol (one of a fixed few, or "other"), and the
+ * interface and network namespace it was on. Counting is in the kernel;
+ * user space reads the map at scrape.
  *
  * Three entry points share one map, tried in this order by the loader:
  * tp_btf/kfree_skb (direct pointer walks, about 3 ns per event for an empty
@@ -16,9 +17,35 @@ struct drop_key {
 	__u32 reason;   /* enum skb_drop_reason, subsystem in the high 16 bits */
 	__u32 ifindex;  /* skb->dev->ifindex, 0 without a device */
 	__u32 netns;    /* inode of the device's (or socket's) netns, 0 if none */
-	__u16 protocol; /* skb->protocol, network byte order as in the skb */
+	__u16 protocol; /* host byte order; a known EtherType, or PROTO_OTHER */
 	__u16 pad;
 };
+
+/* The EtherTypes a drop is keyed by. Any other (a pod with CAP_NET_RAW
+ * chooses its frames' EtherType freely) is folded into PROTO_OTHER here in
+ * the kernel, so that it takes one key and one series, not one each:
+ * no label value comes from what a pod puts in a packet. */
+#define PROTO_OTHER 0xffff
+
+static __always_inline __u16 proto_key(__be16 raw)
+{
+	__u16 p = bpf_ntohs(raw);
+	switch (p) {
+	case 0:      /* none set */
+	case 0x0800: /* IPv4 */
+	case 0x86dd: /* IPv6 */
+	case 0x0806: /* ARP */
+	case 0x8100: /* 802.1Q */
+	case 0x88a8: /* 802.1AD */
+	case 0x8847: /* MPLS unicast */
+	case 0x8848: /* MPLS multicast */
+	case 0x8863: /* PPPoE discovery */
+	case 0x8864: /* PPPoE session */
+	case 0x88cc: /* LLDP */
+		return p;
+	}
+	return PROTO_OTHER;
+}
 
 /* Sized for a node: reasons in use (tens) x interfaces with drops
  * (hundreds) x protocols (a few). Walking a map costs its declared size, so
@@ -41,6 +68,51 @@ struct {
 	__type(value, __u64);
 } overflow SEC(".maps");
 
+/* Drops, by reason, of a new key that its interface's or namespace's
+ * quota refused (below): counted like overflow, without the other labels,
+ * but apart from it, since the map was not full. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_OVERFLOW_REASONS);
+	__type(key, __u32);
+	__type(value, __u64);
+} refused SEC(".maps");
+
+/* Quotas: how many keys of the drops map one interface (netns, ifindex)
+ * and one namespace (netns, QUOTA_NETNS) may hold, so that one pod making
+ * keys cannot take the map from the others. 0: no quota. The loader sets
+ * them; the agent's own namespace (own_netns, the node's) is exempt from
+ * the namespace quota, as it holds every host interface. */
+volatile const __u32 max_keys_per_iface = 0;
+volatile const __u32 max_keys_per_netns = 0;
+volatile const __u32 own_netns = 0;
+
+#define QUOTA_NETNS 0xffffffffu
+
+struct quota_key {
+	__u32 netns;
+	__u32 ifindex; /* QUOTA_NETNS: the namespace as a whole */
+};
+
+/* A key's holder is charged in quota_added (here, atomically) and credited
+ * in quota_forgotten (by user space alone, when it deletes keys it forgets):
+ * each map has one writer side, so neither loses the other's update. What
+ * a holder holds is the difference. Sized so that every holder of a live
+ * key fits: one interface and one namespace entry per key at most. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * MAX_KEYS);
+	__type(key, struct quota_key);
+	__type(value, __u64);
+} quota_added SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * MAX_KEYS);
+	__type(key, struct quota_key);
+	__type(value, __u64);
+} quota_forgotten SEC(".maps");
+
 /* Drops whose reason did not even fit in overflow (never seen in practice:
  * the kernel has a few hundred reasons). Index 0 only. */
 struct {
@@ -57,7 +129,9 @@ struct {
  * key that lands in it for good: counts never move between a slot and the
  * hash, so user space sums both and every total only grows, whatever the
  * order it reads them in. Keys that find their slot taken count in the
- * hash, as before. reason 0 (never counted) marks a free slot. */
+ * hash, as before. reason 0 (never counted) marks a free slot. Slots are
+ * not charged to the quotas: they are SLOTS per CPU whoever takes them, and
+ * a key that finds its slot taken pays in the hash like any other. */
 #define SLOTS 256
 
 /* Off (set by the loader) when the drops map is made smaller than its
@@ -77,9 +151,90 @@ struct {
 	__type(value, struct drop_slot);
 } slots SEC(".maps");
 
+/* Tests count only the namespaces they made (loader.Options.OnlyNetns). */
+NETSONDE_ONLY_NETNS
+
 /* SKB_NOT_DROPPED_YET = 0 and SKB_CONSUMED = 1 are not drops. Since 5.19
  * consume_skb has its own tracepoint, but kernels differ; skip them here. */
 #define FIRST_DROP_REASON 2
+
+/* take charges q one key if it holds fewer than limit: 1 if charged, 0 if
+ * refused, -1 if q has no entry and none can be made (counted as the map
+ * being full). Charged first and checked after, so that CPUs inserting at
+ * once can never take more than limit between them. */
+static __always_inline int take(struct quota_key *q, __u32 limit)
+{
+	__u64 *added = bpf_map_lookup_elem(&quota_added, q);
+	if (!added) {
+		__u64 zero = 0;
+		long err = bpf_map_update_elem(&quota_added, q, &zero, BPF_NOEXIST);
+		if (err && err != -NETSONDE_EEXIST)
+			return -1;
+		added = bpf_map_lookup_elem(&quota_added, q);
+		if (!added)
+			return -1;
+	}
+	__u64 *gone = bpf_map_lookup_elem(&quota_forgotten, q);
+	__u64 before = __sync_fetch_and_add(added, 1);
+	if ((__s64)(before - (gone ? *gone : 0)) < (__s64)limit)
+		return 1;
+	__sync_fetch_and_sub(added, 1);
+	return 0;
+}
+
+static __always_inline void give_back(struct quota_key *q)
+{
+	__u64 *added = bpf_map_lookup_elem(&quota_added, q);
+	if (added)
+		__sync_fetch_and_sub(added, 1);
+}
+
+static __always_inline int netns_quota(const struct drop_key *k)
+{
+	return max_keys_per_netns && k->netns != 0 && k->netns != own_netns;
+}
+
+/* admit charges a new key to its interface and namespace: 1, 0 or -1 as
+ * take. */
+static __always_inline int admit(const struct drop_key *k)
+{
+	struct quota_key iface = {.netns = k->netns, .ifindex = k->ifindex};
+	struct quota_key ns = {.netns = k->netns, .ifindex = QUOTA_NETNS};
+	int r;
+	if (max_keys_per_iface) {
+		r = take(&iface, max_keys_per_iface);
+		if (r <= 0)
+			return r;
+	}
+	if (netns_quota(k)) {
+		r = take(&ns, max_keys_per_netns);
+		if (r <= 0) {
+			if (max_keys_per_iface)
+				give_back(&iface);
+			return r;
+		}
+	}
+	return 1;
+}
+
+/* release undoes admit, for a key that was not inserted after all. */
+static __always_inline void release(const struct drop_key *k)
+{
+	struct quota_key iface = {.netns = k->netns, .ifindex = k->ifindex};
+	struct quota_key ns = {.netns = k->netns, .ifindex = QUOTA_NETNS};
+	if (max_keys_per_iface)
+		give_back(&iface);
+	if (netns_quota(k))
+		give_back(&ns);
+}
+
+static __always_inline void count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *v = bpf_map_lookup_elem(&lost, &zero);
+	if (v)
+		*v += 1;
+}
 
 static __always_inline void count(struct drop_key *k)
 {
@@ -98,15 +253,37 @@ static __always_inline void count(struct drop_key *k)
 			return;
 		}
 	}
-	if (!counter_add(&drops, k, 1))
-		return;
-	/* The keyed map is full: count by reason alone, then at all. */
-	if (!counter_add(&overflow, &k->reason, 1))
-		return;
-	__u32 zero = 0;
-	__u64 *v = bpf_map_lookup_elem(&lost, &zero);
-	if (v)
+	__u64 *v = bpf_map_lookup_elem(&drops, k);
+	if (v) {
 		*v += 1;
+		return;
+	}
+	/* A new key: its interface and namespace pay for it first. */
+	int r = admit(k);
+	if (r == 0) {
+		if (counter_add(&refused, &k->reason, 1))
+			count_lost();
+		return;
+	}
+	if (r > 0) {
+		__u64 one = 1;
+		long err = bpf_map_update_elem(&drops, k, &one, BPF_NOEXIST);
+		if (!err)
+			return;
+		/* Not ours after all: inserted by another CPU meanwhile, or
+		 * no room. */
+		release(k);
+		if (err == -NETSONDE_EEXIST) {
+			v = bpf_map_lookup_elem(&drops, k);
+			if (v) {
+				*v += 1;
+				return;
+			}
+		}
+	}
+	/* The keyed map is full: count by reason alone, then at all. */
+	if (counter_add(&overflow, &k->reason, 1))
+		count_lost();
 }
 
 SEC("tp_btf/kfree_skb")
@@ -114,7 +291,7 @@ int BPF_PROG(kfree_skb_btf, struct sk_buff *skb, void *location, unsigned int re
 {
 	if (reason < FIRST_DROP_REASON)
 		return 0;
-	struct drop_key k = {.reason = reason, .protocol = skb->protocol};
+	struct drop_key k = {.reason = reason, .protocol = proto_key(skb->protocol)};
 	struct net_device *dev = skb->dev;
 	struct sock *sk = skb->sk;
 	struct net *net = 0;
@@ -126,6 +303,8 @@ int BPF_PROG(kfree_skb_btf, struct sk_buff *skb, void *location, unsigned int re
 	}
 	if (net)
 		k.netns = net->ns.inum;
+	if (ignored(k.netns))
+		return 0;
 	count(&k);
 	return 0;
 }
@@ -143,6 +322,8 @@ static __always_inline void count_read(struct drop_key *k, struct sk_buff *skb)
 		if (sk)
 			k->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	}
+	if (ignored(k->netns))
+		return;
 	count(k);
 }
 
@@ -155,7 +336,7 @@ int BPF_PROG(kfree_skb_raw, struct sk_buff *skb, void *location, unsigned int re
 {
 	if (reason < FIRST_DROP_REASON)
 		return 0;
-	struct drop_key k = {.reason = reason, .protocol = BPF_CORE_READ(skb, protocol)};
+	struct drop_key k = {.reason = reason, .protocol = proto_key(BPF_CORE_READ(skb, protocol))};
 	count_read(&k, skb);
 	return 0;
 }
@@ -178,7 +359,9 @@ int kfree_skb_tp(void *ctx)
 		return 0;
 	TP_READ(ctx, tp_off_protocol, protocol);
 	TP_READ(ctx, tp_off_skbaddr, skb);
-	struct drop_key k = {.reason = reason, .protocol = bpf_htons(protocol)};
+	/* The record has ntohs(skb->protocol): back to the skb's order for
+	 * proto_key, like the other two entry points. */
+	struct drop_key k = {.reason = reason, .protocol = proto_key(bpf_htons(protocol))};
 	count_read(&k, skb);
 	return 0;
 }

@@ -31,7 +31,33 @@ type Options struct {
 	TracefsRoot string
 	// BTF is the kernel BTF shared by the objects loaded at start-up.
 	BTF *loader.KernelBTF
+	// MaxKeysPerInterface and MaxKeysPerNetns bound the keys one interface
+	// and one network namespace hold in the drops map; a new key past
+	// either is refused and its drop counted by reason alone (Refused).
+	// 0: no bound. OwnNetns (the node's namespace, which holds every host
+	// interface) is exempt from the namespace bound.
+	MaxKeysPerInterface, MaxKeysPerNetns uint32
+	OwnNetns                             uint32
+	// OnlyNetns, if set, counts only drops in these network namespaces:
+	// tests whose figures must be exact while others drop meanwhile.
+	OnlyNetns []uint32
 }
+
+// The agent's default quotas: room for every (reason, protocol) an
+// interface plausibly drops with (tens of reasons, a few protocols), and
+// for a pod's few interfaces.
+const (
+	DefaultMaxKeysPerInterface = 64
+	DefaultMaxKeysPerNetns     = 256
+)
+
+// quotaNetns is drops.c's QUOTA_NETNS: the ifindex of a namespace's own
+// quota entry.
+const quotaNetns = 0xffffffff
+
+// ProtocolOther is the key's protocol for every EtherType drops.c does not
+// know: they are folded into one key in the kernel.
+const ProtocolOther = 0xffff
 
 // Key is one counter's label set, as the kernel keyed it.
 type Key = bpfDropKey
@@ -41,6 +67,9 @@ type Counts struct {
 	ByKey map[Key]uint64
 	// Overflow counts drops, by reason, that found the main map full.
 	Overflow map[uint32]uint64
+	// Refused counts drops, by reason, whose new key their interface's or
+	// namespace's quota refused.
+	Refused map[uint32]uint64
 	// Lost counts drops that found even the overflow map full.
 	Lost uint64
 }
@@ -59,6 +88,10 @@ type Probe struct {
 	// that comes back (an ifindex reused in the same namespace) counts
 	// from zero again, and one that does not is not reported.
 	forgotten map[slotRef]uint64
+	// quotas: whether the kernel charges keys to interfaces and to
+	// namespaces (then Forget credits them back).
+	ifaceQuota, netnsQuota bool
+	ownNetns               uint32
 }
 
 // slotRef is one CPU's copy of one slot, with the key it held.
@@ -75,6 +108,23 @@ func Load(opts Options) (*Probe, error) {
 	}
 	if opts.MapSize > 0 {
 		spec.Maps["drops"].MaxEntries = opts.MapSize
+		// Room for one interface and one namespace entry per key.
+		for _, m := range []string{"quota_added", "quota_forgotten"} {
+			spec.Maps[m].MaxEntries = 2 * max(opts.MapSize, 64)
+		}
+	}
+	if opts.MaxKeysPerInterface == 0 && opts.MaxKeysPerNetns == 0 {
+		// No quota: the programs never touch them (constants), so they
+		// need not take the kernel memory of a preallocated map.
+		for _, m := range []string{"quota_added", "quota_forgotten"} {
+			spec.Maps[m].MaxEntries = 1
+		}
+	}
+	for name, v := range map[string]uint32{"max_keys_per_iface": opts.MaxKeysPerInterface,
+		"max_keys_per_netns": opts.MaxKeysPerNetns, "own_netns": opts.OwnNetns} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	if opts.MapSize > 0 && opts.MapSize < defaultMapSize {
 		if err := spec.Variables["slots_on"].Set(uint32(0)); err != nil {
@@ -82,7 +132,7 @@ func Load(opts Options) (*Probe, error) {
 		}
 		spec.Maps["slots"].MaxEntries = 1
 	}
-	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF})
+	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF, OnlyNetns: opts.OnlyNetns})
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +155,8 @@ func Load(opts Options) (*Probe, error) {
 		obj.Close()
 		return nil, err
 	}
-	return &Probe{Object: obj, forgotten: map[slotRef]uint64{}}, nil
+	return &Probe{Object: obj, forgotten: map[slotRef]uint64{},
+		ifaceQuota: opts.MaxKeysPerInterface > 0, netnsQuota: opts.MaxKeysPerNetns > 0, ownNetns: opts.OwnNetns}, nil
 }
 
 // Hook is the hook the program is attached by, or loader.HookNone.
@@ -118,6 +169,10 @@ func (p *Probe) Read() (Counts, error) {
 		return Counts{}, err
 	}
 	over, err := nbpf.SumPerCPU[uint32](p.Map("overflow"))
+	if err != nil {
+		return Counts{}, err
+	}
+	refused, err := nbpf.SumPerCPU[uint32](p.Map("refused"))
 	if err != nil {
 		return Counts{}, err
 	}
@@ -138,7 +193,7 @@ func (p *Probe) Read() (Counts, error) {
 	}); err != nil {
 		return Counts{}, err
 	}
-	return Counts{ByKey: byKey, Overflow: over, Lost: lost}, nil
+	return Counts{ByKey: byKey, Overflow: over, Refused: refused, Lost: lost}, nil
 }
 
 // readSlots calls f for every CPU's copy of every slot that holds a key.
@@ -191,18 +246,31 @@ func (p *Probe) Forget(keys []Key) map[Key]uint64 {
 	m := p.Map("drops")
 	final := make(map[Key]uint64, len(keys))
 	gone := make(map[Key]bool, len(keys))
+	credit := map[bpfQuotaKey]uint64{}
 	for _, k := range keys {
 		gone[k] = true
 		var per []uint64
+		deleted := false
 		if err := m.LookupAndDelete(k, &per); err == nil {
+			deleted = true
 			for _, v := range per {
 				final[k] += v
 			}
 		} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
 			// LookupAndDelete on a per-CPU hash needs 5.14: delete alone.
-			_ = m.Delete(k)
+			deleted = m.Delete(k) == nil
+		}
+		if !deleted {
+			continue // in a slot only: never charged
+		}
+		if p.ifaceQuota {
+			credit[bpfQuotaKey{Netns: k.Netns, Ifindex: k.Ifindex}]++
+		}
+		if p.netnsQuota && k.Netns != 0 && k.Netns != p.ownNetns {
+			credit[bpfQuotaKey{Netns: k.Netns, Ifindex: quotaNetns}]++
 		}
 	}
+	p.creditQuotas(credit)
 	// Slots cannot be freed from user space without racing the program
 	// on other CPUs: remember their counts instead.
 	_ = p.readSlots(func(ref slotRef, count uint64) {
@@ -234,4 +302,44 @@ func LoadEmpty() (*ebpf.Program, link.Link, error) {
 		return nil, nil, fmt.Errorf("attach empty program: %w", err)
 	}
 	return objs.KfreeSkbEmpty, l, nil
+}
+
+// creditQuotas gives the interfaces and namespaces of deleted keys their
+// room back, then deletes the entries of holders that hold nothing, so
+// that the quota maps keep room as interfaces and namespaces come and go.
+// The kernel only adds to quota_added and this only to quota_forgotten, so
+// no update is lost; deleting an entry the kernel charges at the same
+// instant can lose that one charge, letting its holder one key over.
+func (p *Probe) creditQuotas(credit map[bpfQuotaKey]uint64) {
+	if len(credit) == 0 {
+		return
+	}
+	added, forgotten := p.Map("quota_added"), p.Map("quota_forgotten")
+	gone, err := nbpf.ReadHash[bpfQuotaKey](forgotten)
+	if err != nil {
+		return // credited on the next Forget: its holders keep less room meanwhile
+	}
+	for q, n := range credit {
+		gone[q] += n
+		// Cannot be full, with an entry per charged holder at most; if it
+		// were, the holder would keep less room than it has, no more.
+		_ = forgotten.Put(q, gone[q])
+	}
+	charged, err := nbpf.ReadHash[bpfQuotaKey](added)
+	if err != nil {
+		return
+	}
+	for q, a := range charged {
+		if int64(a-gone[q]) <= 0 {
+			_ = added.Delete(q)
+			_ = forgotten.Delete(q)
+		}
+	}
+	// Credits whose charges are gone already (the entry was deleted idle
+	// and never charged again).
+	for q := range gone {
+		if _, ok := charged[q]; !ok {
+			_ = forgotten.Delete(q)
+		}
+	}
 }

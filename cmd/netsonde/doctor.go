@@ -42,6 +42,8 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 	duration := app.Flag("duration", "Time between the two scrapes that rates and counts are taken over.").Default("10s").Duration()
 	output := app.Flag("output", "Output format: text or json (schema: docs/doctor.md).").Default("text").Enum("text", "json")
 	scrapeTimeout := app.Flag("scrape-timeout", "Timeout of each scrape.").Default("10s").Duration()
+	var cl clusterFlags
+	cl.add(app)
 	shared := agent.AddFlags(app)
 	// Quiet by default: what doctor has to say is its findings (a down
 	// collector is one), not the agent's log. --log.level=info shows when
@@ -60,6 +62,13 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 	}
 	logConfig.Writer = stderr
 	logger := promslog.New(logConfig)
+	if cl.url != "" {
+		if *from != "" {
+			fmt.Fprintln(stderr, "netsonde doctor: --from and --prometheus exclude each other: one node's agent, or a cluster's Prometheus (see --help)")
+			return exitCannot
+		}
+		return cl.run(*output, stdout, stderr, logger)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -3,7 +3,6 @@ package main_test
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -291,18 +290,7 @@ func compileSchema(t *testing.T) *jsonschema.Schema {
 // parseReport validates doctor's JSON against its schema and decodes it.
 func parseReport(t *testing.T, schema *jsonschema.Schema, out string) doctor.Report {
 	t.Helper()
-	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(out))
-	if err != nil {
-		t.Fatalf("output is not JSON: %v\n%s", err, out)
-	}
-	if err := schema.Validate(doc); err != nil {
-		t.Fatalf("output does not validate against doctor/schema.json: %v\n%s", err, out)
-	}
-	var rep doctor.Report
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatal(err)
-	}
-	return rep
+	return decodeValid[doctor.Report](t, schema, out)
 }
 
 // The issue's "done when": a VXLAN at 1500 over a 1500-byte veth, and nft
@@ -492,8 +480,16 @@ func TestDoctorScenarioPMTUBlackHole(t *testing.T) {
 	r.Exec(t, "nft", "add table inet bh; add chain inet bh out { type filter hook output priority 0; }; "+
 		"add rule inet bh out icmp type destination-unreachable drop")
 
-	d := startDoctor(t, a, false, "--duration=8s", "--output=json", "--collector.disable-defaults", "--collector.pmtu",
-		"--pmtu.target=198.18.74.2", "--pmtu.interval=1h", "--pmtu.gap=10ms", "--pmtu.timeout=300ms")
+	doctorFindsBlackHole(t, a, "198.18.74.2", 1400, func(doctor.Finding) bool { return true })
+}
+
+// doctorFindsBlackHole runs doctor for 8 s in ns with the path-MTU probe
+// to target and checks that it exits 1 with a critical pmtu-blackhole
+// towards target at path MTU pmtu, of which more holds.
+func doctorFindsBlackHole(t *testing.T, ns *testenv.Netns, target string, pmtu int, more func(doctor.Finding) bool) {
+	t.Helper()
+	d := startDoctor(t, ns, false, "--duration=8s", "--output=json", "--collector.disable-defaults", "--collector.pmtu",
+		"--pmtu.target="+target, "--pmtu.interval=1h", "--pmtu.gap=10ms", "--pmtu.timeout=300ms")
 	code, out := d.wait(t)
 	if code != 1 {
 		t.Errorf("exit status %d, want 1; log:\n%s", code, d.log())
@@ -501,12 +497,26 @@ func TestDoctorScenarioPMTUBlackHole(t *testing.T) {
 	rep := parseReport(t, compileSchema(t), out)
 	found := false
 	for _, f := range rep.Findings {
-		if f.ID == "pmtu-blackhole" && f.Subject == "198.18.74.2" && f.Severity == doctor.Critical &&
-			slices.Contains(f.Evidence, `netsonde_path_mtu_bytes{target="198.18.74.2"} = 1400`) {
+		if f.ID == "pmtu-blackhole" && f.Subject == target && f.Severity == doctor.Critical &&
+			slices.Contains(f.Evidence, fmt.Sprintf(`netsonde_path_mtu_bytes{target="%s"} = %d`, target, pmtu)) && more(f) {
 			found = true
 		}
 	}
 	if !found {
-		t.Errorf("no critical pmtu-blackhole towards 198.18.74.2 with path MTU 1400:\n%s", out)
+		t.Errorf("no critical pmtu-blackhole towards %s with path MTU %d:\n%s", target, pmtu, out)
+	}
+}
+
+// The same over IPv6: A—R—B on fd00:5e::/112s, the R—B hop at 1,280 and
+// R dropping the ICMPv6 packet-too-big it sends. Doctor names the IPv6
+// black hole, with the path MTU the probe found and IPv6's next step.
+func TestDoctorScenarioPMTUBlackHoleIPv6(t *testing.T) {
+	p := testenv.NewPath6(t, 1280)
+	p.DropPacketTooBig(t)
+	doctorFindsBlackHole(t, p.A, testenv.Path6B, 1280, func(f doctor.Finding) bool {
+		return strings.HasPrefix(f.Summary, "IPv6 path-MTU black hole") && strings.Contains(f.Next, "tracepath -6 -n "+testenv.Path6B)
+	})
+	if n := p.PacketTooBigDropped(t); n != 8 {
+		t.Errorf("R dropped %d packet-too-big, want 8 (one per probe above 1,280)", n)
 	}
 }

@@ -46,6 +46,7 @@ func run(args []string) int {
 	webFlags := kingpinflag.AddFlags(app, defaultAddress)
 	telemetryPath := app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
 	maxRequests := app.Flag("web.max-requests", "Maximum number of parallel scrape requests; a scrape over it waits up to half its timeout for a slot, then gets 503. 0 disables the limit.").Default("40").Int()
+	maxConns := app.Flag("web.max-connections-per-client", "Maximum number of connections one client address may have open; more are closed as soon as accepted (netsonde_http_connections_refused_total). 0 disables the limit.").Default("32").Int()
 	enablePprof := app.Flag("web.enable-pprof", "Serve Go's profiles (heap, goroutines, CPU) under /debug/pprof/, behind the same TLS and auth as /metrics.").Default("false").Bool()
 	shared := agent.AddFlags(app)
 
@@ -65,6 +66,7 @@ func run(args []string) int {
 	cfg.Web = webFlags
 	cfg.TelemetryPath = *telemetryPath
 	cfg.MaxRequests = *maxRequests
+	cfg.MaxConnsPerClient = *maxConns
 	cfg.EnablePprof = *enablePprof
 	switch limit, err := agent.SetMemoryLimit("/sys/fs/cgroup"); {
 	case err != nil:

@@ -6,9 +6,8 @@ package drops
 import (
 	"context"
 	"errors"
-	"fmt"
-	"math/bits"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"time"
 
@@ -41,6 +40,9 @@ var (
 	overflowDesc = prometheus.NewDesc(collectors.Namespace+"_packet_drops_overflow_total",
 		"Drops counted without protocol, interface and pod because the kernel map was full; they are included in netsonde_packet_drops_total with those labels empty.",
 		nil, nil)
+	refusedDesc = prometheus.NewDesc(collectors.Namespace+"_packet_drops_quota_refused_total",
+		"Drops counted without protocol, interface and pod because their interface or network namespace held all the kernel map keys it may (--drops.max-keys-per-interface, --drops.max-keys-per-namespace); they are included in netsonde_packet_drops_total with those labels empty.",
+		nil, nil)
 )
 
 type config struct {
@@ -49,6 +51,9 @@ type config struct {
 	btfDir    *string
 	forgetFor *time.Duration
 	mapSize   *uint32
+	perIface  *uint32
+	perNetns  *uint32
+	onlyNetns *[]uint32
 }
 
 func setup(app *kingpin.Application) collectors.Factory {
@@ -61,6 +66,12 @@ func setup(app *kingpin.Application) collectors.Factory {
 			Default("/sys/kernel/btf").String(),
 		mapSize: app.Flag("drops.map-size", "Distinct (reason, protocol, interface, namespace) keys the kernel map holds; drops beyond it are still counted by reason, without the other labels. At the default, a per-CPU table of 256 hot keys sits in front of the map (the fast path); below it, that table is off and this is the exact bound.").
 			Default("8192").Uint32(),
+		perIface: app.Flag("drops.max-keys-per-interface", "Distinct (reason, protocol) keys one interface may hold in the kernel map, so that one pod cannot take the map from the others; drops of keys past it are counted by reason alone (netsonde_packet_drops_quota_refused_total). 0: no limit.").
+			Default(strconv.Itoa(bpfdrops.DefaultMaxKeysPerInterface)).Uint32(),
+		perNetns: app.Flag("drops.max-keys-per-namespace", "Keys one network namespace (a pod, all its interfaces) may hold in the kernel map; the node's own namespace is exempt. Drops past it are counted as for --drops.max-keys-per-interface. 0: no limit.").
+			Default(strconv.Itoa(bpfdrops.DefaultMaxKeysPerNetns)).Uint32(),
+		onlyNetns: app.Flag("drops.only-netns", "For tests: count only the drops in these network namespaces (by inode), so that a test's figures are exact while the rest of the machine drops too.").
+			Hidden().Uint32List(),
 		forgetFor: app.Flag("drops.forget-after", "Forget counters of an interface or network namespace this long after it disappeared, so their series go with them.").
 			Default("2m").Duration(),
 	}
@@ -108,7 +119,13 @@ func start(deps collectors.Deps, c config) (collectors.Collector, error) {
 	if err != nil {
 		return nil, collectors.Down("no_btf", err)
 	}
-	opts := bpfdrops.Options{MapSize: *c.mapSize, TracefsRoot: *c.tracefs, BTF: deps.BTF}
+	if deps.Net == nil {
+		return nil, collectors.Down("no_netlink", errors.New("the agent has no view of the host's network to name interfaces"))
+	}
+	opts := bpfdrops.Options{MapSize: *c.mapSize, TracefsRoot: *c.tracefs, BTF: deps.BTF,
+		MaxKeysPerInterface: *c.perIface, MaxKeysPerNetns: *c.perNetns,
+		// The node's namespace holds every host interface: no pod's.
+		OwnNetns: uint32(deps.Net.Snapshot().Own()), OnlyNetns: *c.onlyNetns}
 	if *c.attach != "auto" {
 		opts.Hooks = []string{*c.attach}
 	}
@@ -117,10 +134,6 @@ func start(deps collectors.Deps, c config) (collectors.Collector, error) {
 		return nil, collectors.BPFLoadDown(err, "attach_failed")
 	}
 	deps.Logger.Info("drop counter attached", "hook", probe.Hook(), "tried", probe.Tried()[bpfdrops.Program], "reasons", len(reasons))
-	if deps.Net == nil {
-		probe.Close()
-		return nil, collectors.Down("no_netlink", errors.New("the agent has no view of the host's network to name interfaces"))
-	}
 	return newCollector(deps, probe, reasons, *c.forgetFor), nil
 }
 
@@ -237,10 +250,14 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 			delete(c.retired, l)
 		}
 	}
-	var overflowed uint64
+	var overflowed, refused uint64
 	for reason, v := range counts.Overflow {
 		sums[labels{reason: c.reasons.name(reason)}] += v
 		overflowed += v
+	}
+	for reason, v := range counts.Refused {
+		sums[labels{reason: c.reasons.name(reason)}] += v
+		refused += v
 	}
 	if counts.Lost > 0 {
 		sums[labels{reason: "unknown"}] += counts.Lost
@@ -253,6 +270,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	}
 	c.series.Sweep()
 	ch <- prometheus.MustNewConstMetric(overflowDesc, prometheus.CounterValue, float64(overflowed))
+	ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(refused))
 	// The same events in the form every map reports: "drops" full means
 	// keyed by reason alone, "drops_overflow" full means not even that.
 	collectors.BPFMapFull(ch, "drops", overflowed)
@@ -295,10 +313,10 @@ func (c *collector) name(snap *hostnet.Snapshot, netns uint64, ifindex int) ifNa
 
 func (c *collector) Close() error { return c.probe.Close() }
 
-// protocolName names skb->protocol, which the kernel keeps in network byte
-// order and the key carries as read (little-endian host).
-func protocolName(raw uint16) string {
-	p := bits.ReverseBytes16(raw)
+// protocolName names the key's protocol: the EtherType in host byte order,
+// one of those drops.c keeps (proto_key), or ProtocolOther for every other,
+// which a pod chooses freely and so never becomes a label value of its own.
+func protocolName(p uint16) string {
 	switch p {
 	case 0:
 		return ""
@@ -312,9 +330,13 @@ func protocolName(raw uint16) string {
 		return "vlan"
 	case 0x88a8:
 		return "qinq"
-	case 0x8847:
+	case 0x8847, 0x8848:
 		return "mpls"
+	case 0x8863, 0x8864:
+		return "pppoe"
+	case 0x88cc:
+		return "lldp"
 	default:
-		return fmt.Sprintf("0x%04x", p)
+		return "other"
 	}
 }

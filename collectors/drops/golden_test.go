@@ -2,7 +2,6 @@ package drops
 
 import (
 	"log/slog"
-	"math/bits"
 	"testing"
 	"time"
 
@@ -25,13 +24,11 @@ func (p *fixedProbe) Forget(keys []bpfdrops.Key) map[bpfdrops.Key]uint64 {
 }
 func (p *fixedProbe) Close() error { return nil }
 
-// be is an ethertype as skb->protocol holds it (network byte order).
-func be(ethertype uint16) uint16 { return bits.ReverseBytes16(ethertype) }
-
 // TestGoldenMetrics: drops on the fixture node's interfaces, in the pod's
 // namespace (named after the pod), in a namespace no pod owns, in one the
 // view has not met (left for a later scrape), on a vanished ifindex, with
-// no interface or namespace at all, and the overflow slots.
+// no interface or namespace at all, an EtherType folded into "other", the
+// overflow slots and the drops a quota refused a key.
 func TestGoldenMetrics(t *testing.T) {
 	const (
 		noSocket, csum, netfilter, otherhost, unnamed = 2, 5, 6, 16, 200
@@ -41,18 +38,20 @@ func TestGoldenMetrics(t *testing.T) {
 	}
 	p := &fixedProbe{counts: bpfdrops.Counts{
 		ByKey: map[bpfdrops.Key]uint64{
-			key(noSocket, golden.OwnNetns, golden.IfEth0, be(0x0800)):       17,
-			key(otherhost, golden.OwnNetns, golden.IfCNI0, be(0x86dd)):      4,
-			key(netfilter, golden.OwnNetns, golden.IfPodVeth, be(0x0806)):   2,
-			key(noSocket, golden.OwnNetns, 0, be(0x0800)):                   3,
-			key(noSocket, golden.OwnNetns, golden.IfGone, be(0x0800)):       5, // summed with the one above
-			key(netfilter, golden.PodNetns, golden.IfNsEth0, be(0x0800)):    9,
-			key(csum, golden.OtherNetns, golden.IfNsEth0, be(0x86dd)):       1,
-			key(unnamed, golden.OtherNetns, golden.IfNsEth0, be(0x88cc)):    6,
-			key(noSocket, golden.UnknownNetns, golden.IfNsEth0, be(0x0800)): 11, // not yet: asked for
-			key(otherhost, 0, 0, 0):                                         8,
+			key(noSocket, golden.OwnNetns, golden.IfEth0, 0x0800):                    17,
+			key(otherhost, golden.OwnNetns, golden.IfCNI0, 0x86dd):                   4,
+			key(netfilter, golden.OwnNetns, golden.IfPodVeth, 0x0806):                2,
+			key(noSocket, golden.OwnNetns, 0, 0x0800):                                3,
+			key(noSocket, golden.OwnNetns, golden.IfGone, 0x0800):                    5, // summed with the one above
+			key(netfilter, golden.PodNetns, golden.IfNsEth0, 0x0800):                 9,
+			key(netfilter, golden.PodNetns, golden.IfNsEth0, bpfdrops.ProtocolOther): 2, // any unknown EtherType
+			key(csum, golden.OtherNetns, golden.IfNsEth0, 0x86dd):                    1,
+			key(unnamed, golden.OtherNetns, golden.IfNsEth0, 0x88cc):                 6,
+			key(noSocket, golden.UnknownNetns, golden.IfNsEth0, 0x0800):              11, // not yet: asked for
+			key(otherhost, 0, 0, 0):                                                  8,
 		},
 		Overflow: map[uint32]uint64{netfilter: 40, noSocket: 7},
+		Refused:  map[uint32]uint64{netfilter: 3},
 		Lost:     12,
 	}}
 	view := golden.Node()

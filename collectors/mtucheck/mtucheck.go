@@ -8,7 +8,11 @@ package mtucheck
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,7 +41,7 @@ var (
 		"The largest MTU that fits what is under the interface: underlay MTU minus encapsulation overhead for tunnels, what the overlay carries for pod interfaces.",
 		[]string{"interface"}, nil)
 	mismatchDesc = prometheus.NewDesc(collectors.Namespace+"_mtu_mismatch",
-		"1 while the interface's MTU does not fit (reason: exceeds_underlay, exceeds_overlay, differs_from_cni_config, differs_from_peer), 0 when it does.",
+		"1 while the interface's MTU does not fit (reason: exceeds_underlay, exceeds_overlay, differs_from_cni_config, differs_from_peer, below_ipv6_minimum), 0 when it does.",
 		[]string{"interface", "reason"}, nil)
 	cniDesc = prometheus.NewDesc(collectors.Namespace+"_cni_config_mtu_bytes",
 		"MTU declared by the node's active CNI configuration file.",
@@ -45,13 +49,16 @@ var (
 )
 
 type config struct {
-	cniDir *string
+	cniDir        *string
+	geneveOptions *int
 }
 
 func setup(app *kingpin.Application) collectors.Factory {
 	c := config{
 		cniDir: app.Flag("mtucheck.cni-dir", "CNI configuration directory; its first config's mtu is compared with pod interfaces.").
 			Default("/etc/cni/net.d").String(),
+		geneveOptions: app.Flag("mtucheck.geneve-option-bytes", "Bytes of Geneve options the CNI adds to every packet, on top of Geneve's 50 (IPv4) or 70 (IPv6) bytes; 0 when it sends none.").
+			Default("0").Int(),
 	}
 	return func(ctx context.Context, deps collectors.Deps) (collectors.Collector, error) {
 		if deps.Net == nil {
@@ -61,7 +68,11 @@ func setup(app *kingpin.Application) collectors.Factory {
 		if err != nil {
 			return nil, collectors.Down("no_netlink", err)
 		}
-		col := &collector{deps: deps, cniDir: *c.cniDir, nl: h}
+		if *c.geneveOptions < 0 {
+			h.Close()
+			return nil, collectors.Down("bad_flag", fmt.Errorf("--mtucheck.geneve-option-bytes %d: below 0", *c.geneveOptions))
+		}
+		col := &collector{deps: deps, cniDir: *c.cniDir, geneveOptions: *c.geneveOptions, nl: h, procNet: "/proc/sys/net"}
 		col.routes = newRouteCache(col.route)
 		// The first look is made now, so the first scrape has verdicts;
 		// then link changes and a ticker keep routes and CNI current.
@@ -75,16 +86,21 @@ func setup(app *kingpin.Application) collectors.Factory {
 }
 
 type collector struct {
-	deps   collectors.Deps
-	cniDir string
-	nl     *netlink.Handle
-	routes *routeCache
-	stop   context.CancelFunc
-	done   chan struct{}
+	deps          collectors.Deps
+	cniDir        string
+	geneveOptions int
+	// procNet is /proc/sys/net as the agent's namespace sees it (a
+	// fixture directory in tests).
+	procNet string
+	nl      *netlink.Handle
+	routes  *routeCache
+	stop    context.CancelFunc
+	done    chan struct{}
 
 	mu      sync.Mutex
 	cni     int
 	cniFile string
+	ipv6    bool
 }
 
 // backgroundEvery is how often routes and the CNI directory are read
@@ -115,26 +131,43 @@ func (c *collector) background() {
 	if err != nil {
 		c.deps.Logger.Warn("CNI config unreadable", "err", err)
 	}
+	v6 := ipv6On(c.procNet)
 	c.mu.Lock()
-	c.cni, c.cniFile = mtu, file
+	c.cni, c.cniFile, c.ipv6 = mtu, file, v6
 	c.mu.Unlock()
 	// A dry run of the check records every destination it routes now;
 	// destinations only gone links asked for are dropped.
 	c.routes.forget()
-	check(c.deps.Net.Links(), c.routes.record, mtu, func(hostnet.Link) (int, bool) { return 0, false })
+	check(c.deps.Net.Links(), c.routes.record, facts{cniMTU: mtu}, func(hostnet.Link) (int, bool) { return 0, false })
 	c.routes.refresh()
+}
+
+// ipv6On says whether the namespace runs IPv6: the kernel has it (the
+// directory exists; not so with ipv6.disable=1) and neither
+// net.ipv6.conf.all nor .default disables it. Per interface there is
+// nothing to read: an interface below 1,280 has lost its IPv6 settings
+// with its IPv6, which is the point.
+func ipv6On(procNet string) bool {
+	for _, conf := range []string{"all", "default"} {
+		b, err := os.ReadFile(filepath.Join(procNet, "ipv6", "conf", conf, "disable_ipv6"))
+		if err != nil || strings.TrimSpace(string(b)) != "0" {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
 	c.mu.Lock()
-	cni, cniFile := c.cni, c.cniFile
+	cni, cniFile, v6 := c.cni, c.cniFile, c.ipv6
 	c.mu.Unlock()
 	if cni > 0 {
 		ch <- prometheus.MustNewConstMetric(cniDesc, prometheus.GaugeValue, float64(cni), cniFile)
 	}
 	// The far ends of veths (pods' eth0) as the host network view last
 	// read them.
-	for _, v := range check(c.deps.Net.Links(), c.routes.record, cni, c.deps.Net.Snapshot().PeerMTU) {
+	f := facts{cniMTU: cni, ipv6: v6, geneveOptions: c.geneveOptions}
+	for _, v := range check(c.deps.Net.Links(), c.routes.record, f, c.deps.Net.Snapshot().PeerMTU) {
 		if v.expected > 0 {
 			ch <- prometheus.MustNewConstMetric(expectedDesc, prometheus.GaugeValue, float64(v.expected), v.iface)
 		}

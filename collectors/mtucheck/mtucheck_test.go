@@ -80,3 +80,45 @@ func TestOverlayAndPodMismatch(t *testing.T) {
 	waitValue(t, a, "netsonde_interface_expected_mtu_bytes", map[string]string{"interface": "vx0"}, 1350)
 	waitValue(t, a, "netsonde_mtu_mismatch", map[string]string{"interface": "vx0", "reason": "exceeds_underlay"}, 1)
 }
+
+// A VXLAN over an IPv6 underlay: u0 at 1,500 with an address on a /112 of
+// fd00:5e::/64. Unbound and routed to its IPv6 remote at 1,500, the VXLAN
+// is a mismatch with expected 1,430 (outer IPv6 40 + UDP 8 + VXLAN 8 +
+// inner Ethernet 14 = 70); bound to u0 with an IPv6 local address and no
+// remote (flannel's IPv6 VXLAN), the kernel gives it 1,430 and it fits.
+// An interface of this IPv6 namespace set to 1,200 is below IPv6's
+// minimum (the kernel took its IPv6 away); at 1,280 it is not.
+func TestVXLANOverIPv6Underlay(t *testing.T) {
+	node := testenv.NewNetns(t)
+	peer := testenv.NewNetns(t)
+	testenv.Run(t, "ip", "link", "add", "u0", "netns", node.Name, "mtu", "1500", "type", "veth", "peer", "name", "u1", "netns", peer.Name)
+	node.Exec(t, "ip", "-6", "addr", "add", "fd00:5e::60:1/112", "dev", "u0", "nodad")
+	node.Exec(t, "ip", "link", "set", "u0", "up")
+	node.Exec(t, "ip", "link", "add", "vx6", "type", "vxlan", "id", "43", "remote", "fd00:5e::60:2", "dstport", "4789")
+	node.Exec(t, "ip", "link", "set", "vx6", "mtu", "1500")
+	node.Exec(t, "ip", "link", "add", "flannel-v6.1", "type", "vxlan", "id", "44", "local", "fd00:5e::60:1", "dev", "u0", "dstport", "4790", "nolearning")
+	node.Exec(t, "ip", "link", "add", "low0", "mtu", "1200", "type", "bridge")
+
+	a := testenv.StartAgent(t, node, "--collector.disable-defaults", "--collector.mtucheck", "--mtucheck.cni-dir="+t.TempDir(), "--hostnet.refresh-interval=200ms")
+
+	waitValue(t, a, "netsonde_interface_expected_mtu_bytes", map[string]string{"interface": "vx6"}, 1430)
+	waitValue(t, a, "netsonde_mtu_mismatch", map[string]string{"interface": "vx6", "reason": "exceeds_underlay"}, 1)
+	waitValue(t, a, "netsonde_interface_expected_mtu_bytes", map[string]string{"interface": "flannel-v6.1"}, 1430)
+	waitValue(t, a, "netsonde_mtu_mismatch", map[string]string{"interface": "flannel-v6.1", "reason": "exceeds_underlay"}, 0)
+	if got, _ := a.Scrape(t).Value("netsonde_interface_mtu_bytes", map[string]string{"interface": "flannel-v6.1"}); got != 0 && got != 1430 {
+		t.Errorf("the kernel gave the bound IPv6 VXLAN %v, not 1,430", got)
+	}
+	waitValue(t, a, "netsonde_mtu_mismatch", map[string]string{"interface": "low0", "reason": "below_ipv6_minimum"}, 1)
+	waitValue(t, a, "netsonde_mtu_mismatch", map[string]string{"interface": "vx6", "reason": "below_ipv6_minimum"}, 0)
+	if _, ok := mismatch(t, a, "u0", "below_ipv6_minimum"); ok {
+		t.Error("u0 at 1,500 has a below_ipv6_minimum series: only judged interfaces and those below have one")
+	}
+
+	node.Exec(t, "ip", "link", "set", "vx6", "mtu", "1430")
+	waitValue(t, a, "netsonde_mtu_mismatch", map[string]string{"interface": "vx6", "reason": "exceeds_underlay"}, 0)
+	node.Exec(t, "ip", "link", "set", "low0", "mtu", "1280")
+	testenv.Eventually(t, 2*time.Second, "low0's below_ipv6_minimum gone at 1,280", func() bool {
+		_, ok := mismatch(t, a, "low0", "below_ipv6_minimum")
+		return !ok
+	})
+}

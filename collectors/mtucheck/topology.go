@@ -15,7 +15,8 @@ import (
 // gets 1450, an ipip tunnel 1480):
 //   - vxlan: outer IPv4 20 / IPv6 40 + UDP 8 + VXLAN 8 (RFC 7348) + the
 //     inner Ethernet header 14 = 50 / 70.
-//   - geneve: same as vxlan with no options (RFC 8926): 50 / 70.
+//   - geneve: same as vxlan with no options (RFC 8926): 50 / 70, plus
+//     the options the CNI sends (--mtucheck.geneve-option-bytes).
 //   - wireguard: IP 20/40 + UDP 8 + WireGuard data header 16 + Poly1305
 //     tag 16 = 60 / 80 (wireguard-tools' documented 60 / 80).
 //   - ipip, sit (IPv4 outer): 20. ip6tnl: IPv6 40 + the tunnel encapsulation
@@ -54,12 +55,29 @@ const (
 	reasonExceedsUnderlay = "exceeds_underlay" // a tunnel larger than its underlay allows
 	reasonExceedsOverlay  = "exceeds_overlay"  // a pod interface larger than the overlay it routes through
 	reasonDiffersFromCNI  = "differs_from_cni_config"
-	reasonDiffersFromPeer = "differs_from_peer" // the two ends of a veth disagree
+	reasonDiffersFromPeer = "differs_from_peer"  // the two ends of a veth disagree
+	reasonBelowIPv6Min    = "below_ipv6_minimum" // below 1,280 on a node that runs IPv6: the kernel took IPv6 off it
 )
 
-// check judges every interface of one namespace. cniMTU is the MTU the
-// node's CNI configuration declares (0 if none).
-func check(links []hostnet.Link, route routeLookup, cniMTU int, peerMTU func(l hostnet.Link) (int, bool)) []verdict {
+// ipv6MinMTU is the smallest MTU IPv6 allows on a link (RFC 8200). The
+// kernel removes IPv6, addresses and all, from an interface set below it,
+// and gives it none when it comes up below it.
+const ipv6MinMTU = 1280
+
+// facts is what the check knows of the node beyond its links.
+type facts struct {
+	cniMTU int // the MTU the node's CNI configuration declares (0 if none)
+	// ipv6 is whether the namespace runs IPv6 (net.ipv6.conf.all and
+	// .default.disable_ipv6 both 0): then every interface should carry it.
+	ipv6 bool
+	// geneveOptions are the bytes of Geneve options the CNI adds to each
+	// packet (--mtucheck.geneve-option-bytes).
+	geneveOptions int
+}
+
+// check judges every interface of one namespace.
+func check(links []hostnet.Link, route routeLookup, f facts, peerMTU func(l hostnet.Link) (int, bool)) []verdict {
+	cniMTU := f.cniMTU
 	byIndex := make(map[int]hostnet.Link, len(links))
 	for _, l := range links {
 		byIndex[l.Index] = l
@@ -75,15 +93,18 @@ func check(links []hostnet.Link, route routeLookup, cniMTU int, peerMTU func(l h
 		if !ok {
 			continue
 		}
-		under, remote := underlayOf(l, route)
+		under, v6 := underlayOf(l, route)
 		u, found := byIndex[under]
 		if !found {
 			continue // the underlay is not in this namespace (or unknown)
 		}
 		underlays[under] = true
 		o := oh.v4
-		if remote != nil && remote.To4() == nil {
+		if v6 {
 			o = oh.v6
+		}
+		if l.Kind == "geneve" {
+			o += f.geneveOptions
 		}
 		exp := u.MTU - o
 		out = append(out, verdict{iface: l.Name, expected: exp, reasons: map[string]bool{reasonExceedsUnderlay: l.MTU > exp}})
@@ -123,18 +144,57 @@ func check(links []hostnet.Link, route routeLookup, cniMTU int, peerMTU func(l h
 			out = append(out, v)
 		}
 	}
+	if f.ipv6 {
+		out = belowIPv6Minimum(links, out)
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].iface < out[j].iface })
 	return out
 }
 
+// belowIPv6Minimum judges the interfaces of a namespace that runs IPv6
+// against IPv6's minimum MTU, adding to the verdicts already made: an
+// interface below 1,280 has no IPv6 at all (the kernel removed it), so a
+// dual-stack pod or node loses its IPv6 addresses and routes with no
+// error anywhere. The interfaces already judged (tunnels, pods' veths)
+// get the reason at 0 or 1; any other only while it is below, so a node
+// pays a series for this only where something is wrong. Loopback and CAN
+// interfaces, which carry no IPv6 by design, are left out.
+func belowIPv6Minimum(links []hostnet.Link, out []verdict) []verdict {
+	at := make(map[string]int, len(out))
+	for i, v := range out {
+		at[v.iface] = i
+	}
+	for _, l := range links {
+		if l.Kind == "can" || l.Kind == "vcan" || l.Kind == "vxcan" || l.Name == "lo" {
+			continue
+		}
+		below := l.MTU < ipv6MinMTU
+		i, ok := at[l.Name]
+		if !ok {
+			if !below {
+				continue
+			}
+			i = len(out)
+			out = append(out, verdict{iface: l.Name, reasons: map[string]bool{}})
+		}
+		out[i].reasons[reasonBelowIPv6Min] = below
+	}
+	return out
+}
+
 // underlayOf finds the device a tunnel sends its encapsulated packets by:
-// the device it is bound to, else the route to its remote end.
-func underlayOf(l hostnet.Link, route routeLookup) (int, net.IP) {
+// the device it is bound to, else the route to its remote end; and
+// whether the outer packets are IPv6, by the remote end's address, else
+// the local one's (a VXLAN with a local address and no remote, as
+// flannel's, learns its remotes from the FDB but sends from local's
+// family). A tunnel that names neither (a VXLAN or Geneve in external
+// mode, whose endpoints a CNI sets per packet) is judged as IPv4.
+func underlayOf(l hostnet.Link, route routeLookup) (int, bool) {
 	var bound int
-	var remote net.IP
+	var remote, local net.IP
 	switch t := l.Attrs.(type) {
 	case *netlink.Vxlan:
-		bound, remote = t.VtepDevIndex, t.Group
+		bound, remote, local = t.VtepDevIndex, t.Group, t.SrcAddr
 	case *netlink.Geneve:
 		remote = t.Remote
 	case *netlink.Iptun:
@@ -154,5 +214,10 @@ func underlayOf(l hostnet.Link, route routeLookup) (int, net.IP) {
 	if bound == 0 && remote != nil && !remote.IsUnspecified() {
 		bound = route(remote)
 	}
-	return bound, remote
+	if remote != nil && !remote.IsUnspecified() {
+		return bound, isIPv6(remote)
+	}
+	return bound, isIPv6(local) || isIPv6(remote)
 }
+
+func isIPv6(a net.IP) bool { return len(a) == net.IPv6len && a.To4() == nil }

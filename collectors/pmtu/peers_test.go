@@ -158,9 +158,10 @@ func TestPeersBoundedAgainstRealAPIServer(t *testing.T) {
 	}
 	want := addrs(chosen)
 	// At the defaults, with every target answering, the collector fills
-	// its series budget exactly.
-	if n, budget := waitFor("16 of 50 peers probed", want, nil), pmtu.Spec.Budget(0, 0); n != budget {
-		t.Errorf("%d series, want the budget's %d", n, budget)
+	// its series budget exactly on a single-stack cluster: half of it,
+	// the other half being for the peers' IPv6 addresses.
+	if n, budget := waitFor("16 of 50 peers probed", want, nil), pmtu.Spec.Budget(0, 0); n != (budget-1)/2+1 || n != 4*16+1 {
+		t.Errorf("%d series, want 4·16 + 1, half the budget's %d", n, budget)
 	}
 	if got := probed(); !maps.Equal(got, want) {
 		t.Errorf("the peers' kernel saw probes to %d addresses, want the 16 chosen: %v", len(got), slices.Sorted(maps.Keys(got)))
@@ -213,4 +214,118 @@ func TestPeersBoundedAgainstRealAPIServer(t *testing.T) {
 	four := addrs(pmtu.Peers("node-a", left, 4))
 	four["198.18.100.200"] = true
 	waitFor("4 peers and one --pmtu.target", four, nil)
+}
+
+// A dual-stack cluster in a real kube-apiserver: of 12 peer nodes, some
+// dual-stack (listed IPv6 first, as kubelet may), some IPv6-only, some
+// IPv4-only. With --pmtu.max-peers=4 the agent probes the 4 nodes the
+// mesh would choose, each at every family it has: its IPv6 InternalIP is
+// a target like its IPv4 one, and the peers' kernel sees UDP probes to
+// exactly the chosen IPv4 addresses and ICMPv6 echo to exactly the chosen
+// IPv6 ones, every one at a path MTU of 1,500.
+func TestDualStackPeersAgainstRealAPIServer(t *testing.T) {
+	testenv.RequireCommand(t, "nft")
+	node, peers := testenv.NewNetns(t), testenv.NewNetns(t)
+	for _, ns := range []*testenv.Netns{node, peers} {
+		ns.Exec(t, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0", "net.ipv4.icmp_ratelimit=0")
+	}
+	testenv.Veth(t, node, peers, "n0", "p0", "198.18.101.254/24", "198.18.101.253/24", 0)
+	node.Exec(t, "ip", "-6", "addr", "add", "fd00:5e::65:fe/112", "dev", "n0", "nodad")
+	v4 := func(i int) string { return fmt.Sprintf("198.18.101.%d", i+1) }
+	v6 := func(i int) string { return fmt.Sprintf("fd00:5e::65:%x", i+1) }
+	var batch strings.Builder
+	var nodes []cluster.Node
+	var list strings.Builder
+	list.WriteString("apiVersion: v1\nkind: List\nitems:\n")
+	item := func(name string, addrs ...string) {
+		var a []string
+		for _, s := range addrs {
+			a = append(a, fmt.Sprintf("{type: InternalIP, address: %q}", s))
+			nodes = append(nodes, cluster.Node{Name: name, InternalIP: netip.MustParseAddr(s)})
+		}
+		fmt.Fprintf(&list, "- apiVersion: v1\n  kind: Node\n  metadata: {name: %s}\n  status: {addresses: [%s]}\n", name, strings.Join(a, ", "))
+	}
+	item("node-a", "198.18.101.254", "fd00:5e::65:fe")
+	nodes = nil // the agent's own node is never a peer
+	for i := range 12 {
+		name := fmt.Sprintf("node-%02d", i)
+		switch i % 3 {
+		case 0: // dual-stack, IPv6 listed first
+			item(name, v6(i), v4(i))
+			fmt.Fprintf(&batch, "addr add %s/24 dev p0\naddr add %s/112 dev p0 nodad\n", v4(i), v6(i))
+		case 1: // IPv6-only
+			item(name, v6(i))
+			fmt.Fprintf(&batch, "addr add %s/112 dev p0 nodad\n", v6(i))
+		case 2: // IPv4-only
+			item(name, v4(i))
+			fmt.Fprintf(&batch, "addr add %s/24 dev p0\n", v4(i))
+		}
+	}
+	cmd := peers.Command("ip", "-batch", "-")
+	cmd.Stdin = strings.NewReader(batch.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ip -batch: %v\n%s", err, out)
+	}
+	peers.Exec(t, "nft", "add table inet seen; "+
+		"add set inet seen probed4 { type ipv4_addr; flags dynamic; }; add set inet seen probed6 { type ipv6_addr; flags dynamic; }; "+
+		"add chain inet seen pre { type filter hook prerouting priority 0; }; "+
+		"add rule inet seen pre udp dport 33434 add @probed4 { ip daddr }; "+
+		"add rule inet seen pre icmpv6 type echo-request add @probed6 { ip6 daddr }")
+	probed := func() map[string]bool {
+		got := map[string]bool{}
+		for _, set := range []string{"probed4", "probed6"} {
+			out := peers.Exec(t, "nft", "list", "set", "inet", "seen", set)
+			if _, elems, ok := strings.Cut(out, "elements = {"); ok {
+				elems, _, _ = strings.Cut(elems, "}")
+				for _, a := range strings.Split(elems, ",") {
+					if a = strings.TrimSpace(a); a != "" {
+						got[netip.MustParseAddr(a).String()] = true
+					}
+				}
+			}
+		}
+		return got
+	}
+
+	chosen := pmtu.Peers("node-a", nodes, 4)
+	want := map[string]bool{}
+	names := map[string]bool{}
+	var six, four int
+	for _, n := range chosen {
+		want[n.InternalIP.String()] = true
+		names[n.Name] = true
+		if n.InternalIP.Is6() {
+			six++
+		} else {
+			four++
+		}
+	}
+	if len(names) != 4 || six == 0 || four == 0 || len(want) == len(names) {
+		t.Fatalf("the chosen 4 nodes (%d addresses: %d IPv4, %d IPv6) are not a dual-stack mix: the test proves nothing", len(want), four, six)
+	}
+	t.Logf("chosen: %d nodes, %d IPv4 and %d IPv6 addresses", len(names), four, six)
+
+	k := testenv.StartKubeAPI(t, node)
+	k.Kubectl(t, list.String(), "create", "-f", "-")
+	agent := testenv.StartAgent(t, node, "--kubeconfig="+k.Kubeconfig, "--node-name=node-a",
+		"--collector.disable-defaults", "--collector.pmtu", "--pmtu.max-peers=4",
+		"--pmtu.interval=1s", "--pmtu.timeout=250ms", "--pmtu.gap=10ms")
+	var got map[string]bool
+	var gauge float64
+	testenv.Eventually(t, 60*time.Second, "the chosen nodes' addresses probed, each at 1,500", func() bool {
+		m := agent.Scrape(t)
+		got, gauge, _ = seriesTargets(t, m)
+		if !maps.Equal(got, want) || gauge != float64(len(want)) {
+			return false
+		}
+		for a := range want {
+			if v, _ := m.Value("netsonde_path_mtu_bytes", map[string]string{"target": a}); v != 1500 {
+				return false
+			}
+		}
+		return true
+	})
+	if seen := probed(); !maps.Equal(seen, want) {
+		t.Errorf("the peers' kernel saw probes to %v, want the chosen %v", slices.Sorted(maps.Keys(seen)), slices.Sorted(maps.Keys(want)))
+	}
 }

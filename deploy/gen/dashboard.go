@@ -42,6 +42,19 @@ func orZero(q query, collector string) query {
 	return q
 }
 
+// recordedSum sums a node aggregate of rules.yml (group
+// netsonde-node-aggregates: one series per node and reason, state, ...,
+// a rate over 5m) by labels. A panel over every node reads these instead
+// of every pod's and interface's series: at 5,000 nodes that is what lets
+// it load. Its window is the rule's 5m, not $__rate_interval.
+func recordedSum(record string, by ...string) query {
+	var legend []string
+	for _, l := range by {
+		legend = append(legend, "{{"+l+"}}")
+	}
+	return query{expr: fmt.Sprintf("sum by (%s) (%s%s)", strings.Join(by, ", "), record, sel()), legend: strings.Join(legend, " ")}
+}
+
 type query struct {
 	expr, legend string
 	heatmap      bool // format as buckets for a heatmap
@@ -80,7 +93,7 @@ func sections() []section {
 	return []section{
 		{"Packet drops", []panel{
 			ts("Drops by reason", "pps", "Packets the kernel freed as dropped (skb:kfree_skb), by the kernel's own drop reason.",
-				sumRate(0, "netsonde_packet_drops_total", "node", "reason")),
+				recordedSum("node_reason:netsonde_packet_drops:rate5m", "node", "reason")),
 			ts("Drops by interface", "pps", "The 20 busiest interface and reason pairs.",
 				sumRate(20, "netsonde_packet_drops_total", "node", "interface", "reason")),
 			ts("Drops by pod", "pps", "The 20 pods (empty: the host) losing most packets.",
@@ -88,16 +101,17 @@ func sections() []section {
 		}},
 		{"TCP retransmits", []panel{
 			ts("Retransmits by TCP state", "pps", "SYN_SENT: connection attempts nobody answered. ESTABLISHED: lost data.",
-				sumRate(0, "netsonde_tcp_retransmits_total", "node", "state")),
+				recordedSum("node_state:netsonde_tcp_retransmits:rate5m", "node", "state")),
 			ts("Retransmits by pod", "pps", "The 20 pods (empty: the host) retransmitting most.",
 				sumRate(20, "netsonde_tcp_retransmits_total", "namespace", "pod", "state")),
 		}},
 		{"TCP connections", []panel{
 			ts("Connects by result", "ops", "Active opens: established, refused (RST to the SYN), timeout (no answer at all), error (e.g. ICMP unreachable).",
-				sumRate(0, "netsonde_tcp_connects_total", "node", "result")),
+				recordedSum("node_namespace_result:netsonde_tcp_connects:rate5m", "node", "result")),
 			{title: "Connect failure ratio by namespace", kind: "timeseries", unit: "percentunit", thresholds: []float64{0.1},
 				description: "Refused and unanswered connects over all connects, per Kubernetes namespace (empty: the host). NetsondeTCPConnectFailures fires above 10% for 10 minutes.",
-				queries: []query{{expr: "sum by (node, namespace) (" + rate("netsonde_tcp_connects_total", `result=~"refused|timeout"`) + ") / sum by (node, namespace) (" + rate("netsonde_tcp_connects_total") + ")",
+				queries: []query{{expr: "sum by (node, namespace) (node_namespace_result:netsonde_tcp_connects:rate5m" + sel(`result=~"refused|timeout"`) +
+					") / sum by (node, namespace) (node_namespace_result:netsonde_tcp_connects:rate5m" + sel() + ")",
 					legend: "{{node}} {{namespace}}"}}},
 			ts("Failing connects by pod", "ops", "The 20 pods (empty: the host) with most refused or unanswered connects.",
 				query{expr: "topk(20, sum by (namespace, pod, result) (" + rate("netsonde_tcp_connects_total", `result=~"refused|timeout|error"`) + "))", legend: "{{namespace}}/{{pod}} {{result}}"}),
@@ -105,7 +119,7 @@ func sections() []section {
 				sumRate(0, "netsonde_tcp_resets_total", "node", "direction")),
 			{title: "Connect time p99", kind: "timeseries", unit: "s", thresholds: []float64{1},
 				description: "SYN to ESTABLISHED. Above 1 s a SYN was retransmitted: the first one was lost.",
-				queries:     []query{{expr: "histogram_quantile(0.99, sum by (node, le) (" + rate("netsonde_tcp_connect_duration_seconds_bucket") + "))", legend: "{{node}}"}}},
+				queries:     []query{{expr: "histogram_quantile(0.99, sum by (node, le) (node_le:netsonde_tcp_connect_duration_seconds_bucket:rate5m" + sel() + "))", legend: "{{node}}"}}},
 			{title: "Smoothed RTT at close, median", kind: "timeseries", unit: "s",
 				description: "The kernel's smoothed RTT of each connection as it closes, per node.",
 				queries:     []query{{expr: "histogram_quantile(0.5, sum by (node, le) (" + rate("netsonde_tcp_srtt_seconds_bucket") + "))", legend: "{{node}}"}}},
@@ -118,7 +132,7 @@ func sections() []section {
 				description: "NetsondeOverlayLatencyHigh fires above 1.5 (and 1 ms apart) for 15 minutes.",
 				queries:     []query{{expr: "histogram_quantile(0.5, sum by (node, le) (" + rate("netsonde_node_rtt_seconds_bucket", `path="overlay"`) + ")) / histogram_quantile(0.5, sum by (node, le) (" + rate("netsonde_node_rtt_seconds_bucket", `path="underlay"`) + "))", legend: "{{node}}"}}},
 			ts("Unanswered probes by path", "ops", "One path failing while the other answers: the VXLAN/MTU/firewall signature (NetsondeMeshPathFailing).",
-				sumRate(0, "netsonde_node_unreachable_total", "node", "path")),
+				recordedSum("node_path:netsonde_node_unreachable:rate5m", "node", "path")),
 		}},
 		{"Fragmentation and ICMP", []panel{
 			ts("IP fragments on interfaces", "pps", "IPv4 fragments and IPv6 packets with a fragment header, seen by tc programs.",
@@ -132,7 +146,7 @@ func sections() []section {
 			ts("DNS queries by pod", "reqps", "Queries the 20 busiest pods (empty: the node's own processes) send, seen at their own sockets.",
 				sumRate(20, "netsonde_dns_queries_total", "namespace", "pod")),
 			ts("DNS answers by rcode", "percentunit", "Share of answered queries per rcode; NXDOMAIN is often search-path expansion, SERVFAIL a resolver in trouble.",
-				query{expr: "sum by (rcode) (" + rate("netsonde_dns_responses_total") + ") / scalar(sum(" + rate("netsonde_dns_responses_total") + "))", legend: "{{rcode}}"}),
+				query{expr: "sum by (rcode) (node_rcode:netsonde_dns_responses:rate5m" + sel() + ") / scalar(sum(node_rcode:netsonde_dns_responses:rate5m" + sel() + "))", legend: "{{rcode}}"}),
 			{title: "DNS latency quantiles", kind: "timeseries", unit: "s", thresholds: []float64{0.2, 1},
 				description: "Query to answer at the client's socket, all pods of the selection.",
 				queries: []query{

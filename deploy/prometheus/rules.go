@@ -122,6 +122,33 @@ func ParseAlerts(data []byte) ([]Alert, error) {
 	return out, nil
 }
 
+// Record is one recording rule of rules.yml.
+type Record struct {
+	Group string
+	Name  string
+	Expr  string
+}
+
+// Records parses the recording rules of the embedded rules.yml, in their
+// order: `netsonde doctor --prometheus` puts a rule's expression in place of
+// its name where Prometheus does not hold the recorded series, and the
+// recorded series in place of the expression where it does.
+func Records() ([]Record, error) {
+	var f rulesFile
+	if err := yaml.Unmarshal(RulesYAML, &f); err != nil {
+		return nil, fmt.Errorf("parse rules: %w", err)
+	}
+	var out []Record
+	for _, g := range f.Groups {
+		for _, r := range g.Rules {
+			if r.Record != "" {
+				out = append(out, Record{Group: g.Name, Name: r.Record, Expr: strings.TrimSpace(r.Expr)})
+			}
+		}
+	}
+	return out, nil
+}
+
 // DefaultRunbookURL is where an alert's runbook section lives when the rule
 // carries no runbook_url: docs/runbooks.md has one section per alert, whose
 // anchor is the alert's name in lower case.

@@ -143,7 +143,7 @@ copy_lib() {
 	mkdir -p "$R$(dirname "$f")"
 	cp -L "$f" "$R$f"
 }
-for tool in ip nft ping conntrack nsenter; do
+for tool in ip nft ping conntrack nsenter tracepath; do
 	p=$(command -v "$tool") || { echo "$tool missing on the host (hack/install-deps.sh)" >&2; exit 2; }
 	case $p in */sbin/*) dst=/usr/sbin ;; *) dst=/usr/bin ;; esac
 	cp -L "$p" "$R$dst/$tool"

@@ -86,6 +86,27 @@ func SendUDP(t testing.TB, ns *Netns, dst string, size, n, pace int) {
 	}
 }
 
+// SendDropped sends n one-byte datagrams from ns to dst (host:port) that a
+// rule on the way out drops: the sends' errors (EPERM) are expected and
+// not checked, only that the socket could be made.
+func SendDropped(t testing.TB, ns *Netns, dst string, n int) {
+	t.Helper()
+	err := ns.Do(func() error {
+		c, err := net.Dial("udp4", dst)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for range n {
+			c.Write([]byte("x"))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Netstat reads one counter of ns's /proc/net/FILE (snmp or netstat: a
 // "Group:" header line followed by a values line), e.g. Tcp RetransSegs.
 func Netstat(t testing.TB, ns *Netns, file, group, name string) float64 {

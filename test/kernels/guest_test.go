@@ -484,3 +484,40 @@ func testDNSCounts(t *testing.T, args ...string) {
 	a.WaitSum(t, "netsonde_dns_response_duration_seconds", p, 10)
 	a.WaitSum(t, "netsonde_dns_timeouts_total", p, 3)
 }
+
+// (h) Path MTU over IPv6, as collectors/pmtu and collectors/mtucheck test
+// it on the host: A — R — B on /112s of fd00:5e::/64 with the R–B hop at
+// 1,280. The probe finds 1,280 from R's packet-too-big in 2 probes, as
+// tracepath -6 does; with R dropping packet-too-big, 1,280 again by search
+// in 9 probes and the black hole flagged. A VXLAN over an IPv6 underlay at
+// 1,500 is a mismatch with expected 1,430.
+func TestPathMTUIPv6(t *testing.T) {
+	guest(t)
+	p := testenv.NewPath6(t, 1280)
+	r := testenv.ProbePathMTU(t, p.A, testenv.Path6B)
+	tp := testenv.Tracepath6(t, p.A, testenv.Path6B)
+	t.Logf("with packet-too-big: %+v; tracepath -6: pmtu %d", r, tp)
+	if r != (testenv.PathMTU{PMTU: 1280, Blackhole: 0, Probes: 2}) || tp != 1280 {
+		t.Errorf("with packet-too-big: %+v, tracepath -6 %d; want 1280, no black hole, 2 probes, and tracepath 1280", r, tp)
+	}
+	p.DropPacketTooBig(t)
+	r = testenv.ProbePathMTU(t, p.A, testenv.Path6B)
+	dropped := p.PacketTooBigDropped(t)
+	t.Logf("black hole: %+v; %d packet-too-big dropped", r, dropped)
+	if r != (testenv.PathMTU{PMTU: 1280, Blackhole: 1, Probes: 9}) || dropped != 8 {
+		t.Errorf("black hole: %+v, %d packet-too-big dropped; want 1280, the black hole, 9 probes, 8 dropped", r, dropped)
+	}
+
+	// The VXLAN in A, unbound, routed to its IPv6 remote over a0 (1,500).
+	p.A.Exec(t, "ip", "link", "add", "vx6", "type", "vxlan", "id", "43", "remote", "fd00:5e::1:2", "dstport", "4789")
+	p.A.Exec(t, "ip", "link", "set", "vx6", "mtu", "1500")
+	agent := testenv.StartAgent(t, p.A, "--collector.disable-defaults", "--collector.mtucheck", "--mtucheck.cni-dir="+t.TempDir())
+	recordHooks("mtucheck", agent.Scrape(t))
+	vx6 := map[string]string{"interface": "vx6"}
+	testenv.Eventually(t, 10*time.Second, "vx6 judged against its IPv6 underlay", func() bool {
+		m := agent.Scrape(t)
+		exp, _ := m.Value("netsonde_interface_expected_mtu_bytes", vx6)
+		bad, _ := m.Value("netsonde_mtu_mismatch", map[string]string{"interface": "vx6", "reason": "exceeds_underlay"})
+		return exp == 1430 && bad == 1
+	})
+}

@@ -420,6 +420,7 @@ var checkDesc = map[string]string{
 	"TestExt4Fdatasyncs":                     "traced ext4 fdatasyncs ≥ the 50 made",
 	"TestTCPConnectOutcomes":                 "connects: 5 established, 3 refused, 2 ICMP-unreachable errors, 1 kernel timeout, exactly",
 	"TestDNSCounts":                          "13 DNS queries, 10 NOERROR answers with their durations and 3 timeouts counted exactly, per client namespace",
+	"TestPathMTUIPv6":                        "IPv6 path MTU over a 1,280 hop: 1,280 in 2 probes as `tracepath -6` says; with packet-too-big dropped, 1,280 in 9 probes and the black hole flagged; a VXLAN over IPv6 at 1,500 a mismatch with expected 1,430",
 }
 
 // checkOrder is the table's order of checks (others follow by name).
@@ -435,6 +436,7 @@ var checkOrder = []string{
 	"TestTCPConnectOutcomes",
 	"TestExt4Fdatasyncs",
 	"TestDNSCounts",
+	"TestPathMTUIPv6",
 }
 
 func moduleRoot(t *testing.T) string {

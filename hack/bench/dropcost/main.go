@@ -87,7 +87,9 @@ func run(packets, rounds int) error {
 				}
 				prog, closer = p, func() { l.Close(); p.Close() }
 			case "netsonde":
-				p, err := bpfdrops.Load(bpfdrops.Options{Hooks: []string{loader.HookTPBTF}})
+				p, err := bpfdrops.Load(bpfdrops.Options{Hooks: []string{loader.HookTPBTF},
+					// As the agent runs it.
+					MaxKeysPerInterface: bpfdrops.DefaultMaxKeysPerInterface, MaxKeysPerNetns: bpfdrops.DefaultMaxKeysPerNetns})
 				if err != nil {
 					return err
 				}
