@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -142,15 +143,21 @@ func (c *collector) refresh() {
 			c.failed(l.Name, err)
 			continue
 		}
-		sums := map[string]uint64{}
+		// Sum per counter (queues into one) in place: a driver has a
+		// handful of the list, and a map per interface per round was
+		// most of a round's garbage.
+		start := len(out)
+	stats:
 		for i, j := range f.idx {
-			sums[f.counter[i]] += vals[j]
-		}
-		for name, v := range sums {
-			if v > 0 {
-				out = append(out, sample{iface: f.name, counter: name, v: v})
+			for k := start; k < len(out); k++ {
+				if out[k].counter == f.counter[i] {
+					out[k].v += vals[j]
+					continue stats
+				}
 			}
+			out = append(out, sample{iface: f.name, counter: f.counter[i], v: vals[j]})
 		}
+		out = slices.DeleteFunc(out, func(s sample) bool { return s.v == 0 })
 	}
 	for i := range c.known {
 		if !present[i] {

@@ -177,55 +177,57 @@ func cString(b []byte) string {
 	return string(b)
 }
 
-// dump makes one rtnetlink dump request and returns its messages. A dump
-// the kernel marked interrupted (it raced a change) is used as it is: the
-// next round reads it again.
-func dump(proto uint16, reply uint16, hdr nl.NetlinkRequestData) ([][]byte, error) {
+// dump makes one rtnetlink dump request and hands each message to fn as
+// it arrives (in the receive buffer: fn copies what it keeps), so a round
+// holds no dump in memory. A dump the kernel marked interrupted (it raced
+// a change) is used as it is: the next round reads it again.
+func dump(proto uint16, reply uint16, hdr nl.NetlinkRequestData, fn func(msg []byte)) error {
 	req := nl.NewNetlinkRequest(int(proto), unix.NLM_F_DUMP)
 	req.AddData(hdr)
-	msgs, err := req.Execute(unix.NETLINK_ROUTE, reply)
+	err := req.ExecuteIter(unix.NETLINK_ROUTE, reply, func(msg []byte) bool {
+		fn(msg)
+		return true
+	})
 	if err != nil && !errors.Is(err, nl.ErrDumpInterrupted) {
-		return nil, err
+		return err
 	}
-	return msgs, nil
+	return nil
 }
 
 // dumpLinks reads every link's counters.
 func dumpLinks() ([]linkStats, []error, error) {
-	msgs, err := dump(unix.RTM_GETLINK, unix.RTM_NEWLINK, nl.NewIfInfomsg(unix.AF_UNSPEC))
-	if err != nil {
-		return nil, nil, fmt.Errorf("dump links: %w", err)
-	}
-	out := make([]linkStats, 0, len(msgs))
+	var out []linkStats
 	var bad []error
-	for _, m := range msgs {
+	err := dump(unix.RTM_GETLINK, unix.RTM_NEWLINK, nl.NewIfInfomsg(unix.AF_UNSPEC), func(m []byte) {
 		l, err := parseLink(m)
 		if err != nil {
 			bad = append(bad, err)
-			continue
+			return
 		}
 		out = append(out, l)
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("dump links: %w", err)
 	}
 	return out, bad, nil
 }
 
 // dumpQdiscs reads every root qdisc's statistics.
 func dumpQdiscs() ([]qdiscStats, []error, error) {
-	msgs, err := dump(unix.RTM_GETQDISC, unix.RTM_NEWQDISC, &nl.TcMsg{Family: unix.AF_UNSPEC})
-	if err != nil {
-		return nil, nil, fmt.Errorf("dump qdiscs: %w", err)
-	}
 	var out []qdiscStats
 	var bad []error
-	for _, m := range msgs {
+	err := dump(unix.RTM_GETQDISC, unix.RTM_NEWQDISC, &nl.TcMsg{Family: unix.AF_UNSPEC}, func(m []byte) {
 		q, root, err := parseQdisc(m)
-		if err != nil {
+		switch {
+		case err != nil:
 			bad = append(bad, err)
-			continue
-		}
-		if root {
+		case root && q.kind != "noqueue":
+			// noqueue (veths, lo) has nothing to count: not kept.
 			out = append(out, q)
 		}
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("dump qdiscs: %w", err)
 	}
 	return out, bad, nil
 }
