@@ -175,6 +175,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			deps.Pods = cluster.None{}
 		} else {
 			deps.Pods = view
+			deps.Counters = view
 			if hostOpts.Links != nil {
 				deps.Net = view
 			}

@@ -26,6 +26,7 @@ import (
 	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/procnet"
 	"github.com/netsonde/netsonde/internal/testenv"
 )
 
@@ -227,7 +228,7 @@ func TestSeriesBudget(t *testing.T) {
 		switch {
 		case !onScrape:
 			// The view's background work, which the scrapes did not wait for.
-		case what == "hostnet.Namespaces" || what == "hostnet.Inspect":
+		case what == "hostnet.Namespaces" || what == "hostnet.Inspect" || what == "hostnet.Counters":
 			t.Errorf("%s calls on the scrape path during 100 scrapes: %s, want 0 (netlink and /proc walks belong to the background)", what, n)
 		case strings.HasPrefix(what, "proc:") && !budgetCounterFiles[strings.TrimPrefix(what, "proc:")]:
 			t.Errorf("procfs %s read %s times during 100 scrapes: only the kernel's counters are read on the scrape path", what, n)
@@ -237,12 +238,18 @@ func TestSeriesBudget(t *testing.T) {
 
 // budgetCounterFiles are the procfs files of kernel counters a scrape reads
 // (as it reads BPF maps): conntrack's limit, the IP fragmentation counters,
-// the softnet counters (one line per CPU).
+// the agent's own namespace's socket counters and the node's socket memory
+// against its limits (sockets; pods' namespaces are read in the background);
+// and the softnet counters (one line per CPU).
 var budgetCounterFiles = map[string]bool{
 	"net/softnet_stat":                   true,
 	"sys/net/netfilter/nf_conntrack_max": true,
 	"net/snmp":                           true,
 	"net/snmp6":                          true,
+	"net/netstat":                        true,
+	"net/sockstat":                       true,
+	"sys/net/ipv4/tcp_mem":               true,
+	"sys/net/ipv4/udp_mem":               true,
 }
 
 func budgetPodIP(i int) string { return fmt.Sprintf("198.19.%d.%d", 100+i/250, 1+i%250) }
@@ -286,6 +293,16 @@ func (c *counting) Namespaces() map[uint64]string {
 func (c *counting) Inspect(path string) (hostnet.Inspection, error) {
 	c.add("hostnet.Inspect")
 	return c.src.Inspect(path)
+}
+
+// Counters passes the view's reads of namespaces' counters through.
+func (c *counting) Counters(path string) (procnet.Counters, error) {
+	c.add("hostnet.Counters")
+	cs, ok := c.src.(hostnet.CounterSource)
+	if !ok {
+		return nil, fmt.Errorf("%T reads no counters", c.src)
+	}
+	return cs.Counters(path)
 }
 
 func (c *counting) ReadFile(name string) ([]byte, error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/netsonde/netsonde/collectors/neighbour"
 	"github.com/netsonde/netsonde/collectors/netdev"
 	"github.com/netsonde/netsonde/collectors/pmtu"
+	"github.com/netsonde/netsonde/collectors/sockets"
 	"github.com/netsonde/netsonde/collectors/softnet"
 	"github.com/netsonde/netsonde/collectors/tcpconnect"
 	"github.com/netsonde/netsonde/collectors/tcpretrans"
@@ -35,6 +36,7 @@ func Collectors() []collectors.Spec {
 		mesh.Spec,
 		mtucheck.Spec,
 		pmtu.Spec,
+		sockets.Spec,
 		netdev.Spec,
 		ethtool.Spec,
 		neighbour.Spec,

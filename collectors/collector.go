@@ -73,6 +73,10 @@ type Deps struct {
 	// links and the node's other namespaces. Nil when netlink is not
 	// available.
 	Net HostNet
+	// Counters has the host view read socket and protocol counters inside
+	// every namespace in its background refresh (their values are in
+	// Net's snapshot). Nil without a view.
+	Counters NetCounters
 	// Pods attributes network namespaces, interfaces and addresses to pods.
 	Pods cluster.Resolver
 	// Clock tells the time (forgetting, rate limits).
@@ -112,6 +116,14 @@ type HostNet interface {
 	// Miss asks for a namespace the snapshot does not know (yet) to be
 	// looked for, in the background.
 	Miss(inode uint64)
+}
+
+// NetCounters is the host view's reading of every namespace's own
+// netstat, snmp and snmp6, as nstat names their counters.
+type NetCounters interface {
+	// WantCounters asks for these counters from the next refresh on
+	// (names add up); each namespace's are in Snapshot().Namespaces().
+	WantCounters(names ...string)
 }
 
 // Clock is the time source.

@@ -386,9 +386,13 @@ func (s *Set) Close() error {
 		if c == nil {
 			continue
 		}
+		begin := time.Now()
 		if err := c.Close(); err != nil {
 			errs = append(errs, errors.Join(errors.New("close "+m.spec.Name), err))
 		}
+		// What a slow shutdown spent its time on (detaching programs
+		// from a thousand interfaces takes seconds).
+		s.logger.Debug("collector closed", "collector", m.spec.Name, "took", time.Since(begin).Round(time.Millisecond))
 	}
 	return errors.Join(errs...)
 }

@@ -57,6 +57,18 @@ var advice = map[string]struct{ Why, Next string }{
 	"process-fsync-slow": {
 		"etcd on this disk misses heartbeats: slow applies, leader elections, API timeouts",
 		"fio --rw=write --ioengine=sync --fdatasync=1 --size=22m --bs=2300 --name=etcd_check --directory=<etcd disk>; iostat -x 1"},
+	"listen-overflows": {
+		"the application does not accept() as fast as connections arrive: the kernel drops them and clients wait for SYN retransmits (1 s, 3 s...)",
+		"in the pod's network namespace (nsenter -t PID -n): nstat -az TcpExtListenOverflows; ss -ltn (Recv-Q at Send-Q, the backlog)"},
+	"udp-receive-errors": {
+		"datagrams are lost after they arrived: a metrics, log or DNS consumer loses data with no error on the wire",
+		"in the pod's network namespace: nstat -az UdpRcvbufErrors; ss -uanm (Recv-Q near rb); read faster or raise SO_RCVBUF and net.core.rmem_max"},
+	"tcp-memory-pressure": {
+		"the kernel shrinks every TCP socket's buffers on the node; at tcp_mem's max it aborts connections",
+		"cat /proc/net/sockstat; sysctl net.ipv4.tcp_mem; ss -tanm (sockets with large rb/tb, Recv-Q nobody reads)"},
+	"ephemeral-ports-exhausted": {
+		"its new connections fail at once with EADDRNOTAVAIL: every port of ip_local_port_range is in use or in TIME_WAIT towards the destination",
+		"in the pod's network namespace: sysctl net.ipv4.ip_local_port_range; ss -tan state time-wait | wc -l; reuse connections or widen the range"},
 	"collector-down": {
 		"its metrics are missing and its alerts cannot fire",
 		"the agent's log and landing page say why"},

@@ -118,6 +118,18 @@ func TestChecksFromFixtures(t *testing.T) {
 			{"dns-servfail", Info, "pod shop/web-1", []string{"2 DNS answers to pod shop/web-1 were SERVFAIL"}},
 		}},
 		{"dns-timeouts-near", 10, nil},
+		// 41 overflows in 10 s > 0/s; the host's ListenDrops are not overflows
+		{"listen-overflows", 10, []want{{"listen-overflows", Warning, "pod shop/api", []string{"the accept queue of pod shop/api overflowed 41 times in 10.0s"}}}},
+		{"listen-overflows-near", 10, nil},
+		// 21 in 10 s = 2.1/s > 1/s; 10 is not (RcvbufErrors not added)
+		{"udp-receive-errors", 10, []want{{"udp-receive-errors", Warning, "pod shop/metrics", []string{"failed to receive 21 datagrams", "20 of them for a full receive buffer"}}}},
+		{"udp-receive-errors-near", 10, nil},
+		// 1010 of 1000 pages > 1; 1000 is not
+		{"tcp-memory-pressure", 10, []want{{"tcp-memory-pressure", Warning, "tcp", []string{"TCP sockets hold 1010 pages, 101% of tcp_mem's pressure level (1000)"}}}},
+		{"tcp-memory-pressure-near", 10, nil},
+		// 10 in 10 s: 300 per 5m > 0; none during the run is not
+		{"ephemeral-ports-exhausted", 10, []want{{"ephemeral-ports-exhausted", Critical, "pod shop/client", []string{"10 TCP connects of pod shop/client failed", "+10 (300 per 5m > 0)"}}}},
+		{"ephemeral-ports-exhausted-near", 10, nil},
 		// ipv4 at 950 of 1000: 0.95 > 0.9
 		{"neighbour-full", 10, []want{{"neighbour-table-full", Critical, "ipv4", []string{"ipv4 neighbour table is 95% full (950 of 1000 entries)"}}}},
 		// exactly 0.9, and refusals from before the run: nothing
@@ -179,7 +191,8 @@ func TestEveryCheckHasAFixture(t *testing.T) {
 	for _, id := range []string{"conntrack-filling", "conntrack-full", "conntrack-drop", "conntrack-insert-failed",
 		"conntrack-early-drop", "mtu-mismatch", "pmtu-blackhole", "path-mtu-below", "packet-drops",
 		"tcp-retransmits", "tcp-connect-retries", "disk-fsync-slow", "collector-down",
-		"tcp-connect-failures", "mesh-path-failing", "dns-timeouts"} {
+		"tcp-connect-failures", "mesh-path-failing", "dns-timeouts", "listen-overflows", "udp-receive-errors",
+		"tcp-memory-pressure", "ephemeral-ports-exhausted"} {
 		if !ids[id] || !ids[id+"-near"] {
 			t.Errorf("check %s needs fixtures testdata/%s and testdata/%s-near", id, id, id)
 		}

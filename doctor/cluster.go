@@ -146,6 +146,10 @@ var clusterFindings = map[string]clusterFinding{
 	alertDiskFsync:       {id: "disk-fsync-slow", subject: []string{"path"}},
 	alertProcessFsync:    {id: "process-fsync-slow", subject: []string{"comm", "device"}},
 	alertCollectorDown:   {id: "collector-down", subject: []string{"collector"}},
+	alertListenOverflows: {id: "listen-overflows", subject: []string{"namespace", "pod"}},
+	alertUDPErrors:       {id: "udp-receive-errors", subject: []string{"namespace", "pod"}},
+	alertTCPMemory:       {id: "tcp-memory-pressure", subject: []string{"protocol"}},
+	alertPortsExhausted:  {id: "ephemeral-ports-exhausted", subject: []string{"namespace", "pod"}},
 	alertNeighbourFull: {id: "neighbour-table-full", subject: []string{"family"}, evidence: []evidenceQuery{
 		{expr: "netsonde_neighbour_entries", subject: "family"},
 		{expr: "netsonde_neighbour_entries_limit", subject: "family"},

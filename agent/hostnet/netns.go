@@ -1,16 +1,21 @@
 package hostnet
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/netsonde/netsonde/internal/procnet"
 )
 
 // PinDirs are where runtimes pin network namespaces: ip netns, containerd
@@ -147,4 +152,76 @@ func (k KernelSource) Inspect(path string) (Inspection, error) {
 	}
 	slices.SortFunc(out.Addrs, func(a, b netip.Addr) int { return a.Compare(b) })
 	return out, nil
+}
+
+// CounterSource is a Source that also reads a namespace's socket and
+// protocol counters (its own /proc/net/netstat, snmp and snmp6), for the
+// view to keep beside its links when a collector wants them.
+type CounterSource interface {
+	Counters(path string) (procnet.Counters, error)
+}
+
+// Counters implements CounterSource.
+func (k KernelSource) Counters(path string) (procnet.Counters, error) { return ReadCounters(path) }
+
+// ReadCounters reads the counters of the namespace at path from inside
+// it: a thread of its own enters the namespace, reads
+// /proc/thread-self/net/{netstat,snmp,snmp6} (procfs shows the reading
+// thread's namespace; a pinned namespace has no process to read through)
+// and comes back. A thread that cannot come back is never unlocked, so it
+// ends with its goroutine instead of running other code in a pod's
+// namespace. The namespace file is held open only for the read: no
+// descriptor outlives it, and no namespace is kept alive by netsonde.
+func ReadCounters(path string) (procnet.Counters, error) {
+	ns, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	type result struct {
+		files map[string][]byte
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- result{err: err}
+			return
+		}
+		defer orig.Close()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			done <- result{err: fmt.Errorf("enter %s: %w", path, err)}
+			return
+		}
+		var r result
+		r.files = make(map[string][]byte, len(procnet.Files))
+		for _, name := range procnet.Files {
+			b, err := os.ReadFile("/proc/thread-self/net/" + name)
+			if errors.Is(err, fs.ErrNotExist) { // snmp6 without IPv6
+				continue
+			}
+			if err != nil {
+				r.err = fmt.Errorf("read net/%s in %s: %w", name, path, err)
+				break
+			}
+			r.files[name] = b
+		}
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err == nil {
+			runtime.UnlockOSThread()
+		}
+		done <- r
+	}()
+	r := <-done
+	if r.err != nil {
+		return nil, r.err
+	}
+	c, err := procnet.ParseCounters(r.files)
+	if err != nil {
+		return nil, fmt.Errorf("counters of %s: %w", path, err)
+	}
+	return c, nil
 }

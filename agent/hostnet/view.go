@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/netsonde/netsonde/cluster"
+	"github.com/netsonde/netsonde/internal/procnet"
 )
 
 // PodIndex is what the view needs of the cluster: which pod has an
@@ -48,6 +49,10 @@ type Options struct {
 	GoneTTL time.Duration
 	// Now is the clock (time.Now by default).
 	Now func() time.Time
+	// Parallel is how many namespaces a refresh reads at once (default
+	// 4): 110 pods' links, addresses and counters in a fraction of the
+	// interval, without a thread per namespace.
+	Parallel int
 }
 
 // Namespace is another network namespace of the node, as last read.
@@ -58,6 +63,11 @@ type Namespace struct {
 	Inspection
 	// Read is when it was last read.
 	Read time.Time
+	// Counters are the namespace's own socket and protocol counters
+	// (netstat, snmp, snmp6) a collector asked for with WantCounters, as
+	// of Read; nil when none were asked for, empty when they could not
+	// be read.
+	Counters procnet.Counters
 }
 
 // State of a namespace in a snapshot.
@@ -149,6 +159,8 @@ type View struct {
 	mu     sync.Mutex
 	pods   PodIndex
 	wanted map[uint64]time.Time // inodes a collector asked for (Miss)
+	// wantCounters are the counter names collectors want of every namespace.
+	wantCounters map[string]bool
 	// links is the link list the last refresh saw: which namespaces a
 	// link change touches is the difference with the current one.
 	links []Link
@@ -173,6 +185,9 @@ func New(opts Options) (*View, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = 4
 	}
 	if opts.Own == 0 {
 		own, err := OwnInode()
@@ -259,6 +274,23 @@ func (v *View) Miss(inode uint64) {
 	v.mu.Lock()
 	if _, ok := v.wanted[inode]; !ok {
 		v.wanted[inode] = v.opts.Now()
+	}
+	v.mu.Unlock()
+	v.Changed()
+}
+
+// WantCounters asks the view to read these counters (by nstat name:
+// TcpExtListenOverflows, UdpRcvbufErrors, Udp6InErrors) of every
+// namespace from the next refresh on, inside each namespace, whenever it
+// reads the namespace (every Interval, and when it first sees it): a
+// scrape reads them from the snapshot. Names add up over calls.
+func (v *View) WantCounters(names ...string) {
+	v.mu.Lock()
+	if v.wantCounters == nil {
+		v.wantCounters = map[string]bool{}
+	}
+	for _, n := range names {
+		v.wantCounters[n] = true
 	}
 	v.mu.Unlock()
 	v.Changed()
@@ -352,22 +384,60 @@ func (v *View) refresh(full bool) {
 	paths := v.opts.Source.Namespaces()
 	next := &Snapshot{Taken: now, own: old.own, ns: make(map[uint64]*Namespace, len(paths)), byID: map[int]*Namespace{},
 		gone: make(map[uint64]time.Time, len(old.gone)), podByNetns: map[uint64]cluster.Pod{}, podByIface: map[int]cluster.Pod{}}
+	v.mu.Lock()
+	var want []string
+	for n := range v.wantCounters {
+		want = append(want, n)
+	}
+	v.mu.Unlock()
+	var reads []*Namespace
 	for ino, path := range paths {
 		if ino == old.own {
 			continue
 		}
 		prev := old.ns[ino]
-		if prev != nil && !full && prev.Path == path && len(prev.Addrs) > 0 && prev.NsID >= 0 && !touched[prev.NsID] {
+		if prev != nil && !full && prev.Path == path && len(prev.Addrs) > 0 && prev.NsID >= 0 && !touched[prev.NsID] &&
+			(want == nil || prev.Counters != nil) {
 			next.ns[ino] = prev
 			continue
 		}
-		insp, err := v.opts.Source.Inspect(path)
+		n := &Namespace{Inode: ino, Path: path, Read: now}
+		if want != nil {
+			n.Counters = procnet.Counters{}
+		}
+		reads = append(reads, n)
+	}
+	// Links, addresses and nsids on the calling thread: an nsid is the
+	// one the caller's namespace gives (for the agent, the node's).
+	for _, n := range reads {
+		insp, err := v.opts.Source.Inspect(n.Path)
 		if err != nil {
-			// Gone between the walk and the read, or not ours to read.
-			v.logger.Debug("network namespace unreadable", "path", path, "err", err)
+			// Gone between the walk and the read (a pod's last process
+			// exited), or not ours to read: skipped this round, at debug
+			// level only, as churn makes it common.
+			v.logger.Debug("network namespace unreadable", "path", n.Path, "err", err)
 			continue
 		}
-		next.ns[ino] = &Namespace{Inode: ino, Path: path, Inspection: insp, Read: now}
+		n.Inspection = insp
+		next.ns[n.Inode] = n
+	}
+	// Counters enter each namespace from a thread of their own: a few
+	// at a time, so 110 pods take a fraction of the interval without a
+	// thread per namespace.
+	if cs, ok := v.opts.Source.(CounterSource); ok && want != nil {
+		sem := make(chan struct{}, v.opts.Parallel)
+		var wg sync.WaitGroup
+		for _, n := range reads {
+			if next.ns[n.Inode] != n {
+				continue
+			}
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				n.Counters = v.counters(cs, n.Path, want)
+			})
+		}
+		wg.Wait()
 	}
 	for _, n := range next.ns {
 		if n.NsID >= 0 {
@@ -401,6 +471,24 @@ func (v *View) refresh(full bool) {
 		v.join(next, pods)
 	}
 	v.snap.Store(next)
+}
+
+// counters reads the wanted counters of the namespace at path: empty
+// (not nil, so the namespace is not read again before the next full
+// refresh) when they cannot be read.
+func (v *View) counters(cs CounterSource, path string, want []string) procnet.Counters {
+	out := make(procnet.Counters, len(want))
+	all, err := cs.Counters(path)
+	if err != nil {
+		v.logger.Debug("network namespace counters unreadable", "path", path, "err", err)
+		return out
+	}
+	for _, name := range want {
+		if c, ok := all[name]; ok {
+			out[name] = c
+		}
+	}
+	return out
 }
 
 // join attributes namespaces and host-side veths to pods. A pod can add
@@ -528,6 +616,16 @@ func Fixed(own uint64, links []Link, pods PodIndex, namespaces ...Namespace) *Vi
 	}
 	v, _ := New(Options{Own: own, Links: NewStatic(links), Source: src})
 	v.pods = pods
+	// The namespaces' counters are wanted as given: a collector's
+	// WantCounters finds them there, as it would after a refresh.
+	for _, n := range namespaces {
+		for name := range n.Counters {
+			if v.wantCounters == nil {
+				v.wantCounters = map[string]bool{}
+			}
+			v.wantCounters[name] = true
+		}
+	}
 	v.refresh(true)
 	return v
 }
@@ -541,6 +639,15 @@ func (f fixedSource) Namespaces() map[uint64]string {
 		out[ino] = fmt.Sprintf("fixed:%d", ino)
 	}
 	return out
+}
+
+// Counters implements CounterSource: the namespace's fixed counters.
+func (f fixedSource) Counters(path string) (procnet.Counters, error) {
+	var ino uint64
+	if _, err := fmt.Sscanf(path, "fixed:%d", &ino); err != nil {
+		return nil, err
+	}
+	return f[ino].Counters, nil
 }
 
 func (f fixedSource) Inspect(path string) (Inspection, error) {

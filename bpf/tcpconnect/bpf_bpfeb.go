@@ -22,7 +22,7 @@ type bpfInflightConn struct {
 
 type bpfNsStats struct {
 	_           structs.HostLayout
-	Connects    [4]uint64
+	Connects    [5]uint64
 	DurBuckets  [7]uint64
 	DurSumNs    uint64
 	Resets      [2]uint64

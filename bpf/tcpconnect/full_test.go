@@ -61,7 +61,7 @@ func TestStatsFullCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	over := stats[tcpconnect.OverflowNetns]
-	if len(stats) != 1 || over.Connects != [4]uint64{0, 30, 0, 0} || over.Resets != [2]uint64{0, 30} {
+	if len(stats) != 1 || over.Connects != [5]uint64{0, 30, 0, 0, 0} || over.Resets != [2]uint64{0, 30} {
 		t.Errorf("stats %+v, want only the overflow slot with 30 refused connects and 30 resets received", stats)
 	}
 	full, err := c.Full()
@@ -116,7 +116,7 @@ func TestInflightLossCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := stats[uint32(pod.Inode(t))]; s.Connects != [4]uint64{} {
+	if s := stats[uint32(pod.Inode(t))]; s.Connects != [5]uint64{} {
 		t.Errorf("connects %v counted, want none: their entries were gone", s.Connects)
 	}
 	full, err := c.Full()

@@ -7,7 +7,7 @@
  * Active opens are followed on sock:inet_sock_set_state: CLOSE -> SYN_SENT
  * records the start in an LRU hash keyed by the socket; SYN_SENT ->
  * ESTABLISHED counts "established" and its duration; SYN_SENT -> CLOSE
- * counts refused, timeout or error from the socket's error and from
+ * counts refused, timeout, error or no_port (no local port free) from the socket's error and from
  * whether sock:inet_sk_error_report said an error (an ICMP unreachable)
  * came in while it was in SYN_SENT. Every close of
  * a connection that got past the handshake samples its smoothed RTT once.
@@ -34,6 +34,11 @@ struct tcp_sock {
 	__u32 segs_out;
 } __attribute__((preserve_access_index));
 
+/* inet_sport is the local port once one is bound or allocated. */
+struct inet_sock___tc {
+	__be16 inet_sport;
+} __attribute__((preserve_access_index));
+
 #define SK(sk) ((const struct sock___tc *)(sk))
 
 #define TCP_ESTABLISHED 1
@@ -51,6 +56,8 @@ struct tcp_sock {
 #define R_REFUSED 1
 #define R_TIMEOUT 2
 #define R_ERROR 3
+#define R_NO_PORT 4
+#define RESULTS 5
 
 /* Bucket edges, kept in step with collectors/tcpconnect. The connect
  * duration has edges at 0.1 s and at the SYN retransmit steps (1 s, 3 s). */
@@ -58,7 +65,7 @@ struct tcp_sock {
 #define SRTT_EDGES 9
 
 struct ns_stats {
-	__u64 connects[4];
+	__u64 connects[RESULTS];
 	__u64 dur_buckets[DUR_EDGES + 1]; /* not cumulative; last is +Inf */
 	__u64 dur_sum_ns;
 	__u64 resets[2]; /* 0 sent, 1 received */
@@ -160,16 +167,27 @@ static __always_inline __u32 srtt_bucket(__u64 us)
  * the state changes, but on 6.18 its errno is not yet in sk_err when the
  * state changes, hence the answered flag: error. The application closing
  * the socket first leaves no error at all: nothing ever answered, timeout.
- * A socket that never sent its SYN (tcp_v4_connect failing after SYN_SENT,
- * e.g. no local port left) is an error too, though it has no error set. */
+ * A socket that never sent its SYN is no_port when tcp_v4_connect found
+ * no local port for it, else an error too, though it has no error set. */
 static __always_inline __u32 result(const struct sock *sk, int answered)
 {
 	int err = BPF_CORE_READ(SK(sk), sk_err);
 	int soft = BPF_CORE_READ(SK(sk), sk_err_soft);
 	if (err == ECONNREFUSED_)
 		return R_REFUSED;
-	if (BPF_CORE_READ((const struct tcp_sock *)sk, segs_out) == 0)
+	if (BPF_CORE_READ((const struct tcp_sock *)sk, segs_out) == 0) {
+		/* No SYN sent. tcp_v4_connect and tcp_v6_connect enter
+		 * SYN_SENT, then ask inet_hash_connect for a local port; when
+		 * none is free (EADDRNOTAVAIL) they close the socket with no
+		 * port ever set. Any later failure (a route, tcp_connect) comes
+		 * after the port was set, and a socket bound before connect
+		 * has its port: both stay error. inet_sport, not inet_num,
+		 * because closing releases the port (inet_num back to 0)
+		 * before this tracepoint fires. */
+		if (BPF_CORE_READ((const struct inet_sock___tc *)sk, inet_sport) == 0)
+			return R_NO_PORT;
 		return R_ERROR;
+	}
 	if ((err == ETIMEDOUT_ || err == 0) && soft == 0 && !answered)
 		return R_TIMEOUT;
 	return R_ERROR;
@@ -208,7 +226,7 @@ static __always_inline void set_state(const struct sock *sk, int oldstate, int n
 			return;
 		if (newstate == TCP_CLOSE) {
 			__u32 r = result(sk, answered);
-			if (r < 4)
+			if (r < RESULTS)
 				s->connects[r]++;
 			return;
 		}

@@ -432,7 +432,13 @@ func TestDoctorPrometheus(t *testing.T) {
 	})
 
 	t.Run("recorded aggregates read in place of the raw sums", func(t *testing.T) {
-		waitFor(t, promRecorded, "node_reason:netsonde_packet_drops:rate5m")
+		// Every recorded series the queries below expect: the rules are
+		// in more than one group, and a loaded machine evaluates one
+		// group's first round well after another's (fresh-node once ran
+		// doctor with the drops recorded but not yet the conntrack fill).
+		for _, name := range []string{"node_reason:netsonde_packet_drops:rate5m", "node_state:netsonde_tcp_retransmits:rate5m", "node:netsonde_conntrack_fill:ratio"} {
+			waitFor(t, promRecorded, name)
+		}
 		args := []string{`--selector=cluster="a"`, "--log.level=debug", "--output=json"}
 		out, stderr, code := runDoctorCmd(t, append([]string{"--prometheus", promRecorded}, args...)...)
 		rep := decodeValid[doctor.ClusterReport](t, schema, out)

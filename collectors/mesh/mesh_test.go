@@ -75,8 +75,9 @@ func pingMean(t *testing.T, ns *testenv.Netns, addr string) float64 {
 
 // Two namespaces joined by a veth (the underlay) and a VXLAN over it (the
 // overlay); the peer answers 10 ms late on the underlay and 30 ms late
-// through the overlay. The agent's mean RTT per path is within 20% of
-// ping's over the same path; a peer whose overlay address does not exist
+// through the overlay. The agent's mean RTT per path is at least the
+// responder's lateness and within 0.5-2x of ping's over the same path; a
+// peer whose overlay address does not exist
 // is counted unreachable on the overlay only; an IPv6 peer is probed too.
 // Run with the raw socket (root, no ping_group_range: a new namespace
 // allows no group) and with the unprivileged ping socket.
@@ -146,11 +147,21 @@ func meshPaths(t *testing.T, mode string) {
 	mu, nu := mean("underlay", "b")
 	mo, no := mean("overlay", "b")
 	t.Logf("netsonde: underlay %.2f ms (%v probes), overlay %.2f ms (%v probes)", mu*1000, nu, mo*1000, no)
+	// The responder's lateness is the exact part: no probe can come back
+	// sooner. Beside ping the tolerance is wide: the two measure at
+	// different moments, and on a machine at load average 30 (fresh-node
+	// beside other work) a user-space responder's extra lateness swings
+	// by tens of percent between them (0.71x to 1.26x seen). What it
+	// still catches is a wrong unit or a timer that is not the packet's.
 	for _, c := range []struct {
 		path       string
 		ours, ping float64
-	}{{"underlay", mu, pingUnder}, {"overlay", mo, pingOver}} {
-		if r := c.ours / c.ping; r < 0.8 || r > 1.2 {
+		late       time.Duration
+	}{{"underlay", mu, pingUnder, under}, {"overlay", mo, pingOver, over}} {
+		if c.ours < c.late.Seconds() {
+			t.Errorf("%s: netsonde's mean %.2f ms is below the responder's own lateness %v", c.path, c.ours*1000, c.late)
+		}
+		if r := c.ours / c.ping; r < 0.5 || r > 2 {
 			t.Errorf("%s: netsonde's mean %.2f ms is %.2fx ping's %.2f ms", c.path, c.ours*1000, r, c.ping*1000)
 		}
 	}

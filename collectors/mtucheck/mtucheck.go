@@ -72,7 +72,9 @@ func setup(app *kingpin.Application) collectors.Factory {
 			h.Close()
 			return nil, collectors.Down("bad_flag", fmt.Errorf("--mtucheck.geneve-option-bytes %d: below 0", *c.geneveOptions))
 		}
-		col := &collector{deps: deps, cniDir: *c.cniDir, geneveOptions: *c.geneveOptions, nl: h, procNet: "/proc/sys/net"}
+		wg := &wgClient{}
+		col := &collector{deps: deps, cniDir: *c.cniDir, geneveOptions: *c.geneveOptions, nl: h, procNet: "/proc/sys/net",
+			wg: wg.endpoints, wgClose: wg.close}
 		col.routes = newRouteCache(col.route)
 		// The first look is made now, so the first scrape has verdicts;
 		// then link changes and a ticker keep routes and CNI current.
@@ -94,13 +96,22 @@ type collector struct {
 	procNet string
 	nl      *netlink.Handle
 	routes  *routeCache
-	stop    context.CancelFunc
-	done    chan struct{}
+	// wg reads a WireGuard device's peers' endpoints (background only);
+	// wgClose releases what it holds, after the background has stopped.
+	wg      wgReader
+	wgClose func()
+	// wgErrs are the devices whose last read failed, with the error
+	// logged, so that a failure is logged once, not every round.
+	wgErrs map[string]string
+	stop   context.CancelFunc
+	done   chan struct{}
 
 	mu      sync.Mutex
 	cni     int
 	cniFile string
 	ipv6    bool
+	// wgEndpoints: facts.wgEndpoints as last read.
+	wgEndpoints map[int][]net.IP
 }
 
 // backgroundEvery is how often routes and the CNI directory are read
@@ -125,21 +136,42 @@ func (c *collector) run(ctx context.Context) {
 }
 
 // background does the I/O the verdicts need, off the scrape path: the CNI
-// configuration, and the routes the current links ask for.
+// configuration, WireGuard peers' endpoints, and the routes the current
+// links ask for.
 func (c *collector) background() {
 	mtu, file, err := cniMTU(c.cniDir)
 	if err != nil {
 		c.deps.Logger.Warn("CNI config unreadable", "err", err)
 	}
 	v6 := ipv6On(c.procNet)
+	links := c.deps.Net.Links()
+	var wgEps map[int][]net.IP
+	if c.wg != nil {
+		var errs map[string]error
+		wgEps, errs = readWireGuard(links, c.wg)
+		c.logWireGuard(errs)
+	}
 	c.mu.Lock()
-	c.cni, c.cniFile, c.ipv6 = mtu, file, v6
+	c.cni, c.cniFile, c.ipv6, c.wgEndpoints = mtu, file, v6, wgEps
 	c.mu.Unlock()
 	// A dry run of the check records every destination it routes now;
 	// destinations only gone links asked for are dropped.
 	c.routes.forget()
-	check(c.deps.Net.Links(), c.routes.record, facts{cniMTU: mtu}, func(hostnet.Link) (int, bool) { return 0, false })
+	check(links, c.routes.record, facts{cniMTU: mtu, wgEndpoints: wgEps}, func(hostnet.Link) (int, bool) { return 0, false })
 	c.routes.refresh()
+}
+
+// logWireGuard logs each device's read failure when it starts or changes
+// (such a device is not judged: without CAP_NET_ADMIN, every one).
+func (c *collector) logWireGuard(errs map[string]error) {
+	now := make(map[string]string, len(errs))
+	for name, err := range errs {
+		now[name] = err.Error()
+		if c.wgErrs[name] != now[name] {
+			c.deps.Logger.Warn("WireGuard peers unreadable: the device's MTU is not judged", "interface", name, "err", err)
+		}
+	}
+	c.wgErrs = now
 }
 
 // ipv6On says whether the namespace runs IPv6: the kernel has it (the
@@ -159,14 +191,14 @@ func ipv6On(procNet string) bool {
 
 func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
 	c.mu.Lock()
-	cni, cniFile, v6 := c.cni, c.cniFile, c.ipv6
+	cni, cniFile, v6, wgEps := c.cni, c.cniFile, c.ipv6, c.wgEndpoints
 	c.mu.Unlock()
 	if cni > 0 {
 		ch <- prometheus.MustNewConstMetric(cniDesc, prometheus.GaugeValue, float64(cni), cniFile)
 	}
 	// The far ends of veths (pods' eth0) as the host network view last
 	// read them.
-	f := facts{cniMTU: cni, ipv6: v6, geneveOptions: c.geneveOptions}
+	f := facts{cniMTU: cni, ipv6: v6, geneveOptions: c.geneveOptions, wgEndpoints: wgEps}
 	for _, v := range check(c.deps.Net.Links(), c.routes.record, f, c.deps.Net.Snapshot().PeerMTU) {
 		if v.expected > 0 {
 			ch <- prometheus.MustNewConstMetric(expectedDesc, prometheus.GaugeValue, float64(v.expected), v.iface)
@@ -256,6 +288,7 @@ func (c *collector) route(dst net.IP) int {
 func (c *collector) Close() error {
 	c.stop()
 	<-c.done
+	c.wgClose()
 	c.nl.Close()
 	return nil
 }

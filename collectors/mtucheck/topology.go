@@ -2,6 +2,7 @@ package mtucheck
 
 import (
 	"net"
+	"slices"
 	"sort"
 
 	"github.com/vishvananda/netlink"
@@ -18,7 +19,8 @@ import (
 //   - geneve: same as vxlan with no options (RFC 8926): 50 / 70, plus
 //     the options the CNI sends (--mtucheck.geneve-option-bytes).
 //   - wireguard: IP 20/40 + UDP 8 + WireGuard data header 16 + Poly1305
-//     tag 16 = 60 / 80 (wireguard-tools' documented 60 / 80).
+//     tag 16 = 60 / 80 (wireguard-tools' documented 60 / 80). Its outer
+//     family is each peer's endpoint's (see wireguardFit).
 //   - ipip, sit (IPv4 outer): 20. ip6tnl: IPv6 40 + the tunnel encapsulation
 //     limit option 8 that Linux adds by default (RFC 2473) = 48.
 //   - gre: IPv4 20 + GRE 4 = 24 (ip6gre: 44); gretap adds the inner
@@ -73,6 +75,10 @@ type facts struct {
 	// geneveOptions are the bytes of Geneve options the CNI adds to each
 	// packet (--mtucheck.geneve-option-bytes).
 	geneveOptions int
+	// wgEndpoints are the endpoints of each WireGuard device's peers, by
+	// link index, as the background last read them over generic netlink.
+	// A device absent here, or with no endpoint, is not judged.
+	wgEndpoints map[int][]net.IP
 }
 
 // check judges every interface of one namespace.
@@ -93,6 +99,18 @@ func check(links []hostnet.Link, route routeLookup, f facts, peerMTU func(l host
 		if !ok {
 			continue
 		}
+		if l.Kind == "wireguard" {
+			exp, under := wireguardFit(f.wgEndpoints[l.Index], route, byIndex)
+			if len(under) == 0 {
+				continue // no peer endpoint known, or none routed here
+			}
+			for _, u := range under {
+				underlays[u] = true
+			}
+			out = append(out, verdict{iface: l.Name, expected: exp, reasons: map[string]bool{reasonExceedsUnderlay: l.MTU > exp}})
+			fit = fitThrough(fit, min(l.MTU, exp))
+			continue
+		}
 		under, v6 := underlayOf(l, route)
 		u, found := byIndex[under]
 		if !found {
@@ -108,10 +126,7 @@ func check(links []hostnet.Link, route routeLookup, f facts, peerMTU func(l host
 		}
 		exp := u.MTU - o
 		out = append(out, verdict{iface: l.Name, expected: exp, reasons: map[string]bool{reasonExceedsUnderlay: l.MTU > exp}})
-		f := min(l.MTU, exp)
-		if fit == 0 || f < fit {
-			fit = f
-		}
+		fit = fitThrough(fit, min(l.MTU, exp))
 	}
 
 	// Pod-facing interfaces: veths, except those that carry a tunnel.
@@ -149,6 +164,55 @@ func check(links []hostnet.Link, route routeLookup, f facts, peerMTU func(l host
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].iface < out[j].iface })
 	return out
+}
+
+// fitThrough is the overlay's fit with one more tunnel that carries f:
+// the smallest of them (0: none yet).
+func fitThrough(fit, f int) int {
+	if fit == 0 || f < fit {
+		return f
+	}
+	return fit
+}
+
+// wireguardFit is the largest MTU a WireGuard device can have for every
+// peer it has an endpoint for, and the underlay devices it reaches them
+// by. A WireGuard device names no remote of its own: each peer's packets
+// go to that peer's endpoint, by the route to it, in the endpoint's
+// family, so the device must fit the tightest peer: 60 bytes under its
+// underlay when the endpoint is IPv4, 80 when IPv6 (one IPv6 peer over
+// a 1,500 underlay makes the device's limit 1,420 however many IPv4 ones
+// it has). A peer without an endpoint (one that has not yet sent a
+// handshake to a device that listens only) says nothing; a device with
+// none at all is not judged, as any tunnel whose underlay is unknown:
+// guessing IPv6's 80 would flag every IPv4 WireGuard set to the usual
+// 1,440 before its first handshake. The routes ignore the device's
+// fwmark (policy routing that sends the encapsulated packets another
+// way than the main table is not followed).
+func wireguardFit(endpoints []net.IP, route routeLookup, byIndex map[int]hostnet.Link) (int, []int) {
+	oh := encapsulations["wireguard"]
+	exp, any := 0, false
+	var under []int
+	for _, ep := range endpoints {
+		if ep == nil || ep.IsUnspecified() {
+			continue
+		}
+		u, ok := byIndex[route(ep)]
+		if !ok {
+			continue
+		}
+		o := oh.v4
+		if isIPv6(ep) {
+			o = oh.v6
+		}
+		if e := u.MTU - o; !any || e < exp {
+			exp, any = e, true
+		}
+		if !slices.Contains(under, u.Index) {
+			under = append(under, u.Index)
+		}
+	}
+	return exp, under
 }
 
 // belowIPv6Minimum judges the interfaces of a namespace that runs IPv6

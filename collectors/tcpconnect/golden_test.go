@@ -32,7 +32,7 @@ func (f *fixedCounter) Close() error          { return nil }
 // stats makes distinct counts from a seed.
 func stats(n uint64) bpftc.Stats {
 	s := bpftc.Stats{
-		Connects:  [4]uint64{100 * n, 3 * n, 2 * n, n},
+		Connects:  [5]uint64{100 * n, 3 * n, 2 * n, n, 4 * n},
 		DurSumNs:  n * 1_234_000_000,
 		Resets:    [2]uint64{5 * n, 4 * n},
 		SrttSumUs: n * 56_789,

@@ -1,7 +1,7 @@
 // Package tcpconnect exports the outcome of every TCP connection a pod (or
-// the host) opens: established, refused, timed out or failed otherwise,
-// how long the handshake took, resets sent and received, and the smoothed
-// RTT of each connection as it closes. Everything is counted in the
+// the host) opens: established, refused, timed out, out of local ports
+// (no_port) or failed otherwise, how long the handshake took, resets sent
+// and received, and the smoothed RTT of each connection as it closes. Everything is counted in the
 // kernel per network namespace; a scrape reads one map entry per pod.
 package tcpconnect
 
@@ -27,10 +27,10 @@ var Spec = collectors.Spec{
 	Help:           "TCP connect outcomes, handshake duration, resets and smoothed RTT per pod (eBPF on sock:inet_sock_set_state, sock:inet_sk_error_report, tcp:tcp_send_reset, tcp:tcp_receive_reset).",
 	DefaultEnabled: true,
 	Metrics:        []string{"netsonde_tcp_"},
-	// Per pod namespace and the host's: 4 results, 2 reset directions,
+	// Per pod namespace and the host's: 5 results, 2 reset directions,
 	// two histograms (connect duration, srtt at close) of at most 16
 	// buckets each with sum and count; the in-flight gauge.
-	Budget: func(_, p int) int { return (4+2+2*(16+2))*(p+1) + 16 },
+	Budget: func(_, p int) int { return (5+2+2*(16+2))*(p+1) + 16 },
 	Setup: func(app *kingpin.Application) collectors.Factory {
 		attach := app.Flag("tcpconnect.attach", "How to attach: auto (tp_btf, then raw_tp), tp_btf or raw_tp.").
 			Default("auto").Enum("auto", loader.HookTPBTF, loader.HookRawTP)
@@ -75,7 +75,7 @@ func New(deps collectors.Deps, o Options) (collectors.Collector, error) {
 
 var (
 	connectsDesc = prometheus.NewDesc(collectors.Namespace+"_tcp_connects_total",
-		"TCP connections opened (active opens) by outcome: established (handshake completed), refused (RST in SYN_SENT), timeout (SYN_SENT ended without any answer: the kernel gave up or the application closed), error (anything else, e.g. ICMP unreachable).",
+		"TCP connections opened (active opens) by outcome: established (handshake completed), refused (RST in SYN_SENT), timeout (SYN_SENT ended without any answer: the kernel gave up or the application closed), error (anything else, e.g. ICMP unreachable), no_port (no local port was free: connect failed with EADDRNOTAVAIL before any SYN was sent; ephemeral ports exhausted).",
 		[]string{"namespace", "pod", "result"}, nil)
 	durationDesc = prometheus.NewDesc(collectors.Namespace+"_tcp_connect_duration_seconds",
 		"Time from SYN sent to ESTABLISHED of active opens; the 1 s and 3 s edges are the SYN retransmit steps.",
@@ -91,7 +91,7 @@ var (
 		[]string{"namespace", "pod"}, nil)
 )
 
-var results = [4]string{"established", "refused", "timeout", "error"}
+var results = [5]string{"established", "refused", "timeout", "error", "no_port"}
 
 // counter is what Collect uses of the loaded programs (*bpftc.Counter),
 // so that a test can serve fixed counts.

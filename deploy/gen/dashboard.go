@@ -124,6 +124,25 @@ func sections() []section {
 				description: "The kernel's smoothed RTT of each connection as it closes, per node.",
 				queries:     []query{{expr: "histogram_quantile(0.5, sum by (node, le) (" + rate("netsonde_tcp_srtt_seconds_bucket") + "))", legend: "{{node}}"}}},
 		}},
+		{"Sockets", []panel{
+			ts("Accept queue overflows by pod", "ops", "Connections the kernel dropped because a listener's accept queue was full (TcpExtListenOverflows of the pod's own network namespace; empty: the host). NetsondeListenOverflows fires when it does not stop for 10 minutes.",
+				query{expr: "topk(20, sum by (namespace, pod) (" + rate("netsonde_socket_errors_total", `counter="TcpExtListenOverflows"`) + "))", legend: "{{namespace}}/{{pod}}"}),
+			{title: "UDP receive errors by pod", kind: "timeseries", unit: "pps", thresholds: []float64{1},
+				description: "Datagrams a pod's UDP sockets could not take (InErrors; RcvbufErrors: the receive buffer was full). NetsondeUDPReceiveErrors fires above 1/s of InErrors for 10 minutes.",
+				queries: []query{{expr: "topk(20, sum by (namespace, pod, counter) (" + rate("netsonde_socket_errors_total", `counter=~"Udp6?(InErrors|RcvbufErrors)"`) + "))",
+					legend: "{{namespace}}/{{pod}} {{counter}}"}}},
+			ts("TCP socket memory against tcp_mem", "short", "Pages charged to TCP sockets (sockstat) and net.ipv4.tcp_mem's levels: above pressure the kernel shrinks buffers (NetsondeTCPMemoryPressure), at max it aborts connections.",
+				// One query: the limits are absent where the agent is
+				// not in the node's namespace, the usage never is.
+				query{expr: `label_replace(netsonde_socket_memory_pages` + sel(`protocol="tcp"`) + `, "level", "in use", "", "") or netsonde_socket_memory_limit_pages` + sel(`protocol="tcp"`),
+					legend: "{{node}} {{level}}"}),
+			ts("Connects with no local port by pod", "ops", "Connects that failed with EADDRNOTAVAIL because every local port was taken (result=\"no_port\", counted in the kernel). NetsondeEphemeralPortsExhausted pages when it lasts 5 minutes.",
+				query{expr: "topk(20, sum by (namespace, pod) (" + rate("netsonde_tcp_connects_total", `result="no_port"`) + "))", legend: "{{namespace}}/{{pod}}"}),
+			{title: "Other socket errors by pod", kind: "timeseries", unit: "ops", width: 24,
+				description: "The rest of the namespaces' socket counters: ListenDrops, ReqQFullDrop, BacklogDrop, RcvQDrop, ZeroWindowDrop, OFODrop, MemoryPressures, AbortOnMemory, AbortOnTimeout, SndbufErrors.",
+				queries: []query{{expr: "topk(20, sum by (namespace, pod, counter) (" + rate("netsonde_socket_errors_total", `counter!~"TcpExtListenOverflows|Udp6?(InErrors|RcvbufErrors)"`) + "))",
+					legend: "{{namespace}}/{{pod}} {{counter}}"}}},
+		}},
 		{"Node latency mesh", []panel{
 			{title: "Median RTT to peer nodes by path", kind: "timeseries", unit: "s",
 				description: "ICMP echo to the peers this node probes: underlay (InternalIP) and overlay (the peer's pod-network address). The gap is what the overlay costs.",

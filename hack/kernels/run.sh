@@ -161,7 +161,7 @@ echo '127.0.0.1 localhost' >"$R/etc/hosts"
 
 # Modules the tests need, with their dependencies from modules.dep, in load
 # order (dependencies first). A module built into this kernel is skipped.
-WANT="veth dummy vxlan loop nf_conntrack nf_conntrack_netlink nfnetlink nf_tables nft_ct nft_reject nft_reject_inet
+WANT="veth dummy vxlan wireguard loop nf_conntrack nf_conntrack_netlink nfnetlink nf_tables nft_ct nft_reject nft_reject_inet
       sch_ingress cls_bpf sch_netem sch_tbf ext4 crc32c_generic crc32c_intel"
 declare -A seen=()
 ORDER=()

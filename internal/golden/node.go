@@ -78,6 +78,10 @@ type podIndex struct{}
 func (podIndex) ByIP(a netip.Addr) (cluster.Pod, bool) { return WebPod, a == PodAddr }
 func (podIndex) PeerNodes() []cluster.Node             { return []cluster.Node{PeerNode} }
 
+// PodIndex is the fixture's pod index (WebPod at PodAddr), for a test
+// that builds its own view of the fixture's namespaces.
+func PodIndex() hostnet.PodIndex { return podIndex{} }
+
 // Node is the fixture node's view, with extra links if given: Deps.Net,
 // and Deps.Pods as the agent gives it (pods joined by address).
 func Node(extra ...hostnet.Link) *hostnet.View {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/wgctrl"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/netsonde/netsonde/internal/testenv"
 )
@@ -520,4 +522,200 @@ func TestPathMTUIPv6(t *testing.T) {
 		bad, _ := m.Value("netsonde_mtu_mismatch", map[string]string{"interface": "vx6", "reason": "exceeds_underlay"})
 		return exp == 1430 && bad == 1
 	})
+}
+
+// (i) WireGuard's outer family, which needs the wireguard module (the
+// host's kernel has none; run.sh loads it in the guest): over u0 at 1,500,
+// wg6 has one peer with an IPv6 endpoint and wg4 one with an IPv4
+// endpoint, configured over generic netlink as wg(8) would. The agent
+// reads the endpoints the same way: wg6 at 1,440 (IPv4's usual value) is
+// a mismatch with expected 1,420 (outer IPv6 40 + UDP 8 + WireGuard 32),
+// and at 1,420 is not; wg4 at 1,440 fits its expected 1,440.
+func TestWireGuardOverIPv6(t *testing.T) {
+	guest(t)
+	node := testenv.NewNetns(t)
+	peer := testenv.NewNetns(t)
+	testenv.Run(t, "ip", "link", "add", "u0", "netns", node.Name, "mtu", "1500", "type", "veth", "peer", "name", "u1", "netns", peer.Name)
+	node.Exec(t, "ip", "-6", "addr", "add", "fd00:5e::70:1/112", "dev", "u0", "nodad")
+	node.Exec(t, "ip", "addr", "add", "198.18.70.1/24", "dev", "u0")
+	node.Exec(t, "ip", "link", "set", "u0", "up")
+	// Left down: they send no handshake, so nothing leaves u0.
+	node.Exec(t, "ip", "link", "add", "wg6", "mtu", "1440", "type", "wireguard")
+	node.Exec(t, "ip", "link", "add", "wg4", "mtu", "1440", "type", "wireguard")
+	wgPeer(t, node, "wg6", 51820, "[fd00:5e::70:2]:51820")
+	wgPeer(t, node, "wg4", 51821, "198.18.70.2:51820")
+
+	a := testenv.StartAgent(t, node, "--collector.disable-defaults", "--collector.mtucheck", "--mtucheck.cni-dir="+t.TempDir(), "--hostnet.refresh-interval=200ms")
+	recordHooks("mtucheck", a.Scrape(t))
+	judged := func(iface string, expected, mismatch float64) {
+		t.Helper()
+		var exp, bad float64
+		testenv.Eventually(t, 15*time.Second, iface+" judged by its peer's endpoint", func() bool {
+			m := a.Scrape(t)
+			exp, _ = m.Value("netsonde_interface_expected_mtu_bytes", map[string]string{"interface": iface})
+			bad, _ = m.Value("netsonde_mtu_mismatch", map[string]string{"interface": iface, "reason": "exceeds_underlay"})
+			return exp == expected && bad == mismatch
+		})
+		t.Logf("%s: expected %v, mismatch %v", iface, exp, bad)
+	}
+	judged("wg6", 1420, 1)
+	judged("wg4", 1440, 0)
+	node.Exec(t, "ip", "link", "set", "wg6", "mtu", "1420")
+	judged("wg6", 1420, 0)
+}
+
+// wgPeer gives the WireGuard device dev in ns a fresh private key, a
+// listening port and one peer (a fresh public key) at endpoint.
+func wgPeer(t *testing.T, ns *testenv.Netns, dev string, port int, endpoint string) {
+	t.Helper()
+	priv, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := net.ResolveUDPAddr("udp", endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ns.Do(func() error {
+		c, err := wgctrl.New()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return c.ConfigureDevice(dev, wgtypes.Config{
+			PrivateKey: &priv,
+			ListenPort: &port,
+			Peers:      []wgtypes.PeerConfig{{PublicKey: other.PublicKey(), Endpoint: ep}},
+		})
+	})
+	if err != nil {
+		t.Fatalf("configure %s: %v", dev, err)
+	}
+}
+
+// (j) Socket counters and no_port from the agent's own namespace: a
+// listener with a backlog of 8 that never accepts and 50 connects to it,
+// a UDP socket with a 4 KiB buffer never read and 1,000 datagrams of
+// 1,000 bytes to it: TcpExtListenOverflows and UdpRcvbufErrors equal the
+// namespace's kernel's; with 10 local ports and 10 connections held, 10
+// more connects fail with EADDRNOTAVAIL and count result="no_port" +10.
+// The kernel's own files are logged for the parsers' fixtures.
+func TestSocketCounters(t *testing.T) {
+	guest(t)
+	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
+	testenv.Veth(t, a, b, "sa0", "sb0", "198.18.46.1/24", "198.18.46.2/24", 0)
+	agent := testenv.StartAgent(t, a, "--collector.disable-defaults", "--collector.sockets", "--collector.tcpconnect", "--tcpconnect.netns=own")
+	recordHooks("sockets", agent.Scrape(t))
+	before := agent.Scrape(t)
+	sock := func(ns *testenv.Netns, typ int, port int, setup func(fd int) error) int {
+		var fd int
+		if err := ns.Do(func() error {
+			var err error
+			if fd, err = unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC, 0); err != nil {
+				return err
+			}
+			if err := setup(fd); err != nil {
+				return err
+			}
+			return unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{198, 18, 46, 1}, Port: port})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		return fd
+	}
+	ln := sock(a, unix.SOCK_STREAM, 8080, func(int) error { return nil })
+	if err := unix.Listen(ln, 8); err != nil {
+		t.Fatal(err)
+	}
+	var clients []int
+	if err := b.Do(func() error {
+		for range 50 {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			clients = append(clients, fd)
+			if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{198, 18, 46, 1}, Port: 8080}); err != nil && err != unix.EINPROGRESS {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	for _, fd := range clients {
+		unix.Close(fd)
+	}
+	sock(a, unix.SOCK_DGRAM, 9999, func(fd int) error { return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4096) })
+	testenv.SendUDP(t, b, "198.18.46.1:9999", 1000, 1000, 50)
+	// 10 local ports in a; 10 connections to b held, 10 more refused.
+	srv := 0
+	if err := b.Do(func() error {
+		var err error
+		if srv, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			return err
+		}
+		if err := unix.Bind(srv, &unix.SockaddrInet4{Addr: [4]byte{198, 18, 46, 2}, Port: 7000}); err != nil {
+			return err
+		}
+		return unix.Listen(srv, 64)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(srv)
+	noPort := 0
+	if err := a.Do(func() error {
+		if err := os.WriteFile("/proc/sys/net/ipv4/ip_local_port_range", []byte("40000 40009"), 0o644); err != nil {
+			return err
+		}
+		for i := range 20 {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			err = unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{198, 18, 46, 2}, Port: 7000})
+			switch {
+			case i < 10 && err == nil:
+				t.Cleanup(func() { unix.Close(fd) })
+			case i >= 10 && err == unix.EADDRNOTAVAIL:
+				noPort++
+				unix.Close(fd)
+			default:
+				unix.Close(fd)
+				return fmt.Errorf("connect %d of 20: %v", i+1, err)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if noPort != 10 {
+		t.Fatalf("%d connects failed with EADDRNOTAVAIL, want 10", noPort)
+	}
+	time.Sleep(500 * time.Millisecond)
+	after := agent.Scrape(t)
+	host := func(counter string) map[string]string {
+		return map[string]string{"namespace": "", "pod": "", "counter": counter}
+	}
+	for _, c := range []struct{ file, group, name string }{{"netstat", "TcpExt", "ListenOverflows"}, {"snmp", "Udp", "RcvbufErrors"}} {
+		kernel := testenv.Netstat(t, a, c.file, c.group, c.name)
+		got := after.Sum("netsonde_socket_errors_total", host(c.group+c.name))
+		if got != kernel || kernel == 0 {
+			t.Errorf("%s%s = %v, the kernel says %v", c.group, c.name, got, kernel)
+		}
+		t.Logf("%s%s: agent = kernel = %v", c.group, c.name, kernel)
+	}
+	l := map[string]string{"result": "no_port"}
+	if got := after.Sum("netsonde_tcp_connects_total", l) - before.Sum("netsonde_tcp_connects_total", l); got != 10 {
+		t.Errorf("no_port +%v, want +10", got)
+	}
+	for _, f := range []string{"netstat", "snmp", "snmp6", "sockstat"} {
+		t.Logf("NETSONDE-FILE %s\n%s", f, a.Exec(t, "cat", "/proc/net/"+f))
+	}
 }

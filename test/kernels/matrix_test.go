@@ -419,8 +419,10 @@ var checkDesc = map[string]string{
 	"TestSynRetransmits":                     "SYN retransmits of a black-holed connect = the kernel's `TCPSynRetrans` delta",
 	"TestExt4Fdatasyncs":                     "traced ext4 fdatasyncs ≥ the 50 made",
 	"TestTCPConnectOutcomes":                 "connects: 5 established, 3 refused, 2 ICMP-unreachable errors, 1 kernel timeout, exactly",
+	"TestSocketCounters":                     "a full accept queue's `TcpExtListenOverflows` and a full UDP buffer's `UdpRcvbufErrors` equal to the kernel's; 10 connects with no local port left: `no_port` +10",
 	"TestDNSCounts":                          "13 DNS queries, 10 NOERROR answers with their durations and 3 timeouts counted exactly, per client namespace",
 	"TestPathMTUIPv6":                        "IPv6 path MTU over a 1,280 hop: 1,280 in 2 probes as `tracepath -6` says; with packet-too-big dropped, 1,280 in 9 probes and the black hole flagged; a VXLAN over IPv6 at 1,500 a mismatch with expected 1,430",
+	"TestWireGuardOverIPv6":                  "WireGuard over a 1,500 underlay, endpoints read over generic netlink: an IPv6 peer's device at 1,440 a mismatch with expected 1,420, at 1,420 none; an IPv4 peer's at 1,440 fits",
 }
 
 // checkOrder is the table's order of checks (others follow by name).
@@ -434,9 +436,11 @@ var checkOrder = []string{
 	"TestForcedTCX",
 	"TestSynRetransmits",
 	"TestTCPConnectOutcomes",
+	"TestSocketCounters",
 	"TestExt4Fdatasyncs",
 	"TestDNSCounts",
 	"TestPathMTUIPv6",
+	"TestWireGuardOverIPv6",
 }
 
 func moduleRoot(t *testing.T) string {
