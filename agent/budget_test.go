@@ -239,8 +239,10 @@ func TestSeriesBudget(t *testing.T) {
 // budgetCounterFiles are the procfs files of kernel counters a scrape reads
 // (as it reads BPF maps): conntrack's limit, the IP fragmentation counters,
 // the agent's own namespace's socket counters and the node's socket memory
-// against its limits (sockets; pods' namespaces are read in the background).
+// against its limits (sockets; pods' namespaces are read in the background);
+// and the softnet counters (one line per CPU).
 var budgetCounterFiles = map[string]bool{
+	"net/softnet_stat":                   true,
 	"sys/net/netfilter/nf_conntrack_max": true,
 	"net/snmp":                           true,
 	"net/snmp6":                          true,

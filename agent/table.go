@@ -5,14 +5,18 @@ import (
 	"github.com/netsonde/netsonde/collectors/conntrack"
 	"github.com/netsonde/netsonde/collectors/dns"
 	"github.com/netsonde/netsonde/collectors/drops"
+	"github.com/netsonde/netsonde/collectors/ethtool"
 	"github.com/netsonde/netsonde/collectors/fragments"
 	"github.com/netsonde/netsonde/collectors/fsyncprobe"
 	"github.com/netsonde/netsonde/collectors/fsynctrace"
 	"github.com/netsonde/netsonde/collectors/mesh"
 	"github.com/netsonde/netsonde/collectors/mtu"
 	"github.com/netsonde/netsonde/collectors/mtucheck"
+	"github.com/netsonde/netsonde/collectors/neighbour"
+	"github.com/netsonde/netsonde/collectors/netdev"
 	"github.com/netsonde/netsonde/collectors/pmtu"
 	"github.com/netsonde/netsonde/collectors/sockets"
+	"github.com/netsonde/netsonde/collectors/softnet"
 	"github.com/netsonde/netsonde/collectors/tcpconnect"
 	"github.com/netsonde/netsonde/collectors/tcpretrans"
 )
@@ -33,6 +37,10 @@ func Collectors() []collectors.Spec {
 		mtucheck.Spec,
 		pmtu.Spec,
 		sockets.Spec,
+		netdev.Spec,
+		ethtool.Spec,
+		neighbour.Spec,
+		softnet.Spec,
 		mtu.Spec,
 	}
 }

@@ -5,6 +5,12 @@ package doctor
 // over a cluster. Checks that name an interface or a target in the
 // command build it from these.
 var advice = map[string]struct{ Why, Next string }{
+	"neighbour-table-full": {
+		"a neighbour the kernel refuses (\"neighbor table overflow!\") is a connection that fails without an error",
+		"ip -s ntable show (entries, thresh3, table_fulls); raise net.ipv4.neigh.default.gc_thresh1/2/3 (net.ipv6 for ipv6)"},
+	"qdisc-drops": {
+		"the device cannot send as fast as it is given packets, or a shaper's rate is reached: senders see loss and retransmit",
+		"tc -s qdisc show dev <interface> (dropped, overlimits, backlog); ip -s link show <interface>; ethtool <interface> | grep Speed"},
 	"conntrack-fill": {
 		"at 100% the kernel drops every new connection without telling the application",
 		"conntrack -S; conntrack -L | awk '{print $1}' | sort | uniq -c; " +

@@ -44,6 +44,8 @@ func Checks() []Check {
 		{Name: "mesh", VectorAlerts: []string{alertMeshPathFailing}, Run: checkMesh},
 		{Name: "dns", Alerts: []string{alertDNSTimeouts}, Run: checkDNS},
 		{Name: "sockets", Alerts: []string{alertListenOverflows, alertUDPErrors, alertTCPMemory, alertPortsExhausted}, Run: checkSockets},
+		{Name: "neighbour", Alerts: []string{alertNeighbourFull}, Run: checkNeighbour},
+		{Name: "qdisc", Alerts: []string{alertQdiscDrops}, Run: checkQdisc},
 		{Name: "fsync", Alerts: []string{alertDiskFsync, alertProcessFsync}, Run: checkFsync},
 		{Name: "collectors", Alerts: []string{alertCollectorDown}, Run: checkCollectors},
 	}

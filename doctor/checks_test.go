@@ -130,6 +130,15 @@ func TestChecksFromFixtures(t *testing.T) {
 		// 10 in 10 s: 300 per 5m > 0; none during the run is not
 		{"ephemeral-ports-exhausted", 10, []want{{"ephemeral-ports-exhausted", Critical, "pod shop/client", []string{"10 TCP connects of pod shop/client failed", "+10 (300 per 5m > 0)"}}}},
 		{"ephemeral-ports-exhausted-near", 10, nil},
+		// ipv4 at 950 of 1000: 0.95 > 0.9
+		{"neighbour-full", 10, []want{{"neighbour-table-full", Critical, "ipv4", []string{"ipv4 neighbour table is 95% full (950 of 1000 entries)"}}}},
+		// exactly 0.9, and refusals from before the run: nothing
+		{"neighbour-full-near", 10, nil},
+		// room, but 3 refusals during the run: any refusal
+		{"neighbour-refused", 10, []want{{"neighbour-table-full", Critical, "ipv4", []string{"refused 3 new entries in 10.0s", "table_full_total{family=\"ipv4\"} +3"}}}},
+		// 11 qdisc drops in 10 s = 1.1/s > 1/s; 10 is 1/s, shown as info
+		{"qdisc-drops", 10, []want{{"qdisc-drops", Warning, "eth0", []string{"the mq qdisc of eth0 dropped 11 packets in 10.0s"}}}},
+		{"qdisc-drops-near", 10, []want{{"qdisc-drops", Info, "eth0", []string{"dropped 10 packets", "1.0/s"}}}},
 		{"collector-down", 10, []want{{"collector-down", Warning, "drops", []string{"collector drops is down on this node (no_btf)"}}}},
 		{"collector-down-near", 10, nil},
 	} {

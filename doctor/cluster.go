@@ -150,6 +150,14 @@ var clusterFindings = map[string]clusterFinding{
 	alertUDPErrors:       {id: "udp-receive-errors", subject: []string{"namespace", "pod"}},
 	alertTCPMemory:       {id: "tcp-memory-pressure", subject: []string{"protocol"}},
 	alertPortsExhausted:  {id: "ephemeral-ports-exhausted", subject: []string{"namespace", "pod"}},
+	alertNeighbourFull: {id: "neighbour-table-full", subject: []string{"family"}, evidence: []evidenceQuery{
+		{expr: "netsonde_neighbour_entries", subject: "family"},
+		{expr: "netsonde_neighbour_entries_limit", subject: "family"},
+		{expr: "increase(netsonde_neighbour_table_full_total[5m])", format: "increase(netsonde_neighbour_table_full_total%s[5m])", subject: "family"},
+	}},
+	alertQdiscDrops: {id: "qdisc-drops", subject: []string{"interface"}, evidence: []evidenceQuery{
+		{expr: "rate(netsonde_qdisc_drops_total[5m])", format: "rate(netsonde_qdisc_drops_total%s[5m])", subject: "interface"},
+	}},
 }
 
 var conntrackEvidence = []evidenceQuery{

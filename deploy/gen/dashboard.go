@@ -34,6 +34,14 @@ func sumRate(top int, metric string, by ...string) query {
 	return query{expr: expr, legend: strings.Join(legend, " ")}
 }
 
+// orZero shows 0 for each node whose collector is up but has no series
+// of q's counter (they exist only once non-zero): a quiet node is a flat
+// line, not a gap.
+func orZero(q query, collector string) query {
+	q.expr = fmt.Sprintf("%s or 0 * sum by (node) (netsonde_collector_up%s)", q.expr, sel(`collector="`+collector+`"`))
+	return q
+}
+
 // recordedSum sums a node aggregate of rules.yml (group
 // netsonde-node-aggregates: one series per node and reason, state, ...,
 // a rate over 5m) by labels. A panel over every node reads these instead
@@ -201,6 +209,20 @@ func sections() []section {
 				query{expr: "netsonde_path_mtu_bytes" + sel(), legend: "{{node}} → {{target}}"}),
 			ts("Path-MTU black holes", "short", "1: large packets vanish and no ICMP fragmentation-needed comes back.",
 				query{expr: "netsonde_path_mtu_blackhole" + sel(), legend: "{{node}} → {{target}}"}),
+		}},
+		{"Below IP: NICs, queues, softnet, neighbours", []panel{
+			ts("NIC driver drops", "pps", "Driver statistics that are drops (ethtool -S: ring overflows, cloud allowances, per-queue drops summed); a node without any shows 0.",
+				orZero(sumRate(10, "netsonde_nic_drops_total", "node", "interface", "counter"), "ethtool")),
+			ts("Root qdisc drops", "pps", "Packets the interfaces' root qdiscs dropped (tc -s qdisc); a node without any shows 0.",
+				orZero(sumRate(10, "netsonde_qdisc_drops_total", "node", "interface", "kind"), "netdev")),
+			ts("Interface drops", "pps", "rx_dropped and tx_dropped of the interfaces (ip -s link), pod veths by pod; a node without any shows 0.",
+				orZero(sumRate(10, "netsonde_interface_drops_total", "node", "interface", "direction", "pod"), "netdev")),
+			ts("Softnet drops and squeezes", "short", "Per second, summed over CPUs (/proc/net/softnet_stat): dropped is a full backlog, time_squeeze a softirq out of budget.",
+				sumRate(0, "netsonde_softnet_events_total", "node", "event")),
+			ts("Neighbour table fill", "percentunit", "Entries over gc_thresh3; at 1 the kernel refuses new neighbours.",
+				query{expr: "netsonde_neighbour_entries" + sel() + " / netsonde_neighbour_entries_limit" + sel(), legend: "{{node}} {{family}}"}),
+			ts("Carrier changes", "short", "Carrier changes in the last 15 minutes (two per flap).",
+				query{expr: "topk(10, increase(netsonde_interface_carrier_changes_total" + sel() + "[15m]))", legend: "{{node}} {{interface}}"}),
 		}},
 		{"Disk fsync (etcd)", []panel{
 			heatmap("Probe fdatasync latency", "2300-byte write + fdatasync, as etcd's WAL does.",

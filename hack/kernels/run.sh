@@ -143,7 +143,7 @@ copy_lib() {
 	mkdir -p "$R$(dirname "$f")"
 	cp -L "$f" "$R$f"
 }
-for tool in ip nft ping conntrack nsenter tracepath; do
+for tool in ip tc nft ping conntrack nsenter tracepath; do
 	p=$(command -v "$tool") || { echo "$tool missing on the host (hack/install-deps.sh)" >&2; exit 2; }
 	case $p in */sbin/*) dst=/usr/sbin ;; *) dst=/usr/bin ;; esac
 	cp -L "$p" "$R$dst/$tool"
@@ -162,7 +162,7 @@ echo '127.0.0.1 localhost' >"$R/etc/hosts"
 # Modules the tests need, with their dependencies from modules.dep, in load
 # order (dependencies first). A module built into this kernel is skipped.
 WANT="veth dummy vxlan wireguard loop nf_conntrack nf_conntrack_netlink nfnetlink nf_tables nft_ct nft_reject nft_reject_inet
-      sch_ingress cls_bpf sch_netem ext4 crc32c_generic crc32c_intel"
+      sch_ingress cls_bpf sch_netem sch_tbf ext4 crc32c_generic crc32c_intel"
 declare -A seen=()
 ORDER=()
 dep_of() { # the modules.dep line of module $1 (by name), "" if none

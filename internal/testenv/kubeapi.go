@@ -227,3 +227,20 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// CreatePod creates a pod (and its Namespace and Node, if new) scheduled
+// on node, with ip as its status' pod IP, as a kubelet would report it.
+func (k *KubeAPI) CreatePod(t testing.TB, namespace, name, node, ip string) {
+	t.Helper()
+	for _, obj := range []string{
+		fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n", namespace),
+		fmt.Sprintf("apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n", node),
+	} {
+		// Already there is fine: several pods share them.
+		k.KubectlErr(obj, "apply", "-f", "-")
+	}
+	k.Kubectl(t, fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: %s}\nspec:\n  nodeName: %s\n  containers: [{name: %s, image: registry.invalid/%s}]\n",
+		name, namespace, node, name, name), "create", "-f", "-")
+	k.Kubectl(t, "", "patch", "pod", name, "-n", namespace, "--subresource=status", "--type=merge",
+		"-p", fmt.Sprintf(`{"status":{"podIP":%q,"podIPs":[{"ip":%q}]}}`, ip, ip))
+}
