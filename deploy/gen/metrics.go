@@ -37,7 +37,11 @@ var metricsPages = []string{
 // family is one row of the document.
 type family struct {
 	name, typ, help string
-	labels          map[string]bool
+	// helpPage is the page the help was taken from.
+	helpPage string
+	// labelSets are the label names of the family on each page (one set
+	// a page: the registry refuses samples of a family with others).
+	labelSets []map[string]bool
 	// pages are the golden pages that show the family, and sources the
 	// collectors they belong to ("agent" for the agent's own).
 	pages   []string
@@ -45,8 +49,8 @@ type family struct {
 }
 
 // readFamilies parses every golden page and merges the families by name.
-// A family shown with two HELP texts or TYPEs is an error: the agent's
-// registry would refuse it as well.
+// A family shown with two TYPEs, or two HELP texts on default pages, is
+// an error: the agent's registry would refuse it as well.
 func readFamilies(root string) (map[string]*family, error) {
 	fams := map[string]*family{}
 	for _, glob := range metricsPages {
@@ -82,26 +86,67 @@ func readFamilies(root string) (map[string]*family, error) {
 	return fams, nil
 }
 
+// defaultPage says whether a page shows the default flags (a collector's
+// golden.prom, the agent's metrics.golden); a page of another name shows
+// a flag's labels (mesh's golden-per-peer.prom), whose help may differ.
+func defaultPage(page string) bool {
+	base := filepath.Base(page)
+	return base == "golden.prom" || base == "metrics.golden"
+}
+
 func merge(fams map[string]*family, mf *dto.MetricFamily, page string) error {
 	name := mf.GetName()
 	typ := strings.ToLower(mf.GetType().String())
 	help := strings.Join(strings.Fields(mf.GetHelp()), " ")
 	f := fams[name]
 	if f == nil {
-		f = &family{name: name, typ: typ, help: help, labels: map[string]bool{}, sources: map[string]bool{}}
+		f = &family{name: name, typ: typ, sources: map[string]bool{}}
 		fams[name] = f
 	}
-	if f.typ != typ || f.help != help {
-		return fmt.Errorf("%s: %s is %s %q in %s but %s %q in %s", metricsDocPath, name, f.typ, f.help, f.pages[0], typ, help, page)
+	if f.typ != typ {
+		return fmt.Errorf("%s is a %s in %s but a %s in %s", name, f.typ, f.pages[0], typ, page)
+	}
+	switch {
+	case f.help == "" || defaultPage(page) && !defaultPage(f.helpPage):
+		f.help, f.helpPage = help, page
+	case defaultPage(page) && f.help != help:
+		return fmt.Errorf("%s has help %q in %s but %q in %s", name, f.help, f.helpPage, help, page)
 	}
 	f.pages = append(f.pages, page)
 	f.sources[pageSource(page)] = true
+	labels := map[string]bool{}
 	for _, m := range mf.GetMetric() {
 		for _, l := range m.GetLabel() {
-			f.labels[l.GetName()] = true
+			if l.GetName() != "le" && l.GetName() != "quantile" {
+				labels[l.GetName()] = true
+			}
 		}
 	}
+	f.labelSets = append(f.labelSets, labels)
 	return nil
+}
+
+// labelCell lists the family's label names; those on some pages only
+// (a flag's) in parentheses.
+func (f *family) labelCell() string {
+	all := map[string]bool{}
+	for _, set := range f.labelSets {
+		for l := range set {
+			all[l] = true
+		}
+	}
+	var cells []string
+	for _, l := range sortedSet(all) {
+		cell := "`" + l + "`"
+		for _, set := range f.labelSets {
+			if !set[l] {
+				cell = "(" + cell + ")"
+				break
+			}
+		}
+		cells = append(cells, cell)
+	}
+	return strings.Join(cells, ", ")
 }
 
 // pageSource is the collector whose package holds the page, or "agent".
@@ -186,23 +231,17 @@ golden pages the tests render (a collector's ` + "`testdata/golden.prom`" + `,
 the agent's ` + "`cmd/netsonde/testdata/metrics.golden`" + `), so this table
 changes with the code. The collector is the one whose ` + "`Spec.Metrics`" + `
 names the family; ` + "`agent`" + ` families are served whatever collectors run.
-A histogram's ` + "`le`" + ` label is not listed. Labels a flag adds (` + "`peer`" + ` with
-` + "`--mesh.per-peer`" + `, ` + "`cpu`" + ` with ` + "`--softnet.per-cpu`" + `) are listed only when a
-golden page shows them; the README's section on each collector says more.
+A histogram's ` + "`le`" + ` label is not listed; a label in parentheses is
+there only with a flag (` + "`peer`" + ` with ` + "`--mesh.per-peer`" + `, ` + "`cpu`" + ` with
+` + "`--softnet.per-cpu`" + `: a golden page with the flag shows it, the default
+one does not). The README's section on each collector says more.
 Plus the standard ` + "`go_*`" + ` and ` + "`process_*`" + ` metrics of the agent itself.
 
 | metric | collector | type | labels | help |
 | --- | --- | --- | --- | --- |
 `)
 	for _, r := range rows {
-		var labels []string
-		for _, l := range sortedSet(r.f.labels) {
-			if l == "le" || l == "quantile" {
-				continue
-			}
-			labels = append(labels, "`"+l+"`")
-		}
-		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", r.f.name, r.collector, r.f.typ, strings.Join(labels, ", "), cell.Replace(r.f.help))
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", r.f.name, r.collector, r.f.typ, r.f.labelCell(), cell.Replace(r.f.help))
 	}
 	return []byte(b.String()), nil
 }

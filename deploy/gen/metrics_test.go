@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/netsonde/netsonde/agent"
 )
 
@@ -149,4 +152,33 @@ func constName(e ast.Expr) (string, bool) {
 		return "netsonde" + s, ns == "Namespace" && err == nil
 	}
 	return "", false
+}
+
+// A label on a flag's page only is in parentheses, a histogram's le is
+// not listed, and the default page's help wins over the flag page's.
+func TestMetricsDocFlagLabels(t *testing.T) {
+	fams := map[string]*family{}
+	pages := map[string]string{
+		"collectors/x/testdata/golden-per-peer.prom": "# HELP x_seconds Per peer.\n# TYPE x_seconds histogram\nx_seconds_bucket{path=\"a\",peer=\"b\",le=\"+Inf\"} 1\nx_seconds_sum{path=\"a\",peer=\"b\"} 1\nx_seconds_count{path=\"a\",peer=\"b\"} 1\n",
+		"collectors/x/testdata/golden.prom":          "# HELP x_seconds By path.\n# TYPE x_seconds histogram\nx_seconds_bucket{path=\"a\",le=\"+Inf\"} 1\nx_seconds_sum{path=\"a\"} 1\nx_seconds_count{path=\"a\"} 1\n",
+	}
+	for _, page := range []string{"collectors/x/testdata/golden-per-peer.prom", "collectors/x/testdata/golden.prom"} {
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		mfs, err := p.TextToMetricFamilies(strings.NewReader(pages[page]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if err := merge(fams, mf, page); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f := fams["x_seconds"]
+	if got := f.labelCell(); got != "`path`, (`peer`)" {
+		t.Errorf("labels %q", got)
+	}
+	if f.help != "By path." || f.typ != "histogram" {
+		t.Errorf("help %q, type %q", f.help, f.typ)
+	}
 }
