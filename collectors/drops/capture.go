@@ -71,6 +71,7 @@ func (c *collector) Capture(ctx context.Context, req capture.Request, emit func(
 	if err != nil {
 		return capture.Summary{}, err
 	}
+	c.deps.Logger.Info("capture attached", "slot", slot, "reasons", req.Reasons, "netns", f.Netns, "ifindex", f.Ifindex, "rate", f.Rate, "snaplen", f.Snaplen)
 	sum := capture.Summary{}
 	var cancel context.CancelFunc = func() {}
 	if req.Duration > 0 {

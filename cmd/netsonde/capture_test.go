@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/netsonde/netsonde/internal/testenv"
+)
+
+// captureRun is `netsonde capture args...` run inside ns.
+type captureRun struct {
+	cmd            *exec.Cmd
+	stdout, stderr *testenv.SyncBuffer
+	exited         chan error
+}
+
+func startCapture(t *testing.T, ns *testenv.Netns, args ...string) *captureRun {
+	t.Helper()
+	all := append([]string{"--net=/run/netns/" + ns.Name, "--", testenv.AgentBinary(t), "capture"}, args...)
+	c := &captureRun{cmd: exec.Command("nsenter", all...), stdout: &testenv.SyncBuffer{}, stderr: &testenv.SyncBuffer{}, exited: make(chan error, 1)}
+	c.cmd.Stdout, c.cmd.Stderr = c.stdout, c.stderr
+	if err := c.cmd.Start(); err != nil {
+		t.Fatalf("start capture: %v", err)
+	}
+	go func() { c.exited <- c.cmd.Wait() }()
+	t.Cleanup(func() {
+		c.cmd.Process.Kill()
+		<-c.exited
+	})
+	return c
+}
+
+// wait returns the exit status, failing the test after timeout.
+func (c *captureRun) wait(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-c.exited:
+		c.exited <- nil // for the cleanup
+		return c.cmd.ProcessState.ExitCode()
+	case <-time.After(timeout):
+		t.Fatalf("capture still running after %v; stderr:\n%s", timeout, c.stderr)
+		return -1
+	}
+}
+
+// pcapRecords reads a LINKTYPE_RAW pcap file's records.
+func pcapRecords(t *testing.T, b []byte) [][]byte {
+	t.Helper()
+	if len(b) < 24 || binary.LittleEndian.Uint32(b) != 0xa1b2c3d4 || binary.LittleEndian.Uint32(b[20:]) != 101 {
+		t.Fatalf("not a little-endian LINKTYPE_RAW pcap file: % x", b[:min(len(b), 24)])
+	}
+	var out [][]byte
+	for b = b[24:]; len(b) > 0; {
+		if len(b) < 16 {
+			t.Fatalf("truncated pcap record header")
+		}
+		n := int(binary.LittleEndian.Uint32(b[8:]))
+		if len(b) < 16+n {
+			t.Fatalf("truncated pcap record")
+		}
+		out = append(out, b[16:16+n])
+		b = b[16+n:]
+	}
+	return out
+}
+
+// The issue's test: nft drops 200 numbered datagrams while a capture of
+// NETFILTER_DROP with --count 50 --write FILE reads a running agent, and a
+// capture of another reason runs at the same time and gets none of them.
+func TestCaptureNetfilterDrops(t *testing.T) {
+	testenv.RequireCommand(t, "nft", "ping", "tcpdump")
+	node, peer := testenv.NewNetns(t), testenv.NewNetns(t)
+	nodeIf, peerIf := testenv.RandomName("cn"), testenv.RandomName("cp")
+	testenv.Veth(t, node, peer, nodeIf, peerIf, "198.18.73.1/24", "198.18.73.2/24", 0)
+	peer.Exec(t, "nft", "add table inet capt; add chain inet capt in { type filter hook input priority 0; }; "+
+		"add rule inet capt in udp dport 9999 drop")
+	node.Exec(t, "ping", "-c", "1", "-W", "2", "198.18.73.2")
+	// Only the peer's drops: the machine's other tests drop meanwhile.
+	a := testenv.StartAgent(t, node, "--collector.disable-defaults", "--collector.drops",
+		fmt.Sprintf("--drops.only-netns=%d", peer.Inode(t)))
+	send := func(from, n int) {
+		t.Helper()
+		err := node.Do(func() error {
+			c, err := net.ListenPacket("udp4", "198.18.73.1:40000")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			to := &net.UDPAddr{IP: net.ParseIP("198.18.73.2"), Port: 9999}
+			for i := from; i < from+n; i++ {
+				if _, err := c.WriteTo([]byte(fmt.Sprintf("datagram %04d", i)), to); err != nil {
+					return err
+				}
+				time.Sleep(2 * time.Millisecond) // 500/s: under the rate limit
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	baseline := a.Scrape(t)
+	goroutines, _ := baseline.Value("go_goroutines", nil)
+	fds, _ := baseline.Value("process_open_fds", nil)
+
+	file := filepath.Join(t.TempDir(), "drops.pcap")
+	main := startCapture(t, node, "--from="+a.URL, "--reason=NETFILTER_DROP", "--count=50", "--write="+file)
+	other := startCapture(t, node, "--from="+a.URL+"/metrics", "--reason=NO_SOCKET")
+	testenv.Eventually(t, 10*time.Second, "both captures attached", func() bool {
+		return strings.Count(a.Log.String(), "capture attached") == 2
+	})
+	send(0, 200)
+	if code := main.wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("capture exit status %d; stderr:\n%s", code, main.stderr)
+	}
+	a.WaitSum(t, "netsonde_packet_drops_total", map[string]string{"reason": "NETFILTER_DROP"}, 200)
+
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := pcapRecords(t, b)
+	if len(recs) != 50 {
+		t.Fatalf("pcap holds %d packets, want 50", len(recs))
+	}
+	for i, r := range recs {
+		want := []byte(fmt.Sprintf("datagram %04d", i))
+		if len(r) != 28+len(want) || r[0] != 0x45 || r[9] != 17 ||
+			!bytes.Equal(r[12:16], []byte{198, 18, 73, 1}) || !bytes.Equal(r[16:20], []byte{198, 18, 73, 2}) ||
+			binary.BigEndian.Uint16(r[20:]) != 40000 || binary.BigEndian.Uint16(r[22:]) != 9999 || !bytes.Equal(r[28:], want) {
+			t.Fatalf("packet %d is not datagram %d from 198.18.73.1:40000 to 198.18.73.2:9999: % x", i, i, r)
+		}
+	}
+	dump := testenv.Run(t, "tcpdump", "-nn", "-r", file)
+	if n := strings.Count(dump, "198.18.73.1.40000 > 198.18.73.2.9999: UDP, length 13"); n != 50 {
+		t.Fatalf("tcpdump -r reads %d of the 50 datagrams:\n%s", n, dump)
+	}
+	lines := strings.Split(strings.TrimSpace(main.stdout.String()), "\n")
+	if len(lines) != 50 {
+		t.Fatalf("%d text lines, want 50:\n%s", len(lines), main.stdout)
+	}
+	for _, want := range []string{"NETFILTER_DROP", " " + peerIf + " ", "udp 198.18.73.1:40000 > 198.18.73.2:9999 len 41 at "} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("text line %q does not say %q", lines[0], want)
+		}
+	}
+	if !strings.Contains(main.stderr.String(), "50 packets captured (ended by count); 0 refused by the rate limit") {
+		t.Errorf("summary: %s", main.stderr)
+	}
+	t.Logf("first line: %s\nsummary: %s", lines[0], main.stderr)
+
+	// The other reason's capture saw none of them; its client goes away
+	// mid-capture (killed) and the agent lets go of everything.
+	if out := other.stdout.String(); out != "" {
+		t.Fatalf("a capture of NO_SOCKET got packets:\n%s", out)
+	}
+	other.cmd.Process.Signal(syscall.SIGKILL)
+	other.wait(t, 5*time.Second)
+	testenv.Eventually(t, 10*time.Second, "both captures ended in the agent", func() bool {
+		return strings.Count(a.Log.String(), "capture ended") == 2
+	})
+	var g, f float64
+	testenv.Eventually(t, 10*time.Second, "goroutines and fds back to their baseline", func() bool {
+		m := a.Scrape(t)
+		g, _ = m.Value("go_goroutines", nil)
+		f, _ = m.Value("process_open_fds", nil)
+		return g <= goroutines && f <= fds
+	})
+	t.Logf("goroutines %v (baseline %v), fds %v (baseline %v)", g, goroutines, f, fds)
+
+	// With no capture attached, the counts are exact as before.
+	send(200, 300)
+	a.WaitSum(t, "netsonde_packet_drops_total", map[string]string{"reason": "NETFILTER_DROP"}, 500)
+	time.Sleep(500 * time.Millisecond)
+	if got := a.Scrape(t).Sum("netsonde_packet_drops_total", map[string]string{"reason": "NETFILTER_DROP"}); got != 500 {
+		t.Fatalf("NETFILTER_DROP %v, want 500", got)
+	}
+}
+
+// Bad input: a malformed filter is named and exits 2, before or at the
+// agent; an agent without the drops collector says so.
+func TestCaptureBadInput(t *testing.T) {
+	node := testenv.NewNetns(t)
+	a := testenv.StartAgent(t, node, "--collector.disable-defaults", "--collector.drops", "--drops.only-netns=1")
+	noDrops := testenv.StartAgent(t, node, "--web.listen-address=127.0.0.1:10334", "--collector.disable-defaults", "--collector.mtu")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--from=" + a.URL, "--reason=netfilter drop"}, `--reason="netfilter drop"`},
+		{[]string{"--from=" + a.URL, "--reason=NO_SUCH_REASON"}, `--reason="NO_SUCH_REASON": this kernel has no such drop reason`},
+		{[]string{"--from=" + a.URL, "--pod=web"}, `--pod="web": want NAMESPACE/NAME`},
+		{[]string{"--from=" + a.URL, "--protocol=quic"}, `--protocol="quic"`},
+		{[]string{"--from=" + a.URL, "--host=10.0.0.300"}, `--host="10.0.0.300"`},
+		{[]string{"--from=" + a.URL, "--snaplen=1000"}, "--capture.allow-payload"},
+		{[]string{"--from=" + noDrops.URL, "--count=1"}, "--no-collector.drops"},
+	} {
+		run := startCapture(t, node, c.args...)
+		if code := run.wait(t, 10*time.Second); code != 2 {
+			t.Errorf("%v: exit status %d, want 2; stderr: %s", c.args, code, run.stderr)
+		}
+		if !strings.Contains(run.stderr.String(), c.want) {
+			t.Errorf("%v: stderr does not say %q: %s", c.args, c.want, run.stderr)
+		}
+	}
+}
