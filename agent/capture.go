@@ -44,9 +44,13 @@ func newCaptureHandler(cfg Config, set *collectors.Set, logger *slog.Logger) htt
 			http.Error(w, err.Error(), http.StatusNotFound)
 			return
 		}
-		// A capture lasts as long as its client wants: no write deadline.
+		// A capture lasts as long as its client wants: no write deadline,
+		// and no read deadline either, or the server's read timeout would
+		// end the connection's background read, which net/http takes for
+		// the client going away, and cancel the capture at 10 s.
 		rc := http.NewResponseController(w)
 		_ = rc.SetWriteDeadline(time.Time{})
+		_ = rc.SetReadDeadline(time.Time{})
 		enc := json.NewEncoder(w)
 		started := false
 		start := func() {
@@ -56,18 +60,13 @@ func newCaptureHandler(cfg Config, set *collectors.Set, logger *slog.Logger) htt
 				started = true
 			}
 		}
-		// The first line is written at once, so the client knows the
-		// capture is attached before any packet arrives.
-		var attached bool
 		sum, err := c.Capture(r.Context(), req, func(p *capture.Packet) error {
 			start()
-			attached = true
 			if err := enc.Encode(capture.Line{Packet: p}); err != nil {
 				return err
 			}
 			return rc.Flush()
 		})
-		_ = attached
 		if err != nil && !started {
 			status := http.StatusInternalServerError
 			switch {

@@ -313,7 +313,7 @@ struct capture_filter {
 
 /* Per capture: its one-second window and what the limit refused. */
 struct capture_state {
-	__u64 window;   /* bpf_ktime_get_ns() / 1e9 of the window */
+	__u64 window;   /* bpf_ktime_get_ns() / CAPTURE_WINDOW_NS */
 	__u64 used;     /* records admitted in that window */
 	__u64 refused;  /* matching drops the rate limit refused */
 	__u64 emitted;
@@ -382,17 +382,23 @@ static __always_inline int capture_match(const struct capture_filter *f, const s
 	return 0;
 }
 
-/* capture_admit is the rate limit: a fixed one-second window per capture,
- * at most rate records in it. Two CPUs opening a window at once may both
- * reset it: the bound is then exceeded by a few records, never by more. */
+/* capture_admit is the rate limit: a fixed window of a tenth of a second
+ * per capture, a tenth of the rate in each, so that a storm's burst at a
+ * window's start (a tenth of a second's worth, about 100 KiB at the default
+ * 1,000/s) fits the ring buffer and the reader's queue. Two CPUs opening a
+ * window at once may both reset it: the bound is then exceeded by a few
+ * records, never by more. */
+#define CAPTURE_WINDOW_NS 100000000ull
+
 static __always_inline int capture_admit(struct capture_state *st, __u32 rate)
 {
-	__u64 w = bpf_ktime_get_ns() / 1000000000ull;
+	__u64 w = bpf_ktime_get_ns() / CAPTURE_WINDOW_NS;
+	__u64 per = (rate + 9) / 10;
 	if (st->window != w) {
 		st->window = w;
 		st->used = 0;
 	}
-	if (__sync_fetch_and_add(&st->used, 1) < rate)
+	if (__sync_fetch_and_add(&st->used, 1) < per)
 		return 1;
 	__sync_fetch_and_add(&st->refused, 1);
 	return 0;

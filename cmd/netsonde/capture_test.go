@@ -213,3 +213,90 @@ func TestCaptureBadInput(t *testing.T) {
 		}
 	}
 }
+
+// captureSummary reads the summary line capture prints at the end.
+func captureSummary(t *testing.T, stderr string) (packets, limited, nospace, unmatched uint64) {
+	t.Helper()
+	i := strings.Index(stderr, " packets captured (ended by ")
+	if i < 0 {
+		t.Fatalf("no summary in:\n%s", stderr)
+	}
+	start := strings.LastIndex(stderr[:i], "\n") + 1
+	var ended string
+	if _, err := fmt.Sscanf(stderr[start:], "%d packets captured (ended by %s %d refused by the rate limit (--capture.max-rate), %d lost for want of buffer, %d not matching",
+		&packets, &ended, &limited, &nospace, &unmatched); err != nil {
+		t.Fatalf("summary %q: %v", stderr[start:], err)
+	}
+	return
+}
+
+// A drop storm (300,000 datagrams as fast as one thread sends them, well
+// over 100,000 a second) under two captures, one through a running agent
+// and one in-process: each copies out at most its rate a second, what the
+// limit refuses is counted so that copied + refused is every drop, the
+// counts stay exact, and the agent's memory does not follow the storm.
+func TestCaptureStormRateLimited(t *testing.T) {
+	testenv.RequireCommand(t, "nft", "ping")
+	node, peer := testenv.NewNetns(t), testenv.NewNetns(t)
+	testenv.Veth(t, node, peer, testenv.RandomName("sn"), testenv.RandomName("sp"), "198.18.74.1/24", "198.18.74.2/24", 0)
+	peer.Exec(t, "nft", "add table inet capt; add chain inet capt in { type filter hook input priority 0; }; "+
+		"add rule inet capt in udp dport 9999 drop")
+	node.Exec(t, "ping", "-c", "1", "-W", "2", "198.18.74.2")
+	only := fmt.Sprintf("--drops.only-netns=%d", peer.Inode(t))
+	a := testenv.StartAgent(t, node, "--collector.disable-defaults", "--collector.drops", only, "--capture.max-rate=1000")
+	before := a.Scrape(t)
+	heap0, _ := before.Value("go_memstats_heap_inuse_bytes", nil)
+	goroutines, _ := before.Value("go_goroutines", nil)
+	fds, _ := before.Value("process_open_fds", nil)
+
+	const n = 300000
+	remote := startCapture(t, node, "--from="+a.URL, "--reason=NETFILTER_DROP", "--duration=12s", "--output=json")
+	local := startCapture(t, node, "--reason=NETFILTER_DROP", "--duration=12s", "--capture.max-rate=1000",
+		"--log.level=info", "--collector.disable-defaults", "--collector.drops", only)
+	testenv.Eventually(t, 20*time.Second, "both captures attached", func() bool {
+		return strings.Contains(a.Log.String(), "capture attached") && strings.Contains(local.stderr.String(), "capture attached")
+	})
+	began := time.Now()
+	testenv.SendUDP(t, node, "198.18.74.2:9999", 16, n, 0)
+	took := time.Since(began)
+	t.Logf("%d datagrams in %v: %.0f/s", n, took, n/took.Seconds())
+	a.WaitSum(t, "netsonde_packet_drops_total", map[string]string{"reason": "NETFILTER_DROP"}, n)
+	heap1, _ := a.Scrape(t).Value("go_memstats_heap_inuse_bytes", nil)
+
+	for name, c := range map[string]*captureRun{"--from": remote, "in-process": local} {
+		if code := c.wait(t, 20*time.Second); code != 0 {
+			t.Fatalf("%s: exit status %d; stderr:\n%s", name, code, c.stderr)
+		}
+		packets, limited, nospace, unmatched := captureSummary(t, c.stderr.String())
+		t.Logf("%s: %d copied, %d refused by the rate limit, %d no space, %d unmatched", name, packets, limited, nospace, unmatched)
+		if packets+limited+nospace+unmatched != n {
+			t.Errorf("%s: %d copied + %d refused + %d no space + %d unmatched != %d drops", name, packets, limited, nospace, unmatched, n)
+		}
+		// The storm lasts a second or more: 1,000 a second at least;
+		// 12 s of capture span 121 windows of 100 copies at most.
+		if packets < 1000 || packets > 121*100 {
+			t.Errorf("%s: %d packets copied, want between 1000 and 12100", name, packets)
+		}
+		// Past the agent's read timeout (10 s): only --duration ends it.
+		if !strings.Contains(c.stderr.String(), "(ended by duration)") {
+			t.Errorf("%s: not ended by --duration: %s", name, c.stderr)
+		}
+	}
+	remotePackets, _, _, _ := captureSummary(t, remote.stderr.String())
+	if lines := strings.Count(remote.stdout.String(), "\n"); uint64(lines) != remotePackets {
+		t.Errorf("%d JSON lines, %d packets", lines, remotePackets)
+	}
+	if got := a.Scrape(t).Sum("netsonde_packet_drops_total", map[string]string{"reason": "NETFILTER_DROP"}); got != n {
+		t.Errorf("NETFILTER_DROP %v, want exactly %d", got, n)
+	}
+	t.Logf("heap in use %.1f MiB before the storm, %.1f MiB after", heap0/(1<<20), heap1/(1<<20))
+	if heap1-heap0 > 8<<20 {
+		t.Errorf("the agent's heap grew by %.1f MiB during the storm", (heap1-heap0)/(1<<20))
+	}
+	testenv.Eventually(t, 10*time.Second, "goroutines and fds back to their baseline", func() bool {
+		m := a.Scrape(t)
+		g, _ := m.Value("go_goroutines", nil)
+		f, _ := m.Value("process_open_fds", nil)
+		return g <= goroutines && f <= fds
+	})
+}
