@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -115,14 +116,39 @@ func TestCaptureNetfilterDrops(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "drops.pcap")
 	main := startCapture(t, node, "--from="+a.URL, "--reason=NETFILTER_DROP", "--count=50", "--write="+file)
 	other := startCapture(t, node, "--from="+a.URL+"/metrics", "--reason=NO_SOCKET")
-	testenv.Eventually(t, 10*time.Second, "both captures attached", func() bool {
-		return strings.Count(a.Log.String(), "capture attached") == 2
+	// Every other filter at once, in the kernel (interface) and in the
+	// agent (host, port, protocol).
+	filtered := startCapture(t, node, "--from="+a.URL, "--interface="+peerIf, "--host=198.18.73.1", "--port=9999",
+		"--protocol=udp", "--count=5", "--output=json")
+	testenv.Eventually(t, 10*time.Second, "three captures attached", func() bool {
+		return strings.Count(a.Log.String(), "capture attached") == 3
 	})
 	send(0, 200)
 	if code := main.wait(t, 10*time.Second); code != 0 {
 		t.Fatalf("capture exit status %d; stderr:\n%s", code, main.stderr)
 	}
 	a.WaitSum(t, "netsonde_packet_drops_total", map[string]string{"reason": "NETFILTER_DROP"}, 200)
+
+	if code := filtered.wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("filtered capture exit status %d; stderr:\n%s", code, filtered.stderr)
+	}
+	jl := strings.Split(strings.TrimSpace(filtered.stdout.String()), "\n")
+	if len(jl) != 5 {
+		t.Fatalf("filtered capture: %d JSON lines, want 5:\n%s", len(jl), filtered.stdout)
+	}
+	for i, l := range jl {
+		var p struct {
+			Reason, Interface, Protocol, Src, Dst string
+			Sport, Dport, Len                     int
+		}
+		if err := json.Unmarshal([]byte(l), &p); err != nil {
+			t.Fatalf("JSON line %q: %v", l, err)
+		}
+		if p.Reason != "NETFILTER_DROP" || p.Interface != peerIf || p.Protocol != "udp" || p.Src != "198.18.73.1" ||
+			p.Dst != "198.18.73.2" || p.Sport != 40000 || p.Dport != 9999 || p.Len != 41 {
+			t.Errorf("JSON line %d: %+v", i, p)
+		}
+	}
 
 	b, err := os.ReadFile(file)
 	if err != nil {
@@ -166,7 +192,7 @@ func TestCaptureNetfilterDrops(t *testing.T) {
 	other.cmd.Process.Signal(syscall.SIGKILL)
 	other.wait(t, 5*time.Second)
 	testenv.Eventually(t, 10*time.Second, "both captures ended in the agent", func() bool {
-		return strings.Count(a.Log.String(), "capture ended") == 2
+		return strings.Count(a.Log.String(), "capture ended") == 3
 	})
 	var g, f float64
 	testenv.Eventually(t, 10*time.Second, "goroutines and fds back to their baseline", func() bool {
@@ -211,6 +237,28 @@ func TestCaptureBadInput(t *testing.T) {
 		if !strings.Contains(run.stderr.String(), c.want) {
 			t.Errorf("%v: stderr does not say %q: %s", c.args, c.want, run.stderr)
 		}
+	}
+	// Four captures at once at most: a fifth is refused, and runs once one
+	// of the four has ended.
+	var four []*captureRun
+	for range 4 {
+		four = append(four, startCapture(t, node, "--from="+a.URL, "--reason=NO_SOCKET"))
+	}
+	testenv.Eventually(t, 10*time.Second, "four captures attached", func() bool {
+		return strings.Count(a.Log.String(), "capture attached") == 4
+	})
+	fifth := startCapture(t, node, "--from="+a.URL, "--duration=1s")
+	if code := fifth.wait(t, 10*time.Second); code != 2 || !strings.Contains(fifth.stderr.String(), "too many captures running at once") {
+		t.Errorf("fifth capture: exit status %d, stderr: %s", code, fifth.stderr)
+	}
+	four[0].cmd.Process.Signal(syscall.SIGKILL)
+	four[0].wait(t, 5*time.Second)
+	testenv.Eventually(t, 10*time.Second, "a capture ended", func() bool {
+		return strings.Count(a.Log.String(), "capture ended") == 1
+	})
+	fifth = startCapture(t, node, "--from="+a.URL, "--duration=1s")
+	if code := fifth.wait(t, 10*time.Second); code != 0 {
+		t.Errorf("fifth capture once one ended: exit status %d, stderr: %s", code, fifth.stderr)
 	}
 }
 
