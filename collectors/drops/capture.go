@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
@@ -38,7 +39,11 @@ type captureProbe interface {
 type capturer struct {
 	probe captureProbe
 
+	// mu orders attach and detach (slots, the reader's life); smu guards
+	// sessions, which the reader takes alone: stopReader waits for the
+	// reader under mu, and a reader waiting for mu would never end.
 	mu       sync.Mutex
+	smu      sync.RWMutex
 	sessions [bpfdrops.MaxCaptures]*session
 	reader   *ringbuf.Reader
 	done     chan struct{}
@@ -48,7 +53,7 @@ type capturer struct {
 type session struct {
 	ch chan bpfdrops.CaptureRecord
 	// lost: records the session had no room for (it reads too slowly).
-	lost uint64
+	lost atomic.Uint64
 }
 
 // sessionQueue is the records a session holds that its client has not
@@ -105,7 +110,7 @@ func (c *collector) Capture(ctx context.Context, req capture.Request, emit func(
 	}
 	sum.Ended = ended
 	st, err := c.capt.detach(slot)
-	sum.RateLimited, sum.NoSpace = st.RateLimited, st.NoSpace+s.lost
+	sum.RateLimited, sum.NoSpace = st.RateLimited, st.NoSpace+s.lost.Load()
 	if err != nil {
 		return sum, err
 	}
@@ -218,7 +223,9 @@ func bootTime() time.Time {
 func (k *capturer) attach(f bpfdrops.CaptureFilter) (int, *session, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.smu.RLock()
 	slot := slices.Index(k.sessions[:], nil)
+	k.smu.RUnlock()
 	if slot < 0 {
 		return 0, nil, collectors.ErrCaptureBusy
 	}
@@ -231,9 +238,9 @@ func (k *capturer) attach(f bpfdrops.CaptureFilter) (int, *session, error) {
 		go k.read(r, k.done)
 	}
 	s := &session{ch: make(chan bpfdrops.CaptureRecord, sessionQueue)}
-	k.sessions[slot] = s
+	k.setSession(slot, s)
 	if err := k.probe.SetCapture(slot, &f); err != nil {
-		k.sessions[slot] = nil
+		k.setSession(slot, nil)
 		k.stopReader()
 		return 0, nil, err
 	}
@@ -247,14 +254,23 @@ func (k *capturer) detach(slot int) (bpfdrops.CaptureStats, error) {
 	defer k.mu.Unlock()
 	err := k.probe.SetCapture(slot, nil)
 	st, serr := k.probe.CaptureStats(slot)
-	k.sessions[slot] = nil
+	k.setSession(slot, nil)
 	k.stopReader()
 	return st, errors.Join(err, serr)
 }
 
+func (k *capturer) setSession(slot int, s *session) {
+	k.smu.Lock()
+	k.sessions[slot] = s
+	k.smu.Unlock()
+}
+
 // stopReader closes the reader if no session is left; under mu.
 func (k *capturer) stopReader() {
-	if k.reader == nil || slices.ContainsFunc(k.sessions[:], func(s *session) bool { return s != nil }) {
+	k.smu.RLock()
+	busy := slices.ContainsFunc(k.sessions[:], func(s *session) bool { return s != nil })
+	k.smu.RUnlock()
+	if k.reader == nil || busy {
 		return
 	}
 	k.reader.Close()
@@ -278,7 +294,7 @@ func (k *capturer) read(r *ringbuf.Reader, done chan struct{}) {
 			continue
 		}
 		cr.Data = slices.Clone(cr.Data) // RawSample is reused
-		k.mu.Lock()
+		k.smu.RLock()
 		for i, s := range k.sessions {
 			if s == nil || cr.Captures&(1<<i) == 0 {
 				continue
@@ -286,10 +302,10 @@ func (k *capturer) read(r *ringbuf.Reader, done chan struct{}) {
 			select {
 			case s.ch <- cr:
 			default:
-				s.lost++
+				s.lost.Add(1)
 			}
 		}
-		k.mu.Unlock()
+		k.smu.RUnlock()
 	}
 }
 
