@@ -56,15 +56,17 @@ lint:
 	$(GO) vet ./...
 
 # Regenerates the bpf2go bindings and objects (needs clang-19: make deps),
-# and the PrometheusRule and dashboard copies rendered by deploy/gen.
+# and the PrometheusRule and dashboard copies and docs/metrics.md rendered by
+# deploy/gen (the metric table from the tests' golden pages: after a golden
+# test's -update, run this too).
 generate:
 	$(GO) generate ./...
 
 # CI: the committed generated files must be what make generate produces.
 check-generated: generate
-	@if [ -n "$$(git status --porcelain -- bpf deploy)" ]; then \
+	@if [ -n "$$(git status --porcelain -- bpf deploy docs/metrics.md)" ]; then \
 		echo "generated files differ from what is committed; run make generate and commit:"; \
-		git status --porcelain -- bpf deploy; git diff --stat -- bpf deploy; exit 1; fi
+		git status --porcelain -- bpf deploy docs/metrics.md; git diff --stat -- bpf deploy docs/metrics.md; exit 1; fi
 
 test: deps lint check-generated
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...

@@ -34,3 +34,16 @@ func TestGoldenMetrics(t *testing.T) {
 		series: map[seriesKey]*series{{path: PathUnderlay}: underlay, {path: PathOverlay}: overlay}}
 	golden.Check(t, c)
 }
+
+// TestGoldenMetricsPerPeer: with --mesh.per-peer, two peers' series on
+// each path, under their peer label.
+func TestGoldenMetricsPerPeer(t *testing.T) {
+	c := &collector{cfg: Config{PerPeer: true}, peers: 2, rtt: rttDesc(true), unreach: unreachableDesc(true), probes: probesDesc(true),
+		series: map[seriesKey]*series{
+			{path: PathUnderlay, peer: "node-b"}: fixedSeries([]float64{0.000182, 0.000214, 0.00025}, 0),
+			{path: PathUnderlay, peer: "node-c"}: fixedSeries([]float64{0.000402, 0.0021}, 1),
+			{path: PathOverlay, peer: "node-b"}:  fixedSeries([]float64{0.000297, 0.000588}, 1),
+			{path: PathOverlay, peer: "node-c"}:  fixedSeries([]float64{0.0034}, 2),
+		}}
+	golden.CompareFile(t, "testdata/golden-per-peer.prom", golden.Render(t, c))
+}

@@ -83,3 +83,10 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestGoldenMetricsPerCPU: the same CPUs with --softnet.per-cpu, each
+// CPU's events and backlog under its cpu label.
+func TestGoldenMetricsPerCPU(t *testing.T) {
+	c := &collector{deps: collectors.Deps{Proc: collectors.ProcDir("testdata/proc")}, perCPU: true}
+	golden.CompareFile(t, "testdata/golden-per-cpu.prom", golden.Render(t, c))
+}

@@ -3,7 +3,9 @@
 // kustomize monitoring component and of the Helm chart, and the dashboard
 // described in dashboard.go becomes deploy/grafana/netsonde.json, the
 // component's ConfigMap that Grafana's dashboard sidecar picks up, and the
-// chart's copy (read by its ConfigMap template).
+// chart's copy (read by its ConfigMap template). docs/metrics.md, the
+// table of every metric family, is rendered from the tests' golden pages
+// (metrics.go).
 //
 // Run from the repository root (`make generate` does, through go generate):
 //
@@ -99,6 +101,10 @@ func render(root string) (map[string][]byte, error) {
 	if values, err = helmValues(values, names); err != nil {
 		return nil, err
 	}
+	metrics, err := metricsDoc(root)
+	if err != nil {
+		return nil, err
+	}
 	return map[string][]byte{
 		helmSchemaPath:    schema,
 		helmValuesPath:    values,
@@ -108,6 +114,7 @@ func render(root string) (map[string][]byte, error) {
 		dashboardCMPath:   dashboardConfigMap(dash),
 		helmDashboardPath: dash,
 		helmDashboardCM:   helmDashboardConfigMap(),
+		metricsDocPath:    metrics,
 	}, nil
 }
 

@@ -64,28 +64,36 @@ func Render(t testing.TB, c collectors.Collector) string {
 // File under -update.
 func Check(t testing.TB, c collectors.Collector) {
 	t.Helper()
-	Compare(t, Render(t, c))
+	CompareFile(t, File, Render(t, c))
 }
 
 // Compare compares a rendered page with File, or rewrites File under
 // -update.
 func Compare(t testing.TB, got string) {
 	t.Helper()
+	CompareFile(t, File, got)
+}
+
+// CompareFile is Compare with another file, for a second page of the
+// same collector (a flag that adds a label: docs/metrics.md lists the
+// label names of every testdata/*.prom page).
+func CompareFile(t testing.TB, file, got string) {
+	t.Helper()
 	if *update {
-		if err := os.MkdirAll(filepath.Dir(File), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(File, []byte(got), 0o644); err != nil {
+		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return
 	}
-	want, err := os.ReadFile(File)
+	want, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatalf("%v (go test -run Golden -update writes it)", err)
 	}
 	if got != string(want) {
-		t.Errorf("metrics differ from %s (go test -run Golden -update to accept):\n%s", File, diff(string(want), got))
+		t.Errorf("metrics differ from %s (go test -run Golden -update to accept):\n%s", file, diff(string(want), got))
 	}
 }
 
