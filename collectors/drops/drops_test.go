@@ -384,9 +384,14 @@ func TestDropsBoundedWithManyKeys(t *testing.T) {
 	f, _ := m.Value("netsonde_bpf_map_full_total", map[string]string{"map": "drops"})
 	full = f - fullBefore
 	anyReason := m.Sum(dropsMetric, anyByReason) - anyBefore
-	if keyed != mapSize*each || series != mapSize || overflow != (ifaces-mapSize)*each || full != anyReason {
-		t.Errorf("%v keyed in %d series, %v by reason alone (%v of any reason), map full %v; want %d keyed in %d series, %d by reason alone, map full as many as by reason alone of any reason",
-			keyed, series, overflow, anyReason, full, mapSize*each, mapSize, (ifaces-mapSize)*each)
+	// Exact: every drop once, keyed (each interface's 3 under one key) or
+	// by reason alone, and every map-full event a drop counted by reason.
+	// A key or two of the 64 may be the namespace's own (fresh-node once
+	// saw 62 of ours keyed, the other two keys held by drops the test did
+	// not make), so the keyed series are at most the map, not exactly it.
+	if keyed != float64(series)*each || series > mapSize || series < mapSize-4 || keyed+overflow != ifaces*each || full != anyReason {
+		t.Errorf("%v keyed in %d series, %v by reason alone (%v of any reason), map full %v; want 3 keyed per series in at most %d series, %d in all, map full as many as by reason alone of any reason",
+			keyed, series, overflow, anyReason, full, mapSize, ifaces*each)
 		for _, s := range m.Series(dropsMetric, map[string]string{"reason": "NETFILTER_DROP"}) {
 			if !strings.HasPrefix(s.Labels["interface"], "d") {
 				t.Logf("not ours: %v %v", s.Labels, s.Value)
