@@ -57,14 +57,23 @@ func TestTableFullEqualsNtable(t *testing.T) {
 			return ok && v == limit
 		})
 		// One datagram to each of 64 addresses nobody has: each needs
-		// a neighbour entry, resolved by an ARP nobody answers.
-		for i := range 64 {
+		// a neighbour entry, resolved by an ARP nobody answers. The
+		// entry count is the machine's: when other tests' namespaces
+		// let go of theirs meanwhile there is more room than 16
+		// (fresh-node once saw +0 after 64), so more addresses follow,
+		// 16 at a time up to 240, until the kernel has refused one.
+		for i := 0; i < 240; i++ {
 			testenv.SendUDP(t, a, fmt.Sprintf("198.18.20.%d:9", 10+i), 64, 1, 0)
+			if i >= 63 && i%16 == 15 {
+				if _, f := arpCache(t); f > before {
+					break
+				}
+			}
 		}
 	})
 	_, after := arpCache(t)
-	if after-before < 32 {
-		t.Fatalf("table_fulls +%v for 64 new neighbours with room for 16; the test's table was not full", after-before)
+	if after-before < 1 {
+		t.Fatalf("table_fulls +%v for up to 240 new neighbours with room for 16; the test's table was not full", after-before)
 	}
 	testenv.Eventually(t, 5*time.Second, "table_fulls equal to the kernel's after", func() bool {
 		v, ok := agent.Scrape(t).Value("netsonde_neighbour_table_full_total", v4)
