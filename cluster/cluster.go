@@ -35,7 +35,10 @@ type Resolver interface {
 	// ByHostInterface returns the pod behind a host-side interface of the
 	// agent's namespace (the host end of a pod's veth).
 	ByHostInterface(ifindex int) (Pod, bool)
-	// PeerNodes lists the other nodes (path-MTU probe targets).
+	// PeerNodes lists the other nodes (mesh and path-MTU probe
+	// targets). The slice is shared and read-only: it is replaced, never
+	// changed in place, when the nodes change, so a caller may keep it
+	// and compare (see Choice) without a copy of 5,000 nodes per round.
 	PeerNodes() []Node
 }
 

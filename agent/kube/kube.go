@@ -520,7 +520,13 @@ func (r *Resolver) rebuild() {
 	}
 	peers := inf.nodes.peers(r.cfg.NodeName)
 	r.mu.Lock()
-	changed := !maps.Equal(r.byIP, byIP) || !slices.Equal(r.peers, peers)
+	samePeers := slices.Equal(r.peers, peers)
+	changed := !maps.Equal(r.byIP, byIP) || !samePeers
+	if samePeers {
+		// The slice handed out stays the same one while the nodes do:
+		// the probers compare it and choose again only on a change.
+		peers = r.peers
+	}
 	r.byIP, r.peers, r.podCount = byIP, peers, len(pods)
 	r.mu.Unlock()
 	// The periodic rebuild mostly finds nothing new: the host network
@@ -596,9 +602,10 @@ func (r *Resolver) ByIP(addr netip.Addr) (cluster.Pod, bool) {
 	return p, ok
 }
 
-// PeerNodes implements hostnet.PodIndex.
+// PeerNodes implements hostnet.PodIndex. The slice is shared: rebuild
+// replaces it, never changes it in place (cluster.Resolver).
 func (r *Resolver) PeerNodes() []cluster.Node {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return append([]cluster.Node(nil), r.peers...)
+	return r.peers
 }

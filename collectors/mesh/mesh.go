@@ -18,6 +18,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
 )
 
@@ -113,6 +114,8 @@ type collector struct {
 	v4                   *pinger
 	v6                   *pinger
 	rtt, unreach, probes *prometheus.Desc
+	// chosen is the loop's own: the peers picked from the last node list.
+	chosen cluster.Choice[[]Peer]
 
 	mu     sync.Mutex
 	series map[seriesKey]*series
@@ -180,10 +183,13 @@ func (c *collector) get(path, peer string) *series {
 	return s
 }
 
+// peerList is the round's peers: chosen again only when the nodes changed.
 func (c *collector) peerList() []Peer {
-	all := append([]Peer(nil), c.cfg.Static...)
-	all = append(all, FromNodes(c.deps.Pods.PeerNodes())...)
-	return Select(c.self, all, c.cfg.MaxPeers)
+	return c.chosen.Of(c.deps.Pods.PeerNodes(), func(nodes []cluster.Node) []Peer {
+		all := append([]Peer(nil), c.cfg.Static...)
+		all = append(all, FromNodes(nodes)...)
+		return Select(c.self, all, c.cfg.MaxPeers)
+	})
 }
 
 func (c *collector) loop(ctx context.Context) {

@@ -124,6 +124,8 @@ type prober struct {
 	cfg    pmtuConfig
 	self   string
 	static []netip.Addr
+	// chosen is the loop's own: the peers picked from the last node list.
+	chosen cluster.Choice[[]cluster.Node]
 
 	mu      sync.Mutex
 	results map[netip.Addr]*pathResult
@@ -233,7 +235,10 @@ func (p *prober) targets() []netip.Addr {
 	for _, a := range p.static {
 		add(a)
 	}
-	for _, n := range Peers(p.self, p.deps.Pods.PeerNodes(), *p.cfg.maxPeers) {
+	peers := p.chosen.Of(p.deps.Pods.PeerNodes(), func(nodes []cluster.Node) []cluster.Node {
+		return Peers(p.self, nodes, *p.cfg.maxPeers)
+	})
+	for _, n := range peers {
 		add(n.InternalIP)
 	}
 	return out
