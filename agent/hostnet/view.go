@@ -206,7 +206,7 @@ func New(opts Options) (*View, error) {
 // ends: every Interval, and soon after a link change, a pod index change
 // or a Miss.
 func (v *View) Start(ctx context.Context) {
-	v.refresh(true)
+	v.refresh(ctx, true)
 	go v.run(ctx)
 }
 
@@ -224,12 +224,12 @@ func (v *View) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-full.C:
-			v.refresh(true)
+			v.refresh(ctx, true)
 			continue
 		case <-linkEvents:
 		case <-v.kick:
 		}
-		v.refresh(false)
+		v.refresh(ctx, false)
 		// Events come in bursts (a pod's veth, then its address, then
 		// its Pod object): one refresh per gap takes them together.
 		select {
@@ -377,7 +377,7 @@ func (v *View) touched() map[int]bool {
 // reads every namespace again; a partial one only those it has not read,
 // those without an address or nsid yet (a pod whose CNI is still at work),
 // and those behind links that changed.
-func (v *View) refresh(full bool) {
+func (v *View) refresh(ctx context.Context, full bool) {
 	now := v.opts.Now()
 	old := v.Snapshot()
 	touched := v.touched()
@@ -410,6 +410,11 @@ func (v *View) refresh(full bool) {
 	// Links, addresses and nsids on the calling thread: an nsid is the
 	// one the caller's namespace gives (for the agent, the node's).
 	for _, n := range reads {
+		if ctx.Err() != nil {
+			// Shutting down: a first read of thousands of namespaces
+			// must not hold the agent's exit for seconds.
+			return
+		}
 		insp, err := v.opts.Source.Inspect(n.Path)
 		if err != nil {
 			// Gone between the walk and the read (a pod's last process
@@ -432,12 +437,19 @@ func (v *View) refresh(full bool) {
 				continue
 			}
 			sem <- struct{}{}
+			if ctx.Err() != nil {
+				<-sem
+				break
+			}
 			wg.Go(func() {
 				defer func() { <-sem }()
 				n.Counters = v.counters(cs, n.Path, want)
 			})
 		}
 		wg.Wait()
+	}
+	if ctx.Err() != nil {
+		return // the snapshot is partial: keep the last whole one
 	}
 	for _, n := range next.ns {
 		if n.NsID >= 0 {
@@ -626,7 +638,7 @@ func Fixed(own uint64, links []Link, pods PodIndex, namespaces ...Namespace) *Vi
 			v.wantCounters[name] = true
 		}
 	}
-	v.refresh(true)
+	v.refresh(context.Background(), true)
 	return v
 }
 
