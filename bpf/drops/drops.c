@@ -373,6 +373,7 @@ static __always_inline int capture_match(const struct capture_filter *f, const s
 		return 0;
 	if (!f->nreasons)
 		return 1;
+#pragma unroll
 	for (int i = 0; i < MAX_CAPTURE_REASONS; i++) {
 		if (i >= f->nreasons)
 			break;
@@ -414,16 +415,24 @@ struct sk_buff___capture {
 	unsigned char *head;
 } __attribute__((preserve_access_index));
 
+/* The loops over the captures are unrolled, each with its own constant
+ * key: kernels before 6.5 or so (6.1 and 6.12 among them) turn the bytes of
+ * a stack slot that a helper reads (here the map key, &i) into unknown
+ * ones, so a loop counter whose address is taken reads back unbounded,
+ * i < MAX_CAPTURES cannot be decided, and the verifier, seeing the loop's
+ * head again in the same state, refuses the program as an infinite loop. */
 static __noinline void capture(struct sk_buff *skb_in, __u64 location, const struct drop_key *k)
 {
 	struct sk_buff___capture *skb = (void *)skb_in;
 	__u16 mask = 0;
 	__u32 snap = 0;
+#pragma unroll
 	for (__u32 i = 0; i < MAX_CAPTURES; i++) {
-		struct capture_filter *f = bpf_map_lookup_elem(&capture_filters, &i);
+		__u32 key = i;
+		struct capture_filter *f = bpf_map_lookup_elem(&capture_filters, &key);
 		if (!f || !capture_match(f, k))
 			continue;
-		struct capture_state *st = bpf_map_lookup_elem(&capture_states, &i);
+		struct capture_state *st = bpf_map_lookup_elem(&capture_states, &key);
 		if (!st || !capture_admit(st, f->rate))
 			continue;
 		mask |= 1 << i;
@@ -434,8 +443,10 @@ static __noinline void capture(struct sk_buff *skb_in, __u64 location, const str
 		return;
 	struct capture_record *r = bpf_ringbuf_reserve(&capture_ring, sizeof(*r), 0);
 	if (!r) {
+#pragma unroll
 		for (__u32 i = 0; i < MAX_CAPTURES; i++) {
-			struct capture_state *st = bpf_map_lookup_elem(&capture_states, &i);
+			__u32 key = i;
+			struct capture_state *st = bpf_map_lookup_elem(&capture_states, &key);
 			if (st && (mask & (1 << i)))
 				__sync_fetch_and_add(&st->nospace, 1);
 		}
@@ -456,7 +467,10 @@ static __noinline void capture(struct sk_buff *skb_in, __u64 location, const str
 	__u16 nh = BPF_CORE_READ(skb, network_header);
 	__u32 tail = BPF_CORE_READ(skb, tail);
 	if (head && nh != (__u16)~0U && tail > nh) {
-		__u32 n = tail - nh;
+		/* 64-bit: a 32-bit register copy loses its bounds on 6.1's
+		 * verifier, and clang copies n before the MAX_SNAPLEN compare,
+		 * so the helper's size would be unbounded there. */
+		__u64 n = tail - nh;
 		if (n > snap)
 			n = snap;
 		if (n > MAX_SNAPLEN)
@@ -464,8 +478,10 @@ static __noinline void capture(struct sk_buff *skb_in, __u64 location, const str
 		if (n > 0 && bpf_probe_read_kernel(r->data, n, head + nh) == 0)
 			r->caplen = n;
 	}
+#pragma unroll
 	for (__u32 i = 0; i < MAX_CAPTURES; i++) {
-		struct capture_state *st = bpf_map_lookup_elem(&capture_states, &i);
+		__u32 key = i;
+		struct capture_state *st = bpf_map_lookup_elem(&capture_states, &key);
 		if (st && (mask & (1 << i)))
 			__sync_fetch_and_add(&st->emitted, 1);
 	}
