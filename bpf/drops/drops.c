@@ -413,6 +413,7 @@ struct sk_buff___capture {
 	__u16 network_header;
 	__u32 tail;
 	unsigned char *head;
+	unsigned char *data;
 } __attribute__((preserve_access_index));
 
 /* The loops over the captures are unrolled, each with its own constant
@@ -459,13 +460,25 @@ static __noinline void capture(struct sk_buff *skb_in, __u64 location, const str
 	r->netns = k->netns;
 	r->protocol = k->protocol;
 	r->captures = mask;
-	r->len = BPF_CORE_READ(skb, len);
+	__u32 len = BPF_CORE_READ(skb, len);
+	r->len = len;
 	r->caplen = 0;
 	/* From the network header to the end of the linear data: the headers,
 	 * and the payload as far as it is linear and snap allows. */
 	unsigned char *head = BPF_CORE_READ(skb, head);
+	unsigned char *data = BPF_CORE_READ(skb, data);
 	__u16 nh = BPF_CORE_READ(skb, network_header);
 	__u32 tail = BPF_CORE_READ(skb, tail);
+	/* len is the packet's from the network header, as the record says:
+	 * skb->len counts from data, which a drop past IP (no socket, a
+	 * full receive buffer) has moved beyond the IP header, and a drop
+	 * before it (in the device) still has in front of the link-layer
+	 * header. */
+	if (head && data >= head && nh != (__u16)~0U) {
+		__s64 l3 = (__s64)len + (data - head) - nh;
+		if (l3 > 0 && l3 <= 0xffffffffll)
+			r->len = l3;
+	}
 	if (head && nh != (__u16)~0U && tail > nh) {
 		/* 64-bit: a 32-bit register copy loses its bounds on 6.1's
 		 * verifier, and clang copies n before the MAX_SNAPLEN compare,
