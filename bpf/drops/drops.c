@@ -417,11 +417,12 @@ struct sk_buff___capture {
 } __attribute__((preserve_access_index));
 
 /* The loops over the captures are unrolled, each with its own constant
- * key: kernels before 6.5 or so (6.1 and 6.12 among them) turn the bytes of
- * a stack slot that a helper reads (here the map key, &i) into unknown
- * ones, so a loop counter whose address is taken reads back unbounded,
- * i < MAX_CAPTURES cannot be decided, and the verifier, seeing the loop's
- * head again in the same state, refuses the program as an infinite loop. */
+ * key: the verifiers of 6.1 and 6.12 (the kernel matrix's; 6.18 does not)
+ * turn the bytes of a stack slot that a helper reads (here the map key,
+ * &i) into unknown ones, so a loop counter whose address is taken reads
+ * back unbounded, i < MAX_CAPTURES cannot be decided, and the verifier,
+ * seeing the loop's head again in the same state, refuses the program as
+ * an infinite loop. */
 static __noinline void capture(struct sk_buff *skb_in, __u64 location, const struct drop_key *k)
 {
 	struct sk_buff___capture *skb = (void *)skb_in;
