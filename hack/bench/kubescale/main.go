@@ -373,6 +373,9 @@ func (t countRT) RoundTrip(req *http.Request) (*http.Response, error) {
 		verb = "watch"
 	}
 	res := req.URL.Path[strings.LastIndex(req.URL.Path, "/")+1:]
+	if rest, ok := strings.CutPrefix(req.URL.Path, "/api/v1/nodes/"); ok && !strings.Contains(rest, "/") {
+		verb, res = "get", "nodes" // one node, by name
+	}
 	resp.Body = countBody{ReadCloser: resp.Body, c: t.c, kind: verb + " " + res}
 	return resp, nil
 }
@@ -434,9 +437,10 @@ func runChild(js string) {
 	// Every agent has its peers and its 110 pods.
 	for i, r := range resolvers {
 		deadline := time.Now().Add(2 * time.Minute)
-		for len(r.PeerNodes()) != cfg.Nodes-1 || !hasPod(r, i, 109) {
+		// The mesh's and the path-MTU probe's 16 each.
+		for r.PeerCount() != cfg.Nodes-1 || len(r.PeerNodes(16)) < 16 || !hasPod(r, i, 109) {
 			if time.Now().After(deadline) {
-				log.Fatalf("agent %d: %d peers (want %d), pod 109 named: %v", i, len(r.PeerNodes()), cfg.Nodes-1, hasPod(r, i, 109))
+				log.Fatalf("agent %d: %d peers (want %d), %d chosen (want 16), pod 109 named: %v", i, r.PeerCount(), cfg.Nodes-1, len(r.PeerNodes(16)), hasPod(r, i, 109))
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
