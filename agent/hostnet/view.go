@@ -26,7 +26,7 @@ import (
 // address, and the other nodes. agent/kube implements it.
 type PodIndex interface {
 	ByIP(addr netip.Addr) (cluster.Pod, bool)
-	PeerNodes() []cluster.Node
+	PeerNodes(k int) []cluster.Node
 }
 
 // Options for a View.
@@ -329,9 +329,9 @@ func (v *View) ByIP(addr netip.Addr) (cluster.Pod, bool) {
 }
 
 // PeerNodes implements cluster.Resolver.
-func (v *View) PeerNodes() []cluster.Node {
+func (v *View) PeerNodes(k int) []cluster.Node {
 	if p := v.podIndex(); p != nil {
-		return p.PeerNodes()
+		return p.PeerNodes(k)
 	}
 	return nil
 }

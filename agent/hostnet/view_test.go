@@ -62,7 +62,7 @@ func (f *fakeSource) del(ino uint64) {
 type podsByIP map[netip.Addr]cluster.Pod
 
 func (p podsByIP) ByIP(a netip.Addr) (cluster.Pod, bool) { v, ok := p[a]; return v, ok }
-func (podsByIP) PeerNodes() []cluster.Node               { return []cluster.Node{{Name: "n2"}} }
+func (podsByIP) PeerNodes(int) []cluster.Node            { return []cluster.Node{{Name: "n2"}} }
 
 type clock struct{ t time.Time }
 
@@ -115,7 +115,7 @@ func TestSnapshotJoinsPodsAndNames(t *testing.T) {
 	if m, ok := s.PeerMTU(host[0]); !ok || m != 1450 {
 		t.Errorf("PeerMTU = %d %v, want 1450", m, ok)
 	}
-	if got := v.PeerNodes(); len(got) != 1 {
+	if got := v.PeerNodes(16); len(got) != 1 {
 		t.Errorf("PeerNodes = %v", got)
 	}
 }
