@@ -14,10 +14,10 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/netsonde/netsonde/agent/hostnet"
 	bpfdrops "github.com/netsonde/netsonde/bpf/drops"
 	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/hostview"
 )
 
 // Spec is the drops collector's line in the agent's table.
@@ -289,7 +289,7 @@ type ifName struct {
 
 // name names ifindex in namespace netns from the snapshot and the live
 // link view: memory only, no netlink on the scrape path.
-func (c *collector) name(snap *hostnet.Snapshot, netns uint64, ifindex int) ifName {
+func (c *collector) name(snap *hostview.Snapshot, netns uint64, ifindex int) ifName {
 	if netns == snap.Own() {
 		if ifindex == 0 {
 			return ifName{}
@@ -299,9 +299,9 @@ func (c *collector) name(snap *hostnet.Snapshot, netns uint64, ifindex int) ifNa
 	}
 	ns, state, _ := snap.Lookup(netns)
 	switch state {
-	case hostnet.Unknown:
+	case hostview.Unknown:
 		return ifName{unknown: true}
-	case hostnet.Gone:
+	case hostview.Gone:
 		return ifName{gone: true}
 	}
 	if ifindex == 0 {
