@@ -24,8 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
+	bpffsync "github.com/netsonde/netsonde/bpf/fsynctrace"
 	"github.com/netsonde/netsonde/collectors"
-	"github.com/netsonde/netsonde/collectors/fsynctrace"
 )
 
 // Spec is the active probe's line in the agent's table.
@@ -196,7 +196,7 @@ func probeSetup(app *kingpin.Application) collectors.Factory {
 
 type pathState struct {
 	target
-	hist   fsynctrace.Histogram
+	hist   bpffsync.Histogram
 	reason string // "" while working
 	// parent and dir are open while file is: the probe's file is removed,
 	// and its directory, by these descriptors, never by a path that
