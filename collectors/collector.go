@@ -19,6 +19,7 @@ import (
 
 	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/cluster"
+	"github.com/netsonde/netsonde/internal/dropreason"
 	"github.com/netsonde/netsonde/internal/hostview"
 )
 
@@ -86,6 +87,10 @@ type Deps struct {
 	// BTF is the kernel BTF the BPF collectors share while they start;
 	// the agent releases it once they all have.
 	BTF *loader.KernelBTF
+	// DropReasons names the kernel's drop reasons, read from its BTF once
+	// for every collector that labels drops (drops, dns). Nil reads them
+	// for each caller.
+	DropReasons *dropreason.Cache
 	// SysPath is the root of sysfs.
 	SysPath string
 	// NodeName is this node's name in the cluster (--node-name), empty

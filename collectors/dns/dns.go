@@ -25,7 +25,6 @@ import (
 	bpfdns "github.com/netsonde/netsonde/bpf/dns"
 	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/collectors"
-	"github.com/netsonde/netsonde/collectors/drops"
 	"github.com/netsonde/netsonde/internal/hostview"
 )
 
@@ -269,7 +268,7 @@ func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Coll
 	if *c.timeout <= 0 {
 		return nil, collectors.Down("bad_flag", fmt.Errorf("--dns.timeout must be positive, got %v", *c.timeout))
 	}
-	reason, err := drops.ReasonNamer(*c.btfDir)
+	reasons, err := deps.DropReasons.Names(*c.btfDir)
 	debug.FreeOSMemory()
 	if err != nil {
 		return nil, collectors.Down("no_btf", err)
@@ -301,7 +300,7 @@ func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Coll
 		every = max(every, 50*time.Millisecond)
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	col := &collector{deps: deps, probe: probe, tc: hook == bpfdns.HookTC, ifacePod: map[uint32]pod{}, reason: reason, own: uint32(own), timeout: *c.timeout, testNetns: len(*c.onlyNetns) > 0,
+	col := &collector{deps: deps, probe: probe, tc: hook == bpfdns.HookTC, ifacePod: map[uint32]pod{}, reason: reasons.Name, own: uint32(own), timeout: *c.timeout, testNetns: len(*c.onlyNetns) > 0,
 		cancel: cancel, done: make(chan struct{}), swept: map[uint32]uint64{},
 		forgetAfter: *c.forgetAfter, missing: map[uint32]time.Time{},
 		topNames: *c.topNames, nameTimeouts: map[uint64]uint64{}}

@@ -17,6 +17,7 @@ import (
 	bpfdrops "github.com/netsonde/netsonde/bpf/drops"
 	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/dropreason"
 	"github.com/netsonde/netsonde/internal/hostview"
 )
 
@@ -92,7 +93,7 @@ type probe interface {
 type collector struct {
 	deps      collectors.Deps
 	probe     probe
-	reasons   reasonNames
+	reasons   dropreason.Names
 	forgetFor time.Duration
 	mu        sync.Mutex // one Collect at a time: it deletes stale keys
 
@@ -112,7 +113,7 @@ type collector struct {
 }
 
 func start(deps collectors.Deps, c config) (collectors.Collector, error) {
-	reasons, err := loadReasonNames(*c.btfDir)
+	reasons, err := deps.DropReasons.Names(*c.btfDir)
 	// The kernel's BTF file, read whole (a few MiB), is garbage from here
 	// on, whatever happens next: return it to the OS rather than carry it.
 	defer debug.FreeOSMemory()
@@ -137,7 +138,7 @@ func start(deps collectors.Deps, c config) (collectors.Collector, error) {
 	return newCollector(deps, probe, reasons, *c.forgetFor), nil
 }
 
-func newCollector(deps collectors.Deps, p probe, reasons reasonNames, forgetFor time.Duration) *collector {
+func newCollector(deps collectors.Deps, p probe, reasons dropreason.Names, forgetFor time.Duration) *collector {
 	return &collector{deps: deps, probe: p, reasons: reasons, forgetFor: forgetFor,
 		series: collectors.NewSeriesCache[labels](dropsDesc, prometheus.CounterValue),
 		last:   map[bpfdrops.Key]labels{}, missing: map[bpfdrops.Key]time.Time{}, retired: map[labels]uint64{},
@@ -173,7 +174,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	now := c.deps.Now()
 	snap := c.deps.Net.Snapshot()
 	for k, v := range counts.ByKey {
-		l := labels{reason: c.reasons.name(k.Reason), protocol: protocolName(k.Protocol)}
+		l := labels{reason: c.reasons.Name(k.Reason), protocol: protocolName(k.Protocol)}
 		if k.Netns != 0 {
 			alive[uint64(k.Netns)] = true
 			res := c.name(snap, uint64(k.Netns), int(k.Ifindex))
@@ -252,11 +253,11 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	}
 	var overflowed, refused uint64
 	for reason, v := range counts.Overflow {
-		sums[labels{reason: c.reasons.name(reason)}] += v
+		sums[labels{reason: c.reasons.Name(reason)}] += v
 		overflowed += v
 	}
 	for reason, v := range counts.Refused {
-		sums[labels{reason: c.reasons.name(reason)}] += v
+		sums[labels{reason: c.reasons.Name(reason)}] += v
 		refused += v
 	}
 	if counts.Lost > 0 {
