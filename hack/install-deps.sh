@@ -6,6 +6,8 @@ set -euo pipefail
 # command -> Debian package that provides it
 declare -A need=(
 	[clang-19]=clang-19
+	# make lint's format check of the BPF C (.clang-format)
+	[clang-format-19]=clang-format-19
 	[llvm-strip-19]=llvm-19
 	[bpftool]=bpftool
 	[promtool]=prometheus
@@ -53,6 +55,17 @@ declare -A need_files=(
 	# statically linked: it is the guest's /bin in the kernel matrix
 	[/bin/busybox]=busybox-static
 )
+
+# golangci-lint (make lint) from the Go module proxy, at the version the
+# project's .golangci.yml is written for, into GOPATH/bin where make lint
+# looks; skipped when that version is there. No root needed.
+GOLANGCI_LINT_VERSION=v2.15.0
+gobin=$(go env GOBIN)
+gobin=${gobin:-$(go env GOPATH)/bin}
+if ! "$gobin/golangci-lint" version 2>/dev/null | grep -q "version ${GOLANGCI_LINT_VERSION#v} "; then
+	echo "install-deps: installing golangci-lint $GOLANGCI_LINT_VERSION (a few minutes: it is built from source)"
+	(cd / && GOFLAGS= go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_LINT_VERSION")
+fi
 
 missing=()
 for cmd in "${!need[@]}"; do

@@ -288,7 +288,7 @@ func (c *collector) round(ctx context.Context) {
 		case <-ctx.Done():
 			for _, pg := range []*pinger{c.v4, c.v6} {
 				if pg != nil {
-					pg.conn.SetReadDeadline(time.Now())
+					_ = pg.conn.SetReadDeadline(time.Now()) // wakes the reader; a closed conn needs no waking
 				}
 			}
 		case <-watchDone:
@@ -308,7 +308,7 @@ func (c *collector) round(ctx context.Context) {
 			close(stop)
 			for _, pg := range []*pinger{c.v4, c.v6} {
 				if pg != nil {
-					pg.conn.SetReadDeadline(time.Now())
+					_ = pg.conn.SetReadDeadline(time.Now()) // wakes the reader; a closed conn needs no waking
 				}
 			}
 			for range replies {
