@@ -242,8 +242,8 @@ static __always_inline void count(struct drop_key *k)
 	__u32 i = (k->reason ^ (k->ifindex * 0x9e3779b1u) ^ k->protocol) & (SLOTS - 1);
 	struct drop_slot *s = slots_on ? bpf_map_lookup_elem(&slots, &i) : 0;
 	if (s) {
-		if (s->key.reason == k->reason && s->key.ifindex == k->ifindex &&
-		    s->key.netns == k->netns && s->key.protocol == k->protocol) {
+		if (s->key.reason == k->reason && s->key.ifindex == k->ifindex && s->key.netns == k->netns &&
+		    s->key.protocol == k->protocol) {
 			s->count++;
 			return;
 		}
