@@ -22,7 +22,7 @@ RELEASE_DATE     = $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y
 RELEASE_ARCHES  := amd64 arm64
 DIST            ?= dist
 
-.PHONY: all build run test deps lint generate check-generated bench soak image clean release print-release-version kernels fuzz
+.PHONY: all build run test check deps lint generate check-generated bench soak image clean release print-release-version kernels fuzz
 
 all: build
 
@@ -51,9 +51,25 @@ image:
 		echo "make image: no container engine running here (docker or podman); build on a machine with one"; exit 1; fi; \
 	$$engine build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
 
+# gofmt, go vet, golangci-lint (.golangci.yml: staticcheck, errcheck,
+# misspell, gocritic, and DESIGN's layering as depguard rules) and
+# clang-format (.clang-format) on our BPF C. The tools come from make deps;
+# lint installs nothing.
+GOLANGCI_LINT ?= $(or $(shell command -v golangci-lint 2>/dev/null),$(shell $(GO) env GOPATH)/bin/golangci-lint)
+CLANG_FORMAT  ?= clang-format-19
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@command -v $(GOLANGCI_LINT) >/dev/null || { echo "make lint: no $(GOLANGCI_LINT); run make deps"; exit 1; }
+	$(GOLANGCI_LINT) run ./...
+	@command -v $(CLANG_FORMAT) >/dev/null || { echo "make lint: no $(CLANG_FORMAT); run make deps"; exit 1; }
+	$(CLANG_FORMAT) --dry-run --Werror $$(git ls-files 'bpf/*.c' 'bpf/*.h')
+
+# What a contributor runs before a commit, as any user and installing
+# nothing: lint and the unprivileged tests (those that need root skip,
+# for root too: NETSONDE_UNPRIVILEGED). Under 2 minutes.
+check: lint
+	NETSONDE_UNPRIVILEGED=1 $(GO) test -count=1 -timeout 5m ./...
 
 # Regenerates the bpf2go bindings and objects (needs clang-19: make deps),
 # and the PrometheusRule and dashboard copies and docs/metrics.md rendered by

@@ -25,6 +25,7 @@ import (
 	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/dropreason"
 )
 
 // Config is everything the agent needs, parsed from flags by main.
@@ -165,7 +166,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	startDone := make(chan struct{})
 	go func() {
 		defer close(startDone)
-		deps := collectors.Deps{Logger: logger, Clock: collectors.SystemClock{}, Proc: cfg.Proc, SysPath: cfg.SysPath, BTF: &loader.KernelBTF{}}
+		deps := collectors.Deps{Logger: logger, Clock: collectors.SystemClock{}, Proc: cfg.Proc, SysPath: cfg.SysPath, BTF: &loader.KernelBTF{},
+			DropReasons: &dropreason.Cache{}}
 		hostOpts := hostnet.Options{Logger: logger.With("component", "hostnet"), Source: cfg.HostNetSource, Interval: cfg.HostNetInterval}
 		if w, err := hostnet.NewWatcher(logger.With("component", "linkwatch"), hostnet.WatcherOptions{}); err != nil {
 			logger.Warn("no netlink link view; collectors that need it are down", "err", err)

@@ -59,7 +59,7 @@ func (l *perClientCap) Accept() (net.Conn, error) {
 			}
 			// A reset, not a FIN: no TIME_WAIT kept for a refusal.
 			if tc, ok := c.(*net.TCPConn); ok {
-				tc.SetLinger(0)
+				_ = tc.SetLinger(0) // best effort: a FIN instead is still a refusal
 			}
 			c.Close()
 			continue

@@ -31,8 +31,7 @@ var (
 	// The mtu family again, from a collector that does not render it.
 	mtuAgainDesc = prometheus.NewDesc(collectors.Namespace+"_interface_mtu_bytes",
 		"MTU of the network interface, in bytes.", []string{"interface", "kind", "namespace", "pod"}, nil)
-	firstDesc = prometheus.NewDesc("aaa_first", "Sorted before everything.", nil, nil)
-	lastDesc  = prometheus.NewDesc("zzz_last", "Sorted after everything.", []string{"x"}, nil)
+	lastDesc = prometheus.NewDesc("zzz_last", "Sorted after everything.", []string{"x"}, nil)
 )
 
 // odd renders series whose label values need escaping and sort

@@ -72,7 +72,7 @@ func score(self, peer string) uint64 {
 	for i := 0; i < len(self); i++ {
 		h = (h ^ uint64(self[i])) * 1099511628211
 	}
-	h = (h ^ 0) * 1099511628211
+	h *= 1099511628211 // FNV-1a of the separator byte 0 (h ^ 0 is h)
 	for i := 0; i < len(peer); i++ {
 		h = (h ^ uint64(peer[i])) * 1099511628211
 	}

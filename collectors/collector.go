@@ -17,9 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
-	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/cluster"
+	"github.com/netsonde/netsonde/internal/dropreason"
+	"github.com/netsonde/netsonde/internal/hostview"
 )
 
 // Namespace is the prefix of every metric netsonde exports.
@@ -86,6 +87,10 @@ type Deps struct {
 	// BTF is the kernel BTF the BPF collectors share while they start;
 	// the agent releases it once they all have.
 	BTF *loader.KernelBTF
+	// DropReasons names the kernel's drop reasons, read from its BTF once
+	// for every collector that labels drops (drops, dns). Nil reads them
+	// for each caller.
+	DropReasons *dropreason.Cache
 	// SysPath is the root of sysfs.
 	SysPath string
 	// NodeName is this node's name in the cluster (--node-name), empty
@@ -106,13 +111,13 @@ func (d Deps) Now() time.Time {
 type HostNet interface {
 	// Links returns the agent's namespace's links sorted by index
 	// (shared: do not modify).
-	Links() []hostnet.Link
+	Links() []hostview.Link
 	// ByIndex returns the agent's namespace's link with this ifindex.
-	ByIndex(ifindex int) (hostnet.Link, bool)
+	ByIndex(ifindex int) (hostview.Link, bool)
 	// Subscribe signals link changes (coalesced) until stop is called.
 	Subscribe() (changed <-chan struct{}, stop func())
 	// Snapshot is the node's other namespaces as last read.
-	Snapshot() *hostnet.Snapshot
+	Snapshot() *hostview.Snapshot
 	// Miss asks for a namespace the snapshot does not know (yet) to be
 	// looked for, in the background.
 	Miss(inode uint64)

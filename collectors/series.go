@@ -163,11 +163,11 @@ func probeFamily(desc *prometheus.Desc, typ prometheus.ValueType, labels []*dto.
 		return nil
 	}
 	f := &Family{Name: mfs[0].GetName(), Help: mfs[0].GetHelp(), Type: mfs[0].GetType()}
-	if !model.IsValidLegacyMetricName(f.Name) || f.Type == dto.MetricType_COUNTER && !strings.HasSuffix(f.Name, "_total") {
+	if !model.LegacyValidation.IsValidMetricName(f.Name) || f.Type == dto.MetricType_COUNTER && !strings.HasSuffix(f.Name, "_total") {
 		return nil
 	}
 	for _, lp := range labels {
-		if !model.LabelName(lp.GetName()).IsValidLegacy() {
+		if !model.LegacyValidation.IsValidLabelName(lp.GetName()) {
 			return nil
 		}
 	}

@@ -6,6 +6,8 @@ set -euo pipefail
 # command -> Debian package that provides it
 declare -A need=(
 	[clang-19]=clang-19
+	# make lint's format check of the BPF C (.clang-format)
+	[clang-format-19]=clang-format-19
 	[llvm-strip-19]=llvm-19
 	[bpftool]=bpftool
 	[promtool]=prometheus
@@ -56,6 +58,29 @@ declare -A need_files=(
 	[/bin/busybox]=busybox-static
 )
 
+# golangci-lint (make lint) from the Go module proxy, at the version the
+# project's .golangci.yml is written for, into GOPATH/bin where make lint
+# looks; skipped when that version is there. No root needed.
+GOLANGCI_LINT_VERSION=v2.15.0
+gobin=$(go env GOBIN)
+gobin=${gobin:-$(go env GOPATH)/bin}
+# It is built from source (minutes on a fresh machine), so beside apt-get,
+# not before it; every way out of this script waits for it.
+lint_pid=
+if ! "$gobin/golangci-lint" version 2>/dev/null | grep -q "version ${GOLANGCI_LINT_VERSION#v} "; then
+	echo "install-deps: building golangci-lint $GOLANGCI_LINT_VERSION in the background"
+	(cd / && GOFLAGS= go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_LINT_VERSION") &
+	lint_pid=$!
+fi
+wait_lint() {
+	[ -z "$lint_pid" ] && return
+	if ! wait "$lint_pid"; then
+		echo "install-deps: building golangci-lint $GOLANGCI_LINT_VERSION failed" >&2
+		exit 1
+	fi
+	echo "install-deps: golangci-lint $GOLANGCI_LINT_VERSION built"
+}
+
 missing=()
 for cmd in "${!need[@]}"; do
 	command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
@@ -68,6 +93,7 @@ if [ -e /bin/busybox ] && ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/n
 	missing+=(busybox-static)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
+	wait_lint
 	echo "install-deps: everything present"
 	exit 0
 fi
@@ -75,6 +101,7 @@ mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
 echo "install-deps: installing ${missing[*]}"
 if [ "$(id -u)" -ne 0 ]; then
 	echo "install-deps: need root to apt-get install ${missing[*]}" >&2
+	wait_lint
 	exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
@@ -87,4 +114,5 @@ for svc in prometheus prometheus-alertmanager prometheus-node-exporter etcd; do
 		systemctl stop "$svc" || true
 	fi
 done
+wait_lint
 echo "install-deps: done"

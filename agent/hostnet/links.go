@@ -22,24 +22,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Link is what netsonde knows about one interface.
-type Link struct {
-	Index int
-	Name  string
-	// Kind is netlink's IFLA_INFO_KIND (veth, vxlan, geneve, wireguard,
-	// bridge, ...) or "device" for a link without one (physical NICs, lo).
-	Kind        string
-	MTU         int
-	ParentIndex int // the lower device, for vlan/macvlan/ipvlan (0 if none)
-	MasterIndex int // the bridge or bond it is enslaved to (0 if none)
-	// NetNsID is the peer's namespace id for veths, -1 if unknown.
-	NetNsID int
-	Up      bool
-	// Attrs is the full netlink view, for collectors that need more (the
-	// underlay of a vxlan, for instance). Treat it as read-only.
-	Attrs netlink.Link
-}
-
 // Watcher keeps the view. Create it with New and run it with Start.
 type Watcher struct {
 	logger *slog.Logger

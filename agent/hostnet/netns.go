@@ -9,12 +9,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/netsonde/netsonde/internal/hostview"
 	"github.com/netsonde/netsonde/internal/procnet"
 )
 
@@ -22,18 +22,11 @@ import (
 // and CRI-O under /run/netns, older setups under /var/run/netns.
 var PinDirs = []string{"/run/netns", "/var/run/netns"}
 
-// Inode returns the inode of a namespace file (e.g. /proc/PID/ns/net):
-// the number BPF programs see as net->ns.inum.
-func Inode(path string) (uint64, error) {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		return 0, fmt.Errorf("stat %s: %w", path, err)
-	}
-	return st.Ino, nil
-}
+// Inode returns the inode of a namespace file (e.g. /proc/PID/ns/net).
+func Inode(path string) (uint64, error) { return hostview.Inode(path) }
 
 // OwnInode is the inode of the calling thread's network namespace.
-func OwnInode() (uint64, error) { return Inode("/proc/thread-self/ns/net") }
+func OwnInode() (uint64, error) { return hostview.OwnInode() }
 
 // List finds the node's network namespaces by inode, each with a path that
 // opens it: those pinned under pinDirs first, then those only held by
@@ -66,26 +59,6 @@ func List(procPath string, pinDirs []string) map[uint64]string {
 		}
 	}
 	return out
-}
-
-// NsLink is an interface of another namespace, as one dump saw it.
-type NsLink struct {
-	Name string
-	MTU  int
-	// Kind as in Link ("veth", "device", ...).
-	Kind string
-	// PeerIndex is a veth's IFLA_LINK: its peer's ifindex in the peer's
-	// namespace (for a pod's eth0, the host end); 0 if none.
-	PeerIndex int
-}
-
-// Inspection is what one look into a namespace found.
-type Inspection struct {
-	// NsID is the id the agent's namespace gave this one (what a host-side
-	// veth's NetNsID names), -1 when none was given.
-	NsID  int
-	Links map[int]NsLink
-	Addrs []netip.Addr
 }
 
 // Source is every access to the kernel the view makes outside the link

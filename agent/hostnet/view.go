@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/netsonde/netsonde/cluster"
+	"github.com/netsonde/netsonde/internal/hostview"
 	"github.com/netsonde/netsonde/internal/procnet"
 )
 
@@ -55,99 +56,25 @@ type Options struct {
 	Parallel int
 }
 
-// Namespace is another network namespace of the node, as last read.
-type Namespace struct {
-	Inode uint64
-	// Path opens it (a pin under /run/netns, or /proc/PID/ns/net).
-	Path string
-	Inspection
-	// Read is when it was last read.
-	Read time.Time
-	// Counters are the namespace's own socket and protocol counters
-	// (netstat, snmp, snmp6) a collector asked for with WantCounters, as
-	// of Read; nil when none were asked for, empty when they could not
-	// be read.
-	Counters procnet.Counters
-}
-
-// State of a namespace in a snapshot.
-type State int
-
-const (
-	// Unknown: the view has not met it (yet); Miss asks it to look.
-	Unknown State = iota
-	// Present: found by the last walk.
-	Present
-	// Gone: found before, or asked for, and not found since Since.
-	Gone
+// The types a view publishes live in internal/hostview, which the
+// collectors framework can import without reaching into agent/ (DESIGN,
+// layering): the framework defines what collectors read, this package
+// fills it in.
+type (
+	Namespace  = hostview.Namespace
+	State      = hostview.State
+	Snapshot   = hostview.Snapshot
+	Link       = hostview.Link
+	NsLink     = hostview.NsLink
+	Inspection = hostview.Inspection
 )
 
-// Snapshot is the view at one moment. It is never modified once published:
-// read it freely, from any goroutine, without locks.
-type Snapshot struct {
-	Taken time.Time
-	own   uint64
-	ns    map[uint64]*Namespace
-	byID  map[int]*Namespace
-	gone  map[uint64]time.Time
-	// pods joined by address: namespace inode and host-side veth ifindex.
-	podByNetns map[uint64]cluster.Pod
-	podByIface map[int]cluster.Pod
-}
-
-// Own is the inode of the agent's namespace.
-func (s *Snapshot) Own() uint64 { return s.own }
-
-// Lookup returns a namespace by inode, its state, and since when it is
-// gone (zero unless Gone).
-func (s *Snapshot) Lookup(inode uint64) (*Namespace, State, time.Time) {
-	if n, ok := s.ns[inode]; ok {
-		return n, Present, time.Time{}
-	}
-	if since, ok := s.gone[inode]; ok {
-		return nil, Gone, since
-	}
-	return nil, Unknown, time.Time{}
-}
-
-// Namespaces returns every namespace present (not the agent's own).
-func (s *Snapshot) Namespaces() map[uint64]*Namespace { return s.ns }
-
-// ByNsID returns the namespace the agent's namespace knows by this nsid
-// (a host-side veth's NetNsID).
-func (s *Snapshot) ByNsID(id int) (*Namespace, bool) {
-	n, ok := s.byID[id]
-	return n, ok
-}
-
-// PeerMTU returns the MTU of the far end of a host-side veth whose peer
-// lives in another namespace (a pod's eth0).
-func (s *Snapshot) PeerMTU(l Link) (int, bool) {
-	if l.Kind != "veth" || l.NetNsID < 0 || l.ParentIndex <= 0 {
-		return 0, false
-	}
-	n, ok := s.byID[l.NetNsID]
-	if !ok {
-		return 0, false
-	}
-	peer, ok := n.Links[l.ParentIndex]
-	return peer.MTU, ok
-}
-
-// ByNetns returns the pod whose namespace has this inode.
-func (s *Snapshot) ByNetns(inode uint64) (cluster.Pod, bool) {
-	p, ok := s.podByNetns[inode]
-	return p, ok
-}
-
-// ByHostInterface returns the pod behind a host-side veth.
-func (s *Snapshot) ByHostInterface(ifindex int) (cluster.Pod, bool) {
-	p, ok := s.podByIface[ifindex]
-	return p, ok
-}
-
-// Attributed counts the pods whose namespace was found.
-func (s *Snapshot) Attributed() int { return len(s.podByNetns) }
+// The states of a namespace in a snapshot.
+const (
+	Unknown = hostview.Unknown
+	Present = hostview.Present
+	Gone    = hostview.Gone
+)
 
 // View keeps the snapshots. Create it with New, run it with Start.
 type View struct {
@@ -197,8 +124,8 @@ func New(opts Options) (*View, error) {
 		opts.Own = own
 	}
 	v := &View{opts: opts, logger: opts.Logger, kick: make(chan struct{}, 1), wanted: map[uint64]time.Time{}}
-	v.snap.Store(&Snapshot{Taken: opts.Now(), own: opts.Own, ns: map[uint64]*Namespace{}, byID: map[int]*Namespace{},
-		gone: map[uint64]time.Time{}, podByNetns: map[uint64]cluster.Pod{}, podByIface: map[int]cluster.Pod{}})
+	v.snap.Store(&Snapshot{Taken: opts.Now(), OwnInode: opts.Own, ByInode: map[uint64]*Namespace{}, NsIDs: map[int]*Namespace{},
+		GoneSince: map[uint64]time.Time{}, PodByNetns: map[uint64]cluster.Pod{}, PodByIface: map[int]cluster.Pod{}})
 	return v, nil
 }
 
@@ -382,8 +309,8 @@ func (v *View) refresh(ctx context.Context, full bool) {
 	old := v.Snapshot()
 	touched := v.touched()
 	paths := v.opts.Source.Namespaces()
-	next := &Snapshot{Taken: now, own: old.own, ns: make(map[uint64]*Namespace, len(paths)), byID: map[int]*Namespace{},
-		gone: make(map[uint64]time.Time, len(old.gone)), podByNetns: map[uint64]cluster.Pod{}, podByIface: map[int]cluster.Pod{}}
+	next := &Snapshot{Taken: now, OwnInode: old.OwnInode, ByInode: make(map[uint64]*Namespace, len(paths)), NsIDs: map[int]*Namespace{},
+		GoneSince: make(map[uint64]time.Time, len(old.GoneSince)), PodByNetns: map[uint64]cluster.Pod{}, PodByIface: map[int]cluster.Pod{}}
 	v.mu.Lock()
 	var want []string
 	for n := range v.wantCounters {
@@ -392,13 +319,13 @@ func (v *View) refresh(ctx context.Context, full bool) {
 	v.mu.Unlock()
 	var reads []*Namespace
 	for ino, path := range paths {
-		if ino == old.own {
+		if ino == old.OwnInode {
 			continue
 		}
-		prev := old.ns[ino]
+		prev := old.ByInode[ino]
 		if prev != nil && !full && prev.Path == path && len(prev.Addrs) > 0 && prev.NsID >= 0 && !touched[prev.NsID] &&
 			(want == nil || prev.Counters != nil) {
-			next.ns[ino] = prev
+			next.ByInode[ino] = prev
 			continue
 		}
 		n := &Namespace{Inode: ino, Path: path, Read: now}
@@ -424,7 +351,7 @@ func (v *View) refresh(ctx context.Context, full bool) {
 			continue
 		}
 		n.Inspection = insp
-		next.ns[n.Inode] = n
+		next.ByInode[n.Inode] = n
 	}
 	// Counters enter each namespace from a thread of their own: a few
 	// at a time, so 110 pods take a fraction of the interval without a
@@ -433,7 +360,7 @@ func (v *View) refresh(ctx context.Context, full bool) {
 		sem := make(chan struct{}, v.opts.Parallel)
 		var wg sync.WaitGroup
 		for _, n := range reads {
-			if next.ns[n.Inode] != n {
+			if next.ByInode[n.Inode] != n {
 				continue
 			}
 			sem <- struct{}{}
@@ -451,28 +378,28 @@ func (v *View) refresh(ctx context.Context, full bool) {
 	if ctx.Err() != nil {
 		return // the snapshot is partial: keep the last whole one
 	}
-	for _, n := range next.ns {
+	for _, n := range next.ByInode {
 		if n.NsID >= 0 {
-			next.byID[n.NsID] = n
+			next.NsIDs[n.NsID] = n
 		}
 	}
 	// Gone: what was present and is not now, what a collector asked for
 	// and the walk did not find, and what was gone before, for GoneTTL.
-	for ino, since := range old.gone {
-		if _, back := next.ns[ino]; !back && now.Sub(since) < v.opts.GoneTTL {
-			next.gone[ino] = since
+	for ino, since := range old.GoneSince {
+		if _, back := next.ByInode[ino]; !back && now.Sub(since) < v.opts.GoneTTL {
+			next.GoneSince[ino] = since
 		}
 	}
-	for ino := range old.ns {
-		if _, still := next.ns[ino]; !still {
-			next.gone[ino] = now
+	for ino := range old.ByInode {
+		if _, still := next.ByInode[ino]; !still {
+			next.GoneSince[ino] = now
 		}
 	}
 	v.mu.Lock()
 	for ino, asked := range v.wanted {
-		if _, found := next.ns[ino]; !found && ino != old.own {
-			if _, known := next.gone[ino]; !known {
-				next.gone[ino] = asked
+		if _, found := next.ByInode[ino]; !found && ino != old.OwnInode {
+			if _, known := next.GoneSince[ino]; !known {
+				next.GoneSince[ino] = asked
 			}
 		}
 	}
@@ -535,7 +462,7 @@ func (v *View) join(next *Snapshot, pods PodIndex) {
 	ends := map[uint64][]int{}
 	claims := map[cluster.Pod][]uint64{}
 	addrs := map[cluster.Pod][]netip.Addr{}
-	for ino, n := range next.ns {
+	for ino, n := range next.ByInode {
 		ends[ino] = hostEnds(n)
 		for _, a := range n.Addrs {
 			pod, ok := pods.ByIP(a)
@@ -561,9 +488,9 @@ func (v *View) join(next *Snapshot, pods PodIndex) {
 			if chosen[ino] != 1 {
 				continue
 			}
-			next.podByNetns[ino] = pod
+			next.PodByNetns[ino] = pod
 			for _, i := range ends[ino] {
-				next.podByIface[i] = pod
+				next.PodByIface[i] = pod
 			}
 			delete(claims, pod)
 			progress = true
@@ -583,7 +510,7 @@ func (v *View) join(next *Snapshot, pods PodIndex) {
 				if !ok || l.NetNsID < 0 {
 					continue
 				}
-				if n, ok := next.byID[l.NetNsID]; ok && slices.Contains(inos, n.Inode) {
+				if n, ok := next.NsIDs[l.NetNsID]; ok && slices.Contains(inos, n.Inode) {
 					routed[pod] = n.Inode
 					break
 				}
@@ -596,7 +523,7 @@ func (v *View) join(next *Snapshot, pods PodIndex) {
 		for pod, inos := range claims {
 			var wired, unwired []uint64
 			for _, ino := range inos {
-				if _, taken := next.podByNetns[ino]; taken {
+				if _, taken := next.PodByNetns[ino]; taken {
 					continue
 				}
 				if len(ends[ino]) > 0 {

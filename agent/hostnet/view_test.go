@@ -337,10 +337,10 @@ func TestRefreshStopsAtShutdown(t *testing.T) {
 		t.Errorf("%d of 1,000 namespaces read, want 5 (the read stops at the cancellation)", cs.inspects)
 	}
 	if v.Snapshot() != before {
-		t.Errorf("a partial snapshot of %d namespaces was published", len(v.Snapshot().ns))
+		t.Errorf("a partial snapshot of %d namespaces was published", len(v.Snapshot().ByInode))
 	}
 	v.refresh(t.Context(), true)
-	if n := len(v.Snapshot().ns); n != 1000 {
+	if n := len(v.Snapshot().ByInode); n != 1000 {
 		t.Errorf("the next refresh found %d namespaces, want 1000", n)
 	}
 }

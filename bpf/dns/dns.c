@@ -41,12 +41,12 @@
 #define IPPROTO_UDP 17
 
 struct flow_key {
-	__u32 netns;   /* the client's: its socket's namespace's inode (cgroup_skb), its veth's ifindex or 0 (TC) */
-	__u16 id;      /* DNS ID, as on the wire */
-	__u16 lport;   /* the client's port, network byte order */
-	__u16 rport;   /* the server's port, network byte order */
-	__u8 family;   /* 4 or 6 */
-	__u8 proto;    /* IPPROTO_UDP or IPPROTO_TCP */
+	__u32 netns;    /* the client's: its socket's namespace's inode (cgroup_skb), its veth's ifindex or 0 (TC) */
+	__u16 id;       /* DNS ID, as on the wire */
+	__u16 lport;    /* the client's port, network byte order */
+	__u16 rport;    /* the server's port, network byte order */
+	__u8 family;    /* 4 or 6 */
+	__u8 proto;     /* IPPROTO_UDP or IPPROTO_TCP */
 	__u8 laddr[16]; /* the client's address (IPv4 in the first 4 bytes) */
 	__u8 raddr[16]; /* the server's address */
 };
@@ -104,9 +104,8 @@ enum {
 #define NEDGES 12
 #define NBUCKETS (NEDGES + 1)
 static const __u64 edges[NEDGES] = {
-	1000000ULL,    2000000ULL,   5000000ULL,   10000000ULL,
-	20000000ULL,   50000000ULL,  100000000ULL, 200000000ULL,
-	500000000ULL,  1000000000ULL, 2000000000ULL, 5000000000ULL,
+	1000000ULL,   2000000ULL,   5000000ULL,   10000000ULL,   20000000ULL,   50000000ULL,
+	100000000ULL, 200000000ULL, 500000000ULL, 1000000000ULL, 2000000000ULL, 5000000000ULL,
 };
 
 /* Set by the loader before load. */
@@ -235,9 +234,9 @@ struct {
  * per counter. Allocated when a namespace gets its first answer (no
  * prealloc: 240 bytes per CPU per namespace that has answers). */
 struct ans_val {
-	__u64 rcode[16];          /* by the header's 4-bit RCODE */
-	__u64 bucket[NBUCKETS];   /* latency histogram, not cumulative */
-	__u64 sum;                /* sum of the latencies, ns */
+	__u64 rcode[16];        /* by the header's 4-bit RCODE */
+	__u64 bucket[NBUCKETS]; /* latency histogram, not cumulative */
+	__u64 sum;              /* sum of the latencies, ns */
 };
 
 struct {
@@ -632,7 +631,8 @@ static __always_inline __u16 qtype(struct __sk_buff *skb, struct pkt *p, __u8 *b
 		if (l == 0) {
 			if (pos + 2 < avail) {
 				*namelen = pos + 1;
-				return fold_qtype((__u16)buf[(pos + 1) & (QBUF - 1)] << 8 | buf[(pos + 2) & (QBUF - 1)]);
+				return fold_qtype((__u16)buf[(pos + 1) & (QBUF - 1)] << 8 |
+				                  buf[(pos + 2) & (QBUF - 1)]);
 			}
 			return qtype_slow(skb, p);
 		}
@@ -988,16 +988,28 @@ static __always_inline int ingress(struct __sk_buff *skb, const int cast)
  * bpf_rdonly_cast (6.2+, plain loads) or through bpf_probe_read_kernel
  * (older kernels). The loader tries them in that order. */
 SEC("cgroup_skb/egress")
-int dns_egress(struct __sk_buff *skb) { return egress(skb, 1); }
+int dns_egress(struct __sk_buff *skb)
+{
+	return egress(skb, 1);
+}
 
 SEC("cgroup_skb/ingress")
-int dns_ingress(struct __sk_buff *skb) { return ingress(skb, 1); }
+int dns_ingress(struct __sk_buff *skb)
+{
+	return ingress(skb, 1);
+}
 
 SEC("cgroup_skb/egress")
-int dns_egress_read(struct __sk_buff *skb) { return egress(skb, 0); }
+int dns_egress_read(struct __sk_buff *skb)
+{
+	return egress(skb, 0);
+}
 
 SEC("cgroup_skb/ingress")
-int dns_ingress_read(struct __sk_buff *skb) { return ingress(skb, 0); }
+int dns_ingress_read(struct __sk_buff *skb)
+{
+	return ingress(skb, 0);
+}
 
 /* The TC programs, on every interface of the node's namespace (TCX, or a
  * clsact filter before 6.6). User space marks in ifaces what each
@@ -1118,16 +1130,28 @@ static __always_inline int tc_egress(struct __sk_buff *skb, const __u32 l2)
 /* Devices with an Ethernet header (veth, the uplinks, bridges, lo) and
  * without one (wireguard, tun, ipip): where the network header starts. */
 SEC("tc")
-int dns_tc_ingress(struct __sk_buff *skb) { return tc_ingress(skb, ETH_HLEN); }
+int dns_tc_ingress(struct __sk_buff *skb)
+{
+	return tc_ingress(skb, ETH_HLEN);
+}
 
 SEC("tc")
-int dns_tc_egress(struct __sk_buff *skb) { return tc_egress(skb, ETH_HLEN); }
+int dns_tc_egress(struct __sk_buff *skb)
+{
+	return tc_egress(skb, ETH_HLEN);
+}
 
 SEC("tc")
-int dns_tc_ingress_l3(struct __sk_buff *skb) { return tc_ingress(skb, 0); }
+int dns_tc_ingress_l3(struct __sk_buff *skb)
+{
+	return tc_ingress(skb, 0);
+}
 
 SEC("tc")
-int dns_tc_egress_l3(struct __sk_buff *skb) { return tc_egress(skb, 0); }
+int dns_tc_egress_l3(struct __sk_buff *skb)
+{
+	return tc_egress(skb, 0);
+}
 
 /* Where a dropped packet's headers are. A flavour (the ___dns suffix is
  * ignored by CO-RE) rather than fields added to the shared header, whose
@@ -1209,6 +1233,7 @@ int BPF_PROG(dns_drop_raw, struct sk_buff *skb, void *location, unsigned int rea
 			netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	}
 	struct sk_buff___dns *hs = (void *)skb;
-	count_drop(BPF_CORE_READ(hs, head), BPF_CORE_READ(hs, network_header), BPF_CORE_READ(skb, protocol), netns, reason);
+	count_drop(BPF_CORE_READ(hs, head), BPF_CORE_READ(hs, network_header), BPF_CORE_READ(skb, protocol), netns,
+	           reason);
 	return 0;
 }

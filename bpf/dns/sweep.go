@@ -32,7 +32,7 @@ func (p *Probe) sweepArray(now, limit uint64) (Swept, error) {
 	if err != nil {
 		return Swept{}, err
 	}
-	defer unix.Munmap(mem)
+	defer func() { _ = unix.Munmap(mem) }() // our own mapping: nothing to do if it fails
 	// An older object (Options.Object) has no per-owner counts.
 	var owners []byte
 	ownerMask := 0
@@ -43,7 +43,7 @@ func (p *Probe) sweepArray(now, limit uint64) (Swept, error) {
 		if owners, err = mapShared(om, "in-flight counts"); err != nil {
 			return Swept{}, err
 		}
-		defer unix.Munmap(owners)
+		defer func() { _ = unix.Munmap(owners) }()
 		ownerMask = int(om.MaxEntries()) - 1
 	}
 	out := Swept{ByNetns: map[uint32]uint64{}, ByName: map[uint64]uint64{}}

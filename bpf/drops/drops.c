@@ -242,8 +242,8 @@ static __always_inline void count(struct drop_key *k)
 	__u32 i = (k->reason ^ (k->ifindex * 0x9e3779b1u) ^ k->protocol) & (SLOTS - 1);
 	struct drop_slot *s = slots_on ? bpf_map_lookup_elem(&slots, &i) : 0;
 	if (s) {
-		if (s->key.reason == k->reason && s->key.ifindex == k->ifindex &&
-		    s->key.netns == k->netns && s->key.protocol == k->protocol) {
+		if (s->key.reason == k->reason && s->key.ifindex == k->ifindex && s->key.netns == k->netns &&
+		    s->key.protocol == k->protocol) {
 			s->count++;
 			return;
 		}
@@ -286,7 +286,6 @@ static __always_inline void count(struct drop_key *k)
 		count_lost();
 }
 
-
 /* --- Capture (netsonde capture): on demand only. ---
  *
  * While no capture is attached, capture_on[0] is 0 and the program pays one
@@ -308,28 +307,28 @@ struct capture_filter {
 	__u16 nreasons; /* 0: any */
 	__u32 reasons[MAX_CAPTURE_REASONS];
 	__u32 snaplen;
-	__u32 rate;     /* records a second at most */
+	__u32 rate; /* records a second at most */
 };
 
 /* Per capture: its one-second window and what the limit refused. */
 struct capture_state {
-	__u64 window;   /* bpf_ktime_get_ns() / CAPTURE_WINDOW_NS */
-	__u64 used;     /* records admitted in that window */
-	__u64 refused;  /* matching drops the rate limit refused */
+	__u64 window;  /* bpf_ktime_get_ns() / CAPTURE_WINDOW_NS */
+	__u64 used;    /* records admitted in that window */
+	__u64 refused; /* matching drops the rate limit refused */
 	__u64 emitted;
-	__u64 nospace;  /* admitted but the ring buffer was full */
+	__u64 nospace; /* admitted but the ring buffer was full */
 };
 
 struct capture_record {
-	__u64 ts;        /* bpf_ktime_get_ns() */
-	__u64 location;  /* kfree_skb's caller, a kernel text address */
+	__u64 ts;       /* bpf_ktime_get_ns() */
+	__u64 location; /* kfree_skb's caller, a kernel text address */
 	__u32 reason;
 	__u32 ifindex;
 	__u32 netns;
-	__u32 len;       /* skb->len */
-	__u32 caplen;    /* bytes of data[] that hold the packet from L3 */
-	__u16 protocol;  /* EtherType, host order */
-	__u16 captures;  /* bit i: capture i matched */
+	__u32 len;      /* skb->len */
+	__u32 caplen;   /* bytes of data[] that hold the packet from L3 */
+	__u16 protocol; /* EtherType, host order */
+	__u16 captures; /* bit i: capture i matched */
 	__u8 data[MAX_SNAPLEN];
 };
 

@@ -198,46 +198,46 @@ static __always_inline int tc_gated(struct __sk_buff *skb, __u8 dir)
  * loader picks the program by the device's link type. Plain "tc" programs:
  * the same program attaches by TCX (6.6+) or as a direct-action cls_bpf
  * filter, where TCX_NEXT is TC_ACT_UNSPEC, "continue" in both. */
-#define FRAG_PROGS(suffix, l3)                                   \
+#define FRAG_PROGS(suffix, l3)                                       \
 	SEC("tc")                                                    \
 	int frag_ingress_##suffix(struct __sk_buff *skb)             \
 	{                                                            \
-		inspect(skb, l3, INGRESS);                               \
-		return TCX_NEXT;                                         \
+		inspect(skb, l3, INGRESS);                           \
+		return TCX_NEXT;                                     \
 	}                                                            \
 	SEC("tc")                                                    \
 	int frag_egress_##suffix(struct __sk_buff *skb)              \
 	{                                                            \
-		inspect(skb, l3, EGRESS);                                \
-		return TCX_NEXT;                                         \
+		inspect(skb, l3, EGRESS);                            \
+		return TCX_NEXT;                                     \
 	}                                                            \
 	SEC("tc")                                                    \
 	int frag_ingress_##suffix##_tc_gated(struct __sk_buff *skb)  \
 	{                                                            \
-		if (tc_gated(skb, INGRESS))                         \
-			inspect(skb, l3, INGRESS);                           \
-		return TCX_NEXT;                                         \
+		if (tc_gated(skb, INGRESS))                          \
+			inspect(skb, l3, INGRESS);                   \
+		return TCX_NEXT;                                     \
 	}                                                            \
 	SEC("tc")                                                    \
 	int frag_egress_##suffix##_tc_gated(struct __sk_buff *skb)   \
 	{                                                            \
-		if (tc_gated(skb, EGRESS))                          \
-			inspect(skb, l3, EGRESS);                            \
-		return TCX_NEXT;                                         \
+		if (tc_gated(skb, EGRESS))                           \
+			inspect(skb, l3, EGRESS);                    \
+		return TCX_NEXT;                                     \
 	}                                                            \
 	SEC("tc")                                                    \
 	int frag_ingress_##suffix##_tcx_gated(struct __sk_buff *skb) \
 	{                                                            \
-		if (tcx_gated(skb, INGRESS))                        \
-			inspect(skb, l3, INGRESS);                           \
-		return TCX_NEXT;                                         \
+		if (tcx_gated(skb, INGRESS))                         \
+			inspect(skb, l3, INGRESS);                   \
+		return TCX_NEXT;                                     \
 	}                                                            \
 	SEC("tc")                                                    \
 	int frag_egress_##suffix##_tcx_gated(struct __sk_buff *skb)  \
 	{                                                            \
-		if (tcx_gated(skb, EGRESS))                         \
-			inspect(skb, l3, EGRESS);                            \
-		return TCX_NEXT;                                         \
+		if (tcx_gated(skb, EGRESS))                          \
+			inspect(skb, l3, EGRESS);                    \
+		return TCX_NEXT;                                     \
 	}
 
 FRAG_PROGS(eth, ETH_HLEN)

@@ -113,12 +113,12 @@ static __always_inline void count_full(void *full, __u32 slot)
 
 /* NETSONDE_FULL_MAP(n) defines full: an object's per-CPU array of n slots
  * for count_full. */
-#define NETSONDE_FULL_MAP(n)                        \
-	struct {                                        \
-		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);    \
-		__uint(max_entries, n);                     \
-		__type(key, __u32);                         \
-		__type(value, __u64);                       \
+#define NETSONDE_FULL_MAP(n)                             \
+	struct {                                         \
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); \
+		__uint(max_entries, n);                  \
+		__type(key, __u32);                      \
+		__type(value, __u64);                    \
 	} full SEC(".maps")
 
 /* NETSONDE_ONLY_NETNS defines the filter tests use to count only the
@@ -126,16 +126,16 @@ static __always_inline void count_full(void *full, __u32 slot)
  * traffic on the machine cannot change their exact counts: netns_filter,
  * a constant the loader sets (off, the verifier drops every check), the
  * only_netns set, and ignored(netns). */
-#define NETSONDE_ONLY_NETNS                                           \
-	volatile const __u8 netns_filter;                                 \
-	struct {                                                          \
-		__uint(type, BPF_MAP_TYPE_HASH);                              \
-		__uint(max_entries, 64);                                      \
-		__type(key, __u32);                                           \
-		__type(value, __u8);                                          \
-	} only_netns SEC(".maps");                                        \
-	static __always_inline int ignored(__u32 netns)                   \
-	{                                                                 \
+#define NETSONDE_ONLY_NETNS                                                       \
+	volatile const __u8 netns_filter;                                         \
+	struct {                                                                  \
+		__uint(type, BPF_MAP_TYPE_HASH);                                  \
+		__uint(max_entries, 64);                                          \
+		__type(key, __u32);                                               \
+		__type(value, __u8);                                              \
+	} only_netns SEC(".maps");                                                \
+	static __always_inline int ignored(__u32 netns)                           \
+	{                                                                         \
 		return netns_filter && !bpf_map_lookup_elem(&only_netns, &netns); \
 	}
 

@@ -31,7 +31,9 @@ func withPrivateMount(what, fstype, target string, flags uintptr, use func() err
 			if err := unix.Mount(fstype, target, fstype, flags, ""); err != nil {
 				return fmt.Errorf("no %s mounted, and mounting one privately failed: %w", what, err)
 			}
-			defer unix.Unmount(target, unix.MNT_DETACH)
+			// The mount namespace ends with this thread anyway: an
+			// unmount that fails leaves nothing behind.
+			defer func() { _ = unix.Unmount(target, unix.MNT_DETACH) }()
 			return use()
 		}()
 	}()

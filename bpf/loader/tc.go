@@ -128,10 +128,15 @@ func (t *TC) Attach(ifindex int, p Pair) (io.Closer, error) {
 			DirectAction: true,
 		}
 		if err := netlink.FilterAdd(filter); err != nil {
+			// A filter left behind here would count on an interface
+			// nobody reads: say so with the error, not silently.
+			errs := []error{fmt.Errorf("tc filter add: %w", err)}
 			for _, a := range added {
-				netlink.FilterDel(a)
+				if derr := netlink.FilterDel(a); derr != nil {
+					errs = append(errs, fmt.Errorf("tc filter del (rollback): %w", derr))
+				}
 			}
-			return nil, fmt.Errorf("tc filter add: %w", err)
+			return nil, errors.Join(errs...)
 		}
 		added = append(added, filter)
 	}

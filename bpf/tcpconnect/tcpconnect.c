@@ -83,7 +83,7 @@ struct {
 
 struct inflight_conn {
 	__u64 start_ns;
-	__u32 netns; /* for the in-flight gauge per pod */
+	__u32 netns;    /* for the in-flight gauge per pod */
 	__u32 answered; /* an error was reported in SYN_SENT: ICMP answered */
 };
 
@@ -136,26 +136,41 @@ static __always_inline __u32 netns_of(const struct sock *sk)
 
 static __always_inline __u32 dur_bucket(__u64 ns)
 {
-	if (ns <= 1000000ULL) return 0;        /* 1 ms */
-	if (ns <= 10000000ULL) return 1;       /* 10 ms */
-	if (ns <= 100000000ULL) return 2;      /* 100 ms */
-	if (ns <= 1000000000ULL) return 3;     /* 1 s */
-	if (ns <= 3000000000ULL) return 4;     /* 3 s */
-	if (ns <= 10000000000ULL) return 5;    /* 10 s */
+	if (ns <= 1000000ULL)
+		return 0; /* 1 ms */
+	if (ns <= 10000000ULL)
+		return 1; /* 10 ms */
+	if (ns <= 100000000ULL)
+		return 2; /* 100 ms */
+	if (ns <= 1000000000ULL)
+		return 3; /* 1 s */
+	if (ns <= 3000000000ULL)
+		return 4; /* 3 s */
+	if (ns <= 10000000000ULL)
+		return 5; /* 10 s */
 	return 6;
 }
 
 static __always_inline __u32 srtt_bucket(__u64 us)
 {
-	if (us <= 100) return 0;
-	if (us <= 500) return 1;
-	if (us <= 1000) return 2;
-	if (us <= 5000) return 3;
-	if (us <= 10000) return 4;
-	if (us <= 50000) return 5;
-	if (us <= 100000) return 6;
-	if (us <= 500000) return 7;
-	if (us <= 1000000) return 8;
+	if (us <= 100)
+		return 0;
+	if (us <= 500)
+		return 1;
+	if (us <= 1000)
+		return 2;
+	if (us <= 5000)
+		return 3;
+	if (us <= 10000)
+		return 4;
+	if (us <= 50000)
+		return 5;
+	if (us <= 100000)
+		return 6;
+	if (us <= 500000)
+		return 7;
+	if (us <= 1000000)
+		return 8;
 	return 9;
 }
 

@@ -155,7 +155,14 @@ func startAgent(ctx context.Context, cfg agent.Config, client *http.Client, logg
 		actx, cancel := context.WithCancel(ctx)
 		exited := make(chan error, 1)
 		go func() { exited <- agent.Run(actx, cfg, logger) }()
-		done := func() { cancel(); <-exited }
+		done := func() {
+			cancel()
+			// The agent ends because we cancelled it; an error past
+			// that is only worth a debug line.
+			if err := <-exited; err != nil {
+				logger.Debug("in-process agent stopped", "err", err)
+			}
+		}
 		err = waitReady(ctx, client, "http://"+addr, exited)
 		if err == nil {
 			return "http://" + addr + "/metrics", done, nil

@@ -63,7 +63,7 @@ func TestBadInputStopsWithOneLine(t *testing.T) {
 		code  int
 		names string // the line must contain this
 	}{
-		{"unknown flag", []string{"--web.listen-adress=:1"}, 2, "--web.listen-adress"},
+		{"unknown flag", []string{"--web.listen-adress=:1"}, 2, "--web.listen-adress"}, //nolint:misspell // a user's typo is the test
 		{"bad value", []string{"--web.max-requests=lots"}, 2, "lots"},
 		{"unknown log level", []string{"--log.level=loud"}, 2, "loud"},
 		{"malformed web config", []string{"--web.listen-address=127.0.0.1:0", "--web.config.file=" + badYAML}, 1, badYAML},

@@ -22,11 +22,10 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/netsonde/netsonde/agent/hostnet"
 	bpfdns "github.com/netsonde/netsonde/bpf/dns"
 	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/collectors"
-	"github.com/netsonde/netsonde/collectors/drops"
+	"github.com/netsonde/netsonde/internal/hostview"
 )
 
 // Spec is the dns collector's line in the agent's table.
@@ -269,12 +268,12 @@ func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Coll
 	if *c.timeout <= 0 {
 		return nil, collectors.Down("bad_flag", fmt.Errorf("--dns.timeout must be positive, got %v", *c.timeout))
 	}
-	reason, err := drops.ReasonNamer(*c.btfDir)
+	reasons, err := deps.DropReasons.Names(*c.btfDir)
 	debug.FreeOSMemory()
 	if err != nil {
 		return nil, collectors.Down("no_btf", err)
 	}
-	own, err := hostnet.OwnInode()
+	own, err := hostview.OwnInode()
 	if err != nil {
 		return nil, collectors.Down("netns", err)
 	}
@@ -301,7 +300,7 @@ func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Coll
 		every = max(every, 50*time.Millisecond)
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	col := &collector{deps: deps, probe: probe, tc: hook == bpfdns.HookTC, ifacePod: map[uint32]pod{}, reason: reason, own: uint32(own), timeout: *c.timeout, testNetns: len(*c.onlyNetns) > 0,
+	col := &collector{deps: deps, probe: probe, tc: hook == bpfdns.HookTC, ifacePod: map[uint32]pod{}, reason: reasons.Name, own: uint32(own), timeout: *c.timeout, testNetns: len(*c.onlyNetns) > 0,
 		cancel: cancel, done: make(chan struct{}), swept: map[uint32]uint64{},
 		forgetAfter: *c.forgetAfter, missing: map[uint32]time.Time{},
 		topNames: *c.topNames, nameTimeouts: map[uint64]uint64{}}
@@ -342,7 +341,7 @@ func autoHook(net collectors.HostNet) (string, string) {
 
 // ifaceFlags is how the TC programs treat an interface (bpfdns.Iface*)
 // and whether it has no Ethernet header.
-func ifaceFlags(l hostnet.Link) (uint32, bool) {
+func ifaceFlags(l hostview.Link) (uint32, bool) {
 	var flags uint32
 	// A veth whose peer is in another namespace: a pod's (or a test's
 	// namespace's). NetNsID is -1 when the peer is in this one.
@@ -370,7 +369,7 @@ func ifaceFlags(l hostnet.Link) (uint32, bool) {
 // interfaces took 7 s at start-up, past the agent's readiness).
 func (c *collector) sync() {
 	links := c.deps.Net.Links()
-	want := make(map[int]hostnet.Link, len(links))
+	want := make(map[int]hostview.Link, len(links))
 	for _, l := range links {
 		want[l.Index] = l
 	}
@@ -488,10 +487,10 @@ func (c *collector) forgetGone(counts bpfdns.Counts) {
 	snap := c.deps.Net.Snapshot()
 	for ns := range namespaces {
 		_, state, _ := snap.Lookup(uint64(ns))
-		if state == hostnet.Unknown && ns != 0 && ns != c.own {
+		if state == hostview.Unknown && ns != 0 && ns != c.own {
 			c.deps.Net.Miss(uint64(ns))
 		}
-		missing(ns, ns == 0 || ns == c.own || state == hostnet.Present)
+		missing(ns, ns == 0 || ns == c.own || state == hostview.Present)
 	}
 	for idx := range owners {
 		_, present := c.deps.Net.ByIndex(int(idx))
@@ -587,7 +586,7 @@ func (c *collector) ifaceOwner(ifindex uint32) (pod, bool) {
 	if c.deps.Net == nil {
 		return pod{}, true
 	}
-	var ns *hostnet.Namespace
+	var ns *hostview.Namespace
 	if l, ok := c.deps.Net.ByIndex(int(ifindex)); ok && l.NetNsID >= 0 {
 		ns, _ = c.deps.Net.Snapshot().ByNsID(l.NetNsID)
 	}

@@ -5,9 +5,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/netsonde/netsonde/agent/hostnet"
 	bpfdns "github.com/netsonde/netsonde/bpf/dns"
 	"github.com/netsonde/netsonde/internal/golden"
+	"github.com/netsonde/netsonde/internal/hostview"
 )
 
 // TestAutoHook: the TC hook, except on nodes whose dataplane delivers to
@@ -15,14 +15,14 @@ import (
 func TestAutoHook(t *testing.T) {
 	for _, c := range []struct {
 		name  string
-		extra []hostnet.Link
+		extra []hostview.Link
 		want  string
 	}{
 		{"flannel bridge node", nil, bpfdns.HookTC},
-		{"Cilium", []hostnet.Link{{Index: 50, Name: "cilium_host", Kind: "veth", NetNsID: -1}}, bpfdns.HookCgroup},
-		{"Calico eBPF", []hostnet.Link{{Index: 50, Name: "bpfin.cali", Kind: "veth", NetNsID: -1}}, bpfdns.HookCgroup},
-		{"netkit", []hostnet.Link{{Index: 50, Name: "nk0", Kind: "netkit", NetNsID: 3}}, bpfdns.HookCgroup},
-		{"Calico iptables", []hostnet.Link{{Index: 50, Name: "cali12345", Kind: "veth", NetNsID: 3}}, bpfdns.HookTC},
+		{"Cilium", []hostview.Link{{Index: 50, Name: "cilium_host", Kind: "veth", NetNsID: -1}}, bpfdns.HookCgroup},
+		{"Calico eBPF", []hostview.Link{{Index: 50, Name: "bpfin.cali", Kind: "veth", NetNsID: -1}}, bpfdns.HookCgroup},
+		{"netkit", []hostview.Link{{Index: 50, Name: "nk0", Kind: "netkit", NetNsID: 3}}, bpfdns.HookCgroup},
+		{"Calico iptables", []hostview.Link{{Index: 50, Name: "cali12345", Kind: "veth", NetNsID: 3}}, bpfdns.HookTC},
 	} {
 		got, why := autoHook(golden.Node(c.extra...))
 		if got != c.want {
@@ -45,18 +45,18 @@ func TestIfaceFlags(t *testing.T) {
 		return &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{EncapType: enc}}
 	}
 	for _, c := range []struct {
-		link  hostnet.Link
+		link  hostview.Link
 		flags uint32
 		l3    bool
 	}{
-		{hostnet.Link{Index: golden.IfLo, Kind: "device", NetNsID: -1, Attrs: attrs("loopback")}, 0, false},
-		{hostnet.Link{Index: golden.IfEth0, Kind: "device", NetNsID: -1, Attrs: attrs("ether")}, 0, false},
-		{hostnet.Link{Index: golden.IfPodVeth, Kind: "veth", NetNsID: 0, MasterIndex: golden.IfCNI0, Attrs: attrs("ether")}, bpfdns.IfacePod | bpfdns.IfaceEnslaved, false},
-		{hostnet.Link{Index: golden.IfOtherVeth, Kind: "veth", NetNsID: 1, Attrs: attrs("ether")}, bpfdns.IfacePod, false},
-		{hostnet.Link{Index: 60, Kind: "veth", NetNsID: -1, Attrs: attrs("ether")}, 0, false}, // both ends here
-		{hostnet.Link{Index: 61, Kind: "wireguard", NetNsID: -1, Attrs: attrs("none")}, 0, true},
-		{hostnet.Link{Index: 62, Kind: "bond", NetNsID: -1, MasterIndex: 0, Attrs: attrs("ether")}, 0, false},
-		{hostnet.Link{Index: 63, Kind: "device", NetNsID: -1, MasterIndex: 62, Attrs: attrs("ether")}, bpfdns.IfaceEnslaved, false}, // a bond's slave
+		{hostview.Link{Index: golden.IfLo, Kind: "device", NetNsID: -1, Attrs: attrs("loopback")}, 0, false},
+		{hostview.Link{Index: golden.IfEth0, Kind: "device", NetNsID: -1, Attrs: attrs("ether")}, 0, false},
+		{hostview.Link{Index: golden.IfPodVeth, Kind: "veth", NetNsID: 0, MasterIndex: golden.IfCNI0, Attrs: attrs("ether")}, bpfdns.IfacePod | bpfdns.IfaceEnslaved, false},
+		{hostview.Link{Index: golden.IfOtherVeth, Kind: "veth", NetNsID: 1, Attrs: attrs("ether")}, bpfdns.IfacePod, false},
+		{hostview.Link{Index: 60, Kind: "veth", NetNsID: -1, Attrs: attrs("ether")}, 0, false}, // both ends here
+		{hostview.Link{Index: 61, Kind: "wireguard", NetNsID: -1, Attrs: attrs("none")}, 0, true},
+		{hostview.Link{Index: 62, Kind: "bond", NetNsID: -1, MasterIndex: 0, Attrs: attrs("ether")}, 0, false},
+		{hostview.Link{Index: 63, Kind: "device", NetNsID: -1, MasterIndex: 62, Attrs: attrs("ether")}, bpfdns.IfaceEnslaved, false}, // a bond's slave
 	} {
 		flags, l3 := ifaceFlags(c.link)
 		if flags != c.flags || l3 != c.l3 {

@@ -133,7 +133,7 @@ func (c *collector) kernelFilter(req capture.Request) (bpfdrops.CaptureFilter, e
 		return f, fmt.Errorf("%w: --reason: at most %d", capture.ErrBadFilter, bpfdrops.MaxCaptureReasons)
 	}
 	for _, name := range req.Reasons {
-		v, ok := c.reasons.value(name)
+		v, ok := c.reasons.Value(name)
 		if !ok {
 			return f, fmt.Errorf("%w: --reason=%q: this kernel has no such drop reason", capture.ErrBadFilter, name)
 		}
@@ -189,7 +189,7 @@ func (c *collector) matches(req capture.Request, p *capture.Packet) bool {
 }
 
 func (c *collector) packet(r bpfdrops.CaptureRecord, boot time.Time) *capture.Packet {
-	p := &capture.Packet{Time: boot.Add(time.Duration(r.KtimeNs)), Reason: c.reasons.name(r.Reason),
+	p := &capture.Packet{Time: boot.Add(time.Duration(r.KtimeNs)), Reason: c.reasons.Name(r.Reason),
 		Netns: r.Netns, EtherType: protocolName(r.Protocol), Len: int(r.Len), Data: r.Data,
 		Tuple: capture.Decode(r.Data)}
 	p.Location = c.capt.syms.name(c.deps.Proc.Root(), r.Location)

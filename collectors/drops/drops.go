@@ -14,10 +14,11 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/netsonde/netsonde/agent/hostnet"
 	bpfdrops "github.com/netsonde/netsonde/bpf/drops"
 	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/dropreason"
+	"github.com/netsonde/netsonde/internal/hostview"
 )
 
 // Spec is the drops collector's line in the agent's table.
@@ -92,7 +93,7 @@ type probe interface {
 type collector struct {
 	deps      collectors.Deps
 	probe     probe
-	reasons   reasonNames
+	reasons   dropreason.Names
 	forgetFor time.Duration
 	mu        sync.Mutex // one Collect at a time: it deletes stale keys
 
@@ -115,7 +116,7 @@ type collector struct {
 }
 
 func start(deps collectors.Deps, c config) (collectors.Collector, error) {
-	reasons, err := loadReasonNames(*c.btfDir)
+	reasons, err := deps.DropReasons.Names(*c.btfDir)
 	// The kernel's BTF file, read whole (a few MiB), is garbage from here
 	// on, whatever happens next: return it to the OS rather than carry it.
 	defer debug.FreeOSMemory()
@@ -140,7 +141,7 @@ func start(deps collectors.Deps, c config) (collectors.Collector, error) {
 	return newCollector(deps, probe, reasons, *c.forgetFor), nil
 }
 
-func newCollector(deps collectors.Deps, p probe, reasons reasonNames, forgetFor time.Duration) *collector {
+func newCollector(deps collectors.Deps, p probe, reasons dropreason.Names, forgetFor time.Duration) *collector {
 	c := &collector{deps: deps, probe: p, reasons: reasons, forgetFor: forgetFor,
 		series: collectors.NewSeriesCache[labels](dropsDesc, prometheus.CounterValue),
 		last:   map[bpfdrops.Key]labels{}, missing: map[bpfdrops.Key]time.Time{}, retired: map[labels]uint64{},
@@ -180,7 +181,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	now := c.deps.Now()
 	snap := c.deps.Net.Snapshot()
 	for k, v := range counts.ByKey {
-		l := labels{reason: c.reasons.name(k.Reason), protocol: protocolName(k.Protocol)}
+		l := labels{reason: c.reasons.Name(k.Reason), protocol: protocolName(k.Protocol)}
 		if k.Netns != 0 {
 			alive[uint64(k.Netns)] = true
 			res := c.name(snap, uint64(k.Netns), int(k.Ifindex))
@@ -259,11 +260,11 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	}
 	var overflowed, refused uint64
 	for reason, v := range counts.Overflow {
-		sums[labels{reason: c.reasons.name(reason)}] += v
+		sums[labels{reason: c.reasons.Name(reason)}] += v
 		overflowed += v
 	}
 	for reason, v := range counts.Refused {
-		sums[labels{reason: c.reasons.name(reason)}] += v
+		sums[labels{reason: c.reasons.Name(reason)}] += v
 		refused += v
 	}
 	if counts.Lost > 0 {
@@ -296,7 +297,7 @@ type ifName struct {
 
 // name names ifindex in namespace netns from the snapshot and the live
 // link view: memory only, no netlink on the scrape path.
-func (c *collector) name(snap *hostnet.Snapshot, netns uint64, ifindex int) ifName {
+func (c *collector) name(snap *hostview.Snapshot, netns uint64, ifindex int) ifName {
 	if netns == snap.Own() {
 		if ifindex == 0 {
 			return ifName{}
@@ -306,9 +307,9 @@ func (c *collector) name(snap *hostnet.Snapshot, netns uint64, ifindex int) ifNa
 	}
 	ns, state, _ := snap.Lookup(netns)
 	switch state {
-	case hostnet.Unknown:
+	case hostview.Unknown:
 		return ifName{unknown: true}
-	case hostnet.Gone:
+	case hostview.Gone:
 		return ifName{gone: true}
 	}
 	if ifindex == 0 {

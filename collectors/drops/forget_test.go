@@ -8,6 +8,7 @@ import (
 
 	bpfdrops "github.com/netsonde/netsonde/bpf/drops"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/dropreason"
 	"github.com/netsonde/netsonde/internal/golden"
 )
 
@@ -39,7 +40,7 @@ func TestForgetKeepsDropsCountedSinceTheRead(t *testing.T) {
 	view := golden.Node()
 	clock := &golden.Clock{T: golden.Now}
 	deps := collectors.Deps{Logger: slog.New(slog.DiscardHandler), Net: view, Pods: view, Clock: clock}
-	c := newCollector(deps, p, reasonNames{noSocket: "NO_SOCKET"}, time.Minute)
+	c := newCollector(deps, p, dropreason.Names{noSocket: "NO_SOCKET"}, time.Minute)
 	series := `netsonde_packet_drops_total{interface="",namespace="",pod="",protocol="ipv4",reason="NO_SOCKET"} `
 	for i, want := range []string{"8", "8", "11", "11"} {
 		if i == 2 {

@@ -7,6 +7,7 @@ import (
 
 	bpfdrops "github.com/netsonde/netsonde/bpf/drops"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/dropreason"
 	"github.com/netsonde/netsonde/internal/golden"
 )
 
@@ -56,7 +57,7 @@ func TestGoldenMetrics(t *testing.T) {
 	}}
 	view := golden.Node()
 	deps := collectors.Deps{Logger: slog.New(slog.DiscardHandler), Net: view, Pods: view, Clock: &golden.Clock{T: golden.Now}}
-	reasons := reasonNames{noSocket: "NO_SOCKET", csum: "TCP_CSUM", netfilter: "NETFILTER_DROP", otherhost: "OTHERHOST"}
+	reasons := dropreason.Names{noSocket: "NO_SOCKET", csum: "TCP_CSUM", netfilter: "NETFILTER_DROP", otherhost: "OTHERHOST"}
 	c := newCollector(deps, p, reasons, 2*time.Minute)
 	golden.Check(t, c)
 	if len(p.forgot) != 0 {

@@ -19,10 +19,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
-	"github.com/netsonde/netsonde/agent/hostnet"
 	bpffrag "github.com/netsonde/netsonde/bpf/fragments"
 	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/hostview"
 )
 
 // Spec is the fragments collector's line in the agent's table.
@@ -145,7 +145,7 @@ func start(ctx context.Context, deps collectors.Deps, cfg config) (collectors.Co
 // bpffrag.Counter).
 func (c *collector) sync(first bool) {
 	links := c.deps.Net.Links()
-	want := make(map[int]hostnet.Link, len(links))
+	want := make(map[int]hostview.Link, len(links))
 	for _, l := range links {
 		if c.cfg.include.MatchString(l.Name) && !c.cfg.exclude.MatchString(l.Name) {
 			want[l.Index] = l
@@ -175,13 +175,13 @@ func (c *collector) sync(first bool) {
 	c.wanted.Store(int64(len(want)))
 }
 
-func (c *collector) attach(l hostnet.Link) {
+func (c *collector) attach(l hostview.Link) {
 	if err := c.c.Attach(l.Index, l.Attrs.Attrs().EncapType != "ether"); err != nil {
 		c.fail(l, err)
 	}
 }
 
-func (c *collector) fail(l hostnet.Link, err error) {
+func (c *collector) fail(l hostview.Link, err error) {
 	// An interface deleted while we attached is not a failure: the next
 	// sync drops it from the wanted set.
 	if _, still := c.deps.Net.ByIndex(l.Index); !still || errors.Is(err, unix.ENODEV) {

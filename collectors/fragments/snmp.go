@@ -77,7 +77,7 @@ func parseSNMP4(r io.Reader) (map[string]uint64, error) {
 		}
 		vals := fields[1:]
 		if len(vals) != len(header) {
-			return nil, fmt.Errorf("Ip: header and values differ in length (%d, %d)", len(header), len(vals))
+			return nil, fmt.Errorf("/proc/net/snmp Ip: header and values differ in length (%d, %d)", len(header), len(vals))
 		}
 		out := map[string]uint64{}
 		for i, h := range header {

@@ -24,8 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
+	bpffsync "github.com/netsonde/netsonde/bpf/fsynctrace"
 	"github.com/netsonde/netsonde/collectors"
-	"github.com/netsonde/netsonde/collectors/fsynctrace"
 )
 
 // Spec is the active probe's line in the agent's table.
@@ -196,7 +196,7 @@ func probeSetup(app *kingpin.Application) collectors.Factory {
 
 type pathState struct {
 	target
-	hist   fsynctrace.Histogram
+	hist   bpffsync.Histogram
 	reason string // "" while working
 	// parent and dir are open while file is: the probe's file is removed,
 	// and its directory, by these descriptors, never by a path that
@@ -282,8 +282,11 @@ func (p *prober) round(path string) {
 	}
 	if err != nil {
 		// The file goes with the error (a full disk keeps nothing of
-		// ours); the next round starts a new one.
-		st.release(false)
+		// ours); the next round starts a new one. A file that cannot
+		// be removed is left on the node: say so.
+		if rerr := st.release(false); rerr != nil {
+			p.deps.Logger.Warn("fsync probe file left behind", "path", path, "err", rerr)
+		}
 	}
 }
 
@@ -296,10 +299,12 @@ func (p *prober) round(path string) {
 // the file is reached through a symlink: a symlink at the probe's name
 // (someone pointing it elsewhere) fails the round with not_a_directory.
 func (p *prober) newFile(st *pathState, buf []byte) error {
-	st.release(false)
+	if err := st.release(false); err != nil {
+		// The new file is written anyway; the old one is reported.
+		p.deps.Logger.Warn("fsync probe file left behind", "path", st.label, "err", err)
+	}
 	if err := st.openDir(); err != nil {
-		st.release(false)
-		return err
+		return errors.Join(err, st.release(false))
 	}
 	st.seq++
 	// The pid in the name: two agents on one node (two releases) share the
@@ -315,8 +320,7 @@ func (p *prober) newFile(st *pathState, buf []byte) error {
 		fd, err = create()
 	}
 	if err != nil {
-		st.release(false)
-		return fmt.Errorf("create probe file in %s: %w", st.label, err)
+		return errors.Join(fmt.Errorf("create probe file in %s: %w", st.label, err), st.release(false))
 	}
 	f := os.NewFile(uintptr(fd), filepath.Join(st.label, st.fileName))
 	st.file, st.offset = f, 0

@@ -57,7 +57,7 @@ func traceSetup(app *kingpin.Application) collectors.Factory {
 		if *c.hook != "auto" {
 			source = *c.hook
 		}
-		t, err := bpffsync.Load(bpffsync.Options{Source: source, Comms: *c.comms, Bounds: boundsNS(), BTF: deps.BTF})
+		t, err := bpffsync.Load(bpffsync.Options{Source: source, Comms: *c.comms, Bounds: bpffsync.BoundsNS(), BTF: deps.BTF})
 		if err != nil {
 			return nil, collectors.BPFLoadDown(err, "attach_failed")
 		}
@@ -94,23 +94,21 @@ func (tr *tracer) Collect(_ context.Context, ch chan<- prometheus.Metric) error 
 		return collectors.Down("map_read", err)
 	}
 	type series struct{ comm, device string }
-	hists := map[series]*Histogram{}
-	get := func(comm []int8, dev uint32) *Histogram {
+	hists := map[series]*bpffsync.Histogram{}
+	get := func(comm []int8, dev uint32) *bpffsync.Histogram {
 		s := series{comm: cString(comm), device: tr.devName(dev)}
 		h := hists[s]
 		if h == nil {
-			h = &Histogram{}
+			h = &bpffsync.Histogram{}
 			hists[s] = h
 		}
 		return h
 	}
 	for k, n := range counts {
-		if int(k.Bucket) < len(get(k.Comm[:], k.Dev).counts) {
-			get(k.Comm[:], k.Dev).counts[k.Bucket] += n
-		}
+		get(k.Comm[:], k.Dev).AddBucket(k.Bucket, n)
 	}
 	for k, ns := range sums {
-		get(k.Comm[:], k.Dev).sum += time.Duration(ns)
+		get(k.Comm[:], k.Dev).AddSum(time.Duration(ns))
 	}
 	for s, h := range hists {
 		n, sum, buckets := h.Cumulative()

@@ -54,7 +54,7 @@ func fixtureSys(t *testing.T, devs map[string]string) string {
 // TestGoldenMetrics: etcd's fsyncs on an NVMe disk (259:0, nvme0n1) and
 // containerd's on a SATA disk (8:16, sdb), as the kernel counts them.
 func TestGoldenMetrics(t *testing.T) {
-	const nvme, sdb = 259<<20 | 0, 8<<20 | 16
+	const nvme, sdb = 259 << 20 /* minor 0 */, 8<<20 | 16
 	comm := func(s string) (c [16]int8) {
 		for i := range len(s) {
 			c[i] = int8(s[i])

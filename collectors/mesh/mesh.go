@@ -291,7 +291,7 @@ func (c *collector) round(ctx context.Context) {
 		case <-ctx.Done():
 			for _, pg := range []*pinger{c.v4, c.v6} {
 				if pg != nil {
-					pg.conn.SetReadDeadline(time.Now())
+					_ = pg.conn.SetReadDeadline(time.Now()) // wakes the reader; a closed conn needs no waking
 				}
 			}
 		case <-watchDone:
@@ -311,7 +311,7 @@ func (c *collector) round(ctx context.Context) {
 			close(stop)
 			for _, pg := range []*pinger{c.v4, c.v6} {
 				if pg != nil {
-					pg.conn.SetReadDeadline(time.Now())
+					_ = pg.conn.SetReadDeadline(time.Now()) // wakes the reader; a closed conn needs no waking
 				}
 			}
 			for range replies {

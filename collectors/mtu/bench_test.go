@@ -13,6 +13,7 @@ import (
 	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/hostview"
 )
 
 // pods names the host ends of the first 110 interfaces.
@@ -29,9 +30,9 @@ func (pods) ByHostInterface(i int) (cluster.Pod, bool) {
 func (pods) PeerNodes(int) []cluster.Node { return nil }
 
 func newBench(b testing.TB) collectors.Collector {
-	links := make([]hostnet.Link, 1000)
+	links := make([]hostview.Link, 1000)
 	for i := range links {
-		links[i] = hostnet.Link{Index: i + 1, Name: fmt.Sprintf("veth%04d", i), Kind: "veth", MTU: 1500}
+		links[i] = hostview.Link{Index: i + 1, Name: fmt.Sprintf("veth%04d", i), Kind: "veth", MTU: 1500}
 	}
 	c, err := New(context.Background(), collectors.Deps{Logger: slog.Default(), Net: hostnet.Fixed(1, links, nil), Pods: pods{}})
 	if err != nil {

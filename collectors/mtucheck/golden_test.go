@@ -7,9 +7,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/internal/golden"
+	"github.com/netsonde/netsonde/internal/hostview"
 )
 
 // TestGoldenMetrics: the fixture node (flannel.1 over eth0, the pod's veth
@@ -24,14 +24,14 @@ import (
 func TestGoldenMetrics(t *testing.T) {
 	remote := net.ParseIP(golden.PeerNode.InternalIP.String())
 	remote6 := net.ParseIP("2001:db8::12")
-	gre := hostnet.Link{Index: 7, Name: "gre1", Kind: "gre", MTU: 1480, NetNsID: -1, Up: true,
+	gre := hostview.Link{Index: 7, Name: "gre1", Kind: "gre", MTU: 1480, NetNsID: -1, Up: true,
 		Attrs: &netlink.Gretun{Remote: remote}}
-	eth1 := hostnet.Link{Index: 11, Name: "eth1", Kind: "device", MTU: 9000, NetNsID: -1, Up: true}
-	vx6 := hostnet.Link{Index: 8, Name: "vxlan6", Kind: "vxlan", MTU: 9000, NetNsID: -1, Up: true,
+	eth1 := hostview.Link{Index: 11, Name: "eth1", Kind: "device", MTU: 9000, NetNsID: -1, Up: true}
+	vx6 := hostview.Link{Index: 8, Name: "vxlan6", Kind: "vxlan", MTU: 9000, NetNsID: -1, Up: true,
 		Attrs: &netlink.Vxlan{Group: remote6}}
-	gnv := hostnet.Link{Index: 9, Name: "genev6", Kind: "geneve", MTU: 8922, ParentIndex: eth1.Index, NetNsID: -1, Up: true,
+	gnv := hostview.Link{Index: 9, Name: "genev6", Kind: "geneve", MTU: 8922, ParentIndex: eth1.Index, NetNsID: -1, Up: true,
 		Attrs: &netlink.Geneve{Remote: remote6}}
-	low := hostnet.Link{Index: 10, Name: "dummy0", Kind: "dummy", MTU: 1200, NetNsID: -1, Up: true}
+	low := hostview.Link{Index: 10, Name: "dummy0", Kind: "dummy", MTU: 1200, NetNsID: -1, Up: true}
 	view := golden.Node(gre, eth1, vx6, gnv, low)
 	routes := func(dst net.IP) int {
 		switch {

@@ -21,8 +21,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/hostview"
 )
 
 // Spec is the MTU checker's line in the agent's table.
@@ -157,7 +157,7 @@ func (c *collector) background() {
 	// A dry run of the check records every destination it routes now;
 	// destinations only gone links asked for are dropped.
 	c.routes.forget()
-	check(links, c.routes.record, facts{cniMTU: mtu, wgEndpoints: wgEps}, func(hostnet.Link) (int, bool) { return 0, false })
+	check(links, c.routes.record, facts{cniMTU: mtu, wgEndpoints: wgEps}, func(hostview.Link) (int, bool) { return 0, false })
 	c.routes.refresh()
 }
 

@@ -7,7 +7,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/netsonde/netsonde/agent/hostnet"
+	"github.com/netsonde/netsonde/internal/hostview"
 )
 
 // overhead is what an encapsulation adds in front of the inner packet, by
@@ -82,9 +82,9 @@ type facts struct {
 }
 
 // check judges every interface of one namespace.
-func check(links []hostnet.Link, route routeLookup, f facts, peerMTU func(l hostnet.Link) (int, bool)) []verdict {
+func check(links []hostview.Link, route routeLookup, f facts, peerMTU func(l hostview.Link) (int, bool)) []verdict {
 	cniMTU := f.cniMTU
-	byIndex := make(map[int]hostnet.Link, len(links))
+	byIndex := make(map[int]hostview.Link, len(links))
 	for _, l := range links {
 		byIndex[l.Index] = l
 	}
@@ -189,7 +189,7 @@ func fitThrough(fit, f int) int {
 // 1,440 before its first handshake. The routes ignore the device's
 // fwmark (policy routing that sends the encapsulated packets another
 // way than the main table is not followed).
-func wireguardFit(endpoints []net.IP, route routeLookup, byIndex map[int]hostnet.Link) (int, []int) {
+func wireguardFit(endpoints []net.IP, route routeLookup, byIndex map[int]hostview.Link) (int, []int) {
 	oh := encapsulations["wireguard"]
 	exp, any := 0, false
 	var under []int
@@ -223,7 +223,7 @@ func wireguardFit(endpoints []net.IP, route routeLookup, byIndex map[int]hostnet
 // get the reason at 0 or 1; any other only while it is below, so a node
 // pays a series for this only where something is wrong. Loopback and CAN
 // interfaces, which carry no IPv6 by design, are left out.
-func belowIPv6Minimum(links []hostnet.Link, out []verdict) []verdict {
+func belowIPv6Minimum(links []hostview.Link, out []verdict) []verdict {
 	at := make(map[string]int, len(out))
 	for i, v := range out {
 		at[v.iface] = i
@@ -253,7 +253,7 @@ func belowIPv6Minimum(links []hostnet.Link, out []verdict) []verdict {
 // flannel's, learns its remotes from the FDB but sends from local's
 // family). A tunnel that names neither (a VXLAN or Geneve in external
 // mode, whose endpoints a CNI sets per packet) is judged as IPv4.
-func underlayOf(l hostnet.Link, route routeLookup) (int, bool) {
+func underlayOf(l hostview.Link, route routeLookup) (int, bool) {
 	var bound int
 	var remote, local net.IP
 	switch t := l.Attrs.(type) {

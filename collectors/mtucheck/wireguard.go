@@ -9,7 +9,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/netsonde/netsonde/agent/hostnet"
+	"github.com/netsonde/netsonde/internal/hostview"
 )
 
 // wgReader reads the endpoints of a WireGuard device's peers (nil: a peer
@@ -66,7 +66,7 @@ func (w *wgClient) close() {
 // readWireGuard reads the peers' endpoints of every wireguard link, by
 // link index. A device that cannot be read is left out (not judged), and
 // its error returned by name for the caller to log.
-func readWireGuard(links []hostnet.Link, read wgReader) (map[int][]net.IP, map[string]error) {
+func readWireGuard(links []hostview.Link, read wgReader) (map[int][]net.IP, map[string]error) {
 	var eps map[int][]net.IP
 	var errs map[string]error
 	for _, l := range links {

@@ -6,7 +6,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/netsonde/netsonde/agent/hostnet"
+	"github.com/netsonde/netsonde/internal/hostview"
 )
 
 // TestWireGuardFit: a WireGuard device's limit is its tightest peer's,
@@ -14,8 +14,8 @@ import (
 // IPv4 endpoint and 80 for an IPv6 one; a device with no endpoint, or
 // none routed to a device of the namespace, is not judged.
 func TestWireGuardFit(t *testing.T) {
-	eth0 := hostnet.Link{Index: 2, Name: "eth0", Kind: "device", MTU: 1500}
-	eth1 := hostnet.Link{Index: 3, Name: "eth1", Kind: "device", MTU: 9000}
+	eth0 := hostview.Link{Index: 2, Name: "eth0", Kind: "device", MTU: 1500}
+	eth1 := hostview.Link{Index: 3, Name: "eth1", Kind: "device", MTU: 9000}
 	v4, v6 := net.ParseIP("198.18.70.2").To4(), net.ParseIP("fd00:5e::70:2")
 	v6far, v4lost := net.ParseIP("fd00:5e::71:2"), net.ParseIP("198.18.71.2").To4()
 	route := func(dst net.IP) int {
@@ -48,12 +48,12 @@ func TestWireGuardFit(t *testing.T) {
 		{name: "device not read: not judged", mtu: 9000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			wg := hostnet.Link{Index: 9, Name: "wg0", Kind: "wireguard", MTU: tc.mtu}
+			wg := hostview.Link{Index: 9, Name: "wg0", Kind: "wireguard", MTU: tc.mtu}
 			f := facts{}
 			if tc.read {
 				f.wgEndpoints = map[int][]net.IP{wg.Index: tc.endpoints}
 			}
-			got := check([]hostnet.Link{eth0, eth1, wg}, route, f, func(hostnet.Link) (int, bool) { return 0, false })
+			got := check([]hostview.Link{eth0, eth1, wg}, route, f, func(hostview.Link) (int, bool) { return 0, false })
 			var want []verdict
 			if tc.expected > 0 {
 				want = []verdict{{iface: "wg0", expected: tc.expected, reasons: map[string]bool{reasonExceedsUnderlay: tc.mismatch}}}
@@ -69,9 +69,9 @@ func TestWireGuardFit(t *testing.T) {
 // device too, and the WireGuard's underlay is no pod interface even when
 // it is a veth.
 func TestWireGuardOverlayFit(t *testing.T) {
-	u := hostnet.Link{Index: 2, Name: "u0", Kind: "veth", MTU: 1500}
-	wg := hostnet.Link{Index: 3, Name: "wg0", Kind: "wireguard", MTU: 1420}
-	pod := hostnet.Link{Index: 4, Name: "veth1", Kind: "veth", MTU: 1440}
+	u := hostview.Link{Index: 2, Name: "u0", Kind: "veth", MTU: 1500}
+	wg := hostview.Link{Index: 3, Name: "wg0", Kind: "wireguard", MTU: 1420}
+	pod := hostview.Link{Index: 4, Name: "veth1", Kind: "veth", MTU: 1440}
 	ep := net.ParseIP("fd00:5e::70:2")
 	route := func(dst net.IP) int {
 		if dst.Equal(ep) {
@@ -79,7 +79,7 @@ func TestWireGuardOverlayFit(t *testing.T) {
 		}
 		return 0
 	}
-	got := check([]hostnet.Link{u, wg, pod}, route, facts{wgEndpoints: map[int][]net.IP{wg.Index: {ep}}}, func(hostnet.Link) (int, bool) { return 0, false })
+	got := check([]hostview.Link{u, wg, pod}, route, facts{wgEndpoints: map[int][]net.IP{wg.Index: {ep}}}, func(hostview.Link) (int, bool) { return 0, false })
 	want := []verdict{
 		{iface: "veth1", expected: 1420, reasons: map[string]bool{reasonExceedsOverlay: true}},
 		{iface: "wg0", expected: 1420, reasons: map[string]bool{reasonExceedsUnderlay: false}},
@@ -93,7 +93,7 @@ func TestWireGuardOverlayFit(t *testing.T) {
 // left out (not judged) and its error named.
 func TestReadWireGuard(t *testing.T) {
 	ep := net.ParseIP("fd00:5e::70:2")
-	links := []hostnet.Link{
+	links := []hostview.Link{
 		{Index: 2, Name: "eth0", Kind: "device"},
 		{Index: 3, Name: "wg0", Kind: "wireguard"},
 		{Index: 4, Name: "wg1", Kind: "wireguard"},

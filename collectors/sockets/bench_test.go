@@ -11,6 +11,7 @@ import (
 	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/hostview"
 	"github.com/netsonde/netsonde/internal/procnet"
 )
 
@@ -27,14 +28,14 @@ func (benchPods) PeerNodes(int) []cluster.Node { return nil }
 // every counter non-zero (the worst case: 16 series a pod), reading the
 // machine's own procfs for the host's counters and socket memory.
 func BenchmarkCollect(b *testing.B) {
-	var ns []hostnet.Namespace
+	var ns []hostview.Namespace
 	for i := 1; i <= 110; i++ {
 		c := procnet.Counters{}
 		for _, name := range Counters {
 			c[name] = uint64(i)
 		}
-		ns = append(ns, hostnet.Namespace{Inode: uint64(4026532000 + i), Counters: c,
-			Inspection: hostnet.Inspection{NsID: i, Addrs: []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 0, byte(i)})}}})
+		ns = append(ns, hostview.Namespace{Inode: uint64(4026532000 + i), Counters: c,
+			Inspection: hostview.Inspection{NsID: i, Addrs: []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 0, byte(i)})}}})
 	}
 	view := hostnet.Fixed(4026531840, nil, benchPods{}, ns...)
 	c, err := start(context.Background(), collectors.Deps{Net: view, Pods: view, Counters: view, Proc: collectors.ProcDir("/proc")})

@@ -10,6 +10,7 @@ import (
 	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/internal/golden"
+	"github.com/netsonde/netsonde/internal/hostview"
 	"github.com/netsonde/netsonde/internal/procnet"
 )
 
@@ -19,7 +20,7 @@ type swapNet struct {
 	view *hostnet.View
 }
 
-func (s *swapNet) Snapshot() *hostnet.Snapshot { return s.view.Snapshot() }
+func (s *swapNet) Snapshot() *hostview.Snapshot { return s.view.Snapshot() }
 
 // A deleted pod's series go with its namespace: the scrape after the view
 // no longer has the namespace sends none of them, and a pod that comes

@@ -15,10 +15,10 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/bpf/loader"
 	bpftc "github.com/netsonde/netsonde/bpf/tcpconnect"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/hostview"
 )
 
 // Spec is the collector's line in the agent's table.
@@ -149,10 +149,10 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		}
 		if ns != c.own && ns != bpftc.OverflowNetns {
 			_, state, since := snap.Lookup(uint64(ns))
-			if state == hostnet.Unknown {
+			if state == hostview.Unknown {
 				c.deps.Net.Miss(uint64(ns)) // created since the view's last walk, or gone before it
 			}
-			if state == hostnet.Gone && now.Sub(since) > c.forgetAfter {
+			if state == hostview.Gone && now.Sub(since) > c.forgetAfter {
 				stale = append(stale, ns)
 				addTo(forgotten, k, &s)
 			}

@@ -10,10 +10,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
-	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/bpf/loader"
 	bpftcp "github.com/netsonde/netsonde/bpf/tcpretrans"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/hostview"
 )
 
 // Spec is the retransmit collector's line in the agent's table.
@@ -32,7 +32,7 @@ var Spec = collectors.Spec{
 		scope := app.Flag("tcpretrans.netns", "Count retransmits of every network namespace on the node (all: pods too, labelled by pod when the agent knows the cluster) or of the agent's own only (own).").
 			Default("all").Enum("all", "own")
 		return func(ctx context.Context, deps collectors.Deps) (collectors.Collector, error) {
-			own, err := hostnet.OwnInode()
+			own, err := hostview.OwnInode()
 			if err != nil {
 				return nil, collectors.Down("netns", err)
 			}

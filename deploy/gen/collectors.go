@@ -53,7 +53,7 @@ func helmSchema(schema []byte, names []string) ([]byte, error) {
 
 // valuesCollectors matches the comment that lists the collectors, between
 // its first line and `collectors: {}`.
-var valuesCollectors = regexp.MustCompile(`(?m)(^# --no-collector\.NAME\)\..*\n)((?:^#.*\n)*?)(^collectors: \{\}\n)`)
+var valuesCollectors = regexp.MustCompile(`(?m)(^# --no-collector\.NAME\)\..*\n)((?:^#.*\n)*?)(^collectors: \{\}\n)`) //nolint:gocritic // (?m): each ^ starts a line
 
 func helmValues(values []byte, names []string) ([]byte, error) {
 	m := valuesCollectors.FindSubmatchIndex(values)

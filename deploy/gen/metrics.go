@@ -152,7 +152,8 @@ func (f *family) labelCell() string {
 // pageSource is the collector whose package holds the page, or "agent".
 func pageSource(page string) string {
 	if rest, ok := strings.CutPrefix(page, "collectors/"); ok {
-		return rest[:strings.Index(rest, "/")]
+		name, _, _ := strings.Cut(rest, "/")
+		return name
 	}
 	return "agent"
 }

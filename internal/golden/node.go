@@ -6,6 +6,7 @@ import (
 
 	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/cluster"
+	"github.com/netsonde/netsonde/internal/hostview"
 )
 
 // The fixture node: the agent's namespace and two others, one a pod's.
@@ -46,8 +47,8 @@ var (
 )
 
 // Links are the agent's namespace's links on the fixture node.
-func Links() []hostnet.Link {
-	return []hostnet.Link{
+func Links() []hostview.Link {
+	return []hostview.Link{
 		{Index: IfLo, Name: "lo", Kind: "device", MTU: 65536, NetNsID: -1, Up: true},
 		{Index: IfEth0, Name: "eth0", Kind: "device", MTU: 1500, NetNsID: -1, Up: true},
 		{Index: IfFlannel, Name: "flannel.1", Kind: "vxlan", MTU: 1450, ParentIndex: IfEth0, NetNsID: -1, Up: true},
@@ -58,15 +59,15 @@ func Links() []hostnet.Link {
 }
 
 // Namespaces are the node's other namespaces.
-func Namespaces() []hostnet.Namespace {
-	ns := func(inode uint64, nsid, eth0MTU, peer int, addr netip.Addr) hostnet.Namespace {
-		return hostnet.Namespace{Inode: inode, Inspection: hostnet.Inspection{NsID: nsid, Addrs: []netip.Addr{addr},
-			Links: map[int]hostnet.NsLink{
+func Namespaces() []hostview.Namespace {
+	ns := func(inode uint64, nsid, eth0MTU, peer int, addr netip.Addr) hostview.Namespace {
+		return hostview.Namespace{Inode: inode, Inspection: hostview.Inspection{NsID: nsid, Addrs: []netip.Addr{addr},
+			Links: map[int]hostview.NsLink{
 				1:        {Name: "lo", MTU: 65536, Kind: "device"},
 				IfNsEth0: {Name: "eth0", MTU: eth0MTU, Kind: "veth", PeerIndex: peer},
 			}}}
 	}
-	return []hostnet.Namespace{
+	return []hostview.Namespace{
 		ns(PodNetns, 0, 1450, IfPodVeth, PodAddr),
 		ns(OtherNetns, 1, 1400, IfOtherVeth, OtherAddr),
 	}
@@ -84,7 +85,7 @@ func PodIndex() hostnet.PodIndex { return podIndex{} }
 
 // Node is the fixture node's view, with extra links if given: Deps.Net,
 // and Deps.Pods as the agent gives it (pods joined by address).
-func Node(extra ...hostnet.Link) *hostnet.View {
+func Node(extra ...hostview.Link) *hostnet.View {
 	return hostnet.Fixed(OwnNetns, append(Links(), extra...), podIndex{}, Namespaces()...)
 }
 

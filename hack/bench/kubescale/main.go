@@ -579,7 +579,7 @@ func watches(api *apiClient) map[string]float64 {
 			continue
 		}
 		res := l[i+len(`resource="`):]
-		res = res[:strings.Index(res, `"`)]
+		res, _, _ = strings.Cut(res, `"`)
 		v, err := strconv.ParseFloat(l[strings.LastIndex(l, " ")+1:], 64)
 		if err == nil {
 			out[res] += v

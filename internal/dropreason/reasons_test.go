@@ -1,4 +1,4 @@
-package drops
+package dropreason
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ func TestReasonNamesFromKernelBTF(t *testing.T) {
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		t.Skip("no kernel BTF on this machine")
 	}
-	names, err := loadReasonNames("/sys/kernel/btf")
+	names, err := Load("/sys/kernel/btf")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestReasonNamesFromKernelBTF(t *testing.T) {
 			t.Errorf("BTF says %s = %d, the tracepoint format disagrees", n, v)
 		}
 	}
-	if names.name(999999) != "999999" {
+	if names.Name(999999) != "999999" {
 		t.Errorf("unknown reason should be named by its number")
 	}
 	if len(names) < 50 {

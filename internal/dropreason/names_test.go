@@ -1,4 +1,4 @@
-package drops
+package dropreason
 
 import (
 	"os"
@@ -41,15 +41,15 @@ func TestNamesWithoutSubsystems(t *testing.T) {
 		"SKB_DROP_REASON_NOT_SPECIFIED", 2, "SKB_DROP_REASON_NO_SOCKET", 3, "SKB_DROP_REASON_MAX", 4)
 	u32 := &btf.Int{Name: "u32", Size: 4}
 	st := &btf.Struct{Name: "sk_buff", Size: 8, Members: []btf.Member{{Name: "len", Type: u32}, {Name: "data_len", Type: u32, Offset: 32}}}
-	got, err := loadReasonNames(btfDir(t, u32, st, core))
+	got, err := Load(btfDir(t, u32, st, core))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 2 || got[2] != "NOT_SPECIFIED" || got[3] != "NO_SOCKET" {
 		t.Fatalf("got %v", got)
 	}
-	if got.name(4) != "4" {
-		t.Fatalf("MAX should be unnamed, got %q", got.name(4))
+	if got.Name(4) != "4" {
+		t.Fatalf("MAX should be unnamed, got %q", got.Name(4))
 	}
 }
 
@@ -63,11 +63,11 @@ func TestNamesWithSubsystems(t *testing.T) {
 	mac := enum("mac80211_drop_reason", "RX_DROP_U_MIC_FAIL", 0x10001, "RX_DROP_U_REPLAY", 0x10002)
 	mixed := enum("other", "A", 0x10001, "B", 7)
 	foreign := enum("foreign", "X", 0x50001)
-	got, err := loadReasonNames(btfDir(t, core, subsys, mixed, mac, foreign))
+	got, err := Load(btfDir(t, core, subsys, mixed, mac, foreign))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := reasonNames{3: "NO_SOCKET", 0x10001: "RX_DROP_U_MIC_FAIL", 0x10002: "RX_DROP_U_REPLAY"}
+	want := Names{3: "NO_SOCKET", 0x10001: "RX_DROP_U_MIC_FAIL", 0x10002: "RX_DROP_U_REPLAY"}
 	if len(got) != len(want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}

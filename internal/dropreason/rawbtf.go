@@ -1,4 +1,4 @@
-package drops
+package dropreason
 
 import (
 	"bytes"

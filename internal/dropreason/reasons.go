@@ -1,4 +1,9 @@
-package drops
+// Package dropreason names the kernel's packet drop reasons (enum
+// skb_drop_reason and, since 6.4, the subsystems' enums) from the running
+// kernel's BTF. It is the kernel knowledge the drops and dns collectors
+// share: the agent reads the names once at start and hands them to both
+// through collectors.Deps, so neither reaches into the other.
+package dropreason
 
 import (
 	"errors"
@@ -8,24 +13,26 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 )
 
-// reasonNames maps a kfree_skb reason value to its name, read from the
+// Names maps a kfree_skb reason value to its name, read from the
 // running kernel's BTF so that a new kernel's reasons appear without a
 // netsonde release, and a renumbered enum is named right.
-type reasonNames map[uint32]string
+type Names map[uint32]string
 
-// name returns the reason's name, or its number when the kernel's BTF did
+// Name returns the reason's name, or its number when the kernel's BTF did
 // not name it (the drop is still counted).
-func (r reasonNames) name(v uint32) string {
+func (r Names) Name(v uint32) string {
 	if n, ok := r[v]; ok {
 		return n
 	}
 	return fmt.Sprintf("%d", v)
 }
 
-// value is the reason named name (or given as its number).
-func (r reasonNames) value(name string) (uint32, bool) {
+// Value is the reason named name (or given as its number): the one a
+// capture filter names.
+func (r Names) Value(name string) (uint32, bool) {
 	for v, n := range r {
 		if n == name {
 			return v, true
@@ -39,7 +46,7 @@ func (r reasonNames) value(name string) (uint32, bool) {
 
 const reasonPrefix = "SKB_DROP_REASON_"
 
-// loadReasonNames reads enum skb_drop_reason from vmlinux BTF and, since
+// Load reads enum skb_drop_reason from vmlinux BTF and, since
 // 6.4, the subsystem enums: the high bits of a reason (SKB_DROP_REASON_
 // SUBSYS_MASK) name a subsystem (enum skb_drop_reason_subsys) whose own
 // enum (mac80211's, openvswitch's, ...) holds values that carry the
@@ -49,7 +56,7 @@ const reasonPrefix = "SKB_DROP_REASON_"
 // looked at. Decoding all of vmlinux's types with cilium/ebpf's btf package
 // for that costs 30-40 MiB at start-up (the agent's whole peak); scanning
 // the raw type records for enums costs the file's few MiB, one at a time.
-func loadReasonNames(btfDir string) (reasonNames, error) {
+func Load(btfDir string) (Names, error) {
 	vmlinux, err := readRawBTF(filepath.Join(btfDir, "vmlinux"), nil)
 	if err != nil {
 		return nil, fmt.Errorf("load kernel BTF: %w", err)
@@ -69,7 +76,7 @@ func loadReasonNames(btfDir string) (reasonNames, error) {
 	if core == nil {
 		return nil, errors.New("enum skb_drop_reason not in kernel BTF")
 	}
-	names := reasonNames{}
+	names := Names{}
 	var mask uint64
 	for _, v := range core {
 		switch {
@@ -130,14 +137,35 @@ func allInSubsystem(values []rawEnumValue, id uint64, shift int) bool {
 	return true
 }
 
-// ReasonNamer reads the kernel's drop reason names from its BTF and
-// returns the function that names a reason, for other collectors that
-// label drops the same way (dns). Call debug.FreeOSMemory after it: the
-// parsed BTF is garbage once it returns.
-func ReasonNamer(btfDir string) (func(uint32) string, error) {
-	r, err := loadReasonNames(btfDir)
-	if err != nil {
-		return nil, err
+// Cache reads the names once per BTF directory for every collector that
+// asks (drops and dns), however many ask; the names are a few hundred
+// strings, the BTF they come from a few MiB that is garbage once read.
+// The zero value is ready; a nil Cache reads every time.
+type Cache struct {
+	mu   sync.Mutex
+	read map[string]cached
+}
+
+type cached struct {
+	names Names
+	err   error
+}
+
+// Names returns the names read from btfDir, reading them on first use.
+// Call debug.FreeOSMemory after a first read: the raw BTF is garbage then.
+func (c *Cache) Names(btfDir string) (Names, error) {
+	if c == nil {
+		return Load(btfDir)
 	}
-	return r.name, nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.read[btfDir]; ok {
+		return r.names, r.err
+	}
+	names, err := Load(btfDir)
+	if c.read == nil {
+		c.read = map[string]cached{}
+	}
+	c.read[btfDir] = cached{names, err}
+	return names, err
 }
