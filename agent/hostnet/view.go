@@ -1,7 +1,8 @@
 // Package hostnet is the agent's one view of the host's network: the links
 // of its own namespace (from the netlink subscription), the node's other
 // network namespaces (pinned under /run/netns or held by a process, found
-// by one walker), their interfaces, nsids and addresses, and the pods they
+// by one walker, known by their cookies), their interfaces, nsids and
+// addresses, and the pods they
 // belong to (joined with agent/kube's index by the node's route to each
 // pod's address, which a pod cannot change). It is refreshed
 // in the background and published as immutable snapshots, so a scrape
@@ -36,7 +37,7 @@ type Options struct {
 	Links *Watcher
 	// Source reads namespaces; KernelSource{ProcPath: "/proc", PinDirs: PinDirs} by default.
 	Source Source
-	// Own is the inode of the agent's namespace (read from the calling
+	// Own is the cookie of the agent's namespace (read from the calling
 	// thread when 0).
 	Own uint64
 	// Interval is how often every namespace is read again, so renamed
@@ -55,7 +56,10 @@ type Options struct {
 	Parallel int
 }
 
-// Namespace is another network namespace of the node, as last read.
+// Namespace is another network namespace of the node, as last read. The
+// view and the BPF programs know it by its cookie (Inspection.Cookie); its
+// inode finds it on the walk and names it to people, but a namespace made
+// after it was freed gets it back at once.
 type Namespace struct {
 	Inode uint64
 	// Path opens it (a pin under /run/netns, or /proc/PID/ns/net).
@@ -87,30 +91,34 @@ const (
 type Snapshot struct {
 	Taken time.Time
 	own   uint64
+	// ns, gone and podByNetns are by cookie; byIno is the walk's key, for
+	// the next refresh to find what it read before.
 	ns    map[uint64]*Namespace
+	byIno map[uint64]*Namespace
 	byID  map[int]*Namespace
 	gone  map[uint64]time.Time
-	// pods joined by address: namespace inode and host-side veth ifindex.
+	// pods joined by address: namespace cookie and host-side veth ifindex.
 	podByNetns map[uint64]cluster.Pod
 	podByIface map[int]cluster.Pod
 }
 
-// Own is the inode of the agent's namespace.
+// Own is the cookie of the agent's namespace.
 func (s *Snapshot) Own() uint64 { return s.own }
 
-// Lookup returns a namespace by inode, its state, and since when it is
+// Lookup returns a namespace by cookie, its state, and since when it is
 // gone (zero unless Gone).
-func (s *Snapshot) Lookup(inode uint64) (*Namespace, State, time.Time) {
-	if n, ok := s.ns[inode]; ok {
+func (s *Snapshot) Lookup(cookie uint64) (*Namespace, State, time.Time) {
+	if n, ok := s.ns[cookie]; ok {
 		return n, Present, time.Time{}
 	}
-	if since, ok := s.gone[inode]; ok {
+	if since, ok := s.gone[cookie]; ok {
 		return nil, Gone, since
 	}
 	return nil, Unknown, time.Time{}
 }
 
-// Namespaces returns every namespace present (not the agent's own).
+// Namespaces returns every namespace present (not the agent's own), by
+// cookie.
 func (s *Snapshot) Namespaces() map[uint64]*Namespace { return s.ns }
 
 // ByNsID returns the namespace the agent's namespace knows by this nsid
@@ -134,9 +142,9 @@ func (s *Snapshot) PeerMTU(l Link) (int, bool) {
 	return peer.MTU, ok
 }
 
-// ByNetns returns the pod whose namespace has this inode.
-func (s *Snapshot) ByNetns(inode uint64) (cluster.Pod, bool) {
-	p, ok := s.podByNetns[inode]
+// ByNetns returns the pod whose namespace has this cookie.
+func (s *Snapshot) ByNetns(cookie uint64) (cluster.Pod, bool) {
+	p, ok := s.podByNetns[cookie]
 	return p, ok
 }
 
@@ -156,9 +164,13 @@ type View struct {
 	snap   atomic.Pointer[Snapshot]
 	kick   chan struct{}
 
+	// ownIno is the inode of the agent's namespace: the walk finds it
+	// too, and skips it without entering it.
+	ownIno uint64
+
 	mu     sync.Mutex
 	pods   PodIndex
-	wanted map[uint64]time.Time // inodes a collector asked for (Miss)
+	wanted map[uint64]time.Time // cookies a collector asked for (Miss)
 	// wantCounters are the counter names collectors want of every namespace.
 	wantCounters map[string]bool
 	// links is the link list the last refresh saw: which namespaces a
@@ -190,14 +202,18 @@ func New(opts Options) (*View, error) {
 		opts.Parallel = 4
 	}
 	if opts.Own == 0 {
-		own, err := OwnInode()
+		own, err := OwnCookie()
 		if err != nil {
 			return nil, err
 		}
 		opts.Own = own
 	}
-	v := &View{opts: opts, logger: opts.Logger, kick: make(chan struct{}, 1), wanted: map[uint64]time.Time{}}
-	v.snap.Store(&Snapshot{Taken: opts.Now(), own: opts.Own, ns: map[uint64]*Namespace{}, byID: map[int]*Namespace{},
+	ownIno, err := OwnInode()
+	if err != nil {
+		return nil, err
+	}
+	v := &View{opts: opts, logger: opts.Logger, kick: make(chan struct{}, 1), wanted: map[uint64]time.Time{}, ownIno: ownIno}
+	v.snap.Store(&Snapshot{Taken: opts.Now(), own: opts.Own, ns: map[uint64]*Namespace{}, byIno: map[uint64]*Namespace{}, byID: map[int]*Namespace{},
 		gone: map[uint64]time.Time{}, podByNetns: map[uint64]cluster.Pod{}, podByIface: map[int]cluster.Pod{}})
 	return v, nil
 }
@@ -268,12 +284,13 @@ func (v *View) Subscribe() (<-chan struct{}, func()) {
 	return v.opts.Links.Subscribe()
 }
 
-// Miss tells the view a collector met a namespace the snapshot does not
-// know: it looks for it soon, in the background. Miss never blocks.
-func (v *View) Miss(inode uint64) {
+// Miss tells the view a collector met a namespace (by cookie) the
+// snapshot does not know: it looks for it soon, in the background. Miss
+// never blocks.
+func (v *View) Miss(cookie uint64) {
 	v.mu.Lock()
-	if _, ok := v.wanted[inode]; !ok {
-		v.wanted[inode] = v.opts.Now()
+	if _, ok := v.wanted[cookie]; !ok {
+		v.wanted[cookie] = v.opts.Now()
 	}
 	v.mu.Unlock()
 	v.Changed()
@@ -313,7 +330,7 @@ func (v *View) SetPods(p PodIndex) {
 }
 
 // ByNetns implements cluster.Resolver.
-func (v *View) ByNetns(inode uint64) (cluster.Pod, bool) { return v.Snapshot().ByNetns(inode) }
+func (v *View) ByNetns(cookie uint64) (cluster.Pod, bool) { return v.Snapshot().ByNetns(cookie) }
 
 // ByHostInterface implements cluster.Resolver.
 func (v *View) ByHostInterface(ifindex int) (cluster.Pod, bool) {
@@ -376,13 +393,17 @@ func (v *View) touched() map[int]bool {
 // refresh walks the namespaces and publishes a new snapshot. A full one
 // reads every namespace again; a partial one only those it has not read,
 // those without an address or nsid yet (a pod whose CNI is still at work),
-// and those behind links that changed.
+// and those behind links that changed. The walk finds namespaces by inode;
+// reading one gets its cookie. A partial refresh keeps what it read of an
+// inode only at the same path: a namespace made under a freed inode comes
+// with a new path (a new pin, a new process) or with its veth (a link
+// change), and a full refresh reads every cookie again.
 func (v *View) refresh(full bool) {
 	now := v.opts.Now()
 	old := v.Snapshot()
 	touched := v.touched()
 	paths := v.opts.Source.Namespaces()
-	next := &Snapshot{Taken: now, own: old.own, ns: make(map[uint64]*Namespace, len(paths)), byID: map[int]*Namespace{},
+	next := &Snapshot{Taken: now, own: old.own, ns: make(map[uint64]*Namespace, len(paths)), byIno: make(map[uint64]*Namespace, len(paths)), byID: map[int]*Namespace{},
 		gone: make(map[uint64]time.Time, len(old.gone)), podByNetns: map[uint64]cluster.Pod{}, podByIface: map[int]cluster.Pod{}}
 	v.mu.Lock()
 	var want []string
@@ -392,13 +413,14 @@ func (v *View) refresh(full bool) {
 	v.mu.Unlock()
 	var reads []*Namespace
 	for ino, path := range paths {
-		if ino == old.own {
+		if ino == v.ownIno {
 			continue
 		}
-		prev := old.ns[ino]
+		prev := old.byIno[ino]
 		if prev != nil && !full && prev.Path == path && len(prev.Addrs) > 0 && prev.NsID >= 0 && !touched[prev.NsID] &&
 			(want == nil || prev.Counters != nil) {
-			next.ns[ino] = prev
+			next.ns[prev.Cookie] = prev
+			next.byIno[ino] = prev
 			continue
 		}
 		n := &Namespace{Inode: ino, Path: path, Read: now}
@@ -418,8 +440,12 @@ func (v *View) refresh(full bool) {
 			v.logger.Debug("network namespace unreadable", "path", n.Path, "err", err)
 			continue
 		}
+		if insp.Cookie == old.own {
+			continue // the agent's own, by another path
+		}
 		n.Inspection = insp
-		next.ns[n.Inode] = n
+		next.ns[n.Cookie] = n
+		next.byIno[n.Inode] = n
 	}
 	// Counters enter each namespace from a thread of their own: a few
 	// at a time, so 110 pods take a fraction of the interval without a
@@ -428,7 +454,7 @@ func (v *View) refresh(full bool) {
 		sem := make(chan struct{}, v.opts.Parallel)
 		var wg sync.WaitGroup
 		for _, n := range reads {
-			if next.ns[n.Inode] != n {
+			if next.ns[n.Cookie] != n {
 				continue
 			}
 			sem <- struct{}{}
@@ -446,21 +472,21 @@ func (v *View) refresh(full bool) {
 	}
 	// Gone: what was present and is not now, what a collector asked for
 	// and the walk did not find, and what was gone before, for GoneTTL.
-	for ino, since := range old.gone {
-		if _, back := next.ns[ino]; !back && now.Sub(since) < v.opts.GoneTTL {
-			next.gone[ino] = since
+	for c, since := range old.gone {
+		if _, back := next.ns[c]; !back && now.Sub(since) < v.opts.GoneTTL {
+			next.gone[c] = since
 		}
 	}
-	for ino := range old.ns {
-		if _, still := next.ns[ino]; !still {
-			next.gone[ino] = now
+	for c := range old.ns {
+		if _, still := next.ns[c]; !still {
+			next.gone[c] = now
 		}
 	}
 	v.mu.Lock()
-	for ino, asked := range v.wanted {
-		if _, found := next.ns[ino]; !found && ino != old.own {
-			if _, known := next.gone[ino]; !known {
-				next.gone[ino] = asked
+	for c, asked := range v.wanted {
+		if _, found := next.ns[c]; !found && c != old.own {
+			if _, known := next.gone[c]; !known {
+				next.gone[c] = asked
 			}
 		}
 	}
@@ -523,15 +549,15 @@ func (v *View) join(next *Snapshot, pods PodIndex) {
 	ends := map[uint64][]int{}
 	claims := map[cluster.Pod][]uint64{}
 	addrs := map[cluster.Pod][]netip.Addr{}
-	for ino, n := range next.ns {
-		ends[ino] = hostEnds(n)
+	for cookie, n := range next.ns {
+		ends[cookie] = hostEnds(n)
 		for _, a := range n.Addrs {
 			pod, ok := pods.ByIP(a)
 			if !ok {
 				continue
 			}
-			if !slices.Contains(claims[pod], ino) {
-				claims[pod] = append(claims[pod], ino)
+			if !slices.Contains(claims[pod], cookie) {
+				claims[pod] = append(claims[pod], cookie)
 			}
 			if !slices.Contains(addrs[pod], a) {
 				addrs[pod] = append(addrs[pod], a)
@@ -541,16 +567,16 @@ func (v *View) join(next *Snapshot, pods PodIndex) {
 	// assign gives each namespace chosen for exactly one pod that pod.
 	assign := func(choice map[cluster.Pod]uint64) bool {
 		chosen := map[uint64]int{}
-		for _, ino := range choice {
-			chosen[ino]++
+		for _, cookie := range choice {
+			chosen[cookie]++
 		}
 		progress := false
-		for pod, ino := range choice {
-			if chosen[ino] != 1 {
+		for pod, cookie := range choice {
+			if chosen[cookie] != 1 {
 				continue
 			}
-			next.podByNetns[ino] = pod
-			for _, i := range ends[ino] {
+			next.podByNetns[cookie] = pod
+			for _, i := range ends[cookie] {
 				next.podByIface[i] = pod
 			}
 			delete(claims, pod)
@@ -560,7 +586,7 @@ func (v *View) join(next *Snapshot, pods PodIndex) {
 	}
 	routed := map[cluster.Pod]uint64{}
 	if v.opts.Links != nil {
-		for pod, inos := range claims {
+		for pod, cookies := range claims {
 			slices.SortFunc(addrs[pod], netip.Addr.Compare)
 			for _, a := range addrs[pod] {
 				idx, ok := v.opts.Links.RouteTo(a)
@@ -571,8 +597,8 @@ func (v *View) join(next *Snapshot, pods PodIndex) {
 				if !ok || l.NetNsID < 0 {
 					continue
 				}
-				if n, ok := next.byID[l.NetNsID]; ok && slices.Contains(inos, n.Inode) {
-					routed[pod] = n.Inode
+				if n, ok := next.byID[l.NetNsID]; ok && slices.Contains(cookies, n.Cookie) {
+					routed[pod] = n.Cookie
 					break
 				}
 			}
@@ -581,16 +607,16 @@ func (v *View) join(next *Snapshot, pods PodIndex) {
 	assign(routed)
 	for {
 		choice := map[cluster.Pod]uint64{}
-		for pod, inos := range claims {
+		for pod, cookies := range claims {
 			var wired, unwired []uint64
-			for _, ino := range inos {
-				if _, taken := next.podByNetns[ino]; taken {
+			for _, cookie := range cookies {
+				if _, taken := next.podByNetns[cookie]; taken {
 					continue
 				}
-				if len(ends[ino]) > 0 {
-					wired = append(wired, ino)
+				if len(ends[cookie]) > 0 {
+					wired = append(wired, cookie)
 				} else {
-					unwired = append(unwired, ino)
+					unwired = append(unwired, cookie)
 				}
 			}
 			switch {
@@ -608,13 +634,18 @@ func (v *View) join(next *Snapshot, pods PodIndex) {
 
 // Fixed is a view of fixed links and namespaces that never reads the
 // kernel: for unit tests and benchmarks of collectors. pods, if not nil,
-// is joined as Start would.
+// is joined as Start would. A namespace without a Cookie, and own, stand
+// for both its cookie and its inode: fixtures give one number.
 func Fixed(own uint64, links []Link, pods PodIndex, namespaces ...Namespace) *View {
 	src := fixedSource{}
 	for _, n := range namespaces {
+		if n.Cookie == 0 {
+			n.Cookie = n.Inode
+		}
 		src[n.Inode] = n
 	}
 	v, _ := New(Options{Own: own, Links: NewStatic(links), Source: src})
+	v.ownIno = own
 	v.pods = pods
 	// The namespaces' counters are wanted as given: a collector's
 	// WantCounters finds them there, as it would after a refresh.

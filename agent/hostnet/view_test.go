@@ -43,6 +43,9 @@ func (f *fakeSource) Inspect(path string) (Inspection, error) {
 	if !ok {
 		return Inspection{}, fmt.Errorf("gone")
 	}
+	if n.Cookie == 0 {
+		n.Cookie = ino // one number for both, unless a test says otherwise
+	}
 	return n, nil
 }
 

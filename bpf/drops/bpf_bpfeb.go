@@ -17,9 +17,10 @@ type bpfDropKey struct {
 	_        structs.HostLayout
 	Reason   uint32
 	Ifindex  uint32
-	Netns    uint32
+	Netns    uint64
 	Protocol uint16
 	Pad      uint16
+	Pad2     uint32
 }
 
 type bpfDropSlot struct {
@@ -30,8 +31,9 @@ type bpfDropSlot struct {
 
 type bpfQuotaKey struct {
 	_       structs.HostLayout
-	Netns   uint32
+	Netns   uint64
 	Ifindex uint32
+	Pad     uint32
 }
 
 // Names of all BPF objects in the ELF.

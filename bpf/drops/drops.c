@@ -16,9 +16,10 @@
 struct drop_key {
 	__u32 reason;   /* enum skb_drop_reason, subsystem in the high 16 bits */
 	__u32 ifindex;  /* skb->dev->ifindex, 0 without a device */
-	__u32 netns;    /* inode of the device's (or socket's) netns, 0 if none */
+	__u64 netns;    /* cookie of the device's (or socket's) netns, 0 if none */
 	__u16 protocol; /* host byte order; a known EtherType, or PROTO_OTHER */
 	__u16 pad;
+	__u32 pad2;
 };
 
 /* The EtherTypes a drop is keyed by. Any other (a pod with CAP_NET_RAW
@@ -85,13 +86,14 @@ struct {
  * the namespace quota, as it holds every host interface. */
 volatile const __u32 max_keys_per_iface = 0;
 volatile const __u32 max_keys_per_netns = 0;
-volatile const __u32 own_netns = 0;
+volatile const __u64 own_netns = 0;
 
 #define QUOTA_NETNS 0xffffffffu
 
 struct quota_key {
-	__u32 netns;
+	__u64 netns;
 	__u32 ifindex; /* QUOTA_NETNS: the namespace as a whole */
+	__u32 pad;
 };
 
 /* A key's holder is charged in quota_added (here, atomically) and credited
@@ -302,7 +304,7 @@ int BPF_PROG(kfree_skb_btf, struct sk_buff *skb, void *location, unsigned int re
 		net = sk->__sk_common.skc_net.net;
 	}
 	if (net)
-		k.netns = net->ns.inum;
+		k.netns = net->net_cookie;
 	if (ignored(k.netns))
 		return 0;
 	count(&k);
@@ -316,11 +318,11 @@ static __always_inline void count_read(struct drop_key *k, struct sk_buff *skb)
 	struct net_device *dev = BPF_CORE_READ(skb, dev);
 	if (dev) {
 		k->ifindex = BPF_CORE_READ(dev, ifindex);
-		k->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+		k->netns = BPF_CORE_READ(dev, nd_net.net, net_cookie);
 	} else {
 		struct sock *sk = BPF_CORE_READ(skb, sk);
 		if (sk)
-			k->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+			k->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie);
 	}
 	if (ignored(k->netns))
 		return;
