@@ -57,6 +57,11 @@ type Config struct {
 	// Kube, if set, is the cluster to attribute pods from; without a
 	// cluster the agent runs standalone (Pods stays cluster.None).
 	Kube *kube.Config
+	// CaptureMaxRate bounds the packets a second one capture copies out
+	// of the kernel (--capture.max-rate); CaptureAllowPayload lets a
+	// capture keep more than the headers (--capture.allow-payload).
+	CaptureMaxRate      int
+	CaptureAllowPayload bool
 	// ShutdownTimeout bounds how long in-flight requests may finish.
 	ShutdownTimeout time.Duration
 }

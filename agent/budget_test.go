@@ -258,7 +258,7 @@ func budgetPodIP(i int) string { return fmt.Sprintf("198.19.%d.%d", 100+i/250, 1
 type fakePods map[netip.Addr]cluster.Pod
 
 func (f fakePods) ByIP(a netip.Addr) (cluster.Pod, bool) { p, ok := f[a]; return p, ok }
-func (fakePods) PeerNodes() []cluster.Node               { return nil }
+func (fakePods) PeerNodes(int) []cluster.Node            { return nil }
 
 // counting counts the calls of the host network view's source and the
 // procfs reads, by name.

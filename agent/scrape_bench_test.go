@@ -35,7 +35,7 @@ func (benchPods) ByHostInterface(i int) (cluster.Pod, bool) {
 	}
 	return cluster.Pod{}, false
 }
-func (benchPods) PeerNodes() []cluster.Node { return nil }
+func (benchPods) PeerNodes(int) []cluster.Node { return nil }
 
 var (
 	benchDropsDesc = prometheus.NewDesc(collectors.Namespace+"_packet_drops_total",

@@ -24,6 +24,7 @@ import (
 func newMux(cfg Config, reg *prometheus.Registry, set *collectors.Set, logger *slog.Logger) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle(cfg.TelemetryPath, newScrapeHandler(cfg.MaxRequests, reg, set, logger))
+	mux.Handle(CapturePath, newCaptureHandler(cfg, set, logger))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})

@@ -37,11 +37,19 @@ type Resolver interface {
 	// ByHostInterface returns the pod behind a host-side interface of the
 	// agent's namespace (the host end of a pod's veth).
 	ByHostInterface(ifindex int) (Pod, bool)
-	// PeerNodes lists the other nodes (mesh and path-MTU probe
-	// targets). The slice is shared and read-only: it is replaced, never
-	// changed in place, when the nodes change, so a caller may keep it
-	// and compare (see Choice) without a copy of 5,000 nodes per round.
-	PeerNodes() []Node
+	// PeerNodes lists other nodes (mesh and path-MTU probe targets),
+	// one entry per InternalIP, among them at least the k that
+	// rendezvous hashing ranks highest from this node among the nodes
+	// with an InternalIP: a prober's Rendezvous(self, PeerNodes(k), .., k)
+	// chooses as it would over every node. It may list more, every node
+	// for a resolver that knows them all; agent/kube learns the
+	// addresses of the chosen only (a GET of each), and of the k asked
+	// for from the first call with that k on: a prober asks with the
+	// same k every round. The slice is shared and read-only: it is
+	// replaced, never changed in place, when the nodes change, so a
+	// caller may keep it and compare (see Choice) without a copy per
+	// round.
+	PeerNodes(k int) []Node
 }
 
 // None attributes nothing: every series belongs to the host.
@@ -50,4 +58,4 @@ type None struct{}
 func (None) ByNetns(uint64) (Pod, bool)      { return Pod{}, false }
 func (None) ByIP(netip.Addr) (Pod, bool)     { return Pod{}, false }
 func (None) ByHostInterface(int) (Pod, bool) { return Pod{}, false }
-func (None) PeerNodes() []Node               { return nil }
+func (None) PeerNodes(int) []Node            { return nil }

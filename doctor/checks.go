@@ -358,6 +358,25 @@ var dropNext = map[string]string{
 	"OTHERHOST":            "packets for another MAC: usually harmless on a bridge",
 }
 
+// captureCommand is the `netsonde capture` that shows the packets of the
+// place that dropped most with reason: which peers, which ports.
+func captureCommand(reason string, ds []Delta) string {
+	var top Delta
+	for _, d := range ds {
+		if d.Increase > top.Increase {
+			top = d
+		}
+	}
+	cmd := "netsonde capture --reason " + reason
+	switch {
+	case top.Labels["pod"] != "":
+		cmd += " --pod " + top.Labels["namespace"] + "/" + top.Labels["pod"]
+	case top.Labels["interface"] != "":
+		cmd += " --interface " + top.Labels["interface"]
+	}
+	return cmd + " --count 20"
+}
+
 func checkDrops(o Observation, r Rules) []Finding {
 	ds := o.Deltas("netsonde_packet_drops_total", nil)
 	byReason := map[string][]Delta{}
@@ -394,10 +413,12 @@ func checkDrops(o Observation, r Rules) []Finding {
 		f.Evidence = append(f.Evidence, topPlaces(byReason[reason], 5)...)
 		f.Evidence = append(f.Evidence, fmt.Sprintf("%.1f/s; %s fires at %s %s/s for %s", rate, alertDrops, a.Op, num(a.Threshold), fmtRange(a.For)))
 		f.Why = advice["packet-drops"].Why
-		f.Next = dropNext[reason]
-		if f.Next == "" {
-			f.Next = fmt.Sprintf(`sum by (interface, namespace, pod) (rate(netsonde_packet_drops_total{reason=%q}[5m]))`, reason)
+		then := dropNext[reason]
+		if then == "" {
+			then = fmt.Sprintf(`sum by (interface, namespace, pod) (rate(netsonde_packet_drops_total{reason=%q}[5m]))`, reason)
 		}
+		f.Next = captureCommand(reason, byReason[reason]) + "; then " + then
+
 		out = append(out, f)
 	}
 	return out

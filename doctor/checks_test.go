@@ -255,3 +255,20 @@ func TestPMTUBlackHoleNextStepByFamily(t *testing.T) {
 		}
 	}
 }
+
+// A drop finding's next step is the capture that shows those packets, at
+// the place that dropped most, then the reason's own command.
+func TestDropNextIsCapture(t *testing.T) {
+	r, err := LoadRules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Analyse(loadFixture(t, "packet-drops", 8), r, "fixture")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "netsonde capture --reason NETFILTER_DROP --interface db1 --count 20; then nft list ruleset"
+	if len(rep.Findings) != 1 || !strings.HasPrefix(rep.Findings[0].Next, want) {
+		t.Fatalf("next %q, want it to start with %q", rep.Findings[0].Next, want)
+	}
+}

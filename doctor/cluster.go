@@ -551,11 +551,14 @@ func (c *clusterRun) finding(cf clusterFinding, a promrules.Alert, node string, 
 	case "pmtu-blackhole", "path-mtu-below-interface":
 		f.Next = fmt.Sprintf("tracepath -n %s; %s", labels["target"], adv.Next)
 	case "packet-drops":
-		f.Next = dropNext[labels["reason"]]
-		if f.Next == "" {
-			f.Next = fmt.Sprintf(`sum by (interface, namespace, pod) (rate(netsonde_packet_drops_total{%s=%q,reason=%q}[5m]))`,
+		then := dropNext[labels["reason"]]
+		if then == "" {
+			then = fmt.Sprintf(`sum by (interface, namespace, pod) (rate(netsonde_packet_drops_total{%s=%q,reason=%q}[5m]))`,
 				c.opts.NodeLabel, node, labels["reason"])
 		}
+		// The packets themselves, from that node's agent (kubectl
+		// port-forward to it, as for doctor --from).
+		f.Next = fmt.Sprintf("netsonde capture --from <agent on %s> --reason %s --count 20; then %s", node, labels["reason"], then)
 	case "collector-down":
 		if w := downWhy[labels["reason"]]; w != "" {
 			f.Why = w + "; " + adv.Why

@@ -46,6 +46,8 @@ declare -A need=(
 	# the dns collector's tests: a real resolver and a real client
 	[dnsmasq]=dnsmasq-base
 	[dig]=dnsutils
+	# netsonde capture's test: the pcap it writes must be read by tcpdump -r
+	[tcpdump]=tcpdump
 )
 # headers only: checked by file
 declare -A need_files=(

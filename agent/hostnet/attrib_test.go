@@ -83,7 +83,7 @@ func TestPodCannotClaimItsNeighboursAddress(t *testing.T) {
 		for i := range 50 {
 			// refresh reads nsids and addresses from the calling thread's
 			// namespace, which for an agent is the node's.
-			if err := node.Do(func() error { v.refresh(true); return nil }); err != nil {
+			if err := node.Do(func() error { v.refresh(t.Context(), true); return nil }); err != nil {
 				t.Fatal(err)
 			}
 			s := v.Snapshot()

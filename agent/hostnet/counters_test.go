@@ -119,7 +119,7 @@ func TestCountersChurn(t *testing.T) {
 	}
 	v.WantCounters("TcpExtListenOverflows", "UdpRcvbufErrors")
 	fds := func() int { e, _ := os.ReadDir("/proc/self/fd"); return len(e) }
-	v.refresh(true)
+	v.refresh(t.Context(), true)
 	before := fds()
 	for round := range 3 {
 		var names []string
@@ -131,7 +131,7 @@ func TestCountersChurn(t *testing.T) {
 			names = append(names, n)
 		}
 		vanishing = names[0]
-		v.refresh(false)
+		v.refresh(t.Context(), false)
 		s := v.Snapshot()
 		if got := len(s.Namespaces()); got != 109 {
 			t.Fatalf("round %d: %d namespaces read, want 109 (110 less the one deleted after the walk)", round, got)
@@ -144,7 +144,7 @@ func TestCountersChurn(t *testing.T) {
 		for _, n := range names[1:] {
 			testenv.Run(t, "ip", "netns", "del", n)
 		}
-		v.refresh(false)
+		v.refresh(t.Context(), false)
 		if got := len(v.Snapshot().Namespaces()); got != 0 {
 			t.Fatalf("round %d: %d namespaces left after all were deleted", round, got)
 		}

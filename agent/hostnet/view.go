@@ -27,7 +27,7 @@ import (
 // address, and the other nodes. agent/kube implements it.
 type PodIndex interface {
 	ByIP(addr netip.Addr) (cluster.Pod, bool)
-	PeerNodes() []cluster.Node
+	PeerNodes(k int) []cluster.Node
 }
 
 // Options for a View.
@@ -222,7 +222,7 @@ func New(opts Options) (*View, error) {
 // ends: every Interval, and soon after a link change, a pod index change
 // or a Miss.
 func (v *View) Start(ctx context.Context) {
-	v.refresh(true)
+	v.refresh(ctx, true)
 	go v.run(ctx)
 }
 
@@ -240,12 +240,12 @@ func (v *View) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-full.C:
-			v.refresh(true)
+			v.refresh(ctx, true)
 			continue
 		case <-linkEvents:
 		case <-v.kick:
 		}
-		v.refresh(false)
+		v.refresh(ctx, false)
 		// Events come in bursts (a pod's veth, then its address, then
 		// its Pod object): one refresh per gap takes them together.
 		select {
@@ -346,9 +346,9 @@ func (v *View) ByIP(addr netip.Addr) (cluster.Pod, bool) {
 }
 
 // PeerNodes implements cluster.Resolver.
-func (v *View) PeerNodes() []cluster.Node {
+func (v *View) PeerNodes(k int) []cluster.Node {
 	if p := v.podIndex(); p != nil {
-		return p.PeerNodes()
+		return p.PeerNodes(k)
 	}
 	return nil
 }
@@ -398,7 +398,7 @@ func (v *View) touched() map[int]bool {
 // inode only at the same path: a namespace made under a freed inode comes
 // with a new path (a new pin, a new process) or with its veth (a link
 // change), and a full refresh reads every cookie again.
-func (v *View) refresh(full bool) {
+func (v *View) refresh(ctx context.Context, full bool) {
 	now := v.opts.Now()
 	old := v.Snapshot()
 	touched := v.touched()
@@ -432,6 +432,11 @@ func (v *View) refresh(full bool) {
 	// Links, addresses and nsids on the calling thread: an nsid is the
 	// one the caller's namespace gives (for the agent, the node's).
 	for _, n := range reads {
+		if ctx.Err() != nil {
+			// Shutting down: a first read of thousands of namespaces
+			// must not hold the agent's exit for seconds.
+			return
+		}
 		insp, err := v.opts.Source.Inspect(n.Path)
 		if err != nil {
 			// Gone between the walk and the read (a pod's last process
@@ -458,12 +463,19 @@ func (v *View) refresh(full bool) {
 				continue
 			}
 			sem <- struct{}{}
+			if ctx.Err() != nil {
+				<-sem
+				break
+			}
 			wg.Go(func() {
 				defer func() { <-sem }()
 				n.Counters = v.counters(cs, n.Path, want)
 			})
 		}
 		wg.Wait()
+	}
+	if ctx.Err() != nil {
+		return // the snapshot is partial: keep the last whole one
 	}
 	for _, n := range next.ns {
 		if n.NsID >= 0 {
@@ -657,7 +669,7 @@ func Fixed(own uint64, links []Link, pods PodIndex, namespaces ...Namespace) *Vi
 			v.wantCounters[name] = true
 		}
 	}
-	v.refresh(true)
+	v.refresh(context.Background(), true)
 	return v
 }
 

@@ -1,6 +1,7 @@
 package hostnet
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -64,7 +65,7 @@ func (f *fakeSource) del(ino uint64) {
 type podsByIP map[netip.Addr]cluster.Pod
 
 func (p podsByIP) ByIP(a netip.Addr) (cluster.Pod, bool) { v, ok := p[a]; return v, ok }
-func (podsByIP) PeerNodes() []cluster.Node               { return []cluster.Node{{Name: "n2"}} }
+func (podsByIP) PeerNodes(int) []cluster.Node            { return []cluster.Node{{Name: "n2"}} }
 
 type clock struct{ t time.Time }
 
@@ -95,7 +96,7 @@ func TestSnapshotJoinsPodsAndNames(t *testing.T) {
 	host := []Link{{Index: 17, Name: "cali17", Kind: "veth", MTU: 1500, NetNsID: 3, ParentIndex: 2}}
 	v := newTestView(t, src, host, c)
 	v.SetPods(podsByIP{netip.MustParseAddr("10.0.0.5"): {Namespace: "shop", Name: "web-1"}})
-	v.refresh(true)
+	v.refresh(t.Context(), true)
 
 	s := v.Snapshot()
 	if p, ok := s.ByNetns(100); !ok || p.Name != "web-1" {
@@ -117,7 +118,7 @@ func TestSnapshotJoinsPodsAndNames(t *testing.T) {
 	if m, ok := s.PeerMTU(host[0]); !ok || m != 1450 {
 		t.Errorf("PeerMTU = %d %v, want 1450", m, ok)
 	}
-	if got := v.PeerNodes(); len(got) != 1 {
+	if got := v.PeerNodes(16); len(got) != 1 {
 		t.Errorf("PeerNodes = %v", got)
 	}
 }
@@ -134,7 +135,7 @@ func TestReusedInodeIsAnotherNamespace(t *testing.T) {
 	v := newTestView(t, src, []Link{{Index: 17, Name: "veth17", Kind: "veth", NetNsID: 3, ParentIndex: 2}}, c)
 	v.SetPods(podsByIP{netip.MustParseAddr("10.0.0.5"): {Namespace: "shop", Name: "old"},
 		netip.MustParseAddr("10.0.0.6"): {Namespace: "shop", Name: "new"}})
-	v.refresh(true)
+	v.refresh(t.Context(), true)
 	if p, ok := v.ByNetns(7); !ok || p.Name != "old" {
 		t.Fatalf("ByNetns(7) = %v %v, want old", p, ok)
 	}
@@ -143,7 +144,7 @@ func TestReusedInodeIsAnotherNamespace(t *testing.T) {
 	second.Cookie = 8
 	src.set(100, second)
 	c.t = c.t.Add(time.Second)
-	v.refresh(true)
+	v.refresh(t.Context(), true)
 	s := v.Snapshot()
 	if _, state, since := s.Lookup(7); state != Gone || !since.Equal(c.t) {
 		t.Errorf("the first namespace: %v since %v, want Gone since %v", state, since, c.t)
@@ -168,22 +169,22 @@ func TestGoneMissAndPartialRefresh(t *testing.T) {
 	src.set(100, pod("10.0.0.5", 3, 17))
 	c := &clock{t: time.Unix(1000, 0)}
 	v := newTestView(t, src, nil, c)
-	v.refresh(true)
+	v.refresh(t.Context(), true)
 
 	src.set(300, pod("10.0.0.6", 4, 18))
 	c.t = c.t.Add(time.Second)
-	v.refresh(false)
+	v.refresh(t.Context(), false)
 	if src.inspects[100] != 1 || src.inspects[300] != 1 {
 		t.Errorf("partial refresh read %v; want only the new namespace", src.inspects)
 	}
-	v.refresh(true)
+	v.refresh(t.Context(), true)
 	if src.inspects[100] != 2 || src.inspects[300] != 2 {
 		t.Errorf("full refresh read %v; want every namespace again", src.inspects)
 	}
 
 	src.del(100)
 	c.t = c.t.Add(time.Second)
-	v.refresh(false)
+	v.refresh(t.Context(), false)
 	if _, state, since := v.Snapshot().Lookup(100); state != Gone || !since.Equal(c.t) {
 		t.Errorf("deleted namespace: state %v since %v, want Gone since %v", state, since, c.t)
 	}
@@ -192,7 +193,7 @@ func TestGoneMissAndPartialRefresh(t *testing.T) {
 	c.t = asked
 	v.Miss(999)
 	c.t = c.t.Add(time.Second)
-	v.refresh(false)
+	v.refresh(t.Context(), false)
 	if _, state, since := v.Snapshot().Lookup(999); state != Gone || !since.Equal(asked) {
 		t.Errorf("asked-for namespace never found: state %v since %v, want Gone since %v", state, since, asked)
 	}
@@ -201,7 +202,7 @@ func TestGoneMissAndPartialRefresh(t *testing.T) {
 	}
 
 	c.t = c.t.Add(31 * time.Minute)
-	v.refresh(false)
+	v.refresh(t.Context(), false)
 	if _, state, _ := v.Snapshot().Lookup(100); state != Unknown {
 		t.Errorf("gone namespace past GoneTTL: state %v, want Unknown", state)
 	}
@@ -219,14 +220,14 @@ func TestLinkChangeRereadsItsPeerNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.refresh(true)
+	v.refresh(t.Context(), true)
 	w.mu.Lock()
 	l := w.links[17]
 	l.MTU = 1400
 	w.links[17] = l
 	w.sorted = nil
 	w.mu.Unlock()
-	v.refresh(false)
+	v.refresh(t.Context(), false)
 	if src.inspects[100] != 2 || src.inspects[300] != 1 {
 		t.Errorf("after a change of the host end of nsid 3: reads %v, want namespace 100 read again, 300 not", src.inspects)
 	}
@@ -245,7 +246,7 @@ func TestSnapshotReadsMakeNoCalls(t *testing.T) {
 	}
 	c := &clock{t: time.Unix(1000, 0)}
 	v := newTestView(t, src, links, c)
-	v.refresh(true)
+	v.refresh(t.Context(), true)
 	walks, inspects := src.walks, len(src.inspects)
 	for range 100 {
 		s := v.Snapshot()
@@ -279,7 +280,7 @@ func TestJoinPrefersTheNamespaceWiredToTheAgent(t *testing.T) {
 		netip.MustParseAddr("10.0.0.5"): {Namespace: "shop", Name: "web"},
 		netip.MustParseAddr("10.0.0.6"): {Namespace: "shop", Name: "db"},
 	})
-	v.refresh(true)
+	v.refresh(t.Context(), true)
 	s := v.Snapshot()
 	if p, ok := s.ByNetns(200); !ok || p.Name != "web" {
 		t.Errorf("wired namespace: %v %v, want web", p, ok)
@@ -331,7 +332,7 @@ func TestJoinNeverByMapOrder(t *testing.T) {
 		}
 		v.SetPods(podsByIP{ipA: a, ipB: b})
 		for i := range 50 {
-			v.refresh(true)
+			v.refresh(t.Context(), true)
 			s := v.Snapshot()
 			gotA, okA := s.ByNetns(100)
 			gotB, _ := s.ByNetns(200)
@@ -341,5 +342,45 @@ func TestJoinNeverByMapOrder(t *testing.T) {
 				break
 			}
 		}
+	}
+}
+
+// cancellingSource cancels the agent's context at its fifth Inspect, as
+// a SIGTERM in the middle of a first read of thousands of namespaces.
+type cancellingSource struct {
+	*fakeSource
+	cancel   func()
+	inspects int
+}
+
+func (c *cancellingSource) Inspect(path string) (Inspection, error) {
+	c.inspects++
+	if c.inspects == 5 {
+		c.cancel()
+	}
+	return c.fakeSource.Inspect(path)
+}
+
+// A refresh stops reading namespaces once the agent shuts down, and
+// publishes no partial snapshot.
+func TestRefreshStopsAtShutdown(t *testing.T) {
+	src := newFakeSource()
+	for i := range 1000 {
+		src.set(uint64(100+i), pod(fmt.Sprintf("10.0.%d.%d", i/250, i%250+1), i, 0))
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cs := &cancellingSource{fakeSource: src, cancel: cancel}
+	v := newTestView(t, cs, nil, &clock{t: time.Unix(1000, 0)})
+	before := v.Snapshot()
+	v.refresh(ctx, true)
+	if cs.inspects != 5 {
+		t.Errorf("%d of 1,000 namespaces read, want 5 (the read stops at the cancellation)", cs.inspects)
+	}
+	if v.Snapshot() != before {
+		t.Errorf("a partial snapshot of %d namespaces was published", len(v.Snapshot().ns))
+	}
+	v.refresh(t.Context(), true)
+	if n := len(v.Snapshot().ns); n != 1000 {
+		t.Errorf("the next refresh found %d namespaces, want 1000", n)
 	}
 }

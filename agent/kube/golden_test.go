@@ -20,6 +20,7 @@ func TestGoldenMetrics(t *testing.T) {
 	r := &Resolver{
 		cfg:      Config{MaxPods: 10, Attributed: func() int { return 9 }},
 		podCount: 12,
+		nodes:    2,
 		peers: []cluster.Node{
 			{Name: "node-b", InternalIP: netip.MustParseAddr("198.18.0.2")},
 			{Name: "node-c", InternalIP: netip.MustParseAddr("198.18.0.3")},

@@ -31,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -97,9 +98,16 @@ type Resolver struct {
 	joined   chan struct{} // closed when the informers first sync
 	tried    chan struct{} // closed after the first attempt to join
 
+	// want is the largest k a prober asked PeerNodes for: how many
+	// top-ranked nodes' addresses the node store learns.
+	want atomic.Int64
+
 	mu    sync.RWMutex
 	byIP  map[netip.Addr]cluster.Pod
 	peers []cluster.Node
+	// nodes counts the other nodes (netsonde_kube_peer_nodes), of which
+	// peers holds the chosen.
+	nodes int
 	// podCount counts the node's pods (not hostNetwork), with or without
 	// an address yet.
 	podCount int
@@ -142,6 +150,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Resolver, err
 	}
 	r := &Resolver{cfg: cfg, logger: logger, client: client, dirty: make(chan struct{}, 1), syncLost: make(chan struct{}, 1),
 		joined: make(chan struct{}), tried: make(chan struct{}), byIP: map[netip.Addr]cluster.Pod{}}
+	r.want.Store(defaultWant)
 	go r.loop(ctx)
 	go r.probeLoop(ctx)
 	select {
@@ -178,8 +187,8 @@ func (r *Resolver) startInformers(ctx context.Context) (*informers, error) {
 		stop()
 		return nil, fmt.Errorf("pod informer: %w", err)
 	}
-	inf.nodes = newNodeStore(r.markDirty)
-	nodes := cache.NewReflectorWithOptions(r.client.nodeLister(), &corev1.Node{}, inf.nodes, cache.ReflectorOptions{Name: "nodes"})
+	inf.nodes = newNodeStore(r.cfg.NodeName, func() int { return int(r.want.Load()) }, r.client.getNode, r.markDirty)
+	nodes := cache.NewReflectorWithOptions(r.client.nodeLister(), &metav1.PartialObjectMetadata{}, inf.nodes, cache.ReflectorOptions{Name: "nodes"})
 	mark := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { r.markDirty() },
 		UpdateFunc: func(any, any) { r.markDirty() },
@@ -197,6 +206,7 @@ func (r *Resolver) startInformers(ctx context.Context) (*informers, error) {
 	}
 	go inf.pods.RunWithContext(ctx)
 	go nodes.RunWithContext(ctx)
+	go inf.nodes.fetchLoop(ctx)
 	return inf, nil
 }
 
@@ -349,15 +359,18 @@ func (r *Resolver) probe(ctx context.Context) error {
 	}
 	// Not resourceVersion=0 for nodes: the watch cache ignores the limit
 	// then, and every probe read every Node of the cluster (9.5 MB for
-	// 500 kubelet-sized nodes). "" is a consistent read of one object.
-	nodes := metav1.ListOptions{Limit: 1}
-	if err := r.client.rest.Get().Resource("nodes").VersionedParams(&nodes, r.client.params).Do(ctx).Into(&corev1.NodeList{}); err != nil {
+	// 500 kubelet-sized nodes). "" is a consistent read of one object,
+	// its metadata only (a kubelet's Node is about 20 KB, 4 times a
+	// minute).
+	if _, err := r.client.meta.Resource(nodesResource).List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
 		return fmt.Errorf("list nodes: %w", err)
 	}
 	return nil
 }
 
-// restClient is a REST client for the core/v1 API group and nothing else.
+// restClient is a REST client for the core/v1 API group and nothing else,
+// and a metadata client (PartialObjectMetadata) for the node names, on
+// the same connection.
 // kubernetes.NewForConfig, and even the typed core/v1 client, register
 // every API group of k8s.io/api in their scheme (and link their apply
 // configurations and OpenAPI models): about half of the agent's binary, for
@@ -365,6 +378,7 @@ func (r *Resolver) probe(ctx context.Context) error {
 type restClient struct {
 	rest   rest.Interface
 	params runtime.ParameterCodec
+	meta   metadata.Interface
 }
 
 func coreClient(rc *rest.Config) (*restClient, error) {
@@ -383,11 +397,19 @@ func coreClient(rc *rest.Config) (*restClient, error) {
 	if rc.UserAgent == "" {
 		rc.UserAgent = "netsonde"
 	}
-	c, err := rest.RESTClientFor(rc)
+	h, err := rest.HTTPClientFor(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return &restClient{rest: c, params: runtime.NewParameterCodec(scheme)}, nil
+	c, err := rest.RESTClientForConfigAndClient(rc, h)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	m, err := metadata.NewForConfigAndClient(rc, h)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes metadata client: %w", err)
+	}
+	return &restClient{rest: c, params: runtime.NewParameterCodec(scheme), meta: m}, nil
 }
 
 // listWatch lists and watches one cluster-scoped or all-namespace resource,
@@ -518,7 +540,7 @@ func (r *Resolver) rebuild() {
 			byIP[a.Unmap()] = name
 		}
 	}
-	peers := inf.nodes.peers(r.cfg.NodeName)
+	peers, nodes := inf.nodes.chosenPeers(), inf.nodes.count()
 	r.mu.Lock()
 	samePeers := slices.Equal(r.peers, peers)
 	changed := !maps.Equal(r.byIP, byIP) || !samePeers
@@ -527,7 +549,7 @@ func (r *Resolver) rebuild() {
 		// the probers compare it and choose again only on a change.
 		peers = r.peers
 	}
-	r.byIP, r.peers, r.podCount = byIP, peers, len(pods)
+	r.byIP, r.peers, r.nodes, r.podCount = byIP, peers, nodes, len(pods)
 	r.mu.Unlock()
 	// The periodic rebuild mostly finds nothing new: the host network
 	// view is asked to join again only when there is something to join.
@@ -585,7 +607,7 @@ func (r *Resolver) Collect(ch chan<- prometheus.Metric) {
 	if r.cfg.Attributed != nil {
 		ch <- prometheus.MustNewConstMetric(attributedDesc, prometheus.GaugeValue, float64(r.cfg.Attributed()))
 	}
-	ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(len(r.peers)))
+	ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(r.nodes))
 	ch <- prometheus.MustNewConstMetric(podsOverflowDesc, prometheus.GaugeValue, float64(max(0, r.podCount-r.cfg.MaxPods)))
 	up := 0.0
 	if r.up.Load() {
@@ -602,10 +624,32 @@ func (r *Resolver) ByIP(addr netip.Addr) (cluster.Pod, bool) {
 	return p, ok
 }
 
-// PeerNodes implements hostnet.PodIndex. The slice is shared: rebuild
+// PeerNodes implements hostnet.PodIndex: the top-ranked nodes the node
+// store has read, at least k of them once it has read them. A k larger
+// than any asked before has the store choose and read more now; the
+// prober has them in a later round. The slice is shared: rebuild
 // replaces it, never changes it in place (cluster.Resolver).
-func (r *Resolver) PeerNodes() []cluster.Node {
+func (r *Resolver) PeerNodes(k int) []cluster.Node {
+	for {
+		w := r.want.Load()
+		if int64(k) <= w {
+			break
+		}
+		if r.want.CompareAndSwap(w, int64(k)) {
+			if inf := r.inf.Load(); inf != nil {
+				go inf.nodes.choose()
+			}
+			break
+		}
+	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.peers
+}
+
+// PeerCount is the number of other nodes (netsonde_kube_peer_nodes).
+func (r *Resolver) PeerCount() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.nodes
 }

@@ -1,12 +1,18 @@
 package kube
 
 import (
+	"context"
+	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/netsonde/netsonde/cluster"
 )
@@ -16,59 +22,145 @@ func testNode(name, podCIDR string, addrs ...corev1.NodeAddress) *corev1.Node {
 		Status: corev1.NodeStatus{Addresses: addrs, Images: []corev1.ContainerImage{{Names: []string{"x"}}}}}
 }
 
-// The store keeps each node's InternalIPs with its overlay address, lists
-// every node but self by name, and asks for a rebuild only when a node's
-// peers change: a kubelet's status update (new images, a heartbeat) is
-// not one.
+func internal(a string) corev1.NodeAddress {
+	return corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: a}
+}
+
+// fakeNodes answers the store's GETs from a map (the real kube-apiserver
+// is in TestChosenPeersFollowNodes).
+type fakeNodes struct {
+	mu    sync.Mutex
+	nodes map[string]*corev1.Node
+}
+
+func (f *fakeNodes) get(_ context.Context, name string) (*corev1.Node, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, ok := f.nodes[name]
+	if !ok {
+		return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "nodes"}, name)
+	}
+	return n.DeepCopy(), nil
+}
+
+func nodeMeta(name string) *metav1.PartialObjectMetadata {
+	return &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: name}}
+}
+
+// The store lists every node's name and counts them, reads only the nodes
+// rendezvous hashing ranks highest (skipping one without an InternalIP for
+// the next), reads a chosen node again when it changes and never one not
+// chosen, and takes the next-ranked when a chosen node leaves.
 func TestNodeStore(t *testing.T) {
-	changes := 0
-	s := newNodeStore(func() { changes++ })
-	a := testNode("a", "10.244.1.0/24", corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "198.18.0.1"})
-	b := testNode("b", "10.244.2.0/24",
-		corev1.NodeAddress{Type: corev1.NodeHostName, Address: "b"},
-		corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "fd00:5e::2"},
-		corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "198.18.0.2"})
-	c := testNode("c", "", corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "198.18.0.3"})
-	if err := s.Replace([]any{toPeers(a), toPeers(b), c}, "1"); err != nil {
+	f := &fakeNodes{nodes: map[string]*corev1.Node{}}
+	var names []any
+	for i := range 20 {
+		name := fmt.Sprintf("n%02d", i)
+		f.nodes[name] = testNode(name, fmt.Sprintf("10.244.%d.0/24", i), internal(fmt.Sprintf("198.18.0.%d", i+1)))
+		names = append(names, nodeMeta(name))
+	}
+	// The best-ranked of n00's peers has no InternalIP: it is read, and
+	// the fourth-ranked is taken in its place.
+	byScore := rankOf(t, "n00", 20)
+	noAddr := byScore[0]
+	f.nodes[noAddr].Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeExternalIP, Address: "198.18.1.1"}}
+
+	changes := make(chan struct{}, 100)
+	s := newNodeStore("n00", func() int { return 3 }, f.get, func() { changes <- struct{}{} })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.fetchLoop(ctx)
+	if err := s.Replace(names, "1"); err != nil {
 		t.Fatal(err)
 	}
-	if !s.HasSynced() || changes != 1 {
-		t.Fatalf("after the list: synced %v, %d changes", s.HasSynced(), changes)
+	chosenAre := func(what string, want ...string) {
+		t.Helper()
+		slices.Sort(want)
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			var got []string
+			for _, p := range s.chosenPeers() {
+				got = append(got, p.Name)
+			}
+			if slices.Equal(got, want) && s.HasSynced() {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: chosen %v, want %v", what, got, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
-	want := []cluster.Node{
-		{Name: "b", InternalIP: netip.MustParseAddr("fd00:5e::2"), OverlayIP: netip.MustParseAddr("10.244.2.1")},
-		{Name: "b", InternalIP: netip.MustParseAddr("198.18.0.2"), OverlayIP: netip.MustParseAddr("10.244.2.1")},
+	chosenAre("after the list", byScore[1], byScore[2], byScore[3])
+	if n := s.count(); n != 19 {
+		t.Errorf("count %d, want 19", n)
 	}
-	if got := s.peers("a"); !slices.Equal(got, want) {
-		t.Fatalf("peers of a = %v, want %v", got, want)
+	if g := s.gets.Load(); g != 4 {
+		t.Errorf("%d GETs after the list, want 4 (the top 3 and the one without an address)", g)
+	}
+	for _, p := range s.chosenPeers() {
+		if p.Name == byScore[1] && p.OverlayIP != overlayIP(f.nodes[p.Name]) {
+			t.Errorf("%s: overlay %v", p.Name, p.OverlayIP)
+		}
 	}
 
-	b2 := b.DeepCopy()
-	b2.Status.Images = nil
-	b2.ResourceVersion = "2"
-	if err := s.Update(b2); err != nil {
+	// A status update of a node not chosen: no GET.
+	before := s.gets.Load()
+	if err := s.Update(nodeMeta(byScore[10])); err != nil {
 		t.Fatal(err)
 	}
-	if changes != 1 {
-		t.Errorf("a status update that leaves the addresses asked for a rebuild")
+	time.Sleep(100 * time.Millisecond)
+	if g := s.gets.Load(); g != before {
+		t.Errorf("an update of a node not chosen cost %d GETs", g-before)
 	}
-	b2.Annotations = map[string]string{OverlayAnnotation: "100.64.0.2"}
-	if err := s.Update(b2); err != nil {
+
+	// A chosen node's address changes: one GET, the new address.
+	f.mu.Lock()
+	f.nodes[byScore[2]].Status.Addresses = []corev1.NodeAddress{internal("198.18.2.2")}
+	f.mu.Unlock()
+	if err := s.Update(nodeMeta(byScore[2])); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.peers("a"); changes != 2 || len(got) != 2 || got[0].OverlayIP != netip.MustParseAddr("100.64.0.2") {
-		t.Errorf("after the overlay annotation: %d changes, peers %v", changes, got)
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.ContainsFunc(s.chosenPeers(), func(p cluster.Node) bool { return p.InternalIP == netip.MustParseAddr("198.18.2.2") }) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the new address not seen: %v", s.chosenPeers())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	if err := s.Delete(b2); err != nil {
+	if g := s.gets.Load(); g != before+1 {
+		t.Errorf("%d GETs for one update of a chosen node, want 1", g-before)
+	}
+
+	// A chosen node leaves: the next-ranked takes its place.
+	f.mu.Lock()
+	delete(f.nodes, byScore[1])
+	f.mu.Unlock()
+	if err := s.Delete(nodeMeta(byScore[1])); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(b2); err != nil {
-		t.Fatal(err)
+	chosenAre("after a chosen node left", byScore[2], byScore[3], byScore[4])
+	if n := s.count(); n != 18 {
+		t.Errorf("count %d, want 18", n)
 	}
-	if got := s.peers("a"); changes != 3 || len(got) != 0 {
-		t.Errorf("after deleting b (twice): %d changes, peers %v", changes, got)
+}
+
+// rankOf returns the nodes n00..n(count-1) but self in the order
+// rendezvous hashing ranks them from self.
+func rankOf(t *testing.T, self string, count int) []string {
+	t.Helper()
+	var all []string
+	for i := range count {
+		all = append(all, fmt.Sprintf("n%02d", i))
 	}
-	if got := s.peers("c"); len(got) != 1 || got[0].Name != "a" {
-		t.Errorf("peers of c = %v, want a", got)
+	var out []string
+	for k := 1; k < count; k++ {
+		top := cluster.Rendezvous(self, all, func(s string) string { return s }, k)
+		for _, n := range top {
+			if !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
 	}
+	return out
 }

@@ -74,7 +74,7 @@ func TestSlowNodeListNotRestarted(t *testing.T) {
 	}
 	joined := time.Since(begin)
 	testenv.Eventually(t, 5*time.Second, "node-b a peer", func() bool {
-		p := r.PeerNodes()
+		p := r.PeerNodes(16)
 		return len(p) == 1 && p[0].Name == "node-b"
 	})
 	if n, c := firstPages.Load(), cancelled.Load(); n != 1 || c != 0 {

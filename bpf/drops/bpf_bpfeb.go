@@ -13,6 +13,28 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type bpfCaptureFilter struct {
+	_        structs.HostLayout
+	Active   uint32
+	Ifindex  uint32
+	Netns    uint64
+	Protocol uint16
+	Nreasons uint16
+	Reasons  [8]uint32
+	Snaplen  uint32
+	Rate     uint32
+	_        [4]byte
+}
+
+type bpfCaptureState struct {
+	_       structs.HostLayout
+	Window  uint64
+	Used    uint64
+	Refused uint64
+	Emitted uint64
+	Nospace uint64
+}
+
 type bpfDropKey struct {
 	_        structs.HostLayout
 	Reason   uint32
@@ -40,6 +62,10 @@ type bpfQuotaKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	bpfMapCaptureFilters  = "capture_filters"
+	bpfMapCaptureOn       = "capture_on"
+	bpfMapCaptureRing     = "capture_ring"
+	bpfMapCaptureStates   = "capture_states"
 	bpfMapDrops           = "drops"
 	bpfMapLost            = "lost"
 	bpfMapOnlyNetns       = "only_netns"
@@ -56,6 +82,7 @@ const (
 	bpfVarNetnsFilter     = "netns_filter"
 	bpfVarOwnNetns        = "own_netns"
 	bpfVarSlotsOn         = "slots_on"
+	bpfVarTpOffLocation   = "tp_off_location"
 	bpfVarTpOffProtocol   = "tp_off_protocol"
 	bpfVarTpOffReason     = "tp_off_reason"
 	bpfVarTpOffSkbaddr    = "tp_off_skbaddr"
@@ -112,6 +139,10 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
+	CaptureFilters *ebpf.MapSpec `ebpf:"capture_filters"`
+	CaptureOn      *ebpf.MapSpec `ebpf:"capture_on"`
+	CaptureRing    *ebpf.MapSpec `ebpf:"capture_ring"`
+	CaptureStates  *ebpf.MapSpec `ebpf:"capture_states"`
 	Drops          *ebpf.MapSpec `ebpf:"drops"`
 	Lost           *ebpf.MapSpec `ebpf:"lost"`
 	OnlyNetns      *ebpf.MapSpec `ebpf:"only_netns"`
@@ -131,6 +162,7 @@ type bpfVariableSpecs struct {
 	NetnsFilter     *ebpf.VariableSpec `ebpf:"netns_filter"`
 	OwnNetns        *ebpf.VariableSpec `ebpf:"own_netns"`
 	SlotsOn         *ebpf.VariableSpec `ebpf:"slots_on"`
+	TpOffLocation   *ebpf.VariableSpec `ebpf:"tp_off_location"`
 	TpOffProtocol   *ebpf.VariableSpec `ebpf:"tp_off_protocol"`
 	TpOffReason     *ebpf.VariableSpec `ebpf:"tp_off_reason"`
 	TpOffSkbaddr    *ebpf.VariableSpec `ebpf:"tp_off_skbaddr"`
@@ -156,6 +188,10 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
+	CaptureFilters *ebpf.Map `ebpf:"capture_filters"`
+	CaptureOn      *ebpf.Map `ebpf:"capture_on"`
+	CaptureRing    *ebpf.Map `ebpf:"capture_ring"`
+	CaptureStates  *ebpf.Map `ebpf:"capture_states"`
 	Drops          *ebpf.Map `ebpf:"drops"`
 	Lost           *ebpf.Map `ebpf:"lost"`
 	OnlyNetns      *ebpf.Map `ebpf:"only_netns"`
@@ -168,6 +204,10 @@ type bpfMaps struct {
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
+		m.CaptureFilters,
+		m.CaptureOn,
+		m.CaptureRing,
+		m.CaptureStates,
 		m.Drops,
 		m.Lost,
 		m.OnlyNetns,
@@ -188,6 +228,7 @@ type bpfVariables struct {
 	NetnsFilter     *ebpf.Variable `ebpf:"netns_filter"`
 	OwnNetns        *ebpf.Variable `ebpf:"own_netns"`
 	SlotsOn         *ebpf.Variable `ebpf:"slots_on"`
+	TpOffLocation   *ebpf.Variable `ebpf:"tp_off_location"`
 	TpOffProtocol   *ebpf.Variable `ebpf:"tp_off_protocol"`
 	TpOffReason     *ebpf.Variable `ebpf:"tp_off_reason"`
 	TpOffSkbaddr    *ebpf.Variable `ebpf:"tp_off_skbaddr"`

@@ -288,6 +288,230 @@ static __always_inline void count(struct drop_key *k)
 		count_lost();
 }
 
+
+/* --- Capture (netsonde capture): on demand only. ---
+ *
+ * While no capture is attached, capture_on[0] is 0 and the program pays one
+ * array lookup and a compare for it (BENCHMARKS.md, dropcost). While one is,
+ * a drop that matches a capture's filter (reason, network namespace,
+ * interface, EtherType: evaluated here) and that its rate limit admits has
+ * its headers copied into the ring buffer. DESIGN.md allows this one ring
+ * buffer: on demand, filtered in the kernel, rate-limited. */
+#define MAX_CAPTURES 4
+#define MAX_CAPTURE_REASONS 8
+/* The most bytes of a packet one record holds (--snaplen's bound). */
+#define MAX_SNAPLEN 1024
+
+struct capture_filter {
+	__u32 active;
+	__u32 ifindex;  /* 0: any */
+	__u64 netns;    /* a namespace's cookie, as drop_key's; 0: any */
+	__u16 protocol; /* EtherType, host order; 0: any */
+	__u16 nreasons; /* 0: any */
+	__u32 reasons[MAX_CAPTURE_REASONS];
+	__u32 snaplen;
+	__u32 rate;     /* records a second at most */
+};
+
+/* Per capture: its one-second window and what the limit refused. */
+struct capture_state {
+	__u64 window;   /* bpf_ktime_get_ns() / CAPTURE_WINDOW_NS */
+	__u64 used;     /* records admitted in that window */
+	__u64 refused;  /* matching drops the rate limit refused */
+	__u64 emitted;
+	__u64 nospace;  /* admitted but the ring buffer was full */
+};
+
+struct capture_record {
+	__u64 ts;        /* bpf_ktime_get_ns() */
+	__u64 location;  /* kfree_skb's caller, a kernel text address */
+	__u64 netns;     /* the namespace's cookie */
+	__u32 reason;
+	__u32 ifindex;
+	__u32 len;       /* skb->len */
+	__u32 caplen;    /* bytes of data[] that hold the packet from L3 */
+	__u16 protocol;  /* EtherType, host order */
+	__u16 captures;  /* bit i: capture i matched */
+	__u8 data[MAX_SNAPLEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} capture_on SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_CAPTURES);
+	__type(key, __u32);
+	__type(value, struct capture_filter);
+} capture_filters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_CAPTURES);
+	__type(key, __u32);
+	__type(value, struct capture_state);
+} capture_states SEC(".maps");
+
+/* 256 KiB: about 200 full records; the reader drains it continuously, and
+ * what does not fit is counted (nospace), never waited for. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} capture_ring SEC(".maps");
+
+static __always_inline int capture_match(const struct capture_filter *f, const struct drop_key *k)
+{
+	if (!f->active)
+		return 0;
+	if (f->netns && f->netns != k->netns)
+		return 0;
+	if (f->ifindex && f->ifindex != k->ifindex)
+		return 0;
+	if (f->protocol && f->protocol != k->protocol)
+		return 0;
+	if (!f->nreasons)
+		return 1;
+#pragma unroll
+	for (int i = 0; i < MAX_CAPTURE_REASONS; i++) {
+		if (i >= f->nreasons)
+			break;
+		if (f->reasons[i] == k->reason)
+			return 1;
+	}
+	return 0;
+}
+
+/* capture_admit is the rate limit: a fixed window of a tenth of a second
+ * per capture, a tenth of the rate in each, so that a storm's burst at a
+ * window's start (a tenth of a second's worth, about 100 KiB at the default
+ * 1,000/s) fits the ring buffer and the reader's queue. Two CPUs opening a
+ * window at once may both reset it: the bound is then exceeded by a few
+ * records, never by more. */
+#define CAPTURE_WINDOW_NS 100000000ull
+
+static __always_inline int capture_admit(struct capture_state *st, __u32 rate)
+{
+	__u64 w = bpf_ktime_get_ns() / CAPTURE_WINDOW_NS;
+	__u64 per = (rate + 9) / 10;
+	if (st->window != w) {
+		st->window = w;
+		st->used = 0;
+	}
+	if (__sync_fetch_and_add(&st->used, 1) < per)
+		return 1;
+	__sync_fetch_and_add(&st->refused, 1);
+	return 0;
+}
+
+/* The fields of sk_buff a capture reads, as a CO-RE flavour of it, so that
+ * the shared header keeps only what every program uses. tail is an offset
+ * from head on 64-bit kernels (NET_SKBUFF_DATA_USES_OFFSET). */
+struct sk_buff___capture {
+	unsigned int len;
+	__u16 network_header;
+	__u32 tail;
+	unsigned char *head;
+	unsigned char *data;
+} __attribute__((preserve_access_index));
+
+/* The loops over the captures are unrolled, each with its own constant
+ * key: the verifiers of 6.1 and 6.12 (the kernel matrix's; 6.18 does not)
+ * turn the bytes of a stack slot that a helper reads (here the map key,
+ * &i) into unknown ones, so a loop counter whose address is taken reads
+ * back unbounded, i < MAX_CAPTURES cannot be decided, and the verifier,
+ * seeing the loop's head again in the same state, refuses the program as
+ * an infinite loop. */
+static __noinline void capture(struct sk_buff *skb_in, __u64 location, const struct drop_key *k)
+{
+	struct sk_buff___capture *skb = (void *)skb_in;
+	__u16 mask = 0;
+	__u32 snap = 0;
+#pragma unroll
+	for (__u32 i = 0; i < MAX_CAPTURES; i++) {
+		__u32 key = i;
+		struct capture_filter *f = bpf_map_lookup_elem(&capture_filters, &key);
+		if (!f || !capture_match(f, k))
+			continue;
+		struct capture_state *st = bpf_map_lookup_elem(&capture_states, &key);
+		if (!st || !capture_admit(st, f->rate))
+			continue;
+		mask |= 1 << i;
+		if (f->snaplen > snap)
+			snap = f->snaplen;
+	}
+	if (!mask)
+		return;
+	struct capture_record *r = bpf_ringbuf_reserve(&capture_ring, sizeof(*r), 0);
+	if (!r) {
+#pragma unroll
+		for (__u32 i = 0; i < MAX_CAPTURES; i++) {
+			__u32 key = i;
+			struct capture_state *st = bpf_map_lookup_elem(&capture_states, &key);
+			if (st && (mask & (1 << i)))
+				__sync_fetch_and_add(&st->nospace, 1);
+		}
+		return;
+	}
+	r->ts = bpf_ktime_get_ns();
+	r->location = location;
+	r->reason = k->reason;
+	r->ifindex = k->ifindex;
+	r->netns = k->netns;
+	r->protocol = k->protocol;
+	r->captures = mask;
+	__u32 len = BPF_CORE_READ(skb, len);
+	r->len = len;
+	r->caplen = 0;
+	/* From the network header to the end of the linear data: the headers,
+	 * and the payload as far as it is linear and snap allows. */
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	unsigned char *data = BPF_CORE_READ(skb, data);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u32 tail = BPF_CORE_READ(skb, tail);
+	/* len is the packet's from the network header, as the record says:
+	 * skb->len counts from data, which a drop past IP (no socket, a
+	 * full receive buffer) has moved beyond the IP header, and a drop
+	 * before it (in the device) still has in front of the link-layer
+	 * header. */
+	if (head && data >= head && nh != (__u16)~0U) {
+		__s64 l3 = (__s64)len + (data - head) - nh;
+		if (l3 > 0 && l3 <= 0xffffffffll)
+			r->len = l3;
+	}
+	if (head && nh != (__u16)~0U && tail > nh) {
+		/* 64-bit: a 32-bit register copy loses its bounds on 6.1's
+		 * verifier, and clang copies n before the MAX_SNAPLEN compare,
+		 * so the helper's size would be unbounded there. */
+		__u64 n = tail - nh;
+		if (n > snap)
+			n = snap;
+		if (n > MAX_SNAPLEN)
+			n = MAX_SNAPLEN;
+		if (n > 0 && bpf_probe_read_kernel(r->data, n, head + nh) == 0)
+			r->caplen = n;
+	}
+#pragma unroll
+	for (__u32 i = 0; i < MAX_CAPTURES; i++) {
+		__u32 key = i;
+		struct capture_state *st = bpf_map_lookup_elem(&capture_states, &key);
+		if (st && (mask & (1 << i)))
+			__sync_fetch_and_add(&st->emitted, 1);
+	}
+	bpf_ringbuf_submit(r, 0);
+}
+
+/* capturing is the only cost of capture while none is attached. */
+static __always_inline int capturing(void)
+{
+	__u32 zero = 0;
+	__u32 *on = bpf_map_lookup_elem(&capture_on, &zero);
+	return on && *on;
+}
+
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(kfree_skb_btf, struct sk_buff *skb, void *location, unsigned int reason)
 {
@@ -308,12 +532,14 @@ int BPF_PROG(kfree_skb_btf, struct sk_buff *skb, void *location, unsigned int re
 	if (ignored(k.netns))
 		return 0;
 	count(&k);
+	if (capturing())
+		capture(skb, (__u64)location, &k);
 	return 0;
 }
 
 /* count_read fills in the interface and namespace with CO-RE reads (the
  * raw_tp and classic forms, whose skb is not a typed pointer) and counts. */
-static __always_inline void count_read(struct drop_key *k, struct sk_buff *skb)
+static __always_inline void count_read(struct drop_key *k, struct sk_buff *skb, __u64 location)
 {
 	struct net_device *dev = BPF_CORE_READ(skb, dev);
 	if (dev) {
@@ -327,6 +553,8 @@ static __always_inline void count_read(struct drop_key *k, struct sk_buff *skb)
 	if (ignored(k->netns))
 		return;
 	count(k);
+	if (capturing())
+		capture(skb, location, k);
 }
 
 /* raw_tp/kfree_skb: the same event without BTF-typed arguments (kernels
@@ -339,7 +567,7 @@ int BPF_PROG(kfree_skb_raw, struct sk_buff *skb, void *location, unsigned int re
 	if (reason < FIRST_DROP_REASON)
 		return 0;
 	struct drop_key k = {.reason = reason, .protocol = proto_key(BPF_CORE_READ(skb, protocol))};
-	count_read(&k, skb);
+	count_read(&k, skb, (__u64)location);
 	return 0;
 }
 
@@ -347,6 +575,7 @@ int BPF_PROG(kfree_skb_raw, struct sk_buff *skb, void *location, unsigned int re
  * 6.11 (rx_sk inserted before protocol): the loader reads the running
  * kernel's format and sets these offsets. */
 __u32 tp_off_skbaddr = 8;
+__u32 tp_off_location = 16;
 __u32 tp_off_protocol;
 __u32 tp_off_reason;
 
@@ -361,9 +590,11 @@ int kfree_skb_tp(void *ctx)
 		return 0;
 	TP_READ(ctx, tp_off_protocol, protocol);
 	TP_READ(ctx, tp_off_skbaddr, skb);
+	__u64 location = 0;
+	TP_READ(ctx, tp_off_location, location);
 	/* The record has ntohs(skb->protocol): back to the skb's order for
 	 * proto_key, like the other two entry points. */
 	struct drop_key k = {.reason = reason, .protocol = proto_key(bpf_htons(protocol))};
-	count_read(&k, skb);
+	count_read(&k, skb, location);
 	return 0;
 }

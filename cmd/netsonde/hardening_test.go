@@ -311,12 +311,16 @@ func TestAuthOnEveryEndpointAndTLS(t *testing.T) {
 	for path, want := range map[string]string{
 		"/healthz": "200", "/readyz": "200",
 		"/metrics": "401", "/": "401", "/nope": "401", "/debug/pprof/": "401", "/metrics?x=/healthz": "401",
+		"/capture?count=1": "401",
 	} {
 		if got := curl(base + path); got != want {
 			t.Errorf("curl %s without credentials: %s, want %s", path, got, want)
 		}
 	}
-	for path, want := range map[string]string{"/metrics": "200", "/": "200", "/healthz": "200", "/debug/pprof/": "200"} {
+	// /capture past the credentials: a malformed filter is the capture's
+	// own refusal (400), not the guard's.
+	for path, want := range map[string]string{"/metrics": "200", "/": "200", "/healthz": "200", "/debug/pprof/": "200",
+		"/capture?protocol=quic": "400"} {
 		if got := curl("-u", "prom:s3cret", base+path); got != want {
 			t.Errorf("curl %s with credentials: %s, want %s", path, got, want)
 		}

@@ -36,6 +36,8 @@ func run(args []string) int {
 			return runDoctor(args[1:], os.Stdout, os.Stderr)
 		case "cleanup":
 			return runCleanup(args[1:], os.Stdout, os.Stderr)
+		case "capture":
+			return runCapture(args[1:], os.Stdout, os.Stderr)
 		}
 	}
 	app := kingpin.New("netsonde", "Kubernetes network health agent: drops, retransmits, fragmentation, conntrack, MTUs and etcd fsync latency on /metrics. `netsonde doctor --help`: the same measurements as a diagnosis, in the terminal. `netsonde cleanup --help`: remove what killed agents left on the node.")
@@ -48,6 +50,8 @@ func run(args []string) int {
 	maxRequests := app.Flag("web.max-requests", "Maximum number of parallel scrape requests; a scrape over it waits up to half its timeout for a slot, then gets 503. 0 disables the limit.").Default("40").Int()
 	maxConns := app.Flag("web.max-connections-per-client", "Maximum number of connections one client address may have open; more are closed as soon as accepted (netsonde_http_connections_refused_total). 0 disables the limit.").Default("32").Int()
 	enablePprof := app.Flag("web.enable-pprof", "Serve Go's profiles (heap, goroutines, CPU) under /debug/pprof/, behind the same TLS and auth as /metrics.").Default("false").Bool()
+	captureRate := app.Flag("capture.max-rate", "Dropped packets a second one `netsonde capture` may copy out of the kernel (a rate limit in the kernel; what it refuses is counted and reported when the capture ends).").Default("1000").Int()
+	captureAllowPayload := app.Flag("capture.allow-payload", "Let `netsonde capture --snaplen` keep more than the packets' headers (128 bytes), up to 1024: payloads may hold what the agent's HTTP clients should not read.").Default("false").Bool()
 	shared := agent.AddFlags(app)
 
 	logConfig := &promslog.Config{}
@@ -68,6 +72,8 @@ func run(args []string) int {
 	cfg.MaxRequests = *maxRequests
 	cfg.MaxConnsPerClient = *maxConns
 	cfg.EnablePprof = *enablePprof
+	cfg.CaptureMaxRate = *captureRate
+	cfg.CaptureAllowPayload = *captureAllowPayload
 	switch limit, err := agent.SetMemoryLimit("/sys/fs/cgroup"); {
 	case err != nil:
 		logger.Warn("memory limit not applied to the Go runtime", "err", err)

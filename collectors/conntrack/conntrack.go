@@ -134,7 +134,10 @@ func (c *collector) breakdownLoop(ctx context.Context, every time.Duration, topN
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		b, err := dumpBreakdown(topN, maxSources)
+		b, err := dumpBreakdown(ctx, topN, maxSources)
+		if ctx.Err() != nil {
+			return
+		}
 		if err != nil {
 			c.deps.Logger.Warn("conntrack breakdown dump failed", "err", err)
 		} else {

@@ -94,7 +94,10 @@ func TestMillionEntries(t *testing.T) {
 	var rssMax float64
 	var m testenv.Metrics
 	var dump float64
-	testenv.Eventually(t, 40*time.Second, "a breakdown dump of the full table", func() bool {
+	// A dump of a million entries takes a few seconds on an idle
+	// machine; fresh-node at a load average of 30 on two CPUs needed
+	// more than 40 s. The figure is logged, never asserted.
+	testenv.Eventually(t, 120*time.Second, "a breakdown dump of the full table", func() bool {
 		m = a.Scrape(t)
 		rssMax = max(rssMax, gauge(m, "process_resident_memory_bytes"))
 		top, _ := m.Value("netsonde_conntrack_top_entries", map[string]string{"source": "198.18.111.1"})

@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -63,7 +64,7 @@ type breakdown struct {
 // (go-conntrack's own Dump returns every entry as a slice, which for 250,000
 // entries is tens of MiB). The cost is O(entries) in CPU, which is why it
 // runs off the scrape path and no more often than a flag allows.
-func dumpBreakdown(topN, maxSources int) (breakdown, error) {
+func dumpBreakdown(ctx context.Context, topN, maxSources int) (breakdown, error) {
 	begin := time.Now()
 	b := breakdown{byState: map[protoState]uint64{}}
 	fd, err := send(msgGet, unix.NLM_F_DUMP)
@@ -76,6 +77,11 @@ func dumpBreakdown(topN, maxSources int) (breakdown, error) {
 	sources := make(map[netip.Addr]uint64)
 	buf := make([]byte, 64<<10)
 	for {
+		// A million entries take seconds to read, more on a loaded
+		// node: an agent told to stop does not wait for the rest.
+		if err := ctx.Err(); err != nil {
+			return b, err
+		}
 		n, _, err := unix.Recvfrom(fd, buf, 0)
 		if errors.Is(err, unix.EINTR) {
 			continue

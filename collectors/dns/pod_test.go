@@ -7,22 +7,6 @@ import (
 	"github.com/netsonde/netsonde/internal/testenv"
 )
 
-const dnsPodYAML = `apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
-apiVersion: v1
-kind: Node
-metadata: {name: node-a}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web, namespace: shop}
-spec:
-  nodeName: node-a
-  containers: [{name: web, image: registry.invalid/web}]
-`
-
 // TestPodAttributionAgainstRealAPIServer: the agent, on node-a with a real
 // kube-apiserver, attributes a pod's DNS queries to namespace shop, pod
 // web, through the socket's network namespace and the pod index the
@@ -32,9 +16,7 @@ spec:
 func TestPodAttributionAgainstRealAPIServer(t *testing.T) {
 	node, pod := testenv.NewNetns(t), testenv.NewNetns(t)
 	k := testenv.StartKubeAPI(t, node)
-	k.Kubectl(t, dnsPodYAML, "create", "-f", "-")
-	k.Kubectl(t, "", "patch", "pod", "web", "-n", "shop", "--subresource=status", "--type=merge",
-		"-p", `{"status":{"podIP":"198.18.102.2","podIPs":[{"ip":"198.18.102.2"}]}}`)
+	k.CreatePod(t, "shop", "web", "node-a", "198.18.102.2")
 	testenv.Veth(t, node, pod, "vweb", "eth0", "198.18.102.1/24", "198.18.102.2/24", 0)
 	srv := "198.18.102.1:53"
 	startServer(t, node, srv)

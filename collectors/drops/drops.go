@@ -109,6 +109,9 @@ type collector struct {
 	alive map[uint64]bool
 	spare map[bpfdrops.Key]labels
 	live  map[labels]bool
+
+	// capt runs `netsonde capture`; nil for a probe that cannot.
+	capt *capturer
 }
 
 func start(deps collectors.Deps, c config) (collectors.Collector, error) {
@@ -138,10 +141,14 @@ func start(deps collectors.Deps, c config) (collectors.Collector, error) {
 }
 
 func newCollector(deps collectors.Deps, p probe, reasons reasonNames, forgetFor time.Duration) *collector {
-	return &collector{deps: deps, probe: p, reasons: reasons, forgetFor: forgetFor,
+	c := &collector{deps: deps, probe: p, reasons: reasons, forgetFor: forgetFor,
 		series: collectors.NewSeriesCache[labels](dropsDesc, prometheus.CounterValue),
 		last:   map[bpfdrops.Key]labels{}, missing: map[bpfdrops.Key]time.Time{}, retired: map[labels]uint64{},
 		sums: map[labels]uint64{}, alive: map[uint64]bool{}, spare: map[bpfdrops.Key]labels{}, live: map[labels]bool{}}
+	if cp, ok := p.(captureProbe); ok {
+		c.capt = &capturer{probe: cp}
+	}
+	return c
 }
 
 type labels struct{ reason, protocol, iface, namespace, pod string }

@@ -6,6 +6,7 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -21,6 +22,19 @@ func (r reasonNames) name(v uint32) string {
 		return n
 	}
 	return fmt.Sprintf("%d", v)
+}
+
+// value is the reason named name (or given as its number).
+func (r reasonNames) value(name string) (uint32, bool) {
+	for v, n := range r {
+		if n == name {
+			return v, true
+		}
+	}
+	if v, err := strconv.ParseUint(name, 10, 32); err == nil {
+		return uint32(v), true
+	}
+	return 0, false
 }
 
 const reasonPrefix = "SKB_DROP_REASON_"

@@ -61,10 +61,8 @@ func setup(app *kingpin.Application) collectors.Factory {
 			return nil, collectors.Down("no_socket", err)
 		}
 		c := newCollector(deps, s)
-		c.refresh()
-		ctx, c.stop = context.WithCancel(ctx)
-		c.done = make(chan struct{})
-		go collectors.Every(ctx, *every, c.done, c.refresh)
+		// refresh counts a driver's failures itself: never an error.
+		c.poll, _ = collectors.StartPoller(ctx, *every, deps.Logger, "ethtool", "", func() error { c.refresh(); return nil })
 		return c, nil
 	}
 }
@@ -102,8 +100,7 @@ type collector struct {
 	last   atomic.Pointer[[]sample]
 	errs   atomic.Uint64
 	series *collectors.SeriesCache[[2]string]
-	stop   context.CancelFunc
-	done   chan struct{}
+	poll   *collectors.Poller
 }
 
 func newCollector(deps collectors.Deps, drv driver) *collector {
@@ -220,9 +217,6 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 }
 
 func (c *collector) Close() error {
-	if c.stop != nil {
-		c.stop()
-		<-c.done
-	}
+	c.poll.Stop()
 	return c.drv.Close()
 }

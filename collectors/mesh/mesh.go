@@ -184,8 +184,11 @@ func (c *collector) get(path, peer string) *series {
 }
 
 // peerList is the round's peers: chosen again only when the nodes changed.
+// The resolver is asked for the top MaxPeers nodes and as many more as
+// there are static peers: a static peer of a node's name takes its place,
+// and the node ranked next must then be among those given.
 func (c *collector) peerList() []Peer {
-	return c.chosen.Of(c.deps.Pods.PeerNodes(), func(nodes []cluster.Node) []Peer {
+	return c.chosen.Of(c.deps.Pods.PeerNodes(c.cfg.MaxPeers+len(c.cfg.Static)), func(nodes []cluster.Node) []Peer {
 		all := append([]Peer(nil), c.cfg.Static...)
 		all = append(all, FromNodes(nodes)...)
 		return Select(c.self, all, c.cfg.MaxPeers)

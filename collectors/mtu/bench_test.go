@@ -26,7 +26,7 @@ func (pods) ByHostInterface(i int) (cluster.Pod, bool) {
 	}
 	return cluster.Pod{}, false
 }
-func (pods) PeerNodes() []cluster.Node { return nil }
+func (pods) PeerNodes(int) []cluster.Node { return nil }
 
 func newBench(b testing.TB) collectors.Collector {
 	links := make([]hostnet.Link, 1000)

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -77,25 +76,15 @@ type collector struct {
 	deps collectors.Deps
 	read func() ([]table, error)
 	last atomic.Pointer[[]table]
-	stop context.CancelFunc
-	done chan struct{}
+	poll *collectors.Poller
 }
 
 func start(ctx context.Context, deps collectors.Deps, every time.Duration, read func() ([]table, error)) (*collector, error) {
-	c := &collector{deps: deps, read: read, done: make(chan struct{})}
-	if err := c.refresh(); err != nil {
-		reason := "netlink_error"
-		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
-			reason = "not_permitted"
-		}
-		return nil, collectors.Down(reason, err)
+	c := &collector{deps: deps, read: read}
+	var err error
+	if c.poll, err = collectors.StartPoller(ctx, every, deps.Logger, "neighbour", "netlink_error", c.refresh); err != nil {
+		return nil, err
 	}
-	ctx, c.stop = context.WithCancel(ctx)
-	go collectors.Every(ctx, every, c.done, func() {
-		if err := c.refresh(); err != nil {
-			c.deps.Logger.Warn("neighbour: reading the tables failed; keeping the last read", "err", err)
-		}
-	})
 	return c, nil
 }
 
@@ -119,10 +108,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 }
 
 func (c *collector) Close() error {
-	if c.stop != nil {
-		c.stop()
-		<-c.done
-	}
+	c.poll.Stop()
 	return nil
 }
 

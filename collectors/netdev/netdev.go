@@ -12,7 +12,6 @@ package netdev
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -107,9 +106,7 @@ type collector struct {
 	drops, errs, carrier                 *collectors.SeriesCache[ifKey]
 	qDrops, qOverlimits, qRequeues, qLen *collectors.SeriesCache[qKey]
 
-	stop context.CancelFunc
-	done chan struct{}
-	once sync.Once
+	poll *collectors.Poller
 }
 
 // ifKey labels an interface's series.
@@ -122,30 +119,16 @@ type qKey struct{ name, kind string }
 
 func start(ctx context.Context, deps collectors.Deps, every time.Duration, src source) (*collector, error) {
 	c := newCollector(deps, src)
-	// The first round is read before the collector counts as up, so the
-	// first scrape has every interface, and a kernel that refuses the
-	// dump reports the collector down.
-	if err := c.refresh(); err != nil {
-		reason := "netlink_error"
-		if isPerm(err) {
-			reason = "not_permitted"
-		}
-		return nil, collectors.Down(reason, err)
+	var err error
+	if c.poll, err = collectors.StartPoller(ctx, every, deps.Logger, "netdev", "netlink_error", c.refresh); err != nil {
+		return nil, err
 	}
-	ctx, c.stop = context.WithCancel(ctx)
-	c.done = make(chan struct{})
-	go collectors.Every(ctx, every, c.done, func() {
-		if err := c.refresh(); err != nil {
-			// The last good round stays; the next tries again.
-			c.deps.Logger.Warn("netdev: reading interface counters failed", "err", err)
-		}
-	})
 	return c, nil
 }
 
 func newCollector(deps collectors.Deps, src source) *collector {
 	return &collector{
-		deps: deps, src: src, stop: func() {},
+		deps: deps, src: src,
 		drops:       collectors.NewSeriesCache[ifKey](dropsDesc, prometheus.CounterValue),
 		errs:        collectors.NewSeriesCache[ifKey](errorsDesc, prometheus.CounterValue),
 		carrier:     collectors.NewSeriesCache[ifKey](carrierDesc, prometheus.CounterValue),
@@ -263,11 +246,6 @@ func (c *collector) collectLink(ch chan<- prometheus.Metric, l *linkStats) {
 }
 
 func (c *collector) Close() error {
-	c.once.Do(func() {
-		c.stop()
-		if c.done != nil {
-			<-c.done
-		}
-	})
+	c.poll.Stop()
 	return nil
 }

@@ -10,7 +10,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"syscall"
 
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
@@ -230,12 +229,6 @@ func dumpQdiscs() ([]qdiscStats, []error, error) {
 		return nil, nil, fmt.Errorf("dump qdiscs: %w", err)
 	}
 	return out, bad, nil
-}
-
-// isPerm tells a refusal (no CAP_NET_ADMIN is needed to dump, but a
-// seccomp or LSM policy may still say no) from other failures.
-func isPerm(err error) bool {
-	return errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES)
 }
 
 // eachAttr calls fn with each netlink attribute of b, in place (a dump

@@ -235,7 +235,7 @@ func (p *prober) targets() []netip.Addr {
 	for _, a := range p.static {
 		add(a)
 	}
-	peers := p.chosen.Of(p.deps.Pods.PeerNodes(), func(nodes []cluster.Node) []cluster.Node {
+	peers := p.chosen.Of(p.deps.Pods.PeerNodes(*p.cfg.maxPeers), func(nodes []cluster.Node) []cluster.Node {
 		return Peers(p.self, nodes, *p.cfg.maxPeers)
 	})
 	for _, n := range peers {

@@ -21,7 +21,7 @@ func (benchPods) ByIP(a netip.Addr) (cluster.Pod, bool) {
 	b := a.As4()
 	return cluster.Pod{Namespace: "shop", Name: fmt.Sprintf("web-%d", b[3])}, b[0] == 10
 }
-func (benchPods) PeerNodes() []cluster.Node { return nil }
+func (benchPods) PeerNodes(int) []cluster.Node { return nil }
 
 // BenchmarkCollect is one scrape with 110 pods whose namespaces each have
 // every counter non-zero (the worst case: 16 series a pod), reading the

@@ -11,29 +11,6 @@ import (
 	"github.com/netsonde/netsonde/internal/testenv"
 )
 
-const podsYAML = `apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
-apiVersion: v1
-kind: Node
-metadata: {name: node-a}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: a, namespace: shop}
-spec:
-  nodeName: node-a
-  containers: [{name: a, image: registry.invalid/a}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: b, namespace: shop}
-spec:
-  nodeName: node-a
-  containers: [{name: b, image: registry.invalid/b}]
-`
-
 const (
 	errorsMetric = "netsonde_socket_errors_total"
 	podAIP       = "198.18.121.2"
@@ -51,11 +28,8 @@ type node struct {
 func startNode(t *testing.T, args ...string) *node {
 	n := &node{node: testenv.NewNetns(t)}
 	k := testenv.StartKubeAPI(t, n.node)
-	k.Kubectl(t, podsYAML, "create", "-f", "-")
-	for pod, ip := range map[string]string{"a": podAIP, "b": podBIP} {
-		k.Kubectl(t, "", "patch", "pod", pod, "-n", "shop", "--subresource=status", "--type=merge",
-			"-p", `{"status":{"podIP":"`+ip+`","podIPs":[{"ip":"`+ip+`"}]}}`)
-	}
+	k.CreatePod(t, "shop", "a", "node-a", podAIP)
+	k.CreatePod(t, "shop", "b", "node-a", podBIP)
 	n.a, _ = testenv.Pod(t, n.node, "vsocka", podAIP, "198.18.121.1")
 	n.b, _ = testenv.Pod(t, n.node, "vsockb", podBIP, "198.18.122.1")
 	n.agent = testenv.StartAgent(t, n.node, append([]string{"--kubeconfig=" + k.Kubeconfig, "--node-name=node-a",

@@ -30,7 +30,7 @@ type pods map[uint64]cluster.Pod
 func (p pods) ByNetns(ino uint64) (cluster.Pod, bool) { v, ok := p[ino]; return v, ok }
 func (pods) ByIP(netip.Addr) (cluster.Pod, bool)      { return cluster.Pod{}, false }
 func (pods) ByHostInterface(int) (cluster.Pod, bool)  { return cluster.Pod{}, false }
-func (pods) PeerNodes() []cluster.Node                { return nil }
+func (pods) PeerNodes(int) []cluster.Node             { return nil }
 
 // gatherer runs the collector in the test process, with pods named.
 type gatherer struct{ c collectors.Collector }

@@ -76,7 +76,7 @@ func Namespaces() []hostnet.Namespace {
 type podIndex struct{}
 
 func (podIndex) ByIP(a netip.Addr) (cluster.Pod, bool) { return WebPod, a == PodAddr }
-func (podIndex) PeerNodes() []cluster.Node             { return []cluster.Node{PeerNode} }
+func (podIndex) PeerNodes(int) []cluster.Node          { return []cluster.Node{PeerNode} }
 
 // PodIndex is the fixture's pod index (WebPod at PodAddr), for a test
 // that builds its own view of the fixture's namespaces.

@@ -171,6 +171,7 @@ func main() {
 		}
 		var r result
 		check(json.Unmarshal(out, &r))
+		log.Printf("%d nodes: %s", n, out)
 		rows = append(rows, r)
 		printTable(rows)
 	}
@@ -187,7 +188,7 @@ func printTable(rows []result) {
 	mib := func(b float64) string { return fmt.Sprintf("%.2f MiB", b/(1<<20)) }
 	kib := func(b float64) string { return fmt.Sprintf("%.0f KiB", b/1024) }
 	fmt.Printf("\n%s UTC, %d agents, GOMAXPROCS %d\n\n", time.Now().UTC().Format("2006-01-02 15:04"), rows[0].Agents, runtime.GOMAXPROCS(0))
-	fmt.Println("| nodes | pods | heap per agent | RSS per agent | all joined in | API server watches (pods / nodes) | API server CPU: join / per min steady | API server RSS | per agent at start: on the wire (node list, pod list decoded) | per agent per min steady: on the wire (node watch decoded) | node status updates/s | new pod attributed in (median / max) |")
+	fmt.Println("| nodes | pods | heap per agent | RSS per agent | all joined in | API server watches (pods / nodes) | API server CPU: join / per min steady | API server RSS | per agent at start: on the wire (node list, node GETs, pod list decoded) | per agent per min steady: on the wire (node watch, node GETs decoded) | node status updates/s | new pod attributed in (median / max) |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rows {
 		sort.Float64s(r.Attribute)
@@ -195,11 +196,11 @@ func printTable(rows []result) {
 		if len(r.Attribute) > 0 {
 			med, mx = r.Attribute[len(r.Attribute)/2], r.Attribute[len(r.Attribute)-1]
 		}
-		fmt.Printf("| %d | %d | %s | %s | %.1f s | %.0f / %.0f | %.1f s / %.1f s | %.0f MiB | %s (%s, %s) | %s (%s) | %.1f | %.2f s / %.2f s |\n",
+		fmt.Printf("| %d | %d | %s | %s | %.1f s | %.0f / %.0f | %.1f s / %.1f s | %.0f MiB | %s (%s, %s, %s) | %s (%s, %s) | %.1f | %.2f s / %.2f s |\n",
 			r.Nodes, r.Pods, mib(r.HeapPerAgent), mib(r.RSSPerAgent), r.JoinSeconds, r.Watches["pods"], r.Watches["nodes"],
 			r.APICPUJoin, r.APICPUPerMin, r.APIRSSMiB,
-			kib(r.StartBytes), kib(r.StartByResource["list nodes"]), kib(r.StartByResource["list pods"]),
-			kib(r.MinuteBytes), kib(r.MinuteByResource["watch nodes"]), r.NodeUpdatesPerSec, med, mx)
+			kib(r.StartBytes), kib(r.StartByResource["list nodes"]), kib(r.StartByResource["get nodes"]), kib(r.StartByResource["list pods"]),
+			kib(r.MinuteBytes), kib(r.MinuteByResource["watch nodes"]), kib(r.MinuteByResource["get nodes"]), r.NodeUpdatesPerSec, med, mx)
 	}
 }
 
@@ -373,6 +374,9 @@ func (t countRT) RoundTrip(req *http.Request) (*http.Response, error) {
 		verb = "watch"
 	}
 	res := req.URL.Path[strings.LastIndex(req.URL.Path, "/")+1:]
+	if rest, ok := strings.CutPrefix(req.URL.Path, "/api/v1/nodes/"); ok && !strings.Contains(rest, "/") {
+		verb, res = "get", "nodes" // one node, by name
+	}
 	resp.Body = countBody{ReadCloser: resp.Body, c: t.c, kind: verb + " " + res}
 	return resp, nil
 }
@@ -434,9 +438,10 @@ func runChild(js string) {
 	// Every agent has its peers and its 110 pods.
 	for i, r := range resolvers {
 		deadline := time.Now().Add(2 * time.Minute)
-		for len(r.PeerNodes()) != cfg.Nodes-1 || !hasPod(r, i, 109) {
+		// The mesh's and the path-MTU probe's 16 each.
+		for r.PeerCount() != cfg.Nodes-1 || len(r.PeerNodes(16)) < 16 || !hasPod(r, i, 109) {
 			if time.Now().After(deadline) {
-				log.Fatalf("agent %d: %d peers (want %d), pod 109 named: %v", i, len(r.PeerNodes()), cfg.Nodes-1, hasPod(r, i, 109))
+				log.Fatalf("agent %d: %d peers (want %d), %d chosen (want 16), pod 109 named: %v", i, r.PeerCount(), cfg.Nodes-1, len(r.PeerNodes(16)), hasPod(r, i, 109))
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
