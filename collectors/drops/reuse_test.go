@@ -66,20 +66,22 @@ func TestReusedInodeKeepsPodsApart(t *testing.T) {
 	testenv.Run(t, "ip", "netns", "del", old.Name)
 	attributed(0)
 
-	// The freed inode goes to the next namespace made on the machine:
-	// this test's, unless another process makes one first.
+	// The kernel gives a new namespace the lowest free inode: old's once
+	// it is freed (asynchronously), unless lower ones were freed meanwhile
+	// (other tests' namespaces), which the namespaces made here then hold
+	// until old's comes, or another process takes it first.
 	var fresh *testenv.Netns
-	for try := 0; try < 200 && fresh == nil; try++ {
+	for try := 0; try < 500 && fresh == nil; try++ {
 		ns := podNetns(t)
-		if ns.Inode(t) == ino {
+		if got := ns.Inode(t); got == ino {
 			fresh = ns
-			break
+		} else if got > ino {
+			testenv.Run(t, "ip", "netns", "del", ns.Name) // old's not free yet, or taken
+			time.Sleep(20 * time.Millisecond)
 		}
-		testenv.Run(t, "ip", "netns", "del", ns.Name)
-		time.Sleep(20 * time.Millisecond)
 	}
 	if fresh == nil {
-		t.Fatalf("no new namespace got old's inode %d back in 200 tries (another process took it)", ino)
+		t.Fatalf("no new namespace got old's inode %d back in 500 tries (another process took it)", ino)
 	}
 	fresh.Exec(t, "ip", "link", "set", "lo", "up")
 	t.Logf("pod new's namespace has old's inode %d", ino)
