@@ -27,9 +27,11 @@ type Node struct {
 // Resolver answers from in-memory state only: it is called on the scrape
 // path and must not do I/O.
 type Resolver interface {
-	// ByNetns returns the pod whose network namespace has this inode
-	// (the number in /proc/PID/ns/net, and net->ns.inum in the kernel).
-	ByNetns(inode uint64) (Pod, bool)
+	// ByNetns returns the pod whose network namespace has this cookie
+	// (net->net_cookie in the kernel, SO_NETNS_COOKIE of a socket made
+	// inside it). Not the inode: a new namespace gets a freed one back at
+	// once, and with it would get a vanished pod's counts.
+	ByNetns(cookie uint64) (Pod, bool)
 	// ByIP returns the pod that has this address.
 	ByIP(addr netip.Addr) (Pod, bool)
 	// ByHostInterface returns the pod behind a host-side interface of the

@@ -118,9 +118,9 @@ type HostNet interface {
 	Subscribe() (changed <-chan struct{}, stop func())
 	// Snapshot is the node's other namespaces as last read.
 	Snapshot() *hostview.Snapshot
-	// Miss asks for a namespace the snapshot does not know (yet) to be
-	// looked for, in the background.
-	Miss(inode uint64)
+	// Miss asks for a namespace (by cookie, as BPF keys carry it) the
+	// snapshot does not know (yet) to be looked for, in the background.
+	Miss(cookie uint64)
 }
 
 // NetCounters is the host view's reading of every namespace's own

@@ -62,7 +62,7 @@ func TestPodCannotClaimItsNeighboursAddress(t *testing.T) {
 		if err := w.Start(ctx); err != nil {
 			return err
 		}
-		v, err = New(Options{Own: node.Inode(t), Links: w,
+		v, err = New(Options{Own: node.Cookie(t), Links: w,
 			Source: onlySource{KernelSource: KernelSource{PinDirs: PinDirs}, pins: map[string]bool{podA.Name: true, podB.Name: true}}})
 		return err
 	}); err != nil {
@@ -75,7 +75,7 @@ func TestPodCannotClaimItsNeighboursAddress(t *testing.T) {
 	})
 	a, b := cluster.Pod{Namespace: "shop", Name: "a"}, cluster.Pod{Namespace: "shop", Name: "b"}
 	v.SetPods(podsByIP{netip.MustParseAddr(ipA): a, netip.MustParseAddr(ipB): b})
-	inoA, inoB := podA.Inode(t), podB.Inode(t)
+	inoA, inoB := podA.Cookie(t), podB.Cookie(t)
 
 	check := func(phase string, wantB cluster.Pod, bAttributed bool) {
 		t.Helper()

@@ -22,11 +22,69 @@ import (
 // and CRI-O under /run/netns, older setups under /var/run/netns.
 var PinDirs = []string{"/run/netns", "/var/run/netns"}
 
-// Inode returns the inode of a namespace file (e.g. /proc/PID/ns/net).
+// Inode returns the inode of a namespace file (e.g. /proc/PID/ns/net):
+// how the walk finds namespaces (net->ns.inum in the kernel). Not what
+// counts are keyed by: see Cookie.
 func Inode(path string) (uint64, error) { return hostview.Inode(path) }
 
 // OwnInode is the inode of the calling thread's network namespace.
 func OwnInode() (uint64, error) { return hostview.OwnInode() }
+
+// OwnCookie is the cookie of the calling thread's network namespace.
+func OwnCookie() (uint64, error) { return hostview.OwnCookie() }
+
+// Cookie returns the cookie of the namespace at path: the number BPF
+// programs see as net->net_cookie and key their counts by. Unlike the
+// inode, which a new namespace gets back as soon as the last one holding
+// it is freed, a cookie is never given to another namespace while the
+// node runs, so counts keyed by it never pass from a vanished pod to a
+// new one. Only a socket made inside the namespace tells it
+// (SO_NETNS_COOKIE, Linux 5.14+): a locked thread enters the namespace for
+// the read and comes back.
+func Cookie(path string) (uint64, error) {
+	var c uint64
+	err := inside(path, func() error {
+		var err error
+		c, err = hostview.OwnCookie()
+		return err
+	})
+	return c, err
+}
+
+// inside runs fn on a thread of its own switched into the namespace at
+// path, and brings the thread back. A thread that cannot come back is
+// never unlocked, so it ends with its goroutine instead of running other
+// code in a pod's namespace. The namespace file is held open only for the
+// call: no namespace is kept alive by netsonde.
+func inside(path string, fn func() error) error {
+	ns, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- err
+			return
+		}
+		defer orig.Close()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("enter %s: %w", path, err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err == nil {
+			runtime.UnlockOSThread()
+		}
+		done <- ferr
+	}()
+	return <-done
+}
 
 // List finds the node's network namespaces by inode, each with a path that
 // opens it: those pinned under pinDirs first, then those only held by
@@ -83,6 +141,11 @@ func (k KernelSource) Namespaces() map[uint64]string { return List(k.ProcPath, k
 // Inspect implements Source.
 func (k KernelSource) Inspect(path string) (Inspection, error) {
 	out := Inspection{NsID: -1}
+	c, err := Cookie(path)
+	if err != nil {
+		return out, err
+	}
+	out.Cookie = c
 	f, err := os.Open(path)
 	if err != nil {
 		return out, err
@@ -138,61 +201,29 @@ type CounterSource interface {
 func (k KernelSource) Counters(path string) (procnet.Counters, error) { return ReadCounters(path) }
 
 // ReadCounters reads the counters of the namespace at path from inside
-// it: a thread of its own enters the namespace, reads
+// it: a thread of its own enters the namespace (inside), reads
 // /proc/thread-self/net/{netstat,snmp,snmp6} (procfs shows the reading
 // thread's namespace; a pinned namespace has no process to read through)
-// and comes back. A thread that cannot come back is never unlocked, so it
-// ends with its goroutine instead of running other code in a pod's
-// namespace. The namespace file is held open only for the read: no
-// descriptor outlives it, and no namespace is kept alive by netsonde.
+// and comes back.
 func ReadCounters(path string) (procnet.Counters, error) {
-	ns, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer ns.Close()
-	type result struct {
-		files map[string][]byte
-		err   error
-	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			done <- result{err: fmt.Errorf("enter %s: %w", path, err)}
-			return
-		}
-		var r result
-		r.files = make(map[string][]byte, len(procnet.Files))
+	files := make(map[string][]byte, len(procnet.Files))
+	err := inside(path, func() error {
 		for _, name := range procnet.Files {
 			b, err := os.ReadFile("/proc/thread-self/net/" + name)
 			if errors.Is(err, fs.ErrNotExist) { // snmp6 without IPv6
 				continue
 			}
 			if err != nil {
-				r.err = fmt.Errorf("read net/%s in %s: %w", name, path, err)
-				break
+				return fmt.Errorf("read net/%s in %s: %w", name, path, err)
 			}
-			r.files[name] = b
+			files[name] = b
 		}
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err == nil {
-			runtime.UnlockOSThread()
-		}
-		done <- r
-	}()
-	r := <-done
-	if r.err != nil {
-		return nil, r.err
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	c, err := procnet.ParseCounters(r.files)
+	c, err := procnet.ParseCounters(files)
 	if err != nil {
 		return nil, fmt.Errorf("counters of %s: %w", path, err)
 	}

@@ -1,7 +1,8 @@
 // Package hostnet is the agent's one view of the host's network: the links
 // of its own namespace (from the netlink subscription), the node's other
 // network namespaces (pinned under /run/netns or held by a process, found
-// by one walker), their interfaces, nsids and addresses, and the pods they
+// by one walker, known by their cookies), their interfaces, nsids and
+// addresses, and the pods they
 // belong to (joined with agent/kube's index by the node's route to each
 // pod's address, which a pod cannot change). It is refreshed
 // in the background and published as immutable snapshots, so a scrape
@@ -37,7 +38,7 @@ type Options struct {
 	Links *Watcher
 	// Source reads namespaces; KernelSource{ProcPath: "/proc", PinDirs: PinDirs} by default.
 	Source Source
-	// Own is the inode of the agent's namespace (read from the calling
+	// Own is the cookie of the agent's namespace (read from the calling
 	// thread when 0).
 	Own uint64
 	// Interval is how often every namespace is read again, so renamed
@@ -83,9 +84,13 @@ type View struct {
 	snap   atomic.Pointer[Snapshot]
 	kick   chan struct{}
 
+	// ownIno is the inode of the agent's namespace: the walk finds it
+	// too, and skips it without entering it.
+	ownIno uint64
+
 	mu     sync.Mutex
 	pods   PodIndex
-	wanted map[uint64]time.Time // inodes a collector asked for (Miss)
+	wanted map[uint64]time.Time // cookies a collector asked for (Miss)
 	// wantCounters are the counter names collectors want of every namespace.
 	wantCounters map[string]bool
 	// links is the link list the last refresh saw: which namespaces a
@@ -117,14 +122,18 @@ func New(opts Options) (*View, error) {
 		opts.Parallel = 4
 	}
 	if opts.Own == 0 {
-		own, err := OwnInode()
+		own, err := OwnCookie()
 		if err != nil {
 			return nil, err
 		}
 		opts.Own = own
 	}
-	v := &View{opts: opts, logger: opts.Logger, kick: make(chan struct{}, 1), wanted: map[uint64]time.Time{}}
-	v.snap.Store(&Snapshot{Taken: opts.Now(), OwnInode: opts.Own, ByInode: map[uint64]*Namespace{}, NsIDs: map[int]*Namespace{},
+	ownIno, err := OwnInode()
+	if err != nil {
+		return nil, err
+	}
+	v := &View{opts: opts, logger: opts.Logger, kick: make(chan struct{}, 1), wanted: map[uint64]time.Time{}, ownIno: ownIno}
+	v.snap.Store(&Snapshot{Taken: opts.Now(), OwnCookie: opts.Own, ByCookie: map[uint64]*Namespace{}, ByIno: map[uint64]*Namespace{}, NsIDs: map[int]*Namespace{},
 		GoneSince: map[uint64]time.Time{}, PodByNetns: map[uint64]cluster.Pod{}, PodByIface: map[int]cluster.Pod{}})
 	return v, nil
 }
@@ -195,12 +204,13 @@ func (v *View) Subscribe() (<-chan struct{}, func()) {
 	return v.opts.Links.Subscribe()
 }
 
-// Miss tells the view a collector met a namespace the snapshot does not
-// know: it looks for it soon, in the background. Miss never blocks.
-func (v *View) Miss(inode uint64) {
+// Miss tells the view a collector met a namespace (by cookie) the
+// snapshot does not know: it looks for it soon, in the background. Miss
+// never blocks.
+func (v *View) Miss(cookie uint64) {
 	v.mu.Lock()
-	if _, ok := v.wanted[inode]; !ok {
-		v.wanted[inode] = v.opts.Now()
+	if _, ok := v.wanted[cookie]; !ok {
+		v.wanted[cookie] = v.opts.Now()
 	}
 	v.mu.Unlock()
 	v.Changed()
@@ -303,13 +313,17 @@ func (v *View) touched() map[int]bool {
 // refresh walks the namespaces and publishes a new snapshot. A full one
 // reads every namespace again; a partial one only those it has not read,
 // those without an address or nsid yet (a pod whose CNI is still at work),
-// and those behind links that changed.
+// and those behind links that changed. The walk finds namespaces by inode;
+// reading one gets its cookie. A partial refresh keeps what it read of an
+// inode only at the same path: a namespace made under a freed inode comes
+// with a new path (a new pin, a new process) or with its veth (a link
+// change), and a full refresh reads every cookie again.
 func (v *View) refresh(ctx context.Context, full bool) {
 	now := v.opts.Now()
 	old := v.Snapshot()
 	touched := v.touched()
 	paths := v.opts.Source.Namespaces()
-	next := &Snapshot{Taken: now, OwnInode: old.OwnInode, ByInode: make(map[uint64]*Namespace, len(paths)), NsIDs: map[int]*Namespace{},
+	next := &Snapshot{Taken: now, OwnCookie: old.OwnCookie, ByCookie: make(map[uint64]*Namespace, len(paths)), ByIno: make(map[uint64]*Namespace, len(paths)), NsIDs: map[int]*Namespace{},
 		GoneSince: make(map[uint64]time.Time, len(old.GoneSince)), PodByNetns: map[uint64]cluster.Pod{}, PodByIface: map[int]cluster.Pod{}}
 	v.mu.Lock()
 	var want []string
@@ -319,13 +333,14 @@ func (v *View) refresh(ctx context.Context, full bool) {
 	v.mu.Unlock()
 	var reads []*Namespace
 	for ino, path := range paths {
-		if ino == old.OwnInode {
+		if ino == v.ownIno {
 			continue
 		}
-		prev := old.ByInode[ino]
+		prev := old.ByIno[ino]
 		if prev != nil && !full && prev.Path == path && len(prev.Addrs) > 0 && prev.NsID >= 0 && !touched[prev.NsID] &&
 			(want == nil || prev.Counters != nil) {
-			next.ByInode[ino] = prev
+			next.ByCookie[prev.Cookie] = prev
+			next.ByIno[ino] = prev
 			continue
 		}
 		n := &Namespace{Inode: ino, Path: path, Read: now}
@@ -350,8 +365,12 @@ func (v *View) refresh(ctx context.Context, full bool) {
 			v.logger.Debug("network namespace unreadable", "path", n.Path, "err", err)
 			continue
 		}
+		if insp.Cookie == old.OwnCookie {
+			continue // the agent's own, by another path
+		}
 		n.Inspection = insp
-		next.ByInode[n.Inode] = n
+		next.ByCookie[n.Cookie] = n
+		next.ByIno[n.Inode] = n
 	}
 	// Counters enter each namespace from a thread of their own: a few
 	// at a time, so 110 pods take a fraction of the interval without a
@@ -360,7 +379,7 @@ func (v *View) refresh(ctx context.Context, full bool) {
 		sem := make(chan struct{}, v.opts.Parallel)
 		var wg sync.WaitGroup
 		for _, n := range reads {
-			if next.ByInode[n.Inode] != n {
+			if next.ByCookie[n.Cookie] != n {
 				continue
 			}
 			sem <- struct{}{}
@@ -378,28 +397,28 @@ func (v *View) refresh(ctx context.Context, full bool) {
 	if ctx.Err() != nil {
 		return // the snapshot is partial: keep the last whole one
 	}
-	for _, n := range next.ByInode {
+	for _, n := range next.ByCookie {
 		if n.NsID >= 0 {
 			next.NsIDs[n.NsID] = n
 		}
 	}
 	// Gone: what was present and is not now, what a collector asked for
 	// and the walk did not find, and what was gone before, for GoneTTL.
-	for ino, since := range old.GoneSince {
-		if _, back := next.ByInode[ino]; !back && now.Sub(since) < v.opts.GoneTTL {
-			next.GoneSince[ino] = since
+	for c, since := range old.GoneSince {
+		if _, back := next.ByCookie[c]; !back && now.Sub(since) < v.opts.GoneTTL {
+			next.GoneSince[c] = since
 		}
 	}
-	for ino := range old.ByInode {
-		if _, still := next.ByInode[ino]; !still {
-			next.GoneSince[ino] = now
+	for c := range old.ByCookie {
+		if _, still := next.ByCookie[c]; !still {
+			next.GoneSince[c] = now
 		}
 	}
 	v.mu.Lock()
-	for ino, asked := range v.wanted {
-		if _, found := next.ByInode[ino]; !found && ino != old.OwnInode {
-			if _, known := next.GoneSince[ino]; !known {
-				next.GoneSince[ino] = asked
+	for c, asked := range v.wanted {
+		if _, found := next.ByCookie[c]; !found && c != old.OwnCookie {
+			if _, known := next.GoneSince[c]; !known {
+				next.GoneSince[c] = asked
 			}
 		}
 	}
@@ -462,15 +481,15 @@ func (v *View) join(next *Snapshot, pods PodIndex) {
 	ends := map[uint64][]int{}
 	claims := map[cluster.Pod][]uint64{}
 	addrs := map[cluster.Pod][]netip.Addr{}
-	for ino, n := range next.ByInode {
-		ends[ino] = hostEnds(n)
+	for cookie, n := range next.ByCookie {
+		ends[cookie] = hostEnds(n)
 		for _, a := range n.Addrs {
 			pod, ok := pods.ByIP(a)
 			if !ok {
 				continue
 			}
-			if !slices.Contains(claims[pod], ino) {
-				claims[pod] = append(claims[pod], ino)
+			if !slices.Contains(claims[pod], cookie) {
+				claims[pod] = append(claims[pod], cookie)
 			}
 			if !slices.Contains(addrs[pod], a) {
 				addrs[pod] = append(addrs[pod], a)
@@ -480,16 +499,16 @@ func (v *View) join(next *Snapshot, pods PodIndex) {
 	// assign gives each namespace chosen for exactly one pod that pod.
 	assign := func(choice map[cluster.Pod]uint64) bool {
 		chosen := map[uint64]int{}
-		for _, ino := range choice {
-			chosen[ino]++
+		for _, cookie := range choice {
+			chosen[cookie]++
 		}
 		progress := false
-		for pod, ino := range choice {
-			if chosen[ino] != 1 {
+		for pod, cookie := range choice {
+			if chosen[cookie] != 1 {
 				continue
 			}
-			next.PodByNetns[ino] = pod
-			for _, i := range ends[ino] {
+			next.PodByNetns[cookie] = pod
+			for _, i := range ends[cookie] {
 				next.PodByIface[i] = pod
 			}
 			delete(claims, pod)
@@ -499,7 +518,7 @@ func (v *View) join(next *Snapshot, pods PodIndex) {
 	}
 	routed := map[cluster.Pod]uint64{}
 	if v.opts.Links != nil {
-		for pod, inos := range claims {
+		for pod, cookies := range claims {
 			slices.SortFunc(addrs[pod], netip.Addr.Compare)
 			for _, a := range addrs[pod] {
 				idx, ok := v.opts.Links.RouteTo(a)
@@ -510,8 +529,8 @@ func (v *View) join(next *Snapshot, pods PodIndex) {
 				if !ok || l.NetNsID < 0 {
 					continue
 				}
-				if n, ok := next.NsIDs[l.NetNsID]; ok && slices.Contains(inos, n.Inode) {
-					routed[pod] = n.Inode
+				if n, ok := next.NsIDs[l.NetNsID]; ok && slices.Contains(cookies, n.Cookie) {
+					routed[pod] = n.Cookie
 					break
 				}
 			}
@@ -520,16 +539,16 @@ func (v *View) join(next *Snapshot, pods PodIndex) {
 	assign(routed)
 	for {
 		choice := map[cluster.Pod]uint64{}
-		for pod, inos := range claims {
+		for pod, cookies := range claims {
 			var wired, unwired []uint64
-			for _, ino := range inos {
-				if _, taken := next.PodByNetns[ino]; taken {
+			for _, cookie := range cookies {
+				if _, taken := next.PodByNetns[cookie]; taken {
 					continue
 				}
-				if len(ends[ino]) > 0 {
-					wired = append(wired, ino)
+				if len(ends[cookie]) > 0 {
+					wired = append(wired, cookie)
 				} else {
-					unwired = append(unwired, ino)
+					unwired = append(unwired, cookie)
 				}
 			}
 			switch {
@@ -551,9 +570,13 @@ func (v *View) join(next *Snapshot, pods PodIndex) {
 func Fixed(own uint64, links []Link, pods PodIndex, namespaces ...Namespace) *View {
 	src := fixedSource{}
 	for _, n := range namespaces {
+		if n.Cookie == 0 {
+			n.Cookie = n.Inode
+		}
 		src[n.Inode] = n
 	}
 	v, _ := New(Options{Own: own, Links: NewStatic(links), Source: src})
+	v.ownIno = own
 	v.pods = pods
 	// The namespaces' counters are wanted as given: a collector's
 	// WantCounters finds them there, as it would after a refresh.

@@ -44,6 +44,9 @@ func (f *fakeSource) Inspect(path string) (Inspection, error) {
 	if !ok {
 		return Inspection{}, fmt.Errorf("gone")
 	}
+	if n.Cookie == 0 {
+		n.Cookie = ino // one number for both, unless a test says otherwise
+	}
 	return n, nil
 }
 
@@ -117,6 +120,43 @@ func TestSnapshotJoinsPodsAndNames(t *testing.T) {
 	}
 	if got := v.PeerNodes(16); len(got) != 1 {
 		t.Errorf("PeerNodes = %v", got)
+	}
+}
+
+// A namespace made after another was freed gets its inode back, not its
+// cookie: the view knows them apart, the first Gone and no longer its
+// pod's, the second Present and its own pod's.
+func TestReusedInodeIsAnotherNamespace(t *testing.T) {
+	src := newFakeSource()
+	first := pod("10.0.0.5", 3, 17)
+	first.Cookie = 7
+	src.set(100, first)
+	c := &clock{t: time.Unix(1000, 0)}
+	v := newTestView(t, src, []Link{{Index: 17, Name: "veth17", Kind: "veth", NetNsID: 3, ParentIndex: 2}}, c)
+	v.SetPods(podsByIP{netip.MustParseAddr("10.0.0.5"): {Namespace: "shop", Name: "old"},
+		netip.MustParseAddr("10.0.0.6"): {Namespace: "shop", Name: "new"}})
+	v.refresh(t.Context(), true)
+	if p, ok := v.ByNetns(7); !ok || p.Name != "old" {
+		t.Fatalf("ByNetns(7) = %v %v, want old", p, ok)
+	}
+
+	second := pod("10.0.0.6", 3, 17)
+	second.Cookie = 8
+	src.set(100, second)
+	c.t = c.t.Add(time.Second)
+	v.refresh(t.Context(), true)
+	s := v.Snapshot()
+	if _, state, since := s.Lookup(7); state != Gone || !since.Equal(c.t) {
+		t.Errorf("the first namespace: %v since %v, want Gone since %v", state, since, c.t)
+	}
+	if n, state, _ := s.Lookup(8); state != Present || n.Inode != 100 {
+		t.Errorf("the second namespace: %v %v, want Present with inode 100", n, state)
+	}
+	if p, ok := s.ByNetns(7); ok {
+		t.Errorf("ByNetns(7) = %v: the first namespace's pod moved to the second", p)
+	}
+	if p, ok := s.ByNetns(8); !ok || p.Name != "new" {
+		t.Errorf("ByNetns(8) = %v %v, want new", p, ok)
 	}
 }
 
@@ -337,10 +377,10 @@ func TestRefreshStopsAtShutdown(t *testing.T) {
 		t.Errorf("%d of 1,000 namespaces read, want 5 (the read stops at the cancellation)", cs.inspects)
 	}
 	if v.Snapshot() != before {
-		t.Errorf("a partial snapshot of %d namespaces was published", len(v.Snapshot().ByInode))
+		t.Errorf("a partial snapshot of %d namespaces was published", len(v.Snapshot().ByCookie))
 	}
 	v.refresh(t.Context(), true)
-	if n := len(v.Snapshot().ByInode); n != 1000 {
+	if n := len(v.Snapshot().ByCookie); n != 1000 {
 		t.Errorf("the next refresh found %d namespaces, want 1000", n)
 	}
 }

@@ -22,17 +22,16 @@ type bpfAnsVal struct {
 
 type bpfDropKey struct {
 	_      structs.HostLayout
-	Netns  uint32
+	Netns  uint64
 	Reason uint32
+	Pad    uint32
 }
 
 type bpfFlowVal struct {
 	_     structs.HostLayout
 	Ts    uint64
 	Fp    uint64
-	Netns uint32
-	Qtype uint16
-	Pad   uint16
+	Netns uint64
 	Name  uint64
 }
 
@@ -43,9 +42,10 @@ type bpfNameVal struct {
 
 type bpfQueryKey struct {
 	_     structs.HostLayout
-	Netns uint32
+	Netns uint64
 	Qtype uint16
 	Pad   uint16
+	Pad2  uint32
 }
 
 // Names of all BPF objects in the ELF.

@@ -41,7 +41,7 @@
 #define IPPROTO_UDP 17
 
 struct flow_key {
-	__u32 netns;    /* the client's: its socket's namespace's inode (cgroup_skb), its veth's ifindex or 0 (TC) */
+	__u64 netns;    /* the client's: its socket's namespace's cookie (cgroup_skb), its veth's ifindex or 0 (TC) */
 	__u16 id;       /* DNS ID, as on the wire */
 	__u16 lport;    /* the client's port, network byte order */
 	__u16 rport;    /* the server's port, network byte order */
@@ -60,26 +60,28 @@ struct flow_key {
  * cache misses cost more than the rest of the programs (kernel
  * accounting: 252 ns per run against 184 with a table of 1,024). The key
  * is kept as its 64-bit hash: two different queries of one bucket share
- * one with a chance of 2^-51 (the bucket's bits are the hash's too). */
+ * one with a chance of 2^-51 (the bucket's bits are the hash's too). The
+ * query's type is not kept: it is counted when the query leaves, and
+ * nothing read it back; its bytes hold the 64-bit namespace cookie. */
 struct flow_val {
 	__u64 ts;
 	__u64 fp;    /* the flow key's hash (flow_hash), never 0 */
-	__u32 netns; /* the flow key's netns: whom a timeout and the slot are counted for */
-	__u16 qtype;
-	__u16 pad;
-	__u64 name; /* hash of the question's name (--dns.top-failing-names), else 0 */
+	__u64 netns; /* the flow key's netns: whom a timeout and the slot are counted for */
+	__u64 name;  /* hash of the question's name (--dns.top-failing-names), else 0 */
 };
 _Static_assert(sizeof(struct flow_val) == 32, "in-flight slot is not 32 bytes");
 
 struct query_key {
-	__u32 netns;
+	__u64 netns;
 	__u16 qtype; /* one of the types named in user space, else 0 */
 	__u16 pad;
+	__u32 pad2;
 };
 
 struct drop_key {
-	__u32 netns;
+	__u64 netns;
 	__u32 reason;
+	__u32 pad;
 };
 
 /* Counters of the whole object, in the stats array. */
@@ -151,9 +153,10 @@ volatile const __u32 inflight_mask = 16384 - 1;
  * it is an array user space maps as it maps the table.
  *
  * Indexed by the owner's low 15 bits (owner_count): interface indexes and
- * namespace inodes are handed out densely, so the owners present at one
- * time share a counter only if they are a multiple of 32,768 apart (two
- * that do share one quota). 8 bytes a counter, the stride of an mmapable
+ * namespace cookies are handed out densely (cookies in per-CPU batches of
+ * 4,096 on some kernels), so the owners present at one time share a
+ * counter only if they are a multiple of 32,768 apart (two that do share
+ * one quota). 8 bytes a counter, the stride of an mmapable
  * array's values anyway: 256 KiB. Signed: a count is never below 0, but a
  * reader must not take a passing -1 for a huge one. About the quota:
  * CPUs that check it at once may each pass it by one. */
@@ -168,19 +171,19 @@ struct {
 
 volatile const __s64 owner_quota = 16384 / 4;
 
-static __always_inline __s64 *owner_count(__u32 owner)
+static __always_inline __s64 *owner_count(__u64 owner)
 {
-	__u32 i = owner & (NOWNERS - 1);
+	__u32 i = (__u32)owner & (NOWNERS - 1);
 	return bpf_map_lookup_elem(&owner_inflight, &i);
 }
 
-static __always_inline __s64 owner_load(__u32 owner)
+static __always_inline __s64 owner_load(__u64 owner)
 {
 	__s64 *c = owner_count(owner);
 	return c ? *(volatile __s64 *)c : 0;
 }
 
-static __always_inline void owner_add(__u32 owner, __s64 by)
+static __always_inline void owner_add(__u64 owner, __s64 by)
 {
 	__s64 *c = owner_count(owner);
 	if (c)
@@ -188,9 +191,9 @@ static __always_inline void owner_add(__u32 owner, __s64 by)
 }
 
 #define KEY_WORDS (sizeof(struct flow_key) / 4)
-_Static_assert(sizeof(struct flow_key) == 44, "flow_key has padding");
+_Static_assert(sizeof(struct flow_key) == 48, "flow_key has padding");
 
-/* flow_hash: the key's 64-bit hash, never 0. The key's 11 32-bit words
+/* flow_hash: the key's 64-bit hash, never 0. The key's 12 32-bit words
  * are taken two at a time, each pair mixed in with a multiply, then a
  * final avalanche (murmur3's fmix64). Its low bits pick the bucket
  * (flow_bucket); all of it stands for the key in the slot. */
@@ -243,7 +246,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 4096);
-	__type(key, __u32);
+	__type(key, __u64);
 	__type(value, struct ans_val);
 } answers SEC(".maps");
 
@@ -253,7 +256,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 4096);
-	__type(key, __u32);
+	__type(key, __u64);
 	__type(value, __u64);
 } timeouts SEC(".maps");
 
@@ -262,7 +265,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 4096);
-	__type(key, __u32);
+	__type(key, __u64);
 	__type(value, __u64);
 } refused SEC(".maps");
 
@@ -308,7 +311,7 @@ static __always_inline int dns_port(__u16 port)
 }
 
 /* bpf_rdonly_cast (6.2+) turns the socket pointer of the context into a
- * read-only kernel struct sock, so its namespace's inode is read with
+ * read-only kernel struct sock, so its namespace's cookie is read with
  * plain loads (they cannot fault: the verifier guards them). */
 extern void *bpf_rdonly_cast(const void *obj__ign, __u32 btf_id__k) __ksym;
 
@@ -324,14 +327,14 @@ struct {
 	__type(value, __u64);
 } sk_scratch SEC(".maps");
 
-static __always_inline __u32 sock_netns(struct __sk_buff *skb, const int cast)
+static __always_inline __u64 sock_netns(struct __sk_buff *skb, const int cast)
 {
 	struct bpf_sock *bsk = skb->sk;
 	if (!bsk)
 		return 0;
 	if (cast) {
 		struct sock *sk = bpf_rdonly_cast(bsk, bpf_core_type_id_kernel(struct sock));
-		return sk->__sk_common.skc_net.net->ns.inum;
+		return sk->__sk_common.skc_net.net->net_cookie;
 	}
 	__u32 zero = 0;
 	__u64 *slot = bpf_map_lookup_elem(&sk_scratch, &zero);
@@ -341,7 +344,7 @@ static __always_inline __u32 sock_netns(struct __sk_buff *skb, const int cast)
 	/* The compiler must load it back from the map, not reuse bsk. */
 	asm volatile("" ::: "memory");
 	struct sock *sk = (struct sock *)*(volatile __u64 *)slot;
-	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie);
 }
 
 /* L2 is where the network header starts: 0 for cgroup_skb, whose data
@@ -381,7 +384,12 @@ struct pkt {
  * p; p's offsets are from the start of the data. */
 static __always_inline int parse(struct __sk_buff *skb, struct pkt *p, const __u32 l2)
 {
-	__u8 ip[40];
+	/* Zeroed first, though every byte read is loaded: 6.18's verifier
+	 * fails on a bug of its own (EFAULT, "stack slot 17, total slots 0")
+	 * when it tracks the precision of bytes bpf_skb_load_bytes wrote back
+	 * to a state where the stack was not written yet (a two-slot table,
+	 * whose bucket index it follows back to the addresses). */
+	__u8 ip[40] = {};
 	__u32 l4;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		if (load(skb, l2, ip, 20))
@@ -694,7 +702,7 @@ static __always_inline __u32 bucket_of(__u64 d)
 	return b;
 }
 
-static __always_inline void count_timeout(__u32 netns)
+static __always_inline void count_timeout(__u64 netns)
 {
 	count(&timeouts, &netns, 1);
 }
@@ -712,13 +720,13 @@ static __always_inline void count_timeout(__u32 netns)
 #define RANK_EXPIRED 3
 #define RANK_FREE 4
 
-static __always_inline int slot_rank(struct flow_val *s, __u64 ts, __u64 now, __u32 key, __s64 have, int full)
+static __always_inline int slot_rank(struct flow_val *s, __u64 ts, __u64 now, __u64 key, __s64 have, int full)
 {
 	if (ts == 1)
 		return 0;
 	if (ts == 0)
 		return full ? 0 : RANK_FREE;
-	__u32 who = *(volatile __u32 *)&s->netns;
+	__u64 who = *(volatile __u64 *)&s->netns;
 	if (now > ts && now - ts > timeout_ns)
 		return !full || who == key ? RANK_EXPIRED : 0;
 	if (full)
@@ -730,12 +738,12 @@ static __always_inline int slot_rank(struct flow_val *s, __u64 ts, __u64 now, __
 
 /* Where the programs run, which decides what keys a query and how its
  * network namespace filter (tests) applies. */
-#define AT_CGROUP 0 /* cgroup_skb: keyed by the socket's namespace's inode */
+#define AT_CGROUP 0 /* cgroup_skb: keyed by the socket's namespace's cookie */
 #define AT_TC 1     /* TCX/tc on an interface: keyed by the interface (0: the host's sockets) */
 
 /* query counts a query (destination port a DNS port, p parsed) under key
  * and remembers it in the in-flight table. */
-static __always_inline int query(struct __sk_buff *skb, struct pkt *p, __u32 key, const int at)
+static __always_inline int query(struct __sk_buff *skb, struct pkt *p, __u64 key, const int at)
 {
 	struct dnshdr h;
 	int err = dns_header(skb, p, &h);
@@ -835,7 +843,7 @@ static __always_inline int query(struct __sk_buff *skb, struct pkt *p, __u32 key
 		/* Another query held the slot: past the timeout it is a
 		 * timeout, as the sweep would have counted it; else it is
 		 * evicted. Its key is stable: this CPU owns the slot. */
-		__u32 was = v->netns;
+		__u64 was = v->netns;
 		owner_add(was, -1);
 		if (now > old && now - old > timeout_ns)
 			count_timeout(was);
@@ -844,8 +852,6 @@ static __always_inline int query(struct __sk_buff *skb, struct pkt *p, __u32 key
 	}
 	v->fp = fp;
 	v->netns = key;
-	v->qtype = t;
-	v->pad = 0;
 	v->name = nh;
 	owner_add(key, 1);
 	/* Publish: an atomic exchange orders the writes above before it
@@ -859,7 +865,7 @@ static __always_inline int query(struct __sk_buff *skb, struct pkt *p, __u32 key
  * query in flight under key. quiet: an answer that matches nothing is not
  * counted as unmatched (TC's look for the host's own queries, which most
  * answers crossing an interface are not). */
-static __always_inline int answer(struct __sk_buff *skb, struct pkt *p, __u32 key, const int at, const int quiet)
+static __always_inline int answer(struct __sk_buff *skb, struct pkt *p, __u64 key, const int at, const int quiet)
 {
 	struct dnshdr h;
 	int err = dns_header(skb, p, &h);
@@ -1163,7 +1169,7 @@ struct sk_buff___dns {
 
 /* count_drop counts a dropped packet to or from a DNS port. head and nh
  * locate its network header; netns is where it was dropped. */
-static __always_inline void count_drop(unsigned char *head, __u16 nh, __u16 proto, __u32 netns, __u32 reason)
+static __always_inline void count_drop(unsigned char *head, __u16 nh, __u16 proto, __u64 netns, __u32 reason)
 {
 	__u8 ip[20];
 	__u32 l4;
@@ -1214,7 +1220,7 @@ int BPF_PROG(dns_drop_btf, struct sk_buff *skb, void *location, unsigned int rea
 	else if (sk)
 		net = sk->__sk_common.skc_net.net;
 	struct sk_buff___dns *hs = (void *)skb;
-	count_drop(hs->head, hs->network_header, skb->protocol, net ? net->ns.inum : 0, reason);
+	count_drop(hs->head, hs->network_header, skb->protocol, net ? net->net_cookie : 0, reason);
 	return 0;
 }
 
@@ -1223,14 +1229,14 @@ int BPF_PROG(dns_drop_raw, struct sk_buff *skb, void *location, unsigned int rea
 {
 	if (reason < FIRST_DROP_REASON)
 		return 0;
-	__u32 netns = 0;
+	__u64 netns = 0;
 	struct net_device *dev = BPF_CORE_READ(skb, dev);
 	if (dev) {
-		netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+		netns = BPF_CORE_READ(dev, nd_net.net, net_cookie);
 	} else {
 		struct sock *sk = BPF_CORE_READ(skb, sk);
 		if (sk)
-			netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+			netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie);
 	}
 	struct sk_buff___dns *hs = (void *)skb;
 	count_drop(BPF_CORE_READ(hs, head), BPF_CORE_READ(hs, network_header), BPF_CORE_READ(skb, protocol), netns,

@@ -78,11 +78,11 @@ type (
 // kernel keeps both in one value per namespace (struct ans_val).
 type (
 	RespKey struct {
-		Netns uint32
+		Netns uint64
 		Rcode uint16
 	}
 	HistKey struct {
-		Netns  uint32
+		Netns  uint64
 		Bucket uint32
 	}
 )
@@ -116,7 +116,7 @@ type Options struct {
 	// not count the machine's other DNS traffic). The TC programs see only
 	// the interfaces of the namespace they are attached in, which tests
 	// make their own.
-	OnlyNetns []uint32
+	OnlyNetns []uint64
 	// TopNames, when above 0, keeps the names of queries and counts
 	// NXDOMAIN answers per name in bounded kernel tables
 	// (--dns.top-failing-names); 0 does none of that work.
@@ -391,10 +391,10 @@ type Counts struct {
 	Queries   map[QueryKey]uint64
 	Responses map[RespKey]uint64
 	Latency   map[HistKey]uint64
-	Timeouts  map[uint32]uint64
+	Timeouts  map[uint64]uint64
 	// Refused counts, per owner, the queries not tracked because the
 	// owner had its quota of the in-flight table.
-	Refused map[uint32]uint64
+	Refused map[uint64]uint64
 	Drops   map[DropKey]uint64
 	Stats   [statMax]uint64
 }
@@ -409,7 +409,7 @@ func (p *Probe) Read() (Counts, error) {
 	if c.Responses, c.Latency, err = readAnswers(p.Map("answers")); err != nil {
 		return c, err
 	}
-	if c.Timeouts, err = nbpf.SumPerCPU[uint32](p.Map("timeouts")); err != nil {
+	if c.Timeouts, err = nbpf.SumPerCPU[uint64](p.Map("timeouts")); err != nil {
 		return c, err
 	}
 	if c.Drops, err = nbpf.SumPerCPU[DropKey](p.Map("drops")); err != nil {
@@ -417,7 +417,7 @@ func (p *Probe) Read() (Counts, error) {
 	}
 	// An older object (Options.Object) has no quota.
 	if m := p.Map("refused"); m != nil {
-		if c.Refused, err = nbpf.SumPerCPU[uint32](m); err != nil {
+		if c.Refused, err = nbpf.SumPerCPU[uint64](m); err != nil {
 			return c, err
 		}
 	}
@@ -436,7 +436,7 @@ func (p *Probe) Read() (Counts, error) {
 // the sum's bucket with any bucket), as if each were its own key.
 func readAnswers(m *ebpf.Map) (map[RespKey]uint64, map[HistKey]uint64, error) {
 	resp, lat := map[RespKey]uint64{}, map[HistKey]uint64{}
-	var ns uint32
+	var ns uint64
 	var per []bpfAnsVal
 	it := m.Iterate()
 	for it.Next(&ns, &per) {
@@ -475,7 +475,7 @@ func readAnswers(m *ebpf.Map) (map[RespKey]uint64, map[HistKey]uint64, error) {
 // Swept is what one sweep closed as timeouts, per network namespace and
 // per name hash (0: no name kept), and how many queries are in flight.
 type Swept struct {
-	ByNetns map[uint32]uint64
+	ByNetns map[uint64]uint64
 	ByName  map[uint64]uint64
 	Live    int
 }
@@ -561,11 +561,13 @@ func DecodeName(wire []byte) (string, bool) {
 	return "", false
 }
 
-// Forget deletes every counter of the given owners (network namespaces,
-// or with HookTC interfaces, gone for good), so their series end and their
-// room in the maps is freed. An interface's index and a namespace's inode
-// never meet: indexes are small, inodes above 2^31.
-func (p *Probe) Forget(c Counts, gone map[uint32]bool) {
+// Forget deletes the counters of owners and namespaces gone for good, so
+// their series end and their room in the maps is freed: owners key the
+// queries, answers, timeouts and refusals (network namespaces with
+// HookCgroup, interfaces with HookTC), namespaces the drops. Apart, as an
+// interface's index and a namespace's cookie are both small numbers.
+func (p *Probe) Forget(c Counts, owners, namespaces map[uint64]bool) {
+	gone := owners
 	for k := range c.Queries {
 		if gone[k.Netns] {
 			_ = p.Map("queries").Delete(k)
@@ -587,7 +589,7 @@ func (p *Probe) Forget(c Counts, gone map[uint32]bool) {
 		}
 	}
 	for k := range c.Drops {
-		if gone[k.Netns] {
+		if namespaces[k.Netns] {
 			_ = p.Map("drops").Delete(k)
 		}
 	}
@@ -595,8 +597,8 @@ func (p *Probe) Forget(c Counts, gone map[uint32]bool) {
 
 // Owners returns every owner the counts of queries, answers and timeouts
 // name: network namespaces (HookCgroup) or interfaces (HookTC).
-func (c Counts) Owners() map[uint32]bool {
-	out := map[uint32]bool{}
+func (c Counts) Owners() map[uint64]bool {
+	out := map[uint64]bool{}
 	for k := range c.Queries {
 		out[k.Netns] = true
 	}
@@ -617,8 +619,8 @@ func (c Counts) Owners() map[uint32]bool {
 
 // DropNamespaces returns every network namespace the drop counts name
 // (the namespace a packet was dropped in, whatever the hook).
-func (c Counts) DropNamespaces() map[uint32]bool {
-	out := map[uint32]bool{}
+func (c Counts) DropNamespaces() map[uint64]bool {
+	out := map[uint64]bool{}
 	for k := range c.Drops {
 		out[k.Netns] = true
 	}

@@ -46,7 +46,7 @@ func (p *Probe) sweepArray(now, limit uint64) (Swept, error) {
 		defer func() { _ = unix.Munmap(owners) }()
 		ownerMask = int(om.MaxEntries()) - 1
 	}
-	out := Swept{ByNetns: map[uint32]uint64{}, ByName: map[uint64]uint64{}}
+	out := Swept{ByNetns: map[uint64]uint64{}, ByName: map[uint64]uint64{}}
 	for i := 0; i < n; i++ {
 		slot := (*FlowVal)(unsafe.Pointer(&mem[i*slotSize]))
 		ts := atomic.LoadUint64(&slot.Ts)
@@ -63,8 +63,7 @@ func (p *Probe) sweepArray(now, limit uint64) (Swept, error) {
 		netns, name := slot.Netns, slot.Name
 		if atomic.CompareAndSwapUint64(&slot.Ts, ts, 0) {
 			if owners != nil {
-				// owner_count() in dns.c: the owner's low bits.
-				i := int(netns) & ownerMask
+				i := ownerIndex(netns, ownerMask)
 				atomic.AddInt64((*int64)(unsafe.Pointer(&owners[i*8])), -1)
 			}
 			out.ByNetns[netns]++
@@ -89,4 +88,10 @@ func mapShared(m *ebpf.Map, what string) ([]byte, error) {
 		return nil, fmt.Errorf("map %s: %w", what, err)
 	}
 	return mem, nil
+}
+
+// ownerIndex is owner_count() in dns.c: an owner's (an interface index, a
+// namespace cookie) low bits.
+func ownerIndex(owner uint64, mask int) int {
+	return int(uint32(owner)) & mask
 }

@@ -179,7 +179,7 @@ func TestOwnerQuota(t *testing.T) {
 	p, eg, in := loadOneBucket(t, timeout, 2)
 	obj := p.Object
 	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
-	ia, ib := uint32(a.Inode(t)), uint32(b.Inode(t))
+	ia, ib := a.Cookie(t), b.Cookie(t)
 	// A test run's socket is in the namespace of the thread that runs it.
 	in_ := func(ns *testenv.Netns, prog *ebpf.Program, pkt []byte) {
 		t.Helper()
@@ -197,10 +197,10 @@ func TestOwnerQuota(t *testing.T) {
 	answer := func(ns *testenv.Netns, id uint16) {
 		in_(ns, in, answerPacket(id, "ok.test", 1, 0x8000))
 	}
-	owned := func(owner uint32) int64 {
+	owned := func(owner uint64) int64 {
 		t.Helper()
 		var n int64
-		if err := obj.Map("owner_inflight").Lookup(owner&0x7fff, &n); err != nil {
+		if err := obj.Map("owner_inflight").Lookup(uint32(ownerIndex(owner, 0x7fff)), &n); err != nil {
 			t.Fatal(err)
 		}
 		return n

@@ -229,11 +229,11 @@ func testTCOnANode(t *testing.T, bridge bool, attach string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantQ := map[QueryKey]uint64{{Netns: uint32(vpa), Qtype: 1}: podN, {Netns: 0, Qtype: 1}: hostN}
-	if len(c.Queries) != 2 || c.Queries[QueryKey{Netns: uint32(vpa), Qtype: 1}] != podN || c.Queries[QueryKey{Qtype: 1}] != hostN {
+	wantQ := map[QueryKey]uint64{{Netns: uint64(vpa), Qtype: 1}: podN, {Netns: 0, Qtype: 1}: hostN}
+	if len(c.Queries) != 2 || c.Queries[QueryKey{Netns: uint64(vpa), Qtype: 1}] != podN || c.Queries[QueryKey{Qtype: 1}] != hostN {
 		t.Errorf("queries %v, want %v (vpa %d, vpb %d)", c.Queries, wantQ, vpa, vpb)
 	}
-	if len(c.Responses) != 2 || c.Responses[RespKey{Netns: uint32(vpa)}] != podN || c.Responses[RespKey{}] != hostN {
+	if len(c.Responses) != 2 || c.Responses[RespKey{Netns: uint64(vpa)}] != podN || c.Responses[RespKey{}] != hostN {
 		t.Errorf("answers %v, want %d NOERROR under vpa (%d) and %d under the host", c.Responses, podN, vpa, hostN)
 	}
 	// A sweep with a long timeout closes nothing and counts the slots

@@ -16,13 +16,14 @@ import (
 type bpfCaptureFilter struct {
 	_        structs.HostLayout
 	Active   uint32
-	Netns    uint32
 	Ifindex  uint32
+	Netns    uint64
 	Protocol uint16
 	Nreasons uint16
 	Reasons  [8]uint32
 	Snaplen  uint32
 	Rate     uint32
+	_        [4]byte
 }
 
 type bpfCaptureState struct {
@@ -38,9 +39,10 @@ type bpfDropKey struct {
 	_        structs.HostLayout
 	Reason   uint32
 	Ifindex  uint32
-	Netns    uint32
+	Netns    uint64
 	Protocol uint16
 	Pad      uint16
+	Pad2     uint32
 }
 
 type bpfDropSlot struct {
@@ -51,8 +53,9 @@ type bpfDropSlot struct {
 
 type bpfQuotaKey struct {
 	_       structs.HostLayout
-	Netns   uint32
+	Netns   uint64
 	Ifindex uint32
+	Pad     uint32
 }
 
 // Names of all BPF objects in the ELF.

@@ -21,7 +21,7 @@ const (
 // Zero fields match anything.
 type CaptureFilter struct {
 	Reasons  []uint32
-	Netns    uint32
+	Netns    uint64 // a namespace's cookie
 	Ifindex  uint32
 	Protocol uint16 // EtherType, host order
 	Snaplen  uint32
@@ -42,7 +42,7 @@ type CaptureRecord struct {
 	Location uint64
 	Reason   uint32
 	Ifindex  uint32
-	Netns    uint32
+	Netns    uint64 // the namespace's cookie
 	Len      uint32
 	Protocol uint16
 	Captures uint16 // bit i: capture slot i matched
@@ -50,7 +50,7 @@ type CaptureRecord struct {
 }
 
 // recordHeader is the size of capture_record before data.
-const recordHeader = 8 + 8 + 4*5 + 2 + 2
+const recordHeader = 8 + 8 + 8 + 4*4 + 2 + 2
 
 // SetCapture sets capture slot's filter, or clears it (nil), then switches
 // the program's capture path on while any slot is set and off when none
@@ -116,10 +116,10 @@ func ParseCaptureRecord(b []byte) (CaptureRecord, error) {
 		return CaptureRecord{}, errors.New("capture record too short")
 	}
 	e := binary.NativeEndian
-	r := CaptureRecord{KtimeNs: e.Uint64(b[0:]), Location: e.Uint64(b[8:]), Reason: e.Uint32(b[16:]),
-		Ifindex: e.Uint32(b[20:]), Netns: e.Uint32(b[24:]), Len: e.Uint32(b[28:])}
-	caplen := e.Uint32(b[32:])
-	r.Protocol, r.Captures = e.Uint16(b[36:]), e.Uint16(b[38:])
+	r := CaptureRecord{KtimeNs: e.Uint64(b[0:]), Location: e.Uint64(b[8:]), Netns: e.Uint64(b[16:]),
+		Reason: e.Uint32(b[24:]), Ifindex: e.Uint32(b[28:]), Len: e.Uint32(b[32:])}
+	caplen := e.Uint32(b[36:])
+	r.Protocol, r.Captures = e.Uint16(b[40:]), e.Uint16(b[42:])
 	if int(caplen) > len(b)-recordHeader || caplen > MaxSnaplen {
 		return CaptureRecord{}, fmt.Errorf("capture record: caplen %d beyond its %d bytes", caplen, len(b)-recordHeader)
 	}

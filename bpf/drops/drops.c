@@ -16,9 +16,10 @@
 struct drop_key {
 	__u32 reason;   /* enum skb_drop_reason, subsystem in the high 16 bits */
 	__u32 ifindex;  /* skb->dev->ifindex, 0 without a device */
-	__u32 netns;    /* inode of the device's (or socket's) netns, 0 if none */
+	__u64 netns;    /* cookie of the device's (or socket's) netns, 0 if none */
 	__u16 protocol; /* host byte order; a known EtherType, or PROTO_OTHER */
 	__u16 pad;
+	__u32 pad2;
 };
 
 /* The EtherTypes a drop is keyed by. Any other (a pod with CAP_NET_RAW
@@ -85,13 +86,14 @@ struct {
  * the namespace quota, as it holds every host interface. */
 volatile const __u32 max_keys_per_iface = 0;
 volatile const __u32 max_keys_per_netns = 0;
-volatile const __u32 own_netns = 0;
+volatile const __u64 own_netns = 0;
 
 #define QUOTA_NETNS 0xffffffffu
 
 struct quota_key {
-	__u32 netns;
+	__u64 netns;
 	__u32 ifindex; /* QUOTA_NETNS: the namespace as a whole */
+	__u32 pad;
 };
 
 /* A key's holder is charged in quota_added (here, atomically) and credited
@@ -301,8 +303,8 @@ static __always_inline void count(struct drop_key *k)
 
 struct capture_filter {
 	__u32 active;
-	__u32 netns;    /* 0: any */
 	__u32 ifindex;  /* 0: any */
+	__u64 netns;    /* a namespace's cookie, as drop_key's; 0: any */
 	__u16 protocol; /* EtherType, host order; 0: any */
 	__u16 nreasons; /* 0: any */
 	__u32 reasons[MAX_CAPTURE_REASONS];
@@ -322,9 +324,9 @@ struct capture_state {
 struct capture_record {
 	__u64 ts;       /* bpf_ktime_get_ns() */
 	__u64 location; /* kfree_skb's caller, a kernel text address */
+	__u64 netns;    /* the namespace's cookie */
 	__u32 reason;
 	__u32 ifindex;
-	__u32 netns;
 	__u32 len;      /* skb->len */
 	__u32 caplen;   /* bytes of data[] that hold the packet from L3 */
 	__u16 protocol; /* EtherType, host order */
@@ -525,7 +527,7 @@ int BPF_PROG(kfree_skb_btf, struct sk_buff *skb, void *location, unsigned int re
 		net = sk->__sk_common.skc_net.net;
 	}
 	if (net)
-		k.netns = net->ns.inum;
+		k.netns = net->net_cookie;
 	if (ignored(k.netns))
 		return 0;
 	count(&k);
@@ -541,11 +543,11 @@ static __always_inline void count_read(struct drop_key *k, struct sk_buff *skb, 
 	struct net_device *dev = BPF_CORE_READ(skb, dev);
 	if (dev) {
 		k->ifindex = BPF_CORE_READ(dev, ifindex);
-		k->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+		k->netns = BPF_CORE_READ(dev, nd_net.net, net_cookie);
 	} else {
 		struct sock *sk = BPF_CORE_READ(skb, sk);
 		if (sk)
-			k->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+			k->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie);
 	}
 	if (ignored(k->netns))
 		return;

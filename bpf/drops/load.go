@@ -37,10 +37,10 @@ type Options struct {
 	// 0: no bound. OwnNetns (the node's namespace, which holds every host
 	// interface) is exempt from the namespace bound.
 	MaxKeysPerInterface, MaxKeysPerNetns uint32
-	OwnNetns                             uint32
+	OwnNetns                             uint64
 	// OnlyNetns, if set, counts only drops in these network namespaces:
 	// tests whose figures must be exact while others drop meanwhile.
-	OnlyNetns []uint32
+	OnlyNetns []uint64
 }
 
 // The agent's default quotas: room for every (reason, protocol) an
@@ -91,7 +91,7 @@ type Probe struct {
 	// quotas: whether the kernel charges keys to interfaces and to
 	// namespaces (then Forget credits them back).
 	ifaceQuota, netnsQuota bool
-	ownNetns               uint32
+	ownNetns               uint64
 }
 
 // slotRef is one CPU's copy of one slot, with the key it held.
@@ -120,7 +120,7 @@ func Load(opts Options) (*Probe, error) {
 			spec.Maps[m].MaxEntries = 1
 		}
 	}
-	for name, v := range map[string]uint32{"max_keys_per_iface": opts.MaxKeysPerInterface,
+	for name, v := range map[string]any{"max_keys_per_iface": opts.MaxKeysPerInterface,
 		"max_keys_per_netns": opts.MaxKeysPerNetns, "own_netns": opts.OwnNetns} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
@@ -239,9 +239,10 @@ func (p *Probe) readSlots(f func(slotRef, uint64)) error {
 // returns each key's final count: what the hash held when it was deleted
 // (read and deleted in one step) plus its slots' counts since they were
 // last forgotten. A count above the one the caller last read is a drop
-// counted in between: a key's namespace inode can be reused by a new
-// namespace, whose drops then land on the same key until it is deleted,
-// and a caller that dropped them would lose them.
+// counted in between: a key's interface index can be reused by a new
+// interface of the same namespace (a namespace's cookie is never reused),
+// whose drops then land on the same key until it is deleted, and a caller
+// that dropped them would lose them.
 func (p *Probe) Forget(keys []Key) map[Key]uint64 {
 	m := p.Map("drops")
 	final := make(map[Key]uint64, len(keys))

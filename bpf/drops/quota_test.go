@@ -53,7 +53,7 @@ func TestQuotaForgetGivesRoomBack(t *testing.T) {
 		}
 	}
 	p, err := drops.Load(drops.Options{MapSize: 64, MaxKeysPerInterface: 4, MaxKeysPerNetns: 2,
-		OnlyNetns: []uint32{uint32(ns.Inode(t))}})
+		OnlyNetns: []uint64{ns.Cookie(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}

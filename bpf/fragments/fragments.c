@@ -44,7 +44,7 @@ struct {
 
 /* The agent's own network namespace: icmp_send fires in every namespace,
  * and only the agent's interfaces are named here. */
-volatile const __u32 own_netns;
+volatile const __u64 own_netns; /* its cookie */
 
 /* Packets that found frags full (netsonde_bpf_map_full_total). */
 NETSONDE_FULL_MAP(1);
@@ -250,7 +250,7 @@ static __always_inline void icmp_sent(const struct sk_buff *skb, int type, int c
 	struct net_device *dev = BPF_CORE_READ(skb, dev);
 	if (!dev)
 		return;
-	if (BPF_CORE_READ(dev, nd_net.net, ns.inum) != own_netns)
+	if (BPF_CORE_READ(dev, nd_net.net, net_cookie) != own_netns)
 		return;
 	/* The interface is the one the too-big packet came in by. */
 	count(BPF_CORE_READ(dev, ifindex), EGRESS, 4, FRAG_NEEDED);

@@ -15,7 +15,7 @@ func TestMapFullCounted(t *testing.T) {
 	a, b, c := testenv.NewNetns(t), testenv.NewNetns(t), testenv.NewNetns(t)
 	testenv.Veth(t, a, b, "fu0", "fu1", "198.18.105.1/24", "198.18.105.2/24", 1500)
 	testenv.Veth(t, a, c, "fv0", "fv1", "198.18.106.1/24", "198.18.106.2/24", 1500)
-	counter, err := fragments.Load(fragments.Options{OwnNetns: uint32(a.Inode(t)), Mode: fragments.ModeTCX,
+	counter, err := fragments.Load(fragments.Options{OwnNetns: a.Cookie(t), Mode: fragments.ModeTCX,
 		MapSizes: map[string]uint32{"frags": 1}})
 	if err != nil {
 		t.Fatal(err)

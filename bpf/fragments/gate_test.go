@@ -17,7 +17,7 @@ import (
 func TestGateFlipsCountOnce(t *testing.T) {
 	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
 	testenv.Veth(t, a, b, "gf0", "gf1", "198.18.109.1/24", "198.18.109.2/24", 1500)
-	c, err := Load(Options{OwnNetns: uint32(a.Inode(t)), Mode: ModeAuto})
+	c, err := Load(Options{OwnNetns: a.Cookie(t), Mode: ModeAuto})
 	if err != nil {
 		t.Fatal(err)
 	}

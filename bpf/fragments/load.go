@@ -42,8 +42,8 @@ const (
 
 // Options for Load.
 type Options struct {
-	// OwnNetns is the inode of the agent's network namespace.
-	OwnNetns uint32
+	// OwnNetns is the cookie of the agent's network namespace.
+	OwnNetns uint64
 	// Mode is how interfaces are attached: auto (TCX where the kernel
 	// has it, else tc), tcx or tc.
 	Mode string

@@ -19,8 +19,14 @@ struct ns_common {
 	unsigned int inum;
 } __attribute__((preserve_access_index));
 
+/* net_cookie (5.12+, u64): a number the kernel gives each network
+ * namespace once and never again, unlike ns.inum, which a new namespace
+ * gets back as soon as the old one is freed. Every program keys by it; user
+ * space reads the same number with getsockopt(SO_NETNS_COOKIE) on a socket
+ * made inside the namespace. */
 struct net {
 	struct ns_common ns;
+	__u64 net_cookie;
 } __attribute__((preserve_access_index));
 
 typedef struct {
@@ -122,19 +128,19 @@ static __always_inline void count_full(void *full, __u32 slot)
 	} full SEC(".maps")
 
 /* NETSONDE_ONLY_NETNS defines the filter tests use to count only the
- * network namespaces they made (loader.Options.OnlyNetns), so that other
- * traffic on the machine cannot change their exact counts: netns_filter,
- * a constant the loader sets (off, the verifier drops every check), the
- * only_netns set, and ignored(netns). */
+ * network namespaces they made (loader.Options.OnlyNetns, by cookie), so
+ * that other traffic on the machine cannot change their exact counts:
+ * netns_filter, a constant the loader sets (off, the verifier drops every
+ * check), the only_netns set, and ignored(netns). */
 #define NETSONDE_ONLY_NETNS                                                       \
 	volatile const __u8 netns_filter;                                         \
 	struct {                                                                  \
 		__uint(type, BPF_MAP_TYPE_HASH);                                  \
 		__uint(max_entries, 64);                                          \
-		__type(key, __u32);                                               \
+		__type(key, __u64);                                               \
 		__type(value, __u8);                                              \
 	} only_netns SEC(".maps");                                                \
-	static __always_inline int ignored(__u32 netns)                           \
+	static __always_inline int ignored(__u64 netns)                           \
 	{                                                                         \
 		return netns_filter && !bpf_map_lookup_elem(&only_netns, &netns); \
 	}

@@ -100,7 +100,7 @@ type Options struct {
 	// OnlyNetns, if set, switches on the object's namespace filter
 	// (NETSONDE_ONLY_NETNS in netsonde.h) for these network namespaces:
 	// tests count only the namespaces they made.
-	OnlyNetns []uint32
+	OnlyNetns []uint64
 }
 
 // Object is one eBPF object: its maps, created once and shared by every

@@ -21,7 +21,7 @@ func TestOptionsTheObjectCannotTake(t *testing.T) {
 		want string
 	}{
 		{Options{MapSizes: map[string]uint32{"cuonts": 1}}, `map "cuonts"`},
-		{Options{OnlyNetns: []uint32{1}}, "NETSONDE_ONLY_NETNS"},
+		{Options{OnlyNetns: []uint64{1}}, "NETSONDE_ONLY_NETNS"},
 	} {
 		o, err := New(spec, tc.opts)
 		if err == nil {

@@ -16,8 +16,9 @@ import (
 type bpfInflightConn struct {
 	_        structs.HostLayout
 	StartNs  uint64
-	Netns    uint32
+	Netns    uint64
 	Answered uint32
+	Pad      uint32
 }
 
 type bpfNsStats struct {

@@ -46,7 +46,7 @@ func TestStatsFullCounted(t *testing.T) {
 	host, pod := testenv.NewNetns(t), testenv.NewNetns(t)
 	testenv.Veth(t, host, pod, "cf0", "cf1", "198.18.107.1/24", "198.18.107.2/24", 0)
 	c, err := tcpconnect.Load(tcpconnect.Options{MapSizes: map[string]uint32{"stats": 1},
-		OnlyNetns: []uint32{uint32(pod.Inode(t))}})
+		OnlyNetns: []uint64{pod.Cookie(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestInflightLossCounted(t *testing.T) {
 	host, pod := testenv.NewNetns(t), testenv.NewNetns(t)
 	testenv.Veth(t, host, pod, "cg0", "cg1", "198.18.108.1/24", "198.18.108.2/24", 0)
 	testenv.DropSYNs(t, host, 82)
-	c, err := tcpconnect.Load(tcpconnect.Options{OnlyNetns: []uint32{uint32(pod.Inode(t))}})
+	c, err := tcpconnect.Load(tcpconnect.Options{OnlyNetns: []uint64{pod.Cookie(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestInflightLossCounted(t *testing.T) {
 	m := c.Map("inflight")
 	testenv.Eventually(t, 5*time.Second, "5 connects in flight", func() bool {
 		n, err := c.InFlight()
-		return err == nil && n[uint32(pod.Inode(t))] == 5
+		return err == nil && n[pod.Cookie(t)] == 5
 	})
 	var keys []uint64
 	var k uint64
@@ -116,7 +116,7 @@ func TestInflightLossCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := stats[uint32(pod.Inode(t))]; s.Connects != [5]uint64{} {
+	if s := stats[pod.Cookie(t)]; s.Connects != [5]uint64{} {
 		t.Errorf("connects %v counted, want none: their entries were gone", s.Connects)
 	}
 	full, err := c.Full()

@@ -49,7 +49,7 @@ type Options struct {
 	MapSizes map[string]uint32
 	// OnlyNetns, if set, restricts counting to these network namespaces
 	// (tests, which must not count the machine's other connects).
-	OnlyNetns []uint32
+	OnlyNetns []uint64
 }
 
 // Counter is the loaded and attached counter.
@@ -81,7 +81,7 @@ func Load(opts Options) (*Counter, error) {
 		obj.Close()
 		return nil, fmt.Errorf("possible CPUs: %w", err)
 	}
-	if err := obj.Map("stats").Put(uint32(OverflowNetns), make([]Stats, cpus)); err != nil {
+	if err := obj.Map("stats").Put(uint64(OverflowNetns), make([]Stats, cpus)); err != nil {
 		obj.Close()
 		return nil, fmt.Errorf("create the overflow slot: %w", err)
 	}
@@ -121,11 +121,11 @@ func (c *Counter) Full() (map[string]uint64, error) {
 	return nbpf.SumArraySlots(c.Map("full"), "tcpconnect_stats", "tcpconnect_inflight")
 }
 
-// Read returns each namespace's counters (by inode), summed over CPUs.
-func (c *Counter) Read() (map[uint32]Stats, error) {
+// Read returns each namespace's counters (by cookie), summed over CPUs.
+func (c *Counter) Read() (map[uint64]Stats, error) {
 	m := c.Map("stats")
-	out := map[uint32]Stats{}
-	var k uint32
+	out := map[uint64]Stats{}
+	var k uint64
 	var per []Stats
 	it := m.Iterate()
 	for it.Next(&k, &per) {
@@ -162,12 +162,12 @@ func Add(to, v *Stats) {
 // InFlight counts the connections the kernel map holds in SYN_SENT now,
 // by network namespace. It walks a map bounded at 16,384 entries, in
 // batches.
-func (c *Counter) InFlight() (map[uint32]int, error) {
+func (c *Counter) InFlight() (map[uint64]int, error) {
 	m := c.Map("inflight")
 	keys := make([]uint64, 256)
 	vals := make([]Inflight, 256)
 	var cursor ebpf.MapBatchCursor
-	out := map[uint32]int{}
+	out := map[uint64]int{}
 	for {
 		got, err := m.BatchLookup(&cursor, keys, vals, nil)
 		for _, v := range vals[:got] {
@@ -183,7 +183,7 @@ func (c *Counter) InFlight() (map[uint32]int, error) {
 }
 
 // Forget deletes the counters of namespaces that are gone.
-func (c *Counter) Forget(netns []uint32) {
+func (c *Counter) Forget(netns []uint64) {
 	m := c.Map("stats")
 	for _, k := range netns {
 		_ = m.Delete(k)

@@ -73,18 +73,19 @@ struct ns_stats {
 	__u64 srtt_sum_us;
 };
 
-/* Keyed by the namespace's inode: one entry per pod on the node. */
+/* Keyed by the namespace's cookie: one entry per pod on the node. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 1024);
-	__type(key, __u32);
+	__type(key, __u64);
 	__type(value, struct ns_stats);
 } stats SEC(".maps");
 
 struct inflight_conn {
 	__u64 start_ns;
-	__u32 netns;    /* for the in-flight gauge per pod */
+	__u64 netns;    /* for the in-flight gauge per pod */
 	__u32 answered; /* an error was reported in SYN_SENT: ICMP answered */
+	__u32 pad;
 };
 
 /* Connections in SYN_SENT, by socket address. LRU: a socket that somehow
@@ -100,7 +101,7 @@ static const struct ns_stats zero;
 
 /* Namespace 0 is the overflow slot, created by the loader: when the map
  * is full, counts go there rather than nowhere. */
-static const __u32 overflow_key = 0;
+static const __u64 overflow_key = 0;
 
 /* Events that found a map full (netsonde_bpf_map_full_total): FULL_STATS,
  * counted in the overflow slot instead of their namespace's; FULL_INFLIGHT,
@@ -113,7 +114,7 @@ NETSONDE_FULL_MAP(FULL_MAX);
 
 NETSONDE_ONLY_NETNS
 
-static __always_inline struct ns_stats *stats_of(__u32 netns)
+static __always_inline struct ns_stats *stats_of(__u64 netns)
 {
 	if (ignored(netns))
 		return 0;
@@ -129,9 +130,9 @@ static __always_inline struct ns_stats *stats_of(__u32 netns)
 	return bpf_map_lookup_elem(&stats, &overflow_key);
 }
 
-static __always_inline __u32 netns_of(const struct sock *sk)
+static __always_inline __u64 netns_of(const struct sock *sk)
 {
-	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie);
 }
 
 static __always_inline __u32 dur_bucket(__u64 ns)
@@ -287,11 +288,11 @@ int BPF_PROG(set_state_raw, const struct sock *sk, int oldstate, int newstate)
  * has no sk: the namespace is that of the device the segment came in by. */
 static __always_inline void reset_sent(const struct sock *sk, const struct sk_buff *skb)
 {
-	__u32 netns = 0;
+	__u64 netns = 0;
 	if (sk)
 		netns = netns_of(sk);
 	else if (skb)
-		netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+		netns = BPF_CORE_READ(skb, dev, nd_net.net, net_cookie);
 	if (!netns)
 		return;
 	struct ns_stats *s = stats_of(netns);

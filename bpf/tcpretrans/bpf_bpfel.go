@@ -15,10 +15,11 @@ import (
 
 type bpfRetransKey struct {
 	_      structs.HostLayout
-	Netns  uint32
+	Netns  uint64
 	Family uint16
 	State  uint8
 	Pad    uint8
+	Pad2   uint32
 }
 
 // Names of all BPF objects in the ELF.

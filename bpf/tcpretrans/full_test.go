@@ -40,7 +40,7 @@ func TestMapFullCounted(t *testing.T) {
 	testenv.Veth(t, b, srv, "fb0", "fs1", "198.18.104.1/24", "198.18.104.2/24", 0)
 	testenv.DropSYNs(t, srv, 80)
 	c, err := tcpretrans.Load(tcpretrans.Options{MapSizes: map[string]uint32{"retrans": 1},
-		OnlyNetns: []uint32{uint32(a.Inode(t)), uint32(b.Inode(t))}})
+		OnlyNetns: []uint64{a.Cookie(t), b.Cookie(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestMapFullCounted(t *testing.T) {
 	}
 	var counted float64
 	for k, v := range counts {
-		if uint64(k.Netns) != a.Inode(t) {
+		if k.Netns != a.Cookie(t) {
 			t.Errorf("key %+v counted: the only slot was namespace a's", k)
 		}
 		counted += float64(v)

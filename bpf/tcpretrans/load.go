@@ -34,7 +34,7 @@ type Options struct {
 	MapSizes map[string]uint32
 	// OnlyNetns, if set, restricts counting to these network namespaces
 	// (tests, which must not count the machine's other retransmits).
-	OnlyNetns []uint32
+	OnlyNetns []uint64
 }
 
 // Counter is the loaded and attached counter.

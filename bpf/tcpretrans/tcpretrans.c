@@ -11,10 +11,11 @@
 #include "../include/netsonde.h"
 
 struct retrans_key {
-	__u32 netns;
+	__u64 netns; /* the socket's namespace's cookie */
 	__u16 family;
 	__u8 state; /* enum tcp_state: 1 ESTABLISHED, 2 SYN_SENT, 3 SYN_RECV, ... */
 	__u8 pad;
+	__u32 pad2;
 };
 
 struct {
@@ -60,7 +61,7 @@ static __always_inline __u64 segments(const struct sk_buff *skb)
 static __always_inline void count_skb(const struct sock *sk, const struct sk_buff *skb)
 {
 	struct retrans_key k = {
-		.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum),
+		.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie),
 		.family = BPF_CORE_READ(sk, __sk_common.skc_family),
 		.state = BPF_CORE_READ(sk, __sk_common.skc_state),
 	};
@@ -72,7 +73,7 @@ static __always_inline void count_skb(const struct sock *sk, const struct sk_buf
 static __always_inline void count_synack(const struct sock *sk)
 {
 	struct retrans_key k = {
-		.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum),
+		.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie),
 		.family = BPF_CORE_READ(sk, __sk_common.skc_family),
 		.state = 3,
 	};

@@ -87,7 +87,7 @@ func TestCaptureNetfilterDrops(t *testing.T) {
 	node.Exec(t, "ping", "-c", "1", "-W", "2", "198.18.73.2")
 	// Only the peer's drops: the machine's other tests drop meanwhile.
 	a := testenv.StartAgent(t, node, "--collector.disable-defaults", "--collector.drops",
-		fmt.Sprintf("--drops.only-netns=%d", peer.Inode(t)))
+		fmt.Sprintf("--drops.only-netns=%d", peer.Cookie(t)))
 	send := func(from, n int) {
 		t.Helper()
 		err := node.Do(func() error {
@@ -216,7 +216,7 @@ func TestCaptureNetfilterDrops(t *testing.T) {
 // agent; an agent without the drops collector says so.
 func TestCaptureBadInput(t *testing.T) {
 	node := testenv.NewNetns(t)
-	a := testenv.StartAgent(t, node, "--collector.disable-defaults", "--collector.drops", "--drops.only-netns=1")
+	a := testenv.StartAgent(t, node, "--collector.disable-defaults", "--collector.drops", "--drops.only-netns=18446744073709551615") // a cookie no namespace has: nothing counted
 	noDrops := testenv.StartAgent(t, node, "--web.listen-address=127.0.0.1:10334", "--collector.disable-defaults", "--collector.mtu")
 	for _, c := range []struct {
 		args []string
@@ -290,7 +290,7 @@ func TestCaptureStormRateLimited(t *testing.T) {
 	peer.Exec(t, "nft", "add table inet capt; add chain inet capt in { type filter hook input priority 0; }; "+
 		"add rule inet capt in udp dport 9999 drop")
 	node.Exec(t, "ping", "-c", "1", "-W", "2", "198.18.74.2")
-	only := fmt.Sprintf("--drops.only-netns=%d", peer.Inode(t))
+	only := fmt.Sprintf("--drops.only-netns=%d", peer.Cookie(t))
 	a := testenv.StartAgent(t, node, "--collector.disable-defaults", "--collector.drops", only, "--capture.max-rate=1000")
 	before := a.Scrape(t)
 	heap0, _ := before.Value("go_memstats_heap_inuse_bytes", nil)

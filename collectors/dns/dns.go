@@ -159,7 +159,7 @@ type config struct {
 	cgroup      *string
 	btfDir      *string
 	sweepEvery  *time.Duration
-	onlyNetns   *[]uint32
+	onlyNetns   *[]uint64
 	netnsRead   *string
 	forgetAfter *time.Duration
 	topNames    *int
@@ -191,8 +191,8 @@ func setup(app *kingpin.Application) collectors.Factory {
 			Default("2m").Duration(),
 		netnsRead: app.Flag("dns.netns-read", "How the programs read a socket's network namespace: auto (bpf_rdonly_cast on 6.2+, else bpf_probe_read_kernel), cast or probe_read.").
 			Default(bpfdns.NetnsReadAuto).Hidden().Enum(bpfdns.NetnsReadAuto, bpfdns.NetnsReadCast, bpfdns.NetnsReadProbe),
-		onlyNetns: app.Flag("dns.only-netns", "For tests: label pods by the inode of their network namespace, namespace=\"netns\", pod=INODE, and with --dns.hook=cgroup count only the sockets of these namespaces.").
-			Hidden().Uint32List(),
+		onlyNetns: app.Flag("dns.only-netns", "For tests: label pods by the cookie of their network namespace (SO_NETNS_COOKIE), namespace=\"netns\", pod=COOKIE, and with --dns.hook=cgroup count only the sockets of these namespaces.").
+			Hidden().Uint64List(),
 	}
 	return func(ctx context.Context, deps collectors.Deps) (collectors.Collector, error) {
 		return start(ctx, deps, c)
@@ -205,7 +205,7 @@ type probe interface {
 	Hooks() map[string]string
 	Read() (bpfdns.Counts, error)
 	Sweep(timeout time.Duration) (bpfdns.Swept, error)
-	Forget(c bpfdns.Counts, gone map[uint32]bool)
+	Forget(c bpfdns.Counts, owners, namespaces map[uint64]bool)
 	// Attach, Detach and Attached: the interfaces of the TC hook.
 	Attach(ifindex int, l3 bool, flags uint32) error
 	Detach(ifindex int)
@@ -223,29 +223,32 @@ type collector struct {
 	tc bool
 	// ifacePod remembers whom an interface's counts belong to, so the
 	// pod keeps them after its veth is gone, until they are forgotten.
-	ifacePod map[uint32]pod
+	ifacePod map[uint64]pod
 	// attachFailures counts interfaces the programs could not go on.
 	attachFailures atomic.Uint64
 	reason         func(uint32) string
-	own            uint32
+	own            uint64
 	timeout        time.Duration
 	cancel         context.CancelFunc
-	// testNetns labels namespaces by inode (--dns.only-netns).
+	// testNetns labels namespaces by cookie (--dns.only-netns).
 	testNetns bool
 	done      chan struct{}
 
 	mu sync.Mutex
 	// swept counts, per network namespace, the timeouts found by the
 	// sweep.
-	swept    map[uint32]uint64
+	swept    map[uint64]uint64
 	live     int
 	sweepErr error
 
 	// forgetAfter: counters of a namespace missing this long are deleted;
-	// missing says since when each one has been.
-	forgetAfter time.Duration
-	missing     map[uint32]time.Time
-	lastCheck   time.Time
+	// missing says since when each one has been, and missingIface each
+	// interface (the TC hook's owners: small numbers, as cookies are, so
+	// kept apart).
+	forgetAfter  time.Duration
+	missing      map[uint64]time.Time
+	missingIface map[uint64]time.Time
+	lastCheck    time.Time
 
 	// topNames is --dns.top-failing-names; nameTimeouts counts timeouts
 	// per name hash, bounded by maxNames.
@@ -273,7 +276,7 @@ func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Coll
 	if err != nil {
 		return nil, collectors.Down("no_btf", err)
 	}
-	own, err := hostview.OwnInode()
+	own, err := hostview.OwnCookie()
 	if err != nil {
 		return nil, collectors.Down("netns", err)
 	}
@@ -300,9 +303,9 @@ func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Coll
 		every = max(every, 50*time.Millisecond)
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	col := &collector{deps: deps, probe: probe, tc: hook == bpfdns.HookTC, ifacePod: map[uint32]pod{}, reason: reasons.Name, own: uint32(own), timeout: *c.timeout, testNetns: len(*c.onlyNetns) > 0,
-		cancel: cancel, done: make(chan struct{}), swept: map[uint32]uint64{},
-		forgetAfter: *c.forgetAfter, missing: map[uint32]time.Time{},
+	col := &collector{deps: deps, probe: probe, tc: hook == bpfdns.HookTC, ifacePod: map[uint64]pod{}, reason: reasons.Name, own: own, timeout: *c.timeout, testNetns: len(*c.onlyNetns) > 0,
+		cancel: cancel, done: make(chan struct{}), swept: map[uint64]uint64{},
+		forgetAfter: *c.forgetAfter, missing: map[uint64]time.Time{}, missingIface: map[uint64]time.Time{},
 		topNames: *c.topNames, nameTimeouts: map[uint64]uint64{}}
 	var changed <-chan struct{}
 	stop := func() {}
@@ -464,41 +467,50 @@ func (c *collector) forgetGone(counts bpfdns.Counts) {
 		maps.Copy(namespaces, owners)
 		owners = nil
 	}
-	gone := map[uint32]bool{}
-	// missing says whether an owner not present now has been missing for
+	// gone: owners (the flow-keyed counters) and namespaces (the drop
+	// counter, and with the cgroup hook the owners too) to forget. With
+	// the TC hook an owner is an interface index and a namespace a
+	// cookie: both small numbers, never mixed up.
+	gone, goneNs := map[uint64]bool{}, map[uint64]bool{}
+	// missing says whether a key not present now has been missing for
 	// forgetAfter, and notes since when it is.
-	missing := func(key uint32, present bool) {
+	missing := func(key uint64, present bool, since map[uint64]time.Time, out map[uint64]bool) {
 		if present {
-			delete(c.missing, key)
+			delete(since, key)
 			return
 		}
-		since, ok := c.missing[key]
+		t, ok := since[key]
 		if !ok {
-			c.missing[key] = now
+			since[key] = now
 			return
 		}
-		if now.Sub(since) >= c.forgetAfter {
-			gone[key] = true
-			delete(c.missing, key)
-			delete(c.swept, key)
-			delete(c.ifacePod, key)
+		if now.Sub(t) >= c.forgetAfter {
+			out[key] = true
+			delete(since, key)
 		}
 	}
 	snap := c.deps.Net.Snapshot()
 	for ns := range namespaces {
-		_, state, _ := snap.Lookup(uint64(ns))
+		_, state, _ := snap.Lookup(ns)
 		if state == hostview.Unknown && ns != 0 && ns != c.own {
-			c.deps.Net.Miss(uint64(ns))
+			c.deps.Net.Miss(ns)
 		}
-		missing(ns, ns == 0 || ns == c.own || state == hostview.Present)
+		missing(ns, ns == 0 || ns == c.own || state == hostview.Present, c.missing, goneNs)
+	}
+	if !c.tc {
+		maps.Copy(gone, goneNs)
 	}
 	for idx := range owners {
 		_, present := c.deps.Net.ByIndex(int(idx))
-		missing(idx, idx == 0 || present)
+		missing(idx, idx == 0 || present, c.missingIface, gone)
 	}
-	if len(gone) > 0 {
-		c.probe.Forget(counts, gone)
-		c.deps.Logger.Debug("forgot DNS counters of vanished pods", "owners", len(gone))
+	for k := range gone {
+		delete(c.swept, k)
+		delete(c.ifacePod, k)
+	}
+	if len(gone) > 0 || len(goneNs) > 0 {
+		c.probe.Forget(counts, gone, goneNs)
+		c.deps.Logger.Debug("forgot DNS counters of vanished pods", "owners", len(gone), "namespaces", len(goneNs))
 	}
 }
 
@@ -561,7 +573,7 @@ type pod struct{ namespace, name string }
 // a network namespace with the cgroup one. ok false: not known yet (a
 // pod's veth whose namespace the host view has not read): its counts wait
 // in the kernel rather than show under the wrong pod.
-func (c *collector) keyPod(key uint32) (pod, bool) {
+func (c *collector) keyPod(key uint64) (pod, bool) {
 	if !c.tc {
 		return c.podOf(key), true
 	}
@@ -573,7 +585,7 @@ func (c *collector) keyPod(key uint32) (pod, bool) {
 // the host view, and remembered, as the veth may go before its counts are
 // read; a veth whose namespace the view knows and no pod owns is the
 // empty pod, for now (the pod index may learn of it later).
-func (c *collector) ifaceOwner(ifindex uint32) (pod, bool) {
+func (c *collector) ifaceOwner(ifindex uint64) (pod, bool) {
 	if ifindex == 0 {
 		return pod{}, true
 	}
@@ -592,7 +604,7 @@ func (c *collector) ifaceOwner(ifindex uint32) (pod, bool) {
 	}
 	switch {
 	case c.testNetns && ns != nil:
-		p = pod{"netns", strconv.FormatUint(ns.Inode, 10)}
+		p = pod{"netns", strconv.FormatUint(ns.Cookie, 10)}
 	case c.testNetns:
 		return pod{}, false
 	case c.deps.Pods != nil:
@@ -612,17 +624,17 @@ func (c *collector) ifaceOwner(ifindex uint32) (pod, bool) {
 
 // podOf attributes a network namespace: the agent's own (the host's, for
 // a DaemonSet with hostNetwork) and unknown ones are the empty pod.
-func (c *collector) podOf(netns uint32) pod {
+func (c *collector) podOf(netns uint64) pod {
 	if netns == 0 || netns == c.own {
 		return pod{}
 	}
 	if c.testNetns {
-		return pod{"netns", strconv.FormatUint(uint64(netns), 10)}
+		return pod{"netns", strconv.FormatUint(netns, 10)}
 	}
 	if c.deps.Pods == nil {
 		return pod{}
 	}
-	p, ok := c.deps.Pods.ByNetns(uint64(netns))
+	p, ok := c.deps.Pods.ByNetns(netns)
 	if !ok {
 		return pod{}
 	}
@@ -676,8 +688,8 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		p  pod
 		ok bool
 	}
-	owners := map[uint32]named{}
-	keyPod := func(k uint32) (pod, bool) {
+	owners := map[uint64]named{}
+	keyPod := func(k uint64) (pod, bool) {
 		n, seen := owners[k]
 		if !seen {
 			n.p, n.ok = c.keyPod(k)

@@ -45,7 +45,7 @@ func newTopo(t *testing.T) topo {
 
 // pod is the label set the agent gives a test namespace (--dns.only-netns).
 func pod(t *testing.T, ns *testenv.Netns) map[string]string {
-	return map[string]string{"namespace": "netns", "pod": strconv.FormatUint(ns.Inode(t), 10)}
+	return map[string]string{"namespace": "netns", "pod": strconv.FormatUint(ns.Cookie(t), 10)}
 }
 
 func with(m map[string]string, k, v string) map[string]string {
@@ -57,7 +57,7 @@ func with(m map[string]string, k, v string) map[string]string {
 }
 
 // startAgent runs the agent in tp.agent with only the dns collector,
-// labelling the given namespaces by inode (and with --dns.hook=cgroup,
+// labelling the given namespaces by cookie (and with --dns.hook=cgroup,
 // counting only their sockets).
 func startAgent(t *testing.T, tp topo, args []string, watch ...*testenv.Netns) *testenv.Agent {
 	t.Helper()
@@ -66,11 +66,11 @@ func startAgent(t *testing.T, tp topo, args []string, watch ...*testenv.Netns) *
 
 func startAgentWith(t *testing.T, start func(testing.TB, *testenv.Netns, ...string) *testenv.Agent, tp topo, args []string, watch ...*testenv.Netns) *testenv.Agent {
 	t.Helper()
-	var inodes []string
+	var only []string
 	for _, ns := range watch {
-		inodes = append(inodes, "--dns.only-netns="+strconv.FormatUint(ns.Inode(t), 10))
+		only = append(only, "--dns.only-netns="+strconv.FormatUint(ns.Cookie(t), 10))
 	}
-	all := append([]string{"--collector.disable-defaults", "--collector.dns"}, inodes...)
+	all := append([]string{"--collector.disable-defaults", "--collector.dns"}, only...)
 	return start(t, tp.agent, append(all, args...)...)
 }
 

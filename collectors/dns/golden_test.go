@@ -22,15 +22,15 @@ type fixedProbe struct {
 func (p *fixedProbe) Hooks() map[string]string {
 	return map[string]string{bpfdns.ProgramEgress: "cgroup_skb", bpfdns.ProgramIngress: "cgroup_skb", bpfdns.ProgramDrops: "tp_btf"}
 }
-func (p *fixedProbe) Read() (bpfdns.Counts, error)               { return p.counts, nil }
-func (p *fixedProbe) Sweep(time.Duration) (bpfdns.Swept, error)  { return bpfdns.Swept{}, nil }
-func (p *fixedProbe) Forget(bpfdns.Counts, map[uint32]bool)      {}
-func (p *fixedProbe) NXDomainByName() (map[uint64]uint64, error) { return p.nx, nil }
-func (p *fixedProbe) Name(h uint64) (string, bool)               { n, ok := p.names[h]; return n, ok }
-func (p *fixedProbe) Close() error                               { return nil }
-func (p *fixedProbe) Attach(int, bool, uint32) error             { return nil }
-func (p *fixedProbe) Detach(int)                                 {}
-func (p *fixedProbe) Attached() map[int]uint32                   { return p.attached }
+func (p *fixedProbe) Read() (bpfdns.Counts, error)                           { return p.counts, nil }
+func (p *fixedProbe) Sweep(time.Duration) (bpfdns.Swept, error)              { return bpfdns.Swept{}, nil }
+func (p *fixedProbe) Forget(bpfdns.Counts, map[uint64]bool, map[uint64]bool) {}
+func (p *fixedProbe) NXDomainByName() (map[uint64]uint64, error)             { return p.nx, nil }
+func (p *fixedProbe) Name(h uint64) (string, bool)                           { n, ok := p.names[h]; return n, ok }
+func (p *fixedProbe) Close() error                                           { return nil }
+func (p *fixedProbe) Attach(int, bool, uint32) error                         { return nil }
+func (p *fixedProbe) Detach(int)                                             {}
+func (p *fixedProbe) Attached() map[int]uint32                               { return p.attached }
 
 // TestGoldenMetrics: with the TC hook, DNS of the node's own sockets
 // (key 0), a pod's veth (the pod named after it), a veth no pod owns and
@@ -60,13 +60,13 @@ func TestGoldenMetricsCgroupHook(t *testing.T) {
 }
 
 func goldenCollector(tc bool) *collector {
-	own, podK, other, unknown := uint32(golden.OwnNetns), uint32(golden.PodNetns), uint32(golden.OtherNetns), uint32(golden.UnknownNetns)
+	own, podK, other, unknown := uint64(golden.OwnNetns), uint64(golden.PodNetns), uint64(golden.OtherNetns), uint64(golden.UnknownNetns)
 	if tc {
 		// Keys are pods' veths and 0, the node's own sockets (where
 		// the cgroup hook's unknown namespace goes too).
 		own, podK, other, unknown = 0, golden.IfPodVeth, golden.IfOtherVeth, 0
 	}
-	podNs, ownNs := uint32(golden.PodNetns), uint32(golden.OwnNetns)
+	podNs, ownNs := uint64(golden.PodNetns), uint64(golden.OwnNetns)
 	const a, aaaa, srv, servfail, nxdomain = 1, 28, 33, 2, 3
 	latency := map[bpfdns.HistKey]uint64{
 		{Netns: own, Bucket: bpfdns.SumBucket}:  1_250_000_000,
@@ -94,8 +94,8 @@ func goldenCollector(tc bool) *collector {
 				{Netns: podK, Rcode: 0}: 45, {Netns: podK, Rcode: nxdomain}: 4, {Netns: podK, Rcode: servfail}: 1,
 			},
 			Latency:  latency,
-			Timeouts: map[uint32]uint64{podK: 1},
-			Refused:  map[uint32]uint64{podK: 12},
+			Timeouts: map[uint64]uint64{podK: 1},
+			Refused:  map[uint64]uint64{podK: 12},
 			Drops:    map[bpfdns.DropKey]uint64{{Netns: podNs, Reason: 2}: 3, {Netns: ownNs, Reason: 6}: 1, {Netns: 0, Reason: 99}: 4},
 			Stats:    stats,
 		},
@@ -108,15 +108,15 @@ func goldenCollector(tc bool) *collector {
 	}
 	view := golden.Node()
 	reasons := map[uint32]string{2: "NO_SOCKET", 6: "NETFILTER_DROP"}
-	return &collector{deps: collectors.Deps{Net: view, Pods: view, Clock: &golden.Clock{T: golden.Now}}, probe: p, tc: tc, ifacePod: map[uint32]pod{},
+	return &collector{deps: collectors.Deps{Net: view, Pods: view, Clock: &golden.Clock{T: golden.Now}}, probe: p, tc: tc, ifacePod: map[uint64]pod{},
 		reason: func(r uint32) string {
 			if n, ok := reasons[r]; ok {
 				return n
 			}
 			return fmt.Sprint(r)
 		},
-		own: ownNs, timeout: 5 * time.Second, swept: map[uint32]uint64{podK: 2, other: 1}, live: 3,
-		forgetAfter: 2 * time.Minute, missing: map[uint32]time.Time{},
+		own: ownNs, timeout: 5 * time.Second, swept: map[uint64]uint64{podK: 2, other: 1}, live: 3,
+		forgetAfter: 2 * time.Minute, missing: map[uint64]time.Time{}, missingIface: map[uint64]time.Time{},
 		topNames: 4, nameTimeouts: map[uint64]uint64{0x11: 4, 0x22: 1, 0x44: 2}}
 }
 

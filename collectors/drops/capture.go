@@ -142,9 +142,9 @@ func (c *collector) kernelFilter(req capture.Request) (bpfdrops.CaptureFilter, e
 	snap := c.deps.Net.Snapshot()
 	if req.Pod != "" {
 		ns, name, _ := strings.Cut(req.Pod, "/")
-		for inode := range snap.Namespaces() {
-			if p, ok := c.deps.Pods.ByNetns(inode); ok && p.Namespace == ns && p.Name == name {
-				f.Netns = uint32(inode)
+		for cookie := range snap.Namespaces() {
+			if p, ok := c.deps.Pods.ByNetns(cookie); ok && p.Namespace == ns && p.Name == name {
+				f.Netns = cookie
 			}
 		}
 		if f.Netns == 0 {
@@ -153,7 +153,7 @@ func (c *collector) kernelFilter(req capture.Request) (bpfdrops.CaptureFilter, e
 	}
 	if req.Interface != "" {
 		if f.Netns != 0 {
-			if ns, _, _ := snap.Lookup(uint64(f.Netns)); ns != nil {
+			if ns, _, _ := snap.Lookup(f.Netns); ns != nil {
 				for idx, l := range ns.Links {
 					if l.Name == req.Interface {
 						f.Ifindex = uint32(idx)
@@ -163,7 +163,7 @@ func (c *collector) kernelFilter(req capture.Request) (bpfdrops.CaptureFilter, e
 		} else {
 			for _, l := range c.deps.Net.Links() {
 				if l.Name == req.Interface {
-					f.Ifindex, f.Netns = uint32(l.Index), uint32(snap.Own())
+					f.Ifindex, f.Netns = uint32(l.Index), snap.Own()
 				}
 			}
 		}
@@ -195,9 +195,9 @@ func (c *collector) packet(r bpfdrops.CaptureRecord, boot time.Time) *capture.Pa
 	p.Location = c.capt.syms.name(c.deps.Proc.Root(), r.Location)
 	if r.Netns != 0 {
 		snap := c.deps.Net.Snapshot()
-		p.Interface = c.name(snap, uint64(r.Netns), int(r.Ifindex)).name
-		if uint64(r.Netns) != snap.Own() {
-			if pod, ok := c.deps.Pods.ByNetns(uint64(r.Netns)); ok {
+		p.Interface = c.name(snap, r.Netns, int(r.Ifindex)).name
+		if r.Netns != snap.Own() {
+			if pod, ok := c.deps.Pods.ByNetns(r.Netns); ok {
 				p.Namespace, p.Pod = pod.Namespace, pod.Name
 			}
 		}

@@ -54,7 +54,7 @@ type config struct {
 	mapSize   *uint32
 	perIface  *uint32
 	perNetns  *uint32
-	onlyNetns *[]uint32
+	onlyNetns *[]uint64
 }
 
 func setup(app *kingpin.Application) collectors.Factory {
@@ -71,8 +71,8 @@ func setup(app *kingpin.Application) collectors.Factory {
 			Default(strconv.Itoa(bpfdrops.DefaultMaxKeysPerInterface)).Uint32(),
 		perNetns: app.Flag("drops.max-keys-per-namespace", "Keys one network namespace (a pod, all its interfaces) may hold in the kernel map; the node's own namespace is exempt. Drops past it are counted as for --drops.max-keys-per-interface. 0: no limit.").
 			Default(strconv.Itoa(bpfdrops.DefaultMaxKeysPerNetns)).Uint32(),
-		onlyNetns: app.Flag("drops.only-netns", "For tests: count only the drops in these network namespaces (by inode), so that a test's figures are exact while the rest of the machine drops too.").
-			Hidden().Uint32List(),
+		onlyNetns: app.Flag("drops.only-netns", "For tests: count only the drops in these network namespaces (by cookie, SO_NETNS_COOKIE), so that a test's figures are exact while the rest of the machine drops too.").
+			Hidden().Uint64List(),
 		forgetFor: app.Flag("drops.forget-after", "Forget counters of an interface or network namespace this long after it disappeared, so their series go with them.").
 			Default("2m").Duration(),
 	}
@@ -129,7 +129,7 @@ func start(deps collectors.Deps, c config) (collectors.Collector, error) {
 	opts := bpfdrops.Options{MapSize: *c.mapSize, TracefsRoot: *c.tracefs, BTF: deps.BTF,
 		MaxKeysPerInterface: *c.perIface, MaxKeysPerNetns: *c.perNetns,
 		// The node's namespace holds every host interface: no pod's.
-		OwnNetns: uint32(deps.Net.Snapshot().Own()), OnlyNetns: *c.onlyNetns}
+		OwnNetns: deps.Net.Snapshot().Own(), OnlyNetns: *c.onlyNetns}
 	if *c.attach != "auto" {
 		opts.Hooks = []string{*c.attach}
 	}
@@ -183,17 +183,17 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	for k, v := range counts.ByKey {
 		l := labels{reason: c.reasons.Name(k.Reason), protocol: protocolName(k.Protocol)}
 		if k.Netns != 0 {
-			alive[uint64(k.Netns)] = true
-			res := c.name(snap, uint64(k.Netns), int(k.Ifindex))
+			alive[k.Netns] = true
+			res := c.name(snap, k.Netns, int(k.Ifindex))
 			if res.unknown {
 				// A namespace the view has not read yet (created since
 				// its last walk): asked for, and counted on a later
 				// scrape under its names rather than now without them.
-				c.deps.Net.Miss(uint64(k.Netns))
+				c.deps.Net.Miss(k.Netns)
 				continue
 			}
 			last, known := c.last[k]
-			foreign := uint64(k.Netns) != snap.Own()
+			foreign := k.Netns != snap.Own()
 			if gone := res.gone || (k.Ifindex != 0 && !res.found); gone && known {
 				// The interface or its namespace is gone: keep the counts
 				// under the labels they had, so no series jumps, until
@@ -216,7 +216,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 				delete(c.missing, k)
 				l.iface = res.name
 				if foreign {
-					pod, _ := c.deps.Pods.ByNetns(uint64(k.Netns))
+					pod, _ := c.deps.Pods.ByNetns(k.Netns)
 					l.namespace, l.pod = pod.Namespace, pod.Name
 				}
 			}
@@ -227,9 +227,9 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	c.last, c.spare = seen, c.last
 	if len(stale) > 0 {
 		// Deleted now, not after the page is written: a drop counted
-		// on a stale key since the read above (its namespace inode
-		// reused by a new namespace) comes back in its final count and
-		// is kept under the key's labels, not lost with the key.
+		// on a stale key since the read above (its interface's index
+		// reused in the same namespace) comes back in its final count
+		// and is kept under the key's labels, not lost with the key.
 		for k, final := range c.probe.Forget(stale) {
 			r := staleRead[k]
 			if final > r.v {

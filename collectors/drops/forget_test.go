@@ -33,8 +33,8 @@ func (p *finalProbe) Forget(keys []bpfdrops.Key) map[bpfdrops.Key]uint64 {
 // in before the deletion, so the series reads 11 from then on.
 func TestForgetKeepsDropsCountedSinceTheRead(t *testing.T) {
 	const noSocket = 2
-	stays := bpfdrops.Key{Reason: noSocket, Netns: uint32(golden.OwnNetns), Protocol: 0x0800}
-	gone := bpfdrops.Key{Reason: noSocket, Netns: uint32(golden.OwnNetns), Ifindex: golden.IfGone, Protocol: 0x0800}
+	stays := bpfdrops.Key{Reason: noSocket, Netns: golden.OwnNetns, Protocol: 0x0800}
+	gone := bpfdrops.Key{Reason: noSocket, Netns: golden.OwnNetns, Ifindex: golden.IfGone, Protocol: 0x0800}
 	p := &finalProbe{fixedProbe: fixedProbe{counts: bpfdrops.Counts{ByKey: map[bpfdrops.Key]uint64{stays: 3, gone: 5}}},
 		final: map[bpfdrops.Key]uint64{gone: 8}}
 	view := golden.Node()

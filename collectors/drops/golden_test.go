@@ -35,7 +35,7 @@ func TestGoldenMetrics(t *testing.T) {
 		noSocket, csum, netfilter, otherhost, unnamed = 2, 5, 6, 16, 200
 	)
 	key := func(reason uint32, netns uint64, ifindex int, proto uint16) bpfdrops.Key {
-		return bpfdrops.Key{Reason: reason, Netns: uint32(netns), Ifindex: uint32(ifindex), Protocol: proto}
+		return bpfdrops.Key{Reason: reason, Netns: netns, Ifindex: uint32(ifindex), Protocol: proto}
 	}
 	p := &fixedProbe{counts: bpfdrops.Counts{
 		ByKey: map[bpfdrops.Key]uint64{

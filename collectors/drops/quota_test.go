@@ -35,7 +35,7 @@ func quietNetns(t *testing.T) *testenv.Netns {
 func agentArgs(t *testing.T, nss []*testenv.Netns, args ...string) []string {
 	out := []string{"--collector.disable-defaults", "--collector.drops"}
 	for _, ns := range nss {
-		out = append(out, "--drops.only-netns="+strconv.FormatUint(ns.Inode(t), 10))
+		out = append(out, "--drops.only-netns="+strconv.FormatUint(ns.Cookie(t), 10))
 	}
 	return append(out, args...)
 }

@@ -102,7 +102,7 @@ func start(ctx context.Context, deps collectors.Deps, cfg config) (collectors.Co
 	if deps.Net == nil {
 		return nil, collectors.Down("no_netlink", errors.New("the agent has no netlink link view"))
 	}
-	opts := bpffrag.Options{OwnNetns: uint32(deps.Net.Snapshot().Own()), Mode: *cfg.attach, ICMPGroup: *cfg.icmpGroup, BTF: deps.BTF}
+	opts := bpffrag.Options{OwnNetns: deps.Net.Snapshot().Own(), Mode: *cfg.attach, ICMPGroup: *cfg.icmpGroup, BTF: deps.BTF}
 	if *cfg.icmpAttach != "auto" {
 		opts.ICMPHooks = []string{*cfg.icmpAttach}
 	}

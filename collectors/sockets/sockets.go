@@ -120,8 +120,8 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	if c.deps.Net != nil {
 		snap := c.deps.Net.Snapshot()
 		seen := map[[2]string]bool{}
-		for ino, n := range snap.Namespaces() {
-			pod, ok := snap.ByNetns(ino)
+		for cookie, n := range snap.Namespaces() {
+			pod, ok := snap.ByNetns(cookie)
 			if !ok {
 				continue // no pod's: not the host's either
 			}

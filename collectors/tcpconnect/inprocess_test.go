@@ -87,7 +87,7 @@ func podOf(ns *testenv.Netns) map[string]string {
 func named(t *testing.T, nss ...*testenv.Netns) pods {
 	p := pods{}
 	for _, ns := range nss {
-		p[ns.Inode(t)] = cluster.Pod{Namespace: "test", Name: ns.Name}
+		p[ns.Cookie(t)] = cluster.Pod{Namespace: "test", Name: ns.Name}
 	}
 	return p
 }

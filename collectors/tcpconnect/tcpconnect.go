@@ -69,7 +69,7 @@ func New(deps collectors.Deps, o Options) (collectors.Collector, error) {
 		return nil, collectors.BPFLoadDown(err, "attach_failed")
 	}
 	deps.Logger.Info("tcp connect counter attached", "hooks", c.Hooks())
-	return &collector{deps: deps, c: c, own: uint32(deps.Net.Snapshot().Own()), ownOnly: o.OwnOnly, forgetAfter: o.ForgetAfter,
+	return &collector{deps: deps, c: c, own: deps.Net.Snapshot().Own(), ownOnly: o.OwnOnly, forgetAfter: o.ForgetAfter,
 		retired: map[podKey]*bpftc.Stats{}}, nil
 }
 
@@ -97,17 +97,17 @@ var results = [5]string{"established", "refused", "timeout", "error", "no_port"}
 // so that a test can serve fixed counts.
 type counter interface {
 	Hooks() map[string]string
-	Read() (map[uint32]bpftc.Stats, error)
-	InFlight() (map[uint32]int, error)
+	Read() (map[uint64]bpftc.Stats, error)
+	InFlight() (map[uint64]int, error)
 	Full() (map[string]uint64, error)
-	Forget(netns []uint32)
+	Forget(netns []uint64)
 	Close() error
 }
 
 type collector struct {
 	deps        collectors.Deps
 	c           counter
-	own         uint32
+	own         uint64
 	ownOnly     bool
 	forgetAfter time.Duration
 
@@ -139,7 +139,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	// summed: a label set is sent once.
 	sums := map[podKey]*bpftc.Stats{}
 	forgotten := map[podKey]*bpftc.Stats{}
-	var stale []uint32
+	var stale []uint64
 	snap := c.deps.Net.Snapshot()
 	now := c.deps.Now()
 	for ns, s := range all {
@@ -148,9 +148,9 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 			continue // the overflow slot shows once it counts
 		}
 		if ns != c.own && ns != bpftc.OverflowNetns {
-			_, state, since := snap.Lookup(uint64(ns))
+			_, state, since := snap.Lookup(ns)
 			if state == hostview.Unknown {
-				c.deps.Net.Miss(uint64(ns)) // created since the view's last walk, or gone before it
+				c.deps.Net.Miss(ns) // created since the view's last walk, or gone before it
 			}
 			if state == hostview.Gone && now.Sub(since) > c.forgetAfter {
 				stale = append(stale, ns)
@@ -225,7 +225,7 @@ func addTo(m map[podKey]*bpftc.Stats, k podKey, s *bpftc.Stats) {
 
 // pod names the pod of a namespace (the zero podKey for the host and
 // namespaces of no known pod), and says whether it is counted at all.
-func (c *collector) pod(ns uint32) (podKey, bool) {
+func (c *collector) pod(ns uint64) (podKey, bool) {
 	if ns == c.own {
 		return podKey{}, true
 	}
@@ -236,7 +236,7 @@ func (c *collector) pod(ns uint32) (podKey, bool) {
 	if c.ownOnly {
 		return podKey{}, false
 	}
-	pod, _ := c.deps.Pods.ByNetns(uint64(ns))
+	pod, _ := c.deps.Pods.ByNetns(ns)
 	return podKey{pod.Namespace, pod.Name}, true
 }
 

@@ -28,7 +28,7 @@ func (f fixedCounter) Full() (uint64, error) { return 7, nil }
 func TestGoldenMetrics(t *testing.T) {
 	const established, synSent, synRecv = 1, 2, 3
 	key := func(netns uint64, family uint16, state uint8) bpftcp.Key {
-		return bpftcp.Key{Netns: uint32(netns), Family: family, State: state}
+		return bpftcp.Key{Netns: netns, Family: family, State: state}
 	}
 	counts := fixedCounter{
 		key(golden.OwnNetns, unix.AF_INET, established):     31,

@@ -32,7 +32,7 @@ var Spec = collectors.Spec{
 		scope := app.Flag("tcpretrans.netns", "Count retransmits of every network namespace on the node (all: pods too, labelled by pod when the agent knows the cluster) or of the agent's own only (own).").
 			Default("all").Enum("all", "own")
 		return func(ctx context.Context, deps collectors.Deps) (collectors.Collector, error) {
-			own, err := hostview.OwnInode()
+			own, err := hostview.OwnCookie()
 			if err != nil {
 				return nil, collectors.Down("netns", err)
 			}
@@ -85,15 +85,15 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	type labels struct{ state, family, namespace, pod string }
 	sums := map[labels]uint64{}
 	for k, v := range counts {
-		if c.ownOnly && uint64(k.Netns) != c.own {
+		if c.ownOnly && k.Netns != c.own {
 			continue
 		}
 		l := labels{state: tcpStates[k.State], family: family(k.Family)}
 		if l.state == "" {
 			l.state = "UNKNOWN"
 		}
-		if uint64(k.Netns) != c.own {
-			pod, _ := c.deps.Pods.ByNetns(uint64(k.Netns))
+		if k.Netns != c.own {
+			pod, _ := c.deps.Pods.ByNetns(k.Netns)
 			l.namespace, l.pod = pod.Namespace, pod.Name
 		}
 		sums[l] += v

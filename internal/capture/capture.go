@@ -150,7 +150,7 @@ type Packet struct {
 	Reason    string    `json:"reason"`
 	Location  string    `json:"location,omitempty"` // kernel function that dropped it
 	Interface string    `json:"interface,omitempty"`
-	Netns     uint32    `json:"netns,omitempty"`
+	Netns     uint64    `json:"netns,omitempty"` // the namespace's cookie (SO_NETNS_COOKIE)
 	Namespace string    `json:"namespace,omitempty"`
 	Pod       string    `json:"pod,omitempty"`
 	EtherType string    `json:"ethertype,omitempty"`

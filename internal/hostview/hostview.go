@@ -1,7 +1,8 @@
 // Package hostview holds what agent/hostnet's view of the host's network
 // publishes and collectors read: links, the node's other network
 // namespaces and the snapshot that joins them with pods. It is plain data
-// and reads nothing of the kernel beyond a namespace file's inode, so the
+// and reads nothing of the kernel beyond a namespace file's inode and the
+// calling thread's namespace cookie, so the
 // collectors framework can name these types without importing agent/
 // (DESIGN, layering: the framework imports nothing of agent/).
 package hostview
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/internal/procnet"
@@ -49,6 +51,9 @@ type NsLink struct {
 
 // Inspection is what one look into a namespace found.
 type Inspection struct {
+	// Cookie is the namespace's cookie (SO_NETNS_COOKIE, net->net_cookie
+	// in the kernel): what the view and the BPF programs know it by.
+	Cookie uint64
 	// NsID is the id the agent's namespace gave this one (what a host-side
 	// veth's NetNsID names), -1 when none was given.
 	NsID  int
@@ -57,7 +62,8 @@ type Inspection struct {
 }
 
 // Inode returns the inode of a namespace file (e.g. /proc/PID/ns/net):
-// the number BPF programs see as net->ns.inum.
+// how the walk finds namespaces (net->ns.inum in the kernel). Not what
+// counts are keyed by: a new namespace gets a freed inode back at once.
 func Inode(path string) (uint64, error) {
 	var st syscall.Stat_t
 	if err := syscall.Stat(path, &st); err != nil {
@@ -69,7 +75,29 @@ func Inode(path string) (uint64, error) {
 // OwnInode is the inode of the calling thread's network namespace.
 func OwnInode() (uint64, error) { return Inode("/proc/thread-self/ns/net") }
 
-// Namespace is another network namespace of the node, as last read.
+// OwnCookie is the cookie of the calling thread's network namespace (the
+// agent's: its threads all stay there unless locked elsewhere), read
+// through a socket made there (a Unix one: every kernel has it, it needs
+// no module and no address; SO_NETNS_COOKIE is Linux 5.14+). Unlike the
+// inode, a cookie is never given to another namespace while the node
+// runs, so counts keyed by it never pass from a vanished pod to a new one.
+func OwnCookie() (uint64, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("socket for the namespace cookie: %w", err)
+	}
+	defer unix.Close(fd)
+	c, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	if err != nil {
+		return 0, fmt.Errorf("getsockopt SO_NETNS_COOKIE (Linux 5.14+): %w", err)
+	}
+	return c, nil
+}
+
+// Namespace is another network namespace of the node, as last read. The
+// view and the BPF programs know it by its cookie (Inspection.Cookie); its
+// inode finds it on the walk and names it to people, but a namespace made
+// after it was freed gets it back at once.
 type Namespace struct {
 	Inode uint64
 	// Path opens it (a pin under /run/netns, or /proc/PID/ns/net).
@@ -103,32 +131,37 @@ type Snapshot struct {
 	// The fields below are filled by the view that publishes the
 	// snapshot (agent/hostnet) and never written after; readers use the
 	// methods.
-	OwnInode  uint64
-	ByInode   map[uint64]*Namespace
+	// OwnCookie is the agent's namespace's cookie. ByCookie, GoneSince
+	// and PodByNetns are by cookie; ByIno is the walk's key, for the
+	// next refresh to find what it read before.
+	OwnCookie uint64
+	ByCookie  map[uint64]*Namespace
+	ByIno     map[uint64]*Namespace
 	NsIDs     map[int]*Namespace
 	GoneSince map[uint64]time.Time
-	// pods joined by address: namespace inode and host-side veth ifindex.
+	// pods joined by address: namespace cookie and host-side veth ifindex.
 	PodByNetns map[uint64]cluster.Pod
 	PodByIface map[int]cluster.Pod
 }
 
-// Own is the inode of the agent's namespace.
-func (s *Snapshot) Own() uint64 { return s.OwnInode }
+// Own is the cookie of the agent's namespace.
+func (s *Snapshot) Own() uint64 { return s.OwnCookie }
 
-// Lookup returns a namespace by inode, its state, and since when it is
+// Lookup returns a namespace by cookie, its state, and since when it is
 // gone (zero unless Gone).
-func (s *Snapshot) Lookup(inode uint64) (*Namespace, State, time.Time) {
-	if n, ok := s.ByInode[inode]; ok {
+func (s *Snapshot) Lookup(cookie uint64) (*Namespace, State, time.Time) {
+	if n, ok := s.ByCookie[cookie]; ok {
 		return n, Present, time.Time{}
 	}
-	if since, ok := s.GoneSince[inode]; ok {
+	if since, ok := s.GoneSince[cookie]; ok {
 		return nil, Gone, since
 	}
 	return nil, Unknown, time.Time{}
 }
 
-// Namespaces returns every namespace present (not the agent's own).
-func (s *Snapshot) Namespaces() map[uint64]*Namespace { return s.ByInode }
+// Namespaces returns every namespace present (not the agent's own), by
+// cookie.
+func (s *Snapshot) Namespaces() map[uint64]*Namespace { return s.ByCookie }
 
 // ByNsID returns the namespace the agent's namespace knows by this nsid
 // (a host-side veth's NetNsID).
@@ -151,9 +184,9 @@ func (s *Snapshot) PeerMTU(l Link) (int, bool) {
 	return peer.MTU, ok
 }
 
-// ByNetns returns the pod whose namespace has this inode.
-func (s *Snapshot) ByNetns(inode uint64) (cluster.Pod, bool) {
-	p, ok := s.PodByNetns[inode]
+// ByNetns returns the pod whose namespace has this cookie.
+func (s *Snapshot) ByNetns(cookie uint64) (cluster.Pod, bool) {
+	p, ok := s.PodByNetns[cookie]
 	return p, ok
 }
 

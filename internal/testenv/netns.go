@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Netns is a network namespace made by a test (`ip netns add`), deleted
@@ -126,4 +127,24 @@ func (n *Netns) Inode(t testing.TB) uint64 {
 		t.Fatalf("inode of netns %s: %v", n.Name, err)
 	}
 	return ino
+}
+
+// Cookie returns the namespace's cookie (SO_NETNS_COOKIE of a socket made
+// inside it): what the agent's BPF programs key it by, never given to
+// another namespace, unlike its inode.
+func (n *Netns) Cookie(t testing.TB) uint64 {
+	t.Helper()
+	var c uint64
+	if err := n.Do(func() error {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		c, err = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+		return err
+	}); err != nil {
+		t.Fatalf("cookie of netns %s: %v", n.Name, err)
+	}
+	return c
 }

@@ -452,8 +452,8 @@ func testDNSCounts(t *testing.T, args ...string) {
 			}
 		}
 	}()
-	ino := strconv.FormatUint(client.Inode(t), 10)
-	a := testenv.StartAgent(t, agentNS, append([]string{"--collector.disable-defaults", "--collector.dns", "--dns.timeout=1s", "--dns.only-netns=" + ino}, args...)...)
+	cookie := strconv.FormatUint(client.Cookie(t), 10)
+	a := testenv.StartAgent(t, agentNS, append([]string{"--collector.disable-defaults", "--collector.dns", "--dns.timeout=1s", "--dns.only-netns=" + cookie}, args...)...)
 	q := []byte{0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 2, 'o', 'k', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1}
 	for i := 0; i < 13; i++ {
 		id := uint16(i)
@@ -480,9 +480,9 @@ func testDNSCounts(t *testing.T, args ...string) {
 			t.Fatal(err)
 		}
 	}
-	p := map[string]string{"namespace": "netns", "pod": ino}
-	a.WaitSum(t, "netsonde_dns_queries_total", map[string]string{"namespace": "netns", "pod": ino, "qtype": "A"}, 13)
-	a.WaitSum(t, "netsonde_dns_responses_total", map[string]string{"namespace": "netns", "pod": ino, "rcode": "NOERROR"}, 10)
+	p := map[string]string{"namespace": "netns", "pod": cookie}
+	a.WaitSum(t, "netsonde_dns_queries_total", map[string]string{"namespace": "netns", "pod": cookie, "qtype": "A"}, 13)
+	a.WaitSum(t, "netsonde_dns_responses_total", map[string]string{"namespace": "netns", "pod": cookie, "rcode": "NOERROR"}, 10)
 	a.WaitSum(t, "netsonde_dns_response_duration_seconds", p, 10)
 	a.WaitSum(t, "netsonde_dns_timeouts_total", p, 3)
 }
