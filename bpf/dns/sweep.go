@@ -3,11 +3,38 @@ package dns
 import (
 	"fmt"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
+
+// Swept is what one sweep closed as timeouts, per network namespace and
+// per name hash (0: no name kept), and how many queries are in flight.
+type Swept struct {
+	ByNetns map[uint64]uint64
+	ByName  map[uint64]uint64
+	Live    int
+}
+
+// Sweep closes the queries older than timeout in the in-flight table.
+// A query is closed once: by its answer, by a query that displaces it
+// from its slot, or by this sweep, whichever frees its slot first.
+func (p *Probe) Sweep(timeout time.Duration) (Swept, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return Swept{}, fmt.Errorf("clock: %w", err)
+	}
+	now := uint64(ts.Nano())
+	limit := uint64(timeout.Nanoseconds())
+	if m := p.Map("inflight"); m.Type() != ebpf.Array {
+		// An older build's object (Options.Object, for benchmarks):
+		// its table is not this build's.
+		return Swept{}, fmt.Errorf("in-flight table is a %s, not this build's array", m.Type())
+	}
+	return p.sweepArray(now, limit)
+}
 
 // sweepArray is Sweep for the in-flight array (BPF_F_MMAPABLE): its
 // slots are read in place, through a shared mapping of the map's memory,
