@@ -423,6 +423,8 @@ var checkDesc = map[string]string{
 	"TestExt4Fdatasyncs":                     "traced ext4 fdatasyncs ≥ the 50 made",
 	"TestTCPConnectOutcomes":                 "connects: 5 established, 3 refused, 2 ICMP-unreachable errors, 1 kernel timeout, exactly",
 	"TestSocketCounters":                     "a full accept queue's `TcpExtListenOverflows` and a full UDP buffer's `UdpRcvbufErrors` equal to the kernel's; 10 connects with no local port left: `no_port` +10",
+	"TestDNSCountsCgroupHook":                "… the same with `--dns.hook=cgroup` (the socket's namespace read by the cgroup programs)",
+	"TestBelowIPCounters":                    "a `tbf` qdisc's drops equal to `tc -s qdisc`'s, a veth's tx drops to a down peer equal to `tx_dropped` (where the kernel counts them), carrier changes after five flaps equal to `carrier_changes`",
 	"TestDNSCounts":                          "13 DNS queries, 10 NOERROR answers with their durations and 3 timeouts counted exactly, per client namespace",
 	"TestPathMTUIPv6":                        "IPv6 path MTU over a 1,280 hop: 1,280 in 2 probes as `tracepath -6` says; with packet-too-big dropped, 1,280 in 9 probes and the black hole flagged; a VXLAN over IPv6 at 1,500 a mismatch with expected 1,430",
 	"TestWireGuardOverIPv6":                  "WireGuard over a 1,500 underlay, endpoints read over generic netlink: an IPv6 peer's device at 1,440 a mismatch with expected 1,420, at 1,420 none; an IPv4 peer's at 1,440 fits",
@@ -444,6 +446,8 @@ var checkOrder = []string{
 	"TestSocketCounters",
 	"TestExt4Fdatasyncs",
 	"TestDNSCounts",
+	"TestDNSCountsCgroupHook",
+	"TestBelowIPCounters",
 	"TestPathMTUIPv6",
 	"TestWireGuardOverIPv6",
 }
