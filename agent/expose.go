@@ -60,7 +60,6 @@ func rendersItself(format expfmt.Format) bool {
 type rendered struct {
 	series []byte
 	value  float64
-	labels []*dto.LabelPair
 	metric prometheus.Metric // the same series, should the registry need it
 }
 
@@ -105,7 +104,7 @@ func (h *scrapeHandler) serveRendered(ctx context.Context, since time.Time, w ht
 		} else if f.info != rd.Family && *f.info != *rd.Family {
 			f.conflict = true
 		}
-		f.series = append(f.series, rendered{rd.Series, rd.Value, rd.Labels, m})
+		f.series = append(f.series, rendered{rd.Series, rd.Value, m})
 	}
 	mfs, err := gatherRest(<-regc, rest, families)
 
@@ -427,7 +426,7 @@ func (o *seriesOrder) sort(series []rendered) ([]rendered, *lines, []error) {
 	for i := range idx {
 		idx[i] = int32(i)
 	}
-	slices.SortFunc(idx, func(a, b int32) int { return compareSeries(series[a], series[b]) })
+	slices.SortFunc(idx, func(a, b int32) int { return collectors.CompareSeries(series[a].series, series[b].series) })
 	out := getRendered(len(series))
 	var errs []error
 	for _, i := range idx {
@@ -448,21 +447,6 @@ func (o *seriesOrder) sort(series []rendered) ([]rendered, *lines, []error) {
 	}
 	o.lines = l
 	return out, l, errs
-}
-
-// compareSeries orders series as client_golang's registry does (fewer
-// labels first, then label values in turn), then by their text, so that
-// copies of one series end up next to each other.
-func compareSeries(a, b rendered) int {
-	if len(a.labels) != len(b.labels) {
-		return len(a.labels) - len(b.labels)
-	}
-	for i, lp := range a.labels {
-		if c := strings.Compare(lp.GetValue(), b.labels[i].GetValue()); c != 0 {
-			return c
-		}
-	}
-	return bytes.Compare(a.series, b.series)
 }
 
 // renderedPool holds the slices of rendered series of past scrapes: at
