@@ -109,7 +109,6 @@ type collector struct {
 	// Scratch maps of Collect, reused.
 	sums  map[labels]uint64
 	alive map[uint64]bool
-	live  map[labels]bool
 
 	// capt runs `netsonde capture`; nil for a probe that cannot.
 	capt *capturer
@@ -145,7 +144,7 @@ func newCollector(deps collectors.Deps, p probe, reasons reasonNames, forgetFor 
 	c := &collector{deps: deps, probe: p, reasons: reasons, forgetFor: forgetFor,
 		series: collectors.NewSeriesCache[labels](dropsDesc, prometheus.CounterValue),
 		last:   map[bpfdrops.Key]labels{}, missing: map[bpfdrops.Key]time.Time{}, retired: map[labels]uint64{},
-		sums: map[labels]uint64{}, alive: map[uint64]bool{}, live: map[labels]bool{}}
+		sums: map[labels]uint64{}, alive: map[uint64]bool{}}
 	if cp, ok := p.(captureProbe); ok {
 		c.capt = &capturer{probe: cp}
 	}
@@ -253,20 +252,32 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	// A series made of several keys (standalone: the same interface name
 	// in many namespaces) keeps the counts of the keys forgotten under it
 	// while any key of it lives, so it never decreases; once none does,
-	// the series ends.
-	live := c.live
-	clear(live)
-	for _, l := range c.last {
-		live[l] = true
-	}
-	for l, v := range forgotten {
-		if live[l] {
-			c.retired[l] += v
+	// the series ends. Whether a key of it lives is asked only of the
+	// series with forgotten keys, usually none: the set of every live
+	// series' labels it was asked of, kept between scrapes, held as much
+	// as sums.
+	if len(forgotten) > 0 || len(c.retired) > 0 {
+		live := make(map[labels]bool, len(forgotten)+len(c.retired))
+		for l := range forgotten {
+			live[l] = false
 		}
-	}
-	for l := range c.retired {
-		if !live[l] {
-			delete(c.retired, l)
+		for l := range c.retired {
+			live[l] = false
+		}
+		for _, l := range c.last {
+			if _, asked := live[l]; asked {
+				live[l] = true
+			}
+		}
+		for l, v := range forgotten {
+			if live[l] {
+				c.retired[l] += v
+			}
+		}
+		for l := range c.retired {
+			if !live[l] {
+				delete(c.retired, l)
+			}
 		}
 	}
 	var overflowed, refused uint64
