@@ -45,8 +45,8 @@ type seriesMeta struct {
 // (protobuf); a series that is not rendered keeps its label pairs.
 type cachedSeries struct {
 	meta   *seriesMeta
-	text   []byte           // name{label="value",...}; nil when not rendered
-	labels []*dto.LabelPair // only when not rendered
+	text   []byte            // name{label="value",...}; nil when not rendered
+	labels *[]*dto.LabelPair // only when not rendered (a pointer: 48 bytes a series, not 64)
 	gen    uint64
 }
 
@@ -74,7 +74,7 @@ func (c *SeriesCache[K]) Metric(k K, v float64, labelValues func() []string) pro
 			s.text = renderSeries(c.meta.family.Name, labels)
 		}
 		if s.text == nil {
-			s.labels = labels
+			s.labels = &labels
 		}
 		c.m[k] = s
 	}
@@ -115,9 +115,10 @@ type sample struct {
 func (s *sample) Desc() *prometheus.Desc { return s.s.meta.desc }
 
 func (s *sample) Write(out *dto.Metric) error {
-	out.Label = s.s.labels
 	if s.s.text != nil {
 		out.Label = parseLabels(s.s.text)
+	} else {
+		out.Label = *s.s.labels
 	}
 	switch s.s.meta.typ {
 	case prometheus.CounterValue:
@@ -171,7 +172,7 @@ func probeFamily(desc *prometheus.Desc, typ prometheus.ValueType, labels []*dto.
 		return nil
 	}
 	reg := prometheus.NewRegistry()
-	if err := reg.Register(probe{&sample{s: &cachedSeries{meta: &seriesMeta{desc: desc, typ: typ}, labels: labels}}}); err != nil {
+	if err := reg.Register(probe{&sample{s: &cachedSeries{meta: &seriesMeta{desc: desc, typ: typ}, labels: &labels}}}); err != nil {
 		return nil
 	}
 	mfs, err := reg.Gather()
