@@ -60,15 +60,13 @@ func rendersItself(format expfmt.Format) bool {
 type rendered struct {
 	series []byte
 	value  float64
-	labels []*dto.LabelPair
 	metric prometheus.Metric // the same series, should the registry need it
 }
 
 type renderedFamily struct {
 	info     *collectors.Family
 	series   []rendered
-	lines    *lines // the series' text, once sorted
-	conflict bool   // another cache exports the name with other help or type
+	conflict bool // another cache exports the name with other help or type
 }
 
 // gathered is what a Gatherer returned.
@@ -105,7 +103,7 @@ func (h *scrapeHandler) serveRendered(ctx context.Context, since time.Time, w ht
 		} else if f.info != rd.Family && *f.info != *rd.Family {
 			f.conflict = true
 		}
-		f.series = append(f.series, rendered{rd.Series, rd.Value, rd.Labels, m})
+		f.series = append(f.series, rendered{rd.Series, rd.Value, m})
 	}
 	mfs, err := gatherRest(<-regc, rest, families)
 
@@ -116,9 +114,9 @@ func (h *scrapeHandler) serveRendered(ctx context.Context, since time.Time, w ht
 	names := make([]string, 0, len(families))
 	for name, f := range families {
 		names = append(names, name)
-		sorted, lines, dups := h.order(name).sort(f.series)
+		sorted, dups := h.order(name).sort(f.series)
 		putRendered(f.series)
-		f.series, f.lines = sorted, lines
+		f.series = sorted
 		errs = append(errs, dups...)
 	}
 	// The series' slices go back to the pool once the page is written.
@@ -233,12 +231,10 @@ func writeRendered(bw *bufio.Writer, format expfmt.Format, om bool, f *renderedF
 		return err
 	}
 	bw.Write(header)
-	start := 0
-	for i, s := range f.series {
-		end := f.lines.ends[i]
+	for _, s := range f.series {
 		b := bw.AvailableBuffer()
-		b = append(b, f.lines.text[start:end]...)
-		start = end
+		b = append(b, s.series...)
+		b = append(b, ' ')
 		b = appendValue(b, s.value, om)
 		b = append(b, '\n')
 		bw.Write(b)
@@ -367,22 +363,13 @@ var (
 // texts live as long as their series do in a SeriesCache, so a scrape of
 // the same series puts them in order without comparing (the map's keys
 // keep those texts from being freed and their addresses reused).
+//
+// It does not keep a copy of the texts in that order, one block to write
+// from: at 10,000 series that was 1.5 MB held between scrapes for less
+// than 0.2 ms of a scrape's CPU at 1,000 interfaces.
 type seriesOrder struct {
 	mu   sync.Mutex
 	rank map[*byte]int
-	// lines is the texts in that order, one after the other, each with
-	// the space before its value: written from one block of memory, not
-	// from 1,000 small ones the scrape would otherwise read from cold
-	// caches. Never modified once made: a scrape still writing it may
-	// hold it while the next one makes another.
-	lines *lines
-}
-
-// lines is the text of a family's series before their values: line i is
-// text[ends[i-1]:ends[i]].
-type lines struct {
-	text []byte
-	ends []int
 }
 
 func (h *scrapeHandler) order(name string) *seriesOrder {
@@ -402,7 +389,7 @@ func (h *scrapeHandler) order(name string) *seriesOrder {
 // sort returns the series sorted as the registry sorts a family's metrics,
 // without the second and later copies of a series, each an error, as in a
 // registry.
-func (o *seriesOrder) sort(series []rendered) ([]rendered, *lines, []error) {
+func (o *seriesOrder) sort(series []rendered) ([]rendered, []error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if len(o.rank) == len(series) {
@@ -419,7 +406,7 @@ func (o *seriesOrder) sort(series []rendered) ([]rendered, *lines, []error) {
 			out[r] = s
 		}
 		if ok {
-			return out, o.lines, nil
+			return out, nil
 		}
 		putRendered(out)
 	}
@@ -427,7 +414,7 @@ func (o *seriesOrder) sort(series []rendered) ([]rendered, *lines, []error) {
 	for i := range idx {
 		idx[i] = int32(i)
 	}
-	slices.SortFunc(idx, func(a, b int32) int { return compareSeries(series[a], series[b]) })
+	slices.SortFunc(idx, func(a, b int32) int { return collectors.CompareSeries(series[a].series, series[b].series) })
 	out := getRendered(len(series))
 	var errs []error
 	for _, i := range idx {
@@ -439,30 +426,10 @@ func (o *seriesOrder) sort(series []rendered) ([]rendered, *lines, []error) {
 		out = append(out, s)
 	}
 	o.rank = make(map[*byte]int, len(out))
-	l := &lines{ends: make([]int, len(out))}
 	for i, s := range out {
 		o.rank[&s.series[0]] = i
-		l.text = append(l.text, s.series...)
-		l.text = append(l.text, ' ')
-		l.ends[i] = len(l.text)
 	}
-	o.lines = l
-	return out, l, errs
-}
-
-// compareSeries orders series as client_golang's registry does (fewer
-// labels first, then label values in turn), then by their text, so that
-// copies of one series end up next to each other.
-func compareSeries(a, b rendered) int {
-	if len(a.labels) != len(b.labels) {
-		return len(a.labels) - len(b.labels)
-	}
-	for i, lp := range a.labels {
-		if c := strings.Compare(lp.GetValue(), b.labels[i].GetValue()); c != 0 {
-			return c
-		}
-	}
-	return bytes.Compare(a.series, b.series)
+	return out, errs
 }
 
 // renderedPool holds the slices of rendered series of past scrapes: at

@@ -1,6 +1,7 @@
 package collectors
 
 import (
+	"bytes"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -10,38 +11,49 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// SeriesCache keeps the rendered label pairs of a metric's series from one
-// scrape to the next, keyed by the collector's own comparable label set:
-// interfaces and pods change rarely, and building a ConstMetric renders
-// and sorts every label pair of every series on every scrape (most of a
-// scrape's allocations at 1,000 interfaces). A series not asked for during
-// a scrape is dropped at the next Sweep.
+// SeriesCache keeps a metric's series from one scrape to the next, keyed
+// by the collector's own comparable label set: interfaces and pods change
+// rarely, and building a ConstMetric renders and sorts every label pair of
+// every series on every scrape (most of a scrape's allocations at 1,000
+// interfaces). A series not asked for during a scrape is dropped at the
+// next Sweep.
 //
-// It also keeps each series' exposition text, `name{label="value",...}`,
-// so that the scrape handler can write the series' line itself (see
-// Rendered) instead of putting it through the registry's checks, sorting
-// and text encoder on every scrape.
+// It keeps each series' exposition text, `name{label="value",...}`, so
+// that the scrape handler can write the series' line itself (see Rendered)
+// instead of putting it through the registry's checks, sorting and text
+// encoder on every scrape; and only that text, not its label pairs too.
 type SeriesCache[K comparable] struct {
-	desc *prometheus.Desc
-	typ  prometheus.ValueType
-
 	mu     sync.Mutex
 	m      map[K]*cachedSeries
 	gen    uint64
-	probed bool    // family has been asked of a registry
-	family *Family // nil: the series are not rendered (see probeFamily)
+	probed bool        // family has been asked of a registry
+	meta   *seriesMeta // what new series share; its family once probed
 }
 
+// seriesMeta is what all of a cache's series share: one per cache, and a
+// second once the family is known (see probeFamily).
+type seriesMeta struct {
+	desc   *prometheus.Desc
+	typ    prometheus.ValueType
+	family *Family // nil: the series are not rendered
+}
+
+// cachedSeries is one series, as compact as it can be kept: a cache holds
+// every series of a family between scrapes, tens of thousands of drops
+// series on a busy node. A rendered series keeps only its text, from which
+// its label pairs are parsed again on the rare scrape that needs them
+// (protobuf); a series that is not rendered keeps its label pairs.
 type cachedSeries struct {
-	labels []*dto.LabelPair
-	text   []byte // nil when not rendered
+	meta   *seriesMeta
+	text   []byte            // name{label="value",...}; nil when not rendered
+	labels *[]*dto.LabelPair // only when not rendered (a pointer: 48 bytes a series, not 64)
 	gen    uint64
 }
 
 // NewSeriesCache makes a cache for desc's series, all of type typ
 // (prometheus.CounterValue or GaugeValue).
 func NewSeriesCache[K comparable](desc *prometheus.Desc, typ prometheus.ValueType) *SeriesCache[K] {
-	return &SeriesCache[K]{desc: desc, typ: typ, m: map[K]*cachedSeries{}}
+	return &SeriesCache[K]{m: map[K]*cachedSeries{}, meta: &seriesMeta{desc: desc, typ: typ}}
 }
 
 // Metric returns k's series with value v. labelValues, in the desc's
@@ -50,19 +62,25 @@ func (c *SeriesCache[K]) Metric(k K, v float64, labelValues func() []string) pro
 	c.mu.Lock()
 	s := c.m[k]
 	if s == nil {
-		s = &cachedSeries{labels: prometheus.MakeLabelPairs(c.desc, labelValues())}
-		if !c.probed && validUTF8(s.labels) {
+		labels := prometheus.MakeLabelPairs(c.meta.desc, labelValues())
+		if !c.probed && validUTF8(labels) {
 			c.probed = true
-			c.family = probeFamily(c.desc, c.typ, s.labels)
+			if f := probeFamily(c.meta.desc, c.meta.typ, labels); f != nil {
+				c.meta = &seriesMeta{desc: c.meta.desc, typ: c.meta.typ, family: f}
+			}
 		}
-		if c.family != nil {
-			s.text = renderSeries(c.family.Name, s.labels)
+		s = &cachedSeries{meta: c.meta}
+		if c.meta.family != nil {
+			s.text = renderSeries(c.meta.family.Name, labels)
+		}
+		if s.text == nil {
+			s.labels = &labels
 		}
 		c.m[k] = s
 	}
 	s.gen = c.gen
 	c.mu.Unlock()
-	return &sample{desc: c.desc, typ: c.typ, labels: s.labels, v: v, family: c.family, text: s.text}
+	return &sample{s: s, v: v}
 }
 
 // Sweep forgets the series not asked for since the previous Sweep; call it
@@ -85,23 +103,24 @@ func (c *SeriesCache[K]) Len() int {
 	return len(c.m)
 }
 
-// sample is one series' value in one scrape. Its label pairs are shared
-// with the cache and with concurrent scrapes: nothing writes them after
-// MakeLabelPairs, as for a ConstMetric.
+// sample is one series' value in one scrape: 16 bytes, as a Set keeps the
+// last collection of every collector for scrapes that share it. Its series
+// is shared with the cache and with concurrent scrapes: nothing writes its
+// text or label pairs after they are made, as for a ConstMetric.
 type sample struct {
-	desc   *prometheus.Desc
-	typ    prometheus.ValueType
-	labels []*dto.LabelPair
-	v      float64
-	family *Family
-	text   []byte
+	s *cachedSeries
+	v float64
 }
 
-func (s *sample) Desc() *prometheus.Desc { return s.desc }
+func (s *sample) Desc() *prometheus.Desc { return s.s.meta.desc }
 
 func (s *sample) Write(out *dto.Metric) error {
-	out.Label = s.labels
-	switch s.typ {
+	if s.s.text != nil {
+		out.Label = parseLabels(s.s.text)
+	} else {
+		out.Label = *s.s.labels
+	}
+	switch s.s.meta.typ {
 	case prometheus.CounterValue:
 		out.Counter = &dto.Counter{Value: &s.v}
 	case prometheus.GaugeValue:
@@ -123,24 +142,22 @@ type Family struct {
 // line's `name{label="value",...}` part, with the labels sorted by name
 // and their values escaped, as both the Prometheus text format and
 // OpenMetrics 1.0 write it, and Value the sample's value. Family is shared
-// by every series of one SeriesCache.
+// by every series of one SeriesCache. Series is shared too, and not to be
+// modified; CompareSeries orders two of them as a registry would.
 type Rendered struct {
 	Family *Family
 	Series []byte
 	Value  float64
-	// Labels are the series' label pairs, sorted by name, shared and
-	// not to be modified.
-	Labels []*dto.LabelPair
 }
 
 // RenderedOf returns m's exposition text if m comes from a SeriesCache
 // whose series are rendered.
 func RenderedOf(m prometheus.Metric) (Rendered, bool) {
 	s, ok := m.(*sample)
-	if !ok || s.text == nil {
+	if !ok || s.s.text == nil {
 		return Rendered{}, false
 	}
-	return Rendered{Family: s.family, Series: s.text, Value: s.v, Labels: s.labels}, true
+	return Rendered{Family: s.s.meta.family, Series: s.s.text, Value: s.v}, true
 }
 
 // probeFamily learns the desc's name, help and type by gathering one of
@@ -155,7 +172,7 @@ func probeFamily(desc *prometheus.Desc, typ prometheus.ValueType, labels []*dto.
 		return nil
 	}
 	reg := prometheus.NewRegistry()
-	if err := reg.Register(probe{&sample{desc: desc, typ: typ, labels: labels}}); err != nil {
+	if err := reg.Register(probe{&sample{s: &cachedSeries{meta: &seriesMeta{desc: desc, typ: typ}, labels: &labels}}}); err != nil {
 		return nil
 	}
 	mfs, err := reg.Gather()
@@ -225,4 +242,104 @@ func validUTF8(labels []*dto.LabelPair) bool {
 		}
 	}
 	return true
+}
+
+// nextLabel reads the label of a rendered series that begins at i: its
+// name, its value as rendered (escaped), whether that has escapes, and
+// where the next label begins (or the closing brace).
+func nextLabel(text []byte, i int) (name, value []byte, next int, escaped bool) {
+	eq := i + bytes.IndexByte(text[i:], '=')
+	name = text[i:eq]
+	i = eq + 2 // past ="
+	start := i
+	for text[i] != '"' {
+		if text[i] == '\\' {
+			escaped = true
+			i++
+		}
+		i++
+	}
+	value = text[start:i]
+	i++ // past the closing quote
+	if text[i] == ',' {
+		i++
+	}
+	return name, value, i, escaped
+}
+
+// firstLabel is where a rendered series' first label begins, or
+// len(text) when it has none.
+func firstLabel(text []byte) int {
+	if i := bytes.IndexByte(text, '{'); i >= 0 && text[i+1] != '}' {
+		return i + 1
+	}
+	return len(text)
+}
+
+// labelsEnd reports whether i is past a rendered series' last label.
+func labelsEnd(text []byte, i int) bool { return i >= len(text) || text[i] == '}' }
+
+// unescape undoes renderSeries' escapes of a label value.
+func unescape(v []byte) []byte {
+	out := make([]byte, 0, len(v))
+	for j := 0; j < len(v); j++ {
+		b := v[j]
+		if b == '\\' {
+			j++
+			b = v[j]
+			if b == 'n' {
+				b = '\n'
+			}
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// parseLabels is the label pairs a series' text was rendered from.
+func parseLabels(text []byte) []*dto.LabelPair {
+	var out []*dto.LabelPair
+	for i := firstLabel(text); !labelsEnd(text, i); {
+		name, value, next, escaped := nextLabel(text, i)
+		if escaped {
+			value = unescape(value)
+		}
+		n, v := string(name), string(value)
+		out = append(out, &dto.LabelPair{Name: &n, Value: &v})
+		i = next
+	}
+	return out
+}
+
+func labelCount(text []byte) int {
+	n := 0
+	for i := firstLabel(text); !labelsEnd(text, i); n++ {
+		_, _, i, _ = nextLabel(text, i)
+	}
+	return n
+}
+
+// CompareSeries orders two rendered series of one family as
+// client_golang's registry orders its metrics (fewer labels first, then
+// label values in turn, labels sorted by name), then by their text, so
+// that copies of one series end up next to each other.
+func CompareSeries(a, b []byte) int {
+	if na, nb := labelCount(a), labelCount(b); na != nb {
+		return na - nb
+	}
+	for ia, ib := firstLabel(a), firstLabel(b); !labelsEnd(a, ia); {
+		_, va, na, ea := nextLabel(a, ia)
+		_, vb, nb, eb := nextLabel(b, ib)
+		if ea {
+			va = unescape(va)
+		}
+		if eb {
+			vb = unescape(vb)
+		}
+		if c := bytes.Compare(va, vb); c != 0 {
+			return c
+		}
+		ia, ib = na, nb
+	}
+	return bytes.Compare(a, b)
 }

@@ -97,19 +97,19 @@ type collector struct {
 	forgetFor time.Duration
 	mu        sync.Mutex // one Collect at a time: it deletes stale keys
 
-	// last holds each key's labels as of the previous scrape, and retired
-	// the counts of forgotten keys that were part of a host series: both
-	// keep every series monotonic when namespaces come and go.
+	// last holds each key's labels as of the previous scrape (updated in
+	// place: one map, not two swapped, as it holds every key of the
+	// kernel's map, tens of thousands on a busy node), and retired the
+	// counts of forgotten keys that were part of a host series: both keep
+	// every series monotonic when namespaces come and go.
 	last    map[bpfdrops.Key]labels
 	missing map[bpfdrops.Key]time.Time
 	retired map[labels]uint64
 	// series keeps the rendered labels of every drop series.
 	series *collectors.SeriesCache[labels]
-	// Scratch maps of Collect, reused; spare becomes last and back.
+	// Scratch maps of Collect, reused.
 	sums  map[labels]uint64
 	alive map[uint64]bool
-	spare map[bpfdrops.Key]labels
-	live  map[labels]bool
 
 	// capt runs `netsonde capture`; nil for a probe that cannot.
 	capt *capturer
@@ -145,7 +145,7 @@ func newCollector(deps collectors.Deps, p probe, reasons dropreason.Names, forge
 	c := &collector{deps: deps, probe: p, reasons: reasons, forgetFor: forgetFor,
 		series: collectors.NewSeriesCache[labels](dropsDesc, prometheus.CounterValue),
 		last:   map[bpfdrops.Key]labels{}, missing: map[bpfdrops.Key]time.Time{}, retired: map[labels]uint64{},
-		sums: map[labels]uint64{}, alive: map[uint64]bool{}, spare: map[bpfdrops.Key]labels{}, live: map[labels]bool{}}
+		sums: map[labels]uint64{}, alive: map[uint64]bool{}}
 	if cp, ok := p.(captureProbe); ok {
 		c.capt = &capturer{probe: cp}
 	}
@@ -164,10 +164,17 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	}
 	// The per-scrape maps are kept and cleared, not remade: at 1,000
 	// interfaces they are most of the collector's allocations.
-	sums, alive, seen := c.sums, c.alive, c.spare
+	sums, alive := c.sums, c.alive
 	clear(sums)
 	clear(alive)
-	clear(seen)
+	// Keys of last not seen this scrape, or not named now (unknown or
+	// forgotten), are deleted after the loop.
+	var unseen []bpfdrops.Key
+	for k := range c.last {
+		if _, ok := counts.ByKey[k]; !ok {
+			unseen = append(unseen, k)
+		}
+	}
 	for l, v := range c.retired {
 		sums[l] += v
 	}
@@ -190,6 +197,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 				// its last walk): asked for, and counted on a later
 				// scrape under its names rather than now without them.
 				c.deps.Net.Miss(k.Netns)
+				unseen = append(unseen, k)
 				continue
 			}
 			last, known := c.last[k]
@@ -210,6 +218,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 					delete(c.missing, k)
 					forgotten[l] += v
 					sums[l] += v // shown one last time, then gone
+					unseen = append(unseen, k)
 					continue
 				}
 			} else {
@@ -221,10 +230,12 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 				}
 			}
 		}
-		seen[k] = l
+		c.last[k] = l
 		sums[l] += v
 	}
-	c.last, c.spare = seen, c.last
+	for _, k := range unseen {
+		delete(c.last, k)
+	}
 	if len(stale) > 0 {
 		// Deleted now, not after the page is written: a drop counted
 		// on a stale key since the read above (its interface's index
@@ -242,20 +253,32 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	// A series made of several keys (standalone: the same interface name
 	// in many namespaces) keeps the counts of the keys forgotten under it
 	// while any key of it lives, so it never decreases; once none does,
-	// the series ends.
-	live := c.live
-	clear(live)
-	for _, l := range seen {
-		live[l] = true
-	}
-	for l, v := range forgotten {
-		if live[l] {
-			c.retired[l] += v
+	// the series ends. Whether a key of it lives is asked only of the
+	// series with forgotten keys, usually none: the set of every live
+	// series' labels it was asked of, kept between scrapes, held as much
+	// as sums.
+	if len(forgotten) > 0 || len(c.retired) > 0 {
+		live := make(map[labels]bool, len(forgotten)+len(c.retired))
+		for l := range forgotten {
+			live[l] = false
 		}
-	}
-	for l := range c.retired {
-		if !live[l] {
-			delete(c.retired, l)
+		for l := range c.retired {
+			live[l] = false
+		}
+		for _, l := range c.last {
+			if _, asked := live[l]; asked {
+				live[l] = true
+			}
+		}
+		for l, v := range forgotten {
+			if live[l] {
+				c.retired[l] += v
+			}
+		}
+		for l := range c.retired {
+			if !live[l] {
+				delete(c.retired, l)
+			}
 		}
 	}
 	var overflowed, refused uint64
