@@ -2,7 +2,6 @@ package sockets_test
 
 import (
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
@@ -162,7 +161,6 @@ func (n *node) sameAsKernel(t *testing.T, file, group, name string, least float6
 // none of them an error or a timeout; shop/b has no no_port.
 func TestEphemeralPortsExhaustedAgainstRealAPIServer(t *testing.T) {
 	n := startNode(t, "--collector.tcpconnect")
-	n.a.Exec(t, "sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=40000 40009")
 	srv := socketIn(t, n.node, unix.SOCK_STREAM, [4]byte{198, 18, 121, 1}, 7000, nil)
 	if err := unix.Listen(srv, 64); err != nil {
 		t.Fatal(err)
@@ -172,38 +170,7 @@ func TestEphemeralPortsExhaustedAgainstRealAPIServer(t *testing.T) {
 		return map[string]string{"namespace": "shop", "pod": pod, "result": r}
 	}
 	before := n.agent.Scrape(t)
-	var held []int
-	t.Cleanup(func() {
-		for _, fd := range held {
-			unix.Close(fd)
-		}
-	})
-	var refusedPort int
-	if err := n.a.Do(func() error {
-		for i := range 20 {
-			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				return err
-			}
-			err = unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{198, 18, 121, 1}, Port: 7000})
-			switch {
-			case i < 10 && err == nil:
-				held = append(held, fd)
-			case i >= 10 && errors.Is(err, unix.EADDRNOTAVAIL):
-				refusedPort++
-				unix.Close(fd)
-			default:
-				unix.Close(fd)
-				return fmt.Errorf("connect %d of 20: %v (want 10 connected, then EADDRNOTAVAIL)", i+1, err)
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if refusedPort != 10 {
-		t.Fatalf("%d connects failed with EADDRNOTAVAIL, want 10", refusedPort)
-	}
+	testenv.ExhaustPorts(t, n.a, [4]byte{198, 18, 121, 1}, 7000)
 	delta := func(m testenv.Metrics, pod, r string) float64 {
 		return m.Sum(connects, result(pod, r)) - before.Sum(connects, result(pod, r))
 	}

@@ -669,35 +669,7 @@ func TestSocketCounters(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(srv)
-	noPort := 0
-	if err := a.Do(func() error {
-		if err := os.WriteFile("/proc/sys/net/ipv4/ip_local_port_range", []byte("40000 40009"), 0o644); err != nil {
-			return err
-		}
-		for i := range 20 {
-			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				return err
-			}
-			err = unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{198, 18, 46, 2}, Port: 7000})
-			switch {
-			case i < 10 && err == nil:
-				t.Cleanup(func() { unix.Close(fd) })
-			case i >= 10 && err == unix.EADDRNOTAVAIL:
-				noPort++
-				unix.Close(fd)
-			default:
-				unix.Close(fd)
-				return fmt.Errorf("connect %d of 20: %v", i+1, err)
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if noPort != 10 {
-		t.Fatalf("%d connects failed with EADDRNOTAVAIL, want 10", noPort)
-	}
+	testenv.ExhaustPorts(t, a, [4]byte{198, 18, 46, 2}, 7000)
 	time.Sleep(500 * time.Millisecond)
 	after := agent.Scrape(t)
 	host := func(counter string) map[string]string {
