@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/testenv"
 )
 
 var heapProfile = flag.String("heap.profile", "", "TestHeapPerSeries: write the heap profile (in use, after a GC) at 10,000 series to this file")
@@ -58,17 +59,6 @@ func (d *heapDrops) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 }
 func (d *heapDrops) Close() error { return nil }
 
-// liveHeap is the heap in use by live objects: after two collections, so
-// that sync.Pools (a scrape's buffers) are empty too, as they are in the
-// agent, whose collector runs many times between two scrapes.
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
-
 type heapFigures struct {
 	live      float64 // live heap held between scrapes, per series
 	allocated float64 // allocated per scrape, per series
@@ -84,7 +74,7 @@ func measureHeap(t *testing.T, n int, profile string) heapFigures {
 	one := func(n int, profile string) (live, allocated uint64, page int) {
 		drops := newHeapDrops(n)
 		logger := slog.New(slog.DiscardHandler)
-		before := liveHeap()
+		before := testenv.LiveHeap()
 		set := collectors.NewSet(logger, []collectors.Enabled{
 			{Name: "drops", Factory: func(context.Context, collectors.Deps) (collectors.Collector, error) { return drops, nil }},
 		})
@@ -105,7 +95,7 @@ func measureHeap(t *testing.T, n int, profile string) heapFigures {
 		alloc0 := ms.TotalAlloc
 		runtime.ReadMemStats(&ms)
 		allocated = ms.TotalAlloc - alloc0
-		live = liveHeap() - before
+		live = testenv.LiveHeap() - before
 		if profile != "" {
 			f, err := os.Create(profile)
 			if err != nil {

@@ -14,15 +14,8 @@ import (
 	bpfdrops "github.com/netsonde/netsonde/bpf/drops"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/internal/dropreason"
+	"github.com/netsonde/netsonde/internal/testenv"
 )
-
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
 
 // TestHeapPerKey: what the collector holds between scrapes per key of the
 // kernel's map (its maps of the keys' labels and the series' sums, and its
@@ -45,7 +38,7 @@ func TestHeapPerKey(t *testing.T) {
 	}
 	p := &fixedProbe{counts: counts}
 	deps := collectors.Deps{Logger: slog.New(slog.DiscardHandler), Net: view, Pods: view, Clock: collectors.SystemClock{}}
-	before := liveHeap()
+	before := testenv.LiveHeap()
 	c := newCollector(deps, p, names, time.Minute)
 	for range 3 {
 		ch := make(chan prometheus.Metric, 64)
@@ -63,7 +56,7 @@ func TestHeapPerKey(t *testing.T) {
 			t.Fatalf("%d metrics, want %d", n, want)
 		}
 	}
-	live := liveHeap() - before
+	live := testenv.LiveHeap() - before
 	runtime.KeepAlive(c)
 	keep = c
 	perKey := float64(live) / float64(len(counts.ByKey))
