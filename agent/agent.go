@@ -70,6 +70,28 @@ type Config struct {
 // steadyGCPercent is GOGC once the collectors have started (see Run).
 const steadyGCPercent = 50
 
+// startupLimit is the Go runtime's soft memory limit while the collectors
+// start, unless GOMEMLIMIT or the container's limit is lower. Start-up
+// makes garbage fast (BTF, ELF objects, verifier retries, the first
+// netlink dumps, all collectors at once) and at Go's default GOGC the heap
+// doubles before each GC: the start-up peak was 1.9× the steady RSS.
+// At this limit the GC runs as the heap nears it instead (and never above
+// half the CPU, the runtime's own cap), for a start-up some 0.1 s longer.
+// The live heap at start is 8-12 MiB at 1,000 interfaces; the list of a
+// 5,000-node cluster's names goes beyond it, and then the limit only makes
+// the GC run more often.
+const startupLimit = 24 << 20
+
+// startupMemoryLimit lowers the runtime's soft memory limit to
+// startupLimit and returns the limit to restore once start-up is over.
+func startupMemoryLimit() int64 {
+	steady := debug.SetMemoryLimit(-1)
+	if os.Getenv("GOMEMLIMIT") == "" && steady > startupLimit {
+		debug.SetMemoryLimit(startupLimit)
+	}
+	return steady
+}
+
 // The HTTP server's bounds. Scrapers send a few hundred bytes of headers at
 // once and the agent's pages are small, so they are far from legitimate use:
 //   - a request's headers must arrive within readHeaderTimeout, which ends a
@@ -121,6 +143,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+
+	steadyLimit := startupMemoryLimit()
 
 	set := collectors.NewSet(logger, cfg.Collectors)
 	reg := prometheus.NewRegistry()
@@ -220,6 +244,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 					select {
 					case <-r.Joined():
 						debug.FreeOSMemory()
+						releaseStartupPages(logger)
 					case <-ctx.Done():
 					}
 				}()
@@ -240,6 +265,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		// steady state, not its peak.
 		deps.BTF.Release()
 		debug.FreeOSMemory()
+		releaseStartupPages(logger)
 		// From here on the heap is small and steady (a few MiB live,
 		// ~0.4 MiB of garbage per scrape): a lower GOGC keeps RSS close
 		// to it at a cost of a GC every few scrapes, not measurable in
@@ -248,6 +274,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		if os.Getenv("GOGC") == "" {
 			debug.SetGCPercent(steadyGCPercent)
 		}
+		debug.SetMemoryLimit(steadyLimit)
 		logger.Info("collectors initialised", "ready", true)
 	}()
 

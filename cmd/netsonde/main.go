@@ -62,6 +62,12 @@ func run(args []string) int {
 		return 2
 	}
 	logger := promslog.New(logConfig)
+	// Before anything else maps the binary: from here on a fault maps the
+	// page start-up needs, not the neighbours the page cache holds (see
+	// ReleaseStartupPages); it is done again once start-up is over.
+	if _, err := agent.ReleaseStartupPages(); err != nil {
+		logger.Debug("binary's pages kept", "err", err)
+	}
 	cfg, names, err := shared.Config()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "netsonde: %v\n", err)
