@@ -20,6 +20,7 @@ import (
 	bpfdrops "github.com/netsonde/netsonde/bpf/drops"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/internal/capture"
+	"github.com/netsonde/netsonde/internal/decode"
 )
 
 // DefaultCaptureRate is --capture.max-rate's default: records a second
@@ -190,7 +191,7 @@ func (c *collector) matches(req capture.Request, p *capture.Packet) bool {
 
 func (c *collector) packet(r bpfdrops.CaptureRecord, boot time.Time) *capture.Packet {
 	p := &capture.Packet{Time: boot.Add(time.Duration(r.KtimeNs)), Reason: c.reasons.Name(r.Reason),
-		Netns: r.Netns, EtherType: protocolName(r.Protocol), Len: int(r.Len), Data: r.Data,
+		Netns: r.Netns, EtherType: decode.EtherTypeName(r.Protocol), Len: int(r.Len), Data: r.Data,
 		Tuple: capture.Decode(r.Data)}
 	p.Location = c.capt.syms.name(c.deps.Proc.Root(), r.Location)
 	if r.Netns != 0 {

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/netsonde/netsonde/internal/decode"
 )
 
 // DefaultSnaplen keeps an IPv6 header and a TCP header with every option
@@ -43,7 +45,7 @@ func bad(name, value, why string) error {
 }
 
 // Protocols a filter names: EtherTypes (in the kernel) or IP protocols.
-var etherTypes = map[string]uint16{"ipv4": 0x0800, "ipv6": 0x86dd, "arp": 0x0806}
+var etherTypes = map[string]uint16{"ipv4": decode.EtherTypeIPv4, "ipv6": decode.EtherTypeIPv6, "arp": decode.EtherTypeARP}
 var ipProtocols = map[string]uint8{"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132}
 
 // EtherType is the kernel-side protocol filter of p: 0 for any.
