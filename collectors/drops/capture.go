@@ -3,6 +3,7 @@ package drops
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -32,7 +33,13 @@ type captureProbe interface {
 	SetCapture(slot int, f *bpfdrops.CaptureFilter) error
 	CaptureStats(slot int) (bpfdrops.CaptureStats, error)
 	CaptureReader() (*ringbuf.Reader, error)
+	// ByteOrder is the loaded object's, in which it writes records.
+	ByteOrder() binary.ByteOrder
 }
+
+// The loaded program captures: a method missing from it would switch
+// capture off (drops.go asserts the interface), not fail the build.
+var _ captureProbe = (*bpfdrops.Probe)(nil)
 
 // capturer runs the captures: a slot in the kernel's filter table each,
 // and one reader of the ring buffer, open while any capture is, handing
@@ -236,7 +243,7 @@ func (k *capturer) attach(f bpfdrops.CaptureFilter) (int, *session, error) {
 			return 0, nil, err
 		}
 		k.reader, k.done = r, make(chan struct{})
-		go k.read(r, k.done)
+		go k.read(r, k.probe.ByteOrder(), k.done)
 	}
 	s := &session{ch: make(chan bpfdrops.CaptureRecord, sessionQueue)}
 	k.setSession(slot, s)
@@ -280,7 +287,7 @@ func (k *capturer) stopReader() {
 	k.syms.reset()
 }
 
-func (k *capturer) read(r *ringbuf.Reader, done chan struct{}) {
+func (k *capturer) read(r *ringbuf.Reader, bo binary.ByteOrder, done chan struct{}) {
 	defer close(done)
 	var rec ringbuf.Record
 	for {
@@ -290,7 +297,7 @@ func (k *capturer) read(r *ringbuf.Reader, done chan struct{}) {
 			}
 			continue
 		}
-		cr, err := bpfdrops.ParseCaptureRecord(rec.RawSample)
+		cr, err := bpfdrops.ParseCaptureRecord(rec.RawSample, bo)
 		if err != nil {
 			continue
 		}
