@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/decode"
 )
 
 // Spec is the neighbour collector's line in the agent's table.
@@ -170,12 +171,7 @@ func parseTable(msg []byte) (t table, ok bool, err error) {
 	if len(msg) < 4 {
 		return t, false, fmt.Errorf("neighbour table message of %d bytes", len(msg))
 	}
-	switch msg[0] {
-	case unix.AF_INET:
-		t.family = "ipv4"
-	case unix.AF_INET6:
-		t.family = "ipv6"
-	default:
+	if t.family = decode.FamilyName(uint16(msg[0])); t.family == "other" {
 		return t, false, nil
 	}
 	var thresh, config, stats bool
