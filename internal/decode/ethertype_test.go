@@ -6,13 +6,9 @@ import (
 )
 
 func TestEtherTypeName(t *testing.T) {
-	for p, want := range map[uint16]string{0: "", 0x0800: "ipv4", 0x86dd: "ipv6", 0x0806: "arp", 0x8100: "vlan",
-		0x88a8: "qinq", 0x8847: "mpls", 0x8848: "mpls", 0x8863: "pppoe", 0x8864: "pppoe", 0x88cc: "lldp",
-		EtherTypeOther: "other", 0x1234: "other", 0x0008: "other", 0xdd86: "other"} {
-		if got := EtherTypeName(p); got != want {
-			t.Errorf("EtherTypeName(%#04x) = %q, want %q", p, got, want)
-		}
-	}
+	checkNames(t, "EtherTypeName", EtherTypeName, map[uint16]string{0: "", 0x0800: "ipv4", 0x86dd: "ipv6", 0x0806: "arp",
+		0x8100: "vlan", 0x88a8: "qinq", 0x8847: "mpls", 0x8848: "mpls", 0x8863: "pppoe", 0x8864: "pppoe", 0x88cc: "lldp",
+		EtherTypeOther: "other", 0x1234: "other", 0x0008: "other", 0xdd86: "other"})
 }
 
 // TestEtherTypeNameByteOrder: a key's protocol written by an object of

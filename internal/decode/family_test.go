@@ -7,12 +7,8 @@ import (
 )
 
 func TestFamilyName(t *testing.T) {
-	for f, want := range map[uint16]string{unix.AF_INET: "ipv4", unix.AF_INET6: "ipv6", unix.AF_UNSPEC: "other",
-		unix.AF_BRIDGE: "other", 0x0200: "other", 0x0a00: "other"} {
-		if got := FamilyName(f); got != want {
-			t.Errorf("FamilyName(%#x) = %q, want %q", f, got, want)
-		}
-	}
+	checkNames(t, "FamilyName", FamilyName, map[uint16]string{unix.AF_INET: "ipv4", unix.AF_INET6: "ipv6",
+		unix.AF_UNSPEC: "other", unix.AF_BRIDGE: "other", 0x0200: "other", 0x0a00: "other"})
 }
 
 func FuzzFamilyName(f *testing.F) {

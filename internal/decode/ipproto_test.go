@@ -8,12 +8,9 @@ import (
 )
 
 func TestIPProtoName(t *testing.T) {
-	for p, want := range map[uint8]string{unix.IPPROTO_TCP: "tcp", unix.IPPROTO_UDP: "udp", unix.IPPROTO_ICMP: "icmp",
-		unix.IPPROTO_ICMPV6: "icmpv6", unix.IPPROTO_SCTP: "sctp", unix.IPPROTO_GRE: "gre", 0: "0", 41: "41", 255: "255"} {
-		if got := IPProtoName(p); got != want {
-			t.Errorf("IPProtoName(%d) = %q, want %q", p, got, want)
-		}
-	}
+	checkNames(t, "IPProtoName", IPProtoName, map[uint8]string{unix.IPPROTO_TCP: "tcp", unix.IPPROTO_UDP: "udp",
+		unix.IPPROTO_ICMP: "icmp", unix.IPPROTO_ICMPV6: "icmpv6", unix.IPPROTO_SCTP: "sctp", unix.IPPROTO_GRE: "gre",
+		0: "0", 41: "41", 255: "255"})
 }
 
 // FuzzIPProtoName: one name per number, never the name of another.

@@ -3,12 +3,8 @@ package decode
 import "testing"
 
 func TestQtypeName(t *testing.T) {
-	for in, want := range map[uint16]string{1: "A", 28: "AAAA", 33: "SRV", 12: "PTR", 16: "TXT", 5: "CNAME",
-		15: "MX", 2: "NS", 6: "SOA", 65: "HTTPS", 0: "other", 255: "other", 64: "other"} {
-		if got := QtypeName(in); got != want {
-			t.Errorf("QtypeName(%d) = %q, want %q", in, got, want)
-		}
-	}
+	checkNames(t, "QtypeName", QtypeName, map[uint16]string{1: "A", 28: "AAAA", 33: "SRV", 12: "PTR", 16: "TXT", 5: "CNAME",
+		15: "MX", 2: "NS", 6: "SOA", 65: "HTTPS", 0: "other", 255: "other", 64: "other"})
 }
 
 // FuzzQtypeName: at most the ten kept types and "other", whatever the

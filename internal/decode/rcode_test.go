@@ -3,15 +3,8 @@ package decode
 import "testing"
 
 func TestRcodeName(t *testing.T) {
-	want := []string{"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "other", "other"}
-	for i, w := range want {
-		if got := RcodeName(uint16(i)); got != w {
-			t.Errorf("RcodeName(%d) = %q, want %q", i, got, w)
-		}
-	}
-	if got := RcodeName(15); got != "other" {
-		t.Errorf("RcodeName(15) = %q", got)
-	}
+	checkNames(t, "RcodeName", RcodeName, map[uint16]string{0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN",
+		4: "NOTIMP", 5: "REFUSED", 6: "other", 7: "other", 15: "other"})
 }
 
 // FuzzRcodeName: whatever 16 bits a map holds, the label is one of the

@@ -3,17 +3,10 @@ package decode
 import "testing"
 
 func TestTCPStateName(t *testing.T) {
-	for s, want := range map[uint8]string{1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 7: "CLOSE", 10: "LISTEN",
-		12: "NEW_SYN_RECV", 0: "UNKNOWN", 13: "UNKNOWN", 255: "UNKNOWN"} {
-		if got := TCPStateName(s); got != want {
-			t.Errorf("TCPStateName(%d) = %q, want %q", s, got, want)
-		}
-	}
-	for s, want := range map[uint8]string{0: "NONE", 1: "SYN_SENT", 3: "ESTABLISHED", 4: "FIN_WAIT", 9: "SYN_SENT2", 10: "", 255: ""} {
-		if got := ConntrackTCPStateName(s); got != want {
-			t.Errorf("ConntrackTCPStateName(%d) = %q, want %q", s, got, want)
-		}
-	}
+	checkNames(t, "TCPStateName", TCPStateName, map[uint8]string{1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV",
+		7: "CLOSE", 10: "LISTEN", 12: "NEW_SYN_RECV", 0: "UNKNOWN", 13: "UNKNOWN", 255: "UNKNOWN"})
+	checkNames(t, "ConntrackTCPStateName", ConntrackTCPStateName, map[uint8]string{0: "NONE", 1: "SYN_SENT",
+		3: "ESTABLISHED", 4: "FIN_WAIT", 9: "SYN_SENT2", 10: "", 255: ""})
 }
 
 // FuzzTCPStateName: 8 bits of a kernel map or a netlink attribute name
