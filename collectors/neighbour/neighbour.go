@@ -175,13 +175,7 @@ func parseTable(msg []byte) (t table, ok bool, err error) {
 		return t, false, nil
 	}
 	var thresh, config, stats bool
-	for b := msg[4:]; len(b) >= 4; {
-		l := int(binary.NativeEndian.Uint16(b))
-		if l < 4 || l > len(b) {
-			return t, false, fmt.Errorf("neighbour table attribute of length %d in %d bytes", l, len(b))
-		}
-		typ, v := binary.NativeEndian.Uint16(b[2:])&^(unix.NLA_F_NESTED|unix.NLA_F_NET_BYTEORDER), b[4:l]
-		b = b[min((l+3)&^3, len(b)):]
+	err = decode.NetlinkAttrs(msg[4:], func(typ uint16, v []byte) {
 		switch typ {
 		case ndtaThresh3:
 			if len(v) >= 4 {
@@ -202,6 +196,9 @@ func parseTable(msg []byte) (t table, ok bool, err error) {
 				stats = true
 			}
 		}
+	})
+	if err != nil {
+		return t, false, fmt.Errorf("neighbour table: %w", err)
 	}
 	if !thresh && !config && !stats {
 		// One interface's parameters (NDTA_NAME and NDTA_PARMS
