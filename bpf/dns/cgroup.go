@@ -1,17 +1,14 @@
 package dns
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/netsonde/netsonde/bpf/loader"
+	"github.com/netsonde/netsonde/internal/decode"
 )
 
 // attachCgroup attaches the cgroup_skb programs to opts.CgroupPath, or the
@@ -20,7 +17,7 @@ func (p *Probe) attachCgroup(opts Options) error {
 	cg := opts.CgroupPath
 	if cg == "" {
 		var err error
-		if cg, err = CgroupRoot("/proc/self/mountinfo"); err != nil {
+		if cg, err = decode.CgroupRoot("/proc/self/mountinfo"); err != nil {
 			// No cgroup2 mount in sight: open the hierarchy's root
 			// through a private mount. The links keep the cgroup once
 			// attached, so the file is closed after.
@@ -66,71 +63,4 @@ func (p *Probe) attachCgroup(opts Options) error {
 		}
 	}
 	return nil
-}
-
-// CgroupRoot returns the mount point of the cgroup v2 hierarchy whose root
-// is mounted (the root "/" of the hierarchy, not a container's subtree) in
-// a mountinfo file.
-func CgroupRoot(mountinfo string) (string, error) {
-	f, err := os.Open(mountinfo)
-	if err != nil {
-		return "", fmt.Errorf("find cgroup2 mount: %w", err)
-	}
-	defer f.Close()
-	return parseCgroupRoot(f)
-}
-
-func parseCgroupRoot(r io.Reader) (string, error) {
-	s := bufio.NewScanner(r)
-	s.Buffer(make([]byte, 64*1024), 1024*1024)
-	var sub string
-	for s.Scan() {
-		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
-		f := strings.Fields(s.Text())
-		sep := -1
-		for i, x := range f {
-			if x == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 5 || sep+1 >= len(f) || f[sep+1] != "cgroup2" {
-			continue
-		}
-		if f[3] == "/" {
-			return unescapeMount(f[4]), nil
-		}
-		if sub == "" {
-			sub = f[3]
-		}
-	}
-	if err := s.Err(); err != nil {
-		return "", fmt.Errorf("read mountinfo: %w", err)
-	}
-	if sub != "" {
-		// A container's own cgroup namespace: attaching there would see
-		// only the container's sockets, never the pods'.
-		return "", fmt.Errorf("cgroup2 is mounted only from %q, not its root: mount the host's /sys/fs/cgroup (a hostPath volume) and give its path", sub)
-	}
-	return "", errors.New("no cgroup2 mount: the node must use cgroup v2")
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var c int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &c); err == nil {
-				b.WriteByte(byte(c))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

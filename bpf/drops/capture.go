@@ -109,13 +109,12 @@ func (p *Probe) CaptureReader() (*ringbuf.Reader, error) {
 	return r, nil
 }
 
-// ParseCaptureRecord decodes one ring buffer sample (host byte order).
-// Data aliases b.
-func ParseCaptureRecord(b []byte) (CaptureRecord, error) {
+// ParseCaptureRecord decodes one ring buffer sample written by an object
+// of byte order e (the probe's ByteOrder). Data aliases b.
+func ParseCaptureRecord(b []byte, e binary.ByteOrder) (CaptureRecord, error) {
 	if len(b) < recordHeader {
 		return CaptureRecord{}, errors.New("capture record too short")
 	}
-	e := binary.NativeEndian
 	r := CaptureRecord{KtimeNs: e.Uint64(b[0:]), Location: e.Uint64(b[8:]), Netns: e.Uint64(b[16:]),
 		Reason: e.Uint32(b[24:]), Ifindex: e.Uint32(b[28:]), Len: e.Uint32(b[32:])}
 	caplen := e.Uint32(b[36:])

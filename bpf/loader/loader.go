@@ -12,6 +12,7 @@
 package loader
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -170,6 +171,12 @@ func (o *Object) Map(name string) *ebpf.Map { return o.maps.Maps[name] }
 // Variable returns a global variable of the object (nil if absent); a
 // non-const one can be set while programs run.
 func (o *Object) Variable(name string) *ebpf.Variable { return o.maps.Variables[name] }
+
+// ByteOrder is the byte order of the object's ELF, in which its programs
+// store multi-byte values in maps and ring buffers: what decodes a raw
+// sample takes, rather than assuming the host's (bpf2go embeds the object
+// matching the build's architecture, bpfel or bpfeb).
+func (o *Object) ByteOrder() binary.ByteOrder { return o.spec.ByteOrder }
 
 // Load loads programs by their names in the spec, against the object's maps.
 // A program that the kernel rejects fails the call; programs of other

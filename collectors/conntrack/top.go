@@ -14,32 +14,11 @@ import (
 
 	ct "github.com/florianl/go-conntrack"
 	"golang.org/x/sys/unix"
+
+	kdecode "github.com/netsonde/netsonde/internal/decode"
 )
 
 const msgGet = 1 // IPCTNL_MSG_CT_GET
-
-// tcpStates names enum tcp_conntrack (include/uapi/linux/netfilter/
-// nf_conntrack_tcp.h).
-var tcpStates = []string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
-
-func protoName(p uint8) string {
-	switch p {
-	case unix.IPPROTO_TCP:
-		return "tcp"
-	case unix.IPPROTO_UDP:
-		return "udp"
-	case unix.IPPROTO_ICMP:
-		return "icmp"
-	case unix.IPPROTO_ICMPV6:
-		return "icmpv6"
-	case unix.IPPROTO_SCTP:
-		return "sctp"
-	case unix.IPPROTO_GRE:
-		return "gre"
-	default:
-		return fmt.Sprint(p)
-	}
-}
 
 type protoState struct{ proto, state string }
 
@@ -112,11 +91,9 @@ func dumpBreakdown(ctx context.Context, topN, maxSources int) (breakdown, error)
 				continue
 			}
 			b.entries++
-			ps := protoState{proto: protoName(*c.Origin.Proto.Number)}
+			ps := protoState{proto: kdecode.IPProtoName(*c.Origin.Proto.Number)}
 			if c.ProtoInfo != nil && c.ProtoInfo.TCP != nil && c.ProtoInfo.TCP.State != nil {
-				if s := int(*c.ProtoInfo.TCP.State); s < len(tcpStates) {
-					ps.state = tcpStates[s]
-				}
+				ps.state = kdecode.ConntrackTCPStateName(*c.ProtoInfo.TCP.State)
 			}
 			b.byState[ps]++
 			if c.Origin.Src == nil {

@@ -6,27 +6,6 @@ import (
 	"testing"
 )
 
-func TestQtypeName(t *testing.T) {
-	for in, want := range map[uint16]string{1: "A", 28: "AAAA", 33: "SRV", 12: "PTR", 16: "TXT", 5: "CNAME",
-		15: "MX", 2: "NS", 6: "SOA", 65: "HTTPS", 0: "other", 255: "other", 64: "other"} {
-		if got := QtypeName(in); got != want {
-			t.Errorf("QtypeName(%d) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-func TestRcodeName(t *testing.T) {
-	want := []string{"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "other", "other"}
-	for i, w := range want {
-		if got := RcodeName(uint16(i)); got != w {
-			t.Errorf("RcodeName(%d) = %q, want %q", i, got, w)
-		}
-	}
-	if got := RcodeName(15); got != "other" {
-		t.Errorf("RcodeName(15) = %q", got)
-	}
-}
-
 func TestHistogram(t *testing.T) {
 	// Kernel buckets: <=1ms, <=2ms, <=5ms, <=10ms, <=20ms, <=50ms,
 	// <=100ms, <=200ms, <=500ms, <=1s, <=2s, <=5s, above.

@@ -20,6 +20,7 @@ import (
 
 	bpfdns "github.com/netsonde/netsonde/bpf/dns"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/decode"
 	"github.com/netsonde/netsonde/internal/hostview"
 )
 
@@ -83,39 +84,6 @@ var (
 		"Interfaces the DNS programs could not be put on (--dns.hook=tc): their pods' DNS is not seen (the log names them).",
 		nil, nil)
 )
-
-// qtypes names the query types the kernel keeps apart; 0 is other.
-var qtypes = map[uint16]string{
-	1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV", 65: "HTTPS",
-}
-
-// QtypeName names a folded query type as the qtype label.
-func QtypeName(t uint16) string {
-	if n, ok := qtypes[t]; ok {
-		return n
-	}
-	return "other"
-}
-
-// RcodeName names an rcode as the rcode label.
-func RcodeName(r uint16) string {
-	switch r {
-	case 0:
-		return "NOERROR"
-	case 1:
-		return "FORMERR"
-	case 2:
-		return "SERVFAIL"
-	case 3:
-		return "NXDOMAIN"
-	case 4:
-		return "NOTIMP"
-	case 5:
-		return "REFUSED"
-	default:
-		return "other"
-	}
-}
 
 // probe is what the collector uses of the loaded programs after start
 // (*bpfdns.Probe), so that a test can serve fixed counts.
@@ -294,13 +262,13 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	qs := map[qk]uint64{}
 	for k, v := range counts.Queries {
 		if p, ok := keyPod(k.Netns); ok {
-			qs[qk{p, QtypeName(k.Qtype)}] += v
+			qs[qk{p, decode.QtypeName(k.Qtype)}] += v
 		}
 	}
 	rs := map[rk]uint64{}
 	for k, v := range counts.Responses {
 		if p, ok := keyPod(k.Netns); ok {
-			rs[rk{p, RcodeName(k.Rcode)}] += v
+			rs[rk{p, decode.RcodeName(k.Rcode)}] += v
 		}
 	}
 	hs := map[pod]*hist{}

@@ -3,6 +3,7 @@ package drops
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -20,6 +21,7 @@ import (
 	bpfdrops "github.com/netsonde/netsonde/bpf/drops"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/internal/capture"
+	"github.com/netsonde/netsonde/internal/decode"
 )
 
 // DefaultCaptureRate is --capture.max-rate's default: records a second
@@ -31,7 +33,13 @@ type captureProbe interface {
 	SetCapture(slot int, f *bpfdrops.CaptureFilter) error
 	CaptureStats(slot int) (bpfdrops.CaptureStats, error)
 	CaptureReader() (*ringbuf.Reader, error)
+	// ByteOrder is the loaded object's, in which it writes records.
+	ByteOrder() binary.ByteOrder
 }
+
+// The loaded program captures: a method missing from it would switch
+// capture off (drops.go asserts the interface), not fail the build.
+var _ captureProbe = (*bpfdrops.Probe)(nil)
 
 // capturer runs the captures: a slot in the kernel's filter table each,
 // and one reader of the ring buffer, open while any capture is, handing
@@ -190,7 +198,7 @@ func (c *collector) matches(req capture.Request, p *capture.Packet) bool {
 
 func (c *collector) packet(r bpfdrops.CaptureRecord, boot time.Time) *capture.Packet {
 	p := &capture.Packet{Time: boot.Add(time.Duration(r.KtimeNs)), Reason: c.reasons.Name(r.Reason),
-		Netns: r.Netns, EtherType: protocolName(r.Protocol), Len: int(r.Len), Data: r.Data,
+		Netns: r.Netns, EtherType: decode.EtherTypeName(r.Protocol), Len: int(r.Len), Data: r.Data,
 		Tuple: capture.Decode(r.Data)}
 	p.Location = c.capt.syms.name(c.deps.Proc.Root(), r.Location)
 	if r.Netns != 0 {
@@ -235,7 +243,7 @@ func (k *capturer) attach(f bpfdrops.CaptureFilter) (int, *session, error) {
 			return 0, nil, err
 		}
 		k.reader, k.done = r, make(chan struct{})
-		go k.read(r, k.done)
+		go k.read(r, k.probe.ByteOrder(), k.done)
 	}
 	s := &session{ch: make(chan bpfdrops.CaptureRecord, sessionQueue)}
 	k.setSession(slot, s)
@@ -279,7 +287,7 @@ func (k *capturer) stopReader() {
 	k.syms.reset()
 }
 
-func (k *capturer) read(r *ringbuf.Reader, done chan struct{}) {
+func (k *capturer) read(r *ringbuf.Reader, bo binary.ByteOrder, done chan struct{}) {
 	defer close(done)
 	var rec ringbuf.Record
 	for {
@@ -289,7 +297,7 @@ func (k *capturer) read(r *ringbuf.Reader, done chan struct{}) {
 			}
 			continue
 		}
-		cr, err := bpfdrops.ParseCaptureRecord(rec.RawSample)
+		cr, err := bpfdrops.ParseCaptureRecord(rec.RawSample, bo)
 		if err != nil {
 			continue
 		}

@@ -17,6 +17,7 @@ import (
 	bpfdrops "github.com/netsonde/netsonde/bpf/drops"
 	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/decode"
 	"github.com/netsonde/netsonde/internal/dropreason"
 	"github.com/netsonde/netsonde/internal/hostview"
 )
@@ -188,7 +189,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	now := c.deps.Now()
 	snap := c.deps.Net.Snapshot()
 	for k, v := range counts.ByKey {
-		l := labels{reason: c.reasons.Name(k.Reason), protocol: protocolName(k.Protocol)}
+		l := labels{reason: c.reasons.Name(k.Reason), protocol: decode.EtherTypeName(k.Protocol)}
 		if k.Netns != 0 {
 			alive[k.Netns] = true
 			res := c.name(snap, k.Netns, int(k.Ifindex))
@@ -343,31 +344,3 @@ func (c *collector) name(snap *hostview.Snapshot, netns uint64, ifindex int) ifN
 }
 
 func (c *collector) Close() error { return c.probe.Close() }
-
-// protocolName names the key's protocol: the EtherType in host byte order,
-// one of those drops.c keeps (proto_key), or ProtocolOther for every other,
-// which a pod chooses freely and so never becomes a label value of its own.
-func protocolName(p uint16) string {
-	switch p {
-	case 0:
-		return ""
-	case 0x0800:
-		return "ipv4"
-	case 0x86dd:
-		return "ipv6"
-	case 0x0806:
-		return "arp"
-	case 0x8100:
-		return "vlan"
-	case 0x88a8:
-		return "qinq"
-	case 0x8847, 0x8848:
-		return "mpls"
-	case 0x8863, 0x8864:
-		return "pppoe"
-	case 0x88cc:
-		return "lldp"
-	default:
-		return "other"
-	}
-}

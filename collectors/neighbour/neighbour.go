@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/decode"
 )
 
 // Spec is the neighbour collector's line in the agent's table.
@@ -170,22 +171,11 @@ func parseTable(msg []byte) (t table, ok bool, err error) {
 	if len(msg) < 4 {
 		return t, false, fmt.Errorf("neighbour table message of %d bytes", len(msg))
 	}
-	switch msg[0] {
-	case unix.AF_INET:
-		t.family = "ipv4"
-	case unix.AF_INET6:
-		t.family = "ipv6"
-	default:
+	if t.family = decode.FamilyName(uint16(msg[0])); t.family == "other" {
 		return t, false, nil
 	}
 	var thresh, config, stats bool
-	for b := msg[4:]; len(b) >= 4; {
-		l := int(binary.NativeEndian.Uint16(b))
-		if l < 4 || l > len(b) {
-			return t, false, fmt.Errorf("neighbour table attribute of length %d in %d bytes", l, len(b))
-		}
-		typ, v := binary.NativeEndian.Uint16(b[2:])&^(unix.NLA_F_NESTED|unix.NLA_F_NET_BYTEORDER), b[4:l]
-		b = b[min((l+3)&^3, len(b)):]
+	err = decode.NetlinkAttrs(msg[4:], func(typ uint16, v []byte) {
 		switch typ {
 		case ndtaThresh3:
 			if len(v) >= 4 {
@@ -206,6 +196,9 @@ func parseTable(msg []byte) (t table, ok bool, err error) {
 				stats = true
 			}
 		}
+	})
+	if err != nil {
+		return t, false, fmt.Errorf("neighbour table: %w", err)
 	}
 	if !thresh && !config && !stats {
 		// One interface's parameters (NDTA_NAME and NDTA_PARMS

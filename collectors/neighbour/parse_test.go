@@ -6,18 +6,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/netsonde/netsonde/internal/decode"
 	"github.com/netsonde/netsonde/internal/golden"
 )
 
-func attr(typ uint16, v []byte) []byte {
-	b := binary.NativeEndian.AppendUint16(nil, uint16(4+len(v)))
-	b = binary.NativeEndian.AppendUint16(b, typ)
-	b = append(b, v...)
-	for len(b)%4 != 0 {
-		b = append(b, 0)
-	}
-	return b
-}
+func attr(typ uint16, v []byte) []byte { return decode.AppendNetlinkAttr(nil, typ, v) }
 
 // tableMsg is an RTM_NEWNEIGHTBL body as neightbl_fill_info writes it:
 // name, thresholds, config, the default parameters, statistics.

@@ -9,20 +9,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/decode"
 	"github.com/netsonde/netsonde/internal/golden"
 )
 
-// attr encodes one netlink attribute, padded to 4 bytes.
-func attr(typ uint16, v []byte) []byte {
-	b := make([]byte, 4, 4+len(v)+3)
-	binary.NativeEndian.PutUint16(b, uint16(4+len(v)))
-	binary.NativeEndian.PutUint16(b[2:], typ)
-	b = append(b, v...)
-	for len(b)%4 != 0 {
-		b = append(b, 0)
-	}
-	return b
-}
+func attr(typ uint16, v []byte) []byte { return decode.AppendNetlinkAttr(nil, typ, v) }
 
 func u32(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
 

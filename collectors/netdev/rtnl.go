@@ -13,6 +13,8 @@ import (
 
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/netsonde/netsonde/internal/decode"
 )
 
 // Offsets (in uint64s) of the counters of struct rtnl_link_stats64 that
@@ -92,7 +94,7 @@ func parseLink(msg []byte) (linkStats, error) {
 		return l, fmt.Errorf("link message of %d bytes, shorter than ifinfomsg", len(msg))
 	}
 	l.index = int(int32(binary.NativeEndian.Uint32(msg[4:8])))
-	err := eachAttr(msg[unix.SizeofIfInfomsg:], func(typ uint16, v []byte) {
+	err := decode.NetlinkAttrs(msg[unix.SizeofIfInfomsg:], func(typ uint16, v []byte) {
 		switch typ {
 		case unix.IFLA_IFNAME:
 			l.name = cString(v)
@@ -140,12 +142,12 @@ func parseQdisc(msg []byte) (q qdiscStats, root bool, err error) {
 	}
 	found := false
 	var nestedErr error
-	err = eachAttr(msg[nl.SizeofTcMsg:], func(typ uint16, v []byte) {
+	err = decode.NetlinkAttrs(msg[nl.SizeofTcMsg:], func(typ uint16, v []byte) {
 		switch typ {
 		case nl.TCA_KIND:
 			q.kind = cString(v)
 		case nl.TCA_STATS2:
-			nestedErr = eachAttr(v, func(typ uint16, v []byte) {
+			nestedErr = decode.NetlinkAttrs(v, func(typ uint16, v []byte) {
 				// struct gnet_stats_queue: qlen (packets), backlog (bytes),
 				// drops, requeues, overlimits.
 				if typ == nl.TCA_STATS_QUEUE && len(v) >= 20 {
@@ -230,22 +232,3 @@ func dumpQdiscs() ([]qdiscStats, []error, error) {
 	}
 	return out, bad, nil
 }
-
-// eachAttr calls fn with each netlink attribute of b, in place (a dump
-// of 1,000 interfaces every few seconds allocates nothing per attribute).
-// netlink's ParseRouteAttr panics on an attribute shorter than its header
-// (found by FuzzParseLink): each length is checked before it is used.
-func eachAttr(b []byte, fn func(typ uint16, v []byte)) error {
-	for len(b) >= 4 {
-		l := int(binary.NativeEndian.Uint16(b))
-		if l < 4 || l > len(b) {
-			return fmt.Errorf("attribute of length %d in %d bytes", l, len(b))
-		}
-		fn(binary.NativeEndian.Uint16(b[2:])&nlaTypeMask, b[4:l])
-		b = b[min((l+3)&^3, len(b)):]
-	}
-	return nil
-}
-
-// nlaTypeMask strips NLA_F_NESTED and NLA_F_NET_BYTEORDER from a type.
-const nlaTypeMask = ^uint16(unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)

@@ -8,11 +8,11 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 
 	"github.com/netsonde/netsonde/bpf/loader"
 	bpftcp "github.com/netsonde/netsonde/bpf/tcpretrans"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/internal/decode"
 	"github.com/netsonde/netsonde/internal/hostview"
 )
 
@@ -54,12 +54,6 @@ var retransDesc = prometheus.NewDesc(collectors.Namespace+"_tcp_retransmits_tota
 	"TCP segments retransmitted (as the kernel's RetransSegs counts them) by the socket's TCP state at the retransmit; SYN_SENT: connection attempts unanswered, SYN_RECV: SYN-ACKs resent.",
 	[]string{"state", "family", "namespace", "pod"}, nil)
 
-// tcpStates names enum tcp_state (include/net/tcp_states.h).
-var tcpStates = map[uint8]string{
-	1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
-	6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV",
-}
-
 // counter is what Collect uses of the loaded programs (*bpftcp.Counter),
 // so that a test can serve fixed counts.
 type counter interface {
@@ -88,10 +82,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		if c.ownOnly && k.Netns != c.own {
 			continue
 		}
-		l := labels{state: tcpStates[k.State], family: family(k.Family)}
-		if l.state == "" {
-			l.state = "UNKNOWN"
-		}
+		l := labels{state: decode.TCPStateName(k.State), family: decode.FamilyName(k.Family)}
 		if k.Netns != c.own {
 			pod, _ := c.deps.Pods.ByNetns(k.Netns)
 			l.namespace, l.pod = pod.Namespace, pod.Name
@@ -107,17 +98,6 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	}
 	collectors.BPFMapFull(ch, "tcpretrans", full)
 	return nil
-}
-
-func family(f uint16) string {
-	switch f {
-	case unix.AF_INET:
-		return "ipv4"
-	case unix.AF_INET6:
-		return "ipv6"
-	default:
-		return "other"
-	}
 }
 
 func (c *collector) Close() error { return c.c.Close() }

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/netsonde/netsonde/internal/decode"
 )
 
 // DefaultSnaplen keeps an IPv6 header and a TCP header with every option
@@ -43,8 +45,9 @@ func bad(name, value, why string) error {
 }
 
 // Protocols a filter names: EtherTypes (in the kernel) or IP protocols.
-var etherTypes = map[string]uint16{"ipv4": 0x0800, "ipv6": 0x86dd, "arp": 0x0806}
-var ipProtocols = map[string]uint8{"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132}
+var etherTypes = map[string]uint16{"ipv4": decode.EtherTypeIPv4, "ipv6": decode.EtherTypeIPv6, "arp": decode.EtherTypeARP}
+var ipProtocols = map[string]uint8{"tcp": decode.IPProtoTCP, "udp": decode.IPProtoUDP, "icmp": decode.IPProtoICMP,
+	"icmpv6": decode.IPProtoICMPv6, "sctp": decode.IPProtoSCTP}
 
 // EtherType is the kernel-side protocol filter of p: 0 for any.
 func EtherType(p string) uint16 { return etherTypes[p] }
@@ -222,13 +225,12 @@ func Decode(data []byte) Tuple {
 	default:
 		return t
 	}
-	t.Protocol = strconv.Itoa(int(proto))
-	for n, p := range ipProtocols {
-		if p == proto && !(n == "icmp" && data[0]>>4 == 6) && !(n == "icmpv6" && data[0]>>4 == 4) {
-			t.Protocol = n
-		}
+	t.Protocol = decode.IPProtoName(proto)
+	if (proto == decode.IPProtoICMP && data[0]>>4 == 6) || (proto == decode.IPProtoICMPv6 && data[0]>>4 == 4) {
+		// ICMP of the other family: not what a filter's name means.
+		t.Protocol = strconv.Itoa(int(proto))
 	}
-	if (proto == 6 || proto == 17 || proto == 132) && len(l4) >= 4 {
+	if (proto == decode.IPProtoTCP || proto == decode.IPProtoUDP || proto == decode.IPProtoSCTP) && len(l4) >= 4 {
 		t.SrcPort = binary.BigEndian.Uint16(l4)
 		t.DstPort = binary.BigEndian.Uint16(l4[2:])
 	}

@@ -46,6 +46,7 @@ import (
 
 	bpfdns "github.com/netsonde/netsonde/bpf/dns"
 	"github.com/netsonde/netsonde/bpf/loader"
+	"github.com/netsonde/netsonde/internal/decode"
 
 	"github.com/netsonde/netsonde/hack/bench/benchkit"
 )
@@ -401,7 +402,7 @@ func nsPerRun(attach func() (func(), runStats, error), run func() (float64, erro
 // attachEmpty attaches programs that only return 1 to the cgroup v2
 // root's egress and ingress: the cost of the hook itself.
 func attachEmpty() (func(), error) {
-	cg, err := bpfdns.CgroupRoot("/proc/self/mountinfo")
+	cg, err := decode.CgroupRoot("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
