@@ -300,8 +300,9 @@ func (a *Attachments[T]) handOver(ifindex int) error {
 	return errors.Join(old.Close(), l.Update(f.progs.Pair))
 }
 
-// Close takes the programs off every interface, Overlap at a time.
-// Attaches after it do nothing.
+// Close takes the programs off every interface, Overlap at a time, so in
+// the process's network namespace (where the agent attaches: the tc
+// filters are deleted by ifindex there). Attaches after it do nothing.
 func (a *Attachments[T]) Close() error {
 	a.mu.Lock()
 	a.closed = true
