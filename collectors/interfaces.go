@@ -70,7 +70,7 @@ func (f *Interfaces[T]) Start(ctx context.Context) {
 	// Subscribed before the first pass: a link that comes during it is
 	// not missed.
 	changed, unsubscribe := f.net.Subscribe()
-	f.Sync(true)
+	f.pass(true)
 	f.a.EndStartup(func(ifindex int, err error) {
 		f.log.Warn("interface stays on its start-up tc filter, where the "+f.opts.What+" programs still count", "ifindex", ifindex, "err", err)
 	})
@@ -84,7 +84,7 @@ func (f *Interfaces[T]) Start(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-changed:
-				f.Sync(false)
+				f.pass(false)
 			}
 		}
 	}()
@@ -100,14 +100,14 @@ func (f *Interfaces[T]) Close() {
 	<-f.done
 }
 
-// Sync puts the programs on every wanted interface that has none, records
+// pass puts the programs on every wanted interface that has none, records
 // the new value of those whose value changed, and takes them off those no
 // longer wanted or gone, the attaches and detaches overlapped (one after
 // another, 1,001 interfaces took 7 s at start-up, past the agent's
 // readiness). On the first pass, one attach goes alone before the others:
 // it settles whether the kernel has TCX (loader.AttachAuto), so that the
 // rest take the right path at once.
-func (f *Interfaces[T]) Sync(first bool) {
+func (f *Interfaces[T]) pass(first bool) {
 	links := f.net.Links()
 	type wanted struct {
 		l hostview.Link
