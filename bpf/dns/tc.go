@@ -1,10 +1,7 @@
 package dns
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"sync"
 
 	"github.com/cilium/ebpf"
 
@@ -54,33 +51,31 @@ const (
 	IfaceEnslaved uint32 = 2
 )
 
+// Iface is how the TC programs go on an interface: l3 for a device
+// without an Ethernet header, and the flags (Iface*) they read for it.
+type Iface struct {
+	L3    bool
+	Flags uint32
+}
+
 // tcState is a Probe's TC programs and where they are attached.
 type tcState struct {
 	progs map[string]*ebpf.Program
-	tc    *loader.TC
-
-	mu sync.Mutex
-	// tcx: 0 not tried yet, 1 works, -1 legacy tc (AttachTC, or the
-	// kernel has no TCX).
-	tcx      int
-	attached map[int]*tcIface
-	closed   bool
-}
-
-type tcIface struct {
-	closer io.Closer
-	hook   string
-	flags  uint32
+	// ifaces is where they are attached (Probe.Interfaces).
+	ifaces *loader.Attachments[Iface]
 }
 
 var tcPrograms = []string{"dns_tc_ingress", "dns_tc_egress", "dns_tc_ingress_l3", "dns_tc_egress_l3"}
 
 func loadTC(obj *loader.Object, attach string) (*tcState, error) {
-	var tcx int
+	opts := loader.AttachOptions[Iface]{What: "dns"}
 	switch attach {
 	case "", AttachTC:
-		tcx = -1
+		opts.Mode = loader.HookTC
 	case AttachTCX:
+		// TCX where the kernel has it, first in the chain: a
+		// dataplane's program after it may redirect or drop the packet.
+		opts.Mode, opts.First = loader.AttachAuto, true
 	default:
 		return nil, fmt.Errorf("unknown attach mode %q (want %s or %s)", attach, AttachTC, AttachTCX)
 	}
@@ -88,113 +83,35 @@ func loadTC(obj *loader.Object, attach string) (*tcState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load interface programs: %w", err)
 	}
-	tc, err := loader.NewTC("dns")
+	ifaces := obj.Map("ifaces")
+	opts.Programs = func(ifindex int, f Iface) (loader.Programs, error) {
+		// The flags go in first: the programs must never run on the
+		// interface without them.
+		if err := ifaces.Put(uint32(ifindex), f.Flags); err != nil {
+			return loader.Programs{}, fmt.Errorf("flags: %w", err)
+		}
+		if f.L3 {
+			return loader.Programs{Pair: loader.Pair{Ingress: progs["dns_tc_ingress_l3"], Egress: progs["dns_tc_egress_l3"]}}, nil
+		}
+		return loader.Programs{Pair: loader.Pair{Ingress: progs["dns_tc_ingress"], Egress: progs["dns_tc_egress"]}}, nil
+	}
+	opts.Forget = func(ifindex int) { _ = ifaces.Delete(uint32(ifindex)) }
+	a, err := loader.NewAttachments(opts)
 	if err != nil {
 		return nil, err
 	}
-	t := &tcState{progs: progs, tc: tc, attached: map[int]*tcIface{}, tcx: tcx}
 	// Detached before the programs and maps are freed.
-	obj.AddCloser(closeFunc(t.close))
-	return t, nil
+	obj.AddCloser(a)
+	return &tcState{progs: progs, ifaces: a}, nil
 }
 
-func (t *tcState) pair(l3 bool) loader.Pair {
-	if l3 {
-		return loader.Pair{Ingress: t.progs["dns_tc_ingress_l3"], Egress: t.progs["dns_tc_egress_l3"]}
-	}
-	return loader.Pair{Ingress: t.progs["dns_tc_ingress"], Egress: t.progs["dns_tc_egress"]}
-}
-
-// Attach puts the TC programs on an interface of the calling thread's
-// network namespace (l3: a device without an Ethernet header), marked with
-// flags (Iface*). On an interface already attached it only updates the
-// flags. Safe for concurrent use on different interfaces.
-func (p *Probe) Attach(ifindex int, l3 bool, flags uint32) error {
-	t := p.tc
-	if t == nil {
-		return errors.New("dns programs not loaded for interfaces (hook cgroup)")
-	}
-	// The flags go in first: the programs must never run on the
-	// interface without them.
-	if err := p.Map("ifaces").Put(uint32(ifindex), flags); err != nil {
-		return fmt.Errorf("interface %d flags: %w", ifindex, err)
-	}
-	t.mu.Lock()
-	if f, ok := t.attached[ifindex]; ok || t.closed {
-		if ok {
-			f.flags = flags
-		}
-		t.mu.Unlock()
+// Interfaces is the TC programs' attachments (HookTC), one per interface
+// of the calling thread's network namespace; nil with HookCgroup.
+func (p *Probe) Interfaces() *loader.Attachments[Iface] {
+	if p.tc == nil {
 		return nil
 	}
-	tcx := t.tcx
-	t.mu.Unlock()
-
-	f := &tcIface{flags: flags, hook: loader.HookTCX}
-	var err error
-	if tcx >= 0 {
-		// First in the chain: a dataplane's program after it may
-		// redirect or drop the packet.
-		f.closer, err = loader.AttachTCXFirst(ifindex, t.pair(l3))
-		if errors.Is(err, ebpf.ErrNotSupported) {
-			t.mu.Lock()
-			t.tcx = -1
-			t.mu.Unlock()
-			tcx = -1
-		} else if err == nil {
-			t.mu.Lock()
-			t.tcx = 1
-			t.mu.Unlock()
-		}
-	}
-	if tcx < 0 {
-		f.hook = loader.HookTC
-		f.closer, err = t.tc.Attach(ifindex, t.pair(l3))
-	}
-	if err != nil {
-		_ = p.Map("ifaces").Delete(uint32(ifindex))
-		return fmt.Errorf("interface %d: %w", ifindex, err)
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed {
-		f.closer.Close()
-		return nil
-	}
-	t.attached[ifindex] = f
-	return nil
-}
-
-// Detach takes the programs off an interface (one that was deleted: its
-// attachments are gone in the kernel already; this frees ours).
-func (p *Probe) Detach(ifindex int) {
-	t := p.tc
-	if t == nil {
-		return
-	}
-	t.mu.Lock()
-	f, ok := t.attached[ifindex]
-	delete(t.attached, ifindex)
-	t.mu.Unlock()
-	if ok {
-		f.closer.Close()
-		_ = p.Map("ifaces").Delete(uint32(ifindex))
-	}
-}
-
-// Attached returns the interfaces with programs and their flags.
-func (p *Probe) Attached() map[int]uint32 {
-	out := map[int]uint32{}
-	t := p.tc
-	if t == nil {
-		return out
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for i, f := range t.attached {
-		out[i] = f.flags
-	}
-	return out
+	return p.tc.ifaces
 }
 
 // Hooks reports, per logical program, the hook it is attached by: the
@@ -203,32 +120,18 @@ func (p *Probe) Attached() map[int]uint32 {
 // else none.
 func (p *Probe) Hooks() map[string]string {
 	out := p.Object.Hooks()
-	t := p.tc
-	if t == nil {
+	if p.tc == nil {
 		return out
 	}
-	h := loader.HookNone
-	t.mu.Lock()
-	for _, f := range t.attached {
-		h = f.hook
-		break
+	h, n := loader.HookNone, p.tc.ifaces.Hooks()
+	for _, hook := range []string{loader.HookTCX, loader.HookTC} {
+		if n[hook] > 0 {
+			h = hook
+			break
+		}
 	}
-	t.mu.Unlock()
 	out[ProgramInterfaces] = h
 	return out
-}
-
-// close detaches every interface.
-func (t *tcState) close() error {
-	t.mu.Lock()
-	t.closed = true
-	closers := make([]io.Closer, 0, len(t.attached))
-	for i, f := range t.attached {
-		closers = append(closers, f.closer)
-		delete(t.attached, i)
-	}
-	t.mu.Unlock()
-	return loader.CloseAll(closers)
 }
 
 // RunStats sums the kernel's run-time accounting (BPF_ENABLE_STATS must be
@@ -252,8 +155,3 @@ func (p *Probe) RunStats() (uint64, uint64) {
 	}
 	return ns, n
 }
-
-// closeFunc makes a function an io.Closer.
-type closeFunc func() error
-
-func (f closeFunc) Close() error { return f() }

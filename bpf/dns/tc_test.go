@@ -199,7 +199,7 @@ func testTCOnANode(t *testing.T, bridge bool, attach string) {
 					flags |= IfaceEnslaved
 				}
 			}
-			if err := p.Attach(i.Index, false, flags); err != nil {
+			if err := p.Interfaces().Attach(i.Index, Iface{Flags: flags}); err != nil {
 				return err
 			}
 		}

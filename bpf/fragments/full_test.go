@@ -28,7 +28,7 @@ func TestMapFullCounted(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if err := counter.Attach(ifc.Index, false); err != nil {
+			if err := counter.Interfaces().Attach(ifc.Index, false); err != nil {
 				return err
 			}
 			if name == "fu0" {

@@ -29,7 +29,11 @@ func TestGateFlipsCountOnce(t *testing.T) {
 			return err
 		}
 		ifindex = ifc.Index
-		tc, err := c.tc.Attach(ifindex, c.pair(false, "_tc_gated"))
+		legacy, err := loader.NewTC("fragments")
+		if err != nil {
+			return err
+		}
+		tc, err := legacy.Attach(ifindex, c.pair(false, "_tc_gated"))
 		if err != nil {
 			return err
 		}
@@ -51,9 +55,9 @@ func TestGateFlipsCountOnce(t *testing.T) {
 	go func() {
 		n, key := 0, uint32(ifindex)
 		for !stop.Load() {
-			v := uint8(gateTCX)
+			v := uint8(loader.GateTCX)
 			if n%2 == 1 {
-				v = gateTC
+				v = loader.GateTC
 			}
 			if err := c.Map("gate").Put(key, v); err != nil {
 				t.Error(err)

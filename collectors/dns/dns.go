@@ -13,7 +13,6 @@ import (
 	"maps"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,10 +91,6 @@ type probe interface {
 	Read() (bpfdns.Counts, error)
 	Sweep(timeout time.Duration) (bpfdns.Swept, error)
 	Forget(c bpfdns.Counts, owners, namespaces map[uint64]bool)
-	// Attach, Detach and Attached: the interfaces of the TC hook.
-	Attach(ifindex int, l3 bool, flags uint32) error
-	Detach(ifindex int)
-	Attached() map[int]uint32
 	NXDomainByName() (map[uint64]uint64, error)
 	Name(hash uint64) (string, bool)
 	Close() error
@@ -110,12 +105,12 @@ type collector struct {
 	// ifacePod remembers whom an interface's counts belong to, so the
 	// pod keeps them after its veth is gone, until they are forgotten.
 	ifacePod map[uint64]pod
-	// attachFailures counts interfaces the programs could not go on.
-	attachFailures atomic.Uint64
-	reason         func(uint32) string
-	own            uint64
-	timeout        time.Duration
-	cancel         context.CancelFunc
+	// ifaces keeps the TC hook's programs on the node's interfaces.
+	ifaces  *collectors.Interfaces[bpfdns.Iface]
+	reason  func(uint32) string
+	own     uint64
+	timeout time.Duration
+	cancel  context.CancelFunc
 	// testNetns labels namespaces by cookie (--dns.only-netns).
 	testNetns bool
 	done      chan struct{}
@@ -193,13 +188,11 @@ func start(ctx context.Context, deps collectors.Deps, c config) (collectors.Coll
 		cancel: cancel, done: make(chan struct{}), swept: map[uint64]uint64{},
 		forgetAfter: *c.forgetAfter, missing: map[uint64]time.Time{}, missingIface: map[uint64]time.Time{},
 		topNames: *c.topNames, nameTimeouts: map[uint64]uint64{}}
-	var changed <-chan struct{}
-	stop := func() {}
 	if col.tc {
-		changed, stop = deps.Net.Subscribe()
-		col.sync()
+		col.ifaces = collectors.NewInterfaces(deps, probe.Interfaces(), collectors.InterfaceOptions[bpfdns.Iface]{What: "DNS", Want: wantIface})
+		col.ifaces.Start(sctx)
 	}
-	go col.sweeper(sctx, every, changed, stop)
+	go col.sweeper(sctx, every)
 	return col, nil
 }
 
@@ -370,8 +363,8 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	ch <- prometheus.MustNewConstMetric(inflightDesc, prometheus.GaugeValue, float64(live))
 	if c.tc {
 		var pods, node int
-		for _, f := range c.probe.Attached() {
-			if f&bpfdns.IfacePod != 0 {
+		for _, f := range c.ifaces.Attached() {
+			if f.Flags&bpfdns.IfacePod != 0 {
 				pods++
 			} else {
 				node++
@@ -379,7 +372,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		}
 		ch <- prometheus.MustNewConstMetric(interfacesDesc, prometheus.GaugeValue, float64(pods), "pod")
 		ch <- prometheus.MustNewConstMetric(interfacesDesc, prometheus.GaugeValue, float64(node), "node")
-		ch <- prometheus.MustNewConstMetric(attachFailuresDesc, prometheus.CounterValue, float64(c.attachFailures.Load()))
+		ch <- prometheus.MustNewConstMetric(attachFailuresDesc, prometheus.CounterValue, float64(c.ifaces.Failures()))
 	}
 	return nil
 }
@@ -387,5 +380,8 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 func (c *collector) Close() error {
 	c.cancel()
 	<-c.done
+	if c.ifaces != nil {
+		c.ifaces.Close()
+	}
 	return c.probe.Close()
 }

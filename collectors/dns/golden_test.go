@@ -13,10 +13,9 @@ import (
 
 // fixedProbe serves fixed counts and names.
 type fixedProbe struct {
-	counts   bpfdns.Counts
-	attached map[int]uint32
-	nx       map[uint64]uint64
-	names    map[uint64]string
+	counts bpfdns.Counts
+	nx     map[uint64]uint64
+	names  map[uint64]string
 }
 
 func (p *fixedProbe) Hooks() map[string]string {
@@ -28,9 +27,6 @@ func (p *fixedProbe) Forget(bpfdns.Counts, map[uint64]bool, map[uint64]bool) {}
 func (p *fixedProbe) NXDomainByName() (map[uint64]uint64, error)             { return p.nx, nil }
 func (p *fixedProbe) Name(h uint64) (string, bool)                           { n, ok := p.names[h]; return n, ok }
 func (p *fixedProbe) Close() error                                           { return nil }
-func (p *fixedProbe) Attach(int, bool, uint32) error                         { return nil }
-func (p *fixedProbe) Detach(int)                                             {}
-func (p *fixedProbe) Attached() map[int]uint32                               { return p.attached }
 
 // TestGoldenMetrics: with the TC hook, DNS of the node's own sockets
 // (key 0), a pod's veth (the pod named after it), a veth no pod owns and
@@ -102,13 +98,14 @@ func goldenCollector(tc bool) *collector {
 		nx:    map[uint64]uint64{0x22: 3, 0x33: 6, 0x44: 1},
 		names: map[uint64]string{0x11: "api.shop.svc.cluster.local", 0x22: "db.example.com", 0x33: "nonexistent.example.com"},
 	}
+	var ifaces *collectors.Interfaces[bpfdns.Iface]
 	if tc {
-		p.attached = map[int]uint32{golden.IfLo: 0, golden.IfEth0: 0, golden.IfFlannel: 0, golden.IfCNI0: 0,
-			golden.IfPodVeth: bpfdns.IfacePod | bpfdns.IfaceEnslaved, golden.IfOtherVeth: bpfdns.IfacePod}
+		ifaces = collectors.FixedInterfaces(map[int]bpfdns.Iface{golden.IfLo: {}, golden.IfEth0: {}, golden.IfFlannel: {}, golden.IfCNI0: {},
+			golden.IfPodVeth: {Flags: bpfdns.IfacePod | bpfdns.IfaceEnslaved}, golden.IfOtherVeth: {Flags: bpfdns.IfacePod}}, "tc")
 	}
 	view := golden.Node()
 	reasons := map[uint32]string{2: "NO_SOCKET", 6: "NETFILTER_DROP"}
-	return &collector{deps: collectors.Deps{Net: view, Pods: view, Clock: &golden.Clock{T: golden.Now}}, probe: p, tc: tc, ifacePod: map[uint64]pod{},
+	return &collector{deps: collectors.Deps{Net: view, Pods: view, Clock: &golden.Clock{T: golden.Now}}, probe: p, tc: tc, ifaces: ifaces, ifacePod: map[uint64]pod{},
 		reason: func(r uint32) string {
 			if n, ok := reasons[r]; ok {
 				return n

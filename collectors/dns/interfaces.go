@@ -2,7 +2,6 @@ package dns
 
 import (
 	bpfdns "github.com/netsonde/netsonde/bpf/dns"
-	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/internal/hostview"
 )
@@ -55,38 +54,9 @@ func ifaceFlags(l hostview.Link) (uint32, bool) {
 	return flags, l3
 }
 
-// sync puts the TC programs on every interface of the node's namespace
-// that has none, updates the flags of those whose role changed, and takes
-// them off the interfaces that are gone: one pass over the link view per
-// batch of link events, the attaches overlapped (one after another, 1,001
-// interfaces took 7 s at start-up, past the agent's readiness).
-func (c *collector) sync() {
-	links := c.deps.Net.Links()
-	want := make(map[int]hostview.Link, len(links))
-	for _, l := range links {
-		want[l.Index] = l
-	}
-	have := c.probe.Attached()
-	var jobs []func()
-	for idx := range have {
-		if _, ok := want[idx]; !ok {
-			jobs = append(jobs, func() { c.probe.Detach(idx) })
-		}
-	}
-	for idx, l := range want {
-		flags, l3 := ifaceFlags(l)
-		if f, ok := have[idx]; ok && f == flags {
-			continue
-		}
-		jobs = append(jobs, func() {
-			if err := c.probe.Attach(idx, l3, flags); err != nil {
-				// Deleted while we attached: not a failure.
-				if _, still := c.deps.Net.ByIndex(idx); still {
-					c.attachFailures.Add(1)
-					c.deps.Logger.Warn("cannot watch DNS on interface", "interface", l.Name, "err", err)
-				}
-			}
-		})
-	}
-	loader.Overlap(jobs)
+// wantIface: every interface of the node's namespace has the TC programs,
+// as ifaceFlags says.
+func wantIface(l hostview.Link) (bpfdns.Iface, bool) {
+	flags, l3 := ifaceFlags(l)
+	return bpfdns.Iface{L3: l3, Flags: flags}, true
 }

@@ -12,19 +12,14 @@ import (
 
 // sweeper closes, every interval, the queries older than the timeout. A
 // query is a timeout at most one interval after its deadline.
-// With the TC hook it also follows the node's interfaces (changed, until
-// stop).
-func (c *collector) sweeper(ctx context.Context, every time.Duration, changed <-chan struct{}, stop func()) {
+func (c *collector) sweeper(ctx context.Context, every time.Duration) {
 	defer close(c.done)
-	defer stop()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-changed:
-			c.sync()
 		case <-t.C:
 			c.sweep()
 		}

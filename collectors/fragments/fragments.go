@@ -13,11 +13,9 @@ import (
 	"fmt"
 	"regexp"
 	"sync"
-	"sync/atomic"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 
 	bpffrag "github.com/netsonde/netsonde/bpf/fragments"
 	"github.com/netsonde/netsonde/bpf/loader"
@@ -75,10 +73,6 @@ func setup(app *kingpin.Application) collectors.Factory {
 // counter is what the collector uses of the loaded programs after start
 // (*bpffrag.Counter), so that a test can serve fixed counts.
 type counter interface {
-	Attach(ifindex int, l3 bool) error
-	Detach(ifindex int)
-	Attached() map[int]bool
-	InterfaceHooks() map[string]int
 	Hooks() map[string]string
 	Read() (map[bpffrag.Key]uint64, error)
 	Full() (uint64, error)
@@ -87,15 +81,10 @@ type counter interface {
 }
 
 type collector struct {
-	deps     collectors.Deps
-	cfg      config
-	c        counter
-	failures atomic.Uint64
-	wanted   atomic.Int64
-	lastErr  atomic.Value // string: the last attach failure, for the log
-	cancel   context.CancelFunc
-	done     chan struct{}
-	mu       sync.Mutex // one Collect at a time: it forgets stale keys
+	deps   collectors.Deps
+	c      counter
+	ifaces *collectors.Interfaces[bool] // by l3
+	mu     sync.Mutex                   // one Collect at a time: it forgets stale keys
 }
 
 func start(ctx context.Context, deps collectors.Deps, cfg config) (collectors.Collector, error) {
@@ -113,83 +102,16 @@ func start(ctx context.Context, deps collectors.Deps, cfg config) (collectors.Co
 	if err := c.ICMPErr(); err != nil {
 		deps.Logger.Warn("ICMP frag-needed sent by this host will not be counted; fragments still are", "err", err)
 	}
-	col := &collector{deps: deps, cfg: cfg, c: c, done: make(chan struct{})}
-	changed, unsubscribe := deps.Net.Subscribe()
-	col.sync(true)
-	c.EndStartup(func(ifindex int, err error) {
-		deps.Logger.Warn("interface stays on its start-up tc filter; fragments still counted", "ifindex", ifindex, "err", err)
-	})
-	ctx, col.cancel = context.WithCancel(ctx)
-	go func() {
-		defer close(col.done)
-		defer unsubscribe()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-changed:
-				col.sync(false)
+	col := &collector{deps: deps, c: c}
+	col.ifaces = collectors.NewInterfaces(deps, c.Interfaces(), collectors.InterfaceOptions[bool]{What: "fragment",
+		Want: func(l hostview.Link) (bool, bool) {
+			if !cfg.include.MatchString(l.Name) || cfg.exclude.MatchString(l.Name) {
+				return false, false
 			}
-		}
-	}()
+			return l.Attrs.Attrs().EncapType != "ether", true // l3
+		}})
+	col.ifaces.Start(ctx)
 	return col, nil
-}
-
-// sync attaches to every selected interface that has no programs yet and
-// detaches from interfaces that are gone: one pass over the link view per
-// batch of link events (notifications coalesce), so thousands of new
-// interfaces cost one pass, not thousands.
-//
-// The first sync settles, on one interface, whether the kernel has TCX, so
-// the rest of a large start-up inventory takes the fast path (see
-// bpffrag.Counter).
-func (c *collector) sync(first bool) {
-	links := c.deps.Net.Links()
-	want := make(map[int]hostview.Link, len(links))
-	for _, l := range links {
-		if c.cfg.include.MatchString(l.Name) && !c.cfg.exclude.MatchString(l.Name) {
-			want[l.Index] = l
-		}
-	}
-	have := c.c.Attached()
-	for idx := range have {
-		if _, ok := want[idx]; !ok {
-			c.c.Detach(idx)
-		}
-	}
-	var jobs []func()
-	for idx, l := range want {
-		if have[idx] {
-			continue
-		}
-		if first {
-			first = false
-			// Alone, before the others: in auto mode the first attach
-			// is by TCX and settles whether the kernel has it.
-			c.attach(l)
-			continue
-		}
-		jobs = append(jobs, func() { c.attach(l) })
-	}
-	loader.Overlap(jobs)
-	c.wanted.Store(int64(len(want)))
-}
-
-func (c *collector) attach(l hostview.Link) {
-	if err := c.c.Attach(l.Index, l.Attrs.Attrs().EncapType != "ether"); err != nil {
-		c.fail(l, err)
-	}
-}
-
-func (c *collector) fail(l hostview.Link, err error) {
-	// An interface deleted while we attached is not a failure: the next
-	// sync drops it from the wanted set.
-	if _, still := c.deps.Net.ByIndex(l.Index); !still || errors.Is(err, unix.ENODEV) {
-		return
-	}
-	c.failures.Add(1)
-	c.lastErr.Store(err.Error())
-	c.deps.Logger.Warn("cannot count fragments on interface", "interface", l.Name, "err", err)
 }
 
 func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
@@ -198,7 +120,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	// One series per hook in use: tc and tcx both while start-up
 	// attachments are handed over to TCX; hook none (0) when no interface
 	// is attached.
-	hooks := c.c.InterfaceHooks()
+	hooks := c.ifaces.Hooks()
 	attached := 0
 	for h, n := range hooks {
 		attached += n
@@ -209,12 +131,9 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	}
 	collectors.BPFHooks(ch, c.c.Hooks())
 	ch <- prometheus.MustNewConstMetric(attachedDesc, prometheus.GaugeValue, float64(attached))
-	ch <- prometheus.MustNewConstMetric(failuresDesc, prometheus.CounterValue, float64(c.failures.Load()))
-	// Interfaces to count on and none counted: the collector counts
-	// nothing, so it is down, not quietly flat.
-	if attached == 0 && c.wanted.Load() > 0 && c.failures.Load() > 0 {
-		last, _ := c.lastErr.Load().(string)
-		return collectors.Down("attach_failed", fmt.Errorf("no interface attached (%d failures, last: %s)", c.failures.Load(), last))
+	ch <- prometheus.MustNewConstMetric(failuresDesc, prometheus.CounterValue, float64(c.ifaces.Failures()))
+	if err := c.ifaces.Err(attached); err != nil {
+		return collectors.Down("attach_failed", err)
 	}
 
 	counts, err := c.c.Read()
@@ -265,7 +184,6 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 }
 
 func (c *collector) Close() error {
-	c.cancel()
-	<-c.done
+	c.ifaces.Close()
 	return c.c.Close()
 }

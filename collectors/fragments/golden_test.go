@@ -14,10 +14,6 @@ type fixedCounter struct {
 	forgot []bpffrag.Key
 }
 
-func (f *fixedCounter) Attach(int, bool) error         { return nil }
-func (f *fixedCounter) Detach(int)                     {}
-func (f *fixedCounter) Attached() map[int]bool         { return nil }
-func (f *fixedCounter) InterfaceHooks() map[string]int { return map[string]int{"tcx": 4} }
 func (f *fixedCounter) Hooks() map[string]string {
 	return map[string]string{bpffrag.ProgramICMPSend: "tp_btf"}
 }
@@ -44,7 +40,8 @@ func TestGoldenMetrics(t *testing.T) {
 		gone: 9,
 	}}
 	view := golden.Node()
-	c := &collector{deps: collectors.Deps{Net: view, Pods: view, Proc: collectors.ProcDir("testdata/proc")}, c: f}
+	c := &collector{deps: collectors.Deps{Net: view, Pods: view, Proc: collectors.ProcDir("testdata/proc")}, c: f,
+		ifaces: collectors.FixedInterfaces(map[int]bool{golden.IfEth0: false, golden.IfFlannel: false, golden.IfPodVeth: false, golden.IfOtherVeth: false}, "tcx")}
 	golden.Check(t, c)
 	if len(f.forgot) != 1 || f.forgot[0] != gone {
 		t.Errorf("forgot %v, want the vanished ifindex's key only", f.forgot)

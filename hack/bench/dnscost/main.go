@@ -448,7 +448,7 @@ func loadProbe(o bpfdns.Options, node string) (*bpfdns.Probe, error) {
 			if strings.HasPrefix(i.Name, "vp") {
 				flags = bpfdns.IfacePod
 			}
-			if err := p.Attach(i.Index, false, flags); err != nil {
+			if err := p.Interfaces().Attach(i.Index, bpfdns.Iface{Flags: flags}); err != nil {
 				return err
 			}
 		}

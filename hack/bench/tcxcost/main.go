@@ -174,7 +174,7 @@ func attachIn(ns, ifname string) (*bpffrag.Counter, error) {
 		}
 		ifi, err := netInterfaceIndex(ifname)
 		if err == nil {
-			err = c.Attach(ifi, false)
+			err = c.Interfaces().Attach(ifi, false)
 		}
 		if err != nil {
 			c.Close()
