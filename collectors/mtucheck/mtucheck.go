@@ -203,13 +203,13 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		if v.expected > 0 {
 			ch <- prometheus.MustNewConstMetric(expectedDesc, prometheus.GaugeValue, float64(v.expected), v.iface)
 		}
-		for reason, bad := range v.reasons {
+		v.reasons.each(func(reason string, bad bool) {
 			val := 0.0
 			if bad {
 				val = 1
 			}
 			ch <- prometheus.MustNewConstMetric(mismatchDesc, prometheus.GaugeValue, val, v.iface, reason)
-		}
+		})
 	}
 	return nil
 }

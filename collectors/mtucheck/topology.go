@@ -48,18 +48,63 @@ type routeLookup func(dst net.IP) int
 // verdict is what the checker concludes about one interface.
 type verdict struct {
 	iface    string
-	expected int             // 0 when nothing constrains the interface
-	reasons  map[string]bool // reason -> mismatching now
+	expected int     // 0 when nothing constrains the interface
+	reasons  reasons // reason -> mismatching now
 }
 
-// Reasons, as netsonde_mtu_mismatch{reason}.
+// reasons holds, for each reason that applies to an interface, whether it
+// mismatches now. A small array, not a map: the check runs on every
+// scrape for every veth of the node (a thousand maps a scrape were a
+// fifth of the agent's garbage at 1,000 interfaces).
+type reasons struct {
+	set, bad uint8 // bit i: reasonNames[i] applies / mismatches
+}
+
+func (r *reasons) put(reason int, bad bool) {
+	r.set |= 1 << reason
+	if bad {
+		r.bad |= 1 << reason
+	} else {
+		r.bad &^= 1 << reason
+	}
+}
+
+func (r reasons) empty() bool { return r.set == 0 }
+
+// each calls f for each reason that applies, in reasonNames' order.
+func (r reasons) each(f func(name string, bad bool)) {
+	for i, name := range reasonNames {
+		if r.set&(1<<i) != 0 {
+			f(name, r.bad&(1<<i) != 0)
+		}
+	}
+}
+
+// of makes reasons from pairs of reason and mismatch (tests).
+func of(pairs map[int]bool) reasons {
+	var r reasons
+	for reason, bad := range pairs {
+		r.put(reason, bad)
+	}
+	return r
+}
+
+// Reasons, as netsonde_mtu_mismatch{reason}: their names are reasonNames.
 const (
-	reasonExceedsUnderlay = "exceeds_underlay" // a tunnel larger than its underlay allows
-	reasonExceedsOverlay  = "exceeds_overlay"  // a pod interface larger than the overlay it routes through
-	reasonDiffersFromCNI  = "differs_from_cni_config"
-	reasonDiffersFromPeer = "differs_from_peer"  // the two ends of a veth disagree
-	reasonBelowIPv6Min    = "below_ipv6_minimum" // below 1,280 on a node that runs IPv6: the kernel took IPv6 off it
+	reasonExceedsUnderlay = iota // a tunnel larger than its underlay allows
+	reasonExceedsOverlay         // a pod interface larger than the overlay it routes through
+	reasonDiffersFromCNI
+	reasonDiffersFromPeer // the two ends of a veth disagree
+	reasonBelowIPv6Min    // below 1,280 on a node that runs IPv6: the kernel took IPv6 off it
 )
+
+var reasonNames = [...]string{
+	reasonExceedsUnderlay: "exceeds_underlay",
+	reasonExceedsOverlay:  "exceeds_overlay",
+	reasonDiffersFromCNI:  "differs_from_cni_config",
+	reasonDiffersFromPeer: "differs_from_peer",
+	reasonBelowIPv6Min:    "below_ipv6_minimum",
+}
 
 // ipv6MinMTU is the smallest MTU IPv6 allows on a link (RFC 8200). The
 // kernel removes IPv6, addresses and all, from an interface set below it,
@@ -84,10 +129,6 @@ type facts struct {
 // check judges every interface of one namespace.
 func check(links []hostview.Link, route routeLookup, f facts, peerMTU func(l hostview.Link) (int, bool)) []verdict {
 	cniMTU := f.cniMTU
-	byIndex := make(map[int]hostview.Link, len(links))
-	for _, l := range links {
-		byIndex[l.Index] = l
-	}
 	var out []verdict
 	underlays := map[int]bool{}
 	// fit is the largest packet the overlay can carry from a pod: the
@@ -100,19 +141,19 @@ func check(links []hostview.Link, route routeLookup, f facts, peerMTU func(l hos
 			continue
 		}
 		if l.Kind == "wireguard" {
-			exp, under := wireguardFit(f.wgEndpoints[l.Index], route, byIndex)
+			exp, under := wireguardFit(f.wgEndpoints[l.Index], route, links)
 			if len(under) == 0 {
 				continue // no peer endpoint known, or none routed here
 			}
 			for _, u := range under {
 				underlays[u] = true
 			}
-			out = append(out, verdict{iface: l.Name, expected: exp, reasons: map[string]bool{reasonExceedsUnderlay: l.MTU > exp}})
+			out = append(out, verdict{iface: l.Name, expected: exp, reasons: of(map[int]bool{reasonExceedsUnderlay: l.MTU > exp})})
 			fit = fitThrough(fit, min(l.MTU, exp))
 			continue
 		}
 		under, v6 := underlayOf(l, route)
-		u, found := byIndex[under]
+		u, found := linkAt(links, under)
 		if !found {
 			continue // the underlay is not in this namespace (or unknown)
 		}
@@ -125,7 +166,7 @@ func check(links []hostview.Link, route routeLookup, f facts, peerMTU func(l hos
 			o += f.geneveOptions
 		}
 		exp := u.MTU - o
-		out = append(out, verdict{iface: l.Name, expected: exp, reasons: map[string]bool{reasonExceedsUnderlay: l.MTU > exp}})
+		out = append(out, verdict{iface: l.Name, expected: exp, reasons: of(map[int]bool{reasonExceedsUnderlay: l.MTU > exp})})
 		fit = fitThrough(fit, min(l.MTU, exp))
 	}
 
@@ -133,7 +174,7 @@ func check(links []hostview.Link, route routeLookup, f facts, peerMTU func(l hos
 	// With an overlay they must fit through it; with native routing
 	// they must fit the device of the default route.
 	if fit == 0 {
-		if dev, ok := byIndex[route(nil)]; ok && dev.Kind != "veth" {
+		if dev, ok := linkAt(links, route(nil)); ok && dev.Kind != "veth" {
 			fit = dev.MTU
 		}
 	}
@@ -141,21 +182,21 @@ func check(links []hostview.Link, route routeLookup, f facts, peerMTU func(l hos
 		if l.Kind != "veth" || underlays[l.Index] {
 			continue
 		}
-		v := verdict{iface: l.Name, reasons: map[string]bool{}}
+		v := verdict{iface: l.Name}
 		if fit > 0 {
 			v.expected = fit
-			v.reasons[reasonExceedsOverlay] = l.MTU > fit
+			v.reasons.put(reasonExceedsOverlay, l.MTU > fit)
 		}
 		if m, ok := peerMTU(l); ok {
-			v.reasons[reasonDiffersFromPeer] = l.MTU != m
+			v.reasons.put(reasonDiffersFromPeer, l.MTU != m)
 		}
 		if cniMTU > 0 {
-			v.reasons[reasonDiffersFromCNI] = l.MTU != cniMTU
+			v.reasons.put(reasonDiffersFromCNI, l.MTU != cniMTU)
 			if v.expected == 0 {
 				v.expected = cniMTU
 			}
 		}
-		if len(v.reasons) > 0 {
+		if !v.reasons.empty() {
 			out = append(out, v)
 		}
 	}
@@ -164,6 +205,21 @@ func check(links []hostview.Link, route routeLookup, f facts, peerMTU func(l hos
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].iface < out[j].iface })
 	return out
+}
+
+// linkAt is the link of an index. A search, not a map: it is asked once
+// per tunnel and once for the default route's device, and a map of every
+// link, built on each scrape, cost more than all the searches.
+func linkAt(links []hostview.Link, index int) (hostview.Link, bool) {
+	if index == 0 {
+		return hostview.Link{}, false
+	}
+	for _, l := range links {
+		if l.Index == index {
+			return l, true
+		}
+	}
+	return hostview.Link{}, false
 }
 
 // fitThrough is the overlay's fit with one more tunnel that carries f:
@@ -189,7 +245,7 @@ func fitThrough(fit, f int) int {
 // 1,440 before its first handshake. The routes ignore the device's
 // fwmark (policy routing that sends the encapsulated packets another
 // way than the main table is not followed).
-func wireguardFit(endpoints []net.IP, route routeLookup, byIndex map[int]hostview.Link) (int, []int) {
+func wireguardFit(endpoints []net.IP, route routeLookup, links []hostview.Link) (int, []int) {
 	oh := encapsulations["wireguard"]
 	exp, any := 0, false
 	var under []int
@@ -197,7 +253,7 @@ func wireguardFit(endpoints []net.IP, route routeLookup, byIndex map[int]hostvie
 		if ep == nil || ep.IsUnspecified() {
 			continue
 		}
-		u, ok := byIndex[route(ep)]
+		u, ok := linkAt(links, route(ep))
 		if !ok {
 			continue
 		}
@@ -239,9 +295,9 @@ func belowIPv6Minimum(links []hostview.Link, out []verdict) []verdict {
 				continue
 			}
 			i = len(out)
-			out = append(out, verdict{iface: l.Name, reasons: map[string]bool{}})
+			out = append(out, verdict{iface: l.Name})
 		}
-		out[i].reasons[reasonBelowIPv6Min] = below
+		out[i].reasons.put(reasonBelowIPv6Min, below)
 	}
 	return out
 }

@@ -56,7 +56,7 @@ func TestWireGuardFit(t *testing.T) {
 			got := check([]hostview.Link{eth0, eth1, wg}, route, f, func(hostview.Link) (int, bool) { return 0, false })
 			var want []verdict
 			if tc.expected > 0 {
-				want = []verdict{{iface: "wg0", expected: tc.expected, reasons: map[string]bool{reasonExceedsUnderlay: tc.mismatch}}}
+				want = []verdict{{iface: "wg0", expected: tc.expected, reasons: of(map[int]bool{reasonExceedsUnderlay: tc.mismatch})}}
 			}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("verdicts %+v, want %+v", got, want)
@@ -81,8 +81,8 @@ func TestWireGuardOverlayFit(t *testing.T) {
 	}
 	got := check([]hostview.Link{u, wg, pod}, route, facts{wgEndpoints: map[int][]net.IP{wg.Index: {ep}}}, func(hostview.Link) (int, bool) { return 0, false })
 	want := []verdict{
-		{iface: "veth1", expected: 1420, reasons: map[string]bool{reasonExceedsOverlay: true}},
-		{iface: "wg0", expected: 1420, reasons: map[string]bool{reasonExceedsUnderlay: false}},
+		{iface: "veth1", expected: 1420, reasons: of(map[int]bool{reasonExceedsOverlay: true})},
+		{iface: "wg0", expected: 1420, reasons: of(map[int]bool{reasonExceedsUnderlay: false})},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("verdicts %+v, want %+v", got, want)
