@@ -9,30 +9,36 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// Assign sets the fields of to, a pointer to a struct of bpf2go's (its
-// bpfMaps and bpfVariables, or a struct embedding both), to the object's
-// maps and variables. A package then reads its maps by field, not by name:
-// a map renamed in C is a compile error once the bindings are generated
-// again, not a nil map at the first scrape. A field whose map or variable
-// the object lacks is an error. The object keeps them: Close frees them.
-func (o *Object) Assign(to any) error {
+// Assign sets the fields of each of to, pointers to bpf2go's structs (its
+// bpfMaps, bpfVariables), to the object's maps and variables. A package
+// then reads its maps by field, not by name: a map renamed in C is a
+// compile error once the bindings are generated again, not a nil map at
+// the first scrape. A field whose map or variable the object lacks is an
+// error. The object keeps them: Close frees them.
+func (o *Object) Assign(to ...any) error {
+	// Collection.Assign hands what it assigns over by deleting it from the
+	// collection: from this copy's maps, not o.maps', so that Close still
+	// frees them and Load still loads programs against them.
 	c := ebpf.Collection{Maps: maps.Clone(o.maps.Maps), Variables: maps.Clone(o.maps.Variables)}
-	// Collection.Assign hands what it assigns over to to, by deleting it
-	// from the collection: the clone's, not o.maps', so Close still frees
-	// them and Load still loads programs against them.
-	if err := c.Assign(to); err != nil {
-		return fmt.Errorf("assign the object's maps: %w", err)
+	for _, s := range to {
+		if err := c.Assign(s); err != nil {
+			return fmt.Errorf("assign the object's maps to %T: %w", s, err)
+		}
 	}
 	return nil
 }
 
-// CheckAssign says what Assign would of to on an object loaded from spec,
-// without loading it (no root: the packages' unit tests), and more: it
-// fails, too, on a map or variable of spec that no field of to names, so
-// that a map added in C but never generated into the bindings is caught.
+// CheckAssign says what New would of to on the object load parses,
+// without loading it (no root: the packages' unit tests), and more: a map
+// or variable of the object that no field of to names is an error too, so
+// that one added in C whose bindings were not generated again is caught.
 // The data sections (.rodata, .data, .bss) are no field's: bpf2go names
 // their variables instead.
-func CheckAssign(spec *ebpf.CollectionSpec, to any) error {
+func CheckAssign(load func() (*ebpf.CollectionSpec, error), to ...any) error {
+	spec, err := load()
+	if err != nil {
+		return err
+	}
 	c := ebpf.Collection{Maps: map[string]*ebpf.Map{}, Variables: map[string]*ebpf.Variable{}}
 	for name := range spec.Maps {
 		if !strings.HasPrefix(name, ".") {
@@ -43,8 +49,12 @@ func CheckAssign(spec *ebpf.CollectionSpec, to any) error {
 	for name := range spec.Variables {
 		c.Variables[name] = new(ebpf.Variable)
 	}
-	if err := c.Assign(to); err != nil {
-		return fmt.Errorf("assign: %w", err)
+	for _, s := range to {
+		// Each assigned name leaves c: a second field of the same name
+		// finds it missing.
+		if err := c.Assign(s); err != nil {
+			return fmt.Errorf("assign to %T: %w", s, err)
+		}
 	}
 	var left []string
 	for name := range c.Maps {
@@ -55,7 +65,7 @@ func CheckAssign(spec *ebpf.CollectionSpec, to any) error {
 	}
 	if len(left) > 0 {
 		sort.Strings(left)
-		return fmt.Errorf("no field of %T for %s", to, strings.Join(left, ", "))
+		return fmt.Errorf("no field for %s", strings.Join(left, ", "))
 	}
 	return nil
 }

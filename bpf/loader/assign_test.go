@@ -21,26 +21,40 @@ func TestCheckAssign(t *testing.T) {
 		},
 		Variables: map[string]*ebpf.VariableSpec{"limit": {}},
 	}
+	load := func() (*ebpf.CollectionSpec, error) { return spec, nil }
 	type exact struct {
 		Counts *ebpf.Map      `ebpf:"counts"`
 		Full   *ebpf.Map      `ebpf:"full"`
 		Limit  *ebpf.Variable `ebpf:"limit"`
 	}
-	if err := CheckAssign(spec, &exact{}); err != nil {
+	if err := CheckAssign(load, &exact{}); err != nil {
 		t.Errorf("exact struct: %v", err)
+	}
+	type maps struct {
+		Counts *ebpf.Map `ebpf:"counts"`
+		Full   *ebpf.Map `ebpf:"full"`
+	}
+	type vars struct {
+		Limit *ebpf.Variable `ebpf:"limit"`
+	}
+	if err := CheckAssign(load, &maps{}, &vars{}); err != nil {
+		t.Errorf("maps and variables apart: %v", err)
+	}
+	if err := CheckAssign(load, &maps{}, &vars{}, &maps{}); err == nil {
+		t.Error("a map assigned twice: no error")
 	}
 	type renamed struct {
 		Counts *ebpf.Map      `ebpf:"count"`
 		Full   *ebpf.Map      `ebpf:"full"`
 		Limit  *ebpf.Variable `ebpf:"limit"`
 	}
-	if err := CheckAssign(spec, &renamed{}); err == nil || !strings.Contains(err.Error(), `"count"`) {
+	if err := CheckAssign(load, &renamed{}); err == nil || !strings.Contains(err.Error(), `"count"`) {
 		t.Errorf("a field with no map: error %v, want one naming count", err)
 	}
 	type short struct {
 		Counts *ebpf.Map `ebpf:"counts"`
 	}
-	err := CheckAssign(spec, &short{})
+	err := CheckAssign(load, &short{})
 	if err == nil || !strings.Contains(err.Error(), "map full, variable limit") {
 		t.Errorf("a map and a variable with no field: error %v, want one naming both", err)
 	}
@@ -52,15 +66,11 @@ func TestAssignKeepsOwnership(t *testing.T) {
 	spec := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{
 		"counts": {Name: "counts", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 16},
 	}}
-	o, err := New(spec, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var typed struct {
 		Counts *ebpf.Map `ebpf:"counts"`
 	}
-	if err := o.Assign(&typed); err != nil {
-		o.Close()
+	o, err := New(spec, Options{}, &typed)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := typed.Counts.Put(uint32(7), uint64(9)); err != nil {
@@ -73,6 +83,12 @@ func TestAssignKeepsOwnership(t *testing.T) {
 	}
 	if err := o.Assign(&typed); err != nil {
 		t.Errorf("a second Assign: %v", err)
+	}
+	var wrong struct {
+		Counts *ebpf.Map `ebpf:"cuonts"`
+	}
+	if err := o.Assign(&wrong); err == nil || !strings.Contains(err.Error(), `"cuonts"`) {
+		t.Errorf("a field with no map: error %v, want one naming cuonts", err)
 	}
 	o.Close()
 	if err := typed.Counts.Put(uint32(7), uint64(1)); err == nil {
