@@ -3,5 +3,5 @@ package drops
 import "github.com/cilium/ebpf"
 
 // QuotaAdded and QuotaForgotten give the external tests the quota maps.
-func (p *Probe) QuotaAdded() *ebpf.Map     { return p.objs.QuotaAdded }
-func (p *Probe) QuotaForgotten() *ebpf.Map { return p.objs.QuotaForgotten }
+func (p *Probe) QuotaAdded() *ebpf.Map     { return p.maps.QuotaAdded }
+func (p *Probe) QuotaForgotten() *ebpf.Map { return p.maps.QuotaForgotten }

@@ -78,8 +78,9 @@ type Counts struct {
 // its maps.
 type Probe struct {
 	*loader.Object
-	// objs are the object's maps and variables, by bpf2go's names.
-	objs objects
+	// maps and vars are the object's, by bpf2go's names (loader.New).
+	maps bpfMaps
+	vars bpfVariables
 
 	// slotBuf is reused by every Read: the slots map is read whole on
 	// every scrape.
@@ -94,12 +95,6 @@ type Probe struct {
 	// namespaces (then Forget credits them back).
 	ifaceQuota, netnsQuota bool
 	ownNetns               uint64
-}
-
-// objects are the maps and variables of the object (loader.Object.Assign).
-type objects struct {
-	bpfMaps
-	bpfVariables
 }
 
 // slotRef is one CPU's copy of one slot, with the key it held.
@@ -145,16 +140,14 @@ func Load(opts Options) (*Probe, error) {
 		}
 		specs.Slots.MaxEntries = 1
 	}
-	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF, OnlyNetns: opts.OnlyNetns})
+	p := &Probe{forgotten: map[slotRef]uint64{},
+		ifaceQuota: opts.MaxKeysPerInterface > 0, netnsQuota: opts.MaxKeysPerNetns > 0, ownNetns: opts.OwnNetns}
+	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF, OnlyNetns: opts.OnlyNetns},
+		&p.maps, &p.vars)
 	if err != nil {
 		return nil, err
 	}
-	p := &Probe{Object: obj, forgotten: map[slotRef]uint64{},
-		ifaceQuota: opts.MaxKeysPerInterface > 0, netnsQuota: opts.MaxKeysPerNetns > 0, ownNetns: opts.OwnNetns}
-	if err := obj.Assign(&p.objs); err != nil {
-		obj.Close()
-		return nil, err
-	}
+	p.Object = obj
 	rungs, err := loader.Ladder(opts.Hooks,
 		loader.Rung{Hook: loader.HookTPBTF, Program: bpfProgKfreeSkbBtf, Target: "kfree_skb"},
 		loader.Rung{Hook: loader.HookRawTP, Program: bpfProgKfreeSkbRaw, Target: "kfree_skb"},
@@ -182,19 +175,19 @@ func (p *Probe) Hook() string { return p.Hooks()[Program] }
 
 // Read returns the kernel's counts.
 func (p *Probe) Read() (Counts, error) {
-	byKey, err := nbpf.SumPerCPU[Key](p.objs.Drops)
+	byKey, err := nbpf.SumPerCPU[Key](p.maps.Drops)
 	if err != nil {
 		return Counts{}, err
 	}
-	over, err := nbpf.SumPerCPU[uint32](p.objs.Overflow)
+	over, err := nbpf.SumPerCPU[uint32](p.maps.Overflow)
 	if err != nil {
 		return Counts{}, err
 	}
-	refused, err := nbpf.SumPerCPU[uint32](p.objs.Refused)
+	refused, err := nbpf.SumPerCPU[uint32](p.maps.Refused)
 	if err != nil {
 		return Counts{}, err
 	}
-	lost, err := nbpf.SumArraySlot(p.objs.Lost, 0)
+	lost, err := nbpf.SumArraySlot(p.maps.Lost, 0)
 	if err != nil {
 		return Counts{}, err
 	}
@@ -216,7 +209,7 @@ func (p *Probe) Read() (Counts, error) {
 
 // readSlots calls f for every CPU's copy of every slot that holds a key.
 func (p *Probe) readSlots(f func(slotRef, uint64)) error {
-	m := p.objs.Slots
+	m := p.maps.Slots
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		return fmt.Errorf("possible CPUs: %w", err)
@@ -262,7 +255,7 @@ func (p *Probe) readSlots(f func(slotRef, uint64)) error {
 // whose drops then land on the same key until it is deleted, and a caller
 // that dropped them would lose them.
 func (p *Probe) Forget(keys []Key) map[Key]uint64 {
-	m := p.objs.Drops
+	m := p.maps.Drops
 	final := make(map[Key]uint64, len(keys))
 	gone := make(map[Key]bool, len(keys))
 	credit := map[bpfQuotaKey]uint64{}
@@ -333,7 +326,7 @@ func (p *Probe) creditQuotas(credit map[bpfQuotaKey]uint64) {
 	if len(credit) == 0 {
 		return
 	}
-	added, forgotten := p.objs.QuotaAdded, p.objs.QuotaForgotten
+	added, forgotten := p.maps.QuotaAdded, p.maps.QuotaForgotten
 	gone, err := nbpf.ReadHash[bpfQuotaKey](forgotten)
 	if err != nil {
 		return // credited on the next Forget: its holders keep less room meanwhile
