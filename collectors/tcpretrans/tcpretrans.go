@@ -60,7 +60,7 @@ var tcpStates = map[uint8]string{
 	6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV",
 }
 
-// counter is what Collect uses of the loaded programs (*bpftcp.Counter),
+// counter is what Collect uses of the loaded programs (*bpftcp.Probe),
 // so that a test can serve fixed counts.
 type counter interface {
 	Hooks() map[string]string
