@@ -59,7 +59,7 @@ func (p *Probe) SetCapture(slot int, f *CaptureFilter) error {
 	if slot < 0 || slot >= MaxCaptures {
 		return fmt.Errorf("capture slot %d out of range", slot)
 	}
-	filters, states := p.Map("capture_filters"), p.Map("capture_states")
+	filters, states := p.maps.CaptureFilters, p.maps.CaptureStates
 	var v bpfCaptureFilter
 	if f != nil {
 		if len(f.Reasons) > MaxCaptureReasons {
@@ -84,7 +84,7 @@ func (p *Probe) SetCapture(slot int, f *CaptureFilter) error {
 		}
 		on += g.Active
 	}
-	if err := p.Map("capture_on").Put(uint32(0), on); err != nil {
+	if err := p.maps.CaptureOn.Put(uint32(0), on); err != nil {
 		return fmt.Errorf("switch capture: %w", err)
 	}
 	return nil
@@ -93,7 +93,7 @@ func (p *Probe) SetCapture(slot int, f *CaptureFilter) error {
 // CaptureStats reads one slot's counts.
 func (p *Probe) CaptureStats(slot int) (CaptureStats, error) {
 	var s bpfCaptureState
-	if err := p.Map("capture_states").Lookup(uint32(slot), &s); err != nil {
+	if err := p.maps.CaptureStates.Lookup(uint32(slot), &s); err != nil {
 		return CaptureStats{}, fmt.Errorf("read capture state: %w", err)
 	}
 	return CaptureStats{Emitted: s.Emitted, RateLimited: s.Refused, NoSpace: s.Nospace}, nil
@@ -102,7 +102,7 @@ func (p *Probe) CaptureStats(slot int) (CaptureStats, error) {
 // CaptureReader opens a reader of the capture ring buffer; Close it when
 // no capture is attached.
 func (p *Probe) CaptureReader() (*ringbuf.Reader, error) {
-	r, err := ringbuf.NewReader(p.Map("capture_ring"))
+	r, err := ringbuf.NewReader(p.maps.CaptureRing)
 	if err != nil {
 		return nil, fmt.Errorf("open capture ring buffer: %w", err)
 	}

@@ -78,6 +78,9 @@ type Counts struct {
 // its maps.
 type Probe struct {
 	*loader.Object
+	// maps and vars are the object's, by bpf2go's names (loader.New).
+	maps bpfMaps
+	vars bpfVariables
 
 	// slotBuf is reused by every Read: the slots map is read whole on
 	// every scrape.
@@ -106,46 +109,55 @@ func Load(opts Options) (*Probe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded object: %w", err)
 	}
+	var specs bpfSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return nil, fmt.Errorf("embedded object: %w", err)
+	}
+	quotaMaps := []*ebpf.MapSpec{specs.QuotaAdded, specs.QuotaForgotten}
 	if opts.MapSize > 0 {
-		spec.Maps["drops"].MaxEntries = opts.MapSize
+		specs.Drops.MaxEntries = opts.MapSize
 		// Room for one interface and one namespace entry per key.
-		for _, m := range []string{"quota_added", "quota_forgotten"} {
-			spec.Maps[m].MaxEntries = 2 * max(opts.MapSize, 64)
+		for _, m := range quotaMaps {
+			m.MaxEntries = 2 * max(opts.MapSize, 64)
 		}
 	}
 	if opts.MaxKeysPerInterface == 0 && opts.MaxKeysPerNetns == 0 {
 		// No quota: the programs never touch them (constants), so they
 		// need not take the kernel memory of a preallocated map.
-		for _, m := range []string{"quota_added", "quota_forgotten"} {
-			spec.Maps[m].MaxEntries = 1
+		for _, m := range quotaMaps {
+			m.MaxEntries = 1
 		}
 	}
-	for name, v := range map[string]any{"max_keys_per_iface": opts.MaxKeysPerInterface,
-		"max_keys_per_netns": opts.MaxKeysPerNetns, "own_netns": opts.OwnNetns} {
-		if err := spec.Variables[name].Set(v); err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+	for v, val := range map[*ebpf.VariableSpec]any{specs.MaxKeysPerIface: opts.MaxKeysPerInterface,
+		specs.MaxKeysPerNetns: opts.MaxKeysPerNetns, specs.OwnNetns: opts.OwnNetns} {
+		if err := v.Set(val); err != nil {
+			return nil, fmt.Errorf("%s: %w", v.Name, err)
 		}
 	}
 	if opts.MapSize > 0 && opts.MapSize < defaultMapSize {
-		if err := spec.Variables["slots_on"].Set(uint32(0)); err != nil {
-			return nil, fmt.Errorf("slots_on: %w", err)
+		if err := specs.SlotsOn.Set(uint32(0)); err != nil {
+			return nil, fmt.Errorf("%s: %w", specs.SlotsOn.Name, err)
 		}
-		spec.Maps["slots"].MaxEntries = 1
+		specs.Slots.MaxEntries = 1
 	}
-	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF, OnlyNetns: opts.OnlyNetns})
+	p := &Probe{forgotten: map[slotRef]uint64{},
+		ifaceQuota: opts.MaxKeysPerInterface > 0, netnsQuota: opts.MaxKeysPerNetns > 0, ownNetns: opts.OwnNetns}
+	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF, OnlyNetns: opts.OnlyNetns},
+		&p.maps, &p.vars)
 	if err != nil {
 		return nil, err
 	}
+	p.Object = obj
 	rungs, err := loader.Ladder(opts.Hooks,
-		loader.Rung{Hook: loader.HookTPBTF, Program: "kfree_skb_btf", Target: "kfree_skb"},
-		loader.Rung{Hook: loader.HookRawTP, Program: "kfree_skb_raw", Target: "kfree_skb"},
-		loader.Rung{Hook: loader.HookTracepoint, Program: "kfree_skb_tp", Target: "skb:kfree_skb",
+		loader.Rung{Hook: loader.HookTPBTF, Program: bpfProgKfreeSkbBtf, Target: "kfree_skb"},
+		loader.Rung{Hook: loader.HookRawTP, Program: bpfProgKfreeSkbRaw, Target: "kfree_skb"},
+		loader.Rung{Hook: loader.HookTracepoint, Program: bpfProgKfreeSkbTp, Target: "skb:kfree_skb",
 			// 6.11 inserted rx_sk before protocol and reason: 24/28 on
 			// 6.1, 32/36 on 6.12+. The running kernel's format says.
 			Prepare: func(ev *loader.Event) error {
-				return obj.SetLayout(ev, loader.Field{Name: "skbaddr", Size: 8, Variable: "tp_off_skbaddr"},
-					loader.Field{Name: "protocol", Size: 2, Variable: "tp_off_protocol"},
-					loader.Field{Name: "reason", Size: 4, Variable: "tp_off_reason"})
+				return obj.SetLayout(ev, loader.Field{Name: "skbaddr", Size: 8, Variable: bpfVarTpOffSkbaddr},
+					loader.Field{Name: "protocol", Size: 2, Variable: bpfVarTpOffProtocol},
+					loader.Field{Name: "reason", Size: 4, Variable: bpfVarTpOffReason})
 			}})
 	if err != nil {
 		obj.Close()
@@ -155,8 +167,7 @@ func Load(opts Options) (*Probe, error) {
 		obj.Close()
 		return nil, err
 	}
-	return &Probe{Object: obj, forgotten: map[slotRef]uint64{},
-		ifaceQuota: opts.MaxKeysPerInterface > 0, netnsQuota: opts.MaxKeysPerNetns > 0, ownNetns: opts.OwnNetns}, nil
+	return p, nil
 }
 
 // Hook is the hook the program is attached by, or loader.HookNone.
@@ -164,19 +175,19 @@ func (p *Probe) Hook() string { return p.Hooks()[Program] }
 
 // Read returns the kernel's counts.
 func (p *Probe) Read() (Counts, error) {
-	byKey, err := nbpf.SumPerCPU[Key](p.Map("drops"))
+	byKey, err := nbpf.SumPerCPU[Key](p.maps.Drops)
 	if err != nil {
 		return Counts{}, err
 	}
-	over, err := nbpf.SumPerCPU[uint32](p.Map("overflow"))
+	over, err := nbpf.SumPerCPU[uint32](p.maps.Overflow)
 	if err != nil {
 		return Counts{}, err
 	}
-	refused, err := nbpf.SumPerCPU[uint32](p.Map("refused"))
+	refused, err := nbpf.SumPerCPU[uint32](p.maps.Refused)
 	if err != nil {
 		return Counts{}, err
 	}
-	lost, err := nbpf.SumArraySlot(p.Map("lost"), 0)
+	lost, err := nbpf.SumArraySlot(p.maps.Lost, 0)
 	if err != nil {
 		return Counts{}, err
 	}
@@ -198,7 +209,7 @@ func (p *Probe) Read() (Counts, error) {
 
 // readSlots calls f for every CPU's copy of every slot that holds a key.
 func (p *Probe) readSlots(f func(slotRef, uint64)) error {
-	m := p.Map("slots")
+	m := p.maps.Slots
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		return fmt.Errorf("possible CPUs: %w", err)
@@ -244,7 +255,7 @@ func (p *Probe) readSlots(f func(slotRef, uint64)) error {
 // whose drops then land on the same key until it is deleted, and a caller
 // that dropped them would lose them.
 func (p *Probe) Forget(keys []Key) map[Key]uint64 {
-	m := p.Map("drops")
+	m := p.maps.Drops
 	final := make(map[Key]uint64, len(keys))
 	gone := make(map[Key]bool, len(keys))
 	credit := map[bpfQuotaKey]uint64{}
@@ -315,7 +326,7 @@ func (p *Probe) creditQuotas(credit map[bpfQuotaKey]uint64) {
 	if len(credit) == 0 {
 		return
 	}
-	added, forgotten := p.Map("quota_added"), p.Map("quota_forgotten")
+	added, forgotten := p.maps.QuotaAdded, p.maps.QuotaForgotten
 	gone, err := nbpf.ReadHash[bpfQuotaKey](forgotten)
 	if err != nil {
 		return // credited on the next Forget: its holders keep less room meanwhile

@@ -98,7 +98,7 @@ func TestQuotaForgetGivesRoomBack(t *testing.T) {
 		t.Fatalf("after d0 was forgotten: %d on d2, refused %d; want %d and still %d", byIf[ifindex[2]], refused, each, each)
 	}
 	p.Forget([]drops.Key{keys[ifindex[1]], keys[ifindex[2]]})
-	added, forgotten := entries(t, p.Map("quota_added")), entries(t, p.Map("quota_forgotten"))
+	added, forgotten := entries(t, p.QuotaAdded()), entries(t, p.QuotaForgotten())
 	if added != 0 || forgotten != 0 {
 		t.Errorf("with every key forgotten the quota maps hold %d and %d entries, want none", added, forgotten)
 	}

@@ -48,30 +48,40 @@ type Options struct {
 	MapSizes map[string]uint32
 }
 
-// Tracer is the loaded and attached tracer.
-type Tracer struct {
+// Probe is the loaded and attached tracer.
+type Probe struct {
 	*loader.Object
+	// maps and vars are the object's, by bpf2go's names (loader.New).
+	maps bpfMaps
+	vars bpfVariables
 }
 
 // Load attaches the tracer.
-func Load(opts Options) (*Tracer, error) {
+func Load(opts Options) (*Probe, error) {
 	spec, err := loadBpf()
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded object: %w", err)
 	}
-	if err := spec.Variables["bounds"].Set(opts.Bounds); err != nil {
+	var specs bpfVariableSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return nil, fmt.Errorf("embedded object: %w", err)
+	}
+	if err := specs.Bounds.Set(opts.Bounds); err != nil {
 		return nil, fmt.Errorf("set bounds: %w", err)
 	}
-	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF, MapSizes: opts.MapSizes})
+	p := &Probe{}
+	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF, MapSizes: opts.MapSizes},
+		&p.maps, &p.vars)
 	if err != nil {
 		return nil, err
 	}
+	p.Object = obj
 	for _, c := range opts.Comms {
 		var k bpfCommKey
 		for i := 0; i < len(c) && i < 15; i++ {
 			k.Comm[i] = int8(c[i])
 		}
-		if err := obj.Map("comms").Put(k, uint8(1)); err != nil {
+		if err := p.maps.Comms.Put(k, uint8(1)); err != nil {
 			obj.Close()
 			return nil, fmt.Errorf("set comm %q: %w", c, err)
 		}
@@ -89,18 +99,18 @@ func Load(opts Options) (*Tracer, error) {
 		obj.Close()
 		return nil, err
 	}
-	return &Tracer{obj}, nil
+	return p, nil
 }
 
 func rungs(opts Options) (map[string][]loader.Rung, error) {
 	switch opts.Source {
 	case SourceSyscalls:
 		out := map[string][]loader.Rung{}
-		for _, p := range [][2]string{
-			{"sys_fsync_enter", "sys_enter_fsync"}, {"sys_fdatasync_enter", "sys_enter_fdatasync"},
-			{"sys_fsync_exit", "sys_exit_fsync"}, {"sys_fdatasync_exit", "sys_exit_fdatasync"},
+		for _, ev := range []struct{ name, prog string }{
+			{"sys_enter_fsync", bpfProgSysFsyncEnter}, {"sys_enter_fdatasync", bpfProgSysFdatasyncEnter},
+			{"sys_exit_fsync", bpfProgSysFsyncExit}, {"sys_exit_fdatasync", bpfProgSysFdatasyncExit},
 		} {
-			out[p[1]] = []loader.Rung{{Hook: loader.HookTracepoint, Program: p[0], Target: "syscalls:" + p[1]}}
+			out[ev.name] = []loader.Rung{{Hook: loader.HookTracepoint, Program: ev.prog, Target: "syscalls:" + ev.name}}
 		}
 		return out, nil
 	case SourceExt4, "":
@@ -109,18 +119,19 @@ func rungs(opts Options) (map[string][]loader.Rung, error) {
 			hooks = []string{loader.HookTPBTF, loader.HookRawTP, loader.HookTracepoint}
 		}
 		out := map[string][]loader.Rung{}
-		for _, ev := range []struct{ name, prog string }{
-			{"ext4_sync_file_enter", "ext4_sync_enter"}, {"ext4_sync_file_exit", "ext4_sync_exit"},
+		for _, ev := range []struct{ name, btf, raw, tp string }{
+			{"ext4_sync_file_enter", bpfProgExt4SyncEnterBtf, bpfProgExt4SyncEnterRaw, bpfProgExt4SyncEnterTp},
+			{"ext4_sync_file_exit", bpfProgExt4SyncExitBtf, bpfProgExt4SyncExitRaw, bpfProgExt4SyncExitTp},
 		} {
 			for _, h := range hooks {
 				r := loader.Rung{Hook: h, Target: ev.name}
 				switch h {
 				case loader.HookTPBTF:
-					r.Program = ev.prog + "_btf"
+					r.Program = ev.btf
 				case loader.HookRawTP:
-					r.Program = ev.prog + "_raw"
+					r.Program = ev.raw
 				case loader.HookTracepoint:
-					r.Program, r.Target = ev.prog+"_tp", "ext4:"+ev.name
+					r.Program, r.Target = ev.tp, "ext4:"+ev.name
 				default:
 					return nil, fmt.Errorf("unknown hook %q", h)
 				}
@@ -136,17 +147,17 @@ func rungs(opts Options) (map[string][]loader.Rung, error) {
 // Full returns, by map (as netsonde_bpf_map_full_total names it), how
 // many events found it full: fsynctrace_starts, syncs not timed;
 // fsynctrace_hist and fsynctrace_sums, timed syncs not counted there.
-func (t *Tracer) Full() (map[string]uint64, error) {
-	return nbpf.SumArraySlots(t.Map("full"), "fsynctrace_starts", "fsynctrace_hist", "fsynctrace_sums")
+func (p *Probe) Full() (map[string]uint64, error) {
+	return nbpf.SumArraySlots(p.maps.Full, "fsynctrace_starts", "fsynctrace_hist", "fsynctrace_sums")
 }
 
 // Read returns the bucket counts and duration sums (ns) counted so far.
-func (t *Tracer) Read() (map[HistKey]uint64, map[SumKey]uint64, error) {
-	h, err := nbpf.SumPerCPU[HistKey](t.Map("hist"))
+func (p *Probe) Read() (map[HistKey]uint64, map[SumKey]uint64, error) {
+	h, err := nbpf.SumPerCPU[HistKey](p.maps.Hist)
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := nbpf.SumPerCPU[SumKey](t.Map("sums"))
+	s, err := nbpf.SumPerCPU[SumKey](p.maps.Sums)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -120,8 +120,9 @@ type Object struct {
 }
 
 // New creates the object's maps. Constants (volatile const) must be set in
-// spec before; variables (.data, .bss) can be set later through Variable.
-func New(spec *ebpf.CollectionSpec, opts Options) (*Object, error) {
+// spec before; variables (.data, .bss) can be set later. typed are
+// bpf2go's structs of maps and variables to fill (Assign).
+func New(spec *ebpf.CollectionSpec, opts Options, typed ...any) (*Object, error) {
 	if _, err := os.Stat(kernelBTFPath); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoBTF, err)
 	}
@@ -161,11 +162,17 @@ func New(spec *ebpf.CollectionSpec, opts Options) (*Object, error) {
 			return nil, fmt.Errorf("namespace filter: %w", err)
 		}
 	}
-	return &Object{spec: spec, maps: maps, opts: opts,
-		hooks: map[string]string{}, tried: map[string][]string{}, active: map[string]*ebpf.Program{}}, nil
+	o := &Object{spec: spec, maps: maps, opts: opts,
+		hooks: map[string]string{}, tried: map[string][]string{}, active: map[string]*ebpf.Program{}}
+	if err := o.Assign(typed...); err != nil {
+		o.Close()
+		return nil, err
+	}
+	return o, nil
 }
 
-// Map returns one of the object's maps, or nil.
+// Map returns one of the object's maps, or nil. A package reads its own
+// maps through bpf2go's structs instead (New's typed).
 func (o *Object) Map(name string) *ebpf.Map { return o.maps.Maps[name] }
 
 // Variable returns a global variable of the object (nil if absent); a

@@ -89,7 +89,7 @@ func TestInflightLossCounted(t *testing.T) {
 	defer c.Close()
 	done := make(chan int)
 	go func() { done <- dial(t, pod, "198.18.108.1:82", 5) }()
-	m := c.Map("inflight")
+	m := c.InflightMap()
 	testenv.Eventually(t, 5*time.Second, "5 connects in flight", func() bool {
 		n, err := c.InFlight()
 		return err == nil && n[pod.Cookie(t)] == 5

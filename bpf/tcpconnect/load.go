@@ -52,16 +52,19 @@ type Options struct {
 	OnlyNetns []uint64
 }
 
-// Counter is the loaded and attached counter.
-type Counter struct {
+// Probe is the loaded and attached counter.
+type Probe struct {
 	*loader.Object
+	// maps and vars are the object's, by bpf2go's names (loader.New).
+	maps bpfMaps
+	vars bpfVariables
 }
 
 // Load loads and attaches the four programs, each by the first hook that
 // works. All must attach: without the state hook nothing is counted, and
 // without the error report an ICMP-failed connect would pass for a
 // timeout on kernels that set the error after the state change.
-func Load(opts Options) (*Counter, error) {
+func Load(opts Options) (*Probe, error) {
 	hooks := opts.Hooks
 	if len(hooks) == 0 {
 		hooks = []string{loader.HookTPBTF, loader.HookRawTP}
@@ -70,10 +73,13 @@ func Load(opts Options) (*Counter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded object: %w", err)
 	}
-	obj, err := loader.New(spec, loader.Options{BTF: opts.BTF, MapSizes: opts.MapSizes, OnlyNetns: opts.OnlyNetns})
+	p := &Probe{}
+	obj, err := loader.New(spec, loader.Options{BTF: opts.BTF, MapSizes: opts.MapSizes, OnlyNetns: opts.OnlyNetns},
+		&p.maps, &p.vars)
 	if err != nil {
 		return nil, err
 	}
+	p.Object = obj
 	// The overflow slot exists before any program runs, so a full map
 	// still counts (under OverflowNetns).
 	cpus, err := ebpf.PossibleCPU()
@@ -81,49 +87,49 @@ func Load(opts Options) (*Counter, error) {
 		obj.Close()
 		return nil, fmt.Errorf("possible CPUs: %w", err)
 	}
-	if err := obj.Map("stats").Put(uint64(OverflowNetns), make([]Stats, cpus)); err != nil {
+	if err := p.maps.Stats.Put(uint64(OverflowNetns), make([]Stats, cpus)); err != nil {
 		obj.Close()
 		return nil, fmt.Errorf("create the overflow slot: %w", err)
 	}
 	progs := []struct{ name, btf, raw string }{
-		{ProgramSetState, "set_state_btf", "set_state_raw"},
-		{ProgramSendReset, "send_reset_btf", "send_reset_raw"},
-		{ProgramReceiveReset, "receive_reset_btf", "receive_reset_raw"},
-		{ProgramErrorReport, "error_report_btf", "error_report_raw"},
+		{ProgramSetState, bpfProgSetStateBtf, bpfProgSetStateRaw},
+		{ProgramSendReset, bpfProgSendResetBtf, bpfProgSendResetRaw},
+		{ProgramReceiveReset, bpfProgReceiveResetBtf, bpfProgReceiveResetRaw},
+		{ProgramErrorReport, bpfProgErrorReportBtf, bpfProgErrorReportRaw},
 	}
 	var errs []error
-	for _, p := range progs {
+	for _, prog := range progs {
 		var rungs []loader.Rung
 		for _, h := range hooks {
 			switch h {
 			case loader.HookTPBTF:
-				rungs = append(rungs, loader.Rung{Hook: h, Program: p.btf, Target: p.name})
+				rungs = append(rungs, loader.Rung{Hook: h, Program: prog.btf, Target: prog.name})
 			case loader.HookRawTP:
-				rungs = append(rungs, loader.Rung{Hook: h, Program: p.raw, Target: p.name})
+				rungs = append(rungs, loader.Rung{Hook: h, Program: prog.raw, Target: prog.name})
 			default:
 				obj.Close()
 				return nil, fmt.Errorf("unknown hook %q", h)
 			}
 		}
-		errs = append(errs, obj.AttachFirst(p.name, rungs))
+		errs = append(errs, obj.AttachFirst(prog.name, rungs))
 	}
 	if err := errors.Join(errs...); err != nil {
 		obj.Close()
 		return nil, err
 	}
-	return &Counter{obj}, nil
+	return p, nil
 }
 
 // Full returns, by map (as netsonde_bpf_map_full_total names it), how
 // many events found it full: tcpconnect_stats, events counted in the
 // overflow slot; tcpconnect_inflight, connects whose outcome was lost.
-func (c *Counter) Full() (map[string]uint64, error) {
-	return nbpf.SumArraySlots(c.Map("full"), "tcpconnect_stats", "tcpconnect_inflight")
+func (p *Probe) Full() (map[string]uint64, error) {
+	return nbpf.SumArraySlots(p.maps.Full, "tcpconnect_stats", "tcpconnect_inflight")
 }
 
 // Read returns each namespace's counters (by cookie), summed over CPUs.
-func (c *Counter) Read() (map[uint64]Stats, error) {
-	m := c.Map("stats")
+func (p *Probe) Read() (map[uint64]Stats, error) {
+	m := p.maps.Stats
 	out := map[uint64]Stats{}
 	var k uint64
 	var per []Stats
@@ -162,8 +168,8 @@ func Add(to, v *Stats) {
 // InFlight counts the connections the kernel map holds in SYN_SENT now,
 // by network namespace. It walks a map bounded at 16,384 entries, in
 // batches.
-func (c *Counter) InFlight() (map[uint64]int, error) {
-	m := c.Map("inflight")
+func (p *Probe) InFlight() (map[uint64]int, error) {
+	m := p.maps.Inflight
 	keys := make([]uint64, 256)
 	vals := make([]Inflight, 256)
 	var cursor ebpf.MapBatchCursor
@@ -183,8 +189,8 @@ func (c *Counter) InFlight() (map[uint64]int, error) {
 }
 
 // Forget deletes the counters of namespaces that are gone.
-func (c *Counter) Forget(netns []uint64) {
-	m := c.Map("stats")
+func (p *Probe) Forget(netns []uint64) {
+	m := p.maps.Stats
 	for _, k := range netns {
 		_ = m.Delete(k)
 	}

@@ -37,13 +37,16 @@ type Options struct {
 	OnlyNetns []uint64
 }
 
-// Counter is the loaded and attached counter.
-type Counter struct {
+// Probe is the loaded and attached counter.
+type Probe struct {
 	*loader.Object
+	// maps and vars are the object's, by bpf2go's names (loader.New).
+	maps bpfMaps
+	vars bpfVariables
 }
 
 // Load loads and attaches both programs, each by the first hook that works.
-func Load(opts Options) (*Counter, error) {
+func Load(opts Options) (*Probe, error) {
 	if opts.Group == "" {
 		opts.Group = "tcp"
 	}
@@ -51,27 +54,29 @@ func Load(opts Options) (*Counter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded object: %w", err)
 	}
+	p := &Probe{}
 	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF,
-		MapSizes: opts.MapSizes, OnlyNetns: opts.OnlyNetns})
+		MapSizes: opts.MapSizes, OnlyNetns: opts.OnlyNetns}, &p.maps, &p.vars)
 	if err != nil {
 		return nil, err
 	}
+	p.Object = obj
 	skb, err := loader.Ladder(opts.Hooks,
 		// With err (6.13+) first: the verifier refuses it where the
 		// tracepoint has two arguments.
-		loader.Rung{Hook: loader.HookTPBTF, Program: "retransmit_skb_btf_err", Target: ProgramSkb},
-		loader.Rung{Hook: loader.HookTPBTF, Program: "retransmit_skb_btf", Target: ProgramSkb},
-		loader.Rung{Hook: loader.HookRawTP, Program: "retransmit_skb_raw", Target: ProgramSkb},
-		loader.Rung{Hook: loader.HookTracepoint, Program: "retransmit_skb_tp", Target: opts.Group + ":" + ProgramSkb,
-			Prepare: func(ev *loader.Event) error { return setErrOffset(obj, ev.Format) }})
+		loader.Rung{Hook: loader.HookTPBTF, Program: bpfProgRetransmitSkbBtfErr, Target: ProgramSkb},
+		loader.Rung{Hook: loader.HookTPBTF, Program: bpfProgRetransmitSkbBtf, Target: ProgramSkb},
+		loader.Rung{Hook: loader.HookRawTP, Program: bpfProgRetransmitSkbRaw, Target: ProgramSkb},
+		loader.Rung{Hook: loader.HookTracepoint, Program: bpfProgRetransmitSkbTp, Target: opts.Group + ":" + ProgramSkb,
+			Prepare: func(ev *loader.Event) error { return p.setErrOffset(ev.Format) }})
 	if err != nil {
 		obj.Close()
 		return nil, err
 	}
 	synack, err := loader.Ladder(opts.Hooks,
-		loader.Rung{Hook: loader.HookTPBTF, Program: "retransmit_synack_btf", Target: ProgramSynack},
-		loader.Rung{Hook: loader.HookRawTP, Program: "retransmit_synack_raw", Target: ProgramSynack},
-		loader.Rung{Hook: loader.HookTracepoint, Program: "retransmit_synack_tp", Target: opts.Group + ":" + ProgramSynack})
+		loader.Rung{Hook: loader.HookTPBTF, Program: bpfProgRetransmitSynackBtf, Target: ProgramSynack},
+		loader.Rung{Hook: loader.HookRawTP, Program: bpfProgRetransmitSynackRaw, Target: ProgramSynack},
+		loader.Rung{Hook: loader.HookTracepoint, Program: bpfProgRetransmitSynackTp, Target: opts.Group + ":" + ProgramSynack})
 	if err != nil {
 		obj.Close()
 		return nil, err
@@ -81,12 +86,12 @@ func Load(opts Options) (*Counter, error) {
 		obj.Close()
 		return nil, err
 	}
-	return &Counter{obj}, nil
+	return p, nil
 }
 
 // setErrOffset tells the classic program where err is (6.13+), or that
 // there is none (0).
-func setErrOffset(obj *loader.Object, format string) error {
+func (p *Probe) setErrOffset(format string) error {
 	off, size, err := loader.FieldOffset(format, "err")
 	switch {
 	case errors.Is(err, loader.ErrNoField):
@@ -96,16 +101,16 @@ func setErrOffset(obj *loader.Object, format string) error {
 	case size != 4:
 		return fmt.Errorf("tcp_retransmit_skb layout: err is %d bytes", size)
 	}
-	return obj.Variable("tp_off_err").Set(uint32(off))
+	return p.vars.TpOffErr.Set(uint32(off))
 }
 
 // Read returns the counts since load.
-func (c *Counter) Read() (map[Key]uint64, error) {
-	return nbpf.SumPerCPU[Key](c.Map("retrans"))
+func (p *Probe) Read() (map[Key]uint64, error) {
+	return nbpf.SumPerCPU[Key](p.maps.Retrans)
 }
 
 // Full returns how many retransmit events found the counter map full
 // (each one's count is lost).
-func (c *Counter) Full() (uint64, error) {
-	return nbpf.SumArraySlot(c.Map("full"), 0)
+func (p *Probe) Full() (uint64, error) {
+	return nbpf.SumArraySlot(p.maps.Full, 0)
 }

@@ -70,7 +70,7 @@ func traceSetup(app *kingpin.Application) collectors.Factory {
 	}
 }
 
-// reader is what Collect uses of the loaded tracer (*bpffsync.Tracer), so
+// reader is what Collect uses of the loaded tracer (*bpffsync.Probe), so
 // that a test can serve fixed counts.
 type reader interface {
 	Hooks() map[string]string

@@ -93,7 +93,7 @@ var (
 
 var results = [5]string{"established", "refused", "timeout", "error", "no_port"}
 
-// counter is what Collect uses of the loaded programs (*bpftc.Counter),
+// counter is what Collect uses of the loaded programs (*bpftc.Probe),
 // so that a test can serve fixed counts.
 type counter interface {
 	Hooks() map[string]string

@@ -54,7 +54,7 @@ var retransDesc = prometheus.NewDesc(collectors.Namespace+"_tcp_retransmits_tota
 	"TCP segments retransmitted (as the kernel's RetransSegs counts them) by the socket's TCP state at the retransmit; SYN_SENT: connection attempts unanswered, SYN_RECV: SYN-ACKs resent.",
 	[]string{"state", "family", "namespace", "pod"}, nil)
 
-// counter is what Collect uses of the loaded programs (*bpftcp.Counter),
+// counter is what Collect uses of the loaded programs (*bpftcp.Probe),
 // so that a test can serve fixed counts.
 type counter interface {
 	Hooks() map[string]string

@@ -128,7 +128,7 @@ func run(pairs, conns, seconds int) error {
 			}
 			var o, w float64
 			for _, with := range order {
-				var c *bpftc.Counter
+				var c *bpftc.Probe
 				var err error
 				if with {
 					if c, err = bpftc.Load(bpftc.Options{}); err != nil {

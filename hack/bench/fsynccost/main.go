@@ -50,7 +50,7 @@ func main() {
 	buf := make([]byte, 2300)
 	for r := 0; r < *rounds; r++ {
 		for _, c := range configs {
-			var tr *bpffsync.Tracer
+			var tr *bpffsync.Probe
 			if c != "none" {
 				if tr, err = bpffsync.Load(bpffsync.Options{Source: c, Comms: []string{me}, Bounds: bounds}); err != nil {
 					log.Fatalf("%s: %v", c, err)
