@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,26 +24,27 @@ import (
 	"github.com/netsonde/netsonde/internal/testenv"
 )
 
-// probeGate counts the agent's lists of pods (not its watches) and the
-// bytes of their bodies. hold stops new requests and waits for those in
-// flight, so the counts and the API server's metrics are read at the
-// same point, exactly.
+// probeGate counts the agent's lists of pods and of nodes (not its
+// watches, nor its GETs of single nodes) and the bytes of their bodies.
+// Holding mu stops new lists and waits for those in flight, so the counts
+// and the API server's metrics are read at the same point, exactly.
 type probeGate struct {
 	rt    http.RoundTripper
 	mu    sync.RWMutex
-	lists atomic.Int64
-	bytes atomic.Int64
+	lists [2]atomic.Int64 // pods, nodes
+	bytes [2]atomic.Int64
 }
 
 type gateBody struct {
 	io.ReadCloser
 	g    *probeGate
+	res  int
 	once sync.Once
 }
 
 func (b *gateBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	b.g.bytes.Add(int64(n))
+	b.g.bytes[b.res].Add(int64(n))
 	return n, err
 }
 
@@ -53,7 +55,8 @@ func (b *gateBody) Close() error {
 }
 
 func (g *probeGate) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Path != "/api/v1/pods" || req.URL.Query().Get("watch") == "true" {
+	res := slices.Index([]string{"/api/v1/pods", "/api/v1/nodes"}, req.URL.Path)
+	if res < 0 || req.URL.Query().Get("watch") == "true" {
 		return g.rt.RoundTrip(req)
 	}
 	g.mu.RLock()
@@ -62,8 +65,8 @@ func (g *probeGate) RoundTrip(req *http.Request) (*http.Response, error) {
 		g.mu.RUnlock()
 		return resp, err
 	}
-	g.lists.Add(1)
-	resp.Body = &gateBody{ReadCloser: resp.Body, g: g}
+	g.lists[res].Add(1)
+	resp.Body = &gateBody{ReadCloser: resp.Body, g: g, res: res}
 	return resp, nil
 }
 
@@ -85,15 +88,17 @@ func gauge(t *testing.T, r *kube.Resolver, name string) float64 {
 	return 0
 }
 
-// The agent's health probe lists pods every Probe to prove the API server
-// answers and lets it list them. With 110 pods on its node (and 1,000 on
-// another) each probe's answer must be a few bytes, not the node's pods
-// (the watch cache ignores the limit of a resourceVersion=0 list: the
-// probe read 128 KB each time, 4 times a minute per agent), and the
-// API server must answer it from its watch cache (apiserver_cache_list_total
-// by the spec.nodeName index, once per probe), not by reading the
-// cluster's pods from etcd (apiserver_storage_list_total unchanged),
-// which a consistent read with a field selector does.
+// The agent's health probe lists pods and nodes every Probe to prove the
+// API server answers and lets it list them. With 110 pods on its node
+// (and 1,000 on another) each probe's answers must be a few bytes, not the
+// node's pods (the watch cache ignores the limit of a resourceVersion=0
+// list: the probe read 128 KB of pods each time, 4 times a minute per
+// agent), and the API server must answer both from its watch cache
+// (apiserver_cache_list_total once per probe: pods by the spec.nodeName
+// index, nodes by the key of one name), never from etcd
+// (apiserver_storage_list_total unchanged): a consistent read of pods
+// with a field selector reads every pod of the cluster, and one of a node
+// was an etcd request per probe of every agent.
 func TestProbeReadsLittle(t *testing.T) {
 	const onNode, elsewhere, probes = 110, 1000, 20
 	node := testenv.NewNetns(t)
@@ -144,19 +149,11 @@ func TestProbeReadsLittle(t *testing.T) {
 	// same moment.
 	client := node.HTTPClient()
 	client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
-	metric := func(body, series string) float64 {
-		for _, l := range strings.Split(body, "\n") {
-			if v, ok := strings.CutPrefix(l, series+" "); ok {
-				f, err := strconv.ParseFloat(v, 64)
-				if err != nil {
-					t.Fatalf("%s: %v", l, err)
-				}
-				return f
-			}
-		}
-		return 0 // not counted yet
+	// The API server's list counters, of the watch cache and of etcd.
+	type snap struct {
+		lists, bytes [2]float64
+		metrics      map[string]float64
 	}
-	type snap struct{ lists, bytes, cached, stored float64 }
 	read := func() snap {
 		gate.mu.Lock()
 		defer gate.mu.Unlock()
@@ -171,27 +168,58 @@ func TestProbeReadsLittle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return snap{lists: float64(gate.lists.Load()), bytes: float64(gate.bytes.Load()),
-			cached: metric(string(body), `apiserver_cache_list_total{group="",index="f:spec.nodeName",resource="pods"}`),
-			stored: metric(string(body), `apiserver_storage_list_total{group="",resource="pods"}`)}
+		sn := snap{metrics: map[string]float64{}}
+		for i := range sn.lists {
+			sn.lists[i], sn.bytes[i] = float64(gate.lists[i].Load()), float64(gate.bytes[i].Load())
+		}
+		for _, l := range strings.Split(string(body), "\n") {
+			if !strings.HasPrefix(l, "apiserver_cache_list_") && !strings.HasPrefix(l, "apiserver_storage_list_") && !strings.HasPrefix(l, "etcd_requests_total") {
+				continue
+			}
+			i := strings.LastIndexByte(l, ' ')
+			v, err := strconv.ParseFloat(l[i+1:], 64)
+			if err != nil {
+				t.Fatalf("%s: %v", l, err)
+			}
+			sn.metrics[l[:i]] = v
+		}
+		return sn
 	}
 	before := read()
 	testenv.Eventually(t, 30*time.Second, fmt.Sprintf("%d probes", probes), func() bool {
-		return float64(gate.lists.Load())-before.lists >= probes
+		return float64(gate.lists[0].Load())-before.lists[0] >= probes
 	})
 	after := read()
-	lists := after.lists - before.lists
-	perProbe := (after.bytes - before.bytes) / lists
-	t.Logf("%.0f probes: %.0f bytes each (body); API server: %.0f lists from the watch cache by spec.nodeName, %.0f from etcd",
-		lists, perProbe, after.cached-before.cached, after.stored-before.stored)
-	if perProbe >= 1024 {
-		t.Errorf("a probe's list of pods read %.0f bytes with %d pods on the node, want under 1 KiB", perProbe, onNode)
+	var changed []string
+	for k, v := range after.metrics {
+		if d := v - before.metrics[k]; d != 0 {
+			changed = append(changed, fmt.Sprintf("%s +%.0f", k, d))
+		}
 	}
-	if got := after.cached - before.cached; got != lists {
-		t.Errorf("the API server answered %.0f lists of pods from its watch cache by spec.nodeName during %.0f probes, want %.0f", got, lists, lists)
+	slices.Sort(changed)
+	t.Logf("API server during the probes:\n%s", strings.Join(changed, "\n"))
+	delta := func(series string) float64 { return after.metrics[series] - before.metrics[series] }
+	// Pods by the watch cache's index of them by node, 110 looked at and
+	// none returned; nodes by the one key of the name, none looked at.
+	for i, w := range []struct{ res, index string }{{"pods", "f:spec.nodeName"}, {"nodes", ""}} {
+		lists := after.lists[i] - before.lists[i]
+		perProbe := (after.bytes[i] - before.bytes[i]) / lists
+		t.Logf("%.0f probes' lists of %s: %.0f bytes each (body)", lists, w.res, perProbe)
+		if lists < probes {
+			t.Errorf("%.0f lists of %s during %d probes", lists, w.res, probes)
+		}
+		if perProbe >= 1024 {
+			t.Errorf("a probe's list of %s read %.0f bytes with %d pods on the node, want under 1 KiB", w.res, perProbe, onNode)
+		}
+		if got := delta(`apiserver_cache_list_total{group="",index="` + w.index + `",resource="` + w.res + `"}`); got != lists {
+			t.Errorf("the API server answered %.0f lists of %s from its watch cache (index %q) during %.0f probes, want %.0f", got, w.res, w.index, lists, lists)
+		}
+		if got := delta(`apiserver_storage_list_total{group="",resource="` + w.res + `"}`); got != 0 {
+			t.Errorf("the API server listed %s from etcd %.0f times during %.0f probes, want 0", w.res, got, lists)
+		}
 	}
-	if got := after.stored - before.stored; got != 0 {
-		t.Errorf("the API server listed pods from etcd %.0f times during %.0f probes, want 0", got, lists)
+	if got, want := delta(`apiserver_cache_list_fetched_objects_total{group="",index="",resource="nodes"}`), 0.0; got != want {
+		t.Errorf("the watch cache looked at %.0f nodes for the probes' lists of one name, want %.0f (a lookup of the key)", got, want)
 	}
 	if v := gauge(t, r, "netsonde_kube_up"); v != 1 {
 		t.Errorf("netsonde_kube_up %v", v)
