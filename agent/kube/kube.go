@@ -359,9 +359,11 @@ func (r *Resolver) probe(ctx context.Context) error {
 	// limit 1 it was before came back in full, the limit ignored at
 	// resourceVersion=0: 128 KB for 110 small pods, 4 times a minute;
 	// now it is an empty list of 37 bytes. Not a consistent read
-	// (resourceVersion ""): kube-apiserver 1.34 serves that from etcd,
-	// reading every pod of the cluster to filter them
-	// (TestProbeReadsLittle).
+	// (resourceVersion ""): kube-apiserver 1.34 serves that from the
+	// watch cache only if etcd answers watch progress requests (3.4.31,
+	// 3.5.13 and later), and else from etcd, reading every pod of the
+	// cluster to filter them (the test kit's etcd 3.4.23:
+	// TestProbeReadsLittle).
 	pods := metav1.ListOptions{ResourceVersion: "0", FieldSelector: probeSelector(r.cfg.NodeName)}
 	if err := r.client.rest.Get().Resource("pods").VersionedParams(&pods, r.client.params).Do(ctx).Into(&corev1.PodList{}); err != nil {
 		return fmt.Errorf("list pods: %w", err)
@@ -370,7 +372,9 @@ func (r *Resolver) probe(ctx context.Context) error {
 	// metadata.name selector of a cluster-scoped resource is a lookup of
 	// that one key in the watch cache. It was a consistent read of one
 	// node's metadata, limit 1: an etcd request every probe of every
-	// agent, and the node's managed fields (about 2 KB for a kubelet's).
+	// agent (for the node, or, where the watch cache serves consistent
+	// reads, for etcd's current revision), and the node's managed fields
+	// in the answer (about 2 KB for a kubelet's Node).
 	nodes := metav1.ListOptions{ResourceVersion: "0", FieldSelector: fields.OneTermEqualSelector("metadata.name", noName).String()}
 	if _, err := r.client.meta.Resource(nodesResource).List(ctx, nodes); err != nil {
 		return fmt.Errorf("list nodes: %w", err)
