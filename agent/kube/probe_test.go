@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -70,6 +69,29 @@ func (g *probeGate) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// startJoined starts a resolver in the test process, its client's
+// requests passed through wrap, and waits for it to join.
+func startJoined(t *testing.T, node *testenv.Netns, cfg kube.Config, wrap func(http.RoundTripper) http.RoundTripper) *kube.Resolver {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cfg.TuneREST = func(rc *rest.Config) {
+		// The API server listens in the test's namespace.
+		rc.Dial = node.HTTPClient().Transport.(*http.Transport).DialContext
+		rc.WrapTransport = wrap
+	}
+	r, err := kube.Start(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.Joined():
+	case <-time.After(60 * time.Second):
+		t.Fatal("not joined in 60 s")
+	}
+	return r
+}
+
 // gauge is the value of one of the resolver's gauges.
 func gauge(t *testing.T, r *kube.Resolver, name string) float64 {
 	t.Helper()
@@ -117,30 +139,8 @@ func TestProbeReadsLittle(t *testing.T) {
 	k.Kubectl(t, b.String(), "create", "-f", "-")
 
 	gate := &probeGate{}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	r, err := kube.Start(ctx, kube.Config{Kubeconfig: k.Kubeconfig, NodeName: "node-a", Probe: 100 * time.Millisecond,
-		TuneREST: func(rc *rest.Config) {
-			// The API server listens in the test's namespace.
-			rc.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-				var c net.Conn
-				err := node.Do(func() (err error) {
-					c, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
-					return err
-				})
-				return c, err
-			}
-			rc.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { gate.rt = rt; return gate }
-		}},
-		slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-r.Joined():
-	case <-time.After(60 * time.Second):
-		t.Fatal("not joined in 60 s")
-	}
+	r := startJoined(t, node, kube.Config{Kubeconfig: k.Kubeconfig, NodeName: "node-a", Probe: 100 * time.Millisecond},
+		func(rt http.RoundTripper) http.RoundTripper { gate.rt = rt; return gate })
 	testenv.Eventually(t, 10*time.Second, "the node's 110 pods known", func() bool {
 		return gauge(t, r, "netsonde_kube_pods") == onNode
 	})
