@@ -1,19 +1,14 @@
 package kube_test
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"k8s.io/client-go/rest"
 
 	"github.com/netsonde/netsonde/agent/kube"
 	"github.com/netsonde/netsonde/cluster"
@@ -66,23 +61,8 @@ func TestChosenPeersFollowNodes(t *testing.T) {
 		defer mu.Unlock()
 		return gets[name]
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	r, err := kube.Start(ctx, kube.Config{Kubeconfig: k.Kubeconfig, NodeName: self,
-		TuneREST: func(rc *rest.Config) {
-			// The API server listens in the test's namespace.
-			rc.Dial = node.HTTPClient().Transport.(*http.Transport).DialContext
-			rc.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return getCounter{rt: rt, mu: &mu, n: gets} }
-		}},
-		slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-r.Joined():
-	case <-time.After(60 * time.Second):
-		t.Fatal("not joined in 60 s")
-	}
+	r := startJoined(t, node, kube.Config{Kubeconfig: k.Kubeconfig, NodeName: self},
+		func(rt http.RoundTripper) http.RoundTripper { return getCounter{rt: rt, mu: &mu, n: gets} })
 
 	// want is what the probers must choose: the mesh's 16 (and the
 	// path-MTU probe's, its default) over every node there is.

@@ -43,8 +43,9 @@ func TestSlowNodeListNotRestarted(t *testing.T) {
 	var firstPages, cancelled atomic.Int64
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		// The node reflector's first page: the probe lists one node.
-		if r.URL.Path == "/api/v1/nodes" && q.Get("watch") != "true" && q.Get("limit") != "1" && q.Get("continue") == "" {
+		// The node reflector's first page: the probe's list of nodes
+		// selects one name.
+		if r.URL.Path == "/api/v1/nodes" && q.Get("watch") != "true" && q.Get("fieldSelector") == "" && q.Get("continue") == "" {
 			if firstPages.Add(1) == 1 {
 				select {
 				case <-time.After(hold):

@@ -6,8 +6,8 @@
 // connection and its own watches. For each cluster size it prints the
 // per-agent Go heap, the API server's watches and CPU, each agent's bytes
 // read at start and per minute of steady state (with the kubelets' node
-// status updates going on), and the time from a new pod's address to the
-// agent naming it. Prints a markdown table for BENCHMARKS.md.
+// status updates going on), of those the health probe's lists, and the
+// time from a new pod's address to the agent naming it. Prints a markdown table for BENCHMARKS.md.
 //
 //	go run ./hack/bench/kubescale -nodes 500,1000,5000 -agents 100
 //
@@ -188,19 +188,20 @@ func printTable(rows []result) {
 	mib := func(b float64) string { return fmt.Sprintf("%.2f MiB", b/(1<<20)) }
 	kib := func(b float64) string { return fmt.Sprintf("%.0f KiB", b/1024) }
 	fmt.Printf("\n%s UTC, %d agents, GOMAXPROCS %d\n\n", time.Now().UTC().Format("2006-01-02 15:04"), rows[0].Agents, runtime.GOMAXPROCS(0))
-	fmt.Println("| nodes | pods | heap per agent | RSS per agent | all joined in | API server watches (pods / nodes) | API server CPU: join / per min steady | API server RSS | per agent at start: on the wire (node list, node GETs, pod list decoded) | per agent per min steady: on the wire (node watch, node GETs decoded) | node status updates/s | new pod attributed in (median / max) |")
-	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Println("| nodes | pods | heap per agent | RSS per agent | all joined in | API server watches (pods / nodes) | API server CPU: join / per min steady | API server RSS | per agent at start: on the wire (node list, node GETs, pod list decoded) | per agent per min steady: on the wire (node watch, node GETs decoded) | node status updates/s | new pod attributed in (median / max) | per agent per min steady: the health probe's lists of pods / of nodes (decoded) |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rows {
 		sort.Float64s(r.Attribute)
 		med, mx := 0.0, 0.0
 		if len(r.Attribute) > 0 {
 			med, mx = r.Attribute[len(r.Attribute)/2], r.Attribute[len(r.Attribute)-1]
 		}
-		fmt.Printf("| %d | %d | %s | %s | %.1f s | %.0f / %.0f | %.1f s / %.1f s | %.0f MiB | %s (%s, %s, %s) | %s (%s, %s) | %.1f | %.2f s / %.2f s |\n",
+		fmt.Printf("| %d | %d | %s | %s | %.1f s | %.0f / %.0f | %.1f s / %.1f s | %.0f MiB | %s (%s, %s, %s) | %s (%s, %s) | %.1f | %.2f s / %.2f s | %.0f B / %.0f B |\n",
 			r.Nodes, r.Pods, mib(r.HeapPerAgent), mib(r.RSSPerAgent), r.JoinSeconds, r.Watches["pods"], r.Watches["nodes"],
 			r.APICPUJoin, r.APICPUPerMin, r.APIRSSMiB,
 			kib(r.StartBytes), kib(r.StartByResource["list nodes"]), kib(r.StartByResource["get nodes"]), kib(r.StartByResource["list pods"]),
-			kib(r.MinuteBytes), kib(r.MinuteByResource["watch nodes"]), kib(r.MinuteByResource["get nodes"]), r.NodeUpdatesPerSec, med, mx)
+			kib(r.MinuteBytes), kib(r.MinuteByResource["watch nodes"]), kib(r.MinuteByResource["get nodes"]), r.NodeUpdatesPerSec, med, mx,
+			r.MinuteByResource["list pods"], r.MinuteByResource["list nodes"])
 	}
 }
 
