@@ -20,7 +20,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/netsonde/netsonde/collectors"
+	sc "github.com/netsonde/netsonde/collectors/series"
 )
 
 // The handler writes the Prometheus text format and OpenMetrics 1.0 (and
@@ -28,7 +28,7 @@ import (
 // escaped with dots) it hands the scrape to promhttp whole.
 //
 // Writing them itself, it keeps apart the series that come rendered from
-// a collectors.SeriesCache (mtu, drops: most of a scrape at 1,000
+// a series.Cache (mtu, drops: most of a scrape at 1,000
 // interfaces): their `name{labels}` text was rendered once, when the series
 // appeared, so a scrape sorts them by that text and writes each line as
 // those bytes, a space and the value. Everything else (the registry's
@@ -64,7 +64,7 @@ type rendered struct {
 }
 
 type renderedFamily struct {
-	info     *collectors.Family
+	info     *sc.Family
 	series   []rendered
 	conflict bool // another cache exports the name with other help or type
 }
@@ -91,7 +91,7 @@ func (h *scrapeHandler) serveRendered(ctx context.Context, since time.Time, w ht
 	families := map[string]*renderedFamily{}
 	var rest []prometheus.Metric
 	for m := range ch {
-		rd, ok := collectors.RenderedOf(m)
+		rd, ok := sc.RenderedOf(m)
 		if !ok {
 			rest = append(rest, m)
 			continue
@@ -244,7 +244,7 @@ func writeRendered(bw *bufio.Writer, format expfmt.Format, om bool, f *renderedF
 
 type headerKey struct {
 	format expfmt.Format
-	family collectors.Family
+	family sc.Family
 }
 
 // headers caches familyHeader: a handful of families times the formats
@@ -253,7 +253,7 @@ var headers sync.Map // headerKey → []byte
 
 // familyHeader is the HELP and TYPE lines (the lines before the first
 // sample) that expfmt writes for f in format.
-func familyHeader(format expfmt.Format, f collectors.Family) ([]byte, error) {
+func familyHeader(format expfmt.Format, f sc.Family) ([]byte, error) {
 	key := headerKey{format, f}
 	if h, ok := headers.Load(key); ok {
 		return h.([]byte), nil
@@ -360,7 +360,7 @@ var (
 
 // seriesOrder is the order of one rendered family's series in the last
 // scrape that had to sort them, by the address of each series' text: the
-// texts live as long as their series do in a SeriesCache, so a scrape of
+// texts live as long as their series do in a series.Cache, so a scrape of
 // the same series puts them in order without comparing (the map's keys
 // keep those texts from being freed and their addresses reused).
 //
@@ -414,7 +414,7 @@ func (o *seriesOrder) sort(series []rendered) ([]rendered, []error) {
 	for i := range idx {
 		idx[i] = int32(i)
 	}
-	slices.SortFunc(idx, func(a, b int32) int { return collectors.CompareSeries(series[a].series, series[b].series) })
+	slices.SortFunc(idx, func(a, b int32) int { return sc.CompareSeries(series[a].series, series[b].series) })
 	out := getRendered(len(series))
 	var errs []error
 	for _, i := range idx {

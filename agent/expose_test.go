@@ -22,6 +22,7 @@ import (
 	"github.com/netsonde/netsonde/agent/hostnet"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/collectors/mtu"
+	"github.com/netsonde/netsonde/collectors/series"
 	"github.com/netsonde/netsonde/internal/testenv"
 )
 
@@ -37,7 +38,7 @@ var (
 // odd renders series whose label values need escaping and sort
 // differently as text than as values ("a b" before "a" as text).
 type odd struct {
-	series *collectors.SeriesCache[string]
+	series *series.Cache[string]
 }
 
 func (o odd) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
@@ -74,9 +75,9 @@ func exposeFixture(t testing.TB, withMTUAgain bool) (*prometheus.Registry, *coll
 	logger := slog.New(slog.DiscardHandler)
 	enabled := []collectors.Enabled{
 		{Name: "mtu", Factory: mtu.New},
-		{Name: "drops", Factory: collector(&benchDrops{series: collectors.NewSeriesCache[benchDropKey](benchDropsDesc, prometheus.CounterValue), n: 30, still: true, scrape: 7})},
+		{Name: "drops", Factory: collector(&benchDrops{series: series.NewCache[benchDropKey](benchDropsDesc, prometheus.CounterValue), n: 30, still: true, scrape: 7})},
 		{Name: "small", Factory: collector(benchSmall{})},
-		{Name: "odd", Factory: collector(odd{collectors.NewSeriesCache[string](oddDesc, prometheus.GaugeValue)})},
+		{Name: "odd", Factory: collector(odd{series.NewCache[string](oddDesc, prometheus.GaugeValue)})},
 	}
 	if withMTUAgain {
 		enabled = append(enabled, collectors.Enabled{Name: "again", Factory: collector(constCollector{
@@ -214,8 +215,8 @@ func TestRenderedPagePromtool(t *testing.T) {
 // A series two caches both send is written once, the copy reported as
 // the registry reports it; the name[] parameter keeps only those families.
 func TestRenderedDuplicatesAndFilter(t *testing.T) {
-	a := collectors.NewSeriesCache[string](benchDropsDesc, prometheus.CounterValue)
-	b := collectors.NewSeriesCache[string](benchDropsDesc, prometheus.CounterValue)
+	a := series.NewCache[string](benchDropsDesc, prometheus.CounterValue)
+	b := series.NewCache[string](benchDropsDesc, prometheus.CounterValue)
 	logger := slog.New(slog.DiscardHandler)
 	set := collectors.NewSet(logger, []collectors.Enabled{
 		{Name: "a", Factory: collector(constCollectorFunc(func() []prometheus.Metric {

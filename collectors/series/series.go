@@ -1,4 +1,6 @@
-package collectors
+// Package series keeps a collector's series from one scrape to the next,
+// each rendered once as the text formats write it (Cache).
+package series
 
 import (
 	"bytes"
@@ -11,7 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// SeriesCache keeps a metric's series from one scrape to the next, keyed
+// Cache keeps a metric's series from one scrape to the next, keyed
 // by the collector's own comparable label set: interfaces and pods change
 // rarely, and building a ConstMetric renders and sorts every label pair of
 // every series on every scrape (most of a scrape's allocations at 1,000
@@ -22,7 +24,7 @@ import (
 // that the scrape handler can write the series' line itself (see Rendered)
 // instead of putting it through the registry's checks, sorting and text
 // encoder on every scrape; and only that text, not its label pairs too.
-type SeriesCache[K comparable] struct {
+type Cache[K comparable] struct {
 	mu     sync.Mutex
 	m      map[K]*cachedSeries
 	gen    uint64
@@ -50,15 +52,15 @@ type cachedSeries struct {
 	gen    uint64
 }
 
-// NewSeriesCache makes a cache for desc's series, all of type typ
+// NewCache makes a cache for desc's series, all of type typ
 // (prometheus.CounterValue or GaugeValue).
-func NewSeriesCache[K comparable](desc *prometheus.Desc, typ prometheus.ValueType) *SeriesCache[K] {
-	return &SeriesCache[K]{m: map[K]*cachedSeries{}, meta: &seriesMeta{desc: desc, typ: typ}}
+func NewCache[K comparable](desc *prometheus.Desc, typ prometheus.ValueType) *Cache[K] {
+	return &Cache[K]{m: map[K]*cachedSeries{}, meta: &seriesMeta{desc: desc, typ: typ}}
 }
 
 // Metric returns k's series with value v. labelValues, in the desc's
 // order, is called only when k is new.
-func (c *SeriesCache[K]) Metric(k K, v float64, labelValues func() []string) prometheus.Metric {
+func (c *Cache[K]) Metric(k K, v float64, labelValues func() []string) prometheus.Metric {
 	c.mu.Lock()
 	s := c.m[k]
 	if s == nil {
@@ -85,7 +87,7 @@ func (c *SeriesCache[K]) Metric(k K, v float64, labelValues func() []string) pro
 
 // Sweep forgets the series not asked for since the previous Sweep; call it
 // at the end of each Collect.
-func (c *SeriesCache[K]) Sweep() {
+func (c *Cache[K]) Sweep() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, s := range c.m {
@@ -97,7 +99,7 @@ func (c *SeriesCache[K]) Sweep() {
 }
 
 // Len is the number of series cached.
-func (c *SeriesCache[K]) Len() int {
+func (c *Cache[K]) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.m)
@@ -142,7 +144,7 @@ type Family struct {
 // line's `name{label="value",...}` part, with the labels sorted by name
 // and their values escaped, as both the Prometheus text format and
 // OpenMetrics 1.0 write it, and Value the sample's value. Family is shared
-// by every series of one SeriesCache. Series is shared too, and not to be
+// by every series of one Cache. Series is shared too, and not to be
 // modified; CompareSeries orders two of them as a registry would.
 type Rendered struct {
 	Family *Family
@@ -150,7 +152,7 @@ type Rendered struct {
 	Value  float64
 }
 
-// RenderedOf returns m's exposition text if m comes from a SeriesCache
+// RenderedOf returns m's exposition text if m comes from a Cache
 // whose series are rendered.
 func RenderedOf(m prometheus.Metric) (Rendered, bool) {
 	s, ok := m.(*sample)

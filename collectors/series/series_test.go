@@ -1,4 +1,4 @@
-package collectors
+package series
 
 import (
 	"slices"
@@ -14,7 +14,7 @@ var seriesTestDesc = prometheus.NewDesc("netsonde_test_values_total", "Values.",
 // it are the ones it was rendered from, escapes undone, for every value
 // the text formats escape.
 func TestRenderedLabelsParsedBack(t *testing.T) {
-	c := NewSeriesCache[string](seriesTestDesc, prometheus.CounterValue)
+	c := NewCache[string](seriesTestDesc, prometheus.CounterValue)
 	for _, v := range []string{"a", "a b", `q"uote`, `back\slash`, "new\nline", `\n`, `\"`, "", "ünïcode", `end\`} {
 		m := c.Metric(v, 1, func() []string { return []string{v, "x"} })
 		if _, ok := RenderedOf(m); !ok {
