@@ -1,5 +1,8 @@
-// Package series keeps a collector's series from one scrape to the next,
-// each rendered once as the text formats write it (Cache).
+// Package series is the text encoder of /metrics: Cache keeps a
+// collector's series from one scrape to the next, each rendered once as
+// the text formats write it, and Encoder writes a scrape's page with those
+// lines as they are, everything else through client_golang's registries
+// and expfmt, byte for byte the page promhttp writes.
 package series
 
 import (
@@ -21,7 +24,7 @@ import (
 // next Sweep.
 //
 // It keeps each series' exposition text, `name{label="value",...}`, so
-// that the scrape handler can write the series' line itself (see Rendered)
+// that the Encoder can write the series' line itself (see renderedOf)
 // instead of putting it through the registry's checks, sorting and text
 // encoder on every scrape; and only that text, not its label pairs too.
 type Cache[K comparable] struct {
@@ -37,7 +40,7 @@ type Cache[K comparable] struct {
 type seriesMeta struct {
 	desc   *prometheus.Desc
 	typ    prometheus.ValueType
-	family *Family // nil: the series are not rendered
+	family *family // nil: the series are not rendered
 }
 
 // cachedSeries is one series, as compact as it can be kept: a cache holds
@@ -133,33 +136,26 @@ func (s *sample) Write(out *dto.Metric) error {
 	return nil
 }
 
-// Family is a metric family as the exposition formats name it.
-type Family struct {
+// family is a metric family as the exposition formats name it.
+type family struct {
 	Name string
 	Help string
 	Type dto.MetricType
 }
 
-// Rendered is a sample whose exposition text is ready: Series is the
-// line's `name{label="value",...}` part, with the labels sorted by name
-// and their values escaped, as both the Prometheus text format and
-// OpenMetrics 1.0 write it, and Value the sample's value. Family is shared
-// by every series of one Cache. Series is shared too, and not to be
-// modified; CompareSeries orders two of them as a registry would.
-type Rendered struct {
-	Family *Family
-	Series []byte
-	Value  float64
-}
-
-// RenderedOf returns m's exposition text if m comes from a Cache
-// whose series are rendered.
-func RenderedOf(m prometheus.Metric) (Rendered, bool) {
+// renderedOf returns m's exposition text and its family if m comes from a
+// Cache whose series are rendered: the series is the line's
+// `name{label="value",...}` part, with the labels sorted by name and their
+// values escaped, as both the Prometheus text format and OpenMetrics 1.0
+// write it. The family is shared by every series of one Cache. The
+// series' text is shared too, and not to be modified; compareSeries
+// orders two of them as a registry would.
+func renderedOf(m prometheus.Metric) (rendered, *family, bool) {
 	s, ok := m.(*sample)
 	if !ok || s.s.text == nil {
-		return Rendered{}, false
+		return rendered{}, nil, false
 	}
-	return Rendered{Family: s.s.meta.family, Series: s.s.text, Value: s.v}, true
+	return rendered{s.s.text, s.v, m}, s.s.meta.family, true
 }
 
 // probeFamily learns the desc's name, help and type by gathering one of
@@ -169,7 +165,7 @@ func RenderedOf(m prometheus.Metric) (Rendered, bool) {
 // counter or gauge, a name is not a legacy Prometheus name (the text
 // formats could escape it differently per scrape), or a counter's name
 // does not end in _total (OpenMetrics would name its sample otherwise).
-func probeFamily(desc *prometheus.Desc, typ prometheus.ValueType, labels []*dto.LabelPair) *Family {
+func probeFamily(desc *prometheus.Desc, typ prometheus.ValueType, labels []*dto.LabelPair) *family {
 	if typ != prometheus.CounterValue && typ != prometheus.GaugeValue {
 		return nil
 	}
@@ -181,7 +177,7 @@ func probeFamily(desc *prometheus.Desc, typ prometheus.ValueType, labels []*dto.
 	if err != nil || len(mfs) != 1 {
 		return nil
 	}
-	f := &Family{Name: mfs[0].GetName(), Help: mfs[0].GetHelp(), Type: mfs[0].GetType()}
+	f := &family{Name: mfs[0].GetName(), Help: mfs[0].GetHelp(), Type: mfs[0].GetType()}
 	if !model.LegacyValidation.IsValidMetricName(f.Name) || f.Type == dto.MetricType_COUNTER && !strings.HasSuffix(f.Name, "_total") {
 		return nil
 	}
@@ -321,11 +317,11 @@ func labelCount(text []byte) int {
 	return n
 }
 
-// CompareSeries orders two rendered series of one family as
+// compareSeries orders two rendered series of one family as
 // client_golang's registry orders its metrics (fewer labels first, then
 // label values in turn, labels sorted by name), then by their text, so
 // that copies of one series end up next to each other.
-func CompareSeries(a, b []byte) int {
+func compareSeries(a, b []byte) int {
 	if na, nb := labelCount(a), labelCount(b); na != nb {
 		return na - nb
 	}
