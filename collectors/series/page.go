@@ -79,7 +79,7 @@ type Encoder struct {
 }
 
 // Page is one scrape's families, gathered and sorted: write it with
-// Write, then give its series back with Release.
+// Write, then give it back with Release.
 type Page struct {
 	mfs      []*dto.MetricFamily // through the registries, sorted by name
 	names    []string            // of families, sorted
@@ -90,16 +90,22 @@ type Page struct {
 	Errs prometheus.MultiError
 }
 
+// pagePool holds the pages of past scrapes, their family map and name
+// list emptied for the next: a page outlives Gather, and these two would
+// otherwise be made on the heap every scrape.
+var pagePool = sync.Pool{New: func() any { return &Page{families: map[string]*renderedFamily{}} }}
+
 // Gather makes one scrape's page of reg's families and of the metrics
 // sent on ch until it is closed (the collectors', sent by the caller
 // while reg's run: the process collector reads /proc).
-func (e *Encoder) Gather(reg prometheus.Gatherer, ch <-chan prometheus.Metric) Page {
+func (e *Encoder) Gather(reg prometheus.Gatherer, ch <-chan prometheus.Metric) *Page {
 	regc := make(chan gathered, 1)
 	go func() {
 		mfs, err := reg.Gather()
 		regc <- gathered{mfs, err}
 	}()
-	families := map[string]*renderedFamily{}
+	page := pagePool.Get().(*Page)
+	families := page.families
 	var rest []prometheus.Metric
 	for m := range ch {
 		rd, fam, ok := renderedOf(m)
@@ -122,7 +128,7 @@ func (e *Encoder) Gather(reg prometheus.Gatherer, ch <-chan prometheus.Metric) P
 	if err != nil {
 		errs = append(errs, err)
 	}
-	names := make([]string, 0, len(families))
+	names := page.names[:0]
 	for name, f := range families {
 		names = append(names, name)
 		sorted, dups := e.order(name).sort(f.series)
@@ -131,18 +137,23 @@ func (e *Encoder) Gather(reg prometheus.Gatherer, ch <-chan prometheus.Metric) P
 		errs = append(errs, dups...)
 	}
 	slices.Sort(names)
-	return Page{mfs: mfs, names: names, families: families, Errs: errs}
+	page.mfs, page.names, page.Errs = mfs, names, errs
+	return page
 }
 
 // Empty reports whether the page has no family at all.
 func (p *Page) Empty() bool { return len(p.mfs) == 0 && len(p.names) == 0 }
 
-// Release gives the series' slices back to the pool once the page is
-// written; the page is not to be used after.
+// Release gives the page and its series' slices back to their pools once
+// it is written; the page is not to be used after.
 func (p *Page) Release() {
 	for _, f := range p.families {
 		putRendered(f.series)
 	}
+	clear(p.families)
+	clear(p.names)
+	*p = Page{families: p.families, names: p.names[:0]}
+	pagePool.Put(p)
 }
 
 // Write writes the page to w in format (one CanWrite writes), all of its
