@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/collectors/series"
 	"github.com/netsonde/netsonde/internal/testenv"
 )
 
@@ -28,13 +29,13 @@ type dropLabels struct{ reason, protocol, iface, namespace, pod string }
 // measurement begins (the real collector's come from the host view and
 // the pod index, which hold them anyway).
 type heapDrops struct {
-	series *collectors.SeriesCache[dropLabels]
+	series *series.Cache[dropLabels]
 	keys   []dropLabels
 	scrape uint64
 }
 
 func newHeapDrops(n int) *heapDrops {
-	d := &heapDrops{series: collectors.NewSeriesCache[dropLabels](benchDropsDesc, prometheus.CounterValue)}
+	d := &heapDrops{series: series.NewCache[dropLabels](benchDropsDesc, prometheus.CounterValue)}
 	for i := range n {
 		d.keys = append(d.keys, dropLabels{
 			reason:    []string{"NO_SOCKET", "NOT_SPECIFIED", "OTHERHOST", "NETFILTER_DROP"}[i%4],

@@ -22,6 +22,7 @@ import (
 	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
 	"github.com/netsonde/netsonde/collectors/mtu"
+	"github.com/netsonde/netsonde/collectors/series"
 )
 
 // benchPods names the host ends of the first 110 interfaces.
@@ -51,9 +52,9 @@ type benchDropKey struct{ reason, iface string }
 
 // benchDrops stands in for the drops collector: one counter series per
 // interface and reason (500 here, as on the footprint namespace), through
-// a SeriesCache, values moving between scrapes.
+// a series.Cache, values moving between scrapes.
 type benchDrops struct {
-	series *collectors.SeriesCache[benchDropKey]
+	series *series.Cache[benchDropKey]
 	n      int
 	still  bool // the same values every scrape
 	scrape uint64
@@ -106,7 +107,7 @@ func benchHandler(b testing.TB) http.Handler {
 	set := collectors.NewSet(logger, []collectors.Enabled{
 		{Name: "mtu", Factory: mtu.New},
 		{Name: "drops", Factory: func(context.Context, collectors.Deps) (collectors.Collector, error) {
-			return &benchDrops{series: collectors.NewSeriesCache[benchDropKey](benchDropsDesc, prometheus.CounterValue), n: 500}, nil
+			return &benchDrops{series: series.NewCache[benchDropKey](benchDropsDesc, prometheus.CounterValue), n: 500}, nil
 		}},
 		{Name: "small", Factory: func(context.Context, collectors.Deps) (collectors.Collector, error) { return benchSmall{}, nil }},
 	})

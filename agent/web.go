@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/version"
 
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/collectors/series"
 )
 
 func newMux(cfg Config, reg *prometheus.Registry, set *collectors.Set, logger *slog.Logger) *http.ServeMux {
@@ -98,8 +99,7 @@ type scrapeHandler struct {
 	opts   promhttp.HandlerOpts
 	logger *slog.Logger
 
-	ordersMu sync.Mutex
-	orders   map[string]*seriesOrder // by rendered family name
+	encoder series.Encoder // the text formats' (series.CanWrite)
 }
 
 func newScrapeHandler(maxRequests int, reg prometheus.Gatherer, set *collectors.Set, logger *slog.Logger) *scrapeHandler {
@@ -169,7 +169,7 @@ func (h *scrapeHandler) render(page *pageWriter, r *http.Request, begin time.Tim
 	}
 	ctx, cancel := context.WithDeadline(r.Context(), begin.Add(timeout-collectMargin(timeout)))
 	defer cancel()
-	if format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultOpenMetricsAcceptedFormats()...); rendersItself(format) {
+	if format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultOpenMetricsAcceptedFormats()...); series.CanWrite(format) {
 		h.serveRendered(ctx, begin, page, r, format)
 		return
 	}

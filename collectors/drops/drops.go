@@ -17,6 +17,7 @@ import (
 	bpfdrops "github.com/netsonde/netsonde/bpf/drops"
 	"github.com/netsonde/netsonde/bpf/loader"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/collectors/series"
 	"github.com/netsonde/netsonde/internal/decode"
 	"github.com/netsonde/netsonde/internal/dropreason"
 	"github.com/netsonde/netsonde/internal/hostview"
@@ -107,7 +108,7 @@ type collector struct {
 	missing map[bpfdrops.Key]time.Time
 	retired map[labels]uint64
 	// series keeps the rendered labels of every drop series.
-	series *collectors.SeriesCache[labels]
+	series *series.Cache[labels]
 	// Scratch maps of Collect, reused.
 	sums  map[labels]uint64
 	alive map[uint64]bool
@@ -144,7 +145,7 @@ func start(deps collectors.Deps, c config) (collectors.Collector, error) {
 
 func newCollector(deps collectors.Deps, p probe, reasons dropreason.Names, forgetFor time.Duration) *collector {
 	c := &collector{deps: deps, probe: p, reasons: reasons, forgetFor: forgetFor,
-		series: collectors.NewSeriesCache[labels](dropsDesc, prometheus.CounterValue),
+		series: series.NewCache[labels](dropsDesc, prometheus.CounterValue),
 		last:   map[bpfdrops.Key]labels{}, missing: map[bpfdrops.Key]time.Time{}, retired: map[labels]uint64{},
 		sums: map[labels]uint64{}, alive: map[uint64]bool{}}
 	if cp, ok := p.(captureProbe); ok {

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/collectors/series"
 )
 
 // Spec is the ethtool collector's line in the agent's table.
@@ -99,13 +100,13 @@ type collector struct {
 	known  map[int]*iface
 	last   atomic.Pointer[[]sample]
 	errs   atomic.Uint64
-	series *collectors.SeriesCache[[2]string]
+	series *series.Cache[[2]string]
 	poll   *collectors.Poller
 }
 
 func newCollector(deps collectors.Deps, drv driver) *collector {
 	c := &collector{deps: deps, drv: drv, known: map[int]*iface{},
-		series: collectors.NewSeriesCache[[2]string](dropsDesc, prometheus.CounterValue)}
+		series: series.NewCache[[2]string](dropsDesc, prometheus.CounterValue)}
 	c.last.Store(&[]sample{})
 	return c
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/collectors/series"
 )
 
 // Spec is the MTU collector's line in the agent's table.
@@ -30,7 +31,7 @@ var mtuDesc = prometheus.NewDesc(collectors.Namespace+"_interface_mtu_bytes",
 
 type collector struct {
 	deps   collectors.Deps
-	series *collectors.SeriesCache[mtuKey]
+	series *series.Cache[mtuKey]
 }
 
 // mtuKey is what an interface's series is labelled from.
@@ -44,7 +45,7 @@ func New(_ context.Context, deps collectors.Deps) (collectors.Collector, error) 
 	if deps.Net == nil {
 		return nil, collectors.Down("no_netlink", errors.New("the agent has no netlink link view"))
 	}
-	return &collector{deps: deps, series: collectors.NewSeriesCache[mtuKey](mtuDesc, prometheus.GaugeValue)}, nil
+	return &collector{deps: deps, series: series.NewCache[mtuKey](mtuDesc, prometheus.GaugeValue)}, nil
 }
 
 func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) error {

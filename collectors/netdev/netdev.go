@@ -20,6 +20,7 @@ import (
 
 	"github.com/netsonde/netsonde/cluster"
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/collectors/series"
 )
 
 // Spec is the netdev collector's line in the agent's table.
@@ -103,8 +104,8 @@ type collector struct {
 	// skipped counts unreadable messages per dump ("link", "qdisc").
 	skippedLinks, skippedQdiscs atomic.Uint64
 
-	drops, errs, carrier                 *collectors.SeriesCache[ifKey]
-	qDrops, qOverlimits, qRequeues, qLen *collectors.SeriesCache[qKey]
+	drops, errs, carrier                 *series.Cache[ifKey]
+	qDrops, qOverlimits, qRequeues, qLen *series.Cache[qKey]
 
 	poll *collectors.Poller
 }
@@ -129,13 +130,13 @@ func start(ctx context.Context, deps collectors.Deps, every time.Duration, src s
 func newCollector(deps collectors.Deps, src source) *collector {
 	return &collector{
 		deps: deps, src: src,
-		drops:       collectors.NewSeriesCache[ifKey](dropsDesc, prometheus.CounterValue),
-		errs:        collectors.NewSeriesCache[ifKey](errorsDesc, prometheus.CounterValue),
-		carrier:     collectors.NewSeriesCache[ifKey](carrierDesc, prometheus.CounterValue),
-		qDrops:      collectors.NewSeriesCache[qKey](qdiscDropsDesc, prometheus.CounterValue),
-		qOverlimits: collectors.NewSeriesCache[qKey](qdiscOverlimitsDesc, prometheus.CounterValue),
-		qRequeues:   collectors.NewSeriesCache[qKey](qdiscRequeuesDesc, prometheus.CounterValue),
-		qLen:        collectors.NewSeriesCache[qKey](qdiscBacklogDesc, prometheus.GaugeValue),
+		drops:       series.NewCache[ifKey](dropsDesc, prometheus.CounterValue),
+		errs:        series.NewCache[ifKey](errorsDesc, prometheus.CounterValue),
+		carrier:     series.NewCache[ifKey](carrierDesc, prometheus.CounterValue),
+		qDrops:      series.NewCache[qKey](qdiscDropsDesc, prometheus.CounterValue),
+		qOverlimits: series.NewCache[qKey](qdiscOverlimitsDesc, prometheus.CounterValue),
+		qRequeues:   series.NewCache[qKey](qdiscRequeuesDesc, prometheus.CounterValue),
+		qLen:        series.NewCache[qKey](qdiscBacklogDesc, prometheus.GaugeValue),
 	}
 }
 
@@ -193,10 +194,10 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		ch <- c.qRequeues.Metric(k, float64(q.requeues), lv)
 		ch <- c.qLen.Metric(k, float64(q.qlen), lv)
 	}
-	for _, sc := range []*collectors.SeriesCache[ifKey]{c.drops, c.errs, c.carrier} {
+	for _, sc := range []*series.Cache[ifKey]{c.drops, c.errs, c.carrier} {
 		sc.Sweep()
 	}
-	for _, sc := range []*collectors.SeriesCache[qKey]{c.qDrops, c.qOverlimits, c.qRequeues, c.qLen} {
+	for _, sc := range []*series.Cache[qKey]{c.qDrops, c.qOverlimits, c.qRequeues, c.qLen} {
 		sc.Sweep()
 	}
 	if n := c.skippedLinks.Load(); n > 0 {

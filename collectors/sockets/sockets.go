@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/netsonde/netsonde/collectors"
+	"github.com/netsonde/netsonde/collectors/series"
 	"github.com/netsonde/netsonde/internal/procnet"
 )
 
@@ -78,7 +79,7 @@ type collector struct {
 	// series keeps the rendered label pairs of every pod's counters from
 	// one scrape to the next (110 pods × 16 counters at worst); a deleted
 	// pod's go at the next Sweep.
-	series *collectors.SeriesCache[seriesKey]
+	series *series.Cache[seriesKey]
 }
 
 type seriesKey struct{ namespace, pod, counter string }
@@ -93,7 +94,7 @@ func start(_ context.Context, deps collectors.Deps) (collectors.Collector, error
 	if deps.Counters != nil {
 		deps.Counters.WantCounters(Counters...)
 	}
-	return &collector{deps: deps, series: collectors.NewSeriesCache[seriesKey](errorsDesc, prometheus.CounterValue)}, nil
+	return &collector{deps: deps, series: series.NewCache[seriesKey](errorsDesc, prometheus.CounterValue)}, nil
 }
 
 func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) error {

@@ -93,12 +93,13 @@ func CompareFile(t testing.TB, file, got string) {
 		t.Fatalf("%v (go test -run Golden -update writes it)", err)
 	}
 	if got != string(want) {
-		t.Errorf("metrics differ from %s (go test -run Golden -update to accept):\n%s", file, diff(string(want), got))
+		t.Errorf("metrics differ from %s (go test -run Golden -update to accept):\n%s", file, Diff(string(want), got))
 	}
 }
 
-// diff lists the lines only in want (-) and only in got (+), in order.
-func diff(want, got string) string {
+// Diff lists the lines of a page only in want (-) and only in got (+),
+// in order.
+func Diff(want, got string) string {
 	in := func(s string) map[string]int {
 		m := map[string]int{}
 		for _, l := range strings.Split(s, "\n") {

@@ -1,4 +1,4 @@
-package collectors
+package series
 
 import (
 	"slices"
@@ -14,10 +14,10 @@ var seriesTestDesc = prometheus.NewDesc("netsonde_test_values_total", "Values.",
 // it are the ones it was rendered from, escapes undone, for every value
 // the text formats escape.
 func TestRenderedLabelsParsedBack(t *testing.T) {
-	c := NewSeriesCache[string](seriesTestDesc, prometheus.CounterValue)
+	c := NewCache[string](seriesTestDesc, prometheus.CounterValue)
 	for _, v := range []string{"a", "a b", `q"uote`, `back\slash`, "new\nline", `\n`, `\"`, "", "ünïcode", `end\`} {
 		m := c.Metric(v, 1, func() []string { return []string{v, "x"} })
-		if _, ok := RenderedOf(m); !ok {
+		if _, _, ok := renderedOf(m); !ok {
 			t.Fatalf("%q: not rendered", v)
 		}
 		var got dto.Metric
@@ -36,7 +36,7 @@ func TestRenderedLabelsParsedBack(t *testing.T) {
 	}
 }
 
-// CompareSeries orders by label values as a registry does, not by the
+// compareSeries orders by label values as a registry does, not by the
 // escaped text: "a" before "a b" (as text `a"` after `a `), "a\n" before
 // `a\` (as text `a\n` after `a\\`).
 func TestCompareSeriesByValues(t *testing.T) {
@@ -53,11 +53,11 @@ func TestCompareSeriesByValues(t *testing.T) {
 		{[]string{"a", "b"}, []string{"a", "c"}, -1},
 		{[]string{"a", "b"}, []string{"a", "b"}, 0},
 	} {
-		if got := CompareSeries(render(c.a...), render(c.b...)); sign(got) != c.want {
-			t.Errorf("CompareSeries(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
+		if got := compareSeries(render(c.a...), render(c.b...)); sign(got) != c.want {
+			t.Errorf("compareSeries(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
 		}
 	}
-	if got := CompareSeries([]byte("x"), render("a", "b")); got >= 0 {
+	if got := compareSeries([]byte("x"), render("a", "b")); got >= 0 {
 		t.Errorf("a series without labels after one with two: %d", got)
 	}
 }

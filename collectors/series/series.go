@@ -1,4 +1,9 @@
-package collectors
+// Package series is the text encoder of /metrics: Cache keeps a
+// collector's series from one scrape to the next, each rendered once as
+// the text formats write it, and Encoder writes a scrape's page with those
+// lines as they are, everything else through client_golang's registries
+// and expfmt, byte for byte the page promhttp writes.
+package series
 
 import (
 	"bytes"
@@ -11,7 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// SeriesCache keeps a metric's series from one scrape to the next, keyed
+// Cache keeps a metric's series from one scrape to the next, keyed
 // by the collector's own comparable label set: interfaces and pods change
 // rarely, and building a ConstMetric renders and sorts every label pair of
 // every series on every scrape (most of a scrape's allocations at 1,000
@@ -19,10 +24,10 @@ import (
 // next Sweep.
 //
 // It keeps each series' exposition text, `name{label="value",...}`, so
-// that the scrape handler can write the series' line itself (see Rendered)
+// that the Encoder can write the series' line itself (see renderedOf)
 // instead of putting it through the registry's checks, sorting and text
 // encoder on every scrape; and only that text, not its label pairs too.
-type SeriesCache[K comparable] struct {
+type Cache[K comparable] struct {
 	mu     sync.Mutex
 	m      map[K]*cachedSeries
 	gen    uint64
@@ -35,7 +40,7 @@ type SeriesCache[K comparable] struct {
 type seriesMeta struct {
 	desc   *prometheus.Desc
 	typ    prometheus.ValueType
-	family *Family // nil: the series are not rendered
+	family *family // nil: the series are not rendered
 }
 
 // cachedSeries is one series, as compact as it can be kept: a cache holds
@@ -50,15 +55,15 @@ type cachedSeries struct {
 	gen    uint64
 }
 
-// NewSeriesCache makes a cache for desc's series, all of type typ
+// NewCache makes a cache for desc's series, all of type typ
 // (prometheus.CounterValue or GaugeValue).
-func NewSeriesCache[K comparable](desc *prometheus.Desc, typ prometheus.ValueType) *SeriesCache[K] {
-	return &SeriesCache[K]{m: map[K]*cachedSeries{}, meta: &seriesMeta{desc: desc, typ: typ}}
+func NewCache[K comparable](desc *prometheus.Desc, typ prometheus.ValueType) *Cache[K] {
+	return &Cache[K]{m: map[K]*cachedSeries{}, meta: &seriesMeta{desc: desc, typ: typ}}
 }
 
 // Metric returns k's series with value v. labelValues, in the desc's
 // order, is called only when k is new.
-func (c *SeriesCache[K]) Metric(k K, v float64, labelValues func() []string) prometheus.Metric {
+func (c *Cache[K]) Metric(k K, v float64, labelValues func() []string) prometheus.Metric {
 	c.mu.Lock()
 	s := c.m[k]
 	if s == nil {
@@ -85,7 +90,7 @@ func (c *SeriesCache[K]) Metric(k K, v float64, labelValues func() []string) pro
 
 // Sweep forgets the series not asked for since the previous Sweep; call it
 // at the end of each Collect.
-func (c *SeriesCache[K]) Sweep() {
+func (c *Cache[K]) Sweep() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, s := range c.m {
@@ -97,7 +102,7 @@ func (c *SeriesCache[K]) Sweep() {
 }
 
 // Len is the number of series cached.
-func (c *SeriesCache[K]) Len() int {
+func (c *Cache[K]) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.m)
@@ -131,33 +136,26 @@ func (s *sample) Write(out *dto.Metric) error {
 	return nil
 }
 
-// Family is a metric family as the exposition formats name it.
-type Family struct {
+// family is a metric family as the exposition formats name it.
+type family struct {
 	Name string
 	Help string
 	Type dto.MetricType
 }
 
-// Rendered is a sample whose exposition text is ready: Series is the
-// line's `name{label="value",...}` part, with the labels sorted by name
-// and their values escaped, as both the Prometheus text format and
-// OpenMetrics 1.0 write it, and Value the sample's value. Family is shared
-// by every series of one SeriesCache. Series is shared too, and not to be
-// modified; CompareSeries orders two of them as a registry would.
-type Rendered struct {
-	Family *Family
-	Series []byte
-	Value  float64
-}
-
-// RenderedOf returns m's exposition text if m comes from a SeriesCache
-// whose series are rendered.
-func RenderedOf(m prometheus.Metric) (Rendered, bool) {
+// renderedOf returns m's exposition text and its family if m comes from a
+// Cache whose series are rendered: the series is the line's
+// `name{label="value",...}` part, with the labels sorted by name and their
+// values escaped, as both the Prometheus text format and OpenMetrics 1.0
+// write it. The family is shared by every series of one Cache. The
+// series' text is shared too, and not to be modified; compareSeries
+// orders two of them as a registry would.
+func renderedOf(m prometheus.Metric) (rendered, *family, bool) {
 	s, ok := m.(*sample)
 	if !ok || s.s.text == nil {
-		return Rendered{}, false
+		return rendered{}, nil, false
 	}
-	return Rendered{Family: s.s.meta.family, Series: s.s.text, Value: s.v}, true
+	return rendered{s.s.text, s.v, m}, s.s.meta.family, true
 }
 
 // probeFamily learns the desc's name, help and type by gathering one of
@@ -167,7 +165,7 @@ func RenderedOf(m prometheus.Metric) (Rendered, bool) {
 // counter or gauge, a name is not a legacy Prometheus name (the text
 // formats could escape it differently per scrape), or a counter's name
 // does not end in _total (OpenMetrics would name its sample otherwise).
-func probeFamily(desc *prometheus.Desc, typ prometheus.ValueType, labels []*dto.LabelPair) *Family {
+func probeFamily(desc *prometheus.Desc, typ prometheus.ValueType, labels []*dto.LabelPair) *family {
 	if typ != prometheus.CounterValue && typ != prometheus.GaugeValue {
 		return nil
 	}
@@ -179,7 +177,7 @@ func probeFamily(desc *prometheus.Desc, typ prometheus.ValueType, labels []*dto.
 	if err != nil || len(mfs) != 1 {
 		return nil
 	}
-	f := &Family{Name: mfs[0].GetName(), Help: mfs[0].GetHelp(), Type: mfs[0].GetType()}
+	f := &family{Name: mfs[0].GetName(), Help: mfs[0].GetHelp(), Type: mfs[0].GetType()}
 	if !model.LegacyValidation.IsValidMetricName(f.Name) || f.Type == dto.MetricType_COUNTER && !strings.HasSuffix(f.Name, "_total") {
 		return nil
 	}
@@ -319,11 +317,11 @@ func labelCount(text []byte) int {
 	return n
 }
 
-// CompareSeries orders two rendered series of one family as
+// compareSeries orders two rendered series of one family as
 // client_golang's registry orders its metrics (fewer labels first, then
 // label values in turn, labels sorted by name), then by their text, so
 // that copies of one series end up next to each other.
-func CompareSeries(a, b []byte) int {
+func compareSeries(a, b []byte) int {
 	if na, nb := labelCount(a), labelCount(b); na != nb {
 		return na - nb
 	}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -161,54 +159,6 @@ func oneLine(t *testing.T, stderr, want string) {
 	}
 	if len(lines) != 1 || !strings.HasPrefix(lines[0], "netsonde doctor: ") || !strings.Contains(lines[0], want) {
 		t.Errorf("stderr should be one line saying %q, got:\n%s", want, stderr)
-	}
-}
-
-// Bad input: exit 2 with a one-line reason. Runs without root.
-func TestDoctorBadInput(t *testing.T) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/html", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/html")
-		io.WriteString(w, "<!DOCTYPE html><html><body>Grafana</body></html>")
-	})
-	mux.HandleFunc("/node", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "# TYPE node_load1 gauge\nnode_load1 0.5\n")
-	})
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + l.Addr().String() + "/metrics"
-	l.Close()
-
-	for _, tc := range []struct {
-		name string
-		args []string
-		says string
-	}{
-		{"duration zero", []string{"--duration=0s"}, "--duration must be above 0"},
-		{"duration negative", []string{"--duration=-5s"}, "--duration must be above 0"},
-		{"unknown output", []string{"--output=yaml"}, "yaml"},
-		{"unreachable", []string{"--from=" + dead, "--duration=100ms"}, "does not answer"},
-		{"html", []string{"--from=" + srv.URL + "/html", "--duration=100ms"}, "answers HTML"},
-		{"another exporter", []string{"--from=" + srv.URL + "/node", "--duration=100ms"}, "not netsonde metrics"},
-		{"not a URL", []string{"--from=localhost:10333"}, "not an http(s) URL"},
-		// Without root and without --from: which capability, and --from.
-		{"no capabilities", []string{"--duration=1s"}, "missing capability CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			d := startDoctor(t, nil, true, tc.args...)
-			code, stdout := d.wait(t)
-			if code != 2 {
-				t.Errorf("exit status %d, want 2; stdout:\n%s", code, stdout)
-			}
-			oneLine(t, d.log(), tc.says)
-			if tc.name == "no capabilities" && !strings.Contains(d.log(), "--from http://") {
-				t.Errorf("no suggestion of --from: %s", d.log())
-			}
-		})
 	}
 }
 
