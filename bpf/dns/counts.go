@@ -25,28 +25,25 @@ type Counts struct {
 func (p *Probe) Read() (Counts, error) {
 	var c Counts
 	var err error
-	if c.Queries, err = nbpf.SumPerCPU[QueryKey](p.Map("queries")); err != nil {
+	if c.Queries, err = nbpf.SumPerCPU[QueryKey](p.maps.Queries); err != nil {
 		return c, err
 	}
-	if c.Responses, c.Latency, err = readAnswers(p.Map("answers")); err != nil {
+	if c.Responses, c.Latency, err = readAnswers(p.maps.Answers); err != nil {
 		return c, err
 	}
-	if c.Timeouts, err = nbpf.SumPerCPU[uint64](p.Map("timeouts")); err != nil {
+	if c.Timeouts, err = nbpf.SumPerCPU[uint64](p.maps.Timeouts); err != nil {
 		return c, err
 	}
-	if c.Drops, err = nbpf.SumPerCPU[DropKey](p.Map("drops")); err != nil {
+	if c.Drops, err = nbpf.SumPerCPU[DropKey](p.maps.Drops); err != nil {
 		return c, err
 	}
-	// An older object (Options.Object) has no quota.
-	if m := p.Map("refused"); m != nil {
-		if c.Refused, err = nbpf.SumPerCPU[uint64](m); err != nil {
-			return c, err
-		}
+	if c.Refused, err = nbpf.SumPerCPU[uint64](p.maps.Refused); err != nil {
+		return c, err
 	}
 	// An older object (Options.Object) may have fewer counters.
-	n := min(len(c.Stats), int(p.Map("stats").MaxEntries()))
+	n := min(len(c.Stats), int(p.maps.Stats.MaxEntries()))
 	for i := range n {
-		if c.Stats[i], err = nbpf.SumArraySlot(p.Map("stats"), uint32(i)); err != nil {
+		if c.Stats[i], err = nbpf.SumArraySlot(p.maps.Stats, uint32(i)); err != nil {
 			return c, err
 		}
 	}
@@ -103,27 +100,27 @@ func (p *Probe) Forget(c Counts, owners, namespaces map[uint64]bool) {
 	gone := owners
 	for k := range c.Queries {
 		if gone[k.Netns] {
-			_ = p.Map("queries").Delete(k)
+			_ = p.maps.Queries.Delete(k)
 		}
 	}
 	for k := range c.Responses {
 		if gone[k.Netns] {
-			_ = p.Map("answers").Delete(k.Netns)
+			_ = p.maps.Answers.Delete(k.Netns)
 		}
 	}
 	for k := range c.Timeouts {
 		if gone[k] {
-			_ = p.Map("timeouts").Delete(k)
+			_ = p.maps.Timeouts.Delete(k)
 		}
 	}
 	for k := range c.Refused {
 		if gone[k] {
-			_ = p.Map("refused").Delete(k)
+			_ = p.maps.Refused.Delete(k)
 		}
 	}
 	for k := range c.Drops {
 		if namespaces[k.Netns] {
-			_ = p.Map("drops").Delete(k)
+			_ = p.maps.Drops.Delete(k)
 		}
 	}
 }

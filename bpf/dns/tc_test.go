@@ -45,19 +45,19 @@ func TestTCProgramsInKernel(t *testing.T) {
 		copy(pkt[14+16:], []byte{198, 18, 53, 2})
 		return pkt
 	}
-	if err := p.Map("ifaces").Put(uint32(1), IfacePod); err != nil {
+	if err := p.maps.Ifaces.Put(uint32(1), IfacePod); err != nil {
 		t.Fatal(err)
 	}
-	run("dns_tc_ingress", packet(40000, 53, dnsQuery(1, "ok.test", 1)))
+	run(bpfProgDnsTcIngress, packet(40000, 53, dnsQuery(1, "ok.test", 1)))
 	// Not a query on this side: an answer leaving a pod, and non-DNS.
-	run("dns_tc_ingress", packet(40000, 80, dnsQuery(3, "ok.test", 1)))
-	run("dns_tc_egress", answerTo(1))
-	if err := p.Map("ifaces").Put(uint32(1), uint32(0)); err != nil {
+	run(bpfProgDnsTcIngress, packet(40000, 80, dnsQuery(3, "ok.test", 1)))
+	run(bpfProgDnsTcEgress, answerTo(1))
+	if err := p.maps.Ifaces.Put(uint32(1), uint32(0)); err != nil {
 		t.Fatal(err)
 	}
-	run("dns_tc_ingress", packet(40000, 53, dnsQuery(2, "ok.test", 28)))
-	run("dns_tc_egress", packet(40000, 53, dnsQuery(4, "ok.test", 28)))
-	run("dns_tc_ingress", answerTo(4))
+	run(bpfProgDnsTcIngress, packet(40000, 53, dnsQuery(2, "ok.test", 28)))
+	run(bpfProgDnsTcEgress, packet(40000, 53, dnsQuery(4, "ok.test", 28)))
+	run(bpfProgDnsTcIngress, answerTo(4))
 
 	c, err := p.Read()
 	if err != nil {
