@@ -55,10 +55,10 @@ func (p *Probe) Read() (Counts, error) {
 // the sum's bucket with any bucket), as if each were its own key.
 func readAnswers(m *ebpf.Map) (map[RespKey]uint64, map[HistKey]uint64, error) {
 	resp, lat := map[RespKey]uint64{}, map[HistKey]uint64{}
-	var ns uint64
+	var owner uint64
 	var per []bpfAnsVal
 	it := m.Iterate()
-	for it.Next(&ns, &per) {
+	for it.Next(&owner, &per) {
 		var sum bpfAnsVal
 		for _, v := range per {
 			for i := range sum.Rcode {
@@ -71,18 +71,18 @@ func readAnswers(m *ebpf.Map) (map[RespKey]uint64, map[HistKey]uint64, error) {
 		}
 		for i, n := range sum.Rcode {
 			if n > 0 {
-				resp[RespKey{Netns: ns, Rcode: uint16(i)}] = n
+				resp[RespKey{Owner: owner, Rcode: uint16(i)}] = n
 			}
 		}
 		any := false
 		for i, n := range sum.Bucket {
 			if n > 0 {
-				lat[HistKey{Netns: ns, Bucket: uint32(i)}] = n
+				lat[HistKey{Owner: owner, Bucket: uint32(i)}] = n
 				any = true
 			}
 		}
 		if any {
-			lat[HistKey{Netns: ns, Bucket: SumBucket}] = sum.Sum
+			lat[HistKey{Owner: owner, Bucket: SumBucket}] = sum.Sum
 		}
 	}
 	if err := it.Err(); err != nil {
@@ -99,13 +99,13 @@ func readAnswers(m *ebpf.Map) (map[RespKey]uint64, map[HistKey]uint64, error) {
 func (p *Probe) Forget(c Counts, owners, namespaces map[uint64]bool) {
 	gone := owners
 	for k := range c.Queries {
-		if gone[k.Netns] {
+		if gone[k.Owner] {
 			_ = p.maps.Queries.Delete(k)
 		}
 	}
 	for k := range c.Responses {
-		if gone[k.Netns] {
-			_ = p.maps.Answers.Delete(k.Netns)
+		if gone[k.Owner] {
+			_ = p.maps.Answers.Delete(k.Owner)
 		}
 	}
 	for k := range c.Timeouts {
@@ -130,13 +130,13 @@ func (p *Probe) Forget(c Counts, owners, namespaces map[uint64]bool) {
 func (c Counts) Owners() map[uint64]bool {
 	out := map[uint64]bool{}
 	for k := range c.Queries {
-		out[k.Netns] = true
+		out[k.Owner] = true
 	}
 	for k := range c.Responses {
-		out[k.Netns] = true
+		out[k.Owner] = true
 	}
 	for k := range c.Latency {
-		out[k.Netns] = true
+		out[k.Owner] = true
 	}
 	for k := range c.Timeouts {
 		out[k] = true

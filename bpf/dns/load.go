@@ -65,16 +65,19 @@ type (
 	DropKey  = bpfDropKey
 )
 
-// RespKey keys the answers of one namespace by rcode, and HistKey their
+// RespKey keys the answers of one owner by rcode, and HistKey their
 // latency by bucket (SumBucket: the sum in ns), as Read gives them; the
-// kernel keeps both in one value per namespace (struct ans_val).
+// kernel keeps both in one value per owner (struct ans_val). An owner, as
+// in QueryKey and FlowVal, is what a query is counted for: with HookTC
+// the index of the pod's interface it crossed (0: the node's own
+// sockets), with HookCgroup its socket's network namespace's cookie.
 type (
 	RespKey struct {
-		Netns uint64
+		Owner uint64
 		Rcode uint16
 	}
 	HistKey struct {
-		Netns  uint64
+		Owner  uint64
 		Bucket uint32
 	}
 )

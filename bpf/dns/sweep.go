@@ -10,10 +10,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Swept is what one sweep closed as timeouts, per network namespace and
-// per name hash (0: no name kept), and how many queries are in flight.
+// Swept is what one sweep closed as timeouts, per owner (as in QueryKey)
+// and per name hash (0: no name kept), and how many queries are in flight.
 type Swept struct {
-	ByNetns map[uint64]uint64
+	ByOwner map[uint64]uint64
 	ByName  map[uint64]uint64
 	Live    int
 }
@@ -66,7 +66,7 @@ func (p *Probe) sweepArray(now, limit uint64) (Swept, error) {
 	}
 	defer func() { _ = unix.Munmap(owners) }()
 	ownerMask := int(om.MaxEntries()) - 1
-	out := Swept{ByNetns: map[uint64]uint64{}, ByName: map[uint64]uint64{}}
+	out := Swept{ByOwner: map[uint64]uint64{}, ByName: map[uint64]uint64{}}
 	for i := 0; i < n; i++ {
 		slot := (*FlowVal)(unsafe.Pointer(&mem[i*slotSize]))
 		ts := atomic.LoadUint64(&slot.Ts)
@@ -80,11 +80,11 @@ func (p *Probe) sweepArray(now, limit uint64) (Swept, error) {
 		}
 		// Read before the claim: an unchanged ts means they are this
 		// query's (a slot rewritten in between has another ts).
-		netns, name := slot.Netns, slot.Name
+		owner, name := slot.Owner, slot.Name
 		if atomic.CompareAndSwapUint64(&slot.Ts, ts, 0) {
-			i := ownerIndex(netns, ownerMask)
+			i := ownerIndex(owner, ownerMask)
 			atomic.AddInt64((*int64)(unsafe.Pointer(&owners[i*8])), -1)
-			out.ByNetns[netns]++
+			out.ByOwner[owner]++
 			if name != 0 {
 				out.ByName[name]++
 			}

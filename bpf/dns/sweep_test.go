@@ -25,7 +25,7 @@ func TestSweepArray(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sw.Live != 3 || len(sw.ByNetns) != 0 {
+	if sw.Live != 3 || len(sw.ByOwner) != 0 {
 		t.Fatalf("sweep with a long timeout: %+v, want 3 live and none closed", sw)
 	}
 	time.Sleep(2 * time.Millisecond)
@@ -34,15 +34,15 @@ func TestSweepArray(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A test run's socket is in the caller's namespace: one namespace.
-	if sw.Live != 0 || len(sw.ByNetns) != 1 {
+	if sw.Live != 0 || len(sw.ByOwner) != 1 {
 		t.Fatalf("sweep: %+v, want 3 closed in one netns", sw)
 	}
-	for _, n := range sw.ByNetns {
+	for _, n := range sw.ByOwner {
 		if n != 3 {
 			t.Fatalf("sweep: %+v, want 3 closed", sw)
 		}
 	}
-	if sw, err = p.Sweep(time.Millisecond); err != nil || sw.Live != 0 || len(sw.ByNetns) != 0 {
+	if sw, err = p.Sweep(time.Millisecond); err != nil || sw.Live != 0 || len(sw.ByOwner) != 0 {
 		t.Fatalf("second sweep: %+v, %v; want nothing", sw, err)
 	}
 	run(t, in, answer(1))
@@ -54,7 +54,7 @@ func TestSweepArray(t *testing.T) {
 	if n := stat(t, p, StatAnswered); n != 1 {
 		t.Errorf("answered: %d, want 1", n)
 	}
-	if sw, err = p.Sweep(time.Millisecond); err != nil || sw.Live != 0 || len(sw.ByNetns) != 0 {
+	if sw, err = p.Sweep(time.Millisecond); err != nil || sw.Live != 0 || len(sw.ByOwner) != 0 {
 		t.Fatalf("sweep after the answer: %+v, %v; want nothing", sw, err)
 	}
 }
@@ -159,7 +159,7 @@ func TestBucketOfTwo(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
-	for _, c := range sw.ByNetns {
+	for _, c := range sw.ByOwner {
 		n += int(c)
 	}
 	if n != 1 || sw.Live != 1 {
@@ -247,7 +247,7 @@ func TestOwnerQuota(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sw.ByNetns[ia] != 2 || sw.Live != 0 {
+	if sw.ByOwner[ia] != 2 || sw.Live != 0 {
 		t.Errorf("sweep: %+v, want 2 closed for the first owner", sw)
 	}
 	want("the sweep", map[int]uint64{StatTracked: 11}, 0, 0, 1)

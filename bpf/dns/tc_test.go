@@ -63,7 +63,7 @@ func TestTCProgramsInKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantQ := map[QueryKey]uint64{{Netns: 1, Qtype: 1}: 1, {Netns: 0, Qtype: 28}: 1}
+	wantQ := map[QueryKey]uint64{{Owner: 1, Qtype: 1}: 1, {Owner: 0, Qtype: 28}: 1}
 	if len(c.Queries) != len(wantQ) {
 		t.Errorf("queries %v, want %v", c.Queries, wantQ)
 	}
@@ -72,8 +72,8 @@ func TestTCProgramsInKernel(t *testing.T) {
 			t.Errorf("queries %v, want %v", c.Queries, wantQ)
 		}
 	}
-	wantR := map[RespKey]uint64{{Netns: 1}: 1, {Netns: 0}: 1}
-	if len(c.Responses) != len(wantR) || c.Responses[RespKey{Netns: 1}] != 1 || c.Responses[RespKey{Netns: 0}] != 1 {
+	wantR := map[RespKey]uint64{{Owner: 1}: 1, {Owner: 0}: 1}
+	if len(c.Responses) != len(wantR) || c.Responses[RespKey{Owner: 1}] != 1 || c.Responses[RespKey{Owner: 0}] != 1 {
 		t.Errorf("answers %v, want %v", c.Responses, wantR)
 	}
 	if n := c.Stats[StatAnswered]; n != 2 {
@@ -229,11 +229,11 @@ func testTCOnANode(t *testing.T, bridge bool, attach string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantQ := map[QueryKey]uint64{{Netns: uint64(vpa), Qtype: 1}: podN, {Netns: 0, Qtype: 1}: hostN}
-	if len(c.Queries) != 2 || c.Queries[QueryKey{Netns: uint64(vpa), Qtype: 1}] != podN || c.Queries[QueryKey{Qtype: 1}] != hostN {
+	wantQ := map[QueryKey]uint64{{Owner: uint64(vpa), Qtype: 1}: podN, {Owner: 0, Qtype: 1}: hostN}
+	if len(c.Queries) != 2 || c.Queries[QueryKey{Owner: uint64(vpa), Qtype: 1}] != podN || c.Queries[QueryKey{Qtype: 1}] != hostN {
 		t.Errorf("queries %v, want %v (vpa %d, vpb %d)", c.Queries, wantQ, vpa, vpb)
 	}
-	if len(c.Responses) != 2 || c.Responses[RespKey{Netns: uint64(vpa)}] != podN || c.Responses[RespKey{}] != hostN {
+	if len(c.Responses) != 2 || c.Responses[RespKey{Owner: uint64(vpa)}] != podN || c.Responses[RespKey{}] != hostN {
 		t.Errorf("answers %v, want %d NOERROR under vpa (%d) and %d under the host", c.Responses, podN, vpa, hostN)
 	}
 	// A sweep with a long timeout closes nothing and counts the slots
