@@ -80,10 +80,10 @@ func BenchmarkTCPrograms(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { p.Close() })
-	if err := p.Map("ifaces").Put(uint32(1), IfacePod); err != nil {
+	if err := p.maps.Ifaces.Put(uint32(1), IfacePod); err != nil {
 		b.Fatal(err)
 	}
-	in, eg := p.tc.progs["dns_tc_ingress"], p.tc.progs["dns_tc_egress"]
+	in, eg := p.tc.progs[bpfProgDnsTcIngress], p.tc.progs[bpfProgDnsTcEgress]
 	q, answer := benchPackets()
 	benchRuns(b, []benchCase{
 		{"other_udp_ingress", func(int) (time.Duration, error) {

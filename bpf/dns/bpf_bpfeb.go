@@ -31,7 +31,7 @@ type bpfFlowVal struct {
 	_     structs.HostLayout
 	Ts    uint64
 	Fp    uint64
-	Netns uint64
+	Owner uint64
 	Name  uint64
 }
 
@@ -42,7 +42,7 @@ type bpfNameVal struct {
 
 type bpfQueryKey struct {
 	_     structs.HostLayout
-	Netns uint64
+	Owner uint64
 	Qtype uint16
 	Pad   uint16
 	Pad2  uint32

@@ -36,17 +36,21 @@ func (p *Probe) attachCgroup(opts Options) error {
 	// Each logical program has two forms, by how it reads the socket's
 	// network namespace: bpf_rdonly_cast (6.2+), then
 	// bpf_probe_read_kernel (older kernels). Both are cgroup_skb.
-	forms := []string{"", "_read"}
+	from, to := 0, 2
 	switch opts.NetnsRead {
 	case NetnsReadCast:
-		forms = forms[:1]
+		to = 1
 	case NetnsReadProbe:
-		forms = forms[1:]
+		from = 1
 	}
 	for _, d := range []struct {
-		prog string
-		typ  ebpf.AttachType
-	}{{ProgramEgress, ebpf.AttachCGroupInetEgress}, {ProgramIngress, ebpf.AttachCGroupInetIngress}} {
+		prog  string
+		forms [2]string
+		typ   ebpf.AttachType
+	}{
+		{ProgramEgress, [2]string{bpfProgDnsEgress, bpfProgDnsEgressRead}, ebpf.AttachCGroupInetEgress},
+		{ProgramIngress, [2]string{bpfProgDnsIngress, bpfProgDnsIngressRead}, ebpf.AttachCGroupInetIngress},
+	} {
 		typ := d.typ
 		attach := func(prog *ebpf.Program) (io.Closer, error) {
 			// A link, never a plain attach: it goes with the agent,
@@ -55,8 +59,8 @@ func (p *Probe) attachCgroup(opts Options) error {
 			return link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: typ, Program: prog})
 		}
 		var rungs []loader.Rung
-		for _, f := range forms {
-			rungs = append(rungs, loader.Rung{Hook: loader.HookCgroupSkb, Program: d.prog + f, Target: cg, Attach: attach})
+		for _, prog := range d.forms[from:to] {
+			rungs = append(rungs, loader.Rung{Hook: loader.HookCgroupSkb, Program: prog, Target: cg, Attach: attach})
 		}
 		if err := p.AttachFirst(d.prog, rungs); err != nil {
 			return err

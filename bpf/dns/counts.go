@@ -25,28 +25,25 @@ type Counts struct {
 func (p *Probe) Read() (Counts, error) {
 	var c Counts
 	var err error
-	if c.Queries, err = nbpf.SumPerCPU[QueryKey](p.Map("queries")); err != nil {
+	if c.Queries, err = nbpf.SumPerCPU[QueryKey](p.maps.Queries); err != nil {
 		return c, err
 	}
-	if c.Responses, c.Latency, err = readAnswers(p.Map("answers")); err != nil {
+	if c.Responses, c.Latency, err = readAnswers(p.maps.Answers); err != nil {
 		return c, err
 	}
-	if c.Timeouts, err = nbpf.SumPerCPU[uint64](p.Map("timeouts")); err != nil {
+	if c.Timeouts, err = nbpf.SumPerCPU[uint64](p.maps.Timeouts); err != nil {
 		return c, err
 	}
-	if c.Drops, err = nbpf.SumPerCPU[DropKey](p.Map("drops")); err != nil {
+	if c.Drops, err = nbpf.SumPerCPU[DropKey](p.maps.Drops); err != nil {
 		return c, err
 	}
-	// An older object (Options.Object) has no quota.
-	if m := p.Map("refused"); m != nil {
-		if c.Refused, err = nbpf.SumPerCPU[uint64](m); err != nil {
-			return c, err
-		}
+	if c.Refused, err = nbpf.SumPerCPU[uint64](p.maps.Refused); err != nil {
+		return c, err
 	}
 	// An older object (Options.Object) may have fewer counters.
-	n := min(len(c.Stats), int(p.Map("stats").MaxEntries()))
+	n := min(len(c.Stats), int(p.maps.Stats.MaxEntries()))
 	for i := range n {
-		if c.Stats[i], err = nbpf.SumArraySlot(p.Map("stats"), uint32(i)); err != nil {
+		if c.Stats[i], err = nbpf.SumArraySlot(p.maps.Stats, uint32(i)); err != nil {
 			return c, err
 		}
 	}
@@ -58,10 +55,10 @@ func (p *Probe) Read() (Counts, error) {
 // the sum's bucket with any bucket), as if each were its own key.
 func readAnswers(m *ebpf.Map) (map[RespKey]uint64, map[HistKey]uint64, error) {
 	resp, lat := map[RespKey]uint64{}, map[HistKey]uint64{}
-	var ns uint64
+	var owner uint64
 	var per []bpfAnsVal
 	it := m.Iterate()
-	for it.Next(&ns, &per) {
+	for it.Next(&owner, &per) {
 		var sum bpfAnsVal
 		for _, v := range per {
 			for i := range sum.Rcode {
@@ -74,18 +71,18 @@ func readAnswers(m *ebpf.Map) (map[RespKey]uint64, map[HistKey]uint64, error) {
 		}
 		for i, n := range sum.Rcode {
 			if n > 0 {
-				resp[RespKey{Netns: ns, Rcode: uint16(i)}] = n
+				resp[RespKey{Owner: owner, Rcode: uint16(i)}] = n
 			}
 		}
 		any := false
 		for i, n := range sum.Bucket {
 			if n > 0 {
-				lat[HistKey{Netns: ns, Bucket: uint32(i)}] = n
+				lat[HistKey{Owner: owner, Bucket: uint32(i)}] = n
 				any = true
 			}
 		}
 		if any {
-			lat[HistKey{Netns: ns, Bucket: SumBucket}] = sum.Sum
+			lat[HistKey{Owner: owner, Bucket: SumBucket}] = sum.Sum
 		}
 	}
 	if err := it.Err(); err != nil {
@@ -102,28 +99,28 @@ func readAnswers(m *ebpf.Map) (map[RespKey]uint64, map[HistKey]uint64, error) {
 func (p *Probe) Forget(c Counts, owners, namespaces map[uint64]bool) {
 	gone := owners
 	for k := range c.Queries {
-		if gone[k.Netns] {
-			_ = p.Map("queries").Delete(k)
+		if gone[k.Owner] {
+			_ = p.maps.Queries.Delete(k)
 		}
 	}
 	for k := range c.Responses {
-		if gone[k.Netns] {
-			_ = p.Map("answers").Delete(k.Netns)
+		if gone[k.Owner] {
+			_ = p.maps.Answers.Delete(k.Owner)
 		}
 	}
 	for k := range c.Timeouts {
 		if gone[k] {
-			_ = p.Map("timeouts").Delete(k)
+			_ = p.maps.Timeouts.Delete(k)
 		}
 	}
 	for k := range c.Refused {
 		if gone[k] {
-			_ = p.Map("refused").Delete(k)
+			_ = p.maps.Refused.Delete(k)
 		}
 	}
 	for k := range c.Drops {
 		if namespaces[k.Netns] {
-			_ = p.Map("drops").Delete(k)
+			_ = p.maps.Drops.Delete(k)
 		}
 	}
 }
@@ -133,13 +130,13 @@ func (p *Probe) Forget(c Counts, owners, namespaces map[uint64]bool) {
 func (c Counts) Owners() map[uint64]bool {
 	out := map[uint64]bool{}
 	for k := range c.Queries {
-		out[k.Netns] = true
+		out[k.Owner] = true
 	}
 	for k := range c.Responses {
-		out[k.Netns] = true
+		out[k.Owner] = true
 	}
 	for k := range c.Latency {
-		out[k.Netns] = true
+		out[k.Owner] = true
 	}
 	for k := range c.Timeouts {
 		out[k] = true

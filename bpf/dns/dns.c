@@ -40,8 +40,14 @@
 #define IPPROTO_TCP 6
 #define IPPROTO_UDP 17
 
+/* A query's owner, whom it is counted for: under the cgroup_skb hook
+ * (AT_CGROUP) the client socket's network namespace's cookie; under tc
+ * (AT_TC) the ifindex of the pod's veth the query crossed, or 0 for the
+ * host's own sockets, which user space maps to a pod by the interface.
+ * It is the owner of the flow key, the in-flight slot and the query key,
+ * and the key of answers, timeouts and refused. */
 struct flow_key {
-	__u64 netns;    /* the client's: its socket's namespace's cookie (cgroup_skb), its veth's ifindex or 0 (TC) */
+	__u64 owner;    /* the client's (above) */
 	__u16 id;       /* DNS ID, as on the wire */
 	__u16 lport;    /* the client's port, network byte order */
 	__u16 rport;    /* the server's port, network byte order */
@@ -66,13 +72,13 @@ struct flow_key {
 struct flow_val {
 	__u64 ts;
 	__u64 fp;    /* the flow key's hash (flow_hash), never 0 */
-	__u64 netns; /* the flow key's netns: whom a timeout and the slot are counted for */
+	__u64 owner; /* the flow key's: whom a timeout and the slot are counted for */
 	__u64 name;  /* hash of the question's name (--dns.top-failing-names), else 0 */
 };
 _Static_assert(sizeof(struct flow_val) == 32, "in-flight slot is not 32 bytes");
 
 struct query_key {
-	__u64 netns;
+	__u64 owner; /* the flow key's */
 	__u16 qtype; /* one of the types named in user space, else 0 */
 	__u16 pad;
 	__u32 pad2;
@@ -140,7 +146,7 @@ struct {
 volatile const __u32 inflight_mask = 16384 - 1;
 
 /* Queries each owner (a pod's veth, a network namespace, the node: the
- * flow key's netns) has in the in-flight table, so that one pod's flood
+ * flow key's owner) has in the in-flight table, so that one pod's flood
  * cannot take the table from the others. An owner at owner_quota
  * (--dns.max-inflight-per-pod) gets no new slot: its query is counted
  * in refused and not tracked; it may only take back one of its own
@@ -224,7 +230,7 @@ static __always_inline __u32 flow_bucket(__u64 h)
 /* slot_ts reads a slot's ts once (another CPU or the sweep may change it). */
 #define slot_ts(v) (*(volatile __u64 *)&(v)->ts)
 
-/* Label sets: namespaces (hundreds) x the few named types or rcodes. */
+/* Label sets: owners (hundreds) x the few named types or rcodes. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 8192);
@@ -232,10 +238,10 @@ struct {
 	__type(value, __u64);
 } queries SEC(".maps");
 
-/* What an answer counts, in one value per namespace: its rcode, its
+/* What an answer counts, in one value per owner: its rcode, its
  * latency's bucket and the latencies' sum, with one lookup instead of one
- * per counter. Allocated when a namespace gets its first answer (no
- * prealloc: 240 bytes per CPU per namespace that has answers). */
+ * per counter. Allocated when an owner gets its first answer (no
+ * prealloc: 240 bytes per CPU per owner that has answers). */
 struct ans_val {
 	__u64 rcode[16];        /* by the header's 4-bit RCODE */
 	__u64 bucket[NBUCKETS]; /* latency histogram, not cumulative */
@@ -702,9 +708,9 @@ static __always_inline __u32 bucket_of(__u64 d)
 	return b;
 }
 
-static __always_inline void count_timeout(__u64 netns)
+static __always_inline void count_timeout(__u64 owner)
 {
-	count(&timeouts, &netns, 1);
+	count(&timeouts, &owner, 1);
 }
 
 /* How good a slot of a query's bucket is to take, 0 not at all: a free
@@ -726,7 +732,7 @@ static __always_inline int slot_rank(struct flow_val *s, __u64 ts, __u64 now, __
 		return 0;
 	if (ts == 0)
 		return full ? 0 : RANK_FREE;
-	__u64 who = *(volatile __u64 *)&s->netns;
+	__u64 who = *(volatile __u64 *)&s->owner;
 	if (now > ts && now - ts > timeout_ns)
 		return !full || who == key ? RANK_EXPIRED : 0;
 	if (full)
@@ -759,7 +765,7 @@ static __always_inline int query(struct __sk_buff *skb, struct pkt *p, __u64 key
 		stat(STAT_MALFORMED);
 		return 1;
 	}
-	p->key.netns = key;
+	p->key.owner = key;
 	if (at == AT_CGROUP && ignored(key))
 		return 1;
 	p->key.id = h.id;
@@ -777,7 +783,7 @@ static __always_inline int query(struct __sk_buff *skb, struct pkt *p, __u64 key
 		/* No name kept: walk the name in the packet itself, no copy. */
 		t = qtype_pkt(skb, p);
 	}
-	struct query_key qk = {.netns = key, .qtype = t};
+	struct query_key qk = {.owner = key, .qtype = t};
 	count(&queries, &qk, 1);
 
 	__u64 now = bpf_ktime_get_ns();
@@ -843,7 +849,7 @@ static __always_inline int query(struct __sk_buff *skb, struct pkt *p, __u64 key
 		/* Another query held the slot: past the timeout it is a
 		 * timeout, as the sweep would have counted it; else it is
 		 * evicted. Its key is stable: this CPU owns the slot. */
-		__u64 was = v->netns;
+		__u64 was = v->owner;
 		owner_add(was, -1);
 		if (now > old && now - old > timeout_ns)
 			count_timeout(was);
@@ -851,7 +857,7 @@ static __always_inline int query(struct __sk_buff *skb, struct pkt *p, __u64 key
 			stat(STAT_EVICTED);
 	}
 	v->fp = fp;
-	v->netns = key;
+	v->owner = key;
 	v->name = nh;
 	owner_add(key, 1);
 	/* Publish: an atomic exchange orders the writes above before it
@@ -882,14 +888,14 @@ static __always_inline int answer(struct __sk_buff *skb, struct pkt *p, __u64 ke
 	}
 	/* The query's key had the client as source: swap. */
 	struct flow_key k = {
-		.netns = key,
+		.owner = key,
 		.id = h.id,
 		.lport = p->key.rport,
 		.rport = p->key.lport,
 		.family = p->key.family,
 		.proto = p->key.proto,
 	};
-	if (at == AT_CGROUP && ignored(k.netns))
+	if (at == AT_CGROUP && ignored(k.owner))
 		return 1;
 	__builtin_memcpy(k.laddr, p->key.raddr, 16);
 	__builtin_memcpy(k.raddr, p->key.laddr, 16);
@@ -926,10 +932,10 @@ static __always_inline int answer(struct __sk_buff *skb, struct pkt *p, __u64 ke
 		stat(STAT_UNMATCHED);
 		return 1;
 	}
-	owner_add(k.netns, -1);
+	owner_add(k.owner, -1);
 	if (d > timeout_ns) {
 		stat(STAT_LATE);
-		count_timeout(k.netns);
+		count_timeout(k.owner);
 		return 1;
 	}
 	stat(STAT_ANSWERED);
@@ -943,16 +949,16 @@ static __always_inline int answer(struct __sk_buff *skb, struct pkt *p, __u64 ke
 			bpf_map_update_elem(&name_nxdomain, &nh, &one, BPF_NOEXIST);
 		}
 	}
-	struct ans_val *a = bpf_map_lookup_elem(&answers, &k.netns);
+	struct ans_val *a = bpf_map_lookup_elem(&answers, &k.owner);
 	if (!a) {
 		struct ans_val zero = {};
-		long err = bpf_map_update_elem(&answers, &k.netns, &zero, BPF_NOEXIST);
+		long err = bpf_map_update_elem(&answers, &k.owner, &zero, BPF_NOEXIST);
 		/* -EEXIST: another CPU inserted it first. */
 		if (err && err != -NETSONDE_EEXIST) {
 			stat(STAT_LOST);
 			return 1;
 		}
-		a = bpf_map_lookup_elem(&answers, &k.netns);
+		a = bpf_map_lookup_elem(&answers, &k.owner);
 		if (!a)
 			return 1;
 	}

@@ -14,13 +14,13 @@ import (
 // loadForTest loads the object's cgroup_skb programs without attaching
 // them: BPF_PROG_TEST_RUN feeds them packets, and only their own maps
 // count (no other traffic of the machine).
-func loadForTest(t testing.TB, form string) (*loader.Object, map[string]*ebpf.Program) {
+func loadForTest(t testing.TB, form string) (*Probe, map[string]*ebpf.Program) {
 	t.Helper()
 	return loadSpecForTest(t, form, nil)
 }
 
 // loadSpecForTest is loadForTest with the spec changed by edit first.
-func loadSpecForTest(t testing.TB, form string, edit func(*ebpf.CollectionSpec) error) (*loader.Object, map[string]*ebpf.Program) {
+func loadSpecForTest(t testing.TB, form string, edit func(*bpfSpecs) error) (*Probe, map[string]*ebpf.Program) {
 	t.Helper()
 	testenv.RequireRoot(t)
 	spec, err := loadBpf()
@@ -28,20 +28,26 @@ func loadSpecForTest(t testing.TB, form string, edit func(*ebpf.CollectionSpec) 
 		t.Fatal(err)
 	}
 	if edit != nil {
-		if err := edit(spec); err != nil {
+		var specs bpfSpecs
+		if err := spec.Assign(&specs); err != nil {
+			t.Fatal(err)
+		}
+		if err := edit(&specs); err != nil {
 			t.Fatal(err)
 		}
 	}
-	obj, err := loader.New(spec, loader.Options{})
+	p := &Probe{}
+	obj, err := loader.New(spec, loader.Options{}, &p.maps, &p.vars)
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.Object = obj
 	t.Cleanup(func() { obj.Close() })
 	progs, err := obj.Load(ProgramEgress+form, ProgramIngress+form)
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
-	return obj, map[string]*ebpf.Program{ProgramEgress: progs[ProgramEgress+form], ProgramIngress: progs[ProgramIngress+form]}
+	return p, map[string]*ebpf.Program{ProgramEgress: progs[ProgramEgress+form], ProgramIngress: progs[ProgramIngress+form]}
 }
 
 // packet builds an Ethernet + IPv4 + UDP frame (BPF_PROG_TEST_RUN wants
@@ -97,12 +103,12 @@ func run(t testing.TB, p *ebpf.Program, pkt []byte) {
 	}
 }
 
-func queriesByType(t testing.TB, obj *loader.Object) map[uint16]uint64 {
+func queriesByType(t testing.TB, p *Probe) map[uint16]uint64 {
 	t.Helper()
 	out := map[uint16]uint64{}
 	var k QueryKey
 	var per []uint64
-	it := obj.Map("queries").Iterate()
+	it := p.maps.Queries.Iterate()
 	for it.Next(&k, &per) {
 		for _, v := range per {
 			out[k.Qtype] += v
@@ -114,10 +120,10 @@ func queriesByType(t testing.TB, obj *loader.Object) map[uint16]uint64 {
 	return out
 }
 
-func stat(t testing.TB, obj *loader.Object, i uint32) uint64 {
+func stat(t testing.TB, p *Probe, i uint32) uint64 {
 	t.Helper()
 	var per []uint64
-	if err := obj.Map("stats").Lookup(i, &per); err != nil {
+	if err := p.maps.Stats.Lookup(i, &per); err != nil {
 		t.Fatal(err)
 	}
 	var s uint64
@@ -136,7 +142,7 @@ func TestParserInKernel(t *testing.T) {
 }
 
 func testParser(t *testing.T, form string) {
-	obj, progs := loadForTest(t, form)
+	p, progs := loadForTest(t, form)
 	eg, in := progs[ProgramEgress], progs[ProgramIngress]
 	loop := dnsQuery(2, "x", 1)[:12]
 	loop = append(loop, 0xc0, 12, 0, 1, 0, 1)
@@ -155,7 +161,7 @@ func testParser(t *testing.T, form string) {
 	} {
 		run(t, eg, pkt)
 	}
-	got := queriesByType(t, obj)
+	got := queriesByType(t, p)
 	want := map[uint16]uint64{28: 1, 65: 1, 33: 1, 0: 3}
 	for k, v := range want {
 		if got[k] != v {
@@ -165,10 +171,10 @@ func testParser(t *testing.T, form string) {
 	if len(got) != len(want) {
 		t.Errorf("queries by type: %v, want %v", got, want)
 	}
-	if m := stat(t, obj, StatMalformed); m != 2 {
+	if m := stat(t, p, StatMalformed); m != 2 {
 		t.Errorf("malformed: %d, want 2", m)
 	}
-	if n := stat(t, obj, StatTracked); n != 6 {
+	if n := stat(t, p, StatTracked); n != 6 {
 		t.Errorf("tracked: %d, want 6", n)
 	}
 	// The answer to query 1 (ports and addresses swapped) matches it; the
@@ -182,13 +188,13 @@ func testParser(t *testing.T, form string) {
 	run(t, in, swapped)
 	binary.BigEndian.PutUint16(swapped[14+28:], 0x7777)
 	run(t, in, swapped)
-	if n := stat(t, obj, StatAnswered); n != 1 {
+	if n := stat(t, p, StatAnswered); n != 1 {
 		t.Errorf("answered: %d, want 1", n)
 	}
-	if n := stat(t, obj, StatUnmatched); n != 2 {
+	if n := stat(t, p, StatUnmatched); n != 2 {
 		t.Errorf("unmatched: %d, want 2", n)
 	}
-	resp, _, err := readAnswers(obj.Map("answers"))
+	resp, _, err := readAnswers(p.maps.Answers)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@
 package dns
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -66,16 +65,19 @@ type (
 	DropKey  = bpfDropKey
 )
 
-// RespKey keys the answers of one namespace by rcode, and HistKey their
+// RespKey keys the answers of one owner by rcode, and HistKey their
 // latency by bucket (SumBucket: the sum in ns), as Read gives them; the
-// kernel keeps both in one value per namespace (struct ans_val).
+// kernel keeps both in one value per owner (struct ans_val). An owner, as
+// in QueryKey and FlowVal, is what a query is counted for: with HookTC
+// the index of the pod's interface it crossed (0: the node's own
+// sockets), with HookCgroup its socket's network namespace's cookie.
 type (
 	RespKey struct {
-		Netns uint64
+		Owner uint64
 		Rcode uint16
 	}
 	HistKey struct {
-		Netns  uint64
+		Owner  uint64
 		Bucket uint32
 	}
 )
@@ -122,14 +124,18 @@ type Options struct {
 	DropHooks []string
 	// Object, if set, is an object file loaded instead of the embedded
 	// one: an older build of dns.c, for benchmarks that compare two
-	// builds in one run (hack/bench/dnscost -before). Its programs, maps
-	// and variables must have the names this build's have.
+	// builds in one run (hack/bench/dnscost -before). It must have every
+	// program, map and variable this build's has, by name (builds since
+	// the in-flight quota, issue 24): Load fails otherwise.
 	Object string
 }
 
 // Probe is the loaded object.
 type Probe struct {
 	*loader.Object
+	// maps and vars are the object's, by bpf2go's names (loader.New).
+	maps bpfMaps
+	vars bpfVariables
 	// Cgroup is where the cgroup_skb programs are attached (HookCgroup).
 	Cgroup string
 	// tc is the TC programs and their interfaces (HookTC), else nil.
@@ -150,29 +156,33 @@ func Load(opts Options) (*Probe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse object: %w", err)
 	}
+	var specs bpfSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return nil, fmt.Errorf("object: %w", err)
+	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Second
 	}
-	if err := spec.Variables["timeout_ns"].Set(uint64(opts.Timeout.Nanoseconds())); err != nil {
+	if err := specs.TimeoutNs.Set(uint64(opts.Timeout.Nanoseconds())); err != nil {
 		return nil, fmt.Errorf("set timeout: %w", err)
 	}
 	var ports [MaxPorts]uint16
 	copy(ports[:], opts.Ports)
-	if err := spec.Variables["extra_ports"].Set(ports); err != nil {
+	if err := specs.ExtraPorts.Set(ports); err != nil {
 		return nil, fmt.Errorf("set ports: %w", err)
 	}
-	if err := sizeInflight(spec, opts.MaxInflight, opts.MaxInflightPerOwner); err != nil {
+	if err := sizeInflight(&specs, opts.MaxInflight, opts.MaxInflightPerOwner); err != nil {
 		return nil, err
 	}
 	if opts.TopNames > 0 {
-		if err := spec.Variables["top_names"].Set(uint8(1)); err != nil {
+		if err := specs.TopNames.Set(uint8(1)); err != nil {
 			return nil, fmt.Errorf("set top names: %w", err)
 		}
 		// Room for many more names than are shown, so the top ones
 		// are not pushed out by a burst of one-off names.
 		n := uint32(min(max(64*opts.TopNames, 1024), 65536))
-		spec.Maps["names"].MaxEntries = n
-		spec.Maps["name_nxdomain"].MaxEntries = n
+		specs.Names.MaxEntries = n
+		specs.NameNxdomain.MaxEntries = n
 	}
 	switch opts.Hook {
 	case "", HookTC, HookCgroup:
@@ -181,16 +191,17 @@ func Load(opts Options) (*Probe, error) {
 	}
 	// OnlyNetns filters the cgroup_skb programs and the drop counter,
 	// which see the whole machine.
-	obj, err := loader.New(spec, loader.Options{BTF: opts.BTF, OnlyNetns: opts.OnlyNetns})
+	p := &Probe{}
+	obj, err := loader.New(spec, loader.Options{BTF: opts.BTF, OnlyNetns: opts.OnlyNetns}, &p.maps, &p.vars)
 	if err != nil {
 		return nil, err
 	}
-	p := &Probe{Object: obj}
+	p.Object = obj
 	if opts.Hook == HookCgroup {
 		err = p.attachCgroup(opts)
 	} else {
 		// Attached to interfaces later, by Probe.Attach.
-		p.tc, err = loadTC(obj, opts.Attach)
+		p.tc, err = p.loadTC(opts.Attach)
 	}
 	if err == nil {
 		err = attachDrops(obj, opts.DropHooks)
@@ -209,18 +220,11 @@ const DefaultMaxInflight = 16384
 // sizeInflight sizes the in-flight table: an array of size slots rounded
 // up to a power of two (at least 2: one bucket of two slots), whose mask
 // the programs get in inflight_mask, and sets each owner's quota of it
-// (perOwner, 0: a quarter of the slots). An older object (Options.Object)
-// whose table is an LRU hash takes size as is.
-func sizeInflight(spec *ebpf.CollectionSpec, size, perOwner uint32) error {
-	m := spec.Maps["inflight"]
-	if m == nil {
-		return errors.New("object has no inflight map")
-	}
+// (perOwner, 0: a quarter of the slots).
+func sizeInflight(specs *bpfSpecs, size, perOwner uint32) error {
+	m := specs.Inflight
 	if m.Type != ebpf.Array {
-		if size > 0 {
-			m.MaxEntries = size
-		}
-		return nil
+		return fmt.Errorf("in-flight table is a %s, not this build's array", m.Type)
 	}
 	if size == 0 {
 		size = DefaultMaxInflight
@@ -230,17 +234,14 @@ func sizeInflight(spec *ebpf.CollectionSpec, size, perOwner uint32) error {
 		n <<= 1
 	}
 	m.MaxEntries = n
-	if err := spec.Variables["inflight_mask"].Set(n - 1); err != nil {
+	if err := specs.InflightMask.Set(n - 1); err != nil {
 		return fmt.Errorf("set inflight mask: %w", err)
 	}
-	// An older object has no quota.
-	if q, ok := spec.Variables["owner_quota"]; ok {
-		if perOwner == 0 {
-			perOwner = max(n/4, 1)
-		}
-		if err := q.Set(int64(perOwner)); err != nil {
-			return fmt.Errorf("set in-flight quota: %w", err)
-		}
+	if perOwner == 0 {
+		perOwner = max(n/4, 1)
+	}
+	if err := specs.OwnerQuota.Set(int64(perOwner)); err != nil {
+		return fmt.Errorf("set in-flight quota: %w", err)
 	}
 	return nil
 }
@@ -249,8 +250,8 @@ func sizeInflight(spec *ebpf.CollectionSpec, size, perOwner uint32) error {
 // is visible as dns_kfree_skb attached 0. Only a bad hook list fails.
 func attachDrops(obj *loader.Object, hooks []string) error {
 	rungs, err := loader.Ladder(hooks,
-		loader.Rung{Hook: loader.HookTPBTF, Program: "dns_drop_btf", Target: "kfree_skb"},
-		loader.Rung{Hook: loader.HookRawTP, Program: "dns_drop_raw", Target: "kfree_skb"})
+		loader.Rung{Hook: loader.HookTPBTF, Program: bpfProgDnsDropBtf, Target: "kfree_skb"},
+		loader.Rung{Hook: loader.HookRawTP, Program: bpfProgDnsDropRaw, Target: "kfree_skb"})
 	if err != nil {
 		return fmt.Errorf("drop hook: %w", err)
 	}

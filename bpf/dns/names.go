@@ -11,7 +11,7 @@ import (
 func (p *Probe) NXDomainByName() (map[uint64]uint64, error) {
 	out := map[uint64]uint64{}
 	var k, v uint64
-	it := p.Map("name_nxdomain").Iterate()
+	it := p.maps.NameNxdomain.Iterate()
 	for it.Next(&k, &v) {
 		out[k] = v
 	}
@@ -25,7 +25,7 @@ func (p *Probe) NXDomainByName() (map[uint64]uint64, error) {
 // has it.
 func (p *Probe) Name(hash uint64) (string, bool) {
 	var v bpfNameVal
-	if err := p.Map("names").Lookup(hash, &v); err != nil {
+	if err := p.maps.Names.Lookup(hash, &v); err != nil {
 		return "", false
 	}
 	return decode.DNSName(v.Name[:])

@@ -10,10 +10,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Swept is what one sweep closed as timeouts, per network namespace and
-// per name hash (0: no name kept), and how many queries are in flight.
+// Swept is what one sweep closed as timeouts, per owner (as in QueryKey)
+// and per name hash (0: no name kept), and how many queries are in flight.
 type Swept struct {
-	ByNetns map[uint64]uint64
+	ByOwner map[uint64]uint64
 	ByName  map[uint64]uint64
 	Live    int
 }
@@ -28,11 +28,7 @@ func (p *Probe) Sweep(timeout time.Duration) (Swept, error) {
 	}
 	now := uint64(ts.Nano())
 	limit := uint64(timeout.Nanoseconds())
-	if m := p.Map("inflight"); m.Type() != ebpf.Array {
-		// An older build's object (Options.Object, for benchmarks):
-		// its table is not this build's.
-		return Swept{}, fmt.Errorf("in-flight table is a %s, not this build's array", m.Type())
-	}
+	// Load took only an array (sizeInflight).
 	return p.sweepArray(now, limit)
 }
 
@@ -49,7 +45,7 @@ func (p *Probe) Sweep(timeout time.Duration) (Swept, error) {
 // to its owner's count (owner_inflight, mapped the same way) as the
 // kernel gives it back on an answer.
 func (p *Probe) sweepArray(now, limit uint64) (Swept, error) {
-	m := p.Map("inflight")
+	m := p.maps.Inflight
 	const slotSize = int(unsafe.Sizeof(FlowVal{}))
 	if int(m.ValueSize()) != slotSize {
 		return Swept{}, fmt.Errorf("in-flight slot is %d bytes, want %d", m.ValueSize(), slotSize)
@@ -60,20 +56,17 @@ func (p *Probe) sweepArray(now, limit uint64) (Swept, error) {
 		return Swept{}, err
 	}
 	defer func() { _ = unix.Munmap(mem) }() // our own mapping: nothing to do if it fails
-	// An older object (Options.Object) has no per-owner counts.
-	var owners []byte
-	ownerMask := 0
-	if om := p.Map("owner_inflight"); om != nil {
-		if om.ValueSize() != 8 || om.MaxEntries()&(om.MaxEntries()-1) != 0 {
-			return Swept{}, fmt.Errorf("owner_inflight: %d values of %d bytes, want a power of two of 8", om.MaxEntries(), om.ValueSize())
-		}
-		if owners, err = mapShared(om, "in-flight counts"); err != nil {
-			return Swept{}, err
-		}
-		defer func() { _ = unix.Munmap(owners) }()
-		ownerMask = int(om.MaxEntries()) - 1
+	om := p.maps.OwnerInflight
+	if om.ValueSize() != 8 || om.MaxEntries()&(om.MaxEntries()-1) != 0 {
+		return Swept{}, fmt.Errorf("owner_inflight: %d values of %d bytes, want a power of two of 8", om.MaxEntries(), om.ValueSize())
 	}
-	out := Swept{ByNetns: map[uint64]uint64{}, ByName: map[uint64]uint64{}}
+	owners, err := mapShared(om, "in-flight counts")
+	if err != nil {
+		return Swept{}, err
+	}
+	defer func() { _ = unix.Munmap(owners) }()
+	ownerMask := int(om.MaxEntries()) - 1
+	out := Swept{ByOwner: map[uint64]uint64{}, ByName: map[uint64]uint64{}}
 	for i := 0; i < n; i++ {
 		slot := (*FlowVal)(unsafe.Pointer(&mem[i*slotSize]))
 		ts := atomic.LoadUint64(&slot.Ts)
@@ -87,13 +80,11 @@ func (p *Probe) sweepArray(now, limit uint64) (Swept, error) {
 		}
 		// Read before the claim: an unchanged ts means they are this
 		// query's (a slot rewritten in between has another ts).
-		netns, name := slot.Netns, slot.Name
+		owner, name := slot.Owner, slot.Name
 		if atomic.CompareAndSwapUint64(&slot.Ts, ts, 0) {
-			if owners != nil {
-				i := ownerIndex(netns, ownerMask)
-				atomic.AddInt64((*int64)(unsafe.Pointer(&owners[i*8])), -1)
-			}
-			out.ByNetns[netns]++
+			i := ownerIndex(owner, ownerMask)
+			atomic.AddInt64((*int64)(unsafe.Pointer(&owners[i*8])), -1)
+			out.ByOwner[owner]++
 			if name != 0 {
 				out.ByName[name]++
 			}

@@ -15,9 +15,8 @@ import (
 // their ts, after which their answers match nothing, and a later query
 // is still answered.
 func TestSweepArray(t *testing.T) {
-	obj, progs := loadForTest(t, "")
+	p, progs := loadForTest(t, "")
 	eg, in := progs[ProgramEgress], progs[ProgramIngress]
-	p := &Probe{Object: obj}
 	answer := func(id uint16) []byte { return answerPacket(id, "ok.test", 1, 0x8000) }
 	for id := uint16(1); id <= 3; id++ {
 		run(t, eg, packet(40000, 53, dnsQuery(id, "ok.test", 1)))
@@ -26,7 +25,7 @@ func TestSweepArray(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sw.Live != 3 || len(sw.ByNetns) != 0 {
+	if sw.Live != 3 || len(sw.ByOwner) != 0 {
 		t.Fatalf("sweep with a long timeout: %+v, want 3 live and none closed", sw)
 	}
 	time.Sleep(2 * time.Millisecond)
@@ -35,27 +34,27 @@ func TestSweepArray(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A test run's socket is in the caller's namespace: one namespace.
-	if sw.Live != 0 || len(sw.ByNetns) != 1 {
+	if sw.Live != 0 || len(sw.ByOwner) != 1 {
 		t.Fatalf("sweep: %+v, want 3 closed in one netns", sw)
 	}
-	for _, n := range sw.ByNetns {
+	for _, n := range sw.ByOwner {
 		if n != 3 {
 			t.Fatalf("sweep: %+v, want 3 closed", sw)
 		}
 	}
-	if sw, err = p.Sweep(time.Millisecond); err != nil || sw.Live != 0 || len(sw.ByNetns) != 0 {
+	if sw, err = p.Sweep(time.Millisecond); err != nil || sw.Live != 0 || len(sw.ByOwner) != 0 {
 		t.Fatalf("second sweep: %+v, %v; want nothing", sw, err)
 	}
 	run(t, in, answer(1))
-	if n := stat(t, obj, StatUnmatched); n != 1 {
+	if n := stat(t, p, StatUnmatched); n != 1 {
 		t.Errorf("unmatched after the sweep: %d, want 1", n)
 	}
 	run(t, eg, packet(40000, 53, dnsQuery(4, "ok.test", 1)))
 	run(t, in, answer(4))
-	if n := stat(t, obj, StatAnswered); n != 1 {
+	if n := stat(t, p, StatAnswered); n != 1 {
 		t.Errorf("answered: %d, want 1", n)
 	}
-	if sw, err = p.Sweep(time.Millisecond); err != nil || sw.Live != 0 || len(sw.ByNetns) != 0 {
+	if sw, err = p.Sweep(time.Millisecond); err != nil || sw.Live != 0 || len(sw.ByOwner) != 0 {
 		t.Fatalf("sweep after the answer: %+v, %v; want nothing", sw, err)
 	}
 }
@@ -66,19 +65,23 @@ func TestSizeInflight(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := sizeInflight(spec, c.max, 0); err != nil {
+		var specs bpfSpecs
+		if err := spec.Assign(&specs); err != nil {
 			t.Fatal(err)
 		}
-		if got := spec.Maps["inflight"].MaxEntries; got != c.want {
+		if err := sizeInflight(&specs, c.max, 0); err != nil {
+			t.Fatal(err)
+		}
+		if got := specs.Inflight.MaxEntries; got != c.want {
 			t.Errorf("MaxInflight %d: %d slots, want %d", c.max, got, c.want)
 		}
 		var mask uint32
-		if err := spec.Variables["inflight_mask"].Get(&mask); err != nil || mask != c.want-1 {
+		if err := specs.InflightMask.Get(&mask); err != nil || mask != c.want-1 {
 			t.Errorf("MaxInflight %d: mask %d (%v), want %d", c.max, mask, err, c.want-1)
 		}
 		// Each owner's quota: a quarter of the table by default.
 		var q int64
-		if err := spec.Variables["owner_quota"].Get(&q); err != nil || q != int64(max(c.want/4, 1)) {
+		if err := specs.OwnerQuota.Get(&q); err != nil || q != int64(max(c.want/4, 1)) {
 			t.Errorf("MaxInflight %d: quota %d (%v), want %d", c.max, q, err, max(c.want/4, 1))
 		}
 	}
@@ -89,13 +92,13 @@ func TestSizeInflight(t *testing.T) {
 // owner's quota.
 func loadOneBucket(t *testing.T, timeout time.Duration, quota uint32) (*Probe, *ebpf.Program, *ebpf.Program) {
 	t.Helper()
-	obj, progs := loadSpecForTest(t, "", func(spec *ebpf.CollectionSpec) error {
-		if err := spec.Variables["timeout_ns"].Set(uint64(timeout)); err != nil {
+	p, progs := loadSpecForTest(t, "", func(specs *bpfSpecs) error {
+		if err := specs.TimeoutNs.Set(uint64(timeout)); err != nil {
 			return err
 		}
-		return sizeInflight(spec, 2, quota)
+		return sizeInflight(specs, 2, quota)
 	})
-	return &Probe{Object: obj}, progs[ProgramEgress], progs[ProgramIngress]
+	return p, progs[ProgramEgress], progs[ProgramIngress]
 }
 
 // readStats reads the probe's counts and checks the given stats.
@@ -156,7 +159,7 @@ func TestBucketOfTwo(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
-	for _, c := range sw.ByNetns {
+	for _, c := range sw.ByOwner {
 		n += int(c)
 	}
 	if n != 1 || sw.Live != 1 {
@@ -180,7 +183,6 @@ func TestOwnerQuota(t *testing.T) {
 	// answers come after 200 ms, counted late, not answered).
 	const timeout = time.Second
 	p, eg, in := loadOneBucket(t, timeout, 2)
-	obj := p.Object
 	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
 	ia, ib := a.Cookie(t), b.Cookie(t)
 	// A test run's socket is in the namespace of the thread that runs it.
@@ -203,7 +205,7 @@ func TestOwnerQuota(t *testing.T) {
 	owned := func(owner uint64) int64 {
 		t.Helper()
 		var n int64
-		if err := obj.Map("owner_inflight").Lookup(uint32(ownerIndex(owner, 0x7fff)), &n); err != nil {
+		if err := p.maps.OwnerInflight.Lookup(uint32(ownerIndex(owner, 0x7fff)), &n); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -245,7 +247,7 @@ func TestOwnerQuota(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sw.ByNetns[ia] != 2 || sw.Live != 0 {
+	if sw.ByOwner[ia] != 2 || sw.Live != 0 {
 		t.Errorf("sweep: %+v, want 2 closed for the first owner", sw)
 	}
 	want("the sweep", map[int]uint64{StatTracked: 11}, 0, 0, 1)

@@ -65,9 +65,8 @@ type tcState struct {
 	ifaces *loader.Attachments[Iface]
 }
 
-var tcPrograms = []string{"dns_tc_ingress", "dns_tc_egress", "dns_tc_ingress_l3", "dns_tc_egress_l3"}
-
-func loadTC(obj *loader.Object, attach string) (*tcState, error) {
+// loadTC loads the TC programs; Interfaces attaches them.
+func (p *Probe) loadTC(attach string) (*tcState, error) {
 	opts := loader.AttachOptions[Iface]{What: "dns"}
 	switch attach {
 	case "", AttachTC:
@@ -79,11 +78,11 @@ func loadTC(obj *loader.Object, attach string) (*tcState, error) {
 	default:
 		return nil, fmt.Errorf("unknown attach mode %q (want %s or %s)", attach, AttachTC, AttachTCX)
 	}
-	progs, err := obj.Load(tcPrograms...)
+	progs, err := p.Load(bpfProgDnsTcIngress, bpfProgDnsTcEgress, bpfProgDnsTcIngressL3, bpfProgDnsTcEgressL3)
 	if err != nil {
 		return nil, fmt.Errorf("load interface programs: %w", err)
 	}
-	ifaces := obj.Map("ifaces")
+	ifaces := p.maps.Ifaces
 	opts.Programs = func(ifindex int, f Iface) (loader.Programs, error) {
 		// The flags go in first: the programs must never run on the
 		// interface without them.
@@ -91,9 +90,9 @@ func loadTC(obj *loader.Object, attach string) (*tcState, error) {
 			return loader.Programs{}, fmt.Errorf("flags: %w", err)
 		}
 		if f.L3 {
-			return loader.Programs{Pair: loader.Pair{Ingress: progs["dns_tc_ingress_l3"], Egress: progs["dns_tc_egress_l3"]}}, nil
+			return loader.Programs{Pair: loader.Pair{Ingress: progs[bpfProgDnsTcIngressL3], Egress: progs[bpfProgDnsTcEgressL3]}}, nil
 		}
-		return loader.Programs{Pair: loader.Pair{Ingress: progs["dns_tc_ingress"], Egress: progs["dns_tc_egress"]}}, nil
+		return loader.Programs{Pair: loader.Pair{Ingress: progs[bpfProgDnsTcIngress], Egress: progs[bpfProgDnsTcEgress]}}, nil
 	}
 	opts.Forget = func(ifindex int) { _ = ifaces.Delete(uint32(ifindex)) }
 	a, err := loader.NewAttachments(opts)
@@ -101,7 +100,7 @@ func loadTC(obj *loader.Object, attach string) (*tcState, error) {
 		return nil, err
 	}
 	// Detached before the programs and maps are freed.
-	obj.AddCloser(a)
+	p.AddCloser(a)
 	return &tcState{progs: progs, ifaces: a}, nil
 }
 

@@ -45,25 +45,25 @@ func TestTCProgramsInKernel(t *testing.T) {
 		copy(pkt[14+16:], []byte{198, 18, 53, 2})
 		return pkt
 	}
-	if err := p.Map("ifaces").Put(uint32(1), IfacePod); err != nil {
+	if err := p.maps.Ifaces.Put(uint32(1), IfacePod); err != nil {
 		t.Fatal(err)
 	}
-	run("dns_tc_ingress", packet(40000, 53, dnsQuery(1, "ok.test", 1)))
+	run(bpfProgDnsTcIngress, packet(40000, 53, dnsQuery(1, "ok.test", 1)))
 	// Not a query on this side: an answer leaving a pod, and non-DNS.
-	run("dns_tc_ingress", packet(40000, 80, dnsQuery(3, "ok.test", 1)))
-	run("dns_tc_egress", answerTo(1))
-	if err := p.Map("ifaces").Put(uint32(1), uint32(0)); err != nil {
+	run(bpfProgDnsTcIngress, packet(40000, 80, dnsQuery(3, "ok.test", 1)))
+	run(bpfProgDnsTcEgress, answerTo(1))
+	if err := p.maps.Ifaces.Put(uint32(1), uint32(0)); err != nil {
 		t.Fatal(err)
 	}
-	run("dns_tc_ingress", packet(40000, 53, dnsQuery(2, "ok.test", 28)))
-	run("dns_tc_egress", packet(40000, 53, dnsQuery(4, "ok.test", 28)))
-	run("dns_tc_ingress", answerTo(4))
+	run(bpfProgDnsTcIngress, packet(40000, 53, dnsQuery(2, "ok.test", 28)))
+	run(bpfProgDnsTcEgress, packet(40000, 53, dnsQuery(4, "ok.test", 28)))
+	run(bpfProgDnsTcIngress, answerTo(4))
 
 	c, err := p.Read()
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantQ := map[QueryKey]uint64{{Netns: 1, Qtype: 1}: 1, {Netns: 0, Qtype: 28}: 1}
+	wantQ := map[QueryKey]uint64{{Owner: 1, Qtype: 1}: 1, {Owner: 0, Qtype: 28}: 1}
 	if len(c.Queries) != len(wantQ) {
 		t.Errorf("queries %v, want %v", c.Queries, wantQ)
 	}
@@ -72,8 +72,8 @@ func TestTCProgramsInKernel(t *testing.T) {
 			t.Errorf("queries %v, want %v", c.Queries, wantQ)
 		}
 	}
-	wantR := map[RespKey]uint64{{Netns: 1}: 1, {Netns: 0}: 1}
-	if len(c.Responses) != len(wantR) || c.Responses[RespKey{Netns: 1}] != 1 || c.Responses[RespKey{Netns: 0}] != 1 {
+	wantR := map[RespKey]uint64{{Owner: 1}: 1, {Owner: 0}: 1}
+	if len(c.Responses) != len(wantR) || c.Responses[RespKey{Owner: 1}] != 1 || c.Responses[RespKey{Owner: 0}] != 1 {
 		t.Errorf("answers %v, want %v", c.Responses, wantR)
 	}
 	if n := c.Stats[StatAnswered]; n != 2 {
@@ -229,11 +229,11 @@ func testTCOnANode(t *testing.T, bridge bool, attach string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantQ := map[QueryKey]uint64{{Netns: uint64(vpa), Qtype: 1}: podN, {Netns: 0, Qtype: 1}: hostN}
-	if len(c.Queries) != 2 || c.Queries[QueryKey{Netns: uint64(vpa), Qtype: 1}] != podN || c.Queries[QueryKey{Qtype: 1}] != hostN {
+	wantQ := map[QueryKey]uint64{{Owner: uint64(vpa), Qtype: 1}: podN, {Owner: 0, Qtype: 1}: hostN}
+	if len(c.Queries) != 2 || c.Queries[QueryKey{Owner: uint64(vpa), Qtype: 1}] != podN || c.Queries[QueryKey{Qtype: 1}] != hostN {
 		t.Errorf("queries %v, want %v (vpa %d, vpb %d)", c.Queries, wantQ, vpa, vpb)
 	}
-	if len(c.Responses) != 2 || c.Responses[RespKey{Netns: uint64(vpa)}] != podN || c.Responses[RespKey{}] != hostN {
+	if len(c.Responses) != 2 || c.Responses[RespKey{Owner: uint64(vpa)}] != podN || c.Responses[RespKey{}] != hostN {
 		t.Errorf("answers %v, want %d NOERROR under vpa (%d) and %d under the host", c.Responses, podN, vpa, hostN)
 	}
 	// A sweep with a long timeout closes nothing and counts the slots

@@ -33,12 +33,12 @@ func TestGateFlipsCountOnce(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		tc, err := legacy.Attach(ifindex, c.pair(false, "_tc_gated"))
+		tc, err := legacy.Attach(ifindex, c.pair(false, tcGated))
 		if err != nil {
 			return err
 		}
 		t.Cleanup(func() { tc.Close() })
-		tcx, err := loader.AttachTCX(ifindex, c.pair(false, "_tcx_gated"))
+		tcx, err := loader.AttachTCX(ifindex, c.pair(false, tcxGated))
 		if err != nil {
 			return err
 		}
@@ -59,7 +59,7 @@ func TestGateFlipsCountOnce(t *testing.T) {
 			if n%2 == 1 {
 				v = loader.GateTC
 			}
-			if err := c.Map("gate").Put(key, v); err != nil {
+			if err := c.maps.Gate.Put(key, v); err != nil {
 				t.Error(err)
 				break
 			}
@@ -77,7 +77,7 @@ func TestGateFlipsCountOnce(t *testing.T) {
 }
 
 // count is the egress fragments counted on an interface.
-func count(t *testing.T, c *Counter, ifindex int) uint64 {
+func count(t *testing.T, c *Probe, ifindex int) uint64 {
 	t.Helper()
 	counts, err := c.Read()
 	if err != nil {

@@ -58,51 +58,84 @@ type Options struct {
 	MapSizes map[string]uint32
 }
 
-// Counter is the loaded object: the icmp_send counter attached once, and
+// Probe is the loaded object: the icmp_send counter attached once, and
 // interface programs attached per interface (Interfaces). In auto mode on
 // a kernel with TCX, interfaces attached before EndStartup go through the
 // start-up gate (loader.AttachOptions.Gate): gated tc filters at once,
 // handed over to TCX in the background.
-type Counter struct {
+type Probe struct {
 	*loader.Object
+	// maps and vars are the object's, by bpf2go's names (loader.New).
+	maps    bpfMaps
+	vars    bpfVariables
 	progs   map[string]*ebpf.Program
 	ifaces  *loader.Attachments[bool]
 	icmpErr error
 }
 
+// variant is one of an interface program's three builds.
+type variant int
+
+const (
+	plain    variant = iota
+	tcGated          // for a tc filter while the start-up gate says tc
+	tcxGated         // for TCX while the start-up gate says TCX
+)
+
+// ifacePrograms names the interface programs, by kind (Ethernet, l3),
+// variant and direction (ingress, egress).
+func ifacePrograms() [2][3][2]string {
+	return [2][3][2]string{
+		{
+			{bpfProgFragIngressEth, bpfProgFragEgressEth},
+			{bpfProgFragIngressEthTcGated, bpfProgFragEgressEthTcGated},
+			{bpfProgFragIngressEthTcxGated, bpfProgFragEgressEthTcxGated},
+		},
+		{
+			{bpfProgFragIngressL3, bpfProgFragEgressL3},
+			{bpfProgFragIngressL3TcGated, bpfProgFragEgressL3TcGated},
+			{bpfProgFragIngressL3TcxGated, bpfProgFragEgressL3TcxGated},
+		},
+	}
+}
+
 // Load loads the programs and attaches the icmp_send counter. A missing
 // icmp_send hook is reported by ICMPErr, not fatal: fragments are still
 // counted.
-func Load(opts Options) (*Counter, error) {
+func Load(opts Options) (*Probe, error) {
 	spec, err := loadBpf()
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded object: %w", err)
 	}
-	if err := spec.Variables["own_netns"].Set(opts.OwnNetns); err != nil {
-		return nil, fmt.Errorf("set own_netns: %w", err)
+	var specs bpfSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return nil, fmt.Errorf("embedded object: %w", err)
 	}
-	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF, MapSizes: opts.MapSizes})
+	if err := specs.OwnNetns.Set(opts.OwnNetns); err != nil {
+		return nil, fmt.Errorf("set %s: %w", specs.OwnNetns.Name, err)
+	}
+	c := &Probe{}
+	obj, err := loader.New(spec, loader.Options{TracefsRoot: opts.TracefsRoot, BTF: opts.BTF, MapSizes: opts.MapSizes},
+		&c.maps, &c.vars)
 	if err != nil {
 		return nil, err
 	}
+	c.Object = obj
 	var names []string
-	for _, kind := range []string{"eth", "l3"} {
-		for _, dir := range []string{"ingress", "egress"} {
-			for _, v := range []string{"", "_tc_gated", "_tcx_gated"} {
-				names = append(names, "frag_"+dir+"_"+kind+v)
-			}
+	for _, kind := range ifacePrograms() {
+		for _, v := range kind {
+			names = append(names, v[:]...)
 		}
 	}
-	progs, err := obj.Load(names...)
+	c.progs, err = obj.Load(names...)
 	if err != nil {
 		obj.Close()
 		return nil, fmt.Errorf("load interface programs: %w", err)
 	}
-	c := &Counter{Object: obj, progs: progs}
-	gate := obj.Map("gate")
+	gate := c.maps.Gate
 	c.ifaces, err = loader.NewAttachments(loader.AttachOptions[bool]{What: "fragments", Mode: opts.Mode, Gate: gate,
 		Programs: func(_ int, l3 bool) (loader.Programs, error) {
-			return loader.Programs{Pair: c.pair(l3, ""), TCGated: c.pair(l3, "_tc_gated"), TCXGated: c.pair(l3, "_tcx_gated")}, nil
+			return loader.Programs{Pair: c.pair(l3, plain), TCGated: c.pair(l3, tcGated), TCXGated: c.pair(l3, tcxGated)}, nil
 		},
 		Forget: func(ifindex int) { _ = gate.Delete(uint32(ifindex)) },
 	})
@@ -127,46 +160,47 @@ func icmpRungs(obj *loader.Object, opts Options) ([]loader.Rung, error) {
 		group = "icmp"
 	}
 	return loader.Ladder(opts.ICMPHooks,
-		loader.Rung{Hook: loader.HookTPBTF, Program: "icmp_send_btf", Target: "icmp_send"},
-		loader.Rung{Hook: loader.HookRawTP, Program: "icmp_send_raw", Target: "icmp_send"},
-		loader.Rung{Hook: loader.HookFentry, Program: "icmp_send_fentry", Target: "__icmp_send"},
-		loader.Rung{Hook: loader.HookTracepoint, Program: "icmp_send_tp", Target: group + ":icmp_send",
+		loader.Rung{Hook: loader.HookTPBTF, Program: bpfProgIcmpSendBtf, Target: "icmp_send"},
+		loader.Rung{Hook: loader.HookRawTP, Program: bpfProgIcmpSendRaw, Target: "icmp_send"},
+		loader.Rung{Hook: loader.HookFentry, Program: bpfProgIcmpSendFentry, Target: "__icmp_send"},
+		loader.Rung{Hook: loader.HookTracepoint, Program: bpfProgIcmpSendTp, Target: group + ":icmp_send",
 			Prepare: func(ev *loader.Event) error {
-				return obj.SetLayout(ev, loader.Field{Name: "type", Size: 4, Variable: "tp_off_type"},
-					loader.Field{Name: "code", Size: 4, Variable: "tp_off_code"})
+				return obj.SetLayout(ev, loader.Field{Name: "type", Size: 4, Variable: bpfVarTpOffType},
+					loader.Field{Name: "code", Size: 4, Variable: bpfVarTpOffCode})
 			}})
 }
 
 // ICMPErr says why the icmp_send counter is not attached (nil when it is).
-func (c *Counter) ICMPErr() error { return c.icmpErr }
+func (c *Probe) ICMPErr() error { return c.icmpErr }
 
 // Interfaces is the interface programs' attachments, by l3 (the programs
 // for devices without an Ethernet header), of the calling thread's network
 // namespace.
-func (c *Counter) Interfaces() *loader.Attachments[bool] { return c.ifaces }
+func (c *Probe) Interfaces() *loader.Attachments[bool] { return c.ifaces }
 
-func (c *Counter) pair(l3 bool, variant string) loader.Pair {
-	kind := "eth"
+func (c *Probe) pair(l3 bool, v variant) loader.Pair {
+	kind := 0
 	if l3 {
-		kind = "l3"
+		kind = 1
 	}
-	return loader.Pair{Ingress: c.progs["frag_ingress_"+kind+variant], Egress: c.progs["frag_egress_"+kind+variant]}
+	names := ifacePrograms()[kind][v]
+	return loader.Pair{Ingress: c.progs[names[0]], Egress: c.progs[names[1]]}
 }
 
 // Read returns the counts since load.
-func (c *Counter) Read() (map[Key]uint64, error) {
-	return nbpf.SumPerCPU[Key](c.Map("frags"))
+func (c *Probe) Read() (map[Key]uint64, error) {
+	return nbpf.SumPerCPU[Key](c.maps.Frags)
 }
 
 // Full returns how many packets found the counter map full (each one's
 // count is lost).
-func (c *Counter) Full() (uint64, error) {
-	return nbpf.SumArraySlot(c.Map("full"), 0)
+func (c *Probe) Full() (uint64, error) {
+	return nbpf.SumArraySlot(c.maps.Full, 0)
 }
 
 // Forget deletes the counters of an interface that is gone.
-func (c *Counter) Forget(keys []Key) {
-	m := c.Map("frags")
+func (c *Probe) Forget(keys []Key) {
+	m := c.maps.Frags
 	for _, k := range keys {
 		_ = m.Delete(k)
 	}
@@ -174,7 +208,7 @@ func (c *Counter) Forget(keys []Key) {
 
 // RunStats sums the kernel's run-time accounting (BPF_ENABLE_STATS must be
 // on) over the interface programs: total run time in ns and run count.
-func (c *Counter) RunStats() (uint64, uint64) {
+func (c *Probe) RunStats() (uint64, uint64) {
 	var ns, n uint64
 	for _, p := range c.progs {
 		if st, err := p.Stats(); err == nil {

@@ -78,7 +78,7 @@ func TestAssignKeepsOwnership(t *testing.T) {
 		t.Fatal(err)
 	}
 	var v uint64
-	if err := o.Map("counts").Lookup(uint32(7), &v); err != nil || v != 9 {
+	if err := o.maps.Maps["counts"].Lookup(uint32(7), &v); err != nil || v != 9 {
 		t.Errorf("the object's counts holds %d (%v), want the 9 put through the field", v, err)
 	}
 	if err := o.Assign(&typed); err != nil {

@@ -171,14 +171,6 @@ func New(spec *ebpf.CollectionSpec, opts Options, typed ...any) (*Object, error)
 	return o, nil
 }
 
-// Map returns one of the object's maps, or nil. A package reads its own
-// maps through bpf2go's structs instead (New's typed).
-func (o *Object) Map(name string) *ebpf.Map { return o.maps.Maps[name] }
-
-// Variable returns a global variable of the object (nil if absent); a
-// non-const one can be set while programs run.
-func (o *Object) Variable(name string) *ebpf.Variable { return o.maps.Variables[name] }
-
 // ByteOrder is the byte order of the object's ELF, in which its programs
 // store multi-byte values in maps and ring buffers: what decodes a raw
 // sample takes, rather than assuming the host's (bpf2go embeds the object

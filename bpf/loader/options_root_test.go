@@ -38,7 +38,7 @@ func TestOptionsTheObjectCannotTake(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o.Close()
-	if n := o.Map("counts").MaxEntries(); n != 2 {
+	if n := o.maps.Maps["counts"].MaxEntries(); n != 2 {
 		t.Errorf("counts has room for %d, want 2", n)
 	}
 	if spec.Maps["counts"].MaxEntries != 16 {

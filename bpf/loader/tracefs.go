@@ -160,7 +160,7 @@ func (o *Object) SetLayout(ev *Event, fields ...Field) error {
 		if size != f.Size {
 			return fmt.Errorf("%s:%s layout: %s is %d bytes, the program reads %d", ev.Group, ev.Name, f.Name, size, f.Size)
 		}
-		v := o.Variable(f.Variable)
+		v := o.maps.Variables[f.Variable]
 		if v == nil {
 			return fmt.Errorf("no variable %s in the object", f.Variable)
 		}

@@ -254,19 +254,19 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	}
 	qs := map[qk]uint64{}
 	for k, v := range counts.Queries {
-		if p, ok := keyPod(k.Netns); ok {
+		if p, ok := keyPod(k.Owner); ok {
 			qs[qk{p, decode.QtypeName(k.Qtype)}] += v
 		}
 	}
 	rs := map[rk]uint64{}
 	for k, v := range counts.Responses {
-		if p, ok := keyPod(k.Netns); ok {
+		if p, ok := keyPod(k.Owner); ok {
 			rs[rk{p, decode.RcodeName(k.Rcode)}] += v
 		}
 	}
 	hs := map[pod]*hist{}
 	for k, v := range counts.Latency {
-		p, ok := keyPod(k.Netns)
+		p, ok := keyPod(k.Owner)
 		if !ok {
 			continue
 		}

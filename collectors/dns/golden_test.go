@@ -65,29 +65,29 @@ func goldenCollector(tc bool) *collector {
 	podNs, ownNs := uint64(golden.PodNetns), uint64(golden.OwnNetns)
 	const a, aaaa, srv, servfail, nxdomain = 1, 28, 33, 2, 3
 	latency := map[bpfdns.HistKey]uint64{
-		{Netns: own, Bucket: bpfdns.SumBucket}:  1_250_000_000,
-		{Netns: podK, Bucket: bpfdns.SumBucket}: 7_000_000_000,
+		{Owner: own, Bucket: bpfdns.SumBucket}:  1_250_000_000,
+		{Owner: podK, Bucket: bpfdns.SumBucket}: 7_000_000_000,
 	}
 	for b := range uint32(bpfdns.NBuckets) {
-		latency[bpfdns.HistKey{Netns: own, Bucket: b}] = uint64(b % 3)
-		latency[bpfdns.HistKey{Netns: podK, Bucket: b}] = uint64(b + 1)
+		latency[bpfdns.HistKey{Owner: own, Bucket: b}] = uint64(b % 3)
+		latency[bpfdns.HistKey{Owner: podK, Bucket: b}] = uint64(b + 1)
 	}
 	queries := map[bpfdns.QueryKey]uint64{}
 	for k, v := range map[bpfdns.QueryKey]uint64{
-		{Netns: own, Qtype: a}: 100, {Netns: own, Qtype: aaaa}: 100, {Netns: other, Qtype: a}: 7,
-		{Netns: podK, Qtype: a}: 50, {Netns: podK, Qtype: srv}: 5, {Netns: podK, Qtype: 0}: 2,
+		{Owner: own, Qtype: a}: 100, {Owner: own, Qtype: aaaa}: 100, {Owner: other, Qtype: a}: 7,
+		{Owner: podK, Qtype: a}: 50, {Owner: podK, Qtype: srv}: 5, {Owner: podK, Qtype: 0}: 2,
 	} {
 		queries[k] += v
 	}
-	queries[bpfdns.QueryKey{Netns: unknown, Qtype: a}] += 3
+	queries[bpfdns.QueryKey{Owner: unknown, Qtype: a}] += 3
 	var stats [len(bpfdns.Counts{}.Stats)]uint64
 	stats[bpfdns.StatTracked], stats[bpfdns.StatAnswered], stats[bpfdns.StatUnmatched], stats[bpfdns.StatMalformed], stats[bpfdns.StatLost], stats[bpfdns.StatEvicted] = 400, 380, 3, 1, 2, 2
 	p := &fixedProbe{
 		counts: bpfdns.Counts{
 			Queries: queries,
 			Responses: map[bpfdns.RespKey]uint64{
-				{Netns: own, Rcode: 0}: 190, {Netns: other, Rcode: 0}: 6,
-				{Netns: podK, Rcode: 0}: 45, {Netns: podK, Rcode: nxdomain}: 4, {Netns: podK, Rcode: servfail}: 1,
+				{Owner: own, Rcode: 0}: 190, {Owner: other, Rcode: 0}: 6,
+				{Owner: podK, Rcode: 0}: 45, {Owner: podK, Rcode: nxdomain}: 4, {Owner: podK, Rcode: servfail}: 1,
 			},
 			Latency:  latency,
 			Timeouts: map[uint64]uint64{podK: 1},
@@ -124,8 +124,8 @@ func TestUnresolvedInterfaceWaits(t *testing.T) {
 	want := golden.Render(t, goldenCollector(true))
 	c := goldenCollector(true)
 	p := c.probe.(*fixedProbe)
-	p.counts.Queries[bpfdns.QueryKey{Netns: golden.IfGone, Qtype: 1}] = 9
-	p.counts.Responses[bpfdns.RespKey{Netns: golden.IfGone}] = 9
+	p.counts.Queries[bpfdns.QueryKey{Owner: golden.IfGone, Qtype: 1}] = 9
+	p.counts.Responses[bpfdns.RespKey{Owner: golden.IfGone}] = 9
 	p.counts.Timeouts[golden.IfGone] = 1
 	if got := golden.Render(t, c); got != want {
 		t.Errorf("an unresolved interface's counts changed the page:\n%s", got)

@@ -35,8 +35,8 @@ func (c *collector) sweep() {
 		c.deps.Logger.Warn("sweep of in-flight DNS queries failed", "err", err)
 		return
 	}
-	for ns, n := range sw.ByNetns {
-		c.swept[ns] += n
+	for owner, n := range sw.ByOwner {
+		c.swept[owner] += n
 	}
 	if c.topNames > 0 {
 		for h, n := range sw.ByName {

@@ -71,7 +71,7 @@ func setup(app *kingpin.Application) collectors.Factory {
 }
 
 // counter is what the collector uses of the loaded programs after start
-// (*bpffrag.Counter), so that a test can serve fixed counts.
+// (*bpffrag.Probe), so that a test can serve fixed counts.
 type counter interface {
 	Hooks() map[string]string
 	Read() (map[bpffrag.Key]uint64, error)

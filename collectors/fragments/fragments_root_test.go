@@ -317,7 +317,7 @@ func TestReadyWithThousandInterfaces(t *testing.T) {
 }
 
 // Start-up attaches through tc filters and then hands every interface over
-// to TCX in the background (bpffrag.Counter): afterwards no tc filter of
+// to TCX in the background (bpffrag.Probe): afterwards no tc filter of
 // ours is left, and counting stayed exact across the handover.
 func TestStartupHandoverToTCX(t *testing.T) {
 	a, b := testenv.NewNetns(t), testenv.NewNetns(t)

@@ -88,7 +88,7 @@ func run(pairs, seconds int) error {
 			}
 			var off, on float64
 			for _, with := range order {
-				var c *bpffrag.Counter
+				var c *bpffrag.Probe
 				var err error
 				if with {
 					if c, err = attachIn(a, "tx0"); err != nil {
@@ -149,9 +149,9 @@ func run(pairs, seconds int) error {
 // attachIn loads the counter and attaches it to ifname inside namespace
 // ns, from a thread switched there (TCX attaches by ifindex, which is per
 // namespace).
-func attachIn(ns, ifname string) (*bpffrag.Counter, error) {
+func attachIn(ns, ifname string) (*bpffrag.Probe, error) {
 	type result struct {
-		c   *bpffrag.Counter
+		c   *bpffrag.Probe
 		err error
 	}
 	ch := make(chan result, 1)
