@@ -277,13 +277,13 @@ func (c *counting) Inspect(path string) (hostnet.Inspection, error) {
 }
 
 // Counters passes the view's reads of namespaces' counters through.
-func (c *counting) Counters(path string) (procnet.Counters, error) {
+func (c *counting) Counters(path string, want procnet.Want) (procnet.Counters, error) {
 	c.add("hostnet.Counters")
 	cs, ok := c.src.(hostnet.CounterSource)
 	if !ok {
 		return nil, fmt.Errorf("%T reads no counters", c.src)
 	}
-	return cs.Counters(path)
+	return cs.Counters(path, want)
 }
 
 func (c *counting) ReadFile(name string) ([]byte, error) {

@@ -34,7 +34,7 @@ func TestReadCountersInsideNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join("/run/netns", ns.Name)
-	c, err := ReadCounters(path)
+	c, err := ReadCounters(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestReadCountersInsideNamespace(t *testing.T) {
 	fds := func() int { e, _ := os.ReadDir("/proc/self/fd"); return len(e) }
 	before := fds()
 	for range 200 {
-		if _, err := ReadCounters(path); err != nil {
+		if _, err := ReadCounters(path, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -64,7 +64,7 @@ func TestReadCountersInsideNamespace(t *testing.T) {
 	if after := fds(); after-before >= 100 {
 		t.Errorf("%d descriptors before 200 reads, %d after: one leaked per read", before, after)
 	}
-	if _, err := ReadCounters(filepath.Join("/run/netns", "nsd-never-made")); err == nil {
+	if _, err := ReadCounters(filepath.Join("/run/netns", "nsd-never-made"), nil); err == nil {
 		t.Error("a namespace that does not exist read without error")
 	}
 }

@@ -194,18 +194,20 @@ func (k KernelSource) Inspect(path string) (Inspection, error) {
 // protocol counters (its own /proc/net/netstat, snmp and snmp6), for the
 // view to keep beside its links when a collector wants them.
 type CounterSource interface {
-	Counters(path string) (procnet.Counters, error)
+	Counters(path string, want procnet.Want) (procnet.Counters, error)
 }
 
 // Counters implements CounterSource.
-func (k KernelSource) Counters(path string) (procnet.Counters, error) { return ReadCounters(path) }
+func (k KernelSource) Counters(path string, want procnet.Want) (procnet.Counters, error) {
+	return ReadCounters(path, want)
+}
 
 // ReadCounters reads the counters of the namespace at path from inside
 // it: a thread of its own enters the namespace (inside), reads
 // /proc/thread-self/net/{netstat,snmp,snmp6} (procfs shows the reading
 // thread's namespace; a pinned namespace has no process to read through)
 // and comes back.
-func ReadCounters(path string) (procnet.Counters, error) {
+func ReadCounters(path string, want procnet.Want) (procnet.Counters, error) {
 	files := make(map[string][]byte, len(procnet.Files))
 	err := inside(path, func() error {
 		for _, name := range procnet.Files {
@@ -223,7 +225,7 @@ func ReadCounters(path string) (procnet.Counters, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := procnet.ParseCounters(files)
+	c, err := procnet.ParseWanted(files, want)
 	if err != nil {
 		return nil, fmt.Errorf("counters of %s: %w", path, err)
 	}

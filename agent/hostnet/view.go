@@ -326,9 +326,12 @@ func (v *View) refresh(ctx context.Context, full bool) {
 	next := &Snapshot{Taken: now, OwnCookie: old.OwnCookie, ByCookie: make(map[uint64]*Namespace, len(paths)), ByIno: make(map[uint64]*Namespace, len(paths)), NsIDs: map[int]*Namespace{},
 		GoneSince: make(map[uint64]time.Time, len(old.GoneSince)), PodByNetns: map[uint64]cluster.Pod{}, PodByIface: map[int]cluster.Pod{}}
 	v.mu.Lock()
-	var want []string
-	for n := range v.wantCounters {
-		want = append(want, n)
+	var want procnet.Want
+	if len(v.wantCounters) > 0 {
+		want = make(procnet.Want, len(v.wantCounters))
+		for n := range v.wantCounters {
+			want[n] = true
+		}
 	}
 	v.mu.Unlock()
 	var reads []*Namespace
@@ -434,14 +437,15 @@ func (v *View) refresh(ctx context.Context, full bool) {
 // counters reads the wanted counters of the namespace at path: empty
 // (not nil, so the namespace is not read again before the next full
 // refresh) when they cannot be read.
-func (v *View) counters(cs CounterSource, path string, want []string) procnet.Counters {
+func (v *View) counters(cs CounterSource, path string, want procnet.Want) procnet.Counters {
 	out := make(procnet.Counters, len(want))
-	all, err := cs.Counters(path)
+	all, err := cs.Counters(path, want)
 	if err != nil {
 		v.logger.Debug("network namespace counters unreadable", "path", path, "err", err)
 		return out
 	}
-	for _, name := range want {
+	// A source may keep more than asked (the fixed one does).
+	for name := range want {
 		if c, ok := all[name]; ok {
 			out[name] = c
 		}
@@ -604,7 +608,7 @@ func (f fixedSource) Namespaces() map[uint64]string {
 }
 
 // Counters implements CounterSource: the namespace's fixed counters.
-func (f fixedSource) Counters(path string) (procnet.Counters, error) {
+func (f fixedSource) Counters(path string, _ procnet.Want) (procnet.Counters, error) {
 	var ino uint64
 	if _, err := fmt.Sscanf(path, "fixed:%d", &ino); err != nil {
 		return nil, err

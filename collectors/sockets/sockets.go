@@ -80,6 +80,8 @@ type collector struct {
 	// one scrape to the next (110 pods × 16 counters at worst); a deleted
 	// pod's go at the next Sweep.
 	series *series.Cache[seriesKey]
+	// want is Counters as a set: only those are parsed out of the files.
+	want procnet.Want
 }
 
 type seriesKey struct{ namespace, pod, counter string }
@@ -94,7 +96,11 @@ func start(_ context.Context, deps collectors.Deps) (collectors.Collector, error
 	if deps.Counters != nil {
 		deps.Counters.WantCounters(Counters...)
 	}
-	return &collector{deps: deps, series: series.NewCache[seriesKey](errorsDesc, prometheus.CounterValue)}, nil
+	want := procnet.Want{}
+	for _, n := range Counters {
+		want[n] = true
+	}
+	return &collector{deps: deps, series: series.NewCache[seriesKey](errorsDesc, prometheus.CounterValue), want: want}, nil
 }
 
 func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) error {
@@ -111,7 +117,7 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 		}
 		files[name] = b
 	}
-	host, err := procnet.ParseCounters(files)
+	host, err := procnet.ParseWanted(files, c.want)
 	if err != nil {
 		return collectors.Down("parse", err)
 	}

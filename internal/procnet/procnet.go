@@ -18,13 +18,22 @@ import (
 // Counters are counter values by nstat name.
 type Counters map[string]uint64
 
+// Want is a set of nstat names to keep; nil keeps every counter. The
+// files hold some 300 counters and a reader wants 16: the others cost no
+// key string and no map entry (the sockets collector parses the node's
+// files on every scrape, the host view every pod's each refresh).
+type Want map[string]bool
+
 // ParseTable adds the counters of a netstat or snmp file to into. The
 // file is pairs of lines with the same "Group:" prefix, header then
 // values. Fields that are not unsigned numbers (snmp's Tcp MaxConn is
 // -1) are left out; a values line whose length differs from its header's,
 // or a group without its values line, is an error, and nothing of that
 // group is added. A kernel that lacks a counter simply has no such key.
-func ParseTable(b []byte, into Counters) error {
+func ParseTable(b []byte, into Counters) error { return parseTable(b, into, nil) }
+
+func parseTable(b []byte, into Counters, want Want) error {
+	var key [64]byte
 	var header [][]byte
 	var group []byte
 	for line := range bytes.Lines(b) {
@@ -48,11 +57,15 @@ func ParseTable(b []byte, into Counters) error {
 			return fmt.Errorf("group %s: %d names, %d values", group, len(header), len(vals))
 		}
 		for i, name := range header {
+			k := append(append(key[:0], group...), name...)
+			if want != nil && !want[string(k)] {
+				continue
+			}
 			v, err := strconv.ParseUint(string(vals[i]), 10, 64)
 			if err != nil {
 				continue
 			}
-			into[string(group)+string(name)] = v
+			into[string(k)] = v
 		}
 		header = nil
 	}
@@ -65,10 +78,15 @@ func ParseTable(b []byte, into Counters) error {
 // ParseSNMP6 adds the counters of an snmp6 file ("Udp6InErrors 0" a line)
 // to into. Lines that are not a name and an unsigned number are skipped:
 // the file has no structure to lose.
-func ParseSNMP6(b []byte, into Counters) {
+func ParseSNMP6(b []byte, into Counters) { parseSNMP6(b, into, nil) }
+
+func parseSNMP6(b []byte, into Counters, want Want) {
 	for line := range bytes.Lines(b) {
 		f := bytes.Fields(line)
 		if len(f) != 2 {
+			continue
+		}
+		if want != nil && !want[string(f[0])] {
 			continue
 		}
 		if v, err := strconv.ParseUint(string(f[1]), 10, 64); err == nil {
@@ -146,17 +164,21 @@ var Files = []string{"netstat", "snmp", "snmp6"}
 
 // ParseCounters parses the contents of Files (by name; a missing one,
 // e.g. snmp6 without IPv6, is skipped) into one set of counters.
-func ParseCounters(files map[string][]byte) (Counters, error) {
-	out := Counters{}
+func ParseCounters(files map[string][]byte) (Counters, error) { return ParseWanted(files, nil) }
+
+// ParseWanted is ParseCounters keeping only the counters in want (all
+// when want is nil).
+func ParseWanted(files map[string][]byte, want Want) (Counters, error) {
+	out := make(Counters, len(want))
 	for _, name := range []string{"netstat", "snmp"} {
 		if b, ok := files[name]; ok {
-			if err := ParseTable(b, out); err != nil {
+			if err := parseTable(b, out, want); err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
 		}
 	}
 	if b, ok := files["snmp6"]; ok {
-		ParseSNMP6(b, out)
+		parseSNMP6(b, out, want)
 	}
 	return out, nil
 }

@@ -165,3 +165,39 @@ var wantValues = map[string]map[string]uint64{
 	"6.12": {"TcpExtListenOverflows": 82, "TcpExtListenDrops": 82, "UdpRcvbufErrors": 996, "UdpInErrors": 996, "TcpActiveOpens": 46},
 	"6.18": {"TcpExtTW": 1965, "TcpExtDelayedACKs": 160, "TcpExtTCPTimeouts": 2, "UdpInDatagrams": 39, "TcpActiveOpens": 2127},
 }
+
+// TestParseWanted: the wanted counters are exactly those of the full parse
+// that are wanted, a name the kernel lacks is absent, and nothing else is
+// kept.
+func TestParseWanted(t *testing.T) {
+	for _, kernel := range kernels(t) {
+		t.Run(kernel, func(t *testing.T) {
+			files := map[string][]byte{}
+			for _, f := range Files {
+				files[f] = fixture(t, f+"-"+kernel)
+			}
+			all, err := ParseCounters(files)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := Want{"TcpExtListenOverflows": true, "UdpRcvbufErrors": true, "Udp6InErrors": true, "TcpExtNoSuchCounter": true}
+			got, err := ParseWanted(files, want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 3 {
+				t.Errorf("%d counters kept, want 3: %v", len(got), got)
+			}
+			for name := range want {
+				gv, gok := got[name]
+				av, aok := all[name]
+				if gok != aok || gv != av {
+					t.Errorf("%s: wanted parse %d (present %v), full parse %d (present %v)", name, gv, gok, av, aok)
+				}
+			}
+			if _, ok := got["TcpExtNoSuchCounter"]; ok {
+				t.Error("a counter the kernel lacks is present")
+			}
+		})
+	}
+}
