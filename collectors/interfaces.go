@@ -23,6 +23,8 @@ type Attacher[T comparable] interface {
 	Detach(ifindex int)
 	// Attached returns the interfaces with programs and their values.
 	Attached() map[int]T
+	// Each calls f with every interface that has programs and its value.
+	Each(f func(ifindex int, v T))
 	// Hooks counts the interfaces attached by each hook (tc, tcx).
 	Hooks() map[string]int
 	// EndStartup says the start-up inventory is attached (logf reports
@@ -159,6 +161,9 @@ func (f *Interfaces[T]) attach(l hostview.Link, v T) {
 // Attached returns the interfaces with programs and their values.
 func (f *Interfaces[T]) Attached() map[int]T { return f.a.Attached() }
 
+// Each calls fn with every interface that has the programs and its value.
+func (f *Interfaces[T]) Each(fn func(ifindex int, v T)) { f.a.Each(fn) }
+
 // Hooks counts the interfaces attached by each hook.
 func (f *Interfaces[T]) Hooks() map[string]int { return f.a.Hooks() }
 
@@ -188,9 +193,14 @@ type fixedAttacher[T comparable] struct {
 	hook     string
 }
 
-func (fixedAttacher[T]) Attach(int, T) error         { return nil }
-func (fixedAttacher[T]) Detach(int)                  {}
-func (f fixedAttacher[T]) Attached() map[int]T       { return f.attached }
+func (fixedAttacher[T]) Attach(int, T) error   { return nil }
+func (fixedAttacher[T]) Detach(int)            {}
+func (f fixedAttacher[T]) Attached() map[int]T { return f.attached }
+func (f fixedAttacher[T]) Each(fn func(int, T)) {
+	for i, v := range f.attached {
+		fn(i, v)
+	}
+}
 func (fixedAttacher[T]) EndStartup(func(int, error)) {}
 func (f fixedAttacher[T]) Hooks() map[string]int {
 	if len(f.attached) == 0 {

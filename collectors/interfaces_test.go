@@ -143,6 +143,12 @@ func (f *fakeAttacher) Attached() map[int]string {
 	return maps.Clone(f.attached)
 }
 
+func (f *fakeAttacher) Each(fn func(int, string)) {
+	for i, v := range f.Attached() {
+		fn(i, v)
+	}
+}
+
 func (f *fakeAttacher) Hooks() map[string]int { return map[string]int{"tc": len(f.Attached())} }
 
 func (f *fakeAttacher) EndStartup(func(int, error)) {

@@ -223,11 +223,36 @@ func (a *Attachments[T]) Attached() map[int]T {
 func (a *Attachments[T]) Hooks() map[string]int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := map[string]int{}
+	// Counted in two integers, not in the map: this runs on every scrape
+	// over every interface (a map increment each was a tenth of a
+	// millisecond a scrape at 1,000 interfaces).
+	var tc, tcx int
 	for _, f := range a.attached {
-		out[f.hook]++
+		if f.hook == HookTCX {
+			tcx++
+		} else {
+			tc++
+		}
+	}
+	out := make(map[string]int, 2)
+	if tc > 0 {
+		out[HookTC] = tc
+	}
+	if tcx > 0 {
+		out[HookTCX] = tcx
 	}
 	return out
+}
+
+// Each calls f with every attached interface and its value, under the
+// lock (f must not call back into a): what Attached gives, without a copy
+// of the map on every scrape.
+func (a *Attachments[T]) Each(f func(ifindex int, v T)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, at := range a.attached {
+		f(i, at.v)
+	}
 }
 
 // EndStartup ends the start-up phase: later interfaces get TCX directly,

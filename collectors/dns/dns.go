@@ -363,13 +363,13 @@ func (c *collector) Collect(_ context.Context, ch chan<- prometheus.Metric) erro
 	ch <- prometheus.MustNewConstMetric(inflightDesc, prometheus.GaugeValue, float64(live))
 	if c.tc {
 		var pods, node int
-		for _, f := range c.ifaces.Attached() {
+		c.ifaces.Each(func(_ int, f bpfdns.Iface) {
 			if f.Flags&bpfdns.IfacePod != 0 {
 				pods++
 			} else {
 				node++
 			}
-		}
+		})
 		ch <- prometheus.MustNewConstMetric(interfacesDesc, prometheus.GaugeValue, float64(pods), "pod")
 		ch <- prometheus.MustNewConstMetric(interfacesDesc, prometheus.GaugeValue, float64(node), "node")
 		ch <- prometheus.MustNewConstMetric(attachFailuresDesc, prometheus.CounterValue, float64(c.ifaces.Failures()))
