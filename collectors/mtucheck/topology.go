@@ -80,15 +80,6 @@ func (r reasons) each(f func(name string, bad bool)) {
 	}
 }
 
-// of makes reasons from pairs of reason and mismatch (tests).
-func of(pairs map[int]bool) reasons {
-	var r reasons
-	for reason, bad := range pairs {
-		r.put(reason, bad)
-	}
-	return r
-}
-
 // Reasons, as netsonde_mtu_mismatch{reason}: their names are reasonNames.
 const (
 	reasonExceedsUnderlay = iota // a tunnel larger than its underlay allows
@@ -148,7 +139,7 @@ func check(links []hostview.Link, route routeLookup, f facts, peerMTU func(l hos
 			for _, u := range under {
 				underlays[u] = true
 			}
-			out = append(out, verdict{iface: l.Name, expected: exp, reasons: of(map[int]bool{reasonExceedsUnderlay: l.MTU > exp})})
+			out = append(out, tunnelVerdict(l, exp))
 			fit = fitThrough(fit, min(l.MTU, exp))
 			continue
 		}
@@ -166,7 +157,7 @@ func check(links []hostview.Link, route routeLookup, f facts, peerMTU func(l hos
 			o += f.geneveOptions
 		}
 		exp := u.MTU - o
-		out = append(out, verdict{iface: l.Name, expected: exp, reasons: of(map[int]bool{reasonExceedsUnderlay: l.MTU > exp})})
+		out = append(out, tunnelVerdict(l, exp))
 		fit = fitThrough(fit, min(l.MTU, exp))
 	}
 
@@ -205,6 +196,14 @@ func check(links []hostview.Link, route routeLookup, f facts, peerMTU func(l hos
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].iface < out[j].iface })
 	return out
+}
+
+// tunnelVerdict is a tunnel's: it must fit in exp, what its underlay
+// leaves it.
+func tunnelVerdict(l hostview.Link, exp int) verdict {
+	v := verdict{iface: l.Name, expected: exp}
+	v.reasons.put(reasonExceedsUnderlay, l.MTU > exp)
+	return v
 }
 
 // linkAt is the link of an index. A search, not a map: it is asked once

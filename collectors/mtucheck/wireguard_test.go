@@ -116,3 +116,12 @@ func TestReadWireGuard(t *testing.T) {
 		t.Errorf("errors %v, want wg1's", errs)
 	}
 }
+
+// of makes reasons from pairs of reason and mismatch.
+func of(pairs map[int]bool) reasons {
+	var r reasons
+	for reason, bad := range pairs {
+		r.put(reason, bad)
+	}
+	return r
+}
