@@ -244,7 +244,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 					select {
 					case <-r.Joined():
 						debug.FreeOSMemory()
-						releaseStartupPages(logger)
+						ReleaseStartupPages(logger)
 					case <-ctx.Done():
 					}
 				}()
@@ -265,7 +265,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		// steady state, not its peak.
 		deps.BTF.Release()
 		debug.FreeOSMemory()
-		releaseStartupPages(logger)
+		ReleaseStartupPages(logger)
 		// From here on the heap is small and steady (a few MiB live,
 		// ~0.4 MiB of garbage per scrape): a lower GOGC keeps RSS close
 		// to it at a cost of a GC every few scrapes, not measurable in

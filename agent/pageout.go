@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ReleaseStartupPages hands back the pages of the agent's own binary that
+// releasePages hands back the pages of the agent's own binary that
 // only start-up touched, and returns how many bytes of it were mapped
 // before.
 //
@@ -37,7 +37,7 @@ import (
 //
 // The advice is best effort: a kernel without MADV_PAGEOUT (before 5.4)
 // keeps every page mapped, which costs memory, not correctness.
-func ReleaseStartupPages() (mapped int64, err error) {
+func releasePages() (mapped int64, err error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return 0, fmt.Errorf("own binary: %w", err)
@@ -117,10 +117,12 @@ func readOnlyMappings(maps []byte, path string) ([][2]uintptr, error) {
 	return out, nil
 }
 
-// releaseStartupPages is ReleaseStartupPages at the end of a start-up
-// step, logged.
-func releaseStartupPages(logger *slog.Logger) {
-	mapped, err := ReleaseStartupPages()
+// ReleaseStartupPages hands back the binary's pages that start-up has
+// touched so far (releasePages), logged: main calls it first thing, Run
+// once the collectors have started and once the cluster is joined. A
+// failure costs memory, not correctness: it is logged at debug level.
+func ReleaseStartupPages(logger *slog.Logger) {
+	mapped, err := releasePages()
 	if err != nil {
 		logger.Debug("start-up pages of the binary kept", "err", err)
 		return

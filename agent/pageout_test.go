@@ -58,9 +58,9 @@ func FuzzReadOnlyMappings(f *testing.F) {
 // the binary's resident pages must fall well below what they were.
 func TestReleaseStartupPagesShrinksRSS(t *testing.T) {
 	before := exeRSS(t)
-	mapped, err := ReleaseStartupPages()
+	mapped, err := releasePages()
 	if err != nil {
-		t.Fatalf("ReleaseStartupPages: %v", err)
+		t.Fatalf("releasePages: %v", err)
 	}
 	after := exeRSS(t)
 	t.Logf("binary's read-only mappings %d KiB; resident before %d KiB, after %d KiB", mapped>>10, before, after)

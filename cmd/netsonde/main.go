@@ -65,9 +65,7 @@ func run(args []string) int {
 	// Before anything else maps the binary: from here on a fault maps the
 	// page start-up needs, not the neighbours the page cache holds (see
 	// ReleaseStartupPages); it is done again once start-up is over.
-	if _, err := agent.ReleaseStartupPages(); err != nil {
-		logger.Debug("binary's pages kept", "err", err)
-	}
+	agent.ReleaseStartupPages(logger)
 	cfg, names, err := shared.Config()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "netsonde: %v\n", err)
