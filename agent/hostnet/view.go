@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -92,7 +93,7 @@ type View struct {
 	pods   PodIndex
 	wanted map[uint64]time.Time // cookies a collector asked for (Miss)
 	// wantCounters are the counter names collectors want of every namespace.
-	wantCounters map[string]bool
+	wantCounters procnet.Want
 	// links is the link list the last refresh saw: which namespaces a
 	// link change touches is the difference with the current one.
 	links []Link
@@ -224,7 +225,7 @@ func (v *View) Miss(cookie uint64) {
 func (v *View) WantCounters(names ...string) {
 	v.mu.Lock()
 	if v.wantCounters == nil {
-		v.wantCounters = map[string]bool{}
+		v.wantCounters = procnet.Want{}
 	}
 	for _, n := range names {
 		v.wantCounters[n] = true
@@ -328,10 +329,7 @@ func (v *View) refresh(ctx context.Context, full bool) {
 	v.mu.Lock()
 	var want procnet.Want
 	if len(v.wantCounters) > 0 {
-		want = make(procnet.Want, len(v.wantCounters))
-		for n := range v.wantCounters {
-			want[n] = true
-		}
+		want = maps.Clone(v.wantCounters)
 	}
 	v.mu.Unlock()
 	var reads []*Namespace
@@ -587,7 +585,7 @@ func Fixed(own uint64, links []Link, pods PodIndex, namespaces ...Namespace) *Vi
 	for _, n := range namespaces {
 		for name := range n.Counters {
 			if v.wantCounters == nil {
-				v.wantCounters = map[string]bool{}
+				v.wantCounters = procnet.Want{}
 			}
 			v.wantCounters[name] = true
 		}
