@@ -31,15 +31,22 @@ func readSNMP(proc collectors.ProcFS) (map[string]map[string]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := procnet.Counters{}
-	if err := procnet.ParseTable(b, c); err != nil {
-		return nil, fmt.Errorf("net/snmp: %w", err)
-	}
+	files := map[string][]byte{"snmp": b}
 	switch b, err := proc.ReadFile("net/snmp6"); {
 	case err == nil:
-		procnet.ParseSNMP6(b, c)
+		files["snmp6"] = b
 	case !errors.Is(err, fs.ErrNotExist): // no IPv6 in this kernel
 		return nil, err
+	}
+	// On every scrape: only the 14 counters read below are parsed out of
+	// the ~150 in the two files, as the sockets collector does its own.
+	want := make(procnet.Want, 2*len(snmpEvents))
+	for _, e := range snmpEvents {
+		want["Ip"+e.v4], want[e.v6] = true, true
+	}
+	c, err := procnet.ParseWanted(files, want)
+	if err != nil {
+		return nil, fmt.Errorf("net/%w", err) // "net/snmp: ..."
 	}
 	out := map[string]map[string]uint64{}
 	v4 := false
