@@ -302,7 +302,8 @@ var machineWide = map[string]bool{
 	"NetsondeMTUMismatchDroppingPackets": true,
 	// The ARP and NDP tables are the kernel's, not a namespace's: their
 	// entries, gc_thresh3 and table_fulls count every namespace's
-	// neighbours (collectors/neighbour's own test fills them on purpose).
+	// neighbours (the kernel matrix fills them on purpose, in its VMs; a
+	// developer's machine may have filled them before).
 	"NetsondeNeighbourTableFull": true,
 	// Per CPU, for every namespace's packets.
 	"NetsondeSoftnetDrops": true,

@@ -428,6 +428,7 @@ var checkDesc = map[string]string{
 	"TestDNSCounts":                          "13 DNS queries, 10 NOERROR answers with their durations and 3 timeouts counted exactly, per client namespace",
 	"TestPathMTUIPv6":                        "IPv6 path MTU over a 1,280 hop: 1,280 in 2 probes as `tracepath -6` says; with packet-too-big dropped, 1,280 in 9 probes and the black hole flagged; a VXLAN over IPv6 at 1,500 a mismatch with expected 1,430",
 	"TestWireGuardOverIPv6":                  "WireGuard over a 1,500 underlay, endpoints read over generic netlink: an IPv6 peer's device at 1,440 a mismatch with expected 1,420, at 1,420 none; an IPv4 peer's at 1,440 fits",
+	"TestNeighbourTableFull":                 "the ARP table 16 entries from gc_thresh3, 64 unanswered neighbours: the refused (the sender's `UdpSndbufErrors`) equal to `ip -s ntable`'s table_fulls, the rest its res_failed; netsonde's entries, table_full and resolution failures equal to `ip -s ntable`'s",
 }
 
 // checkOrder is the table's order of checks (others follow by name).
