@@ -62,9 +62,9 @@ type AttachOptions[T comparable] struct {
 	// the gated tc programs (about 1 ms each, in parallel), counting from
 	// the moment the agent is ready; EndStartup then hands each one over
 	// to TCX in the background: gated TCX programs on, the gate flipped to
-	// TCX, the tc filters off, and the TCX link updated to the plain
-	// programs, which never read the gate. Interfaces that come later get
-	// TCX directly.
+	// TCX, the tc filters off (the clsact qdisc stays: deleting it drops
+	// traffic), and the TCX link updated to the plain programs, which
+	// never read the gate. Interfaces that come later get TCX directly.
 	Gate *ebpf.Map
 }
 
@@ -322,7 +322,15 @@ func (a *Attachments[T]) handOver(ifindex int) error {
 	old := f.closer
 	f.closer, f.hook, f.gated = l, HookTCX, false
 	a.mu.Unlock()
-	return errors.Join(old.Close(), l.Update(f.progs.Pair))
+	// The filters off, the clsact qdisc left: deleting it would drop the
+	// interface's traffic for a moment (tcLink.closeKeepingQdisc).
+	var cerr error
+	if t, ok := old.(*tcLink); ok {
+		cerr = t.closeKeepingQdisc()
+	} else {
+		cerr = old.Close()
+	}
+	return errors.Join(cerr, l.Update(f.progs.Pair))
 }
 
 // Close takes the programs off every interface, Overlap at a time, so in

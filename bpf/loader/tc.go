@@ -239,12 +239,7 @@ type tcLink struct {
 // Close removes exactly our filters, and the clsact qdisc if we took it as
 // ours and no filter is left on it.
 func (l *tcLink) Close() error {
-	var errs []error
-	for _, f := range l.filters {
-		if err := netlink.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.EINVAL) {
-			errs = append(errs, fmt.Errorf("remove filter: %w", err))
-		}
-	}
+	errs := l.removeFilters()
 	l.tc.mu.Lock()
 	created := l.tc.created[l.ifindex]
 	delete(l.tc.created, l.ifindex)
@@ -255,6 +250,36 @@ func (l *tcLink) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// closeKeepingQdisc removes exactly our filters and leaves the clsact
+// qdisc, ours or not. Adding or deleting a clsact on an interface that is
+// up makes the kernel deactivate its transmit queues for an RCU grace
+// period (qdisc_graft calls dev_deactivate): what the interface sends
+// meanwhile is dropped, and with a dropped fragment the rest of its
+// datagram (a loop of clsact add and delete on a veth lost 14 of a
+// flood's packets per change). The start-up handover to TCX takes the
+// tc filters off this way, so that it costs the node's traffic nothing;
+// the clsact it leaves, empty, costs a packet one pointer check, and the
+// next agent's start-up reuses it instead of adding one (an empty clsact
+// counts as netsonde's). It goes with its interface (a pod's veth with the
+// pod), or by hand.
+func (l *tcLink) closeKeepingQdisc() error {
+	errs := l.removeFilters()
+	l.tc.mu.Lock()
+	delete(l.tc.created, l.ifindex)
+	l.tc.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+func (l *tcLink) removeFilters() []error {
+	var errs []error
+	for _, f := range l.filters {
+		if err := netlink.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.EINVAL) {
+			errs = append(errs, fmt.Errorf("remove filter: %w", err))
+		}
+	}
+	return errs
 }
 
 // empty says whether the interface has no filter at all (or no clsact).
