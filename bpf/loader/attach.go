@@ -322,15 +322,8 @@ func (a *Attachments[T]) handOver(ifindex int) error {
 	old := f.closer
 	f.closer, f.hook, f.gated = l, HookTCX, false
 	a.mu.Unlock()
-	// The filters off, the clsact qdisc left: deleting it would drop the
-	// interface's traffic for a moment (tcLink.closeKeepingQdisc).
-	var cerr error
-	if t, ok := old.(*tcLink); ok {
-		cerr = t.closeKeepingQdisc()
-	} else {
-		cerr = old.Close()
-	}
-	return errors.Join(cerr, l.Update(f.progs.Pair))
+	// The tc filters off; the clsact qdisc stays (tcLink.Close).
+	return errors.Join(old.Close(), l.Update(f.progs.Pair))
 }
 
 // Close takes the programs off every interface, Overlap at a time, so in

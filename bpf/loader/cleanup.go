@@ -38,9 +38,9 @@ func (c Cleaned) String() string {
 // Cleanup removes, from every interface of the calling thread's network
 // namespace, the legacy tc filters of netsonde agents that no longer run,
 // and the clsact qdiscs they leave without any filter: a clsact on which
-// netsonde's filters were the only ones is taken as netsonde's (as an
-// agent takes it, see TC.ensureClsact). A clsact that held no netsonde
-// filter is left alone, even empty. Filters of a running agent are kept
+// netsonde's filters were the only ones is taken as netsonde's. A clsact
+// that held no netsonde filter is left alone, even empty (an agent leaves
+// its own so, see tcLink.Close). Filters of a running agent are kept
 // and reported. Nothing else of netsonde's outlives its process: TCX
 // links and every other BPF link go with it, and netsonde pins no BPF
 // object. So Cleanup is what an uninstall after a kill -9 (an OOM kill)

@@ -72,15 +72,12 @@ func (l *TCXLink) Close() error {
 }
 
 // TC attaches programs through a clsact qdisc and direct-action cls_bpf
-// filters: the way before TCX. It creates the clsact qdisc only where none
-// exists, and removes on Close only what it created.
+// filters: the way before TCX. It adds the clsact qdisc where none
+// exists, and never deletes one (tcLink.Close says why).
 type TC struct {
 	owner owner
 	// what names the filters ("fragments"), after the prefix.
 	what string
-
-	mu      sync.Mutex
-	created map[int]bool // clsact qdiscs this agent takes as its own, by ifindex
 }
 
 // NewTC prepares legacy tc attachment for this process's filters named
@@ -90,7 +87,7 @@ func NewTC(what string) (*TC, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &TC{owner: o, what: what, created: map[int]bool{}}, nil
+	return &TC{owner: o, what: what}, nil
 }
 
 func (t *TC) filterName() string { return filterPrefix + t.what + ":" + t.owner.id }
@@ -103,11 +100,10 @@ func linkOf(ifindex int) netlink.Link {
 // then adds ours on ingress and egress.
 func (t *TC) Attach(ifindex int, p Pair) (io.Closer, error) {
 	ingress, egress := p.Ingress, p.Egress
-	onlyOurs, err := t.removeStale(ifindex)
-	if err != nil {
+	if err := t.removeStale(ifindex); err != nil {
 		return nil, err
 	}
-	if err := t.ensureClsact(ifindex, onlyOurs); err != nil {
+	if err := ensureClsact(ifindex); err != nil {
 		return nil, err
 	}
 	var added []*netlink.BpfFilter
@@ -143,37 +139,17 @@ func (t *TC) Attach(ifindex int, p Pair) (io.Closer, error) {
 	return &tcLink{tc: t, ifindex: ifindex, filters: added}, nil
 }
 
-// ensureClsact adds a clsact qdisc where none is. onlyOurs says every
-// filter on the interface's existing clsact, if any, is netsonde's (none at
-// all included): then netsonde made it, and this agent takes it as its
-// own, to remove it when it leaves it empty. An agent killed between adding
-// a clsact and its first filter leaves it empty, so an empty clsact counts
-// as netsonde's; the other way round, another tool's clsact left without
-// filters would be taken (and, left empty, removed): a clsact without
-// filters does nothing.
-//
-// Every netsonde TC of every agent on the interface (fragments', DNS's, a
-// rolling update's two agents) marks it so, and whichever leaves it empty
-// removes it; a mark of the first to attach only would leak it when that
-// one stops first.
-func (t *TC) ensureClsact(ifindex int, onlyOurs bool) error {
+// ensureClsact adds a clsact qdisc where none is, at most once per
+// interface in its life: netsonde never deletes one (tcLink.Close).
+func ensureClsact(ifindex int) error {
 	// An exclusive add both creates the qdisc and tells whether one was
 	// there. Listing qdiscs first cost a dump of every qdisc in the
 	// namespace per interface (the kernel does not filter a qdisc dump by
 	// interface): quadratic, 370 MB allocated and a 3 s start with 1,000
 	// veths.
-	switch err := netlink.QdiscAdd(clsact(ifindex)); {
-	case err == nil:
-	case errors.Is(err, unix.EEXIST):
-		if !onlyOurs {
-			return nil
-		}
-	default:
+	if err := netlink.QdiscAdd(clsact(ifindex)); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("add clsact qdisc: %w", err)
 	}
-	t.mu.Lock()
-	t.created[ifindex] = true
-	t.mu.Unlock()
 	return nil
 }
 
@@ -213,21 +189,21 @@ func filters(ifindex int) (ours []*netlink.BpfFilter, others int, err error) {
 }
 
 // removeStale deletes netsonde filters on the interface whose owner is no
-// longer alive, and says whether every filter on it is netsonde's.
-func (t *TC) removeStale(ifindex int) (onlyOurs bool, err error) {
-	fs, others, err := filters(ifindex)
+// longer alive.
+func (t *TC) removeStale(ifindex int) error {
+	fs, _, err := filters(ifindex)
 	if err != nil {
-		return false, err
+		return err
 	}
 	for _, f := range fs {
 		if id := ownerOf(f.Name); id == t.owner.id || alive(id) {
 			continue
 		}
 		if err := netlink.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) {
-			return false, fmt.Errorf("remove stale filter %s: %w", f.Name, err)
+			return fmt.Errorf("remove stale filter %s: %w", f.Name, err)
 		}
 	}
-	return others == 0, nil
+	return nil
 }
 
 type tcLink struct {
@@ -236,40 +212,21 @@ type tcLink struct {
 	filters []*netlink.BpfFilter
 }
 
-// Close removes exactly our filters, and the clsact qdisc if we took it as
-// ours and no filter is left on it.
+// Close removes exactly our filters and leaves the clsact qdisc, ours or
+// not. Adding or deleting a clsact on an interface that is up makes the
+// kernel deactivate its transmit queues for an RCU grace period
+// (qdisc_graft calls dev_deactivate): what the interface sends meanwhile
+// is dropped, and with a dropped fragment the rest of its datagram (a
+// loop of clsact add and delete on a veth lost 14 of a flood's packets
+// per change). A delete at every stop and an add at every start would
+// cost every interface of the node two such moments per rolling update,
+// and the start-up handover to TCX one more. Left, the clsact is empty
+// once no filter is on it, costs a packet one pointer check, and the next
+// agent's start-up finds it there. It goes with its interface (a pod's
+// veth with the pod); `netsonde cleanup` removes one it finds netsonde's
+// filters alone on.
 func (l *tcLink) Close() error {
-	errs := l.removeFilters()
-	l.tc.mu.Lock()
-	created := l.tc.created[l.ifindex]
-	delete(l.tc.created, l.ifindex)
-	l.tc.mu.Unlock()
-	if created && empty(l.ifindex) {
-		if err := netlink.QdiscDel(clsact(l.ifindex)); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.EINVAL) {
-			errs = append(errs, fmt.Errorf("remove clsact qdisc: %w", err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// closeKeepingQdisc removes exactly our filters and leaves the clsact
-// qdisc, ours or not. Adding or deleting a clsact on an interface that is
-// up makes the kernel deactivate its transmit queues for an RCU grace
-// period (qdisc_graft calls dev_deactivate): what the interface sends
-// meanwhile is dropped, and with a dropped fragment the rest of its
-// datagram (a loop of clsact add and delete on a veth lost 14 of a
-// flood's packets per change). The start-up handover to TCX takes the
-// tc filters off this way, so that it costs the node's traffic nothing;
-// the clsact it leaves, empty, costs a packet one pointer check, and the
-// next agent's start-up reuses it instead of adding one (an empty clsact
-// counts as netsonde's). It goes with its interface (a pod's veth with the
-// pod), or by hand.
-func (l *tcLink) closeKeepingQdisc() error {
-	errs := l.removeFilters()
-	l.tc.mu.Lock()
-	delete(l.tc.created, l.ifindex)
-	l.tc.mu.Unlock()
-	return errors.Join(errs...)
+	return errors.Join(l.removeFilters()...)
 }
 
 func (l *tcLink) removeFilters() []error {

@@ -184,7 +184,8 @@ func hasClsact(t *testing.T, ns *testenv.Netns, ifname string) bool {
 // The legacy tc path after a crash: kill -9 leaves the agent's filters in
 // the kernel (nothing of its shutdown runs); the next agent removes exactly
 // those (their owner is dead) and adds its own, so each interface carries
-// one set; a clean stop then leaves no filter and no clsact qdisc.
+// one set; a clean stop then leaves no filter, and the clsact qdisc: no
+// agent deletes one (tcLink.Close).
 func TestTCFiltersAfterKillAndRestart(t *testing.T) {
 	a, b := testenv.NewNetns(t), testenv.NewNetns(t)
 	testenv.Veth(t, a, b, "ka0", "kb0", "198.18.73.1/24", "198.18.73.2/24", 1500)
@@ -217,8 +218,8 @@ func TestTCFiltersAfterKillAndRestart(t *testing.T) {
 	if left := filters(t, a, "ka0"); len(left) != 0 {
 		t.Fatalf("a clean stop left filters: %v", left)
 	}
-	if hasClsact(t, a, "ka0") {
-		t.Fatal("a clean stop left the clsact qdisc the agent created")
+	if !hasClsact(t, a, "ka0") {
+		t.Fatal("a clean stop deleted the clsact qdisc: that drops the interface's traffic")
 	}
 }
 
@@ -402,9 +403,9 @@ func TestStartupHandoverToTCX(t *testing.T) {
 // each kill the next agent starts, and once it has attached every interface
 // each one carries exactly one set of filters of each (ingress and egress),
 // all of that agent's, lo DNS's alone. Every clean stop (half the loops,
-// and the end) leaves no filter and no clsact qdisc in the namespace: not
-// even those of a start-up killed between adding a clsact and its first
-// filter, nor those DNS added before fragments when fragments stops last.
+// and the end) leaves no filter in the namespace, and each interface its
+// one clsact qdisc, which no agent deletes (tcLink.Close): there is one
+// per interface from the first start to the end, never a second.
 func TestKillDuringStartupLoop(t *testing.T) {
 	const (
 		n     = 100
@@ -466,14 +467,14 @@ func TestKillDuringStartupLoop(t *testing.T) {
 			return frag == n && m.Sum("netsonde_dns_interfaces", nil) == n+1
 		})
 	}
-	// A clean stop leaves nothing: no filter, no clsact.
+	// A clean stop leaves no filter, and every clsact.
 	var stops int
 	stop := func(ag *testenv.Agent, when string) {
 		t.Helper()
 		testenv.StopAgent(t, ag)
 		stops++
-		if s, q := sets(), clsacts(); len(s) != 0 || q != 0 {
-			t.Errorf("%s: a clean stop left filters on %d interfaces and %d clsact qdiscs", when, len(s), q)
+		if s, q := sets(), clsacts(); len(s) != 0 || q != n+1 {
+			t.Errorf("%s: a clean stop left filters on %d interfaces and %d clsact qdiscs, want none and %d", when, len(s), q, n+1)
 		}
 	}
 
@@ -484,7 +485,7 @@ func TestKillDuringStartupLoop(t *testing.T) {
 	attached(probe)
 	stop(probe, "the first agent")
 
-	var leftMax, emptyMax int
+	var leftMax int
 	// How far start-up had gone when it was killed: no filter yet, some
 	// interfaces attached, all of them.
 	var killedBefore, killedDuring, killedAfter int
@@ -504,8 +505,9 @@ func TestKillDuringStartupLoop(t *testing.T) {
 		for _, fs := range s {
 			left += len(fs)
 		}
-		// clsact qdiscs without a filter of ours: killed between the two.
-		emptyMax = max(emptyMax, clsacts()-len(s))
+		if q := clsacts(); q != n+1 {
+			t.Errorf("loop %d: %d clsact qdiscs after a kill, want the %d there since the first start", i, q, n+1)
+		}
 		leftMax = max(leftMax, left)
 		switch {
 		case left == 0:
@@ -552,14 +554,14 @@ func TestKillDuringStartupLoop(t *testing.T) {
 	attached(last)
 	stop(last, "the last agent")
 	slices.Sort(restarts)
-	t.Logf("%d kills during start-up with %d interfaces (%d before attaching, %d while attaching, %d after): up to %d filters and %d clsact qdiscs without one left by a killed agent, each removed by the next; %d clean stops left nothing; ready after a kill: median %v, worst %v",
-		loops, n, killedBefore, killedDuring, killedAfter, leftMax, emptyMax, stops, restarts[len(restarts)/2], restarts[len(restarts)-1])
+	t.Logf("%d kills during start-up with %d interfaces (%d before attaching, %d while attaching, %d after): up to %d filters left by a killed agent, each removed by the next; %d clean stops left no filter; one clsact per interface throughout; ready after a kill: median %v, worst %v",
+		loops, n, killedBefore, killedDuring, killedAfter, leftMax, stops, restarts[len(restarts)/2], restarts[len(restarts)-1])
 	testenv.RecordReliability(t, testenv.Reliability{
 		Scenario: "kill-during-startup",
 		Injected: fmt.Sprintf("kill -9 at a random point of start-up (0 to %v), %d times (%d before attaching, %d while attaching, %d after), %d interfaces on tc filters (--fragments.attach=tc, --dns.attach=tc)", window.Round(time.Millisecond), loops, killedBefore, killedDuring, killedAfter, n),
-		Lost:     fmt.Sprintf("nothing left behind: up to %d filters (fragments' and DNS's) and %d empty clsact qdiscs of a dead agent removed by the next; one set of each per interface after every restart; no filter and no clsact after each of %d clean stops", leftMax, emptyMax, stops),
+		Lost:     fmt.Sprintf("nothing left behind: up to %d filters (fragments' and DNS's) of a dead agent removed by the next; one set of each per interface after every restart; no filter after each of %d clean stops; one clsact qdisc per interface throughout, never deleted (deleting one drops the interface's traffic)", leftMax, stops),
 		Recovery: fmt.Sprintf("ready with every interface attached: median %v, worst %v after a kill", restarts[len(restarts)/2].Round(time.Millisecond), restarts[len(restarts)-1].Round(time.Millisecond)),
-		Figures: map[string]any{"kills": loops, "interfaces": n, "filters_left_max": leftMax, "empty_clsact_left_max": emptyMax, "clean_stops": stops, "kill_window_ms": window.Milliseconds(),
+		Figures: map[string]any{"kills": loops, "interfaces": n, "filters_left_max": leftMax, "clsacts": n + 1, "clean_stops": stops, "kill_window_ms": window.Milliseconds(),
 			"killed_before_attach": killedBefore, "killed_while_attaching": killedDuring, "killed_after_attach": killedAfter,
 			"ready_median_ms": restarts[len(restarts)/2].Milliseconds(), "ready_worst_ms": restarts[len(restarts)-1].Milliseconds()},
 	})
