@@ -5,9 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -24,14 +21,16 @@ func TestTraceCountsEtcdFsyncs(t *testing.T) {
 	// any other etcd on the machine by comm alone.
 	etcdBin := filepath.Join(dir, "etcd-nsdtest")
 	testenv.Run(t, "cp", "/usr/bin/etcd", etcdBin)
-	client, peer := freePort(t), freePort(t)
-	curl := fmt.Sprintf("http://127.0.0.1:%d", client)
-	purl := fmt.Sprintf("http://127.0.0.1:%d", peer)
-
+	// etcd listens on the test namespace's own loopback: ports taken
+	// from the machine's (a free one found, closed, then bound by etcd)
+	// could be taken in between by another package's test (fresh-node
+	// saw etcd never become healthy, once in 20 runs).
+	const curl, purl = "http://127.0.0.1:2379", "http://127.0.0.1:2380"
 	ns := testenv.NewNetns(t)
+	client := ns.HTTPClient()
 	a := testenv.StartAgent(t, ns, "--collector.disable-defaults", "--collector.fsynctrace", "--fsynctrace.comm=etcd-nsdtest")
 
-	etcd := exec.Command(etcdBin, "--name=nsd", "--data-dir="+filepath.Join(dir, "data"),
+	etcd := ns.Command(etcdBin, "--name=nsd", "--data-dir="+filepath.Join(dir, "data"),
 		"--listen-client-urls="+curl, "--advertise-client-urls="+curl,
 		"--listen-peer-urls="+purl, "--initial-advertise-peer-urls="+purl,
 		"--initial-cluster=nsd="+purl, "--log-level=error")
@@ -40,9 +39,15 @@ func TestTraceCountsEtcdFsyncs(t *testing.T) {
 	if err := etcd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { etcd.Process.Kill(); etcd.Wait() })
+	t.Cleanup(func() {
+		etcd.Process.Kill()
+		etcd.Wait()
+		if t.Failed() {
+			t.Logf("etcd's log:\n%s", elog.String())
+		}
+	})
 	testenv.Eventually(t, 15*time.Second, "etcd healthy", func() bool {
-		resp, err := http.Get(curl + "/health")
+		resp, err := client.Get(curl + "/health")
 		if err != nil {
 			return false
 		}
@@ -52,7 +57,7 @@ func TestTraceCountsEtcdFsyncs(t *testing.T) {
 
 	var walHist, backendHist testenv.Series
 	etcdCounts := func() (wal, backend float64) {
-		resp, err := http.Get(curl + "/metrics")
+		resp, err := client.Get(curl + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +82,7 @@ func TestTraceCountsEtcdFsyncs(t *testing.T) {
 	tr0 := traced()
 	for i := 0; i < 200; i++ {
 		body := fmt.Sprintf(`{"key":%q,"value":%q}`, base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("k%d", i))), base64.StdEncoding.EncodeToString([]byte("v")))
-		resp, err := http.Post(curl+"/v3/kv/put", "application/json", bytes.NewBufferString(body))
+		resp, err := client.Post(curl+"/v3/kv/put", "application/json", bytes.NewBufferString(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,15 +130,6 @@ func TestTraceCountsEtcdFsyncs(t *testing.T) {
 	if trD != walD+2*beD {
 		t.Errorf("traced %v fsyncs; etcd's own counts say WAL %v + 2 × backend commits %v = %v\n%s", trD, walD, beD, walD+2*beD, elog.String())
 	}
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // upperAt returns the upper bound of the bucket holding quantile q.
