@@ -136,7 +136,7 @@ func (t *TC) Attach(ifindex int, p Pair) (io.Closer, error) {
 		}
 		added = append(added, filter)
 	}
-	return &tcLink{tc: t, ifindex: ifindex, filters: added}, nil
+	return &tcLink{filters: added}, nil
 }
 
 // ensureClsact adds a clsact qdisc where none is, at most once per
@@ -207,8 +207,6 @@ func (t *TC) removeStale(ifindex int) error {
 }
 
 type tcLink struct {
-	tc      *TC
-	ifindex int
 	filters []*netlink.BpfFilter
 }
 
@@ -226,17 +224,13 @@ type tcLink struct {
 // veth with the pod); `netsonde cleanup` removes one it finds netsonde's
 // filters alone on.
 func (l *tcLink) Close() error {
-	return errors.Join(l.removeFilters()...)
-}
-
-func (l *tcLink) removeFilters() []error {
 	var errs []error
 	for _, f := range l.filters {
 		if err := netlink.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.EINVAL) {
 			errs = append(errs, fmt.Errorf("remove filter: %w", err))
 		}
 	}
-	return errs
+	return errors.Join(errs...)
 }
 
 // empty says whether the interface has no filter at all (or no clsact).

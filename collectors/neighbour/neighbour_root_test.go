@@ -2,7 +2,6 @@ package neighbour_test
 
 import (
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,35 +10,16 @@ import (
 	"github.com/netsonde/netsonde/internal/testenv"
 )
 
-var ntableStat = regexp.MustCompile(`(entries|table_fulls|res_failed) (\d+)`)
-
-// ntable reads `ip -s ntable`'s entries, table_fulls and res_failed of a
-// table (arp_cache, ndisc_cache).
-func ntable(t *testing.T, name string) map[string]float64 {
-	t.Helper()
-	out := testenv.Run(t, "ip", "-s", "ntable", "show", "name", name)
-	got := map[string]float64{}
-	for _, m := range ntableStat.FindAllStringSubmatch(out, -1) {
-		if _, seen := got[m[1]]; !seen {
-			got[m[1]], _ = strconv.ParseFloat(m[2], 64)
-		}
-	}
-	if len(got) != 3 {
-		t.Fatalf("no entries, table_fulls or res_failed for %s in ip -s ntable:\n%s", name, out)
-	}
-	return got
-}
-
 // The agent's tables against the kernel's on this machine, for both
 // families: the limit is gc_thresh3, and table_fulls and res_failed are
 // `ip -s ntable`'s, read before and after the scrape. The tables are the
 // kernel's, shared by every namespace and changed by tests running beside
 // this one, so a reading counts only when the kernel's did not move
 // across it (the entries, which move all the time with them, are checked
-// in the kernel matrix's VMs). Filling a table takes lowering the machine's thresholds,
-// which made the kernel refuse other tests' neighbours here: that test
-// runs in the kernel matrix's VMs, alone on their kernel
-// (test/kernels TestNeighbourTableFull).
+// in the kernel matrix's VMs). Filling a table takes lowering the
+// machine's thresholds, which made the kernel refuse other tests'
+// neighbours here: that test runs in the kernel matrix's VMs, alone on
+// their kernel (test/kernels TestNeighbourTableFull).
 func TestTablesEqualNtable(t *testing.T) {
 	ns := testenv.NewNetns(t)
 	agent := testenv.StartAgent(t, ns, "--collector.disable-defaults", "--collector.neighbour", "--neighbour.interval=100ms")
@@ -62,12 +42,12 @@ func TestTablesEqualNtable(t *testing.T) {
 			testenv.Eventually(t, 30*time.Second, f.family+" "+c.metric+" equal to the kernel's", func() bool {
 				want := limit
 				if c.stat != "" {
-					want = ntable(t, f.table)[c.stat]
+					want = testenv.Ntable(t, f.table)[c.stat]
 					// A poll (every 100 ms) after the first reading.
 					time.Sleep(300 * time.Millisecond)
 				}
 				v, ok := agent.Scrape(t).Value(c.metric, labels)
-				if c.stat != "" && ntable(t, f.table)[c.stat] != want {
+				if c.stat != "" && testenv.Ntable(t, f.table)[c.stat] != want {
 					return false
 				}
 				last = strconv.FormatFloat(v, 'f', -1, 64) + " against " + strconv.FormatFloat(want, 'f', -1, 64)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -152,4 +153,24 @@ func DropSYNs(t testing.TB, ns *Netns, port int) {
 	t.Helper()
 	RequireCommand(t, "nft")
 	ns.Exec(t, "nft", fmt.Sprintf("add table inet syn; add chain inet syn in { type filter hook input priority 0; }; add rule inet syn in tcp dport %d drop", port))
+}
+
+var ntableStat = regexp.MustCompile(`(entries|table_fulls|res_failed) (\d+)`)
+
+// Ntable reads `ip -s ntable`'s entries, table_fulls and res_failed of one
+// neighbour table (arp_cache, ndisc_cache): the kernel's, shared by every
+// namespace.
+func Ntable(t testing.TB, name string) map[string]float64 {
+	t.Helper()
+	out := Run(t, "ip", "-s", "ntable", "show", "name", name)
+	got := map[string]float64{}
+	for _, m := range ntableStat.FindAllStringSubmatch(out, -1) {
+		if _, seen := got[m[1]]; !seen {
+			got[m[1]], _ = strconv.ParseFloat(m[2], 64)
+		}
+	}
+	if len(got) != 3 {
+		t.Fatalf("no entries, table_fulls or res_failed for %s in ip -s ntable:\n%s", name, out)
+	}
+	return got
 }

@@ -2,7 +2,6 @@ package kernels_test
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"testing"
 	"time"
@@ -11,25 +10,6 @@ import (
 
 	"github.com/netsonde/netsonde/internal/testenv"
 )
-
-var ntableStat = regexp.MustCompile(`(entries|table_fulls|res_failed) (\d+)`)
-
-// arpCache reads `ip -s ntable`'s entries, table_fulls and res_failed of
-// the IPv4 table.
-func arpCache(t *testing.T) map[string]float64 {
-	t.Helper()
-	out := testenv.Run(t, "ip", "-s", "ntable", "show", "name", "arp_cache")
-	got := map[string]float64{}
-	for _, m := range ntableStat.FindAllStringSubmatch(out, -1) {
-		if _, seen := got[m[1]]; !seen {
-			got[m[1]], _ = strconv.ParseFloat(m[2], 64)
-		}
-	}
-	if len(got) != 3 {
-		t.Fatalf("no entries, table_fulls or res_failed in ip -s ntable:\n%s", out)
-	}
-	return got
-}
 
 // TestNeighbourTableFull fills the ARP table. Its thresholds and counters
 // are the kernel's, shared by every namespace on the machine: lowered on
@@ -58,12 +38,12 @@ func TestNeighbourTableFull(t *testing.T) {
 	equal := func(metric, stat string) {
 		t.Helper()
 		testenv.Eventually(t, 10*time.Second, metric+" equal to ip -s ntable's "+stat, func() bool {
-			k := arpCache(t)[stat]
+			k := testenv.Ntable(t, "arp_cache")[stat]
 			v, ok := agent.Scrape(t).Value(metric, v4)
-			return ok && v == k && arpCache(t)[stat] == k
+			return ok && v == k && testenv.Ntable(t, "arp_cache")[stat] == k
 		})
 	}
-	before := arpCache(t)
+	before := testenv.Ntable(t, "arp_cache")
 	equal("netsonde_neighbour_entries", "entries")
 	equal("netsonde_neighbour_table_full_total", "table_fulls")
 	equal("netsonde_neighbour_resolution_failures_total", "res_failed")
@@ -98,7 +78,7 @@ func TestNeighbourTableFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	refused := testenv.Netstat(t, a, "snmp", "Udp", "SndbufErrors") - sndbuf
-	full := arpCache(t)
+	full := testenv.Ntable(t, "arp_cache")
 	if refused < 1 || full["table_fulls"]-before["table_fulls"] != refused {
 		t.Fatalf("%v of %d datagrams refused (UdpSndbufErrors); ip -s ntable: table_fulls %v → %v with the limit at %v",
 			refused, sent, before["table_fulls"], full["table_fulls"], limit)
@@ -107,10 +87,10 @@ func TestNeighbourTableFull(t *testing.T) {
 
 	accepted := sent - refused
 	testenv.Eventually(t, 10*time.Second, "the accepted neighbours' resolution failed", func() bool {
-		return arpCache(t)["res_failed"] == before["res_failed"]+accepted
+		return testenv.Ntable(t, "arp_cache")["res_failed"] == before["res_failed"]+accepted
 	})
 	equal("netsonde_neighbour_resolution_failures_total", "res_failed")
 	equal("netsonde_neighbour_entries", "entries")
 	t.Logf("limit %v (entries %v + 16): %v of %d refused = table_fulls +%v; %v accepted = res_failed +%v; netsonde = ip -s ntable %v",
-		limit, before["entries"], refused, sent, refused, accepted, accepted, arpCache(t))
+		limit, before["entries"], refused, sent, refused, accepted, accepted, testenv.Ntable(t, "arp_cache"))
 }
